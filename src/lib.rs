@@ -4,7 +4,11 @@
 //!
 //! ```text
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
-//! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs
-//! signalr/    SignalR JSON hub protocol: codec, client connection, server side (for the simulator)
+//! exit        process exit statuses (sysexits)
+//! ops/        logging, systemd notify (sd_notify)
 //! ```
 #![warn(missing_docs)]
+
+pub mod config;
+pub mod exit;
+pub mod ops;

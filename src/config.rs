@@ -1,0 +1,588 @@
+//! Layered settings: the embedded `config/default.toml` → an optional `--config` file →
+//! `MESOLIVE__SECTION__KEY` environment variables. Everything is validated before anything
+//! connects; a bad setting is one [`ConfigError`] line naming the key, the value and what is
+//! expected (the CLI exits with status 78, EX_CONFIG).
+//!
+//! The API key is a [`ApiKey`]: it comes from `MESOLIVE_API_KEY` or `hubs.api_key_file`, never
+//! from a TOML file, and its `Debug`/`Display` are redacted so it cannot reach a log line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+/// The embedded defaults; the single source of every key's default value.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variable holding the API key (the alternative to `hubs.api_key_file`).
+pub const API_KEY_ENV: &str = "MESOLIVE_API_KEY";
+
+/// A setting that cannot be used; its `Display` is the one line the operator sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key holds a value of the wrong shape or out of range.
+    #[error("config: {key} = {value}: expected {expected}")]
+    Invalid {
+        /// Dotted key, e.g. `hubs.base_url`.
+        key: String,
+        /// The offending value as the operator wrote it (never a secret).
+        value: String,
+        /// What would have been accepted.
+        expected: String,
+    },
+    /// The layers could not be read or merged (syntax error, unknown key, wrong type).
+    #[error("config: {0}")]
+    Load(String),
+    /// The API key file named by `hubs.api_key_file` cannot be used.
+    #[error("config: hubs.api_key_file = {path:?}: {reason}")]
+    KeyFile {
+        /// The configured path.
+        path: PathBuf,
+        /// Why it cannot be used (unreadable, empty).
+        reason: String,
+    },
+    /// A command that talks to MesoLive was started without an API key.
+    #[error(
+        "config: hubs.api_key_file = \"\": expected an API key in {API_KEY_ENV} or a key file in hubs.api_key_file"
+    )]
+    MissingApiKey,
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(err: config::ConfigError) -> Self {
+        ConfigError::Load(one_line(&err.to_string()))
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The MesoLive API key. Redacted in `Debug` and `Display`; read it only with [`ApiKey::expose`]
+/// at the point where it goes on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key taken from the environment, a key file, or a test.
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    /// The key itself, for the bearer header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Everything the daemon can be told, after layering and validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the three hubs are and how to talk to them.
+    pub hubs: HubSettings,
+    /// The SQLite state file.
+    pub database: DatabaseSettings,
+    /// What the daemon may do on signals.
+    pub automation: AutomationSettings,
+    /// Restart policy and shutdown.
+    pub supervisor: SupervisorSettings,
+    /// Event replay, batching and dedupe.
+    pub events: EventSettings,
+    /// Position monitoring.
+    pub monitor: MonitorSettings,
+    /// Health and metrics listener.
+    pub ops: OpsSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// The API key, from the environment or `hubs.api_key_file`; never from TOML.
+    #[serde(skip)]
+    pub api_key: Option<ApiKey>,
+    /// Non-fatal findings (e.g. a key file readable by others), logged once logging is up.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// `[hubs]`: hub URLs, credentials and SignalR timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSettings {
+    /// Origin of the hubs, e.g. `https://mesolive.io`.
+    pub base_url: String,
+    /// Path of the Control Hub.
+    pub control_path: String,
+    /// Path of the Data Hub.
+    pub data_path: String,
+    /// Path of the Event Hub.
+    pub event_path: String,
+    /// File holding the API key; empty means `MESOLIVE_API_KEY`.
+    pub api_key_file: PathBuf,
+    /// Extra PEM CA bundle to trust; empty means system roots only.
+    pub extra_ca_file: PathBuf,
+    /// Per-call invocation timeout.
+    #[serde(with = "humantime_serde")]
+    pub invocation_timeout: Duration,
+    /// Client SignalR ping interval.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_interval: Duration,
+    /// Silence after which the server is declared dead.
+    #[serde(with = "humantime_serde")]
+    pub server_timeout: Duration,
+    /// Deadline for negotiate + upgrade + handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Largest inbound SignalR record accepted.
+    pub max_message_bytes: usize,
+    /// Callbacks allowed to queue before the connection is recycled.
+    pub max_pending_callbacks: usize,
+    /// Symbol used to prove the Data Hub works when no position is open.
+    pub probe_symbol: String,
+    /// Data provider for free-standing data calls; empty means server default.
+    pub probe_provider: String,
+}
+
+/// `database.synchronous`: how hard SQLite pushes each commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynchronousMode {
+    /// Every commit survives power loss.
+    Full,
+    /// Commits survive a process crash; the last few may be lost on power loss.
+    Normal,
+}
+
+/// `[database]`: the state file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Path of the SQLite file.
+    pub path: PathBuf,
+    /// Durability of each commit.
+    pub synchronous: SynchronousMode,
+    /// How long a write waits for another connection's lock.
+    #[serde(with = "humantime_serde")]
+    pub busy_timeout: Duration,
+    /// Number of read-only connections.
+    pub read_pool_size: u32,
+}
+
+/// `automation.mode`: the explicit answer to "may this process trade?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutomationMode {
+    /// Record signals and intended actions; send nothing.
+    Observe,
+    /// Execute on paper accounts only.
+    Paper,
+    /// Execute on paper and broker accounts (allow list required).
+    Live,
+}
+
+impl fmt::Display for AutomationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AutomationMode::Observe => "observe",
+            AutomationMode::Paper => "paper",
+            AutomationMode::Live => "live",
+        })
+    }
+}
+
+/// `[automation]`: what the daemon may do on signals.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationSettings {
+    /// observe | paper | live.
+    pub mode: AutomationMode,
+    /// Strategy ids the automation may act on; empty means all (not allowed in live mode).
+    #[serde(deserialize_with = "ids_from_list_or_csv")]
+    pub allow_strategies: Vec<i64>,
+}
+
+impl AutomationSettings {
+    /// Whether signals of this strategy may lead to actions.
+    pub fn allows(&self, strategy_id: i64) -> bool {
+        self.allow_strategies.is_empty() || self.allow_strategies.contains(&strategy_id)
+    }
+}
+
+/// `[supervisor]`: restart policy and shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorSettings {
+    /// First retry delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Largest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Growth factor between retries.
+    pub backoff_multiplier: f32,
+    /// Randomize delays so many daemons do not reconnect in lockstep.
+    pub backoff_jitter: bool,
+    /// Restarts of one child tolerated within `restart_window`.
+    pub restart_max: u32,
+    /// Window of the restart intensity limit.
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+    /// Time in-flight work gets after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// `events.first_run`: where a daemon with no cursor starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstRun {
+    /// Start at the server's latest EventSeqId; take state from Control Hub reads.
+    Latest,
+    /// Replay the whole history the server keeps.
+    All,
+}
+
+/// `[events]`: replay, batching and dedupe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// Where a first run starts.
+    pub first_run: FirstRun,
+    /// GetEventsSince page size.
+    pub replay_page_size: u32,
+    /// Most events per SQLite transaction.
+    pub batch_max: usize,
+    /// How long processed EventIds are kept for dedupe.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_window: Duration,
+}
+
+/// `[monitor]`: position monitoring.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSettings {
+    /// Period of the snapshot resync per position.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_resync_interval: Duration,
+    /// Age after which a position's data is reported stale.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+}
+
+/// `[ops]`: the health/metrics listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSettings {
+    /// Listen address of `/healthz`, `/readyz`, `/metrics`.
+    pub listen: String,
+}
+
+impl OpsSettings {
+    /// The validated listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| ConfigError::Invalid {
+            key: "ops.listen".into(),
+            value: quoted(&self.listen),
+            expected: "an IP:port socket address such as \"127.0.0.1:9187\"".into(),
+        })
+    }
+}
+
+/// `log.format`: human or machine logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// text | json.
+    pub format: LogFormat,
+    /// tracing EnvFilter directives.
+    pub filter: String,
+}
+
+impl Settings {
+    /// Layers the embedded defaults, an optional file and the process environment, then validates.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load_from(config_file, std::env::vars().collect())
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (tests, the demo).
+    pub fn load_from(
+        config_file: Option<&Path>,
+        env: HashMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let api_key_env = env
+            .get(API_KEY_ENV)
+            .filter(|k| !k.trim().is_empty())
+            .cloned();
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "--config {}: no such file",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("MESOLIVE")
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(env.into_iter().collect())),
+        );
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        settings.api_key = settings.read_api_key(api_key_env)?;
+        Ok(settings)
+    }
+
+    /// The API key, or the error a command that must talk to MesoLive reports.
+    pub fn require_api_key(&self) -> Result<&ApiKey, ConfigError> {
+        self.api_key.as_ref().ok_or(ConfigError::MissingApiKey)
+    }
+
+    fn read_api_key(&mut self, from_env: Option<String>) -> Result<Option<ApiKey>, ConfigError> {
+        let path = self.hubs.api_key_file.clone();
+        if path.as_os_str().is_empty() {
+            return Ok(from_env.map(|k| ApiKey::new(k.trim())));
+        }
+        let key_file_error = |reason: String| ConfigError::KeyFile {
+            path: path.clone(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|err| key_file_error(format!("cannot be read: {err}")))?;
+        let key = text.lines().next().unwrap_or("").trim();
+        if key.is_empty() {
+            return Err(key_file_error(
+                "is empty: expected the API key on its first line".into(),
+            ));
+        }
+        if let Some(mode) = group_or_other_readable(&path) {
+            self.warnings.push(format!(
+                "hubs.api_key_file {} has mode {mode:o}: readable by group or others; chmod 600 it",
+                path.display()
+            ));
+        }
+        Ok(Some(ApiKey::new(key)))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.hubs.validate()?;
+        self.ops.listen_addr()?;
+        let db = &self.database;
+        if db.path.as_os_str().is_empty() {
+            return Err(invalid("database.path", "\"\"", "a file path"));
+        }
+        if db.read_pool_size == 0 {
+            return Err(invalid("database.read_pool_size", "0", "at least 1"));
+        }
+        let auto = &self.automation;
+        if auto.mode == AutomationMode::Live && auto.allow_strategies.is_empty() {
+            return Err(invalid(
+                "automation.allow_strategies",
+                "[]",
+                "a non-empty list of strategy ids when automation.mode = \"live\" (live trading acts only on strategies named explicitly)",
+            ));
+        }
+        self.supervisor.validate()?;
+        let ev = &self.events;
+        if ev.replay_page_size == 0 {
+            return Err(invalid("events.replay_page_size", "0", "at least 1"));
+        }
+        if ev.batch_max == 0 {
+            return Err(invalid("events.batch_max", "0", "at least 1"));
+        }
+        positive("events.dedupe_window", ev.dedupe_window)?;
+        positive(
+            "monitor.snapshot_resync_interval",
+            self.monitor.snapshot_resync_interval,
+        )?;
+        positive("monitor.stale_after", self.monitor.stale_after)?;
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            return Err(ConfigError::Invalid {
+                key: "log.filter".into(),
+                value: quoted(&self.log.filter),
+                expected: format!("tracing filter directives such as \"info\" ({err})"),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl HubSettings {
+    /// The URL of one hub: base URL joined with its path.
+    pub fn hub_url(&self, path: &str) -> Result<Url, ConfigError> {
+        let base = self.base()?;
+        let mut url = base.clone();
+        let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
+        url.set_path(&joined);
+        Ok(url)
+    }
+
+    fn base(&self) -> Result<Url, ConfigError> {
+        let expected =
+            "an absolute http://, https://, ws:// or wss:// URL such as \"https://mesolive.io\"";
+        let url = Url::parse(&self.base_url)
+            .map_err(|_| invalid("hubs.base_url", &quoted(&self.base_url), expected))?;
+        match url.scheme() {
+            "http" | "https" | "ws" | "wss" if url.host().is_some() => Ok(url),
+            _ => Err(invalid("hubs.base_url", &quoted(&self.base_url), expected)),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.base()?;
+        for (key, path) in [
+            ("hubs.control_path", &self.control_path),
+            ("hubs.data_path", &self.data_path),
+            ("hubs.event_path", &self.event_path),
+        ] {
+            if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                return Err(invalid(key, &quoted(path), "a URL path starting with '/'"));
+            }
+        }
+        for (key, value) in [
+            ("hubs.invocation_timeout", self.invocation_timeout),
+            ("hubs.keep_alive_interval", self.keep_alive_interval),
+            ("hubs.handshake_timeout", self.handshake_timeout),
+        ] {
+            positive(key, value)?;
+        }
+        if self.server_timeout < self.keep_alive_interval * 2 {
+            return Err(invalid(
+                "hubs.server_timeout",
+                &humantime::format_duration(self.server_timeout).to_string(),
+                "at least twice hubs.keep_alive_interval",
+            ));
+        }
+        if self.max_message_bytes < 1024 {
+            return Err(invalid(
+                "hubs.max_message_bytes",
+                &self.max_message_bytes.to_string(),
+                "at least 1024",
+            ));
+        }
+        if self.max_pending_callbacks == 0 {
+            return Err(invalid("hubs.max_pending_callbacks", "0", "at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl SupervisorSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("supervisor.backoff_initial", self.backoff_initial)?;
+        if self.backoff_max < self.backoff_initial {
+            return Err(invalid(
+                "supervisor.backoff_max",
+                &humantime::format_duration(self.backoff_max).to_string(),
+                "at least supervisor.backoff_initial",
+            ));
+        }
+        if !(self.backoff_multiplier >= 1.0 && self.backoff_multiplier.is_finite()) {
+            return Err(invalid(
+                "supervisor.backoff_multiplier",
+                &self.backoff_multiplier.to_string(),
+                "a number ≥ 1.0",
+            ));
+        }
+        if self.restart_max == 0 {
+            return Err(invalid("supervisor.restart_max", "0", "at least 1"));
+        }
+        positive("supervisor.restart_window", self.restart_window)?;
+        positive("supervisor.shutdown_grace", self.shutdown_grace)
+    }
+}
+
+fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        expected: expected.into(),
+    }
+}
+
+fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(invalid(
+            key,
+            "\"0s\"",
+            "a duration above zero such as \"15s\"",
+        ));
+    }
+    Ok(())
+}
+
+fn quoted(value: &str) -> String {
+    format!("{value:?}")
+}
+
+#[cfg(unix)]
+fn group_or_other_readable(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn group_or_other_readable(_path: &Path) -> Option<u32> {
+    None
+}
+
+/// Accepts `[1, 2]`, `"1,2"` (the environment form) or a single `1`.
+fn ids_from_list_or_csv<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<i64>),
+        One(i64),
+        Text(String),
+    }
+    match ListOrText::deserialize(de)? {
+        ListOrText::List(ids) => Ok(ids),
+        ListOrText::One(id) => Ok(vec![id]),
+        ListOrText::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<i64>().map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{part:?} is not a strategy id: expected integers such as \"101,102\""
+                    ))
+                })
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,17 @@
+//! Process exit statuses, from sysexits(3) so service managers and scripts can tell failures
+//! apart. The README lists them; tests assert them.
+
+/// Clean stop (SIGTERM, `--duration` elapsed, a check passed).
+pub const OK: u8 = 0;
+/// A runtime failure: a check failed, the restart intensity was exceeded, a fatal hub error.
+pub const FAILURE: u8 = 1;
+/// A command that is not built yet (never reported as success).
+pub const NOT_IMPLEMENTED: u8 = 2;
+/// The state database cannot be opened, read or written (corrupt, newer schema, unwritable).
+pub const IO_ERROR: u8 = 74;
+/// Another daemon already holds the state database.
+pub const TEMP_FAIL: u8 = 75;
+/// MesoLive rejected the credentials (HTTP 401/403); retrying would not help.
+pub const NO_PERMISSION: u8 = 77;
+/// A setting is invalid (EX_CONFIG); the message names the key.
+pub const CONFIG: u8 = 78;
