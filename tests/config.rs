@@ -223,7 +223,8 @@ fn set_mode(path: &Path, mode: u32) {
 #[test]
 fn binary_exits_78_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![],
             vec![("MESOLIVE__HUBS__BASE_URL", "nope")],
