@@ -5,10 +5,12 @@
 //! ```text
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
 //! exit        process exit statuses (sysexits)
+//! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
 //! ops/        logging, systemd notify (sd_notify)
 //! ```
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod exit;
+pub mod hubs;
 pub mod ops;
