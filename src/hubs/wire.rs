@@ -14,7 +14,7 @@
 //! | callback names of entry/exit prep and agent status | `OnPosition{Entry,Exit}Preparation{Completed,Failed}`, `OnAgentStatus` | [`callbacks`] |
 //! | GetIdempotencyRecord for an unknown key | a non-success status (`NotFound`) or null data | [`envelope::Envelope::is_not_found`] |
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// Wraps an args object as the SignalR `arguments` array (INFERRED: exactly one argument).
 pub fn call_args(args: Value) -> Vec<Value> {
@@ -515,6 +515,7 @@ pub fn object(pairs: &[(&str, Value)]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn canonical_targets() {
