@@ -6,7 +6,8 @@
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
 //! exit        process exit statuses (sysexits)
 //! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
-//! ops/        logging, systemd notify (sd_notify)
+//! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
+//! supervisor/ restart policy (backoff, intensity), startup order, recovery, shutdown
 //! ```
 #![warn(missing_docs)]
 
@@ -14,3 +15,4 @@ pub mod config;
 pub mod exit;
 pub mod hubs;
 pub mod ops;
+pub mod supervisor;

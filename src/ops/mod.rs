@@ -1,4 +1,7 @@
-//! Operations: logging, systemd notification, and (with the supervisor) health and metrics.
+//! Operations: logging, health, metrics, systemd notification, termination signals.
 
+pub mod health;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
+pub mod signals;

@@ -1,0 +1,314 @@
+//! Process metrics, rendered in the Prometheus text exposition format on `/metrics`.
+//!
+//! Hot counters are plain atomics (the event pump bumps them per batch); labelled families that
+//! change rarely (restarts per child, errors per kind) live behind a mutex. Gauges that the
+//! store knows better (intents by state) are read at scrape time and passed to [`Metrics::render`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// The three MesoLive hubs, in runbook order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hub {
+    /// Accounts, strategies, positions, jobs, orders.
+    Control,
+    /// Snapshots and streams.
+    Data,
+    /// Callbacks and replayable history.
+    Event,
+}
+
+impl Hub {
+    /// All hubs in runbook order (the startup order).
+    pub const ALL: [Hub; 3] = [Hub::Control, Hub::Data, Hub::Event];
+
+    /// Lower-case name used in labels, logs and the simulator's admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hub::Control => "control",
+            Hub::Data => "data",
+            Hub::Event => "event",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Every metric the daemon exports. Shared as `Arc<Metrics>`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Events whose effect was applied (exactly once).
+    pub events_applied: AtomicU64,
+    /// Events skipped as already processed (replay/live overlap, on-connect pushes).
+    pub events_duplicate: AtomicU64,
+    /// Events that could not be decoded and went to quarantine.
+    pub events_quarantined: AtomicU64,
+    /// Store transactions committed by the event pump.
+    pub event_batches: AtomicU64,
+    /// Gap catch-ups triggered by a live EventSeqId jump.
+    pub gap_catchups: AtomicU64,
+    /// Last committed EventSeqId.
+    pub cursor: AtomicI64,
+    /// Newest EventSeqId known to exist on the server.
+    pub latest_seq: AtomicI64,
+    /// Position monitor tasks running.
+    pub monitors_running: AtomicI64,
+    /// Position stream (re)starts after a failure or reconnect.
+    pub stream_restarts: AtomicU64,
+    /// Position stream items received.
+    pub stream_items: AtomicU64,
+    /// Snapshot resyncs done.
+    pub snapshot_resyncs: AtomicU64,
+    hub_reconnects: [AtomicU64; 3],
+    hub_connected: [AtomicI64; 3],
+    labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicI64, value: i64) {
+        gauge.store(value, Ordering::Relaxed);
+    }
+
+    /// Records that a hub connection came up (or went down).
+    pub fn hub_connected(&self, hub: Hub, connected: bool) {
+        self.hub_connected[hub.index()].store(i64::from(connected), Ordering::Relaxed);
+    }
+
+    /// Counts one reconnect of a hub.
+    pub fn hub_reconnected(&self, hub: Hub) {
+        self.hub_reconnects[hub.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one restart of a supervised child.
+    pub fn child_restarted(&self, child: &str) {
+        self.bump("mesolive_child_restarts_total", child);
+    }
+
+    /// Counts one error of a kind (decode, api, store, …) — bad input is always counted.
+    pub fn error(&self, kind: &str) {
+        self.bump("mesolive_errors_total", kind);
+    }
+
+    /// Counts one workflow decision or transition, by outcome.
+    pub fn workflow(&self, outcome: &str) {
+        self.bump("mesolive_workflow_transitions_total", outcome);
+    }
+
+    fn bump(&self, family: &'static str, label: &str) {
+        if let Ok(mut map) = self.labelled.lock() {
+            *map.entry((family, label.to_owned())).or_default() += 1;
+        }
+    }
+
+    /// A labelled counter's current value (tests and the demo view).
+    pub fn labelled_value(&self, family: &str, label: &str) -> u64 {
+        self.labelled
+            .lock()
+            .ok()
+            .and_then(|map| {
+                map.iter()
+                    .find(|((f, l), _)| *f == family && l == label)
+                    .map(|(_, v)| *v)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Renders every metric; `intents` and `workflows` are `(state, count)` read from the store.
+    pub fn render(&self, intents: &[(String, i64)], workflows: &[(String, i64)]) -> String {
+        let mut out = String::with_capacity(4096);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let gauge = |g: &AtomicI64| g.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "mesolive_events_applied_total",
+            "Events applied exactly once.",
+            load(&self.events_applied),
+        );
+        counter(
+            &mut out,
+            "mesolive_events_duplicate_total",
+            "Events skipped as already processed.",
+            load(&self.events_duplicate),
+        );
+        counter(
+            &mut out,
+            "mesolive_events_quarantined_total",
+            "Events that could not be decoded.",
+            load(&self.events_quarantined),
+        );
+        counter(
+            &mut out,
+            "mesolive_event_batches_total",
+            "Event store transactions committed.",
+            load(&self.event_batches),
+        );
+        counter(
+            &mut out,
+            "mesolive_gap_catchups_total",
+            "Catch-ups triggered by an EventSeqId jump.",
+            load(&self.gap_catchups),
+        );
+        let cursor = gauge(&self.cursor);
+        let latest = gauge(&self.latest_seq).max(cursor);
+        single(
+            &mut out,
+            "gauge",
+            "mesolive_event_cursor",
+            "Last committed EventSeqId.",
+            cursor,
+        );
+        single(
+            &mut out,
+            "gauge",
+            "mesolive_event_latest_seq",
+            "Newest EventSeqId known on the server.",
+            latest,
+        );
+        single(
+            &mut out,
+            "gauge",
+            "mesolive_event_lag",
+            "Events known on the server but not yet committed.",
+            latest - cursor,
+        );
+        single(
+            &mut out,
+            "gauge",
+            "mesolive_monitors_running",
+            "Position monitor tasks running.",
+            gauge(&self.monitors_running),
+        );
+        counter(
+            &mut out,
+            "mesolive_stream_restarts_total",
+            "Position stream restarts.",
+            load(&self.stream_restarts),
+        );
+        counter(
+            &mut out,
+            "mesolive_stream_items_total",
+            "Position stream items received.",
+            load(&self.stream_items),
+        );
+        counter(
+            &mut out,
+            "mesolive_snapshot_resyncs_total",
+            "Position snapshot resyncs.",
+            load(&self.snapshot_resyncs),
+        );
+        header(
+            &mut out,
+            "gauge",
+            "mesolive_hub_connected",
+            "1 while the hub connection is up.",
+        );
+        for hub in Hub::ALL {
+            let _ = writeln!(
+                out,
+                "mesolive_hub_connected{{hub=\"{}\"}} {}",
+                hub.as_str(),
+                gauge(&self.hub_connected[hub.index()])
+            );
+        }
+        header(
+            &mut out,
+            "counter",
+            "mesolive_hub_reconnects_total",
+            "Hub reconnects after a lost connection.",
+        );
+        for hub in Hub::ALL {
+            let _ = writeln!(
+                out,
+                "mesolive_hub_reconnects_total{{hub=\"{}\"}} {}",
+                hub.as_str(),
+                load(&self.hub_reconnects[hub.index()])
+            );
+        }
+        labelled_family(
+            &mut out,
+            "gauge",
+            "mesolive_intents",
+            "Intents by state.",
+            "state",
+            intents,
+        );
+        labelled_family(
+            &mut out,
+            "gauge",
+            "mesolive_workflows",
+            "Workflows by state.",
+            "state",
+            workflows,
+        );
+        if let Ok(map) = self.labelled.lock() {
+            let families = [
+                (
+                    "mesolive_child_restarts_total",
+                    "Restarts per supervised child.",
+                    "child",
+                ),
+                (
+                    "mesolive_errors_total",
+                    "Errors by kind (bad input is always counted).",
+                    "kind",
+                ),
+                (
+                    "mesolive_workflow_transitions_total",
+                    "Workflow transitions by outcome.",
+                    "outcome",
+                ),
+            ];
+            for (family, help, label) in families {
+                let rows: Vec<(String, i64)> = map
+                    .iter()
+                    .filter(|((f, _), _)| *f == family)
+                    .map(|((_, l), v)| (l.clone(), i64::try_from(*v).unwrap_or(i64::MAX)))
+                    .collect();
+                labelled_family(&mut out, "counter", family, help, label, &rows);
+            }
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, kind: &str, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn single(out: &mut String, kind: &str, name: &str, help: &str, value: i64) {
+    header(out, kind, name, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    header(out, "counter", name, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn labelled_family(
+    out: &mut String,
+    kind: &str,
+    name: &str,
+    help: &str,
+    label: &str,
+    rows: &[(String, i64)],
+) {
+    header(out, kind, name, help);
+    for (value_label, value) in rows {
+        let escaped = value_label
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = writeln!(out, "{name}{{{label}=\"{escaped}\"}} {value}");
+    }
+}
