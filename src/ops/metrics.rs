@@ -2,7 +2,8 @@
 //!
 //! Hot counters are plain atomics (the event pump bumps them per batch); labelled families that
 //! change rarely (restarts per child, errors per kind) live behind a mutex. Gauges that the
-//! store knows better (intents by state) are read at scrape time and passed to [`Metrics::render`].
+//! store knows better (intents and workflows by state) are refreshed by the supervisor through
+//! [`Metrics::set_state_gauges`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -66,6 +67,16 @@ pub struct Metrics {
     hub_reconnects: [AtomicU64; 3],
     hub_connected: [AtomicI64; 3],
     labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
+    state_gauges: Mutex<StateGauges>,
+}
+
+/// Counts by state read from the store: `(state, count)` rows.
+#[derive(Debug, Default, Clone)]
+pub struct StateGauges {
+    /// Intents by state.
+    pub intents: Vec<(String, i64)>,
+    /// Workflows by state.
+    pub workflows: Vec<(String, i64)>,
 }
 
 impl Metrics {
@@ -123,8 +134,20 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// Renders every metric; `intents` and `workflows` are `(state, count)` read from the store.
-    pub fn render(&self, intents: &[(String, i64)], workflows: &[(String, i64)]) -> String {
+    /// Replaces the store-derived gauges.
+    pub fn set_state_gauges(&self, gauges: StateGauges) {
+        if let Ok(mut current) = self.state_gauges.lock() {
+            *current = gauges;
+        }
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let gauges = self
+            .state_gauges
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default();
         let mut out = String::with_capacity(4096);
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let gauge = |g: &AtomicI64| g.load(Ordering::Relaxed);
@@ -240,7 +263,7 @@ impl Metrics {
             "mesolive_intents",
             "Intents by state.",
             "state",
-            intents,
+            &gauges.intents,
         );
         labelled_family(
             &mut out,
@@ -248,7 +271,7 @@ impl Metrics {
             "mesolive_workflows",
             "Workflows by state.",
             "state",
-            workflows,
+            &gauges.workflows,
         );
         if let Ok(map) = self.labelled.lock() {
             let families = [

@@ -1,6 +1,7 @@
 //! Operations: logging, health, metrics, systemd notification, termination signals.
 
 pub mod health;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

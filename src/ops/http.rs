@@ -1,0 +1,95 @@
+//! The ops listener: `/healthz` (the process answers), `/readyz` (hubs connected and caught up),
+//! `/metrics` (Prometheus text). Loopback by default (`ops.listen`); it exposes no secrets and
+//! accepts no input.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::health::Health;
+use super::metrics::Metrics;
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct OpsState {
+    /// Readiness and liveness facts.
+    pub health: Arc<Health>,
+    /// Counters and gauges.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router, separate from the listener so tests and the demo can mount it anywhere.
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
+    if state.health.ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// Binds the listener (failing early, before any hub is touched, if the port is taken).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, state: OpsState, shutdown: CancellationToken) {
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    if let Err(err) = result {
+        tracing::error!(error = %err, "ops listener failed");
+    }
+}
+
+/// `mesolive-supervisor health`: probes `/readyz` of a running daemon (Docker HEALTHCHECK).
+/// An unspecified listen address (`0.0.0.0`) is probed on loopback.
+pub async fn probe_ready(listen: SocketAddr) -> Result<(), String> {
+    let mut target = listen;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{target}/readyz");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .map_err(|err| format!("http client: {err}"))?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|err| format!("{url}: {err}"))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url}: {}", response.status()))
+    }
+}
