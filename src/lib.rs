@@ -7,6 +7,7 @@
 //! exit        process exit statuses (sysexits)
 //! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
+//! tls         rustls (ring) provider and trust roots for every outbound connection
 //! supervisor/ restart policy (backoff, intensity), startup order, recovery, shutdown
 //! ```
 #![warn(missing_docs)]
@@ -16,3 +17,4 @@ pub mod exit;
 pub mod hubs;
 pub mod ops;
 pub mod supervisor;
+pub mod tls;
