@@ -204,6 +204,16 @@ impl fmt::Display for AutomationMode {
     }
 }
 
+/// `automation.order_type`: how live leg-group orders are priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStyle {
+    /// A limit order at the plan's mid price (market order when the plan has no price).
+    LimitMid,
+    /// A market order.
+    Market,
+}
+
 /// `[automation]`: what the daemon may do on signals.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +223,17 @@ pub struct AutomationSettings {
     /// Strategy ids the automation may act on; empty means all (not allowed in live mode).
     #[serde(deserialize_with = "ids_from_list_or_csv")]
     pub allow_strategies: Vec<i64>,
+    /// Quantity multiplier sent with entry orders.
+    pub qty_multiplier: rust_decimal::Decimal,
+    /// Entries are refused while a strategy has this many open positions on the account.
+    pub max_open_positions: u32,
+    /// How live orders are priced.
+    pub order_type: OrderStyle,
+    /// Leg uniqueness rule for entries (INFERRED member names).
+    pub leg_selection_constraint: String,
+    /// A prepare job silent for this long is polled with GetPreparePosition*Status.
+    #[serde(with = "humantime_serde")]
+    pub job_poll_after: Duration,
 }
 
 impl AutomationSettings {
@@ -415,6 +436,17 @@ impl Settings {
                 "a non-empty list of strategy ids when automation.mode = \"live\" (live trading acts only on strategies named explicitly)",
             ));
         }
+        if auto.qty_multiplier <= rust_decimal::Decimal::ZERO {
+            return Err(invalid(
+                "automation.qty_multiplier",
+                &auto.qty_multiplier.to_string(),
+                "a number above zero",
+            ));
+        }
+        if auto.max_open_positions == 0 {
+            return Err(invalid("automation.max_open_positions", "0", "at least 1"));
+        }
+        positive("automation.job_poll_after", auto.job_poll_after)?;
         self.supervisor.validate()?;
         let ev = &self.events;
         if ev.replay_page_size == 0 {

@@ -8,7 +8,8 @@
 //! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
 //! tls         rustls (ring) provider and trust roots for every outbound connection
-//! supervisor/ restart policy (backoff, intensity), startup order, recovery, shutdown
+//! supervisor/ the tree: hub links, restart policy (backoff, intensity), startup order, shutdown
+//! tasks/      event_pump, position_monitor, workflow, intent, reconciler, effects
 //! ```
 #![warn(missing_docs)]
 
@@ -17,4 +18,5 @@ pub mod exit;
 pub mod hubs;
 pub mod ops;
 pub mod supervisor;
+pub mod tasks;
 pub mod tls;

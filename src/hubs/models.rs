@@ -368,6 +368,23 @@ impl PreparedPlan {
         ids
     }
 
+    /// Leg names of one group.
+    pub fn leg_names(&self, group: i64) -> Vec<String> {
+        self.leg_groups
+            .iter()
+            .find(|(k, _)| k.trim().parse::<i64>().ok() == Some(group))
+            .map(|(_, names)| names.clone())
+            .unwrap_or_default()
+    }
+
+    /// The mid price of one group (limit price, paper fill price), when the plan priced it.
+    pub fn group_mid(&self, group: i64) -> Option<Decimal> {
+        self.leg_group_prices
+            .iter()
+            .find(|(k, _)| k.trim().parse::<i64>().ok() == Some(group))
+            .and_then(|(_, prices)| prices.mid())
+    }
+
     /// Whether the server's gates allow execution.
     pub fn allowed(&self) -> bool {
         self.entry_allowed != Some(false) && self.adjustment_allowed != Some(false)

@@ -31,6 +31,30 @@ pub fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a V
     })
 }
 
+/// A string field of a JSON object (any casing), numbers given as text.
+pub fn field_str(value: &Value, name: &str) -> Option<String> {
+    match field(value.as_object()?, &[name])? {
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The live order ids an execution call returned (INFERRED: `LiveOrderIds`, or `OrderIds`, or
+/// a single `OrderId`).
+pub fn order_ids(value: &Value) -> Vec<i64> {
+    let Some(object) = value.as_object() else {
+        return Vec::new();
+    };
+    if let Some(Value::Array(ids)) = field(object, &["LiveOrderIds", "OrderIds"]) {
+        return ids.iter().filter_map(Value::as_i64).collect();
+    }
+    field(object, &["OrderId", "LiveOrderId"])
+        .and_then(Value::as_i64)
+        .into_iter()
+        .collect()
+}
+
 /// Hub method names (FACT unless noted in SPEC §3).
 pub mod methods {
     use crate::hubs::events::PrepareKind;
@@ -428,7 +452,10 @@ pub mod history {
 
 /// Argument objects (field names INFERRED unless SPEC marks them FACT).
 pub mod args {
+    use rust_decimal::Decimal;
     use serde_json::{Value, json};
+
+    use crate::hubs::models::{LegGroupOrder, OrderType, PreparedPlan, TimeInForce};
 
     /// `LiveDataInclude` / `LiveQuoteFields` value asking for everything (flags encoding INFERRED).
     pub const ALL_BLOCKS: &str = "All";
@@ -485,6 +512,76 @@ pub mod args {
     /// `GetUnderlyingSnapshot` / `StreamUnderlyingData` (provider required by the server).
     pub fn underlying(symbol: &str, provider: Option<&str>) -> Value {
         json!({"Symbol": symbol, "PriceFields": ALL_BLOCKS, "Provider": provider})
+    }
+
+    /// `StartPreparePositionEntry` (fields FACT; `Underlying` shape INFERRED).
+    pub fn prepare_entry(
+        key: &str,
+        position_name: &str,
+        strategy_id: i64,
+        account: &str,
+        leg_selection_constraint: &str,
+        symbol: &str,
+    ) -> Value {
+        json!({
+            "IdempotencyKey": key,
+            "PositionName": position_name,
+            "StrategyId": strategy_id,
+            "BrokerAccountId": account,
+            "LegSelectionConstraint": leg_selection_constraint,
+            "Underlying": {"Symbol": symbol},
+            "DataProvider": null,
+        })
+    }
+
+    /// `StartPreparePositionExit` (INFERRED fields).
+    pub fn prepare_exit(key: &str, position_id: i64) -> Value {
+        json!({"IdempotencyKey": key, "PositionId": position_id, "DataProvider": null})
+    }
+
+    /// `StartPreparePositionAdjustment`: `Condition` FACT; `Operation` left out (INFERRED: the
+    /// server derives it from the condition; the result says which it chose).
+    pub fn prepare_adjustment(key: &str, position_id: i64, condition: Option<&str>) -> Value {
+        json!({"IdempotencyKey": key, "PositionId": position_id, "Condition": condition, "DataProvider": null})
+    }
+
+    /// `ApplyPaperFills` for one leg group at the plan's mid price (INFERRED fields).
+    pub fn paper_fills(key: &str, account: &str, plan: &PreparedPlan, group: i64) -> Value {
+        json!({
+            "IdempotencyKey": key,
+            "BrokerAccountId": account,
+            "ExecPlanId": plan.exec_plan_id,
+            "LegGroupId": group,
+            "FillPrice": plan.group_mid(group),
+        })
+    }
+
+    /// `SendOrder` for one leg group (SendOrderArgs FACT; `LegGroupOrder` fields INFERRED): a
+    /// limit order at `limit` when given, else a market order; day order; new (not replacing).
+    pub fn send_order(
+        key: &str,
+        account: &str,
+        plan: &PreparedPlan,
+        group: i64,
+        qty_multiplier: Option<Decimal>,
+        limit: Option<Decimal>,
+    ) -> Value {
+        let order = LegGroupOrder {
+            order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
+            time_in_force: TimeInForce::Day,
+            limit_price: limit,
+            stop_price: None,
+            leg_names: plan.leg_names(group),
+        };
+        json!({
+            "IdempotencyKey": key,
+            "ReplacesOrder": null,
+            "BrokerAccountId": account,
+            "ExecPlanId": plan.exec_plan_id,
+            "QtyMultiplier": qty_multiplier,
+            "LegGroupId": group,
+            "LegGroupOrder": order,
+        })
     }
 
     /// Reads an args object field by any casing (simulator side).

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::metrics::Hub;
@@ -13,7 +14,7 @@ use super::metrics::Hub;
 pub struct Health {
     started: Instant,
     hubs: [AtomicBool; 3],
-    caught_up: AtomicBool,
+    caught_up: watch::Sender<bool>,
     stopping: AtomicBool,
     pump_beat_ms: AtomicU64,
 }
@@ -23,7 +24,7 @@ impl Default for Health {
         Health {
             started: Instant::now(),
             hubs: Default::default(),
-            caught_up: AtomicBool::new(false),
+            caught_up: watch::Sender::new(false),
             stopping: AtomicBool::new(false),
             pump_beat_ms: AtomicU64::new(0),
         }
@@ -43,7 +44,16 @@ impl Health {
 
     /// The event pump finished catch-up and is applying live events (or lost that state).
     pub fn set_caught_up(&self, live: bool) {
-        self.caught_up.store(live, Ordering::Relaxed);
+        self.caught_up.send_if_modified(|current| {
+            let changed = *current != live;
+            *current = live;
+            changed
+        });
+    }
+
+    /// Follows the caught-up flag (startup waits on it before READY).
+    pub fn subscribe_caught_up(&self) -> watch::Receiver<bool> {
+        self.caught_up.subscribe()
     }
 
     /// Shutdown has begun: not ready any more.
@@ -60,7 +70,7 @@ impl Health {
     /// Ready: every hub connected, caught up, not stopping (`/readyz`).
     pub fn ready(&self) -> bool {
         Hub::ALL.iter().all(|hub| self.hub_up(*hub))
-            && self.caught_up.load(Ordering::Relaxed)
+            && *self.caught_up.borrow()
             && !self.stopping.load(Ordering::Relaxed)
     }
 

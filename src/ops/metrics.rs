@@ -58,6 +58,8 @@ pub struct Metrics {
     pub latest_seq: AtomicI64,
     /// Position monitor tasks running.
     pub monitors_running: AtomicI64,
+    /// Monitored positions whose latest data is older than `monitor.stale_after`.
+    pub positions_stale: AtomicI64,
     /// Position stream (re)starts after a failure or reconnect.
     pub stream_restarts: AtomicU64,
     /// Position stream items received.
@@ -88,6 +90,11 @@ impl Metrics {
     /// Sets a gauge.
     pub fn set(gauge: &AtomicI64, value: i64) {
         gauge.store(value, Ordering::Relaxed);
+    }
+
+    /// Raises a gauge to `value` if it is higher (a high-water mark).
+    pub fn raise(gauge: &AtomicI64, value: i64) {
+        gauge.fetch_max(value, Ordering::Relaxed);
     }
 
     /// Records that a hub connection came up (or went down).
@@ -210,6 +217,13 @@ impl Metrics {
             "mesolive_monitors_running",
             "Position monitor tasks running.",
             gauge(&self.monitors_running),
+        );
+        single(
+            &mut out,
+            "gauge",
+            "mesolive_positions_stale",
+            "Monitored positions with stale data.",
+            gauge(&self.positions_stale),
         );
         counter(
             &mut out,

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where notifications go, if anywhere.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Notifier {
     target: Option<Target>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Target {
     Path(PathBuf),
     #[cfg(target_os = "linux")]

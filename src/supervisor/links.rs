@@ -1,0 +1,247 @@
+//! Hub links: one child per hub that connects (retrying with backoff while the hub is
+//! unreachable), verifies the hub as the runbook asks, publishes the connection to its
+//! dependents, and reports the loss when the connection ends. Dependents watch the link and
+//! recover on every new generation — rest_for_one along the real dependencies, without
+//! restarting hubs that did not fail.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::child::{ChildError, Fatal, sleep_unless_stopped};
+use super::context::{Ctx, Directory, HubLinkSenders, Linked};
+use super::policy::backoff;
+use crate::config::{HubSettings, Settings};
+use crate::hubs::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
+use crate::ops::metrics::Hub;
+use crate::signalr::{ConnectOptions, Connection, SignalrError};
+
+/// Page size for the Control Hub lists read at verification.
+const LIST_PAGE_SIZE: u32 = 100;
+
+/// Builds connections to the configured hubs (URL, key, TLS, timeouts).
+#[derive(Debug, Clone)]
+pub struct Connector {
+    hubs: HubSettings,
+    api_key: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Connector {
+    /// A connector for `settings`; `tls` is the client config built from the trust settings.
+    pub fn new(settings: &Settings, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Connector {
+            hubs: settings.hubs.clone(),
+            api_key: settings.api_key.as_ref().map(|k| k.expose().to_owned()),
+            tls,
+        }
+    }
+
+    fn path(&self, hub: Hub) -> &str {
+        match hub {
+            Hub::Control => &self.hubs.control_path,
+            Hub::Data => &self.hubs.data_path,
+            Hub::Event => &self.hubs.event_path,
+        }
+    }
+
+    /// Opens one connection to `hub`.
+    pub async fn connect(&self, hub: Hub) -> Result<Arc<Connection>, SignalrError> {
+        let url = self
+            .hubs
+            .hub_url(self.path(hub))
+            .map_err(|err| SignalrError::InvalidConfig(err.to_string()))?;
+        let mut options = ConnectOptions::new(url);
+        if let Some(key) = &self.api_key {
+            options = options.with_access_token(key.clone());
+        }
+        options.tls = self.tls.clone();
+        options.http_timeout = self.hubs.handshake_timeout;
+        options.handshake_timeout = self.hubs.handshake_timeout;
+        options.keep_alive_interval = self.hubs.keep_alive_interval;
+        options.server_timeout = self.hubs.server_timeout;
+        options.invoke_timeout = self.hubs.invocation_timeout;
+        options.max_pending_callbacks = self.hubs.max_pending_callbacks;
+        options.max_message_bytes = self.hubs.max_message_bytes;
+        Connection::connect(options).await.map(Arc::new)
+    }
+}
+
+/// Why connecting or verifying a hub did not work this time.
+enum LinkError {
+    Fatal(Fatal),
+    Retry(String),
+}
+
+impl From<HubError> for LinkError {
+    fn from(err: HubError) -> Self {
+        match err {
+            HubError::Unauthorized(source) => LinkError::Fatal(Fatal::Unauthorized(source.to_string())),
+            other => LinkError::Retry(other.to_string()),
+        }
+    }
+}
+
+impl From<SignalrError> for LinkError {
+    fn from(err: SignalrError) -> Self {
+        match err {
+            SignalrError::Unauthorized { .. } => LinkError::Fatal(Fatal::Unauthorized(err.to_string())),
+            SignalrError::InvalidConfig(_) | SignalrError::Tls(_) => {
+                LinkError::Fatal(Fatal::Setup(err.to_string()))
+            }
+            other => LinkError::Retry(other.to_string()),
+        }
+    }
+}
+
+/// Counts connections per hub, so each published connection has a new generation.
+#[derive(Debug, Default)]
+pub struct Generations([AtomicU64; 3]);
+
+impl Generations {
+    fn next(&self, hub: Hub) -> u64 {
+        self.0[hub as usize].fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// Runs one hub link until its connection is lost (an error, so the supervisor counts the
+/// restart and backs off) or the daemon stops (`Ok`). Failed connection attempts while the hub
+/// is unreachable are retried here with backoff and are not restarts: an outage is ridden out.
+pub async fn run_link(
+    ctx: Arc<Ctx>,
+    hub: Hub,
+    connector: Connector,
+    senders: Arc<HubLinkSenders>,
+    generations: Arc<Generations>,
+) -> Result<(), ChildError> {
+    let mut delays = backoff(&ctx.settings.supervisor);
+    let mut attempts = 0u32;
+    let client = loop {
+        if ctx.shutdown.children.is_cancelled() {
+            return Ok(());
+        }
+        attempts += 1;
+        match connect_and_verify(&ctx, &connector, hub).await {
+            Ok(client) => break client,
+            Err(LinkError::Fatal(fatal)) => return Err(fatal.into()),
+            Err(LinkError::Retry(reason)) => {
+                ctx.metrics.error(&format!("{}_connect", hub.as_str()));
+                let delay = delays.next().unwrap_or(ctx.settings.supervisor.backoff_max);
+                if attempts == 1 || attempts.is_power_of_two() {
+                    tracing::warn!(hub = hub.as_str(), attempts, retry_in = ?delay, %reason, "hub unavailable");
+                }
+                if !sleep_unless_stopped(&ctx, delay).await {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let generation = generations.next(hub);
+    publish(&senders, hub, generation, Some(client.clone()));
+    ctx.health.set_hub(hub, true);
+    ctx.metrics.hub_connected(hub, true);
+    if generation > 1 {
+        ctx.metrics.hub_reconnected(hub);
+    }
+    tracing::info!(hub = hub.as_str(), generation, "hub connected");
+    ctx.wake.reconcile.notify_one();
+    let reason = tokio::select! {
+        reason = client.connection().closed() => reason,
+        _ = ctx.shutdown.children.cancelled() => return Ok(()),
+    };
+    publish(&senders, hub, generation, None);
+    ctx.health.set_hub(hub, false);
+    ctx.metrics.hub_connected(hub, false);
+    Err(ChildError::Failed(format!(
+        "{} hub connection lost: {reason}",
+        hub.as_str()
+    )))
+}
+
+fn publish(senders: &HubLinkSenders, hub: Hub, generation: u64, client: Option<HubClient>) {
+    match hub {
+        Hub::Control => {
+            senders.control.send_replace(client.map(|c| Linked {
+                generation,
+                client: ControlHub(c),
+            }));
+        }
+        Hub::Data => {
+            senders.data.send_replace(client.map(|c| Linked {
+                generation,
+                client: DataHub(c),
+            }));
+        }
+        Hub::Event => {
+            senders.event.send_replace(client.map(|c| Linked {
+                generation,
+                client: EventHub(c),
+            }));
+        }
+    }
+}
+
+async fn connect_and_verify(ctx: &Ctx, connector: &Connector, hub: Hub) -> Result<HubClient, LinkError> {
+    let client = HubClient::new(connector.connect(hub).await?);
+    match hub {
+        Hub::Control => verify_control(ctx, &ControlHub(client.clone())).await?,
+        Hub::Data => prove_data(ctx, &DataHub(client.clone())).await,
+        Hub::Event => {}
+    }
+    Ok(client)
+}
+
+/// Runbook step 1: agents, accounts and strategies answer; keeps accounts and strategies.
+async fn verify_control(ctx: &Ctx, control: &ControlHub) -> Result<(), LinkError> {
+    let agents = control.list_agents().await?;
+    let accounts = control.list_accounts(LIST_PAGE_SIZE).await?;
+    let strategies = control.list_strategies(LIST_PAGE_SIZE).await?;
+    if agents.is_empty() {
+        tracing::error!("ListAgents returned no agent: no broker or data connector is connected");
+        ctx.metrics.error("no_agents");
+    }
+    tracing::info!(
+        agents = agents.len(),
+        accounts = accounts.len(),
+        strategies = strategies.len(),
+        "control hub verified"
+    );
+    ctx.set_directory(Directory {
+        accounts: accounts
+            .into_iter()
+            .map(|a| (a.broker_account_id.clone(), a))
+            .collect(),
+        strategies: strategies.into_iter().map(|s| (s.id, s)).collect(),
+    });
+    Ok(())
+}
+
+/// Runbook step 2: prove data flows — a snapshot of a monitored position, or of the configured
+/// probe symbol when a provider is set. A failed proof is logged and counted, not fatal: the
+/// monitors retry on their own and the hub itself answered.
+async fn prove_data(ctx: &Ctx, data: &DataHub) {
+    let hubs = &ctx.settings.hubs;
+    let position = ctx
+        .store
+        .open_positions()
+        .await
+        .ok()
+        .and_then(|positions| positions.first().map(|p| p.position_id));
+    let proof = match position {
+        Some(id) => data.position_snapshot(id).await.map(|_| format!("position {id}")),
+        None if !hubs.probe_provider.is_empty() && !hubs.probe_symbol.is_empty() => data
+            .underlying_snapshot(&hubs.probe_symbol, Some(&hubs.probe_provider))
+            .await
+            .map(|_| format!("underlying {}", hubs.probe_symbol)),
+        None => {
+            tracing::info!("data hub connected; no open position and no hubs.probe_provider, so no snapshot to prove data with");
+            return;
+        }
+    };
+    match proof {
+        Ok(what) => tracing::info!(snapshot = %what, "data hub verified"),
+        Err(err) => {
+            ctx.metrics.error("data_probe");
+            tracing::warn!(error = %err, "data hub connected but the proof snapshot failed");
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Intents: every state-changing Control Hub call goes through [`execute`], which commits the
+//! key and args before sending, commits the outcome after, and settles anything uncertain with
+//! `GetIdempotencyRecord` — never by sending a second request with a new key.
+//!
+//! | answer | what is committed |
+//! |---|---|
+//! | success | `completed` with the payload |
+//! | `DuplicateRequest` | the original outcome, read from the idempotency record |
+//! | `Conflict` | re-checked through the record until it settles (or left `unknown`) |
+//! | other API error / hub error | `failed` with the reason |
+//! | timeout / connection lost | `unknown`: settled before the workflow may move on |
+//! | never sent (no connection) | stays `pending`: sent again later with the same key |
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::hubs::client::{ControlHub, HubError};
+use crate::hubs::models::{IdempotencyRecord, IdempotencyRecordStatus, StatusCode};
+use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError};
+
+/// How often a `Processing` record is re-read while waiting for it to settle.
+const PROCESSING_POLL: Duration = Duration::from_millis(250);
+/// How long a `Processing` record is waited for within one settle (then: try again later).
+const PROCESSING_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What became of an intent, as far as the caller's next step is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntentOutcome {
+    /// Done: the payload of the original successful response.
+    Completed(Value),
+    /// Refused or failed for good: the reason.
+    Failed(String),
+    /// Not settled yet (outcome unknown, still processing, or not sent): try again later.
+    Unsettled,
+}
+
+/// Errors that stop the caller (the store failing); hub trouble is an [`IntentOutcome`].
+#[derive(Debug, thiserror::Error)]
+pub enum IntentError {
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The credentials were refused.
+    #[error("{0}")]
+    Unauthorized(String),
+}
+
+/// Runs one intent to the point of a known outcome if it can. Safe to call again with the
+/// same key at any time (after a crash, a reconnect, a second wake-up): an existing intent is
+/// settled, never resent under a new key.
+pub async fn execute(
+    store: &Store,
+    control: &ControlHub,
+    intent: &NewIntent,
+) -> Result<IntentOutcome, IntentError> {
+    let stored = store.record_intent(intent).await?;
+    match stored.state {
+        IntentState::Completed => return Ok(IntentOutcome::Completed(outcome_payload(&stored))),
+        IntentState::Failed => return Ok(IntentOutcome::Failed(failure_reason(&stored))),
+        IntentState::Pending if stored.attempts == 0 => {}
+        // Sent before (perhaps by a process that crashed): ask the server what came of it.
+        _ => {
+            let settled = settle(store, control, &stored).await?;
+            if settled != Settled::NeverSeen {
+                return Ok(settled.into_outcome());
+            }
+        }
+    }
+    send(store, control, &stored).await
+}
+
+/// Sends a stored intent (same key, same args) and commits what came back.
+async fn send(
+    store: &Store,
+    control: &ControlHub,
+    intent: &IntentRecord,
+) -> Result<IntentOutcome, IntentError> {
+    store.mark_intent_sent(&intent.key).await?;
+    tracing::info!(intent = %intent.key, operation = %intent.operation, "intent sent");
+    match control.keyed_call(&intent.operation, intent.args.clone()).await {
+        Ok(data) => {
+            store
+                .settle_intent(&intent.key, IntentState::Completed, Some(&data))
+                .await?;
+            tracing::info!(intent = %intent.key, outcome = "completed", "intent settled");
+            Ok(IntentOutcome::Completed(data))
+        }
+        Err(HubError::Api { status, .. })
+            if status == StatusCode::DuplicateRequest || status == StatusCode::Conflict =>
+        {
+            tracing::info!(intent = %intent.key, %status, "server already has this key: reading its record");
+            Ok(settle(store, control, intent).await?.into_outcome())
+        }
+        Err(HubError::Unauthorized(err)) => Err(IntentError::Unauthorized(err.to_string())),
+        Err(err) if err.outcome_unknown() => {
+            store
+                .settle_intent(&intent.key, IntentState::Unknown, Some(&json!({"error": err.to_string()})))
+                .await?;
+            tracing::warn!(intent = %intent.key, error = %err, outcome = "unknown", "intent outcome unknown; will settle via GetIdempotencyRecord");
+            Ok(IntentOutcome::Unsettled)
+        }
+        Err(HubError::NotSent { source, .. }) => {
+            // Never left this process: it stays sendable under the same key.
+            store
+                .settle_intent(&intent.key, IntentState::Unknown, Some(&json!({"error": source.to_string()})))
+                .await?;
+            Ok(IntentOutcome::Unsettled)
+        }
+        Err(err) => {
+            let reason = err.to_string();
+            store
+                .settle_intent(&intent.key, IntentState::Failed, Some(&json!({"error": reason})))
+                .await?;
+            tracing::warn!(intent = %intent.key, error = %reason, outcome = "failed", "intent failed");
+            Ok(IntentOutcome::Failed(reason))
+        }
+    }
+}
+
+/// What the server's idempotency record says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// Completed: the payload to adopt.
+    Completed(Value),
+    /// Failed: the reason.
+    Failed(String),
+    /// Still processing, or the record could not be read now.
+    Pending,
+    /// The server never saw the key: it is safe to send it (with the same key).
+    NeverSeen,
+}
+
+impl Settled {
+    fn into_outcome(self) -> IntentOutcome {
+        match self {
+            Settled::Completed(data) => IntentOutcome::Completed(data),
+            Settled::Failed(reason) => IntentOutcome::Failed(reason),
+            Settled::Pending | Settled::NeverSeen => IntentOutcome::Unsettled,
+        }
+    }
+}
+
+/// Settles an intent whose outcome is not known here, through `GetIdempotencyRecord`, and
+/// commits what the record says. Waits a while for a record that is still `Processing`.
+pub async fn settle(
+    store: &Store,
+    control: &ControlHub,
+    intent: &IntentRecord,
+) -> Result<Settled, IntentError> {
+    let deadline = tokio::time::Instant::now() + PROCESSING_DEADLINE;
+    loop {
+        let record = match control.idempotency_record(&intent.key).await {
+            Ok(record) => record,
+            Err(HubError::Unauthorized(err)) => return Err(IntentError::Unauthorized(err.to_string())),
+            Err(err) => {
+                tracing::warn!(intent = %intent.key, error = %err, "idempotency record not readable now");
+                return Ok(Settled::Pending);
+            }
+        };
+        let Some(record) = record else {
+            tracing::info!(intent = %intent.key, "server never saw this key: it will be sent with the same key");
+            return Ok(Settled::NeverSeen);
+        };
+        match record.status {
+            IdempotencyRecordStatus::Completed => {
+                let data = adopted_payload(&record);
+                store
+                    .settle_intent(&intent.key, IntentState::Completed, Some(&data))
+                    .await?;
+                tracing::info!(intent = %intent.key, outcome = "completed", source = "idempotency record", "intent settled");
+                return Ok(Settled::Completed(data));
+            }
+            IdempotencyRecordStatus::Failed => {
+                let reason = record
+                    .error_message
+                    .clone()
+                    .or_else(|| record.response_message.clone())
+                    .unwrap_or_else(|| "failed on the server".into());
+                store
+                    .settle_intent(&intent.key, IntentState::Failed, Some(&json!({"error": reason})))
+                    .await?;
+                tracing::warn!(intent = %intent.key, outcome = "failed", source = "idempotency record", %reason, "intent settled");
+                return Ok(Settled::Failed(reason));
+            }
+            IdempotencyRecordStatus::Processing | IdempotencyRecordStatus::Unknown(_) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(Settled::Pending);
+                }
+                tokio::time::sleep(PROCESSING_POLL).await;
+            }
+        }
+    }
+}
+
+/// The payload to continue with, rebuilt from a completed record: the original response data
+/// when captured, plus the job id and order ids the record carries.
+fn adopted_payload(record: &IdempotencyRecord) -> Value {
+    let mut data = record
+        .response_data
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    if let Value::Object(map) = &mut data {
+        if let Some(job_id) = &record.job_id {
+            map.entry("JobId").or_insert_with(|| json!(job_id));
+        }
+        if let Some(orders) = &record.live_order_ids {
+            map.entry("LiveOrderIds").or_insert_with(|| json!(orders));
+        }
+        if let Some(plan) = record.live_exec_plan_id {
+            map.entry("ExecPlanId").or_insert_with(|| json!(plan));
+        }
+    }
+    data
+}
+
+fn outcome_payload(intent: &IntentRecord) -> Value {
+    intent.outcome.clone().unwrap_or(Value::Null)
+}
+
+fn failure_reason(intent: &IntentRecord) -> String {
+    intent
+        .outcome
+        .as_ref()
+        .and_then(|o| o.get("error"))
+        .and_then(Value::as_str)
+        .unwrap_or("failed")
+        .to_owned()
+}

@@ -1,0 +1,9 @@
+//! The supervised children that do the work: the event pump, position monitors, workflows,
+//! intents and the reconciler. Each has one `run(ctx)` entry; restart policy is the supervisor's.
+
+pub mod effects;
+pub mod event_pump;
+pub mod intent;
+pub mod position_monitor;
+pub mod reconciler;
+pub mod workflow;

@@ -1,0 +1,135 @@
+//! The reconciler: what the daemon cannot know from events alone, it asks the server.
+//!
+//! * At startup, before any workflow moves: every intent that is not final (pending with
+//!   attempts, sent, unknown, abandoned) is settled with `GetIdempotencyRecord`, and every
+//!   in-flight prepare job is polled with `GetPreparePosition*Status`.
+//! * After every hub reconnect (a wake-up from the links) and on a timer: in-flight jobs whose
+//!   completion event has not arrived within `automation.job_poll_after` are polled, so a lost
+//!   completion never leaves a workflow stuck; then the workflow runner is woken, and its
+//!   per-workflow drive settles that workflow's unknown intents before anything else.
+//!
+//! Settling intents after startup is left to the workflow drive on purpose: one task per
+//! workflow touches its intents, so two tasks never settle the same key at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+
+use super::effects::job_status;
+use super::intent::{self, IntentError, Settled};
+use crate::hubs::client::{ControlHub, HubError};
+use crate::store::{JobStatus, StoreError, Timestamp};
+use crate::supervisor::child::{ChildError, Fatal};
+use crate::supervisor::context::Ctx;
+
+/// How often stale jobs are looked for.
+const TICK: Duration = Duration::from_secs(2);
+
+/// Why a reconciliation pass stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The Control Hub is not connected.
+    #[error("control hub not connected")]
+    NoControl,
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The credentials were refused.
+    #[error("{0}")]
+    Unauthorized(String),
+}
+
+impl From<IntentError> for ReconcileError {
+    fn from(err: IntentError) -> Self {
+        match err {
+            IntentError::Store(err) => ReconcileError::Store(err),
+            IntentError::Unauthorized(reason) => ReconcileError::Unauthorized(reason),
+        }
+    }
+}
+
+/// The startup pass: settle every unfinished intent, poll every in-flight job.
+pub async fn reconcile_once(ctx: &Ctx) -> Result<(), ReconcileError> {
+    let control = current_control(ctx)?;
+    for stored in ctx.store.intents_in_flight().await? {
+        let settled = intent::settle(&ctx.store, &control, &stored).await?;
+        tracing::info!(intent = %stored.key, operation = %stored.operation, previous = %stored.state, settled = ?settled_name(&settled), "reconciled intent");
+    }
+    poll_jobs(ctx, &control, Duration::ZERO).await?;
+    ctx.wake.workflows.notify_one();
+    Ok(())
+}
+
+/// Runs until the daemon stops: on every reconnect and on a timer, poll jobs that went quiet.
+pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let quiet_for = tokio::select! {
+            _ = ctx.wake.reconcile.notified() => Duration::ZERO,
+            _ = tick.tick() => ctx.settings.automation.job_poll_after,
+            _ = ctx.shutdown.children.cancelled() => return Ok(()),
+        };
+        let Ok(control) = current_control(&ctx) else {
+            continue;
+        };
+        match poll_jobs(&ctx, &control, quiet_for).await {
+            Ok(()) => {}
+            Err(ReconcileError::Unauthorized(reason)) => return Err(Fatal::Unauthorized(reason).into()),
+            Err(ReconcileError::Store(err)) => return Err(ChildError::Failed(format!("reconciler store: {err}"))),
+            Err(ReconcileError::NoControl) => {}
+        }
+    }
+}
+
+fn current_control(ctx: &Ctx) -> Result<ControlHub, ReconcileError> {
+    ctx.links
+        .control
+        .borrow()
+        .as_ref()
+        .map(|linked| linked.client.clone())
+        .ok_or(ReconcileError::NoControl)
+}
+
+/// Polls every in-flight job not updated for `quiet_for`, storing what the server says.
+async fn poll_jobs(ctx: &Ctx, control: &ControlHub, quiet_for: Duration) -> Result<(), ReconcileError> {
+    let cutoff = Timestamp::now().minus(quiet_for);
+    let mut changed = false;
+    for job in ctx.store.prepare_jobs_in_flight().await? {
+        if job.updated_at > cutoff {
+            continue;
+        }
+        let kind = crate::hubs::events::PrepareKind::from(job.kind);
+        match control.prepare_status(kind, &job.job_id).await {
+            Ok(status) => {
+                let new_status = job_status(&status.status);
+                ctx.store
+                    .set_prepare_job_status(&job.job_id, new_status, status.result.as_ref(), status.error.as_deref())
+                    .await?;
+                if new_status != JobStatus::Pending && new_status != JobStatus::Running {
+                    changed = true;
+                    tracing::info!(job = %job.job_id, status = new_status.as_str(), "prepare job settled by polling");
+                }
+            }
+            Err(HubError::Unauthorized(err)) => return Err(ReconcileError::Unauthorized(err.to_string())),
+            Err(err) => {
+                ctx.metrics.error("job_poll");
+                tracing::warn!(job = %job.job_id, error = %err, "prepare job status not readable now");
+            }
+        }
+    }
+    if changed {
+        ctx.wake.workflows.notify_one();
+    }
+    Ok(())
+}
+
+fn settled_name(settled: &Settled) -> &'static str {
+    match settled {
+        Settled::Completed(_) => "completed",
+        Settled::Failed(_) => "failed",
+        Settled::Pending => "still processing",
+        Settled::NeverSeen => "never seen by the server (will be sent with the same key)",
+    }
+}
