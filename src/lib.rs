@@ -4,7 +4,10 @@
 //!
 //! ```text
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
-//! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs
+//! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs,
+//!             positions, orders, signals, and the `state` report
 //! signalr/    SignalR JSON hub protocol: codec, client connection, server side (for the simulator)
 //! ```
 #![warn(missing_docs)]
+
+pub mod store;
