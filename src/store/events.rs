@@ -1,6 +1,6 @@
 //! The exactly-once core: dedupe set, effects and cursor committed in one transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -10,7 +10,7 @@ use super::jobs::{self, PrepareJobUpdate};
 use super::orders::{self, OrderUpdate};
 use super::positions::{self, LegUpdate, PositionUpdate};
 use super::signals::{self, SignalUpdate};
-use super::{Store, StoreError, Timestamp, begin_write};
+use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text};
 
 /// One event as the store sees it: its identity, its place in the sequence, and what it changes.
 /// The event pump builds these from the hub's wire models.
@@ -112,52 +112,39 @@ impl Store {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
 
+        // Sequence filter, in batch order. A record whose key turns out to be known still moves
+        // the cursor: the event at that sequence id has been handled, earlier.
         let start_cursor = read_cursor(&mut tx).await?;
         let mut cursor = start_cursor;
-        let mut applied_per_target: HashMap<&str, i64> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for record in batch {
+        let mut outcomes = vec![RecordOutcome::BelowCursor; batch.len()];
+        let mut candidates = Vec::with_capacity(batch.len());
+        for (index, record) in batch.iter().enumerate() {
             if let (Some(seq), Some(current)) = (record.seq_id, cursor)
                 && seq <= current
             {
-                outcomes.push(RecordOutcome::BelowCursor);
                 continue;
             }
-            let newly_recorded = sqlx::query(
-                "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
-                 VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(&record.key)
-            .bind(record.seq_id)
-            .bind(&record.target)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if newly_recorded {
-                apply_effect(&mut tx, record, now).await?;
-                *applied_per_target.entry(&record.target).or_default() += 1;
-                outcomes.push(RecordOutcome::Applied);
-            } else {
-                outcomes.push(RecordOutcome::AlreadyProcessed);
-            }
-            // The event at this sequence id has been handled (now or earlier): move past it.
+            candidates.push(index);
             if let Some(seq) = record.seq_id {
                 cursor = Some(cursor.map_or(seq, |current| current.max(seq)));
             }
         }
 
-        for (target, applied) in applied_per_target {
-            sqlx::query(
-                "INSERT INTO event_stats (target, applied) VALUES (?, ?)
-                 ON CONFLICT (target) DO UPDATE SET applied = applied + excluded.applied",
-            )
-            .bind(target)
-            .bind(applied)
-            .execute(&mut *tx)
-            .await?;
+        // Dedupe: the keys this insert added are the records to apply (the first of each key).
+        let mut newly_recorded = record_keys(&mut tx, batch, &candidates, now).await?;
+        let mut applied = Vec::with_capacity(candidates.len());
+        for index in candidates {
+            let record = &batch[index];
+            outcomes[index] = if newly_recorded.remove(record.key.as_str()) {
+                applied.push(record);
+                RecordOutcome::Applied
+            } else {
+                RecordOutcome::AlreadyProcessed
+            };
         }
+
+        apply_effects(&mut tx, &applied, now).await?;
+        count_applied(&mut tx, &applied).await?;
         if let Some(seq) = cursor.filter(|_| cursor != start_cursor) {
             write_cursor(&mut tx, seq, now).await?;
         }
@@ -262,33 +249,121 @@ async fn write_cursor(
     Ok(())
 }
 
-async fn apply_effect(
+/// A dedupe-set row as the insert reads it.
+#[derive(Serialize)]
+struct KeyRow<'a> {
+    key: &'a str,
+    seq_id: Option<i64>,
+    target: &'a str,
+}
+
+/// Insert the keys of `batch[candidates]` into the dedupe set; returns the keys that were new.
+async fn record_keys(
     conn: &mut SqliteConnection,
-    record: &EventRecord,
+    batch: &[EventRecord],
+    candidates: &[usize],
+    now: Timestamp,
+) -> Result<HashSet<String>, StoreError> {
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<KeyRow<'_>> = candidates
+        .iter()
+        .map(|&index| KeyRow {
+            key: &batch[index].key,
+            seq_id: batch[index].seq_id,
+            target: &batch[index].target,
+        })
+        .collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
+         SELECT e.value ->> 'key', e.value ->> 'seq_id', e.value ->> 'target', ?2
+         FROM json_each(?1) AS e WHERE true ORDER BY e.key
+         ON CONFLICT DO NOTHING
+         RETURNING event_key",
+    )
+    .bind(json_text(&rows)?)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+/// A quarantine row as the insert reads it.
+#[derive(Serialize)]
+struct QuarantineRow<'a> {
+    key: &'a str,
+    seq_id: Option<i64>,
+    target: &'a str,
+    raw: &'a str,
+    error: &'a str,
+}
+
+/// Apply the effects of `applied` (in batch order): one statement per kind of effect.
+async fn apply_effects(
+    conn: &mut SqliteConnection,
+    applied: &[&EventRecord],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    match &record.effect {
-        Effect::None => Ok(()),
-        Effect::Signal(update) => signals::upsert(conn, update, now).await,
-        Effect::Position(update) => positions::upsert_position(conn, update, now).await,
-        Effect::Leg(update) => positions::upsert_leg(conn, update, now).await,
-        Effect::Order(update) => orders::upsert(conn, update, now).await,
-        Effect::Job(update) => jobs::upsert(conn, update, now).await,
-        Effect::Quarantine { raw, error } => {
-            sqlx::query(
-                "INSERT INTO quarantined_events
-                     (event_key, seq_id, target, raw, error, quarantined_at)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&record.key)
-            .bind(record.seq_id)
-            .bind(&record.target)
-            .bind(raw)
-            .bind(error)
-            .bind(now)
-            .execute(conn)
-            .await?;
-            Ok(())
+    let mut signal_updates = Vec::new();
+    let mut position_updates = Vec::new();
+    let mut leg_updates = Vec::new();
+    let mut order_updates = Vec::new();
+    let mut job_updates = Vec::new();
+    let mut quarantined = Vec::new();
+    for record in applied {
+        match &record.effect {
+            Effect::None => {}
+            Effect::Signal(update) => signal_updates.push(update),
+            Effect::Position(update) => position_updates.push(update),
+            Effect::Leg(update) => leg_updates.push(update),
+            Effect::Order(update) => order_updates.push(update),
+            Effect::Job(update) => job_updates.push(update),
+            Effect::Quarantine { raw, error } => quarantined.push(QuarantineRow {
+                key: &record.key,
+                seq_id: record.seq_id,
+                target: &record.target,
+                raw,
+                error,
+            }),
         }
     }
+    signals::upsert(conn, &signal_updates, now).await?;
+    positions::upsert_positions(conn, &position_updates, now).await?;
+    positions::upsert_legs(conn, &leg_updates, now).await?;
+    orders::upsert(conn, &order_updates, now).await?;
+    jobs::upsert(conn, &job_updates, now).await?;
+    execute_for_rows(
+        conn,
+        "INSERT INTO quarantined_events (event_key, seq_id, target, raw, error, quarantined_at)
+         SELECT q.value ->> 'key', q.value ->> 'seq_id', q.value ->> 'target',
+                q.value ->> 'raw', q.value ->> 'error', ?2
+         FROM json_each(?1) AS q WHERE true ORDER BY q.key",
+        &quarantined,
+        now,
+    )
+    .await
+}
+
+/// Add the applied records to the per-target statistics.
+async fn count_applied(
+    conn: &mut SqliteConnection,
+    applied: &[&EventRecord],
+) -> Result<(), StoreError> {
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let mut per_target: HashMap<&str, i64> = HashMap::new();
+    for record in applied {
+        *per_target.entry(&record.target).or_default() += 1;
+    }
+    sqlx::query(
+        "INSERT INTO event_stats (target, applied)
+         SELECT s.key, s.value FROM json_each(?1) AS s WHERE true
+         ON CONFLICT (target) DO UPDATE SET applied = applied + excluded.applied",
+    )
+    .bind(json_text(&per_target)?)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::{Store, StoreError, Timestamp, begin_write};
+use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows};
 
 /// Which prepare flow a job belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -61,7 +61,7 @@ impl JobStatus {
 
 /// A prepare job's latest known facts: from starting it, polling it, or its completion event.
 /// Optional fields that are `None` keep their stored value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PrepareJobUpdate {
     /// The server's JobId.
     pub job_id: String,
@@ -78,6 +78,7 @@ pub struct PrepareJobUpdate {
     /// Where it is; a final status is never replaced by another.
     pub status: JobStatus,
     /// The prepare result, when completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
     /// The failure reason, when failed.
     pub error: Option<String>,
@@ -126,16 +127,24 @@ macro_rules! select_jobs {
     };
 }
 
-/// The `SET` assignments of status, result and error (bound in that order) that leave a job in a
-/// final status untouched: a late poll or a replayed event cannot un-finish a job.
+/// The `SET` assignments of status, result and error from the given new values that leave a job
+/// in a final status untouched: a late poll or a replayed event cannot un-finish a job.
 macro_rules! keep_final_status {
-    () => {
-        "status = CASE WHEN prepare_jobs.status IN ('completed', 'failed', 'cancelled')
-                       THEN prepare_jobs.status ELSE ?1 END,
-         result = CASE WHEN prepare_jobs.status IN ('completed', 'failed', 'cancelled')
-                       THEN prepare_jobs.result ELSE COALESCE(?2, prepare_jobs.result) END,
-         error = CASE WHEN prepare_jobs.status IN ('completed', 'failed', 'cancelled')
-                      THEN prepare_jobs.error ELSE COALESCE(?3, prepare_jobs.error) END"
+    ($status:literal, $result:literal, $error:literal) => {
+        concat!(
+            "status = CASE WHEN prepare_jobs.status IN ('completed', 'failed', 'cancelled')
+                           THEN prepare_jobs.status ELSE ",
+            $status,
+            " END,
+             result = CASE WHEN prepare_jobs.status IN ('completed', 'failed', 'cancelled')
+                           THEN prepare_jobs.result ELSE COALESCE(",
+            $result,
+            ", prepare_jobs.result) END,
+             error = CASE WHEN prepare_jobs.status IN ('completed', 'failed', 'cancelled')
+                          THEN prepare_jobs.error ELSE COALESCE(",
+            $error,
+            ", prepare_jobs.error) END"
+        )
     };
 }
 
@@ -144,7 +153,7 @@ impl Store {
     pub async fn upsert_prepare_job(&self, update: &PrepareJobUpdate) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        upsert(&mut tx, update, Timestamp::now()).await?;
+        upsert(&mut tx, &[update], Timestamp::now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -162,7 +171,7 @@ impl Store {
         let mut tx = begin_write(&mut writer).await?;
         let job: Option<PrepareJobRecord> = sqlx::query_as(concat!(
             "UPDATE prepare_jobs SET ",
-            keep_final_status!(),
+            keep_final_status!("?1", "?2", "?3"),
             ", updated_at = ?4 WHERE job_id = ?5 RETURNING ",
             job_columns!()
         ))
@@ -207,35 +216,32 @@ pub(super) async fn in_flight(
     .await?)
 }
 
-/// Insert or update a job (the completion-event effect, and `upsert_prepare_job`).
+/// Insert or update jobs (the completion-event effect, and `upsert_prepare_job`), later
+/// updates winning, a final status kept.
 pub(super) async fn upsert(
     conn: &mut SqliteConnection,
-    update: &PrepareJobUpdate,
+    updates: &[&PrepareJobUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(concat!(
-        "INSERT INTO prepare_jobs (status, result, error, job_id, kind, intent_key, strategy_id,
-                                   position_id, account, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
-         ON CONFLICT (job_id) DO UPDATE SET ",
-        keep_final_status!(),
-        ",
-             intent_key = COALESCE(excluded.intent_key, prepare_jobs.intent_key),
-             position_id = COALESCE(excluded.position_id, prepare_jobs.position_id),
-             account = COALESCE(excluded.account, prepare_jobs.account),
-             updated_at = excluded.updated_at"
-    ))
-    .bind(update.status)
-    .bind(update.result.as_ref().map(serde_json::Value::to_string))
-    .bind(&update.error)
-    .bind(&update.job_id)
-    .bind(update.kind)
-    .bind(&update.intent_key)
-    .bind(update.strategy_id)
-    .bind(update.position_id)
-    .bind(&update.account)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
+    execute_for_rows(
+        conn,
+        concat!(
+            "INSERT INTO prepare_jobs (job_id, kind, intent_key, strategy_id, position_id,
+                                       account, status, result, error, created_at, updated_at)
+             SELECT j.value ->> 'job_id', j.value ->> 'kind', j.value ->> 'intent_key',
+                    j.value ->> 'strategy_id', j.value ->> 'position_id', j.value ->> 'account',
+                    j.value ->> 'status', j.value -> 'result', j.value ->> 'error', ?2, ?2
+             FROM json_each(?1) AS j WHERE true ORDER BY j.key
+             ON CONFLICT (job_id) DO UPDATE SET ",
+            keep_final_status!("excluded.status", "excluded.result", "excluded.error"),
+            ",
+                 intent_key = COALESCE(excluded.intent_key, prepare_jobs.intent_key),
+                 position_id = COALESCE(excluded.position_id, prepare_jobs.position_id),
+                 account = COALESCE(excluded.account, prepare_jobs.account),
+                 updated_at = excluded.updated_at"
+        ),
+        updates,
+        now,
+    )
+    .await
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -279,5 +279,38 @@ fn found(rows: u64, what: &'static str, id: impl ToString) -> Result<(), StoreEr
         })
     } else {
         Ok(())
+    }
+}
+
+/// Run one set-based statement over many rows: the rows go in as a JSON array bound to `?1`
+/// (read with `json_each`, in array order) and the commit time as `?2`. One round trip to the
+/// SQLite worker per statement instead of one per row is what makes group commit fast.
+async fn execute_for_rows<T: Serialize>(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    rows: &[T],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(sql)
+        .bind(json_text(rows)?)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Serialize statement input to JSON text.
+fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<String, sqlx::Error> {
+    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// Serialize a decimal as its exact text, whatever serde features `rust_decimal` was built with.
+fn decimal_text<S: serde::Serializer>(value: &Option<Decimal>, out: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(decimal) => out.collect_str(decimal),
+        None => out.serialize_none(),
     }
 }

@@ -5,10 +5,12 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row, SqliteConnection};
 
-use super::{Store, StoreError, Timestamp, begin_write, decimal_column};
+use super::{
+    Store, StoreError, Timestamp, begin_write, decimal_column, decimal_text, execute_for_rows,
+};
 
 /// An order's latest known facts, from an `OrderUpdateEvent` or a Control Hub read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrderUpdate {
     /// The live order id.
     pub order_id: i64,
@@ -23,8 +25,10 @@ pub struct OrderUpdate {
     /// The hub's order state word as received.
     pub state: String,
     /// Filled so far, when known (kept otherwise).
+    #[serde(serialize_with = "decimal_text")]
     pub filled_qty: Option<Decimal>,
     /// Average fill price, when known (kept otherwise).
+    #[serde(serialize_with = "decimal_text")]
     pub avg_fill_price: Option<Decimal>,
 }
 
@@ -87,7 +91,7 @@ impl Store {
     pub async fn upsert_order(&self, update: &OrderUpdate) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        upsert(&mut tx, update, Timestamp::now()).await?;
+        upsert(&mut tx, &[update], Timestamp::now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -142,17 +146,21 @@ impl Store {
     }
 }
 
-/// Insert or update an order; fields the update does not carry keep their last value, and the
-/// link to an intent is never overwritten by an event.
+/// Insert or update orders, later updates of an order winning; fields an update does not carry
+/// keep their last value, and the link to an intent is never overwritten by an event.
 pub(super) async fn upsert(
     conn: &mut SqliteConnection,
-    update: &OrderUpdate,
+    updates: &[&OrderUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    execute_for_rows(
+        conn,
         "INSERT INTO orders (order_id, exec_plan_id, leg_group_id, account, strategy_id, state,
                              filled_qty, avg_fill_price, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         SELECT o.value ->> 'order_id', o.value ->> 'exec_plan_id', o.value ->> 'leg_group_id',
+                o.value ->> 'account', o.value ->> 'strategy_id', o.value ->> 'state',
+                o.value ->> 'filled_qty', o.value ->> 'avg_fill_price', ?2
+         FROM json_each(?1) AS o WHERE true ORDER BY o.key
          ON CONFLICT (order_id) DO UPDATE SET
              exec_plan_id = COALESCE(excluded.exec_plan_id, orders.exec_plan_id),
              leg_group_id = COALESCE(excluded.leg_group_id, orders.leg_group_id),
@@ -162,17 +170,8 @@ pub(super) async fn upsert(
              filled_qty = COALESCE(excluded.filled_qty, orders.filled_qty),
              avg_fill_price = COALESCE(excluded.avg_fill_price, orders.avg_fill_price),
              updated_at = excluded.updated_at",
+        updates,
+        now,
     )
-    .bind(update.order_id)
-    .bind(update.exec_plan_id)
-    .bind(update.leg_group_id)
-    .bind(&update.account)
-    .bind(update.strategy_id)
-    .bind(&update.state)
-    .bind(update.filled_qty.map(|qty| qty.to_string()))
-    .bind(update.avg_fill_price.map(|price| price.to_string()))
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }

@@ -6,7 +6,10 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
 use sqlx::{FromRow, Row, SqliteConnection};
 
-use super::{Store, StoreError, Timestamp, begin_write, decimal_column, found};
+use super::{
+    Store, StoreError, Timestamp, begin_write, decimal_column, decimal_text, execute_for_rows,
+    found,
+};
 
 /// Whether a position is still open. Closed is final: a position id never reopens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -30,7 +33,7 @@ impl PositionState {
 }
 
 /// A position's latest known facts, from a `PositionUpdateEvent` or a Control Hub listing.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PositionUpdate {
     /// The live position id.
     pub position_id: i64,
@@ -45,11 +48,12 @@ pub struct PositionUpdate {
     /// The hub's status word as received (`Created`, `Adjusted`, `RealizedPnLChanged`…).
     pub status: String,
     /// Realized PnL, when the event carries it (kept otherwise).
+    #[serde(serialize_with = "decimal_text")]
     pub realized_pnl: Option<Decimal>,
 }
 
 /// A leg's latest known facts, from a `LegUpdateEvent`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LegUpdate {
     /// The live leg id.
     pub leg_id: i64,
@@ -60,6 +64,7 @@ pub struct LegUpdate {
     /// The hub's status word as received.
     pub status: String,
     /// Current signed quantity, when the event carries it (kept otherwise).
+    #[serde(serialize_with = "decimal_text")]
     pub qty: Option<Decimal>,
 }
 
@@ -157,7 +162,7 @@ impl Store {
     pub async fn upsert_position(&self, update: &PositionUpdate) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        upsert_position(&mut tx, update, Timestamp::now()).await?;
+        upsert_positions(&mut tx, &[update], Timestamp::now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -252,17 +257,21 @@ pub(super) async fn monitored(
     .await?)
 }
 
-/// Insert or update a position. A closed position stays closed (and unmonitored): a late
-/// `RealizedPnLChanged` after `Closed` must not restart its monitor.
-pub(super) async fn upsert_position(
+/// Insert or update positions, later updates winning. A closed position stays closed (and
+/// unmonitored): a late `RealizedPnLChanged` after `Closed` must not restart its monitor.
+pub(super) async fn upsert_positions(
     conn: &mut SqliteConnection,
-    update: &PositionUpdate,
+    updates: &[&PositionUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    execute_for_rows(
+        conn,
         "INSERT INTO positions (position_id, strategy_id, account, name, state, last_status,
                                 realized_pnl, monitored, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         SELECT p.value ->> 'position_id', p.value ->> 'strategy_id', p.value ->> 'account',
+                p.value ->> 'name', p.value ->> 'state', p.value ->> 'status',
+                p.value ->> 'realized_pnl', (p.value ->> 'state') = 'open', ?2
+         FROM json_each(?1) AS p WHERE true ORDER BY p.key
          ON CONFLICT (position_id) DO UPDATE SET
              strategy_id = excluded.strategy_id,
              account = excluded.account,
@@ -272,44 +281,32 @@ pub(super) async fn upsert_position(
              last_status = excluded.last_status,
              realized_pnl = COALESCE(excluded.realized_pnl, positions.realized_pnl),
              updated_at = excluded.updated_at",
+        updates,
+        now,
     )
-    .bind(update.position_id)
-    .bind(update.strategy_id)
-    .bind(&update.account)
-    .bind(&update.name)
-    .bind(update.state)
-    .bind(&update.status)
-    .bind(update.realized_pnl.map(|pnl| pnl.to_string()))
-    .bind(update.state == PositionState::Open)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
 
-/// Insert or update a leg; a missing quantity keeps the last one.
-pub(super) async fn upsert_leg(
+/// Insert or update legs, later updates winning; a missing quantity keeps the last one.
+pub(super) async fn upsert_legs(
     conn: &mut SqliteConnection,
-    update: &LegUpdate,
+    updates: &[&LegUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    execute_for_rows(
+        conn,
         "INSERT INTO legs (leg_id, position_id, name, status, qty, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?)
+         SELECT l.value ->> 'leg_id', l.value ->> 'position_id', l.value ->> 'name',
+                l.value ->> 'status', l.value ->> 'qty', ?2
+         FROM json_each(?1) AS l WHERE true ORDER BY l.key
          ON CONFLICT (leg_id) DO UPDATE SET
              position_id = excluded.position_id,
              name = excluded.name,
              status = excluded.status,
              qty = COALESCE(excluded.qty, legs.qty),
              updated_at = excluded.updated_at",
+        updates,
+        now,
     )
-    .bind(update.leg_id)
-    .bind(update.position_id)
-    .bind(&update.name)
-    .bind(&update.status)
-    .bind(update.qty.map(|qty| qty.to_string()))
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::{Store, StoreError, Timestamp};
+use super::{Store, StoreError, Timestamp, execute_for_rows};
 
 /// Which decision a signal is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -49,7 +49,7 @@ impl SignalState {
 }
 
 /// A signal event's new state. Signals are upserts keyed by [`SignalUpdate::key`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SignalUpdate {
     /// Entry, exit or adjustment.
     pub kind: SignalKind,
@@ -139,31 +139,42 @@ impl Store {
     }
 }
 
-/// Store a signal's new state (the event effect).
+/// A signal row as the upsert reads it: the update and its key.
+#[derive(Serialize)]
+struct KeyedSignal<'a> {
+    signal_key: String,
+    #[serde(flatten)]
+    update: &'a SignalUpdate,
+}
+
+/// Store signals' new states (the event effect), later updates of a key winning.
 pub(super) async fn upsert(
     conn: &mut SqliteConnection,
-    update: &SignalUpdate,
+    updates: &[&SignalUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let rows: Vec<KeyedSignal<'_>> = updates
+        .iter()
+        .map(|update| KeyedSignal {
+            signal_key: update.key(),
+            update,
+        })
+        .collect();
+    execute_for_rows(
+        conn,
         "INSERT INTO signals
              (signal_key, kind, state, strategy_id, position_id, account, payload, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         SELECT s.value ->> 'signal_key', s.value ->> 'kind', s.value ->> 'state',
+                s.value ->> 'strategy_id', s.value ->> 'position_id', s.value ->> 'account',
+                s.value -> 'payload', ?2
+         FROM json_each(?1) AS s WHERE true ORDER BY s.key
          ON CONFLICT (signal_key) DO UPDATE SET
              state = excluded.state,
              account = COALESCE(excluded.account, signals.account),
              payload = excluded.payload,
              updated_at = excluded.updated_at",
+        &rows,
+        now,
     )
-    .bind(update.key())
-    .bind(update.kind)
-    .bind(update.state)
-    .bind(update.strategy_id)
-    .bind(update.position_id)
-    .bind(&update.account)
-    .bind(update.payload.to_string())
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
