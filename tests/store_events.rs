@@ -55,6 +55,23 @@ async fn a_duplicate_event_id_is_skipped_within_a_batch_across_batches_and_reope
 }
 
 #[tokio::test]
+async fn the_first_of_two_records_with_one_key_in_a_batch_wins() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await;
+    let outcome = store
+        .apply_events(&[
+            signal_push("same", SignalState::On),
+            signal_push("same", SignalState::Off),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcome.outcomes, vec![Applied, AlreadyProcessed]);
+    assert_eq!(outcome.cursor, None);
+    let signals = store.signals().await.unwrap();
+    assert_eq!(signals[0].state, SignalState::On);
+}
+
+#[tokio::test]
 async fn the_cursor_only_moves_forward_and_only_for_events_with_a_sequence_id() {
     let (_dir, path) = temp_db();
     let store = open(&path).await;
