@@ -154,11 +154,20 @@ impl Store {
         }
         let connect = SqliteConnectOptions::new().filename(&path);
         let readers = read_pool(connect, 1);
-        // Connect now, so a bad file is reported here rather than at the first query.
-        readers
+        // Read the schema version now: a bad file is reported here, not at the first query, and
+        // a newer binary's schema is not misread.
+        let mut reader = readers
             .acquire()
             .await
             .map_err(|e| StoreError::opening(path.clone(), e))?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&mut *reader)
+            .await
+            .map_err(|e| StoreError::opening(path.clone(), e))?;
+        drop(reader);
+        if let Some(&version) = applied.iter().find(|v| !MIGRATOR.version_exists(**v)) {
+            return Err(StoreError::SchemaTooNew { path, version });
+        }
         Ok(Store {
             path,
             writer: None,
