@@ -359,3 +359,28 @@ async fn the_state_report_shows_cursor_counts_and_what_is_in_flight() {
     let text = state_report(&path, ReportFormat::Table).await.unwrap();
     assert!(text.contains("Monitored positions (1)"), "{text}");
 }
+
+#[tokio::test]
+async fn the_store_is_shared_across_spawned_tasks() {
+    let (_dir, path) = temp_db();
+    let store = std::sync::Arc::new(open(&path).await);
+    let tasks: Vec<_> = (0..4)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = format!("intent-{task}");
+                store.record_intent(&send_order_intent(&key)).await.unwrap();
+                store
+                    .apply_events(&[order_event(task + 1, task, task)])
+                    .await
+                    .unwrap();
+                store.summary().await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.intents_in_flight().await.unwrap().len(), 4);
+    assert_eq!(store.cursor().await.unwrap(), Some(4));
+}
