@@ -6,6 +6,9 @@
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
 //! exit        process exit statuses (sysexits)
 //! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
+//! signalr/    SignalR JSON hub protocol: codec, client connection, server side (for the simulator)
+//! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs,
+//!             positions, orders, signals, workflows, and the `state` report
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
 //! tls         rustls (ring) provider and trust roots for every outbound connection
 //! supervisor/ the tree: hub links, restart policy (backoff, intensity), startup order, shutdown
@@ -17,6 +20,7 @@ pub mod config;
 pub mod exit;
 pub mod hubs;
 pub mod ops;
+pub mod store;
 pub mod supervisor;
 pub mod tasks;
 pub mod tls;

@@ -1,0 +1,369 @@
+//! The exactly-once core: dedupe set, effects and cursor committed in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::SqliteConnection;
+
+use super::jobs::{self, PrepareJobUpdate};
+use super::orders::{self, OrderUpdate};
+use super::positions::{self, LegUpdate, PositionUpdate};
+use super::signals::{self, SignalUpdate};
+use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text};
+
+/// One event as the store sees it: its identity, its place in the sequence, and what it changes.
+/// The event pump builds these from the hub's wire models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// Dedupe key: the `EventId`, or a content key for events that carry none.
+    pub key: String,
+    /// The `EventSeqId`, absent on some on-connect pushes; only present ids move the cursor.
+    pub seq_id: Option<i64>,
+    /// The hub callback it arrived on (`OnOrderUpdate`…), for statistics and quarantine.
+    pub target: String,
+    /// What applying it changes.
+    pub effect: Effect,
+}
+
+/// The state change an event causes; applied at most once per event key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Nothing to store beyond "seen" (agent status, strategy errors…).
+    None,
+    /// Latest state of an entry/exit/adjustment signal.
+    Signal(SignalUpdate),
+    /// A position was created, adjusted, closed, or its PnL changed.
+    Position(PositionUpdate),
+    /// A leg changed.
+    Leg(LegUpdate),
+    /// An order changed.
+    Order(OrderUpdate),
+    /// A prepare job completed or failed.
+    Job(PrepareJobUpdate),
+    /// The event could not be parsed: keep it verbatim for an operator.
+    Quarantine {
+        /// The payload exactly as received.
+        raw: String,
+        /// Why it could not be parsed.
+        error: String,
+    },
+}
+
+/// What happened to one record of a batch; callers react only to `Applied`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Recorded and its effect applied (by this call, now committed).
+    Applied,
+    /// Skipped: its `EventSeqId` is at or below the cursor.
+    BelowCursor,
+    /// Skipped: its key is already in the dedupe set.
+    AlreadyProcessed,
+}
+
+/// The result of one committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// One outcome per input record, in input order.
+    pub outcomes: Vec<RecordOutcome>,
+    /// The cursor after the commit (`None` if no event with a sequence id was ever processed).
+    pub cursor: Option<i64>,
+}
+
+impl BatchOutcome {
+    /// How many records had their effect applied.
+    pub fn applied_count(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| **o == RecordOutcome::Applied)
+            .count()
+    }
+}
+
+/// An event kept aside because it could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct QuarantinedEvent {
+    /// Row id, for an operator to refer to.
+    pub id: i64,
+    /// Its dedupe key.
+    pub event_key: String,
+    /// Its `EventSeqId`, if it had one.
+    pub seq_id: Option<i64>,
+    /// The hub callback it arrived on.
+    pub target: String,
+    /// The payload exactly as received.
+    pub raw: String,
+    /// Why it could not be parsed.
+    pub error: String,
+    /// When it was quarantined.
+    pub quarantined_at: Timestamp,
+}
+
+impl Store {
+    /// Commit a batch of events exactly once, in one `BEGIN IMMEDIATE` transaction.
+    ///
+    /// For each record in order: skip it if its sequence id is at or below the cursor (as
+    /// advanced so far in this batch), or if its key is already in the dedupe set; otherwise
+    /// record the key, apply the effect and count it. The cursor moves to the highest sequence
+    /// id seen, never backwards; records without one never move it. Any failure rolls the whole
+    /// batch back (cursor, dedupe set, effects and counts exactly as before).
+    pub async fn apply_events(&self, batch: &[EventRecord]) -> Result<BatchOutcome, StoreError> {
+        let now = Timestamp::now();
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write(&mut writer).await?;
+
+        // Sequence filter, in batch order. A record whose key turns out to be known still moves
+        // the cursor: the event at that sequence id has been handled, earlier.
+        let start_cursor = read_cursor(&mut tx).await?;
+        let mut cursor = start_cursor;
+        let mut outcomes = vec![RecordOutcome::BelowCursor; batch.len()];
+        let mut candidates = Vec::with_capacity(batch.len());
+        for (index, record) in batch.iter().enumerate() {
+            if let (Some(seq), Some(current)) = (record.seq_id, cursor)
+                && seq <= current
+            {
+                continue;
+            }
+            candidates.push(index);
+            if let Some(seq) = record.seq_id {
+                cursor = Some(cursor.map_or(seq, |current| current.max(seq)));
+            }
+        }
+
+        // Dedupe: the keys this insert added are the records to apply (the first of each key).
+        let mut newly_recorded = record_keys(&mut tx, batch, &candidates, now).await?;
+        let mut applied = Vec::with_capacity(candidates.len());
+        for index in candidates {
+            let record = &batch[index];
+            outcomes[index] = if newly_recorded.remove(record.key.as_str()) {
+                applied.push(record);
+                RecordOutcome::Applied
+            } else {
+                RecordOutcome::AlreadyProcessed
+            };
+        }
+
+        apply_effects(&mut tx, &applied, now).await?;
+        count_applied(&mut tx, &applied).await?;
+        if let Some(seq) = cursor.filter(|_| cursor != start_cursor) {
+            write_cursor(&mut tx, seq, now).await?;
+        }
+        tx.commit().await?;
+        Ok(BatchOutcome { outcomes, cursor })
+    }
+
+    /// The last processed `EventSeqId`, or `None` before the first event / initialisation.
+    pub async fn cursor(&self) -> Result<Option<i64>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        read_cursor(&mut reader).await
+    }
+
+    /// First run: start from the server's latest sequence id instead of replaying all history.
+    /// A no-op when a cursor already exists (it never moves backwards, nor jumps forward here).
+    /// Returns the cursor in force afterwards.
+    pub async fn init_cursor(&self, latest_seq_id: i64) -> Result<i64, StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write(&mut writer).await?;
+        let cursor = match read_cursor(&mut tx).await? {
+            Some(existing) => existing,
+            None => {
+                write_cursor(&mut tx, latest_seq_id, Timestamp::now()).await?;
+                latest_seq_id
+            }
+        };
+        tx.commit().await?;
+        Ok(cursor)
+    }
+
+    /// Forget dedupe keys processed more than `older_than` ago (the session window); returns how
+    /// many went. The window is by age, never by count, so a burst cannot push out young keys.
+    pub async fn prune_processed_events(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let cutoff = Timestamp::now().minus(older_than);
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write(&mut writer).await?;
+        let pruned = sqlx::query("DELETE FROM processed_events WHERE processed_at < ?")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
+    /// The most recent quarantined events, newest first.
+    pub async fn quarantined_events(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<QuarantinedEvent>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        latest_quarantined(&mut reader, limit).await
+    }
+
+    /// Events applied per hub target since the database was created.
+    pub async fn applied_event_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        Ok(
+            sqlx::query_as("SELECT target, applied FROM event_stats ORDER BY target")
+                .fetch_all(&mut *reader)
+                .await?,
+        )
+    }
+}
+
+/// The newest `limit` quarantined events, newest first.
+pub(super) async fn latest_quarantined(
+    conn: &mut SqliteConnection,
+    limit: u32,
+) -> Result<Vec<QuarantinedEvent>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, event_key, seq_id, target, raw, error, quarantined_at
+         FROM quarantined_events ORDER BY id DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub(super) async fn read_cursor(conn: &mut SqliteConnection) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+async fn write_cursor(
+    conn: &mut SqliteConnection,
+    seq_id: i64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO event_cursor (id, seq_id, updated_at) VALUES (1, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET seq_id = excluded.seq_id, updated_at = excluded.updated_at
+         WHERE excluded.seq_id > event_cursor.seq_id",
+    )
+    .bind(seq_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A dedupe-set row as the insert reads it.
+#[derive(Serialize)]
+struct KeyRow<'a> {
+    key: &'a str,
+    seq_id: Option<i64>,
+    target: &'a str,
+}
+
+/// Insert the keys of `batch[candidates]` into the dedupe set; returns the keys that were new.
+async fn record_keys(
+    conn: &mut SqliteConnection,
+    batch: &[EventRecord],
+    candidates: &[usize],
+    now: Timestamp,
+) -> Result<HashSet<String>, StoreError> {
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<KeyRow<'_>> = candidates
+        .iter()
+        .map(|&index| KeyRow {
+            key: &batch[index].key,
+            seq_id: batch[index].seq_id,
+            target: &batch[index].target,
+        })
+        .collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
+         SELECT e.value ->> 'key', e.value ->> 'seq_id', e.value ->> 'target', ?2
+         FROM json_each(?1) AS e WHERE true ORDER BY e.key
+         ON CONFLICT DO NOTHING
+         RETURNING event_key",
+    )
+    .bind(json_text(&rows)?)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+/// A quarantine row as the insert reads it.
+#[derive(Serialize)]
+struct QuarantineRow<'a> {
+    key: &'a str,
+    seq_id: Option<i64>,
+    target: &'a str,
+    raw: &'a str,
+    error: &'a str,
+}
+
+/// Apply the effects of `applied` (in batch order): one statement per kind of effect.
+async fn apply_effects(
+    conn: &mut SqliteConnection,
+    applied: &[&EventRecord],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let mut signal_updates = Vec::new();
+    let mut position_updates = Vec::new();
+    let mut leg_updates = Vec::new();
+    let mut order_updates = Vec::new();
+    let mut job_updates = Vec::new();
+    let mut quarantined = Vec::new();
+    for record in applied {
+        match &record.effect {
+            Effect::None => {}
+            Effect::Signal(update) => signal_updates.push(update),
+            Effect::Position(update) => position_updates.push(update),
+            Effect::Leg(update) => leg_updates.push(update),
+            Effect::Order(update) => order_updates.push(update),
+            Effect::Job(update) => job_updates.push(update),
+            Effect::Quarantine { raw, error } => quarantined.push(QuarantineRow {
+                key: &record.key,
+                seq_id: record.seq_id,
+                target: &record.target,
+                raw,
+                error,
+            }),
+        }
+    }
+    signals::upsert(conn, &signal_updates, now).await?;
+    positions::upsert_positions(conn, &position_updates, now).await?;
+    positions::upsert_legs(conn, &leg_updates, now).await?;
+    orders::upsert(conn, &order_updates, now).await?;
+    jobs::upsert(conn, &job_updates, now).await?;
+    execute_for_rows(
+        conn,
+        "INSERT INTO quarantined_events (event_key, seq_id, target, raw, error, quarantined_at)
+         SELECT q.value ->> 'key', q.value ->> 'seq_id', q.value ->> 'target',
+                q.value ->> 'raw', q.value ->> 'error', ?2
+         FROM json_each(?1) AS q WHERE true ORDER BY q.key",
+        &quarantined,
+        now,
+    )
+    .await
+}
+
+/// Add the applied records to the per-target statistics.
+async fn count_applied(
+    conn: &mut SqliteConnection,
+    applied: &[&EventRecord],
+) -> Result<(), StoreError> {
+    if applied.is_empty() {
+        return Ok(());
+    }
+    let mut per_target: HashMap<&str, i64> = HashMap::new();
+    for record in applied {
+        *per_target.entry(&record.target).or_default() += 1;
+    }
+    sqlx::query(
+        "INSERT INTO event_stats (target, applied)
+         SELECT s.key, s.value FROM json_each(?1) AS s WHERE true
+         ON CONFLICT (target) DO UPDATE SET applied = applied + excluded.applied",
+    )
+    .bind(json_text(&per_target)?)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! The durable state store: one SQLite file that holds everything a restart must not lose
+//! (event cursor, dedupe set, intents, prepare jobs, positions, orders, signals).
+//!
+//! The whole exactly-once story lives in [`Store::apply_events`]: one `BEGIN IMMEDIATE`
+//! transaction records the event keys, applies their effects and advances the cursor, so a
+//! crash at any instant either replays an event (the dedupe set skips it) or never saw it
+//! (replay brings it). Every other write also goes through the single writer connection with
+//! `BEGIN IMMEDIATE`; reads use a small read-only pool. No SQL lives outside this module.
+
+mod error;
+mod events;
+mod intents;
+mod jobs;
+mod orders;
+mod positions;
+pub mod report;
+mod signals;
+mod summary;
+mod time;
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::types::Text;
+use sqlx::{Connection, Row, Sqlite, Transaction};
+use tokio::sync::Mutex;
+
+pub use error::StoreError;
+pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutcome};
+pub use intents::{IntentRecord, IntentState, NewIntent};
+pub use jobs::{JobKind, JobStatus, PrepareJobRecord, PrepareJobUpdate};
+pub use orders::{OrderRecord, OrderUpdate};
+pub use positions::{LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate};
+pub use signals::{SignalKind, SignalRecord, SignalState, SignalUpdate};
+pub use summary::{StateCount, StoreSummary};
+pub use time::Timestamp;
+
+/// The migrations compiled into this binary (`migrations/`).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
+///
+/// `Full` is the default because an order intent must survive a power loss, not just a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every commit: survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a process crash, may lose the last commits on power loss.
+    Normal,
+    /// No fsync: for tests and benchmarks only.
+    Off,
+}
+
+impl From<Synchronous> for SqliteSynchronous {
+    fn from(level: Synchronous) -> Self {
+        match level {
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Off => SqliteSynchronous::Off,
+        }
+    }
+}
+
+/// Tunables of the state store, mapped from the `database.*` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Durability of each commit.
+    pub synchronous: Synchronous,
+    /// How long a statement waits for a lock held by another connection before failing.
+    pub busy_timeout: Duration,
+    /// Connections in the read-only pool (readers never block the writer under WAL).
+    pub read_pool_size: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+            read_pool_size: 2,
+        }
+    }
+}
+
+/// Handle to the state database. Cheap to share behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    /// The one connection that writes; `None` for a store opened read-only.
+    writer: Option<Mutex<SqliteConnection>>,
+    readers: SqlitePool,
+    /// Held for the life of the store: another daemon on the same file gets `Locked`.
+    _instance_lock: Option<File>,
+}
+
+impl Store {
+    /// Open (creating if missing) and migrate the database at `path`, taking the
+    /// single-instance lock `<path>.lock`.
+    ///
+    /// A file this binary cannot safely use (not a database, corrupt, migrated by a newer
+    /// binary) is reported with a typed error and left byte-for-byte untouched.
+    pub async fn open(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Unwritable {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let instance_lock = lock_instance(&path)?;
+
+        let connect = SqliteConnectOptions::new()
+            .filename(&path)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true)
+            .synchronous(options.synchronous.into());
+        let mut writer = SqliteConnection::connect_with(
+            &connect
+                .clone()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .map_err(|e| StoreError::opening(path.clone(), e))?;
+        check_integrity(&mut writer, &path).await?;
+        migrate(&mut writer, &path).await?;
+
+        let readers = read_pool(connect, options.read_pool_size);
+        Ok(Store {
+            path,
+            writer: Some(Mutex::new(writer)),
+            readers,
+            _instance_lock: Some(instance_lock),
+        })
+    }
+
+    /// Open an existing database for reading only, while a daemon may be running on it
+    /// (the `state` subcommand): no lock, no migrations, no writes.
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.is_file() {
+            return Err(StoreError::Missing { path });
+        }
+        let connect = SqliteConnectOptions::new().filename(&path);
+        let readers = read_pool(connect, 1);
+        // Read the schema version now: a bad file is reported here, not at the first query, and
+        // a newer binary's schema is not misread.
+        let mut reader = readers
+            .acquire()
+            .await
+            .map_err(|e| StoreError::opening(path.clone(), e))?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&mut *reader)
+            .await
+            .map_err(|e| StoreError::opening(path.clone(), e))?;
+        drop(reader);
+        if let Some(&version) = applied.iter().find(|v| !MIGRATOR.version_exists(**v)) {
+            return Err(StoreError::SchemaTooNew { path, version });
+        }
+        Ok(Store {
+            path,
+            writer: None,
+            readers,
+            _instance_lock: None,
+        })
+    }
+
+    /// The database file this store works on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Close the connections cleanly (checkpointing the WAL) and release the lock.
+    /// Dropping the store also releases everything; this only waits for it.
+    pub async fn close(mut self) -> Result<(), StoreError> {
+        if let Some(writer) = self.writer.take() {
+            writer.into_inner().close().await?;
+        }
+        self.readers.close().await;
+        Ok(())
+    }
+
+    /// Lock the writer connection; fails for a store opened read-only.
+    async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, SqliteConnection>, StoreError> {
+        match &self.writer {
+            Some(writer) => Ok(writer.lock().await),
+            None => Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+            }),
+        }
+    }
+}
+
+/// Start a write transaction that takes the write lock up front, so it never fails half-way
+/// with SQLITE_BUSY on lock upgrade. Every write in the store starts here.
+async fn begin_write(
+    writer: &mut SqliteConnection,
+) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
+    writer.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// Take the single-instance lock `<db>.lock`, held until the returned file is dropped.
+fn lock_instance(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = OsString::from(path.as_os_str());
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::Unwritable {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(TryLockError::Error(source)) => Err(StoreError::Unwritable {
+            path: lock_path,
+            source,
+        }),
+    }
+}
+
+/// Refuse a damaged file before anything writes to it.
+async fn check_integrity(writer: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
+    let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
+        .fetch_all(&mut *writer)
+        .await
+        .map_err(|e| StoreError::opening(path.to_path_buf(), e))?;
+    match problems.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        _ => Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: problems.join("; "),
+        }),
+    }
+}
+
+/// Apply the embedded migrations in one `BEGIN IMMEDIATE` transaction: all or nothing, and a
+/// refusal (schema too new) rolls back without having written a byte.
+async fn migrate(writer: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
+    let mut tx = begin_write(writer)
+        .await
+        .map_err(|e| StoreError::opening(path.to_path_buf(), e))?;
+    MIGRATOR
+        .run(&mut *tx)
+        .await
+        .map_err(|e| StoreError::migrating(path.to_path_buf(), e))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The read-only connection pool; connections are made on first use.
+fn read_pool(connect: SqliteConnectOptions, size: u32) -> SqlitePool {
+    SqlitePoolOptions::new()
+        .max_connections(size.max(1))
+        .connect_lazy_with(connect.read_only(true))
+}
+
+/// Read a decimal kept as TEXT; a value that does not parse is a decode error, not a panic.
+fn decimal_column(row: &SqliteRow, column: &str) -> Result<Option<Decimal>, sqlx::Error> {
+    Ok(row
+        .try_get::<Option<Text<Decimal>>, _>(column)?
+        .map(|Text(value)| value))
+}
+
+/// `Ok` if an update touched a row, `NotFound` otherwise.
+fn found(rows: u64, what: &'static str, id: impl ToString) -> Result<(), StoreError> {
+    if rows == 0 {
+        Err(StoreError::NotFound {
+            what,
+            id: id.to_string(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Run one set-based statement over many rows: the rows go in as a JSON array bound to `?1`
+/// (read with `json_each`, in array order) and the commit time as `?2`. One round trip to the
+/// SQLite worker per statement instead of one per row is what makes group commit fast.
+async fn execute_for_rows<T: Serialize>(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    rows: &[T],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(sql)
+        .bind(json_text(rows)?)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Serialize statement input to JSON text.
+fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<String, sqlx::Error> {
+    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// Serialize a decimal as its exact text, whatever serde features `rust_decimal` was built with.
+fn decimal_text<S: serde::Serializer>(value: &Option<Decimal>, out: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(decimal) => out.collect_str(decimal),
+        None => out.serialize_none(),
+    }
+}

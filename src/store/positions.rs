@@ -1,0 +1,312 @@
+//! Positions and legs this daemon knows about, and which positions it monitors.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::types::Json;
+use sqlx::{FromRow, Row, SqliteConnection};
+
+use super::{
+    Store, StoreError, Timestamp, begin_write, decimal_column, decimal_text, execute_for_rows,
+    found,
+};
+
+/// Whether a position is still open. Closed is final: a position id never reopens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum PositionState {
+    /// Live: has legs, is monitored.
+    Open,
+    /// Exited.
+    Closed,
+}
+
+impl PositionState {
+    /// The stored (and displayed) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PositionState::Open => "open",
+            PositionState::Closed => "closed",
+        }
+    }
+}
+
+/// A position's latest known facts, from a `PositionUpdateEvent` or a Control Hub listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionUpdate {
+    /// The live position id.
+    pub position_id: i64,
+    /// The strategy it belongs to.
+    pub strategy_id: i64,
+    /// The broker account.
+    pub account: String,
+    /// The position's name.
+    pub name: String,
+    /// Open or closed (the event pump maps `PositionStatus::Closed` to closed).
+    pub state: PositionState,
+    /// The hub's status word as received (`Created`, `Adjusted`, `RealizedPnLChanged`…).
+    pub status: String,
+    /// Realized PnL, when the event carries it (kept otherwise).
+    #[serde(serialize_with = "decimal_text")]
+    pub realized_pnl: Option<Decimal>,
+}
+
+/// A leg's latest known facts, from a `LegUpdateEvent`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegUpdate {
+    /// The live leg id.
+    pub leg_id: i64,
+    /// The position it belongs to (which may not be known to this daemon).
+    pub position_id: i64,
+    /// The leg's name.
+    pub name: String,
+    /// The hub's status word as received.
+    pub status: String,
+    /// Current signed quantity, when the event carries it (kept otherwise).
+    #[serde(serialize_with = "decimal_text")]
+    pub qty: Option<Decimal>,
+}
+
+/// A stored position.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionRecord {
+    /// The live position id.
+    pub position_id: i64,
+    /// The strategy it belongs to.
+    pub strategy_id: i64,
+    /// The broker account.
+    pub account: String,
+    /// The position's name.
+    pub name: String,
+    /// Open or closed.
+    pub state: PositionState,
+    /// The last status word received.
+    pub last_status: Option<String>,
+    /// The last realized PnL received.
+    pub realized_pnl: Option<Decimal>,
+    /// Whether this daemon runs a monitor for it (open positions are monitored).
+    pub monitored: bool,
+    /// The last Data Hub snapshot, as received.
+    pub last_snapshot: Option<serde_json::Value>,
+    /// When that snapshot was taken.
+    pub snapshot_at: Option<Timestamp>,
+    /// When this row last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A stored leg.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LegRecord {
+    /// The live leg id.
+    pub leg_id: i64,
+    /// The position it belongs to.
+    pub position_id: i64,
+    /// The leg's name.
+    pub name: String,
+    /// The last status word received.
+    pub status: String,
+    /// The last signed quantity received.
+    pub qty: Option<Decimal>,
+    /// When this row last changed.
+    pub updated_at: Timestamp,
+}
+
+impl FromRow<'_, SqliteRow> for PositionRecord {
+    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            position_id: row.try_get("position_id")?,
+            strategy_id: row.try_get("strategy_id")?,
+            account: row.try_get("account")?,
+            name: row.try_get("name")?,
+            state: row.try_get("state")?,
+            last_status: row.try_get("last_status")?,
+            realized_pnl: decimal_column(row, "realized_pnl")?,
+            monitored: row.try_get("monitored")?,
+            last_snapshot: row
+                .try_get::<Option<Json<serde_json::Value>>, _>("last_snapshot")?
+                .map(|Json(snapshot)| snapshot),
+            snapshot_at: row.try_get("snapshot_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+impl FromRow<'_, SqliteRow> for LegRecord {
+    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            leg_id: row.try_get("leg_id")?,
+            position_id: row.try_get("position_id")?,
+            name: row.try_get("name")?,
+            status: row.try_get("status")?,
+            qty: decimal_column(row, "qty")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+/// `SELECT` of every [`PositionRecord`] column, followed by the given clause.
+macro_rules! select_positions {
+    ($clause:literal) => {
+        concat!(
+            "SELECT position_id, strategy_id, account, name, state, last_status, realized_pnl,
+                    monitored, last_snapshot, snapshot_at, updated_at
+             FROM positions ",
+            $clause
+        )
+    };
+}
+
+impl Store {
+    /// Record a position from a Control Hub listing (startup bootstrap, resync).
+    pub async fn upsert_position(&self, update: &PositionUpdate) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write(&mut writer).await?;
+        upsert_positions(&mut tx, &[update], Timestamp::now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keep the latest Data Hub snapshot of a position, to resume from after a restart.
+    pub async fn set_position_snapshot(
+        &self,
+        position_id: i64,
+        snapshot: &serde_json::Value,
+        taken_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write(&mut writer).await?;
+        let updated = sqlx::query(
+            "UPDATE positions SET last_snapshot = ?, snapshot_at = ?, updated_at = ?
+             WHERE position_id = ?",
+        )
+        .bind(snapshot.to_string())
+        .bind(taken_at)
+        .bind(Timestamp::now())
+        .bind(position_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        found(updated, "position", position_id)
+    }
+
+    /// Close a position found closed outside the event stream (a resync); stops its monitoring.
+    pub async fn mark_position_closed(&self, position_id: i64) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write(&mut writer).await?;
+        let updated = sqlx::query(
+            "UPDATE positions SET state = 'closed', monitored = 0, updated_at = ?
+             WHERE position_id = ?",
+        )
+        .bind(Timestamp::now())
+        .bind(position_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        found(updated, "position", position_id)
+    }
+
+    /// One position by id.
+    pub async fn position(&self, position_id: i64) -> Result<Option<PositionRecord>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        Ok(sqlx::query_as(select_positions!("WHERE position_id = ?"))
+            .bind(position_id)
+            .fetch_optional(&mut *reader)
+            .await?)
+    }
+
+    /// Every open position, by id.
+    pub async fn open_positions(&self) -> Result<Vec<PositionRecord>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        Ok(sqlx::query_as(select_positions!(
+            "WHERE state = 'open' ORDER BY position_id"
+        ))
+        .fetch_all(&mut *reader)
+        .await?)
+    }
+
+    /// Every position a monitor should run for, by id.
+    pub async fn monitored_positions(&self) -> Result<Vec<PositionRecord>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        monitored(&mut reader).await
+    }
+
+    /// The legs of a position, by id.
+    pub async fn legs(&self, position_id: i64) -> Result<Vec<LegRecord>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        Ok(sqlx::query_as(
+            "SELECT leg_id, position_id, name, status, qty, updated_at
+             FROM legs WHERE position_id = ? ORDER BY leg_id",
+        )
+        .bind(position_id)
+        .fetch_all(&mut *reader)
+        .await?)
+    }
+}
+
+/// Positions a monitor should run for, by id.
+pub(super) async fn monitored(
+    conn: &mut SqliteConnection,
+) -> Result<Vec<PositionRecord>, StoreError> {
+    Ok(sqlx::query_as(select_positions!(
+        "WHERE monitored = 1 ORDER BY position_id"
+    ))
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Insert or update positions, later updates winning. A closed position stays closed (and
+/// unmonitored): a late `RealizedPnLChanged` after `Closed` must not restart its monitor.
+pub(super) async fn upsert_positions(
+    conn: &mut SqliteConnection,
+    updates: &[&PositionUpdate],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    execute_for_rows(
+        conn,
+        "INSERT INTO positions (position_id, strategy_id, account, name, state, last_status,
+                                realized_pnl, monitored, updated_at)
+         SELECT p.value ->> 'position_id', p.value ->> 'strategy_id', p.value ->> 'account',
+                p.value ->> 'name', p.value ->> 'state', p.value ->> 'status',
+                p.value ->> 'realized_pnl', (p.value ->> 'state') = 'open', ?2
+         FROM json_each(?1) AS p WHERE true ORDER BY p.key
+         ON CONFLICT (position_id) DO UPDATE SET
+             strategy_id = excluded.strategy_id,
+             account = excluded.account,
+             name = excluded.name,
+             state = CASE WHEN positions.state = 'closed' THEN 'closed' ELSE excluded.state END,
+             monitored = CASE WHEN positions.state = 'closed' THEN 0 ELSE excluded.monitored END,
+             last_status = excluded.last_status,
+             realized_pnl = COALESCE(excluded.realized_pnl, positions.realized_pnl),
+             updated_at = excluded.updated_at",
+        updates,
+        now,
+    )
+    .await
+}
+
+/// Insert or update legs, later updates winning; a missing quantity keeps the last one.
+pub(super) async fn upsert_legs(
+    conn: &mut SqliteConnection,
+    updates: &[&LegUpdate],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    execute_for_rows(
+        conn,
+        "INSERT INTO legs (leg_id, position_id, name, status, qty, updated_at)
+         SELECT l.value ->> 'leg_id', l.value ->> 'position_id', l.value ->> 'name',
+                l.value ->> 'status', l.value ->> 'qty', ?2
+         FROM json_each(?1) AS l WHERE true ORDER BY l.key
+         ON CONFLICT (leg_id) DO UPDATE SET
+             position_id = excluded.position_id,
+             name = excluded.name,
+             status = excluded.status,
+             qty = COALESCE(excluded.qty, legs.qty),
+             updated_at = excluded.updated_at",
+        updates,
+        now,
+    )
+    .await
+}

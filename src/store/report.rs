@@ -1,0 +1,220 @@
+//! The `state` subcommand's output: a [`StoreSummary`] as aligned plain text or as JSON.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{Store, StoreError, StoreSummary};
+
+/// How `state` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Aligned tables for a terminal.
+    Table,
+    /// Pretty-printed JSON for scripts.
+    Json,
+}
+
+/// Open the database at `path` read-only (safe while the daemon runs) and render its state.
+pub async fn state_report(path: &Path, format: ReportFormat) -> Result<String, StoreError> {
+    let store = Store::open_read_only(path).await?;
+    let summary = store.summary().await?;
+    store.close().await?;
+    Ok(match format {
+        ReportFormat::Table => render_table(&summary),
+        ReportFormat::Json => render_json(&summary),
+    })
+}
+
+/// The summary as JSON (an object with the same field names as [`StoreSummary`]).
+pub fn render_json(summary: &StoreSummary) -> String {
+    // Serializing plain structs, strings, numbers and JSON values cannot fail; fall back to
+    // JSON null rather than panicking should that ever change.
+    serde_json::to_string_pretty(summary).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// The summary as sections of aligned columns.
+pub fn render_table(summary: &StoreSummary) -> String {
+    let mut out = String::new();
+    let cursor = match (summary.cursor, summary.cursor_updated_at) {
+        (Some(seq), Some(at)) => format!("{seq} (moved {at})"),
+        (Some(seq), None) => seq.to_string(),
+        (None, _) => "none (no event processed yet)".to_owned(),
+    };
+    out.push_str(&columns(
+        &[],
+        vec![
+            vec!["database".into(), summary.database.clone()],
+            vec!["event cursor".into(), cursor],
+        ],
+    ));
+
+    section(&mut out, "Counts", summary.counts.len());
+    out.push_str(&columns(
+        &["TABLE", "STATE", "COUNT"],
+        summary
+            .counts
+            .iter()
+            .map(|c| vec![c.table.clone(), optional(&c.state), c.count.to_string()])
+            .collect(),
+    ));
+
+    section(
+        &mut out,
+        "Intents in flight",
+        summary.intents_in_flight.len(),
+    );
+    out.push_str(&columns(
+        &[
+            "KEY",
+            "OPERATION",
+            "STATE",
+            "ATTEMPTS",
+            "WORKFLOW",
+            "UPDATED",
+        ],
+        summary
+            .intents_in_flight
+            .iter()
+            .map(|i| {
+                vec![
+                    i.key.clone(),
+                    i.operation.clone(),
+                    i.state.as_str().to_owned(),
+                    i.attempts.to_string(),
+                    optional(&i.workflow_id),
+                    i.updated_at.to_string(),
+                ]
+            })
+            .collect(),
+    ));
+
+    section(
+        &mut out,
+        "Prepare jobs in flight",
+        summary.prepare_jobs_in_flight.len(),
+    );
+    out.push_str(&columns(
+        &[
+            "JOB", "KIND", "STATUS", "STRATEGY", "POSITION", "ACCOUNT", "INTENT", "UPDATED",
+        ],
+        summary
+            .prepare_jobs_in_flight
+            .iter()
+            .map(|j| {
+                vec![
+                    j.job_id.clone(),
+                    j.kind.as_str().to_owned(),
+                    j.status.as_str().to_owned(),
+                    j.strategy_id.to_string(),
+                    optional(&j.position_id),
+                    optional(&j.account),
+                    optional(&j.intent_key),
+                    j.updated_at.to_string(),
+                ]
+            })
+            .collect(),
+    ));
+
+    section(
+        &mut out,
+        "Monitored positions",
+        summary.monitored_positions.len(),
+    );
+    out.push_str(&columns(
+        &[
+            "POSITION",
+            "STRATEGY",
+            "ACCOUNT",
+            "NAME",
+            "STATUS",
+            "REALIZED PNL",
+            "SNAPSHOT AT",
+        ],
+        summary
+            .monitored_positions
+            .iter()
+            .map(|p| {
+                vec![
+                    p.position_id.to_string(),
+                    p.strategy_id.to_string(),
+                    p.account.clone(),
+                    p.name.clone(),
+                    optional(&p.last_status),
+                    optional(&p.realized_pnl),
+                    optional(&p.snapshot_at),
+                ]
+            })
+            .collect(),
+    ));
+
+    section(
+        &mut out,
+        "Quarantined events (newest)",
+        summary.quarantined_events.len(),
+    );
+    out.push_str(&columns(
+        &["ID", "SEQ", "TARGET", "AT", "ERROR"],
+        summary
+            .quarantined_events
+            .iter()
+            .map(|q| {
+                vec![
+                    q.id.to_string(),
+                    optional(&q.seq_id),
+                    q.target.clone(),
+                    q.quarantined_at.to_string(),
+                    q.error.clone(),
+                ]
+            })
+            .collect(),
+    ));
+    out
+}
+
+/// A blank line and a section title with its row count.
+fn section(out: &mut String, title: &str, rows: usize) {
+    // Writing to a String cannot fail.
+    let _ = write!(out, "\n{title} ({rows})\n");
+}
+
+/// `-` for an absent value.
+fn optional(value: &Option<impl ToString>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+/// Rows padded to column widths (in characters), two spaces apart; `(none)` for no rows.
+fn columns(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    if rows.is_empty() {
+        return "  (none)\n".to_owned();
+    }
+    let header_row: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    let all_rows: Vec<&Vec<String>> = std::iter::once(&header_row)
+        .filter(|h| !h.is_empty())
+        .chain(rows.iter())
+        .collect();
+    let column_count = all_rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..column_count)
+        .map(|i| {
+            all_rows
+                .iter()
+                .filter_map(|r| r.get(i))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in all_rows {
+        let mut line = String::from(" ");
+        for (cell, width) in row.iter().zip(&widths) {
+            line.push(' ');
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 1));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
