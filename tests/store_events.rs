@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{dump, open, order_event, raw, scalar, signal_push, temp_db};
 use mesolive_supervisor::store::{
-    Effect, EventRecord, JobKind, JobStatus, LegUpdate, PositionState, PositionUpdate,
+    Effect, EventRecord, FlowKind, JobStatus, LegUpdate, PositionState, PositionUpdate,
     PrepareJobUpdate, RecordOutcome, SignalState, StoreError,
 };
 use rust_decimal::Decimal;
@@ -268,7 +268,7 @@ async fn effects_upsert_positions_legs_jobs_signals_and_quarantine() {
                 "OnPositionEntryPreparationCompleted",
                 Effect::Job(PrepareJobUpdate {
                     job_id: "job-1".into(),
-                    kind: JobKind::Entry,
+                    kind: FlowKind::Entry,
                     intent_key: None,
                     strategy_id: 7,
                     position_id: None,

@@ -6,7 +6,7 @@ mod common;
 use common::{open, order_event, temp_db};
 use mesolive_supervisor::store::report::{ReportFormat, render_json, render_table, state_report};
 use mesolive_supervisor::store::{
-    Effect, EventRecord, IntentState, JobKind, JobStatus, NewIntent, PositionState, PositionUpdate,
+    Effect, EventRecord, IntentState, FlowKind, JobStatus, NewIntent, PositionState, PositionUpdate,
     PrepareJobUpdate, StoreError, Timestamp,
 };
 use serde_json::json;
@@ -35,7 +35,7 @@ fn position(id: i64) -> PositionUpdate {
 fn entry_job(job_id: &str, intent_key: Option<&str>) -> PrepareJobUpdate {
     PrepareJobUpdate {
         job_id: job_id.into(),
-        kind: JobKind::Entry,
+        kind: FlowKind::Entry,
         intent_key: intent_key.map(Into::into),
         strategy_id: 7,
         position_id: None,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::events::PrepareKind;
+use crate::store::FlowKind;
 use super::lenient::decode;
 use super::models::{
     AgentInfo, IdempotencyRecord, LatestEventSeqId, LiveAccount, LivePosition, LiveStrategy,
@@ -271,7 +271,7 @@ impl ControlHub {
     /// Starts a prepare job; the caller has committed the intent (key + args) already.
     pub async fn start_prepare(
         &self,
-        kind: PrepareKind,
+        kind: FlowKind,
         args: Value,
     ) -> Result<PrepareJobStarted, HubError> {
         self.0.call(&methods::start_prepare(kind), args).await
@@ -280,7 +280,7 @@ impl ControlHub {
     /// Polls a prepare job.
     pub async fn prepare_status(
         &self,
-        kind: PrepareKind,
+        kind: FlowKind,
         job_id: &str,
     ) -> Result<PrepareStatusResult, HubError> {
         self.0
@@ -291,7 +291,7 @@ impl ControlHub {
     /// Best-effort cancel of a prepare job (keyed).
     pub async fn cancel_prepare(
         &self,
-        kind: PrepareKind,
+        kind: FlowKind,
         job_id: &str,
         key: &str,
     ) -> Result<Value, HubError> {

@@ -11,6 +11,7 @@ use super::models::{
     LegStatus, LiveContract, OrderState, PositionStatus, PreparationStatus, SignalState,
 };
 use super::wire::callbacks;
+use crate::store::FlowKind;
 
 /// The header every event carries (FACT: `EventId` and `EventSeqId` may be absent, e.g. in the
 /// active-state pushes sent on connect, but are never null when present).
@@ -198,45 +199,6 @@ pub struct LegUpdateEvent {
     pub realized_pnl: Option<Decimal>,
 }
 
-/// Which prepare flow a job belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PrepareKind {
-    /// `StartPreparePositionEntry`.
-    Entry,
-    /// `StartPreparePositionExit`.
-    Exit,
-    /// `StartPreparePositionAdjustment`.
-    Adjustment,
-}
-
-impl PrepareKind {
-    /// Every kind, for building method and callback names.
-    pub const ALL: [PrepareKind; 3] = [
-        PrepareKind::Entry,
-        PrepareKind::Exit,
-        PrepareKind::Adjustment,
-    ];
-
-    /// `Entry`, `Exit` or `Adjustment`: the infix of the hub method and event names.
-    pub fn infix(self) -> &'static str {
-        match self {
-            PrepareKind::Entry => "Entry",
-            PrepareKind::Exit => "Exit",
-            PrepareKind::Adjustment => "Adjustment",
-        }
-    }
-
-    /// `entry`, `exit` or `adjustment`, as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PrepareKind::Entry => "entry",
-            PrepareKind::Exit => "exit",
-            PrepareKind::Adjustment => "adjustment",
-        }
-    }
-}
-
 /// A prepare job finished (Completed or Failed event of any kind).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -298,7 +260,7 @@ pub enum EventBody {
     /// `OnPosition{Entry,Exit,Adjustment}Preparation{Completed,Failed}`.
     Preparation {
         /// Which flow.
-        kind: PrepareKind,
+        kind: FlowKind,
         /// Completed or Failed.
         status: PreparationStatus,
         /// The event.

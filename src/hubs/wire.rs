@@ -57,7 +57,7 @@ pub fn order_ids(value: &Value) -> Vec<i64> {
 
 /// Hub method names (FACT unless noted in SPEC §3).
 pub mod methods {
-    use crate::hubs::events::PrepareKind;
+    use crate::store::FlowKind;
 
     /// Control: connected providers.
     pub const LIST_AGENTS: &str = "ListAgents";
@@ -105,17 +105,17 @@ pub mod methods {
     pub const GET_EVENTS_SINCE: &str = "GetEventsSince";
 
     /// `StartPreparePosition{Entry,Exit,Adjustment}`.
-    pub fn start_prepare(kind: PrepareKind) -> String {
+    pub fn start_prepare(kind: FlowKind) -> String {
         format!("StartPreparePosition{}", kind.infix())
     }
 
     /// `GetPreparePosition{Entry,Exit,Adjustment}Status`.
-    pub fn prepare_status(kind: PrepareKind) -> String {
+    pub fn prepare_status(kind: FlowKind) -> String {
         format!("GetPreparePosition{}Status", kind.infix())
     }
 
     /// `CancelPreparePosition{Entry,Exit,Adjustment}`.
-    pub fn cancel_prepare(kind: PrepareKind) -> String {
+    pub fn cancel_prepare(kind: FlowKind) -> String {
         format!("CancelPreparePosition{}", kind.infix())
     }
 
@@ -129,7 +129,7 @@ pub mod methods {
 
 /// Callback (server→client) target names.
 pub mod callbacks {
-    use crate::hubs::events::PrepareKind;
+    use crate::store::FlowKind;
     use crate::hubs::models::PreparationStatus;
 
     /// Entry signal.
@@ -150,7 +150,7 @@ pub mod callbacks {
     pub const AGENT_STATUS: &str = "OnAgentStatus";
 
     /// `OnPosition{Entry,Exit,Adjustment}Preparation{Completed,Failed}` (entry/exit INFERRED).
-    pub fn preparation(kind: PrepareKind, completed: bool) -> String {
+    pub fn preparation(kind: FlowKind, completed: bool) -> String {
         let outcome = if completed { "Completed" } else { "Failed" };
         format!("OnPosition{}Preparation{outcome}", kind.infix())
     }
@@ -170,7 +170,7 @@ pub mod callbacks {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        for kind in PrepareKind::ALL {
+        for kind in FlowKind::ALL {
             names.push(preparation(kind, true));
             names.push(preparation(kind, false));
         }
@@ -194,8 +194,8 @@ pub mod callbacks {
     }
 
     /// For a canonical preparation target, its kind and outcome.
-    pub fn preparation_target(target: &str) -> Option<(PrepareKind, PreparationStatus)> {
-        PrepareKind::ALL.into_iter().find_map(|kind| {
+    pub fn preparation_target(target: &str) -> Option<(FlowKind, PreparationStatus)> {
+        FlowKind::ALL.into_iter().find_map(|kind| {
             if target == preparation(kind, true) {
                 Some((kind, PreparationStatus::Completed))
             } else if target == preparation(kind, false) {

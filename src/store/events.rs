@@ -314,7 +314,7 @@ async fn apply_effects(
     for record in applied {
         match &record.effect {
             Effect::None => {}
-            Effect::Signal(update) => signal_updates.push(update),
+            Effect::Signal(update) => signal_updates.push((update, record.key.as_str())),
             Effect::Position(update) => position_updates.push(update),
             Effect::Leg(update) => leg_updates.push(update),
             Effect::Order(update) => order_updates.push(update),

@@ -3,31 +3,8 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
+use super::flow::FlowKind;
 use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows};
-
-/// Which prepare flow a job belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
-pub enum JobKind {
-    /// `StartPreparePositionEntry`.
-    Entry,
-    /// `StartPreparePositionExit`.
-    Exit,
-    /// `StartPreparePositionAdjustment`.
-    Adjustment,
-}
-
-impl JobKind {
-    /// The stored (and displayed) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Entry => "entry",
-            JobKind::Exit => "exit",
-            JobKind::Adjustment => "adjustment",
-        }
-    }
-}
 
 /// Where a prepare job is. Completed, failed and cancelled are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -66,7 +43,7 @@ pub struct PrepareJobUpdate {
     /// The server's JobId.
     pub job_id: String,
     /// Which prepare flow.
-    pub kind: JobKind,
+    pub kind: FlowKind,
     /// The intent that started it, if this daemon did.
     pub intent_key: Option<String>,
     /// The strategy it prepares for.
@@ -90,7 +67,7 @@ pub struct PrepareJobRecord {
     /// The server's JobId.
     pub job_id: String,
     /// Which prepare flow.
-    pub kind: JobKind,
+    pub kind: FlowKind,
     /// The intent that started it, if this daemon did.
     pub intent_key: Option<String>,
     /// The strategy it prepares for.

@@ -9,6 +9,7 @@
 
 mod error;
 mod events;
+mod flow;
 mod intents;
 mod jobs;
 mod orders;
@@ -17,6 +18,7 @@ pub mod report;
 mod signals;
 mod summary;
 mod time;
+mod workflows;
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -35,14 +37,16 @@ use sqlx::{Connection, Row, Sqlite, Transaction};
 use tokio::sync::Mutex;
 
 pub use error::StoreError;
+pub use flow::FlowKind;
 pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutcome};
 pub use intents::{IntentRecord, IntentState, NewIntent};
-pub use jobs::{JobKind, JobStatus, PrepareJobRecord, PrepareJobUpdate};
+pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
 pub use orders::{OrderRecord, OrderUpdate};
 pub use positions::{LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate};
-pub use signals::{SignalKind, SignalRecord, SignalState, SignalUpdate};
+pub use signals::{SignalRecord, SignalState, SignalUpdate};
 pub use summary::{StateCount, StoreSummary};
 pub use time::Timestamp;
+pub use workflows::{NewWorkflow, StateCounts, WorkflowChange, WorkflowRecord, WorkflowState};
 
 /// The migrations compiled into this binary (`migrations/`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -100,6 +104,8 @@ pub struct Store {
     /// The one connection that writes; `None` for a store opened read-only.
     writer: Option<Mutex<SqliteConnection>>,
     readers: SqlitePool,
+    /// This database's identity (`store_meta`), part of every idempotency key derived from it.
+    instance_id: String,
     /// Held for the life of the store: another daemon on the same file gets `Locked`.
     _instance_lock: Option<File>,
 }
@@ -135,12 +141,14 @@ impl Store {
         .map_err(|e| StoreError::opening(path.clone(), e))?;
         check_integrity(&mut writer, &path).await?;
         migrate(&mut writer, &path).await?;
+        let instance_id = read_instance_id(&mut writer).await?;
 
         let readers = read_pool(connect, options.read_pool_size);
         Ok(Store {
             path,
             writer: Some(Mutex::new(writer)),
             readers,
+            instance_id,
             _instance_lock: Some(instance_lock),
         })
     }
@@ -164,16 +172,25 @@ impl Store {
             .fetch_all(&mut *reader)
             .await
             .map_err(|e| StoreError::opening(path.clone(), e))?;
-        drop(reader);
         if let Some(&version) = applied.iter().find(|v| !MIGRATOR.version_exists(**v)) {
             return Err(StoreError::SchemaTooNew { path, version });
         }
+        // A file last opened by an older binary may predate `store_meta`: no identity to show.
+        let instance_id = read_instance_id(&mut reader).await.unwrap_or_default();
+        drop(reader);
         Ok(Store {
             path,
             writer: None,
             readers,
+            instance_id,
             _instance_lock: None,
         })
+    }
+
+    /// This database's identity: a short random id created with the file, part of every
+    /// idempotency key derived from it, so a fresh database never reuses an old key.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     /// The database file this store works on.
@@ -234,6 +251,14 @@ fn lock_instance(path: &Path) -> Result<File, StoreError> {
             source,
         }),
     }
+}
+
+async fn read_instance_id(conn: &mut SqliteConnection) -> Result<String, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT instance_id FROM store_meta WHERE id = 1")
+            .fetch_one(conn)
+            .await?,
+    )
 }
 
 /// Refuse a damaged file before anything writes to it.

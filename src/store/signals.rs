@@ -3,31 +3,8 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
+use super::flow::FlowKind;
 use super::{Store, StoreError, Timestamp, execute_for_rows};
-
-/// Which decision a signal is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
-pub enum SignalKind {
-    /// Open a position for a strategy on an account.
-    Entry,
-    /// Close a position.
-    Exit,
-    /// Adjust a position.
-    Adjustment,
-}
-
-impl SignalKind {
-    /// The stored (and displayed) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignalKind::Entry => "entry",
-            SignalKind::Exit => "exit",
-            SignalKind::Adjustment => "adjustment",
-        }
-    }
-}
 
 /// Whether a signal currently fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -52,7 +29,7 @@ impl SignalState {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SignalUpdate {
     /// Entry, exit or adjustment.
-    pub kind: SignalKind,
+    pub kind: FlowKind,
     /// On or Off.
     pub state: SignalState,
     /// The strategy it belongs to.
@@ -93,7 +70,7 @@ pub struct SignalRecord {
     /// See [`SignalUpdate::key`].
     pub signal_key: String,
     /// Entry, exit or adjustment.
-    pub kind: SignalKind,
+    pub kind: FlowKind,
     /// On or Off.
     pub state: SignalState,
     /// The strategy it belongs to.
@@ -102,6 +79,10 @@ pub struct SignalRecord {
     pub position_id: Option<i64>,
     /// The broker account, when known.
     pub account: Option<String>,
+    /// The adjustment condition, for adjustment signals.
+    pub condition: Option<String>,
+    /// The key of the event that turned the signal On (one workflow per instance).
+    pub instance: String,
     /// The last event as received.
     #[sqlx(json)]
     pub payload: serde_json::Value,
@@ -113,7 +94,8 @@ pub struct SignalRecord {
 macro_rules! select_signals {
     ($clause:literal) => {
         concat!(
-            "SELECT signal_key, kind, state, strategy_id, position_id, account, payload, updated_at
+            "SELECT signal_key, kind, state, strategy_id, position_id, account, condition, instance,
+                    payload, updated_at
              FROM signals ",
             $clause
         )
@@ -139,36 +121,42 @@ impl Store {
     }
 }
 
-/// A signal row as the upsert reads it: the update and its key.
+/// A signal row as the upsert reads it: the update, its key, and the key of the event.
 #[derive(Serialize)]
 struct KeyedSignal<'a> {
     signal_key: String,
+    event_key: &'a str,
     #[serde(flatten)]
     update: &'a SignalUpdate,
 }
 
-/// Store signals' new states (the event effect), later updates of a key winning.
+/// Store signals' new states (the event effect), later updates of a key winning. An Off→On
+/// transition (or a first On) starts a new instance named after the event that caused it.
 pub(super) async fn upsert(
     conn: &mut SqliteConnection,
-    updates: &[&SignalUpdate],
+    updates: &[(&SignalUpdate, &str)],
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let rows: Vec<KeyedSignal<'_>> = updates
         .iter()
-        .map(|update| KeyedSignal {
+        .map(|(update, event_key)| KeyedSignal {
             signal_key: update.key(),
+            event_key,
             update,
         })
         .collect();
     execute_for_rows(
         conn,
         "INSERT INTO signals
-             (signal_key, kind, state, strategy_id, position_id, account, payload, updated_at)
+             (signal_key, kind, state, strategy_id, position_id, account, condition, instance,
+              payload, updated_at)
          SELECT s.value ->> 'signal_key', s.value ->> 'kind', s.value ->> 'state',
                 s.value ->> 'strategy_id', s.value ->> 'position_id', s.value ->> 'account',
-                s.value -> 'payload', ?2
+                s.value ->> 'condition', s.value ->> 'event_key', s.value -> 'payload', ?2
          FROM json_each(?1) AS s WHERE true ORDER BY s.key
          ON CONFLICT (signal_key) DO UPDATE SET
+             instance = CASE WHEN signals.state = 'Off' AND excluded.state = 'On'
+                             THEN excluded.instance ELSE signals.instance END,
              state = excluded.state,
              account = COALESCE(excluded.account, signals.account),
              payload = excluded.payload,

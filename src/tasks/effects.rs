@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use crate::hubs::events::{EventBody, EventDecodeError, EventHeader, HubEvent, PrepareKind};
+use crate::hubs::events::{EventBody, EventDecodeError, EventHeader, HubEvent};
 use crate::hubs::models::{PositionStatus, PreparationStatus, SignalState};
 use crate::store::{
-    Effect, EventRecord, JobKind, JobStatus, LegUpdate, OrderUpdate, PositionState,
-    PositionUpdate, PrepareJobUpdate, SignalKind, SignalState as StoredSignalState, SignalUpdate,
+    Effect, EventRecord, FlowKind, JobStatus, LegUpdate, OrderUpdate, PositionState,
+    PositionUpdate, PrepareJobUpdate, SignalState as StoredSignalState, SignalUpdate,
 };
 
 /// The record for a decoded event.
@@ -55,15 +55,6 @@ fn fnv1a(bytes: &[u8], offset: u64) -> u64 {
     })
 }
 
-/// The store-side kind of a prepare flow.
-pub fn job_kind(kind: PrepareKind) -> JobKind {
-    match kind {
-        PrepareKind::Entry => JobKind::Entry,
-        PrepareKind::Exit => JobKind::Exit,
-        PrepareKind::Adjustment => JobKind::Adjustment,
-    }
-}
-
 /// The store-side status of a prepare job (unknown server states count as running).
 pub fn job_status(status: &PreparationStatus) -> JobStatus {
     match status {
@@ -103,7 +94,7 @@ fn effect(body: &EventBody, payload: &Value) -> Effect {
     };
     match body {
         EventBody::EntrySignal(e) => signal(
-            SignalKind::Entry,
+            FlowKind::Entry,
             &e.state,
             e.strategy_id,
             None,
@@ -111,7 +102,7 @@ fn effect(body: &EventBody, payload: &Value) -> Effect {
             None,
         ),
         EventBody::ExitSignal(e) => signal(
-            SignalKind::Exit,
+            FlowKind::Exit,
             &e.state,
             e.strategy_id,
             Some(e.position_id),
@@ -119,7 +110,7 @@ fn effect(body: &EventBody, payload: &Value) -> Effect {
             None,
         ),
         EventBody::AdjustmentSignal(e) => signal(
-            SignalKind::Adjustment,
+            FlowKind::Adjustment,
             &e.state,
             e.strategy_id,
             Some(e.position_id),
@@ -162,7 +153,7 @@ fn effect(body: &EventBody, payload: &Value) -> Effect {
             event,
         } => Effect::Job(PrepareJobUpdate {
             job_id: event.job_id.clone(),
-            kind: job_kind(*kind),
+            kind: *kind,
             intent_key: None,
             strategy_id: event.strategy_id,
             position_id: event

@@ -100,8 +100,7 @@ async fn poll_jobs(ctx: &Ctx, control: &ControlHub, quiet_for: Duration) -> Resu
         if job.updated_at > cutoff {
             continue;
         }
-        let kind = crate::hubs::events::PrepareKind::from(job.kind);
-        match control.prepare_status(kind, &job.job_id).await {
+        match control.prepare_status(job.kind, &job.job_id).await {
             Ok(status) => {
                 let new_status = job_status(&status.status);
                 ctx.store

@@ -30,12 +30,11 @@ use tracing::Instrument;
 use super::intent::{self, IntentError, IntentOutcome};
 use crate::config::{AutomationMode, OrderStyle};
 use crate::hubs::client::ControlHub;
-use crate::hubs::events::PrepareKind;
 use crate::hubs::lenient::decode;
 use crate::hubs::models::{OrderState, PreparedPlan};
 use crate::hubs::wire::{args, methods};
 use crate::store::{
-    JobKind, JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalKind, SignalRecord,
+    FlowKind, JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalRecord,
     SignalState, StoreError, WorkflowChange, WorkflowRecord, WorkflowState,
 };
 use crate::supervisor::child::{ChildError, Fatal};
@@ -180,11 +179,7 @@ async fn open_workflows(ctx: &Ctx) -> Result<(), StoreError> {
 }
 
 async fn plan_workflow(ctx: &Ctx, signal: &SignalRecord) -> Result<NewWorkflow, StoreError> {
-    let kind = match signal.kind {
-        SignalKind::Entry => JobKind::Entry,
-        SignalKind::Exit => JobKind::Exit,
-        SignalKind::Adjustment => JobKind::Adjustment,
-    };
+    let kind = signal.kind;
     let position = match signal.position_id {
         Some(id) => ctx.store.position(id).await?,
         None => None,
@@ -195,7 +190,7 @@ async fn plan_workflow(ctx: &Ctx, signal: &SignalRecord) -> Result<NewWorkflow, 
         .or_else(|| position.as_ref().map(|p| p.account.clone()))
         .filter(|a| !a.is_empty());
     let scope = match (kind, signal.position_id) {
-        (JobKind::Entry, _) | (_, None) => format!(
+        (FlowKind::Entry, _) | (_, None) => format!(
             "entry:{}:{}",
             signal.strategy_id,
             account.as_deref().unwrap_or("?")
@@ -220,7 +215,7 @@ async fn plan_workflow(ctx: &Ctx, signal: &SignalRecord) -> Result<NewWorkflow, 
 /// Whether the configured mode, allow list and limits let this signal lead to actions.
 async fn admission(
     ctx: &Ctx,
-    kind: JobKind,
+    kind: FlowKind,
     signal: &SignalRecord,
     account: Option<&str>,
 ) -> Result<(WorkflowState, Option<String>), StoreError> {
@@ -248,7 +243,7 @@ async fn admission(
             Some(format!("paper mode: account {account} is not a known paper account")),
         ));
     }
-    if kind == JobKind::Entry {
+    if kind == FlowKind::Entry {
         let open = ctx
             .store
             .open_positions()
@@ -285,14 +280,6 @@ async fn drive(ctx: &Ctx, control: &ControlHub, id: i64) -> Result<(), DriveErro
         if matches!(step, Step::Waiting) {
             return Ok(());
         }
-    }
-}
-
-fn prepare_kind(kind: JobKind) -> PrepareKind {
-    match kind {
-        JobKind::Entry => PrepareKind::Entry,
-        JobKind::Exit => PrepareKind::Exit,
-        JobKind::Adjustment => PrepareKind::Adjustment,
     }
 }
 
@@ -337,7 +324,7 @@ async fn prepare(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> 
     if fresh && !signal_still_on(ctx, workflow).await? {
         return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Cancelled).because("signal went Off before the prepare was sent")).await;
     }
-    let kind = prepare_kind(workflow.kind);
+    let kind = workflow.kind;
     let prepare_args = match prepare_args(ctx, workflow, &key) {
         Ok(args) => args,
         Err(reason) => return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).because(&reason)).await,
@@ -375,7 +362,7 @@ async fn prepare(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> 
 
 fn prepare_args(ctx: &Ctx, workflow: &WorkflowRecord, key: &str) -> Result<Value, String> {
     match workflow.kind {
-        JobKind::Entry => {
+        FlowKind::Entry => {
             let directory = ctx.directory();
             let strategy = directory.strategies.get(&workflow.strategy_id);
             let symbol = strategy
@@ -396,8 +383,8 @@ fn prepare_args(ctx: &Ctx, workflow: &WorkflowRecord, key: &str) -> Result<Value
                 &symbol,
             ))
         }
-        JobKind::Exit => Ok(args::prepare_exit(key, workflow.position_id.ok_or("exit without a position")?)),
-        JobKind::Adjustment => Ok(args::prepare_adjustment(
+        FlowKind::Exit => Ok(args::prepare_exit(key, workflow.position_id.ok_or("exit without a position")?)),
+        FlowKind::Adjustment => Ok(args::prepare_adjustment(
             key,
             workflow.position_id.ok_or("adjustment without a position")?,
             workflow.condition.as_deref(),
@@ -435,7 +422,7 @@ async fn await_job(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -
 /// Signal went Off while preparing: cancel the job (best effort), then stop.
 async fn cancel_prepare(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord, job_id: &str) -> Result<Step, DriveError> {
     let key = intent_key(ctx, workflow, "cancel");
-    let kind = prepare_kind(workflow.kind);
+    let kind = workflow.kind;
     let new = NewIntent {
         key: key.clone(),
         operation: methods::cancel_prepare(kind),
@@ -476,7 +463,7 @@ async fn execute(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> 
         let (operation, call_args) = if paper {
             (methods::APPLY_PAPER_FILLS, args::paper_fills(&key, &account, &plan, group))
         } else {
-            let multiplier = (workflow.kind == JobKind::Entry).then_some(ctx.settings.automation.qty_multiplier);
+            let multiplier = (workflow.kind == FlowKind::Entry).then_some(ctx.settings.automation.qty_multiplier);
             let limit = match ctx.settings.automation.order_type {
                 OrderStyle::Market => None,
                 OrderStyle::LimitMid => plan.group_mid(group),

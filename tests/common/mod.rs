@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use mesolive_supervisor::store::{
-    Effect, EventRecord, OrderUpdate, SignalKind, SignalState, SignalUpdate, Store, StoreOptions,
+    Effect, EventRecord, OrderUpdate, FlowKind, SignalState, SignalUpdate, Store, StoreOptions,
 };
 use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -51,7 +51,7 @@ pub fn signal_push(key: &str, state: SignalState) -> EventRecord {
         seq_id: None,
         target: "OnEntrySignal".into(),
         effect: Effect::Signal(SignalUpdate {
-            kind: SignalKind::Entry,
+            kind: FlowKind::Entry,
             state,
             strategy_id: 7,
             position_id: None,
