@@ -8,3 +8,5 @@
 //! signalr/    SignalR JSON hub protocol: codec, client connection, server side (for the simulator)
 //! ```
 #![warn(missing_docs)]
+
+pub mod signalr;
