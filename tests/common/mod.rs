@@ -35,6 +35,8 @@ pub struct Observed {
 #[derive(Default)]
 pub struct TestHub {
     pub observed: Arc<Observed>,
+    /// Push a `Welcome` callback from `on_connected`.
+    pub welcome: bool,
 }
 
 fn arg_u64(arguments: &[Value], index: usize) -> u64 {
@@ -42,6 +44,18 @@ fn arg_u64(arguments: &[Value], index: usize) -> u64 {
 }
 
 impl Hub for TestHub {
+    fn on_connected(&self, connection: &ServerConnection) -> impl Future<Output = ()> + Send {
+        let connection = connection.clone();
+        let welcome = self.welcome;
+        async move {
+            if welcome {
+                let _ = connection
+                    .send("Welcome", vec![json!(connection.id())])
+                    .await;
+            }
+        }
+    }
+
     fn invoke(
         &self,
         connection: &ServerConnection,
@@ -142,7 +156,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(options: HubOptions) -> TestServer {
-        let host = HubHost::new(HUB_PATH, TestHub::default(), options);
+        Self::start_with(TestHub::default(), options).await
+    }
+
+    pub async fn start_with(hub: TestHub, options: HubOptions) -> TestServer {
+        let host = HubHost::new(HUB_PATH, hub, options);
         let (addr, serving) = serve(host.router()).await;
         TestServer {
             host,

@@ -68,6 +68,8 @@ pub(super) async fn run<H: Hub>(
     host.hub.on_connected(connection).await;
     let mut reader = Reader::new(host, connection, stream, decoder, calls);
     reader.run().await;
+    // The socket goes once the writer lets go of its half too, even if a hub call still runs.
+    drop(reader);
     // Whatever ended the reader, everything else stops now (no-op if already closing).
     connection.close(None, false);
     let _ = invoker.await;
