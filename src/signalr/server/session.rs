@@ -154,8 +154,9 @@ async fn write_loop(
     let aborted = connection.aborted_token().clone();
     let writing = async {
         let mut batch = Vec::new();
-        let mut pings =
-            tokio::time::interval_at(Instant::now() + keep_alive_interval, keep_alive_interval);
+        // `interval` panics on a zero period; a zero setting means "as often as possible".
+        let period = keep_alive_interval.max(Duration::from_millis(1));
+        let mut pings = tokio::time::interval_at(Instant::now() + period, period);
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
