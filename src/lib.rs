@@ -20,6 +20,7 @@ pub mod config;
 pub mod exit;
 pub mod hubs;
 pub mod ops;
+pub mod signalr;
 pub mod store;
 pub mod supervisor;
 pub mod tasks;

@@ -5,13 +5,13 @@
 //! The child is this same test binary, re-executed to run the ignored `child_writer` test with
 //! `CRASH_CHILD_DB` set.
 
-mod common;
+mod store_support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{open, order_event, raw, scalar, signal_push};
+use store_support::{open, order_event, raw, scalar, signal_push};
 use mesolive_supervisor::store::{SignalState, Store, StoreOptions, Synchronous};
 use sqlx::Connection;
 

@@ -1,11 +1,11 @@
 //! The event transaction: exactly-once effects, a cursor that only moves forward, atomic
 //! batches, and the dedupe window.
 
-mod common;
+mod store_support;
 
 use std::time::Duration;
 
-use common::{dump, open, order_event, raw, scalar, signal_push, temp_db};
+use store_support::{dump, open, order_event, raw, scalar, signal_push, temp_db};
 use mesolive_supervisor::store::{
     Effect, EventRecord, FlowKind, JobStatus, LegUpdate, PositionState, PositionUpdate,
     PrepareJobUpdate, RecordOutcome, SignalState, StoreError,

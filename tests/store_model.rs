@@ -2,11 +2,11 @@
 //! without sequence ids) gives the same outcomes, cursor and effects as a tiny in-memory model
 //! of the exactly-once rules.
 
-mod common;
+mod store_support;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{open, order_event, temp_db};
+use store_support::{open, order_event, temp_db};
 use mesolive_supervisor::store::{EventRecord, RecordOutcome};
 use proptest::prelude::*;
 use rust_decimal::Decimal;

@@ -1,11 +1,11 @@
 //! Opening the state store: migrations, the single-instance lock, and files it must refuse
 //! without touching them.
 
-mod common;
+mod store_support;
 
 use std::path::Path;
 
-use common::{open, order_event, raw, scalar, temp_db};
+use store_support::{open, order_event, raw, scalar, temp_db};
 use mesolive_supervisor::store::{Store, StoreError, StoreOptions, Synchronous};
 use sqlx::Connection;
 

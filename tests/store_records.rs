@@ -1,9 +1,9 @@
 //! Typed records outside the event stream: intents, prepare jobs, orders, positions, and the
 //! `state` summary and report.
 
-mod common;
+mod store_support;
 
-use common::{open, order_event, temp_db};
+use store_support::{open, order_event, temp_db};
 use mesolive_supervisor::store::report::{ReportFormat, render_json, render_table, state_report};
 use mesolive_supervisor::store::{
     Effect, EventRecord, IntentState, FlowKind, JobStatus, NewIntent, PositionState, PositionUpdate,
