@@ -53,7 +53,9 @@ pub fn client_config(extra_ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, 
         total += added;
     }
     if total == 0 {
-        tracing::warn!("no trusted root certificates (install ca-certificates or set hubs.extra_ca_file): https hubs will be refused");
+        tracing::warn!(
+            "no trusted root certificates (install ca-certificates or set hubs.extra_ca_file): https hubs will be refused"
+        );
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

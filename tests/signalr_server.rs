@@ -5,8 +5,8 @@ mod hub_support;
 
 use std::time::Duration;
 
-use hub_support::{HUB_PATH, TestHub, TestServer, within};
 use futures_util::{SinkExt, StreamExt};
+use hub_support::{HUB_PATH, TestHub, TestServer, within};
 use mesolive_supervisor::signalr::HubOptions;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;

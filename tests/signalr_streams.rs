@@ -5,8 +5,8 @@ mod hub_support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hub_support::{TestServer, eventually, fast_server_options, within};
 use futures_util::StreamExt;
+use hub_support::{TestServer, eventually, fast_server_options, within};
 use mesolive_supervisor::signalr::{ConnectOptions, Connection, SignalrError};
 use serde_json::json;
 

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use store_support::{open, order_event, raw, scalar, signal_push};
 use mesolive_supervisor::store::{SignalState, Store, StoreOptions, Synchronous};
 use sqlx::Connection;
+use store_support::{open, order_event, raw, scalar, signal_push};
 
 const CHILD_ENV: &str = "CRASH_CHILD_DB";
 const KILLS: usize = 24;

@@ -5,13 +5,13 @@ mod store_support;
 
 use std::time::Duration;
 
-use store_support::{dump, open, order_event, raw, scalar, signal_push, temp_db};
 use mesolive_supervisor::store::{
     Effect, EventRecord, FlowKind, JobStatus, LegUpdate, PositionState, PositionUpdate,
     PrepareJobUpdate, RecordOutcome, SignalState, StoreError,
 };
 use rust_decimal::Decimal;
 use sqlx::Connection;
+use store_support::{dump, open, order_event, raw, scalar, signal_push, temp_db};
 
 use RecordOutcome::{AlreadyProcessed, Applied, BelowCursor};
 

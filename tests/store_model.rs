@@ -6,10 +6,10 @@ mod store_support;
 
 use std::collections::{HashMap, HashSet};
 
-use store_support::{open, order_event, temp_db};
 use mesolive_supervisor::store::{EventRecord, RecordOutcome};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
+use store_support::{open, order_event, temp_db};
 
 /// What the store must do, written as plainly as possible.
 #[derive(Default)]

@@ -5,9 +5,9 @@ mod store_support;
 
 use std::path::Path;
 
-use store_support::{open, order_event, raw, scalar, temp_db};
 use mesolive_supervisor::store::{Store, StoreError, StoreOptions, Synchronous};
 use sqlx::Connection;
+use store_support::{open, order_event, raw, scalar, temp_db};
 
 fn contents(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")

@@ -3,13 +3,13 @@
 
 mod store_support;
 
-use store_support::{open, order_event, temp_db};
 use mesolive_supervisor::store::report::{ReportFormat, render_json, render_table, state_report};
 use mesolive_supervisor::store::{
-    Effect, EventRecord, IntentState, FlowKind, JobStatus, NewIntent, PositionState, PositionUpdate,
-    PrepareJobUpdate, StoreError, Timestamp,
+    Effect, EventRecord, FlowKind, IntentState, JobStatus, NewIntent, PositionState,
+    PositionUpdate, PrepareJobUpdate, StoreError, Timestamp,
 };
 use serde_json::json;
+use store_support::{open, order_event, temp_db};
 
 fn send_order_intent(key: &str) -> NewIntent {
     NewIntent {
@@ -244,8 +244,8 @@ async fn orders_link_to_their_intent_whichever_arrives_first() {
 async fn positions_keep_snapshots_and_close() {
     let (_dir, path) = temp_db();
     let store = open(&path).await;
-    store.upsert_position(&position(1)).await.unwrap();
-    store.upsert_position(&position(2)).await.unwrap();
+    store.upsert_positions(&[position(1)]).await.unwrap();
+    store.upsert_positions(&[position(2)]).await.unwrap();
     let taken_at = Timestamp::now();
     let snapshot = json!({ "PnL": { "Unrealized": "12.50" } });
     store
@@ -301,7 +301,7 @@ async fn the_state_report_shows_cursor_counts_and_what_is_in_flight() {
         .upsert_prepare_job(&entry_job("job-1", Some("send_order_5_1")))
         .await
         .unwrap();
-    store.upsert_position(&position(9)).await.unwrap();
+    store.upsert_positions(&[position(9)]).await.unwrap();
 
     let summary = store.summary().await.unwrap();
     assert_eq!(summary.cursor, Some(42));

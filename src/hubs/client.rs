@@ -7,17 +7,17 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::store::FlowKind;
 use super::lenient::decode;
 use super::models::{
     AgentInfo, IdempotencyRecord, LatestEventSeqId, LiveAccount, LivePosition, LiveStrategy,
-    PositionDataEntry, PrepareJobStarted, PrepareStatusResult, StatusCode, SubscriptionResult,
-    MesoLiveApiError,
+    MesoLiveApiError, PositionDataEntry, PrepareJobStarted, PrepareStatusResult, StatusCode,
+    SubscriptionResult,
 };
 use super::wire::envelope::Envelope;
 use super::wire::history::{self, HistoryPage};
 use super::wire::{args, call_args, methods, paging};
 use crate::signalr::{Connection, HubStream, SignalrError};
+use crate::store::FlowKind;
 
 /// Most pages a paged list is followed for (a server handing out tokens forever is a bug).
 const MAX_PAGES: usize = 10_000;
@@ -55,19 +55,8 @@ pub enum HubError {
     },
     /// The envelope said `Status != Success`; `DuplicateRequest` and `Conflict` drive the
     /// idempotency flow and are kept distinct.
-    #[error("{method}: {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
-    Api {
-        /// The hub method.
-        method: String,
-        /// The envelope status.
-        status: StatusCode,
-        /// The envelope message.
-        message: Option<String>,
-        /// Structured error details.
-        error: Option<MesoLiveApiError>,
-        /// The whole result as received (for logs; never contains the API key).
-        raw: String,
-    },
+    #[error("{}: {}{}", .0.method, .0.status, .0.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Api(Box<ApiFailure>),
     /// The payload did not have the expected shape.
     #[error("{method}: unexpected payload: {reason}")]
     Decode {
@@ -78,11 +67,26 @@ pub enum HubError {
     },
 }
 
+/// A response envelope whose status was not `Success`.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// The hub method.
+    pub method: String,
+    /// The envelope status.
+    pub status: StatusCode,
+    /// The envelope message.
+    pub message: Option<String>,
+    /// Structured error details.
+    pub error: Option<MesoLiveApiError>,
+    /// The whole result as received (for logs; never contains the API key).
+    pub raw: String,
+}
+
 impl HubError {
     /// The envelope status, for API errors.
     pub fn status(&self) -> Option<&StatusCode> {
         match self {
-            HubError::Api { status, .. } => Some(status),
+            HubError::Api(failure) => Some(&failure.status),
             _ => None,
         }
     }
@@ -112,7 +116,10 @@ impl HubError {
                 reason: detail,
             },
             SignalrError::Timeout { .. } | SignalrError::ConnectionLost(_) => {
-                HubError::OutcomeUnknown { method, source: err }
+                HubError::OutcomeUnknown {
+                    method,
+                    source: err,
+                }
             }
             other => HubError::NotSent {
                 method,
@@ -156,7 +163,11 @@ impl HubClient {
     }
 
     /// Calls `method` and decodes the payload of a successful envelope.
-    pub async fn call<T: DeserializeOwned>(&self, method: &str, args: Value) -> Result<T, HubError> {
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Value,
+    ) -> Result<T, HubError> {
         let data = self.call_value(method, args).await?;
         decode_as(method, data)
     }
@@ -191,11 +202,7 @@ impl HubClient {
     }
 
     /// Opens a server-to-client stream (items are not enveloped; decode with [`decode_as`]).
-    pub fn stream(
-        &self,
-        method: &str,
-        args: Value,
-    ) -> Result<HubStream<Value>, HubError> {
+    pub fn stream(&self, method: &str, args: Value) -> Result<HubStream<Value>, HubError> {
         self.connection
             .stream::<Value>(method, call_args(args))
             .map_err(|err| HubError::from_transport(method, err))
@@ -206,13 +213,13 @@ fn success_data(method: &str, envelope: Envelope) -> Result<Value, HubError> {
     if envelope.status == StatusCode::Success {
         return Ok(envelope.data);
     }
-    Err(HubError::Api {
+    Err(HubError::Api(Box::new(ApiFailure {
         method: method.to_owned(),
         status: envelope.status,
         message: envelope.message,
         error: envelope.error,
         raw: envelope.raw.to_string(),
-    })
+    })))
 }
 
 /// Decodes a payload leniently, naming the method on failure.
@@ -230,7 +237,10 @@ pub struct ControlHub(pub HubClient);
 impl ControlHub {
     /// Connected providers/agents (runbook check 1).
     pub async fn list_agents(&self) -> Result<Vec<AgentInfo>, HubError> {
-        let data = self.0.call_value(methods::LIST_AGENTS, serde_json::json!({})).await?;
+        let data = self
+            .0
+            .call_value(methods::LIST_AGENTS, serde_json::json!({}))
+            .await?;
         let page = paging::read_page(data).ok_or_else(|| HubError::Decode {
             method: methods::LIST_AGENTS.into(),
             reason: "expected a list of agents".into(),
@@ -244,14 +254,18 @@ impl ControlHub {
     /// Every account (paged).
     pub async fn list_accounts(&self, page_size: u32) -> Result<Vec<LiveAccount>, HubError> {
         self.0
-            .call_paged(methods::LIST_ACCOUNTS, |token| args::page(Some(page_size), token))
+            .call_paged(methods::LIST_ACCOUNTS, |token| {
+                args::page(Some(page_size), token)
+            })
             .await
     }
 
     /// Every strategy (paged).
     pub async fn list_strategies(&self, page_size: u32) -> Result<Vec<LiveStrategy>, HubError> {
         self.0
-            .call_paged(methods::LIST_STRATEGIES, |token| args::page(Some(page_size), token))
+            .call_paged(methods::LIST_STRATEGIES, |token| {
+                args::page(Some(page_size), token)
+            })
             .await
     }
 
@@ -296,7 +310,10 @@ impl ControlHub {
         key: &str,
     ) -> Result<Value, HubError> {
         self.0
-            .call_value(&methods::cancel_prepare(kind), args::cancel_job(job_id, key))
+            .call_value(
+                &methods::cancel_prepare(kind),
+                args::cancel_job(job_id, key),
+            )
             .await
     }
 
@@ -331,7 +348,10 @@ impl DataHub {
     /// One position's current prices/greeks/PnL.
     pub async fn position_snapshot(&self, position_id: i64) -> Result<PositionDataEntry, HubError> {
         self.0
-            .call(methods::GET_POSITION_SNAPSHOT, args::position_data(position_id))
+            .call(
+                methods::GET_POSITION_SNAPSHOT,
+                args::position_data(position_id),
+            )
             .await
     }
 
@@ -350,7 +370,10 @@ impl DataHub {
         provider: Option<&str>,
     ) -> Result<Value, HubError> {
         self.0
-            .call_value(methods::GET_UNDERLYING_SNAPSHOT, args::underlying(symbol, provider))
+            .call_value(
+                methods::GET_UNDERLYING_SNAPSHOT,
+                args::underlying(symbol, provider),
+            )
             .await
     }
 
@@ -378,7 +401,10 @@ impl EventHub {
         strategies: Option<&[i64]>,
     ) -> Result<SubscriptionResult, HubError> {
         self.0
-            .call(methods::SUBSCRIBE_TO_STRATEGIES, args::strategies(strategies))
+            .call(
+                methods::SUBSCRIBE_TO_STRATEGIES,
+                args::strategies(strategies),
+            )
             .await
     }
 
@@ -401,7 +427,10 @@ impl EventHub {
         let method = methods::GET_EVENTS_SINCE;
         let data = self
             .0
-            .call_value(method, args::events_since(after_seq_id, limit, continuation))
+            .call_value(
+                method,
+                args::events_since(after_seq_id, limit, continuation),
+            )
             .await?;
         history::read_page(data).ok_or_else(|| HubError::Decode {
             method: method.into(),

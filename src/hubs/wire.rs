@@ -129,8 +129,8 @@ pub mod methods {
 
 /// Callback (server→client) target names.
 pub mod callbacks {
-    use crate::store::FlowKind;
     use crate::hubs::models::PreparationStatus;
+    use crate::store::FlowKind;
 
     /// Entry signal.
     pub const ENTRY_SIGNAL: &str = "OnEntrySignal";
@@ -567,7 +567,11 @@ pub mod args {
         limit: Option<Decimal>,
     ) -> Value {
         let order = LegGroupOrder {
-            order_type: if limit.is_some() { OrderType::Limit } else { OrderType::Market },
+            order_type: if limit.is_some() {
+                OrderType::Limit
+            } else {
+                OrderType::Market
+            },
             time_in_force: TimeInForce::Day,
             limit_price: limit,
             stop_price: None,

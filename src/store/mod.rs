@@ -37,8 +37,8 @@ use sqlx::{Connection, Row, Sqlite, Transaction};
 use tokio::sync::Mutex;
 
 pub use error::StoreError;
-pub use flow::FlowKind;
 pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutcome};
+pub use flow::FlowKind;
 pub use intents::{IntentRecord, IntentState, NewIntent};
 pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
 pub use orders::{OrderRecord, OrderUpdate};

@@ -158,11 +158,13 @@ macro_rules! select_positions {
 }
 
 impl Store {
-    /// Record a position from a Control Hub listing (startup bootstrap, resync).
-    pub async fn upsert_position(&self, update: &PositionUpdate) -> Result<(), StoreError> {
+    /// Record positions from a Control Hub listing (startup bootstrap, resync), in one
+    /// transaction. A closed position stays closed.
+    pub async fn upsert_positions(&self, updates: &[PositionUpdate]) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        upsert_positions(&mut tx, &[update], Timestamp::now()).await?;
+        let rows: Vec<&PositionUpdate> = updates.iter().collect();
+        upsert_positions(&mut tx, &rows, Timestamp::now()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -212,15 +212,15 @@ impl Store {
         let now = Timestamp::now();
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        let created = sqlx::query_as(concat!(
+        let created = sqlx::query_as(
             "INSERT INTO workflows (kind, scope, signal_key, signal_instance, strategy_id, account,
                                     position_id, condition, state, reason, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT DO NOTHING
              RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
                        position_id, condition, state, job_id, plan, groups_done, reason,
-                       created_at, updated_at"
-        ))
+                       created_at, updated_at",
+        )
         .bind(new.kind)
         .bind(&new.scope)
         .bind(&new.signal_key)
@@ -247,7 +247,7 @@ impl Store {
     ) -> Result<WorkflowRecord, StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        let updated: Option<WorkflowRecord> = sqlx::query_as(concat!(
+        let updated: Option<WorkflowRecord> = sqlx::query_as(
             "UPDATE workflows SET
                  state = COALESCE(?1, state),
                  job_id = COALESCE(?2, job_id),
@@ -261,8 +261,8 @@ impl Store {
              WHERE id = ?7
              RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
                        position_id, condition, state, job_id, plan, groups_done, reason,
-                       created_at, updated_at"
-        ))
+                       created_at, updated_at",
+        )
         .bind(change.state)
         .bind(&change.job_id)
         .bind(change.plan.as_ref().map(serde_json::Value::to_string))
@@ -301,18 +301,21 @@ impl Store {
     /// The newest workflows, newest first (reports, tests).
     pub async fn recent_workflows(&self, limit: u32) -> Result<Vec<WorkflowRecord>, StoreError> {
         let mut reader = self.readers.acquire().await?;
-        Ok(sqlx::query_as(select_workflows!("ORDER BY id DESC LIMIT ?"))
-            .bind(limit)
-            .fetch_all(&mut *reader)
-            .await?)
+        Ok(
+            sqlx::query_as(select_workflows!("ORDER BY id DESC LIMIT ?"))
+                .bind(limit)
+                .fetch_all(&mut *reader)
+                .await?,
+        )
     }
 
     /// Intents and workflows counted by state, for the metrics gauges.
     pub async fn state_counts(&self) -> Result<StateCounts, StoreError> {
         let mut reader = self.readers.acquire().await?;
-        let intents = sqlx::query_as("SELECT state, COUNT(*) FROM intents GROUP BY state ORDER BY state")
-            .fetch_all(&mut *reader)
-            .await?;
+        let intents =
+            sqlx::query_as("SELECT state, COUNT(*) FROM intents GROUP BY state ORDER BY state")
+                .fetch_all(&mut *reader)
+                .await?;
         let workflows =
             sqlx::query_as("SELECT state, COUNT(*) FROM workflows GROUP BY state ORDER BY state")
                 .fetch_all(&mut *reader)

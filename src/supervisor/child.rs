@@ -66,8 +66,12 @@ impl Escalation {
 
 /// Runs `make(ctx)` until it returns `Ok(())` (it was asked to stop) or a fatal condition,
 /// restarting it after failures and panics.
-pub async fn supervise<F, Fut>(name: &'static str, ctx: Arc<Ctx>, escalation: Arc<Escalation>, make: F)
-where
+pub async fn supervise<F, Fut>(
+    name: &'static str,
+    ctx: Arc<Ctx>,
+    escalation: Arc<Escalation>,
+    make: F,
+) where
     F: Fn(Arc<Ctx>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), ChildError>> + Send + 'static,
 {

@@ -130,10 +130,7 @@ pub struct Ctx {
 impl Ctx {
     /// A copy of the directory (cheap: a few accounts and strategies).
     pub fn directory(&self) -> Directory {
-        self.directory
-            .read()
-            .map(|d| d.clone())
-            .unwrap_or_default()
+        self.directory.read().map(|d| d.clone()).unwrap_or_default()
     }
 
     /// Replaces the directory after a Control Hub verification.

@@ -75,7 +75,9 @@ enum LinkError {
 impl From<HubError> for LinkError {
     fn from(err: HubError) -> Self {
         match err {
-            HubError::Unauthorized(source) => LinkError::Fatal(Fatal::Unauthorized(source.to_string())),
+            HubError::Unauthorized(source) => {
+                LinkError::Fatal(Fatal::Unauthorized(source.to_string()))
+            }
             other => LinkError::Retry(other.to_string()),
         }
     }
@@ -84,7 +86,9 @@ impl From<HubError> for LinkError {
 impl From<SignalrError> for LinkError {
     fn from(err: SignalrError) -> Self {
         match err {
-            SignalrError::Unauthorized { .. } => LinkError::Fatal(Fatal::Unauthorized(err.to_string())),
+            SignalrError::Unauthorized { .. } => {
+                LinkError::Fatal(Fatal::Unauthorized(err.to_string()))
+            }
             SignalrError::InvalidConfig(_) | SignalrError::Tls(_) => {
                 LinkError::Fatal(Fatal::Setup(err.to_string()))
             }
@@ -180,7 +184,11 @@ fn publish(senders: &HubLinkSenders, hub: Hub, generation: u64, client: Option<H
     }
 }
 
-async fn connect_and_verify(ctx: &Ctx, connector: &Connector, hub: Hub) -> Result<HubClient, LinkError> {
+async fn connect_and_verify(
+    ctx: &Ctx,
+    connector: &Connector,
+    hub: Hub,
+) -> Result<HubClient, LinkError> {
     let client = HubClient::new(connector.connect(hub).await?);
     match hub {
         Hub::Control => verify_control(ctx, &ControlHub(client.clone())).await?,
@@ -227,13 +235,18 @@ async fn prove_data(ctx: &Ctx, data: &DataHub) {
         .ok()
         .and_then(|positions| positions.first().map(|p| p.position_id));
     let proof = match position {
-        Some(id) => data.position_snapshot(id).await.map(|_| format!("position {id}")),
+        Some(id) => data
+            .position_snapshot(id)
+            .await
+            .map(|_| format!("position {id}")),
         None if !hubs.probe_provider.is_empty() && !hubs.probe_symbol.is_empty() => data
             .underlying_snapshot(&hubs.probe_symbol, Some(&hubs.probe_provider))
             .await
             .map(|_| format!("underlying {}", hubs.probe_symbol)),
         None => {
-            tracing::info!("data hub connected; no open position and no hubs.probe_provider, so no snapshot to prove data with");
+            tracing::info!(
+                "data hub connected; no open position and no hubs.probe_provider, so no snapshot to prove data with"
+            );
             return;
         }
     };

@@ -75,7 +75,7 @@ impl SupervisorError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SupervisorError::Config(_) | SupervisorError::Tls(_) => exit::CONFIG,
-            SupervisorError::Store(err) if err.is_locked() => exit::TEMP_FAIL,
+            SupervisorError::Store(StoreError::Locked { .. }) => exit::TEMP_FAIL,
             SupervisorError::Store(_) => exit::IO_ERROR,
             SupervisorError::Listen { .. } => exit::FAILURE,
             SupervisorError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
@@ -203,7 +203,12 @@ async fn start_in_runbook_order(
     let stop = ctx.shutdown.children.clone();
     let intake = ctx.shutdown.intake.clone();
     // The pump starts first and waits (beating) for the Event Hub, which comes up last.
-    tracker.spawn(supervise("event_pump", ctx.clone(), escalation.clone(), event_pump::run));
+    tracker.spawn(supervise(
+        "event_pump",
+        ctx.clone(),
+        escalation.clone(),
+        event_pump::run,
+    ));
     for hub in Hub::ALL {
         let (connector, senders, generations) =
             (connector.clone(), senders.clone(), generations.clone());
@@ -211,7 +216,15 @@ async fn start_in_runbook_order(
             hub_child_name(hub),
             ctx.clone(),
             escalation.clone(),
-            move |ctx| run_link(ctx, hub, connector.clone(), senders.clone(), generations.clone()),
+            move |ctx| {
+                run_link(
+                    ctx,
+                    hub,
+                    connector.clone(),
+                    senders.clone(),
+                    generations.clone(),
+                )
+            },
         ));
         notifier.status(&format!("starting: waiting for the {} hub", hub.as_str()));
         let up = match hub {
@@ -239,13 +252,28 @@ async fn start_in_runbook_order(
     {
         tracing::warn!(error = %err, "position bootstrap failed; the monitor manager retries");
     }
-    tracker.spawn(supervise("monitors", ctx.clone(), escalation.clone(), position_monitor::run));
+    tracker.spawn(supervise(
+        "monitors",
+        ctx.clone(),
+        escalation.clone(),
+        position_monitor::run,
+    ));
     notifier.status("starting: reconciling in-flight intents and jobs");
     if let Err(err) = reconciler::reconcile_once(ctx).await {
         tracing::warn!(error = %err, "startup reconciliation incomplete; the reconciler retries");
     }
-    tracker.spawn(supervise("reconciler", ctx.clone(), escalation.clone(), reconciler::run));
-    tracker.spawn(supervise("workflows", ctx.clone(), escalation.clone(), workflow::run));
+    tracker.spawn(supervise(
+        "reconciler",
+        ctx.clone(),
+        escalation.clone(),
+        reconciler::run,
+    ));
+    tracker.spawn(supervise(
+        "workflows",
+        ctx.clone(),
+        escalation.clone(),
+        workflow::run,
+    ));
     !(stop.is_cancelled() || intake.is_cancelled())
 }
 
@@ -292,8 +320,11 @@ async fn stop(ctx: &Arc<Ctx>, tracker: &TaskTracker, notifier: &Notifier) {
         _ = timeout(grace, children_done) => {}
         _ = ctx.shutdown.force.cancelled() => {}
     }
-    match ctx.store.mark_in_flight_intents_unknown().await {
-        Ok(n) if n > 0 => tracing::info!(intents = n, "in-flight intents left for reconciliation on next start"),
+    match ctx.store.abandon_in_flight_intents().await {
+        Ok(n) if n > 0 => tracing::info!(
+            intents = n,
+            "in-flight intents left for reconciliation on next start"
+        ),
         Ok(_) => {}
         Err(err) => tracing::error!(error = %err, "could not mark in-flight intents"),
     }

@@ -37,7 +37,12 @@ pub fn quarantine(error: &EventDecodeError, payload: &Value) -> EventRecord {
 /// The dedupe key: the EventId (lower-cased), or for events without one (on-connect pushes) a
 /// content key over the target and the payload, stable across restarts and Rust versions.
 pub fn event_key(header: &EventHeader, target: &str, payload: &Value) -> String {
-    if let Some(id) = header.event_id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+    if let Some(id) = header
+        .event_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+    {
         return id.to_ascii_lowercase();
     }
     // serde_json's Map is ordered by key, so `to_string` is canonical.
@@ -62,9 +67,9 @@ pub fn job_status(status: &PreparationStatus) -> JobStatus {
         PreparationStatus::Failed => JobStatus::Failed,
         PreparationStatus::Cancelled => JobStatus::Cancelled,
         PreparationStatus::Pending | PreparationStatus::Queued => JobStatus::Pending,
-        PreparationStatus::Running | PreparationStatus::InProgress | PreparationStatus::Unknown(_) => {
-            JobStatus::Running
-        }
+        PreparationStatus::Running
+        | PreparationStatus::InProgress
+        | PreparationStatus::Unknown(_) => JobStatus::Running,
     }
 }
 
@@ -77,7 +82,12 @@ fn signal_state(state: &SignalState) -> Option<StoredSignalState> {
 }
 
 fn effect(body: &EventBody, payload: &Value) -> Effect {
-    let signal = |kind, state: &SignalState, strategy_id, position_id, account: Option<&String>, condition| {
+    let signal = |kind,
+                  state: &SignalState,
+                  strategy_id,
+                  position_id,
+                  account: Option<&String>,
+                  condition| {
         match signal_state(state) {
             Some(state) => Effect::Signal(SignalUpdate {
                 kind,
@@ -166,7 +176,9 @@ fn effect(body: &EventBody, payload: &Value) -> Effect {
             result: event.result.clone(),
             error: event.error.clone(),
         }),
-        EventBody::Error(_) | EventBody::AgentStatus(_) | EventBody::Unrecognized(_) => Effect::None,
+        EventBody::Error(_) | EventBody::AgentStatus(_) | EventBody::Unrecognized(_) => {
+            Effect::None
+        }
     }
 }
 
@@ -183,9 +195,21 @@ mod tests {
         };
         assert_eq!(event_key(&with_id, "OnX", &json!({})), "abc-1");
         let none = EventHeader::default();
-        let a = event_key(&none, "OnEntrySignal", &json!({"State": "On", "StrategyId": 1}));
-        let b = event_key(&none, "OnEntrySignal", &json!({"StrategyId": 1, "State": "On"}));
-        let c = event_key(&none, "OnEntrySignal", &json!({"StrategyId": 1, "State": "Off"}));
+        let a = event_key(
+            &none,
+            "OnEntrySignal",
+            &json!({"State": "On", "StrategyId": 1}),
+        );
+        let b = event_key(
+            &none,
+            "OnEntrySignal",
+            &json!({"StrategyId": 1, "State": "On"}),
+        );
+        let c = event_key(
+            &none,
+            "OnEntrySignal",
+            &json!({"StrategyId": 1, "State": "Off"}),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.starts_with("ck:"));

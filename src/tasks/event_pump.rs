@@ -81,12 +81,18 @@ async fn wait_for_connection(
     }
 }
 
+impl From<HubError> for PumpError {
+    fn from(err: HubError) -> Self {
+        PumpError::Hub(Box::new(err))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum PumpError {
     #[error("stopping")]
     Stopped,
     #[error(transparent)]
-    Hub(#[from] HubError),
+    Hub(#[from] Box<HubError>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -101,9 +107,14 @@ struct Session {
 
 impl Session {
     fn new(ctx: Arc<Ctx>, linked: Linked<EventHub>) -> Result<Session, ChildError> {
-        let callbacks = linked.client.0.connection().take_callbacks().ok_or_else(|| {
-            ChildError::Failed("the event hub callback queue was already taken".into())
-        })?;
+        let callbacks = linked
+            .client
+            .0
+            .connection()
+            .take_callbacks()
+            .ok_or_else(|| {
+                ChildError::Failed("the event hub callback queue was already taken".into())
+            })?;
         Ok(Session {
             ctx,
             hub: linked.client,
@@ -227,7 +238,11 @@ impl Session {
                     self.commit(&pending).await?;
                     pending.clear();
                     Metrics::add(&self.ctx.metrics.gap_catchups, 1);
-                    tracing::info!(cursor = self.cursor, live = seq, "EventSeqId jumped: catching up before applying it");
+                    tracing::info!(
+                        cursor = self.cursor,
+                        live = seq,
+                        "EventSeqId jumped: catching up before applying it"
+                    );
                     self.catch_up(Some(seq - 1)).await?;
                     expected = self.cursor + 1;
                 }

@@ -78,7 +78,10 @@ async fn send(
 ) -> Result<IntentOutcome, IntentError> {
     store.mark_intent_sent(&intent.key).await?;
     tracing::info!(intent = %intent.key, operation = %intent.operation, "intent sent");
-    match control.keyed_call(&intent.operation, intent.args.clone()).await {
+    match control
+        .keyed_call(&intent.operation, intent.args.clone())
+        .await
+    {
         Ok(data) => {
             store
                 .settle_intent(&intent.key, IntentState::Completed, Some(&data))
@@ -86,16 +89,23 @@ async fn send(
             tracing::info!(intent = %intent.key, outcome = "completed", "intent settled");
             Ok(IntentOutcome::Completed(data))
         }
-        Err(HubError::Api { status, .. })
-            if status == StatusCode::DuplicateRequest || status == StatusCode::Conflict =>
+        Err(HubError::Api(failure))
+            if matches!(
+                failure.status,
+                StatusCode::DuplicateRequest | StatusCode::Conflict
+            ) =>
         {
-            tracing::info!(intent = %intent.key, %status, "server already has this key: reading its record");
+            tracing::info!(intent = %intent.key, status = %failure.status, "server already has this key: reading its record");
             Ok(settle(store, control, intent).await?.into_outcome())
         }
         Err(HubError::Unauthorized(err)) => Err(IntentError::Unauthorized(err.to_string())),
         Err(err) if err.outcome_unknown() => {
             store
-                .settle_intent(&intent.key, IntentState::Unknown, Some(&json!({"error": err.to_string()})))
+                .settle_intent(
+                    &intent.key,
+                    IntentState::Unknown,
+                    Some(&json!({"error": err.to_string()})),
+                )
                 .await?;
             tracing::warn!(intent = %intent.key, error = %err, outcome = "unknown", "intent outcome unknown; will settle via GetIdempotencyRecord");
             Ok(IntentOutcome::Unsettled)
@@ -103,14 +113,22 @@ async fn send(
         Err(HubError::NotSent { source, .. }) => {
             // Never left this process: it stays sendable under the same key.
             store
-                .settle_intent(&intent.key, IntentState::Unknown, Some(&json!({"error": source.to_string()})))
+                .settle_intent(
+                    &intent.key,
+                    IntentState::Unknown,
+                    Some(&json!({"error": source.to_string()})),
+                )
                 .await?;
             Ok(IntentOutcome::Unsettled)
         }
         Err(err) => {
             let reason = err.to_string();
             store
-                .settle_intent(&intent.key, IntentState::Failed, Some(&json!({"error": reason})))
+                .settle_intent(
+                    &intent.key,
+                    IntentState::Failed,
+                    Some(&json!({"error": reason})),
+                )
                 .await?;
             tracing::warn!(intent = %intent.key, error = %reason, outcome = "failed", "intent failed");
             Ok(IntentOutcome::Failed(reason))
@@ -152,7 +170,9 @@ pub async fn settle(
     loop {
         let record = match control.idempotency_record(&intent.key).await {
             Ok(record) => record,
-            Err(HubError::Unauthorized(err)) => return Err(IntentError::Unauthorized(err.to_string())),
+            Err(HubError::Unauthorized(err)) => {
+                return Err(IntentError::Unauthorized(err.to_string()));
+            }
             Err(err) => {
                 tracing::warn!(intent = %intent.key, error = %err, "idempotency record not readable now");
                 return Ok(Settled::Pending);
@@ -178,7 +198,11 @@ pub async fn settle(
                     .or_else(|| record.response_message.clone())
                     .unwrap_or_else(|| "failed on the server".into());
                 store
-                    .settle_intent(&intent.key, IntentState::Failed, Some(&json!({"error": reason})))
+                    .settle_intent(
+                        &intent.key,
+                        IntentState::Failed,
+                        Some(&json!({"error": reason})),
+                    )
                     .await?;
                 tracing::warn!(intent = %intent.key, outcome = "failed", source = "idempotency record", %reason, "intent settled");
                 return Ok(Settled::Failed(reason));

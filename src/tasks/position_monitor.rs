@@ -22,7 +22,7 @@ use crate::hubs::client::{ControlHub, DataHub, HubError, decode_as};
 use crate::hubs::models::PositionDataEntry;
 use crate::hubs::wire::methods;
 use crate::ops::metrics::Metrics;
-use crate::store::{PositionState, PositionUpdate};
+use crate::store::{PositionState, PositionUpdate, Timestamp};
 use crate::supervisor::child::ChildError;
 use crate::supervisor::context::{Ctx, link_lost, next_link};
 use crate::supervisor::policy::backoff;
@@ -109,13 +109,17 @@ pub async fn bootstrap(ctx: &Ctx, control: &ControlHub) -> Result<(), HubError> 
         .filter(|p| p.state == PositionState::Open)
         .count();
     ctx.store
-        .sync_listed_positions(&listed)
+        .upsert_positions(&listed)
         .await
         .map_err(|err| HubError::Decode {
             method: methods::LIST_POSITIONS.into(),
             reason: format!("storing positions: {err}"),
         })?;
-    tracing::info!(listed = listed.len(), open, "positions bootstrapped from the Control Hub");
+    tracing::info!(
+        listed = listed.len(),
+        open,
+        "positions bootstrapped from the Control Hub"
+    );
     ctx.wake.positions.notify_one();
     Ok(())
 }
@@ -264,7 +268,11 @@ async fn resync(
     let entry = data.position_snapshot(position_id).await?;
     Metrics::add(&ctx.metrics.snapshot_resyncs, 1);
     let json = serde_json::to_value(&entry).unwrap_or_default();
-    if let Err(err) = ctx.store.set_position_snapshot(position_id, &json).await {
+    if let Err(err) = ctx
+        .store
+        .set_position_snapshot(position_id, &json, Timestamp::now())
+        .await
+    {
         ctx.metrics.error("store_snapshot");
         tracing::warn!(error = %err, "snapshot not persisted");
     }

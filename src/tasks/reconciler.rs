@@ -76,8 +76,12 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
         };
         match poll_jobs(&ctx, &control, quiet_for).await {
             Ok(()) => {}
-            Err(ReconcileError::Unauthorized(reason)) => return Err(Fatal::Unauthorized(reason).into()),
-            Err(ReconcileError::Store(err)) => return Err(ChildError::Failed(format!("reconciler store: {err}"))),
+            Err(ReconcileError::Unauthorized(reason)) => {
+                return Err(Fatal::Unauthorized(reason).into());
+            }
+            Err(ReconcileError::Store(err)) => {
+                return Err(ChildError::Failed(format!("reconciler store: {err}")));
+            }
             Err(ReconcileError::NoControl) => {}
         }
     }
@@ -93,7 +97,11 @@ fn current_control(ctx: &Ctx) -> Result<ControlHub, ReconcileError> {
 }
 
 /// Polls every in-flight job not updated for `quiet_for`, storing what the server says.
-async fn poll_jobs(ctx: &Ctx, control: &ControlHub, quiet_for: Duration) -> Result<(), ReconcileError> {
+async fn poll_jobs(
+    ctx: &Ctx,
+    control: &ControlHub,
+    quiet_for: Duration,
+) -> Result<(), ReconcileError> {
     let cutoff = Timestamp::now().minus(quiet_for);
     let mut changed = false;
     for job in ctx.store.prepare_jobs_in_flight().await? {
@@ -104,14 +112,21 @@ async fn poll_jobs(ctx: &Ctx, control: &ControlHub, quiet_for: Duration) -> Resu
             Ok(status) => {
                 let new_status = job_status(&status.status);
                 ctx.store
-                    .set_prepare_job_status(&job.job_id, new_status, status.result.as_ref(), status.error.as_deref())
+                    .set_prepare_job_status(
+                        &job.job_id,
+                        new_status,
+                        status.result.as_ref(),
+                        status.error.as_deref(),
+                    )
                     .await?;
                 if new_status != JobStatus::Pending && new_status != JobStatus::Running {
                     changed = true;
                     tracing::info!(job = %job.job_id, status = new_status.as_str(), "prepare job settled by polling");
                 }
             }
-            Err(HubError::Unauthorized(err)) => return Err(ReconcileError::Unauthorized(err.to_string())),
+            Err(HubError::Unauthorized(err)) => {
+                return Err(ReconcileError::Unauthorized(err.to_string()));
+            }
             Err(err) => {
                 ctx.metrics.error("job_poll");
                 tracing::warn!(job = %job.job_id, error = %err, "prepare job status not readable now");

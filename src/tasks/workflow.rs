@@ -34,8 +34,8 @@ use crate::hubs::lenient::decode;
 use crate::hubs::models::{OrderState, PreparedPlan};
 use crate::hubs::wire::{args, methods};
 use crate::store::{
-    FlowKind, JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalRecord,
-    SignalState, StoreError, WorkflowChange, WorkflowRecord, WorkflowState,
+    FlowKind, JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalRecord, SignalState,
+    StoreError, WorkflowChange, WorkflowRecord, WorkflowState,
 };
 use crate::supervisor::child::{ChildError, Fatal};
 use crate::supervisor::context::Ctx;
@@ -224,23 +224,33 @@ async fn admission(
     if !automation.allows(signal.strategy_id) {
         return Ok((
             WorkflowState::Cancelled,
-            Some(format!("{what}: strategy not in automation.allow_strategies")),
+            Some(format!(
+                "{what}: strategy not in automation.allow_strategies"
+            )),
         ));
     }
     if automation.mode == AutomationMode::Observe {
         return Ok((
             WorkflowState::Observed,
-            Some(format!("observe mode: would prepare and execute {what} on account {}", account.unwrap_or("?"))),
+            Some(format!(
+                "observe mode: would prepare and execute {what} on account {}",
+                account.unwrap_or("?")
+            )),
         ));
     }
     let Some(account) = account else {
-        return Ok((WorkflowState::Cancelled, Some(format!("{what}: account unknown"))));
+        return Ok((
+            WorkflowState::Cancelled,
+            Some(format!("{what}: account unknown")),
+        ));
     };
     let paper = ctx.directory().is_paper(account);
     if automation.mode == AutomationMode::Paper && paper != Some(true) {
         return Ok((
             WorkflowState::Cancelled,
-            Some(format!("paper mode: account {account} is not a known paper account")),
+            Some(format!(
+                "paper mode: account {account} is not a known paper account"
+            )),
         ));
     }
     if kind == FlowKind::Entry {
@@ -318,16 +328,33 @@ async fn signal_still_on(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<bool, S
         .is_some_and(|s| s.state == SignalState::On && s.instance == workflow.signal_instance))
 }
 
-async fn prepare(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> Result<Step, DriveError> {
+async fn prepare(
+    ctx: &Ctx,
+    control: &ControlHub,
+    workflow: &WorkflowRecord,
+) -> Result<Step, DriveError> {
     let key = intent_key(ctx, workflow, "prep");
     let fresh = ctx.store.intent(&key).await?.is_none();
     if fresh && !signal_still_on(ctx, workflow).await? {
-        return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Cancelled).because("signal went Off before the prepare was sent")).await;
+        return transition(
+            ctx,
+            workflow,
+            WorkflowChange::to(WorkflowState::Cancelled)
+                .because("signal went Off before the prepare was sent"),
+        )
+        .await;
     }
     let kind = workflow.kind;
     let prepare_args = match prepare_args(ctx, workflow, &key) {
         Ok(args) => args,
-        Err(reason) => return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).because(&reason)).await,
+        Err(reason) => {
+            return transition(
+                ctx,
+                workflow,
+                WorkflowChange::to(WorkflowState::Failed).because(&reason),
+            )
+            .await;
+        }
     };
     let new = NewIntent {
         key: key.clone(),
@@ -338,7 +365,12 @@ async fn prepare(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> 
     match intent::execute(&ctx.store, control, &new).await? {
         IntentOutcome::Completed(data) => {
             let Some(job_id) = crate::hubs::wire::field_str(&data, "JobId") else {
-                return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).because("prepare returned no JobId")).await;
+                return transition(
+                    ctx,
+                    workflow,
+                    WorkflowChange::to(WorkflowState::Failed).because("prepare returned no JobId"),
+                )
+                .await;
             };
             ctx.store
                 .upsert_prepare_job(&PrepareJobUpdate {
@@ -353,9 +385,22 @@ async fn prepare(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> 
                     error: None,
                 })
                 .await?;
-            transition(ctx, workflow, WorkflowChange::to(WorkflowState::Preparing).job(&job_id)).await
+            transition(
+                ctx,
+                workflow,
+                WorkflowChange::to(WorkflowState::Preparing).job(&job_id),
+            )
+            .await
         }
-        IntentOutcome::Failed(reason) => transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).because(&format!("prepare refused: {reason}"))).await,
+        IntentOutcome::Failed(reason) => {
+            transition(
+                ctx,
+                workflow,
+                WorkflowChange::to(WorkflowState::Failed)
+                    .because(&format!("prepare refused: {reason}")),
+            )
+            .await
+        }
         IntentOutcome::Unsettled => Ok(Step::Waiting),
     }
 }
@@ -370,10 +415,15 @@ fn prepare_args(ctx: &Ctx, workflow: &WorkflowRecord, key: &str) -> Result<Value
                 .unwrap_or_else(|| ctx.settings.hubs.probe_symbol.clone());
             let name = format!(
                 "{}-w{}",
-                strategy.and_then(|s| s.name.clone()).unwrap_or_else(|| format!("strategy{}", workflow.strategy_id)),
+                strategy
+                    .and_then(|s| s.name.clone())
+                    .unwrap_or_else(|| format!("strategy{}", workflow.strategy_id)),
                 workflow.id
             );
-            let account = workflow.account.as_deref().ok_or("entry without an account")?;
+            let account = workflow
+                .account
+                .as_deref()
+                .ok_or("entry without an account")?;
             Ok(args::prepare_entry(
                 key,
                 &name,
@@ -383,16 +433,25 @@ fn prepare_args(ctx: &Ctx, workflow: &WorkflowRecord, key: &str) -> Result<Value
                 &symbol,
             ))
         }
-        FlowKind::Exit => Ok(args::prepare_exit(key, workflow.position_id.ok_or("exit without a position")?)),
+        FlowKind::Exit => Ok(args::prepare_exit(
+            key,
+            workflow.position_id.ok_or("exit without a position")?,
+        )),
         FlowKind::Adjustment => Ok(args::prepare_adjustment(
             key,
-            workflow.position_id.ok_or("adjustment without a position")?,
+            workflow
+                .position_id
+                .ok_or("adjustment without a position")?,
             workflow.condition.as_deref(),
         )),
     }
 }
 
-async fn await_job(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> Result<Step, DriveError> {
+async fn await_job(
+    ctx: &Ctx,
+    control: &ControlHub,
+    workflow: &WorkflowRecord,
+) -> Result<Step, DriveError> {
     let Some(job_id) = workflow.job_id.as_deref() else {
         return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Requested)).await;
     };
@@ -401,26 +460,85 @@ async fn await_job(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -
         Some(JobStatus::Completed) => {
             let result = job.and_then(|j| j.result).unwrap_or(Value::Null);
             match decode::<PreparedPlan>(result.clone()) {
-                Ok(plan) if !plan.allowed() => transition(ctx, workflow, WorkflowChange::to(WorkflowState::Cancelled).because("the server's gate (EntryAllowed/AdjustmentAllowed) is closed")).await,
-                Ok(plan) if plan.operation.as_ref().is_some_and(|op| op.as_str() == "UpdateVars") => {
-                    transition(ctx, workflow, WorkflowChange::to(WorkflowState::Done).plan(result).because("UpdateVars is applied by the server; nothing to execute")).await
+                Ok(plan) if !plan.allowed() => {
+                    transition(
+                        ctx,
+                        workflow,
+                        WorkflowChange::to(WorkflowState::Cancelled).because(
+                            "the server's gate (EntryAllowed/AdjustmentAllowed) is closed",
+                        ),
+                    )
+                    .await
                 }
-                Ok(plan) if plan.leg_group_ids().is_empty() => transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).plan(result).because("the plan has no leg groups")).await,
-                Ok(_) => transition(ctx, workflow, WorkflowChange::to(WorkflowState::Prepared).plan(result)).await,
-                Err(err) => transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).because(&format!("unreadable prepare result: {err}"))).await,
+                Ok(plan)
+                    if plan
+                        .operation
+                        .as_ref()
+                        .is_some_and(|op| op.as_str() == "UpdateVars") =>
+                {
+                    transition(
+                        ctx,
+                        workflow,
+                        WorkflowChange::to(WorkflowState::Done)
+                            .plan(result)
+                            .because("UpdateVars is applied by the server; nothing to execute"),
+                    )
+                    .await
+                }
+                Ok(plan) if plan.leg_group_ids().is_empty() => {
+                    transition(
+                        ctx,
+                        workflow,
+                        WorkflowChange::to(WorkflowState::Failed)
+                            .plan(result)
+                            .because("the plan has no leg groups"),
+                    )
+                    .await
+                }
+                Ok(_) => {
+                    transition(
+                        ctx,
+                        workflow,
+                        WorkflowChange::to(WorkflowState::Prepared).plan(result),
+                    )
+                    .await
+                }
+                Err(err) => {
+                    transition(
+                        ctx,
+                        workflow,
+                        WorkflowChange::to(WorkflowState::Failed)
+                            .because(&format!("unreadable prepare result: {err}")),
+                    )
+                    .await
+                }
             }
         }
         Some(JobStatus::Failed) | Some(JobStatus::Cancelled) => {
-            let error = job.and_then(|j| j.error).unwrap_or_else(|| "job failed".into());
-            transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).because(&format!("prepare job: {error}"))).await
+            let error = job
+                .and_then(|j| j.error)
+                .unwrap_or_else(|| "job failed".into());
+            transition(
+                ctx,
+                workflow,
+                WorkflowChange::to(WorkflowState::Failed).because(&format!("prepare job: {error}")),
+            )
+            .await
         }
-        _ if !signal_still_on(ctx, workflow).await? => cancel_prepare(ctx, control, workflow, job_id).await,
+        _ if !signal_still_on(ctx, workflow).await? => {
+            cancel_prepare(ctx, control, workflow, job_id).await
+        }
         _ => Ok(Step::Waiting),
     }
 }
 
 /// Signal went Off while preparing: cancel the job (best effort), then stop.
-async fn cancel_prepare(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord, job_id: &str) -> Result<Step, DriveError> {
+async fn cancel_prepare(
+    ctx: &Ctx,
+    control: &ControlHub,
+    workflow: &WorkflowRecord,
+    job_id: &str,
+) -> Result<Step, DriveError> {
     let key = intent_key(ctx, workflow, "cancel");
     let kind = workflow.kind;
     let new = NewIntent {
@@ -432,22 +550,51 @@ async fn cancel_prepare(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowReco
     match intent::execute(&ctx.store, control, &new).await? {
         IntentOutcome::Unsettled => Ok(Step::Waiting),
         outcome => {
-            let how = if matches!(outcome, IntentOutcome::Completed(_)) { "cancelled" } else { "cancel refused (best effort)" };
-            transition(ctx, workflow, WorkflowChange::to(WorkflowState::Cancelled).because(&format!("signal went Off while preparing; job {how}"))).await
+            let how = if matches!(outcome, IntentOutcome::Completed(_)) {
+                "cancelled"
+            } else {
+                "cancel refused (best effort)"
+            };
+            transition(
+                ctx,
+                workflow,
+                WorkflowChange::to(WorkflowState::Cancelled)
+                    .because(&format!("signal went Off while preparing; job {how}")),
+            )
+            .await
         }
     }
 }
 
 async fn begin_execution(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Step, DriveError> {
     if ctx.settings.automation.mode == AutomationMode::Observe {
-        return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Observed).because("observe mode: would execute the prepared plan")).await;
+        return transition(
+            ctx,
+            workflow,
+            WorkflowChange::to(WorkflowState::Observed)
+                .because("observe mode: would execute the prepared plan"),
+        )
+        .await;
     }
     transition(ctx, workflow, WorkflowChange::to(WorkflowState::Executing)).await
 }
 
-async fn execute(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> Result<Step, DriveError> {
-    let Some(plan) = workflow.plan.clone().and_then(|p| decode::<PreparedPlan>(p).ok()) else {
-        return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).because("executing without a readable plan")).await;
+async fn execute(
+    ctx: &Ctx,
+    control: &ControlHub,
+    workflow: &WorkflowRecord,
+) -> Result<Step, DriveError> {
+    let Some(plan) = workflow
+        .plan
+        .clone()
+        .and_then(|p| decode::<PreparedPlan>(p).ok())
+    else {
+        return transition(
+            ctx,
+            workflow,
+            WorkflowChange::to(WorkflowState::Failed).because("executing without a readable plan"),
+        )
+        .await;
     };
     let account = workflow
         .account
@@ -461,14 +608,21 @@ async fn execute(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> 
         }
         let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
         let (operation, call_args) = if paper {
-            (methods::APPLY_PAPER_FILLS, args::paper_fills(&key, &account, &plan, group))
+            (
+                methods::APPLY_PAPER_FILLS,
+                args::paper_fills(&key, &account, &plan, group),
+            )
         } else {
-            let multiplier = (workflow.kind == FlowKind::Entry).then_some(ctx.settings.automation.qty_multiplier);
+            let multiplier = (workflow.kind == FlowKind::Entry)
+                .then_some(ctx.settings.automation.qty_multiplier);
             let limit = match ctx.settings.automation.order_type {
                 OrderStyle::Market => None,
                 OrderStyle::LimitMid => plan.group_mid(group),
             };
-            (methods::SEND_ORDER, args::send_order(&key, &account, &plan, group, multiplier, limit))
+            (
+                methods::SEND_ORDER,
+                args::send_order(&key, &account, &plan, group, multiplier, limit),
+            )
         };
         let new = NewIntent {
             key: key.clone(),
@@ -479,24 +633,42 @@ async fn execute(ctx: &Ctx, control: &ControlHub, workflow: &WorkflowRecord) -> 
         match intent::execute(&ctx.store, control, &new).await? {
             IntentOutcome::Completed(data) => {
                 for order_id in crate::hubs::wire::order_ids(&data) {
-                    ctx.store.link_order_to_intent(order_id, &key, workflow.strategy_id).await?;
+                    ctx.store
+                        .link_order_to_intent(order_id, &key, workflow.strategy_id)
+                        .await?;
                 }
-                return transition(ctx, workflow, WorkflowChange::default().group_done(group)).await;
+                return transition(ctx, workflow, WorkflowChange::default().group_done(group))
+                    .await;
             }
             IntentOutcome::Failed(reason) => {
-                return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).because(&format!("leg group {group}: {reason}"))).await;
+                return transition(
+                    ctx,
+                    workflow,
+                    WorkflowChange::to(WorkflowState::Failed)
+                        .because(&format!("leg group {group}: {reason}")),
+                )
+                .await;
             }
             IntentOutcome::Unsettled => return Ok(Step::Waiting),
         }
     }
     if paper {
-        return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Done).because("every leg group filled on paper")).await;
+        return transition(
+            ctx,
+            workflow,
+            WorkflowChange::to(WorkflowState::Done).because("every leg group filled on paper"),
+        )
+        .await;
     }
     orders_outcome(ctx, workflow, &plan).await
 }
 
 /// Live execution is done when every order of the plan filled; failed if one was rejected.
-async fn orders_outcome(ctx: &Ctx, workflow: &WorkflowRecord, plan: &PreparedPlan) -> Result<Step, DriveError> {
+async fn orders_outcome(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+    plan: &PreparedPlan,
+) -> Result<Step, DriveError> {
     let mut all_filled = true;
     for group in plan.leg_group_ids() {
         let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
@@ -509,14 +681,25 @@ async fn orders_outcome(ctx: &Ctx, workflow: &WorkflowRecord, plan: &PreparedPla
             match state {
                 OrderState::Filled => {}
                 OrderState::Rejected | OrderState::Cancelled | OrderState::Expired => {
-                    return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Failed).because(&format!("order {} {state}", order.order_id))).await;
+                    return transition(
+                        ctx,
+                        workflow,
+                        WorkflowChange::to(WorkflowState::Failed)
+                            .because(&format!("order {} {state}", order.order_id)),
+                    )
+                    .await;
                 }
                 _ => all_filled = false,
             }
         }
     }
     if all_filled {
-        return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Done).because("every order filled")).await;
+        return transition(
+            ctx,
+            workflow,
+            WorkflowChange::to(WorkflowState::Done).because("every order filled"),
+        )
+        .await;
     }
     Ok(Step::Waiting)
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use mesolive_supervisor::store::{
-    Effect, EventRecord, OrderUpdate, FlowKind, SignalState, SignalUpdate, Store, StoreOptions,
+    Effect, EventRecord, FlowKind, OrderUpdate, SignalState, SignalUpdate, Store, StoreOptions,
 };
 use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
