@@ -274,13 +274,13 @@ impl<H: Hub> HubHost<H> {
         &self.shared.hub
     }
 
-    /// The live connections (handshake done or under way).
+    /// The live connections (handshake done or under way, not closing).
     pub fn connections(&self) -> Vec<ServerConnection> {
         lock(&self.shared.registry)
             .values()
             .filter_map(|slot| match slot {
-                Slot::Live(connection) => Some(connection.clone()),
-                Slot::Negotiated { .. } => None,
+                Slot::Live(connection) if !connection.is_closed() => Some(connection.clone()),
+                Slot::Live(_) | Slot::Negotiated { .. } => None,
             })
             .collect()
     }
