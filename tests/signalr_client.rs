@@ -94,6 +94,29 @@ async fn unusable_options_are_refused_before_any_network_traffic() {
     assert!(matches!(error, SignalrError::InvalidConfig(_)), "{error:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invokes_from_many_tasks_each_get_their_own_result() {
+    fn shareable<T: Send + Sync>(_: &T) {}
+    let server = TestServer::start(fast_server_options()).await;
+    let connection = Arc::new(
+        Connection::connect(server.client_options())
+            .await
+            .expect("connect"),
+    );
+    shareable(&connection);
+    let calls = (0..200i64).map(|n| {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            let doubled: i64 = connection.invoke("Add", vec![json!(n), json!(n)]).await?;
+            Ok::<_, SignalrError>((n, doubled))
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        let (n, doubled) = call.await.expect("task").expect("Add");
+        assert_eq!(doubled, 2 * n);
+    }
+}
+
 #[tokio::test]
 async fn send_gets_no_reply_and_the_connection_stays_usable() {
     let server = TestServer::start(fast_server_options()).await;
