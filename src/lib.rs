@@ -3,6 +3,7 @@
 //! Layout (one job per module; see `../shared/DESIGN.md` for the path of one event):
 //!
 //! ```text
+//! check       runbook health checks and the INFERRED-details probe (`check …`)
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
 //! exit        process exit statuses (sysexits)
 //! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
@@ -16,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod config;
 pub mod exit;
 pub mod hubs;

@@ -1,12 +1,17 @@
 //! Thin CLI: parses arguments, loads settings, starts logging, and hands over to the library.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mesolive_supervisor::check::{self, Check};
 use mesolive_supervisor::config::Settings;
 use mesolive_supervisor::exit;
-use mesolive_supervisor::ops::logging;
+use mesolive_supervisor::ops::notify::Notifier;
+use mesolive_supervisor::ops::{http, logging};
+use mesolive_supervisor::store::report::{ReportFormat, state_report};
+use mesolive_supervisor::supervisor;
 
 /// Runs MesoLive automation restart-safely: hubs in runbook order, durable event cursor,
 /// position monitors, reconnect recovery, keyed intents.
@@ -29,31 +34,192 @@ enum Command {
     /// Run the MesoLive simulator alone.
     Sim,
     /// Health checks against the configured hubs, in runbook order.
-    Check,
+    Check {
+        #[command(subcommand)]
+        check: CheckCommand,
+        /// Print JSON instead of tables.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Print the persisted state: cursor, in-flight intents, jobs, monitored positions.
-    State,
+    State {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Database file (default: database.path).
+        #[arg(long, value_name = "PATH")]
+        database: Option<PathBuf>,
+    },
+    /// Probe the running daemon's /readyz (the Docker HEALTHCHECK).
+    Health,
+}
+
+#[derive(Debug, Subcommand)]
+enum CheckCommand {
+    /// Control Hub: connected providers/agents.
+    Agents,
+    /// Control Hub: accounts.
+    Accounts {
+        /// Most rows listed.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Control Hub: strategies.
+    Strategies {
+        /// Most rows listed.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Data Hub: an underlying stream yields updates (provider: hubs.probe_provider).
+    Data {
+        /// Underlying symbol.
+        #[arg(long, default_value = "SPX")]
+        symbol: String,
+        /// How long to listen.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Event Hub: subscribe to all strategies and count callbacks.
+    Events {
+        /// How long to listen.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Every check above, in runbook order.
+    All {
+        /// Underlying symbol for the data check.
+        #[arg(long, default_value = "SPX")]
+        symbol: String,
+        /// Seconds for the data and event checks.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rows listed for accounts and strategies.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Print the raw answers behind every INFERRED wire detail, with a verdict each.
+    Probe,
+}
+
+impl From<CheckCommand> for Check {
+    fn from(command: CheckCommand) -> Check {
+        match command {
+            CheckCommand::Agents => Check::Agents,
+            CheckCommand::Accounts { limit } => Check::Accounts { limit },
+            CheckCommand::Strategies { limit } => Check::Strategies { limit },
+            CheckCommand::Data { symbol, seconds } => Check::Data { symbol, seconds },
+            CheckCommand::Events { seconds } => Check::Events { seconds },
+            CheckCommand::All {
+                symbol,
+                seconds,
+                limit,
+            } => Check::All {
+                symbol,
+                seconds,
+                limit,
+            },
+            CheckCommand::Probe => Check::Probe,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::from(exit::CONFIG);
-        }
+        Err(err) => return fail(exit::CONFIG, err),
     };
     logging::init(&settings.log);
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
-    let name = match cli.command {
-        Command::Run => "run",
-        Command::Demo => "demo",
-        Command::Sim => "sim",
-        Command::Check => "check",
-        Command::State => "state",
-    };
-    eprintln!("mesolive-supervisor {name}: not yet implemented");
-    ExitCode::from(exit::NOT_IMPLEMENTED)
+    match cli.command {
+        Command::Run => {
+            if let Err(err) = settings.require_api_key() {
+                return fail(exit::CONFIG, err);
+            }
+            block_on(async move {
+                match supervisor::run(settings, Notifier::from_env()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => fail(err.exit_code(), err),
+                }
+            })
+        }
+        Command::State { json, database } => {
+            let path = database.unwrap_or_else(|| settings.database.path.clone());
+            let format = if json {
+                ReportFormat::Json
+            } else {
+                ReportFormat::Table
+            };
+            block_on(async move {
+                match state_report(&path, format).await {
+                    Ok(report) => {
+                        println!("{report}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(exit::IO_ERROR, err),
+                }
+            })
+        }
+        Command::Health => {
+            let listen = match settings.ops.listen_addr() {
+                Ok(listen) => listen,
+                Err(err) => return fail(exit::CONFIG, err),
+            };
+            block_on(async move {
+                match http::probe_ready(listen).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => fail(exit::FAILURE, err),
+                }
+            })
+        }
+        Command::Check { check, json } => {
+            if let Err(err) = settings.require_api_key() {
+                return fail(exit::CONFIG, err);
+            }
+            let check = Check::from(check);
+            block_on(async move {
+                let reports = check::run(&settings, &check).await;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&reports).unwrap_or_default()
+                    );
+                } else {
+                    print!("{}", check::render_table(&reports));
+                }
+                match reports.iter().find(|r| !r.ok) {
+                    None => ExitCode::SUCCESS,
+                    Some(failed) => fail(
+                        exit::FAILURE,
+                        format!("check {} failed: {}", failed.check, failed.summary),
+                    ),
+                }
+            })
+        }
+        Command::Demo | Command::Sim => {
+            eprintln!("mesolive-supervisor: this command is not yet implemented");
+            ExitCode::from(exit::NOT_IMPLEMENTED)
+        }
+    }
+}
+
+/// Prints the one-line reason and returns the exit status.
+fn fail(code: u8, err: impl std::fmt::Display) -> ExitCode {
+    eprintln!("mesolive-supervisor: {err}");
+    ExitCode::from(code)
+}
+
+fn block_on(work: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(work),
+        Err(err) => fail(
+            exit::FAILURE,
+            format!("cannot start the async runtime: {err}"),
+        ),
+    }
 }

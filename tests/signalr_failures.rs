@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
-use hub_support::{TestServer, eventually, fast_server_options, within};
 use futures_util::StreamExt;
+use hub_support::{TestServer, eventually, fast_server_options, within};
 use mesolive_supervisor::signalr::{
     ClientTimeoutMode, CloseReason, ConnectOptions, Connection, ConnectionState, HubOptions,
     SignalrError,

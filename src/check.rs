@@ -1,0 +1,579 @@
+//! `mesolive-supervisor check …`: the runbook's health checks (the ones users know from the
+//! MesoLive SDK examples), in runbook order, against the configured hubs; and `check probe`,
+//! which prints the raw answers behind every INFERRED wire detail so a user with a key can
+//! confirm or correct `hubs/wire.rs` in one run.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::hubs::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
+use crate::hubs::models::StatusCode;
+use crate::hubs::wire::{self, args, field, methods};
+use crate::ops::metrics::Hub;
+use crate::signalr::SignalrError;
+use crate::supervisor::links::Connector;
+
+/// Which check to run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// Control Hub: connected providers/agents.
+    Agents,
+    /// Control Hub: accounts (first `limit`).
+    Accounts {
+        /// Most rows listed.
+        limit: u32,
+    },
+    /// Control Hub: strategies (first `limit`).
+    Strategies {
+        /// Most rows listed.
+        limit: u32,
+    },
+    /// Data Hub: an underlying stream yields items.
+    Data {
+        /// The symbol.
+        symbol: String,
+        /// How long to listen.
+        seconds: u64,
+    },
+    /// Event Hub: subscribe to all strategies and count callbacks.
+    Events {
+        /// How long to listen.
+        seconds: u64,
+    },
+    /// All of the above, in runbook order.
+    All {
+        /// Symbol for the data check.
+        symbol: String,
+        /// Seconds for the data and event checks.
+        seconds: u64,
+        /// Rows listed for accounts and strategies.
+        limit: u32,
+    },
+    /// The verification sequence of SPEC §8.3, raw JSON and a verdict per INFERRED detail.
+    Probe,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Check name.
+    pub check: String,
+    /// Passed?
+    pub ok: bool,
+    /// One-line summary (the reason, on failure).
+    pub summary: String,
+    /// Column names of `rows`.
+    pub columns: Vec<String>,
+    /// Table rows.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl CheckReport {
+    fn new(check: &str, ok: bool, summary: String) -> Self {
+        CheckReport {
+            check: check.to_owned(),
+            ok,
+            summary,
+            columns: Vec::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn table(mut self, columns: &[&str], rows: Vec<Vec<String>>) -> Self {
+        self.columns = columns.iter().map(|c| (*c).to_owned()).collect();
+        self.rows = rows;
+        self
+    }
+}
+
+/// Runs `check` and returns its reports (several for `all` and `probe`).
+pub async fn run(settings: &Settings, check: &Check) -> Vec<CheckReport> {
+    let connector = match crate::tls::client_config(&settings.hubs.extra_ca_file) {
+        Ok(tls) => Connector::new(settings, Some(tls)),
+        Err(err) => return vec![CheckReport::new("tls", false, err.to_string())],
+    };
+    let provider = Some(settings.hubs.probe_provider.as_str()).filter(|p| !p.is_empty());
+    match check {
+        Check::Agents => vec![agents(&connector).await],
+        Check::Accounts { limit } => vec![accounts(&connector, *limit).await],
+        Check::Strategies { limit } => vec![strategies(&connector, *limit).await],
+        Check::Data { symbol, seconds } => vec![data(&connector, symbol, provider, *seconds).await],
+        Check::Events { seconds } => vec![events(&connector, *seconds).await],
+        Check::All {
+            symbol,
+            seconds,
+            limit,
+        } => {
+            let mut reports = vec![
+                agents(&connector).await,
+                accounts(&connector, *limit).await,
+                strategies(&connector, *limit).await,
+            ];
+            reports.push(data(&connector, symbol, provider, *seconds).await);
+            reports.push(events(&connector, *seconds).await);
+            reports
+        }
+        Check::Probe => probe(&connector).await,
+    }
+}
+
+/// Renders reports as aligned tables, one section per check.
+pub fn render_table(reports: &[CheckReport]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        let mark = if report.ok { "ok  " } else { "FAIL" };
+        let _ = writeln!(out, "{mark} {:<11} {}", report.check, report.summary);
+        if report.columns.is_empty() {
+            continue;
+        }
+        let mut widths: Vec<usize> = report.columns.iter().map(|c| c.chars().count()).collect();
+        for row in &report.rows {
+            for (i, cell) in row.iter().enumerate() {
+                if let Some(w) = widths.get_mut(i) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+        }
+        let line = |cells: &[String]| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            format!("     {}", padded.join("  ").trim_end())
+        };
+        let _ = writeln!(out, "{}", line(&report.columns));
+        for row in &report.rows {
+            let _ = writeln!(out, "{}", line(row));
+        }
+    }
+    out
+}
+
+async fn control(connector: &Connector) -> Result<ControlHub, CheckReport> {
+    connect(connector, Hub::Control).await.map(ControlHub)
+}
+
+async fn connect(connector: &Connector, hub: Hub) -> Result<HubClient, CheckReport> {
+    match connector.connect(hub).await {
+        Ok(connection) => Ok(HubClient::new(connection)),
+        Err(err) => {
+            let reason = match &err {
+                SignalrError::Unauthorized { .. } => format!("credentials refused: {err}"),
+                _ => format!("cannot connect to the {} hub: {err}", hub.as_str()),
+            };
+            Err(CheckReport::new(hub.as_str(), false, reason))
+        }
+    }
+}
+
+fn failed(check: &str, err: HubError) -> CheckReport {
+    CheckReport::new(check, false, err.to_string())
+}
+
+async fn agents(connector: &Connector) -> CheckReport {
+    let control = match control(connector).await {
+        Ok(control) => control,
+        Err(report) => return report,
+    };
+    match control.list_agents().await {
+        Ok(agents) if agents.is_empty() => {
+            CheckReport::new("agents", false, "no agent or connector is connected".into())
+        }
+        Ok(agents) => {
+            let rows = agents
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.name.clone().unwrap_or_default(),
+                        a.connector.clone().unwrap_or_default(),
+                        a.connected.map(|c| c.to_string()).unwrap_or_default(),
+                        a.last_snapshot_time.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            CheckReport::new("agents", true, format!("{} agent(s)", agents.len()))
+                .table(&["NAME", "CONNECTOR", "CONNECTED", "LAST SNAPSHOT"], rows)
+        }
+        Err(err) => failed("agents", err),
+    }
+}
+
+async fn accounts(connector: &Connector, limit: u32) -> CheckReport {
+    let control = match control(connector).await {
+        Ok(control) => control,
+        Err(report) => return report,
+    };
+    match control.list_accounts(limit).await {
+        Ok(accounts) => {
+            let rows = accounts
+                .iter()
+                .take(limit as usize)
+                .map(|a| {
+                    vec![
+                        a.broker_account_id.clone(),
+                        if a.is_paper_account {
+                            "paper"
+                        } else {
+                            "broker"
+                        }
+                        .to_owned(),
+                        a.currency.clone().unwrap_or_default(),
+                        a.active_positions
+                            .map(|n| n.to_string())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            CheckReport::new("accounts", true, format!("{} account(s)", accounts.len()))
+                .table(&["ACCOUNT", "KIND", "CURRENCY", "OPEN POSITIONS"], rows)
+        }
+        Err(err) => failed("accounts", err),
+    }
+}
+
+async fn strategies(connector: &Connector, limit: u32) -> CheckReport {
+    let control = match control(connector).await {
+        Ok(control) => control,
+        Err(report) => return report,
+    };
+    match control.list_strategies(limit).await {
+        Ok(strategies) => {
+            let rows = strategies
+                .iter()
+                .take(limit as usize)
+                .map(|s| {
+                    vec![
+                        s.id.to_string(),
+                        s.name.clone().unwrap_or_default(),
+                        s.symbol.clone().unwrap_or_default(),
+                        s.active_on_accounts.clone().unwrap_or_default().join(","),
+                    ]
+                })
+                .collect();
+            CheckReport::new(
+                "strategies",
+                true,
+                format!("{} strategy(ies)", strategies.len()),
+            )
+            .table(&["ID", "NAME", "SYMBOL", "ACTIVE ON"], rows)
+        }
+        Err(err) => failed("strategies", err),
+    }
+}
+
+async fn data(
+    connector: &Connector,
+    symbol: &str,
+    provider: Option<&str>,
+    seconds: u64,
+) -> CheckReport {
+    let data = match connect(connector, Hub::Data).await {
+        Ok(client) => DataHub(client),
+        Err(report) => return report,
+    };
+    let mut stream = match data.stream_underlying(symbol, provider) {
+        Ok(stream) => stream,
+        Err(err) => return failed("data", err),
+    };
+    let mut items = 0u64;
+    let mut last = String::new();
+    let listen = tokio::time::sleep(Duration::from_secs(seconds));
+    tokio::pin!(listen);
+    loop {
+        tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(value)) => {
+                    items += 1;
+                    last = value.to_string();
+                }
+                Some(Err(err)) => return CheckReport::new("data", false, format!("{symbol} stream failed: {err}")),
+                None => break,
+            },
+            _ = &mut listen => break,
+        }
+    }
+    if items == 0 {
+        return CheckReport::new(
+            "data",
+            false,
+            format!("no {symbol} update within {seconds} s"),
+        );
+    }
+    CheckReport::new(
+        "data",
+        true,
+        format!("{items} {symbol} update(s) in {seconds} s"),
+    )
+    .table(&["LAST UPDATE"], vec![vec![last]])
+}
+
+async fn events(connector: &Connector, seconds: u64) -> CheckReport {
+    let client = match connect(connector, Hub::Event).await {
+        Ok(client) => client,
+        Err(report) => return report,
+    };
+    let Some(mut callbacks) = client.connection().take_callbacks() else {
+        return CheckReport::new("events", false, "callback queue unavailable".into());
+    };
+    let event = EventHub(client);
+    let subscribed = match event.subscribe(None).await {
+        Ok(result) => result,
+        Err(err) => return failed("events", err),
+    };
+    let latest = match event.latest_seq_id().await {
+        Ok(latest) => latest,
+        Err(err) => return failed("events", err),
+    };
+    let mut seen: std::collections::BTreeMap<String, u64> = Default::default();
+    let listen = tokio::time::sleep(Duration::from_secs(seconds));
+    tokio::pin!(listen);
+    loop {
+        tokio::select! {
+            callback = callbacks.recv() => match callback {
+                Some(callback) => *seen.entry(callback.target).or_default() += 1,
+                None => return CheckReport::new("events", false, "connection lost while listening".into()),
+            },
+            _ = &mut listen => break,
+        }
+    }
+    let ok = subscribed.failed_strategies.is_empty();
+    let summary = format!(
+        "subscribed to {} strategy(ies){}, latest EventSeqId {latest}, {} callback(s) in {seconds} s",
+        subscribed.successful_strategies.len(),
+        if ok {
+            String::new()
+        } else {
+            format!(", FAILED for {:?}", subscribed.failed_strategies)
+        },
+        seen.values().sum::<u64>()
+    );
+    let rows = seen
+        .into_iter()
+        .map(|(target, n)| vec![target, n.to_string()])
+        .collect();
+    CheckReport::new("events", ok, summary).table(&["CALLBACK", "COUNT"], rows)
+}
+
+/// SPEC §8.3: one raw call per INFERRED detail, with the raw JSON and a verdict.
+async fn probe(connector: &Connector) -> Vec<CheckReport> {
+    let control = match control(connector).await {
+        Ok(control) => control.0,
+        Err(report) => return vec![report],
+    };
+    let event = match connect(connector, Hub::Event).await {
+        Ok(client) => client,
+        Err(report) => return vec![report],
+    };
+    let data = connect(connector, Hub::Data).await.ok();
+    let mut reports = Vec::new();
+
+    let latest = raw(&event, methods::GET_LATEST_EVENT_SEQ_ID, json!({})).await;
+    reports.push(verdict("envelope", &latest, envelope_verdict(&latest)));
+    reports.push(verdict("enums", &latest, enum_verdict(&latest)));
+    let accounts = raw(&control, methods::LIST_ACCOUNTS, args::page(Some(5), None)).await;
+    reports.push(verdict("paging", &accounts, page_verdict(&accounts)));
+    for (method, call_args) in [
+        (methods::LIST_AGENTS, json!({})),
+        (methods::LIST_STRATEGIES, args::page(Some(5), None)),
+        (methods::LIST_POSITIONS, json!({})),
+    ] {
+        let answer = raw(&control, method, call_args).await;
+        let summary = answer_status(&answer);
+        reports.push(verdict(method, &answer, summary));
+    }
+    let history = raw(
+        &event,
+        methods::GET_EVENTS_SINCE,
+        args::events_since(0, 5, None),
+    )
+    .await;
+    reports.push(verdict("history args", &history, history_verdict(&history)));
+    let key = format!("probe-{:016x}", fastrand::u64(..));
+    let record = raw(
+        &control,
+        methods::GET_IDEMPOTENCY_RECORD,
+        args::idempotency_record(&key),
+    )
+    .await;
+    reports.push(verdict("not found", &record, not_found_verdict(&record)));
+    if let Some(data) = data {
+        let position = first_position_id(&control).await;
+        let snapshot = match position {
+            Some(id) => {
+                raw(
+                    &data,
+                    methods::GET_POSITION_SNAPSHOT,
+                    args::position_data(id),
+                )
+                .await
+            }
+            None => Err("no position to take a snapshot of".into()),
+        };
+        reports.push(verdict("flags", &snapshot, answer_status(&snapshot)));
+    }
+    reports
+}
+
+async fn raw(client: &HubClient, method: &str, call_args: Value) -> Result<Value, String> {
+    client
+        .connection()
+        .invoke_raw(method, wire::call_args(call_args))
+        .await
+        .map_err(|err| err.to_string())
+}
+
+fn verdict(
+    check: &str,
+    answer: &Result<Value, String>,
+    (ok, summary): (bool, String),
+) -> CheckReport {
+    let raw_text = match answer {
+        Ok(value) => value.to_string(),
+        Err(err) => format!("error: {err}"),
+    };
+    CheckReport::new(check, ok, summary).table(&["RAW"], vec![vec![raw_text]])
+}
+
+fn answer_status(answer: &Result<Value, String>) -> (bool, String) {
+    match answer {
+        Ok(value) => {
+            let envelope = wire::envelope::Envelope::from_result(value.clone());
+            (
+                envelope.status == StatusCode::Success,
+                format!("status {}", envelope.status),
+            )
+        }
+        Err(err) => (false, err.clone()),
+    }
+}
+
+fn envelope_verdict(answer: &Result<Value, String>) -> (bool, String) {
+    let Ok(Value::Object(object)) = answer else {
+        return (
+            false,
+            "no object result: the envelope reading in wire.rs is unconfirmed".into(),
+        );
+    };
+    let names: Vec<&String> = object.keys().collect();
+    let pascal = ["Status", "Data"].iter().all(|n| object.contains_key(*n));
+    let any_case = field(object, &["Status"]).is_some() && field(object, &["Data"]).is_some();
+    let text = format!("fields {names:?}");
+    match (pascal, any_case) {
+        (true, _) => (
+            true,
+            format!("{text}: Status/Data in PascalCase, as wire.rs reads"),
+        ),
+        (false, true) => (
+            true,
+            format!("{text}: Status/Data in another casing (read case-insensitively)"),
+        ),
+        _ => (
+            false,
+            format!("{text}: not Status/Data — correct wire::envelope"),
+        ),
+    }
+}
+
+fn enum_verdict(answer: &Result<Value, String>) -> (bool, String) {
+    let status = answer
+        .as_ref()
+        .ok()
+        .and_then(Value::as_object)
+        .and_then(|o| field(o, &["Status"]));
+    match status {
+        Some(Value::String(s)) => (true, format!("enums travel as strings (Status = {s:?})")),
+        Some(Value::Number(n)) => (
+            false,
+            format!("enums travel as numbers (Status = {n}): map member values in wire.rs"),
+        ),
+        _ => (false, "no Status field to tell".into()),
+    }
+}
+
+fn page_verdict(answer: &Result<Value, String>) -> (bool, String) {
+    let Ok(value) = answer else {
+        return answer_status(answer);
+    };
+    let data = wire::envelope::Envelope::from_result(value.clone()).data;
+    match &data {
+        Value::Array(_) => (true, "list payload is a bare array".into()),
+        Value::Object(o) => {
+            let keys: Vec<&String> = o.keys().collect();
+            let readable = wire::paging::read_page(data.clone()).is_some();
+            (readable, format!("list payload is an object with {keys:?}"))
+        }
+        other => (false, format!("unexpected list payload: {other}")),
+    }
+}
+
+fn history_verdict(answer: &Result<Value, String>) -> (bool, String) {
+    let Ok(value) = answer else {
+        return answer_status(answer);
+    };
+    let envelope = wire::envelope::Envelope::from_result(value.clone());
+    if envelope.status != StatusCode::Success {
+        let detail = envelope
+            .error
+            .and_then(|e| e.validation_errors)
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        return (
+            false,
+            format!(
+                "GetEventsSince refused our args ({}): {detail}",
+                envelope.status
+            ),
+        );
+    }
+    match wire::history::read_page(envelope.data) {
+        Some(page) => (
+            true,
+            format!("accepted; {} event(s) in the first page", page.events.len()),
+        ),
+        None => (
+            false,
+            "accepted, but the result is not a readable history page".into(),
+        ),
+    }
+}
+
+fn not_found_verdict(answer: &Result<Value, String>) -> (bool, String) {
+    let Ok(value) = answer else {
+        return answer_status(answer);
+    };
+    let envelope = wire::envelope::Envelope::from_result(value.clone());
+    if envelope.is_not_found() {
+        (
+            true,
+            format!(
+                "unknown key answers {} (read as not found)",
+                envelope.status
+            ),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "unknown key answers {}: teach Envelope::is_not_found this status",
+                envelope.status
+            ),
+        )
+    }
+}
+
+async fn first_position_id(control: &HubClient) -> Option<i64> {
+    let data = control
+        .call_value(methods::LIST_POSITIONS, json!({}))
+        .await
+        .ok()?;
+    let page = wire::paging::read_page(data)?;
+    page.items
+        .iter()
+        .find_map(|item| field(item.as_object()?, &["Id"]).and_then(Value::as_i64))
+}
