@@ -17,6 +17,7 @@ use crate::hubs::wire::{self, args, field, methods};
 use crate::ops::metrics::Hub;
 use crate::signalr::SignalrError;
 use crate::supervisor::links::Connector;
+use crate::table::columns;
 
 /// Which check to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,28 +129,9 @@ pub fn render_table(reports: &[CheckReport]) -> String {
     for report in reports {
         let mark = if report.ok { "ok  " } else { "FAIL" };
         let _ = writeln!(out, "{mark} {:<11} {}", report.check, report.summary);
-        if report.columns.is_empty() {
-            continue;
-        }
-        let mut widths: Vec<usize> = report.columns.iter().map(|c| c.chars().count()).collect();
-        for row in &report.rows {
-            for (i, cell) in row.iter().enumerate() {
-                if let Some(w) = widths.get_mut(i) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-        }
-        let line = |cells: &[String]| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            format!("     {}", padded.join("  ").trim_end())
-        };
-        let _ = writeln!(out, "{}", line(&report.columns));
-        for row in &report.rows {
-            let _ = writeln!(out, "{}", line(row));
+        if !report.columns.is_empty() {
+            let headers: Vec<&str> = report.columns.iter().map(String::as_str).collect();
+            out.push_str(&columns(&headers, report.rows.clone()));
         }
     }
     out

@@ -11,6 +11,7 @@
 //! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs,
 //!             positions, orders, signals, workflows, and the `state` report
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
+//! table       aligned plain-text tables for CLI output
 //! tls         rustls (ring) provider and trust roots for every outbound connection
 //! supervisor/ the tree: hub links, restart policy (backoff, intensity), startup order, shutdown
 //! tasks/      event_pump, position_monitor, workflow, intent, reconciler, effects
@@ -25,5 +26,6 @@ pub mod ops;
 pub mod signalr;
 pub mod store;
 pub mod supervisor;
+pub mod table;
 pub mod tasks;
 pub mod tls;

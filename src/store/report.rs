@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{Store, StoreError, StoreSummary};
+use crate::table::columns;
 
 /// How `state` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +118,34 @@ pub fn render_table(summary: &StoreSummary) -> String {
 
     section(
         &mut out,
+        "Workflows (active, then newest finished)",
+        summary.workflows.len(),
+    );
+    out.push_str(&columns(
+        &[
+            "ID", "KIND", "STATE", "STRATEGY", "ACCOUNT", "POSITION", "JOB", "UPDATED", "REASON",
+        ],
+        summary
+            .workflows
+            .iter()
+            .map(|w| {
+                vec![
+                    w.id.to_string(),
+                    w.kind.as_str().to_owned(),
+                    w.state.as_str().to_owned(),
+                    w.strategy_id.to_string(),
+                    optional(&w.account),
+                    optional(&w.position_id),
+                    optional(&w.job_id),
+                    w.updated_at.to_string(),
+                    optional(&w.reason),
+                ]
+            })
+            .collect(),
+    ));
+
+    section(
+        &mut out,
         "Monitored positions",
         summary.monitored_positions.len(),
     );
@@ -182,39 +211,4 @@ fn optional(value: &Option<impl ToString>) -> String {
     value
         .as_ref()
         .map_or_else(|| "-".to_owned(), ToString::to_string)
-}
-
-/// Rows padded to column widths (in characters), two spaces apart; `(none)` for no rows.
-fn columns(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    if rows.is_empty() {
-        return "  (none)\n".to_owned();
-    }
-    let header_row: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
-    let all_rows: Vec<&Vec<String>> = std::iter::once(&header_row)
-        .filter(|h| !h.is_empty())
-        .chain(rows.iter())
-        .collect();
-    let column_count = all_rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..column_count)
-        .map(|i| {
-            all_rows
-                .iter()
-                .filter_map(|r| r.get(i))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in all_rows {
-        let mut line = String::from(" ");
-        for (cell, width) in row.iter().zip(&widths) {
-            line.push(' ');
-            line.push_str(cell);
-            line.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 1));
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }

@@ -6,7 +6,11 @@ use super::events::{self, QuarantinedEvent};
 use super::intents::{self, IntentRecord};
 use super::jobs::{self, PrepareJobRecord};
 use super::positions::{self, PositionRecord};
+use super::workflows::{self, WorkflowRecord};
 use super::{Store, StoreError, Timestamp};
+
+/// How many finished workflows the summary lists after the active ones.
+const WORKFLOWS_LISTED: u32 = 20;
 
 /// How many quarantined events the summary lists (the count covers all of them).
 const QUARANTINE_LISTED: u32 = 20;
@@ -27,6 +31,8 @@ pub struct StoreSummary {
     pub intents_in_flight: Vec<IntentRecord>,
     /// Prepare jobs not yet final, oldest first.
     pub prepare_jobs_in_flight: Vec<PrepareJobRecord>,
+    /// Workflows with steps left, then the newest finished ones.
+    pub workflows: Vec<WorkflowRecord>,
     /// Positions a monitor runs for.
     pub monitored_positions: Vec<PositionRecord>,
     /// The newest quarantined events, newest first.
@@ -64,6 +70,7 @@ impl Store {
              UNION ALL SELECT 'legs', NULL, COUNT(*) FROM legs
              UNION ALL SELECT 'orders', state, COUNT(*) FROM orders GROUP BY state
              UNION ALL SELECT 'signals', state, COUNT(*) FROM signals GROUP BY state
+             UNION ALL SELECT 'workflows', state, COUNT(*) FROM workflows GROUP BY state
              UNION ALL SELECT 'quarantined_events', NULL, COUNT(*) FROM quarantined_events",
         )
         .fetch_all(&mut *tx)
@@ -75,6 +82,7 @@ impl Store {
             counts,
             intents_in_flight: intents::in_states(&mut tx, &intents::IN_FLIGHT).await?,
             prepare_jobs_in_flight: jobs::in_flight(&mut tx).await?,
+            workflows: workflows::listed(&mut tx, WORKFLOWS_LISTED).await?,
             monitored_positions: positions::monitored(&mut tx).await?,
             quarantined_events: events::latest_quarantined(&mut tx, QUARANTINE_LISTED).await?,
         };

@@ -324,6 +324,27 @@ impl Store {
     }
 }
 
+/// The active workflows, then the `finished` newest finished ones (the `state` report).
+pub(super) async fn listed(
+    conn: &mut sqlx::SqliteConnection,
+    finished: u32,
+) -> Result<Vec<WorkflowRecord>, StoreError> {
+    let mut listed: Vec<WorkflowRecord> = sqlx::query_as(select_workflows!(
+        "WHERE state IN ('requested', 'preparing', 'prepared', 'executing') ORDER BY id"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    let recent: Vec<WorkflowRecord> = sqlx::query_as(select_workflows!(
+        "WHERE state NOT IN ('requested', 'preparing', 'prepared', 'executing')
+         ORDER BY id DESC LIMIT ?"
+    ))
+    .bind(finished)
+    .fetch_all(&mut *conn)
+    .await?;
+    listed.extend(recent);
+    Ok(listed)
+}
+
 /// Rows per state of the intents and workflows tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateCounts {
