@@ -7,6 +7,7 @@
 //! exit        process exit statuses (sysexits)
 //! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
 //! ops/        logging, systemd notify (sd_notify)
+//! sim/        the MesoLive simulator: three hubs over real WebSockets, admin API, faults
 //! ```
 #![warn(missing_docs)]
 
@@ -14,3 +15,4 @@ pub mod config;
 pub mod exit;
 pub mod hubs;
 pub mod ops;
+pub mod sim;
