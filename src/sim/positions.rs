@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use chrono::{Duration as Days, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::domain::{Contract, Leg, PlannedLeg, Position};
 use super::market::{float, money};
 use super::world::{World, timestamp};
-use crate::hubs::events::{LegUpdateEvent, PositionUpdateEvent};
+use crate::hubs::events::{AgentStatusEvent, LegUpdateEvent, PositionUpdateEvent};
 use crate::hubs::models::{LegStatus, MesoOptionType, PositionStatus};
-use crate::hubs::wire::callbacks;
+use crate::hubs::wire::{callbacks, states};
 
 /// Days to expiry of every simulated entry.
 const ENTRY_DAYS: i64 = 45;
@@ -252,6 +253,42 @@ impl World {
         };
         let strategy_id = p.strategy_id;
         self.emit(callbacks::LEG_UPDATE, Some(strategy_id), &view);
+    }
+
+    /// Emits `count` events with real effects, round-robin over the open positions: each
+    /// books a small realized PnL change (`OnPositionUpdate` RealizedPnLChanged). With nothing
+    /// open, agents report their status (`OnAgentStatus`) instead.
+    pub fn emit_generic(&mut self, count: usize) {
+        let open: Vec<i64> = self
+            .positions
+            .values()
+            .filter(|p| p.is_open())
+            .map(|p| p.id)
+            .collect();
+        for _ in 0..count {
+            self.generic_cursor = self.generic_cursor.wrapping_add(1);
+            if open.is_empty() {
+                let agent = self
+                    .agents
+                    .get(self.generic_cursor % self.agents.len().max(1));
+                let name = agent
+                    .and_then(|a| a.name.clone())
+                    .unwrap_or_else(|| "agent".into());
+                let event = AgentStatusEvent {
+                    status: Some(Value::String(states::AGENT_CONNECTED.into())),
+                    message: Some(format!("{name} heartbeat")),
+                    connector: agent.and_then(|a| a.connector.clone()).map(Value::String),
+                };
+                self.emit(callbacks::AGENT_STATUS, None, &event);
+                continue;
+            }
+            let id = open[self.generic_cursor % open.len()];
+            let change = Decimal::new(self.rng.i64(-500..=500), 2);
+            if let Some(position) = self.positions.get_mut(&id) {
+                position.realized_pnl += change;
+            }
+            self.position_event(id, PositionStatus::RealizedPnLChanged);
+        }
     }
 
     /// Opens `count` positions server-side, round-robin over every (strategy, account) pair.
