@@ -7,6 +7,7 @@
 //! exit        process exit statuses (sysexits)
 //! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
 //! ops/        logging, systemd notify (sd_notify)
+//! signalr/    SignalR JSON hub protocol: codec, client connection, server side (for the simulator)
 //! sim/        the MesoLive simulator: three hubs over real WebSockets, admin API, faults
 //! ```
 #![warn(missing_docs)]
@@ -15,4 +16,5 @@ pub mod config;
 pub mod exit;
 pub mod hubs;
 pub mod ops;
+pub mod signalr;
 pub mod sim;
