@@ -149,10 +149,6 @@ impl LiveRegistry {
         }
     }
 
-    pub fn count(&self) -> usize {
-        self.members().len()
-    }
-
     /// Queues an event `copies` times for every connection that wants it; returns how many
     /// callbacks were queued. Connections whose backlog is full are closed and removed.
     fn deliver(&self, event: &Arc<LoggedEvent>, copies: usize) -> u64 {
