@@ -107,10 +107,13 @@ fn endless(cancelled: Arc<AtomicU64>, delay_ms: u64) -> HubItems {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
-    stream::unfold((CountDrop(cancelled), 0u64), move |(guard, next)| async move {
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        Some((Ok(json!(next)), (guard, next + 1)))
-    })
+    stream::unfold(
+        (CountDrop(cancelled), 0u64),
+        move |(guard, next)| async move {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            Some((Ok(json!(next)), (guard, next + 1)))
+        },
+    )
     .boxed()
 }
 

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use mesolive_supervisor::config::Settings;
 use mesolive_supervisor::exit;
 use mesolive_supervisor::ops::logging;
+use mesolive_supervisor::sim;
 
 /// Runs MesoLive automation restart-safely: hubs in runbook order, durable event cursor,
 /// position monitors, reconnect recovery, keyed intents.
@@ -27,7 +28,7 @@ enum Command {
     /// Run the built-in simulator and the daemon against it, with a live view.
     Demo,
     /// Run the MesoLive simulator alone.
-    Sim,
+    Sim(sim::SimArgs),
     /// Health checks against the configured hubs, in runbook order.
     Check,
     /// Print the persisted state: cursor, in-flight intents, jobs, monitored positions.
@@ -48,9 +49,17 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     let name = match cli.command {
+        Command::Sim(args) => {
+            return match sim::run_cli(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Run => "run",
         Command::Demo => "demo",
-        Command::Sim => "sim",
         Command::Check => "check",
         Command::State => "state",
     };

@@ -154,6 +154,7 @@ impl World {
                 .map(|_| self.create_plan(&job))
         };
         let kind = job.request.kind();
+        let plan_id = outcome.as_ref().ok().copied();
         let (status, result, error) = match outcome {
             Ok(plan_id) => {
                 let condition = match &job.request {
@@ -161,7 +162,6 @@ impl World {
                     _ => String::new(),
                 };
                 let result = self.prepare_result(plan_id, &condition);
-                self.take_effect_if_nothing_to_execute(plan_id);
                 if let Some(record) = self.idempotency.get_mut(&job.key) {
                     record.live_exec_plan_id = Some(plan_id);
                 }
@@ -199,6 +199,10 @@ impl World {
             Some(job.strategy_id),
             &event,
         );
+        // A plan with nothing to execute (UpdateVars) takes effect right after its completion.
+        if let Some(plan_id) = plan_id {
+            self.take_effect_if_nothing_to_execute(plan_id);
+        }
     }
 
     /// Builds the job's execution plan.
