@@ -179,7 +179,10 @@ fn write_canonical(value: &Value, top: bool, out: &mut String) {
         Value::Object(map) => {
             let mut fields: Vec<(String, &Value)> = map
                 .iter()
-                .filter(|(k, v)| !v.is_null() && !(top && k.eq_ignore_ascii_case("IdempotencyKey")))
+                .filter(|(k, v)| {
+                    let is_key = top && k.eq_ignore_ascii_case("IdempotencyKey");
+                    !v.is_null() && !is_key
+                })
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect();
             fields.sort_by(|a, b| a.0.cmp(&b.0));

@@ -192,8 +192,8 @@ impl World {
             broker_account_id: plan.account.clone(),
             leg_groups: plan
                 .groups
-                .iter()
-                .map(|(group, _)| {
+                .keys()
+                .map(|group| {
                     let names = traded
                         .iter()
                         .filter(|t| t.group == *group)
