@@ -8,6 +8,7 @@
 //! exit        process exit statuses (sysexits)
 //! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
 //! signalr/    SignalR JSON hub protocol: codec, client connection, server side (for the simulator)
+//! sim/        the MesoLive simulator: three hubs over real WebSockets, admin API, faults
 //! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs,
 //!             positions, orders, signals, workflows, and the `state` report
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
@@ -24,6 +25,7 @@ pub mod exit;
 pub mod hubs;
 pub mod ops;
 pub mod signalr;
+pub mod sim;
 pub mod store;
 pub mod supervisor;
 pub mod table;

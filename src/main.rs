@@ -10,6 +10,7 @@ use mesolive_supervisor::config::Settings;
 use mesolive_supervisor::exit;
 use mesolive_supervisor::ops::notify::Notifier;
 use mesolive_supervisor::ops::{http, logging};
+use mesolive_supervisor::sim;
 use mesolive_supervisor::store::report::{ReportFormat, state_report};
 use mesolive_supervisor::supervisor;
 
@@ -32,7 +33,7 @@ enum Command {
     /// Run the built-in simulator and the daemon against it, with a live view.
     Demo,
     /// Run the MesoLive simulator alone.
-    Sim,
+    Sim(sim::SimArgs),
     /// Health checks against the configured hubs, in runbook order.
     Check {
         #[command(subcommand)]
@@ -198,7 +199,11 @@ fn main() -> ExitCode {
                 }
             })
         }
-        Command::Demo | Command::Sim => {
+        Command::Sim(args) => match sim::run_cli(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(exit::FAILURE, err),
+        },
+        Command::Demo => {
             eprintln!("mesolive-supervisor: this command is not yet implemented");
             ExitCode::from(exit::NOT_IMPLEMENTED)
         }

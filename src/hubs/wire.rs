@@ -286,6 +286,18 @@ pub mod envelope {
             "Data": data,
         })
     }
+
+    /// Builds a validation failure naming the offending argument (`MesoLiveApiError`'s
+    /// `ValidationErrors`, FACT model; the `ValidationError` status name is INFERRED).
+    pub fn invalid(field: &str, message: &str) -> Value {
+        let status = StatusCode::ValidationError;
+        json!({
+            "Status": status.as_str(),
+            "Message": message,
+            "Error": {"Code": status.as_str(), "Detail": message, "ValidationErrors": {field: [message]}},
+            "Data": null,
+        })
+    }
 }
 
 /// Paged lists (`ContinuationToken`, SPEC §3.1.3; wrapper shape INFERRED).
@@ -474,6 +486,11 @@ pub mod args {
         json!({"LiveStrategyId": strategy_id, "Limit": limit, "ContinuationToken": continuation})
     }
 
+    /// `ListPositions` restricted to open positions.
+    pub fn open_positions(limit: Option<u32>, continuation: Option<&str>) -> Value {
+        json!({super::OPEN_ONLY_ARG: true, "Limit": limit, "ContinuationToken": continuation})
+    }
+
     /// `GetEventsSince`: events strictly after `after_seq_id`.
     pub fn events_since(after_seq_id: i64, limit: u32, continuation: Option<&str>) -> Value {
         json!({"AfterEventSeqId": after_seq_id, "Limit": limit, "ContinuationToken": continuation})
@@ -598,6 +615,46 @@ pub mod args {
         arguments.first().cloned().unwrap_or(Value::Null)
     }
 }
+
+/// `LiveGreeks` as the simulator sends it (model not recovered, SPEC §3.2.4; INFERRED: one set
+/// of greeks at mark per block). Clients keep greeks as raw JSON.
+pub fn greeks(snapshot_time: &str, delta: f64, gamma: f64, theta: f64, vega: f64) -> Value {
+    let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+    serde_json::json!({
+        "SnapshotTime": snapshot_time,
+        "Delta": round(delta), "Gamma": round(gamma), "Theta": round(theta), "Vega": round(vega),
+    })
+}
+
+/// `LegGroupQtys` as the simulator sends it (model not recovered; INFERRED).
+pub fn leg_group_qtys(qty: rust_decimal::Decimal) -> Value {
+    serde_json::json!({"Qty": qty})
+}
+
+/// Text values of enums whose members were never documented (SPEC §5.1, all INFERRED).
+pub mod states {
+    /// `LivePosition.State` of an open position.
+    pub const POSITION_OPEN: &str = "Open";
+    /// `LivePosition.State` of a closed position.
+    pub const POSITION_CLOSED: &str = "Closed";
+    /// `ErrorEvent.State` when an error is raised.
+    pub const ERROR_RAISED: &str = "Raised";
+    /// `ErrorEvent.State` when an error is cleared.
+    pub const ERROR_CLEARED: &str = "Cleared";
+    /// `AgentStatusEvent.Status` of a connected agent.
+    pub const AGENT_CONNECTED: &str = "Connected";
+    /// `AgentStatusEvent.Status` of a disconnected agent.
+    pub const AGENT_DISCONNECTED: &str = "Disconnected";
+    /// Order side of a buy (FACT: `"B"`).
+    pub const SIDE_BUY: &str = "B";
+    /// Order side of a sell (FACT: `"S"`).
+    pub const SIDE_SELL: &str = "S";
+}
+
+/// The `ListPositions`/`ListLegs` argument asking for open items only (name INFERRED; the
+/// simulator also accepts `State: "Open"`). Clients should still filter with
+/// [`crate::hubs::models::LivePosition::is_open`].
+pub const OPEN_ONLY_ARG: &str = "OpenOnly";
 
 /// The sequence-id arg name `GetEventsSince` is read with on the simulator side (aliases of the
 /// INFERRED `AfterEventSeqId`).

@@ -1,0 +1,237 @@
+//! Test support for the simulator suites: start a simulator on free ports, connect the
+//! project's own SignalR client to its hubs, call the admin API, wait on conditions.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::future::Future;
+use std::time::Duration;
+
+use mesolive_supervisor::hubs::wire::envelope::Envelope;
+use mesolive_supervisor::hubs::wire::{self, args, history};
+use mesolive_supervisor::signalr::{
+    Callback, CallbackReceiver, ConnectOptions, Connection, SignalrError,
+};
+use mesolive_supervisor::sim::{Hub, RunningSim, SimOptions, Simulator, Timing};
+use serde_json::{Value, json};
+use url::Url;
+
+/// How long any awaited condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Fast timings so the suites stay quick.
+pub fn fast_options() -> SimOptions {
+    SimOptions {
+        timing: Timing {
+            prepare_delay: Duration::from_millis(40),
+            fill_delay: Duration::from_millis(40),
+            stream_interval: Duration::from_millis(50),
+            signal_interval: None,
+        },
+        ..SimOptions::default()
+    }
+}
+
+/// A running simulator and an admin client for it.
+pub struct TestSim {
+    pub sim: RunningSim,
+    pub admin: Admin,
+}
+
+pub async fn start() -> TestSim {
+    start_with(fast_options()).await
+}
+
+pub async fn start_with(options: SimOptions) -> TestSim {
+    let sim = Simulator::start(options).await.expect("simulator starts");
+    let admin = Admin::new(sim.admin_url());
+    TestSim { sim, admin }
+}
+
+impl TestSim {
+    pub fn options(&self, hub: Hub) -> ConnectOptions {
+        let url = Url::parse(&self.sim.hub_url(hub)).expect("hub URL");
+        let mut options = ConnectOptions::new(url).with_access_token(self.sim.token());
+        options.invoke_timeout = Duration::from_secs(5);
+        options
+    }
+
+    pub async fn connect(&self, hub: Hub) -> Connection {
+        Connection::connect(self.options(hub))
+            .await
+            .expect("hub connects")
+    }
+
+    pub async fn try_connect(&self, hub: Hub, token: &str) -> Result<Connection, SignalrError> {
+        let url = Url::parse(&self.sim.hub_url(hub)).expect("hub URL");
+        Connection::connect(ConnectOptions::new(url).with_access_token(token)).await
+    }
+}
+
+/// Calls a hub method with one args object and reads the envelope.
+pub async fn call(connection: &Connection, method: &str, arguments: Value) -> Envelope {
+    let raw = connection
+        .invoke_raw(method, wire::call_args(arguments))
+        .await
+        .unwrap_or_else(|err| panic!("{method} failed: {err}"));
+    Envelope::from_result(raw)
+}
+
+/// Like [`call`], but the envelope must be a success; returns its data.
+pub async fn ok(connection: &Connection, method: &str, arguments: Value) -> Value {
+    let envelope = call(connection, method, arguments).await;
+    assert_eq!(
+        envelope.status.as_str(),
+        "Success",
+        "{method} answered {}",
+        envelope.raw
+    );
+    envelope.data
+}
+
+/// Every event after `after` through `GetEventsSince`, following continuation tokens, with
+/// `limit` per page; returns the events and the number of pages read.
+pub async fn replay(events: &Connection, after: i64, limit: u32) -> (Vec<Value>, usize) {
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let data = ok(
+            events,
+            "GetEventsSince",
+            args::events_since(after, limit, token.as_deref()),
+        )
+        .await;
+        let page = history::read_page(data).expect("a history page");
+        pages += 1;
+        all.extend(page.events.into_iter().map(|e| {
+            let mut payload = e.payload;
+            payload["EventType"] = json!(e.event_type);
+            payload
+        }));
+        match page.continuation {
+            Some(next) => token = Some(next),
+            None => return (all, pages),
+        }
+    }
+}
+
+/// The next callback within [`PATIENCE`].
+pub async fn next_callback(callbacks: &mut CallbackReceiver) -> Callback {
+    tokio::time::timeout(PATIENCE, callbacks.recv())
+        .await
+        .expect("a callback in time")
+        .expect("the connection is open")
+}
+
+/// The next callback with `target`, skipping others.
+pub async fn next_of(callbacks: &mut CallbackReceiver, target: &str) -> Value {
+    loop {
+        let callback = next_callback(callbacks).await;
+        if callback.target == target {
+            return callback.arguments.into_iter().next().unwrap_or(Value::Null);
+        }
+    }
+}
+
+/// Whether any callback arrives within `wait`.
+pub async fn quiet_for(callbacks: &mut CallbackReceiver, wait: Duration) -> Option<Callback> {
+    tokio::time::timeout(wait, callbacks.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Polls `check` until it yields `Some`, failing after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A JSON client of the admin API.
+#[derive(Clone)]
+pub struct Admin {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    pub fn new(base: String) -> Admin {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Admin {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// POST with a JSON body; returns the HTTP status and the JSON answer.
+    pub async fn post_raw(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("admin API reachable");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.post_raw(path, body).await;
+        assert_eq!(status, 200, "POST {path}: {answer}");
+        answer
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("admin API reachable");
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.json().await.expect("JSON answer")
+    }
+
+    pub async fn delete(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("admin API reachable");
+        response.json().await.expect("JSON answer")
+    }
+
+    pub async fn faults(&self, patch: Value) -> Value {
+        self.post("/faults", patch).await
+    }
+
+    pub async fn latest_seq(&self) -> i64 {
+        self.get("/stats").await["latest_event_seq_id"]
+            .as_i64()
+            .expect("latest_event_seq_id")
+    }
+
+    pub async fn ledger(&self) -> Value {
+        self.get("/ledger").await
+    }
+
+    pub async fn fault_count(&self, kind: &str) -> u64 {
+        self.get("/stats").await["faults_injected"][kind]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
