@@ -231,6 +231,9 @@ pub struct AutomationSettings {
     pub order_type: OrderStyle,
     /// Leg uniqueness rule for entries (INFERRED member names).
     pub leg_selection_constraint: String,
+    /// Adjustment operation used when an adjustment signal names none; empty: such signals are
+    /// recorded, not acted on.
+    pub adjustment_operation: String,
     /// A prepare job silent for this long is polled with GetPreparePosition*Status.
     #[serde(with = "humantime_serde")]
     pub job_poll_after: Duration,

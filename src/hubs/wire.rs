@@ -55,6 +55,17 @@ pub fn order_ids(value: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// The adjustment operation an adjustment signal's condition evaluation names, if any
+/// (INFERRED: the `ConditionEvaluation` model was not recovered; read `Operation` or
+/// `AdjustmentOperation`).
+pub fn adjustment_operation(condition: &Value) -> Option<String> {
+    let object = condition.as_object()?;
+    match field(object, &["Operation", "AdjustmentOperation"])? {
+        Value::String(name) if !name.is_empty() => Some(name.clone()),
+        _ => None,
+    }
+}
+
 /// Hub method names (FACT unless noted in SPEC §3).
 pub mod methods {
     use crate::store::FlowKind;
@@ -556,10 +567,20 @@ pub mod args {
         json!({"IdempotencyKey": key, "PositionId": position_id, "DataProvider": null})
     }
 
-    /// `StartPreparePositionAdjustment`: `Condition` FACT; `Operation` left out (INFERRED: the
-    /// server derives it from the condition; the result says which it chose).
-    pub fn prepare_adjustment(key: &str, position_id: i64, condition: Option<&str>) -> Value {
-        json!({"IdempotencyKey": key, "PositionId": position_id, "Condition": condition, "DataProvider": null})
+    /// `StartPreparePositionAdjustment` (`Operation` and `Condition` FACT; the rest INFERRED).
+    pub fn prepare_adjustment(
+        key: &str,
+        position_id: i64,
+        operation: &str,
+        condition: Option<&str>,
+    ) -> Value {
+        json!({
+            "IdempotencyKey": key,
+            "PositionId": position_id,
+            "Operation": operation,
+            "Condition": condition,
+            "DataProvider": null,
+        })
     }
 
     /// `ApplyPaperFills` for one leg group at the plan's mid price (INFERRED fields).

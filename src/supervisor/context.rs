@@ -125,6 +125,9 @@ pub struct Ctx {
     pub directory: RwLock<Directory>,
     /// Workflow steps running now (shutdown waits for zero, within its grace).
     pub drives: watch::Sender<usize>,
+    /// The Control Hub generation whose position listing the monitors last bootstrapped from
+    /// (0: not yet); startup waits for it before READY.
+    pub bootstrapped: watch::Sender<u64>,
 }
 
 impl Ctx {

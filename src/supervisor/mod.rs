@@ -139,6 +139,7 @@ pub async fn run_until_stopped(
         shutdown,
         directory: Default::default(),
         drives: tokio::sync::watch::Sender::new(0),
+        bootstrapped: tokio::sync::watch::Sender::new(0),
     });
     let escalation = Arc::new(Escalation::default());
     let tracker = TaskTracker::new();
@@ -247,17 +248,21 @@ async fn start_in_runbook_order(
         return false;
     }
     notifier.status("starting: bootstrapping position monitors");
-    if let Some(control) = ctx.links.control.borrow().clone()
-        && let Err(err) = position_monitor::bootstrap(ctx, &control.client).await
-    {
-        tracing::warn!(error = %err, "position bootstrap failed; the monitor manager retries");
-    }
+    let mut bootstrapped = ctx.bootstrapped.subscribe();
     tracker.spawn(supervise(
         "monitors",
         ctx.clone(),
         escalation.clone(),
         position_monitor::run,
     ));
+    let monitors_up = tokio::select! {
+        result = bootstrapped.wait_for(|generation| *generation > 0) => result.is_ok(),
+        _ = stop.cancelled() => false,
+        _ = intake.cancelled() => false,
+    };
+    if !monitors_up {
+        return false;
+    }
     notifier.status("starting: reconciling in-flight intents and jobs");
     if let Err(err) = reconciler::reconcile_once(ctx).await {
         tracing::warn!(error = %err, "startup reconciliation incomplete; the reconciler retries");

@@ -52,6 +52,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
     let mut monitors: HashMap<i64, Monitor> = HashMap::new();
     let mut control = ctx.links.control.clone();
     let mut bootstrapped_generation = None;
+    let mut startup_wait = ctx.settings.supervisor.backoff_initial;
     let mut tick = tokio::time::interval(RECONCILE_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let result = loop {
@@ -60,8 +61,20 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
             && Some(linked.generation) != bootstrapped_generation
         {
             match bootstrap(&ctx, &linked.client).await {
-                Ok(()) => bootstrapped_generation = Some(linked.generation),
-                Err(err) => tracing::warn!(error = %err, "position bootstrap failed; retrying"),
+                Ok(()) => {
+                    bootstrapped_generation = Some(linked.generation);
+                    ctx.bootstrapped.send_replace(linked.generation);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "position bootstrap failed; retrying");
+                    // Retry soon rather than at the next reconcile tick: startup waits on it.
+                    tokio::select! {
+                        _ = tokio::time::sleep(startup_wait) => {}
+                        _ = ctx.shutdown.children.cancelled() => break Ok(()),
+                    }
+                    startup_wait = (startup_wait * 2).min(RECONCILE_EVERY);
+                    continue;
+                }
             }
         }
         if let Err(err) = reconcile(&ctx, &mut monitors).await {
@@ -84,7 +97,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
 
 /// Runbook: list strategies, then their positions (paged); record which are open and closed.
 /// Only positions the server lists are touched, so an event applied meanwhile is never undone.
-pub async fn bootstrap(ctx: &Ctx, control: &ControlHub) -> Result<(), HubError> {
+async fn bootstrap(ctx: &Ctx, control: &ControlHub) -> Result<(), HubError> {
     let strategies: Vec<i64> = ctx.directory().strategies.keys().copied().collect();
     let mut listed = Vec::new();
     for strategy_id in strategies {

@@ -30,6 +30,7 @@ use tracing::Instrument;
 use super::intent::{self, IntentError, IntentOutcome};
 use crate::config::{AutomationMode, OrderStyle};
 use crate::hubs::client::ControlHub;
+use crate::hubs::events::AdjustmentSignalEvent;
 use crate::hubs::lenient::decode;
 use crate::hubs::models::{OrderState, PreparedPlan};
 use crate::hubs::wire::{args, methods};
@@ -345,7 +346,16 @@ async fn prepare(
         .await;
     }
     let kind = workflow.kind;
-    let prepare_args = match prepare_args(ctx, workflow, &key) {
+    let operation = match kind {
+        FlowKind::Adjustment => match adjustment_operation(ctx, workflow).await? {
+            Some(operation) => Some(operation),
+            None => {
+                return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Cancelled).because("the adjustment signal names no operation and automation.adjustment_operation is empty")).await;
+            }
+        },
+        _ => None,
+    };
+    let prepare_args = match prepare_args(ctx, workflow, &key, operation.as_deref()) {
         Ok(args) => args,
         Err(reason) => {
             return transition(
@@ -405,7 +415,28 @@ async fn prepare(
     }
 }
 
-fn prepare_args(ctx: &Ctx, workflow: &WorkflowRecord, key: &str) -> Result<Value, String> {
+/// The operation of an adjustment: as the signal's condition names it, else as configured.
+async fn adjustment_operation(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+) -> Result<Option<String>, StoreError> {
+    let named = ctx
+        .store
+        .signal(&workflow.signal_key)
+        .await?
+        .and_then(|signal| decode::<AdjustmentSignalEvent>(signal.payload).ok())
+        .and_then(|event| event.condition)
+        .and_then(|condition| crate::hubs::wire::adjustment_operation(&condition));
+    let configured = &ctx.settings.automation.adjustment_operation;
+    Ok(named.or_else(|| (!configured.is_empty()).then(|| configured.clone())))
+}
+
+fn prepare_args(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+    key: &str,
+    operation: Option<&str>,
+) -> Result<Value, String> {
     match workflow.kind {
         FlowKind::Entry => {
             let directory = ctx.directory();
@@ -442,6 +473,7 @@ fn prepare_args(ctx: &Ctx, workflow: &WorkflowRecord, key: &str) -> Result<Value
             workflow
                 .position_id
                 .ok_or("adjustment without a position")?,
+            operation.ok_or("adjustment without an operation")?,
             workflow.condition.as_deref(),
         )),
     }
