@@ -82,14 +82,11 @@ fn assert_prometheus_text(text: &str) {
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "bad name: {line}"
         );
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(
-                    labels.starts_with('{') && labels.ends_with('}'),
-                    "bad labels: {line}"
-                );
-            }
-        }
+        let labels = &series[name.len()..];
+        assert!(
+            labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+            "bad labels: {line}"
+        );
         assert!(typed.contains(name), "sample before its TYPE: {line}");
     }
     assert!(typed.len() > 10, "few metric families: {text}");
