@@ -65,22 +65,30 @@ async fn every_event_is_applied_exactly_once_through_drops_and_kills() {
     let latest = sim.latest_seq().await;
     assert!(latest >= (CHUNKS * CHUNK) as i64);
     wait_for(
-        &format!("cursor at {latest} (seed {seed}, log {})", daemon.log.display()),
+        &format!(
+            "cursor at {latest} (seed {seed}, log {})",
+            daemon.log.display()
+        ),
         Duration::from_secs(90),
         || async { daemon.cursor().await == Some(latest) },
     )
     .await;
 
     let history = sim_history(&sim, latest).await;
-    assert_eq!(history.len() as i64, latest, "the simulator logged 1..={latest}");
+    assert_eq!(
+        history.len() as i64,
+        latest,
+        "the simulator logged 1..={latest}"
+    );
     let mut expected_per_target: BTreeMap<String, i64> = BTreeMap::new();
     for (_, _, target) in &history {
         *expected_per_target.entry(target.clone()).or_default() += 1;
     }
 
-    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", daemon.db.display()))
-        .await
-        .unwrap();
+    let mut db =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", daemon.db.display()))
+            .await
+            .unwrap();
     let keys: HashSet<String> = sqlx::query("SELECT event_key FROM processed_events")
         .fetch_all(&mut db)
         .await
@@ -93,7 +101,10 @@ async fn every_event_is_applied_exactly_once_through_drops_and_kills() {
         .filter(|(_, id, _)| !keys.contains(&id.to_ascii_lowercase()))
         .map(|(seq, _, _)| *seq)
         .collect();
-    assert!(missing.is_empty(), "events never applied (seed {seed}): {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "events never applied (seed {seed}): {missing:?}"
+    );
     let applied: BTreeMap<String, i64> = sqlx::query("SELECT target, applied FROM event_stats")
         .fetch_all(&mut db)
         .await
@@ -105,12 +116,11 @@ async fn every_event_is_applied_exactly_once_through_drops_and_kills() {
         applied, expected_per_target,
         "effects applied per callback equal the events logged per callback (seed {seed})"
     );
-    let duplicated_seqs: i64 = sqlx::query_scalar(
-        "SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
+    let duplicated_seqs: i64 =
+        sqlx::query_scalar("SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
     assert_eq!(duplicated_seqs, 0);
     let quarantined: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quarantined_events")
         .fetch_one(&mut db)
@@ -118,7 +128,9 @@ async fn every_event_is_applied_exactly_once_through_drops_and_kills() {
         .unwrap();
     assert_eq!(quarantined, 0, "no valid event was quarantined");
     let stats = sim.get("/stats").await;
-    let dropped = stats["faults_injected"]["connection_drop"].as_u64().unwrap_or(0);
+    let dropped = stats["faults_injected"]["connection_drop"]
+        .as_u64()
+        .unwrap_or(0);
     assert!(dropped >= 10, "at least 10 drops injected: {stats}");
 }
 

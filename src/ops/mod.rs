@@ -1,5 +1,6 @@
 //! Operations: logging, health, metrics, systemd notification, termination signals.
 
+pub mod crash;
 pub mod health;
 pub mod http;
 pub mod logging;

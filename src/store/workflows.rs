@@ -298,15 +298,12 @@ impl Store {
         .await?)
     }
 
-    /// The newest workflows, newest first (reports, tests).
-    pub async fn recent_workflows(&self, limit: u32) -> Result<Vec<WorkflowRecord>, StoreError> {
+    /// Every workflow, oldest first (tests, audits).
+    pub async fn all_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
         let mut reader = self.readers.acquire().await?;
-        Ok(
-            sqlx::query_as(select_workflows!("ORDER BY id DESC LIMIT ?"))
-                .bind(limit)
-                .fetch_all(&mut *reader)
-                .await?,
-        )
+        Ok(sqlx::query_as(select_workflows!("ORDER BY id"))
+            .fetch_all(&mut *reader)
+            .await?)
     }
 
     /// Intents and workflows counted by state, for the metrics gauges.

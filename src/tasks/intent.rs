@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::hubs::client::{ControlHub, HubError};
 use crate::hubs::models::{IdempotencyRecord, IdempotencyRecordStatus, StatusCode};
+use crate::ops::crash;
 use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError};
 
 /// How often a `Processing` record is re-read while waiting for it to settle.
@@ -76,16 +77,19 @@ async fn send(
     control: &ControlHub,
     intent: &IntentRecord,
 ) -> Result<IntentOutcome, IntentError> {
+    crash::point("intent.before_send");
     store.mark_intent_sent(&intent.key).await?;
     tracing::info!(intent = %intent.key, operation = %intent.operation, "intent sent");
-    match control
+    let answer = control
         .keyed_call(&intent.operation, intent.args.clone())
-        .await
-    {
+        .await;
+    crash::point("intent.after_send");
+    match answer {
         Ok(data) => {
             store
                 .settle_intent(&intent.key, IntentState::Completed, Some(&data))
                 .await?;
+            crash::point("intent.after_commit");
             tracing::info!(intent = %intent.key, outcome = "completed", "intent settled");
             Ok(IntentOutcome::Completed(data))
         }

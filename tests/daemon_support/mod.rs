@@ -34,6 +34,25 @@ where
     }
 }
 
+/// Polls `probe` every 25 ms until it yields a value; panics naming `what` after `timeout`.
+pub async fn wait_some<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// A simulator in this process, reached over real sockets like any MesoLive server.
 pub struct Sim {
     pub running: RunningSim,
