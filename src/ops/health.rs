@@ -15,6 +15,7 @@ pub struct Health {
     started: Instant,
     hubs: [AtomicBool; 3],
     caught_up: watch::Sender<bool>,
+    startup_done: AtomicBool,
     stopping: AtomicBool,
     pump_beat_ms: AtomicU64,
 }
@@ -25,6 +26,7 @@ impl Default for Health {
             started: Instant::now(),
             hubs: Default::default(),
             caught_up: watch::Sender::new(false),
+            startup_done: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             pump_beat_ms: AtomicU64::new(0),
         }
@@ -56,6 +58,11 @@ impl Health {
         self.caught_up.subscribe()
     }
 
+    /// Startup finished (hubs verified, replay done, monitors bootstrapped, reconciled).
+    pub fn set_started(&self) {
+        self.startup_done.store(true, Ordering::Relaxed);
+    }
+
     /// Shutdown has begun: not ready any more.
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Relaxed);
@@ -67,9 +74,10 @@ impl Health {
         self.pump_beat_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Ready: every hub connected, caught up, not stopping (`/readyz`).
+    /// Ready: started, every hub connected, caught up, not stopping (`/readyz`).
     pub fn ready(&self) -> bool {
-        Hub::ALL.iter().all(|hub| self.hub_up(*hub))
+        self.startup_done.load(Ordering::Relaxed)
+            && Hub::ALL.iter().all(|hub| self.hub_up(*hub))
             && *self.caught_up.borrow()
             && !self.stopping.load(Ordering::Relaxed)
     }

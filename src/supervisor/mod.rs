@@ -167,6 +167,7 @@ pub async fn run_until_stopped(
     )
     .await;
     if started {
+        ctx.health.set_started();
         notifier.ready("running");
         tracing::info!("ready");
     }

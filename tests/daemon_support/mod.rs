@@ -214,6 +214,11 @@ impl Daemon {
         daemon
     }
 
+    /// Drops one variable from the environment of the next start.
+    pub fn unset(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
     /// (Re)starts the process with the same environment.
     pub fn start(&mut self) {
         let log = std::fs::OpenOptions::new()
