@@ -5,6 +5,7 @@
 //! ```text
 //! check       runbook health checks and the INFERRED-details probe (`check …`)
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
+//! demo        simulator + daemon in one process with a live view (`demo`)
 //! exit        process exit statuses (sysexits)
 //! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
 //! signalr/    SignalR JSON hub protocol: codec, client connection, server side (for the simulator)
@@ -21,6 +22,7 @@
 
 pub mod check;
 pub mod config;
+pub mod demo;
 pub mod exit;
 pub mod hubs;
 pub mod ops;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mesolive_supervisor::check::{self, Check};
 use mesolive_supervisor::config::Settings;
+use mesolive_supervisor::demo::{self, DemoOptions};
 use mesolive_supervisor::exit;
 use mesolive_supervisor::ops::notify::Notifier;
 use mesolive_supervisor::ops::{http, logging};
@@ -31,7 +32,20 @@ enum Command {
     /// Run the daemon against the configured MesoLive hubs.
     Run,
     /// Run the built-in simulator and the daemon against it, with a live view.
-    Demo,
+    Demo {
+        /// Stop after this long, e.g. `20s` (default: until Ctrl-C).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Inject faults periodically: drops, outages, lost answers and events.
+        #[arg(long)]
+        chaos: bool,
+        /// Directory of the demo database (recreated each run).
+        #[arg(long, default_value = "demo-data", value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Simulator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Run the MesoLive simulator alone.
     Sim(sim::SimArgs),
     /// Health checks against the configured hubs, in runbook order.
@@ -126,10 +140,14 @@ impl From<CheckCommand> for Check {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let mut settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(err) => return fail(exit::CONFIG, err),
     };
+    if matches!(cli.command, Command::Demo { .. }) {
+        // The demo's live view owns the terminal: only warnings and errors are logged.
+        settings.log.filter = "warn".into();
+    }
     logging::init(&settings.log);
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
@@ -203,9 +221,24 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(exit::FAILURE, err),
         },
-        Command::Demo => {
-            eprintln!("mesolive-supervisor: this command is not yet implemented");
-            ExitCode::from(exit::NOT_IMPLEMENTED)
+        Command::Demo {
+            duration,
+            chaos,
+            data_dir,
+            seed,
+        } => {
+            let options = DemoOptions {
+                duration,
+                chaos,
+                data_dir,
+                seed,
+            };
+            block_on(async move {
+                match demo::run(settings, options).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => fail(exit::FAILURE, err),
+                }
+            })
         }
     }
 }

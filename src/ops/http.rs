@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::health::Health;
 use super::metrics::Metrics;
 
-/// What the handlers read.
-#[derive(Debug, Clone)]
+/// What the handlers read (and what the demo's live view watches).
+#[derive(Debug, Clone, Default)]
 pub struct OpsState {
     /// Readiness and liveness facts.
     pub health: Arc<Health>,

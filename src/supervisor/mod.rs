@@ -33,10 +33,10 @@ use self::context::{Ctx, Shutdown, Wakeups, hub_links, next_link};
 use self::links::{Connector, Generations, run_link};
 use crate::config::{ConfigError, Settings, SynchronousMode};
 use crate::exit;
-use crate::ops::health::Health;
-use crate::ops::metrics::{Hub, Metrics, StateGauges};
+use crate::ops::http::{self, OpsState};
+use crate::ops::metrics::{Hub, StateGauges};
 use crate::ops::notify::Notifier;
-use crate::ops::{http, signals};
+use crate::ops::signals;
 use crate::store::{Store, StoreError, StoreOptions, Synchronous};
 use crate::tasks::{event_pump, position_monitor, reconciler, workflow};
 
@@ -105,18 +105,19 @@ pub async fn run(settings: Settings, notifier: Notifier) -> Result<(), Superviso
         shutdown.intake.clone(),
         shutdown.force.clone(),
     ));
-    let result = run_until_stopped(settings, notifier, shutdown.clone()).await;
+    let result = run_until_stopped(settings, notifier, shutdown.clone(), OpsState::default()).await;
     shutdown.force.cancel();
     let _ = signal_watch.await;
     result
 }
 
-/// Runs the daemon with externally owned shutdown tokens (the demo and tests stop it by
-/// cancelling `shutdown.intake`).
+/// Runs the daemon with externally owned shutdown tokens and health/metrics (the demo watches
+/// them, and stops the daemon by cancelling `shutdown.intake`).
 pub async fn run_until_stopped(
     settings: Settings,
     notifier: Notifier,
     shutdown: Shutdown,
+    ops: OpsState,
 ) -> Result<(), SupervisorError> {
     let listen = settings.ops.listen_addr()?;
     let tls = crate::tls::client_config(&settings.hubs.extra_ca_file)
@@ -132,8 +133,8 @@ pub async fn run_until_stopped(
     let ctx = Arc::new(Ctx {
         settings: Arc::new(settings),
         store,
-        metrics: Arc::new(Metrics::default()),
-        health: Arc::new(Health::default()),
+        metrics: ops.metrics.clone(),
+        health: ops.health.clone(),
         links,
         wake: Wakeups::default(),
         shutdown,
@@ -143,12 +144,8 @@ pub async fn run_until_stopped(
     });
     let escalation = Arc::new(Escalation::default());
     let tracker = TaskTracker::new();
-    let ops_state = http::OpsState {
-        health: ctx.health.clone(),
-        metrics: ctx.metrics.clone(),
-    };
     let ops_stop = tokio_util::sync::CancellationToken::new();
-    tracker.spawn(http::serve(listener, ops_state, ops_stop.clone()));
+    tracker.spawn(http::serve(listener, ops, ops_stop.clone()));
     tracker.spawn(refresh_gauges(ctx.clone()));
     tracker.spawn(watchdog(ctx.clone(), notifier.clone()));
 
