@@ -109,7 +109,7 @@ pub async fn run(base: Settings, options: DemoOptions) -> Result<(), DemoError> 
             continue;
         }
         let seconds = started.elapsed().as_secs();
-        if options.chaos && seconds >= 4 && seconds % 6 == 0 {
+        if options.chaos && seconds >= 4 && seconds.is_multiple_of(6) {
             chaos_round += 1;
             admin.inject(chaos_round).await;
         }
