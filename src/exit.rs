@@ -5,8 +5,6 @@
 pub const OK: u8 = 0;
 /// A runtime failure: a check failed, the restart intensity was exceeded, a fatal hub error.
 pub const FAILURE: u8 = 1;
-/// A command that is not built yet (never reported as success).
-pub const NOT_IMPLEMENTED: u8 = 2;
 /// The state database cannot be opened, read or written (corrupt, newer schema, unwritable).
 pub const IO_ERROR: u8 = 74;
 /// Another daemon already holds the state database.

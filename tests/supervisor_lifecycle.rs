@@ -267,3 +267,71 @@ async fn sigterm_stops_cleanly_with_the_sd_notify_sequence() {
     .await;
     assert!(reopened.is_ok(), "{:?}", reopened.err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_restarting_past_its_intensity_stops_the_daemon_non_zero() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::spawn(
+        &sim,
+        dir.path(),
+        &[
+            ("MESOLIVE__SUPERVISOR__RESTART_MAX", "2"),
+            ("MESOLIVE__SUPERVISOR__RESTART_WINDOW", "60s"),
+        ],
+    );
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    for drop in 1..=3 {
+        sim.drop_connections().await;
+        if drop < 3 {
+            daemon.wait_ready(Duration::from_secs(10)).await;
+        }
+    }
+    let status = daemon.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(1), "log: {}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("restarted 3 times"),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probe_and_a_second_signal_stop_at_once() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::spawn(&sim, dir.path(), &[]);
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    let probe = |ops: String| {
+        std::process::Command::new(daemon_support::BIN)
+            .arg("health")
+            .env_clear()
+            .env("MESOLIVE__OPS__LISTEN", ops)
+            .status()
+            .unwrap()
+    };
+    let ops = daemon.ops.to_string();
+    let healthy = tokio::task::block_in_place(|| probe(ops.clone()));
+    assert!(healthy.success(), "health probe of a ready daemon");
+    sim.emit(2000).await;
+    daemon.signal(libc::SIGTERM);
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(0), "log: {}", daemon.log_text());
+    let unhealthy = tokio::task::block_in_place(|| probe(ops));
+    assert_eq!(
+        unhealthy.code(),
+        Some(1),
+        "health probe of a stopped daemon"
+    );
+    let reopened = mesolive_supervisor::store::Store::open(
+        &daemon.db,
+        &mesolive_supervisor::store::StoreOptions::default(),
+    )
+    .await;
+    assert!(
+        reopened.is_ok(),
+        "consistent after a forced stop: {:?}",
+        reopened.err()
+    );
+}

@@ -285,3 +285,100 @@ async fn paper_mode_never_trades_a_broker_account() {
         Vec::<String>::new()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_going_off_while_preparing_cancels_the_job() {
+    let mut options = quick_sim();
+    options.timing.prepare_delay = Duration::from_secs(3);
+    let sim = Sim::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(&sim, dir.path(), &[("MESOLIVE__AUTOMATION__MODE", "paper")]);
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    entry_signal(&sim, PAPER_STRATEGY, "PAPER-1").await;
+    wait_for("the entry preparing", Duration::from_secs(5), || async {
+        workflows(&daemon)
+            .await
+            .iter()
+            .any(|w| w.state == WorkflowState::Preparing)
+    })
+    .await;
+    sim.post(
+        "/signals",
+        json!({"kind": "entry", "state": "Off", "strategy_id": PAPER_STRATEGY, "account": "PAPER-1"}),
+    )
+    .await;
+    let entry = finished(&daemon, FlowKind::Entry).await;
+    assert_eq!(entry.state, WorkflowState::Cancelled, "{entry:?}");
+    let calls = sim.requests().await;
+    assert!(
+        calls.iter().any(|(_, m)| m == "CancelPreparePositionEntry"),
+        "best-effort cancel sent: {calls:?}"
+    );
+    assert_eq!(ledger(&sim).await["total_effects"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_still_processing_is_waited_for_not_resent() {
+    let sim = Sim::start(quick_sim()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(&sim, dir.path(), &[("MESOLIVE__AUTOMATION__MODE", "paper")]);
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    sim.post(
+        "/faults",
+        json!({"hold_processing_ms": 1500,
+               "lose_completion": {"method": "ApplyPaperFills", "count": 1, "mode": "drop"}}),
+    )
+    .await;
+    entry_signal(&sim, PAPER_STRATEGY, "PAPER-1").await;
+    let entry = finished(&daemon, FlowKind::Entry).await;
+    assert_eq!(entry.state, WorkflowState::Done, "{entry:?}");
+    let calls = sim.requests().await;
+    let record_reads = calls
+        .iter()
+        .filter(|(_, m)| m == "GetIdempotencyRecord")
+        .count();
+    assert!(
+        record_reads >= 2,
+        "Processing was re-checked, not resent: {calls:?}"
+    );
+    let fills = calls.iter().filter(|(_, m)| m == "ApplyPaperFills").count();
+    assert_eq!(fills, 2, "one call per leg group, none resent: {calls:?}");
+    let ledger = ledger(&sim).await;
+    assert_eq!(ledger["second_effects"], 0, "{ledger}");
+    assert_eq!(ledger["total_effects"], 2, "{ledger}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_vars_adjustment_needs_no_execution() {
+    let mut options = quick_sim();
+    options.positions = 1;
+    let sim = Sim::start(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(
+        &sim,
+        dir.path(),
+        &[
+            ("MESOLIVE__AUTOMATION__MODE", "paper"),
+            ("MESOLIVE__AUTOMATION__ADJUSTMENT_OPERATION", "UpdateVars"),
+        ],
+    );
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    let store = daemon.store().await;
+    let position = store.open_positions().await.unwrap().remove(0);
+    sim.post(
+        "/signals",
+        json!({"kind": "adjustment", "state": "On", "strategy_id": position.strategy_id,
+               "position_id": position.position_id, "condition": "roll-short-put"}),
+    )
+    .await;
+    let adjustment = finished(&daemon, FlowKind::Adjustment).await;
+    assert_eq!(adjustment.state, WorkflowState::Done, "{adjustment:?}");
+    assert!(adjustment.reason.unwrap_or_default().contains("UpdateVars"));
+    assert!(adjustment.groups_done.is_empty());
+    let calls = sim.requests().await;
+    assert_eq!(
+        state_changing_calls(&calls),
+        vec!["StartPreparePositionAdjustment".to_owned()],
+        "{calls:?}"
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::context::Ctx;
 use super::policy::{Intensity, IntensityExceeded, backoff};
@@ -80,7 +81,8 @@ pub async fn supervise<F, Fut>(
     let mut delays = backoff(&settings);
     loop {
         let started = Instant::now();
-        let outcome = tokio::spawn(make(ctx.clone())).await;
+        let span = tracing::info_span!("child", name);
+        let outcome = tokio::spawn(make(ctx.clone()).instrument(span)).await;
         let reason = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(ChildError::Fatal(fatal))) => {
