@@ -143,11 +143,14 @@ pub async fn run_until_stopped(
         bootstrapped: tokio::sync::watch::Sender::new(0),
     });
     let escalation = Arc::new(Escalation::default());
-    let tracker = TaskTracker::new();
+    // Two trackers: the supervised children stop first (and are waited for within the grace);
+    // the ops tasks (health, metrics, watchdog) answer until the very end.
+    let children = TaskTracker::new();
+    let ops_tasks = TaskTracker::new();
     let ops_stop = tokio_util::sync::CancellationToken::new();
-    tracker.spawn(http::serve(listener, ops, ops_stop.clone()));
-    tracker.spawn(refresh_gauges(ctx.clone()));
-    tracker.spawn(watchdog(ctx.clone(), notifier.clone()));
+    ops_tasks.spawn(http::serve(listener, ops, ops_stop.clone()));
+    ops_tasks.spawn(refresh_gauges(ctx.clone()));
+    ops_tasks.spawn(watchdog(ctx.clone(), notifier.clone()));
 
     let connector = Connector::new(&ctx.settings, Some(tls));
     let senders = Arc::new(senders);
@@ -155,7 +158,7 @@ pub async fn run_until_stopped(
     notifier.status("starting: connecting the Control Hub");
     let started = start_in_runbook_order(
         &ctx,
-        &tracker,
+        &children,
         &escalation,
         &connector,
         &senders,
@@ -173,10 +176,10 @@ pub async fn run_until_stopped(
         _ = ctx.shutdown.intake.cancelled() => {}
         _ = ctx.shutdown.force.cancelled() => {}
     }
-    stop(&ctx, &tracker, &notifier).await;
+    stop(&ctx, &children, &notifier).await;
     ops_stop.cancel();
-    tracker.close();
-    let _ = timeout(CLOSE_BUDGET, tracker.wait()).await;
+    ops_tasks.close();
+    let _ = timeout(CLOSE_BUDGET, ops_tasks.wait()).await;
     if let Ok(ctx) = Arc::try_unwrap(ctx)
         && let Ok(store) = Arc::try_unwrap(ctx.store)
     {
@@ -301,7 +304,7 @@ async fn wait_up<T: Clone>(
 
 /// The stop sequence: intake closed → in-flight workflows get the grace → children stop →
 /// in-flight intents are marked for reconciliation → hubs close Event → Data → Control.
-async fn stop(ctx: &Arc<Ctx>, tracker: &TaskTracker, notifier: &Notifier) {
+async fn stop(ctx: &Arc<Ctx>, children: &TaskTracker, notifier: &Notifier) {
     let links = &ctx.links;
     notifier.stopping();
     ctx.health.set_stopping();
@@ -314,13 +317,9 @@ async fn stop(ctx: &Arc<Ctx>, tracker: &TaskTracker, notifier: &Notifier) {
         _ = ctx.shutdown.force.cancelled() => {}
     }
     ctx.shutdown.children.cancel();
-    let children_done = async {
-        while tracker.len() > 3 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    children.close();
     tokio::select! {
-        _ = timeout(grace, children_done) => {}
+        _ = timeout(grace, children.wait()) => {}
         _ = ctx.shutdown.force.cancelled() => {}
     }
     match ctx.store.abandon_in_flight_intents().await {
