@@ -64,6 +64,60 @@ async fn invoke_returns_results_nulls_and_errors() {
 }
 
 #[tokio::test]
+async fn a_push_sharing_the_handshake_reply_message_is_delivered() {
+    let hub = common::TestHub {
+        welcome: true,
+        ..common::TestHub::default()
+    };
+    let server = TestServer::start_with(hub, fast_server_options()).await;
+    let connection = Connection::connect(server.client_options())
+        .await
+        .expect("connect");
+    let mut callbacks = connection.take_callbacks().expect("callbacks");
+    let welcome = within(SECOND, "Welcome", callbacks.recv())
+        .await
+        .expect("a callback");
+    assert_eq!(welcome.target, "Welcome");
+    assert_eq!(welcome.arguments, vec![json!(connection.connection_id())]);
+}
+
+#[tokio::test]
+async fn unusable_options_are_refused_before_any_network_traffic() {
+    let options = mesolive_supervisor::signalr::ConnectOptions {
+        keep_alive_interval: Duration::ZERO,
+        ..common::fast_client_options(Url::parse("http://127.0.0.1:9/hub").expect("URL"))
+    };
+    let error = Connection::connect(options).await.expect_err("invalid");
+    assert!(matches!(error, SignalrError::InvalidConfig(_)), "{error:?}");
+    let ftp = common::fast_client_options(Url::parse("ftp://127.0.0.1/hub").expect("URL"));
+    let error = Connection::connect(ftp).await.expect_err("invalid");
+    assert!(matches!(error, SignalrError::InvalidConfig(_)), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invokes_from_many_tasks_each_get_their_own_result() {
+    fn shareable<T: Send + Sync>(_: &T) {}
+    let server = TestServer::start(fast_server_options()).await;
+    let connection = Arc::new(
+        Connection::connect(server.client_options())
+            .await
+            .expect("connect"),
+    );
+    shareable(&connection);
+    let calls = (0..200i64).map(|n| {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            let doubled: i64 = connection.invoke("Add", vec![json!(n), json!(n)]).await?;
+            Ok::<_, SignalrError>((n, doubled))
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        let (n, doubled) = call.await.expect("task").expect("Add");
+        assert_eq!(doubled, 2 * n);
+    }
+}
+
+#[tokio::test]
 async fn send_gets_no_reply_and_the_connection_stays_usable() {
     let server = TestServer::start(fast_server_options()).await;
     let connection = Connection::connect(server.client_options())

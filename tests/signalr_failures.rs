@@ -140,11 +140,15 @@ async fn a_silent_server_is_declared_dead_after_the_server_timeout() {
     assert_disconnected(&connection).await;
 }
 
-#[tokio::test]
-async fn a_server_that_never_answers_the_handshake_times_out() {
+/// A hub whose WebSocket endpoint runs `on_socket` instead of SignalR.
+async fn scripted_hub<F, Fut>(on_socket: F) -> Url
+where
+    F: Fn(axum::extract::ws::WebSocket) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let router = axum::Router::new()
         .route(
-            "/mute/negotiate",
+            "/scripted/negotiate",
             post(|| async {
                 axum::Json(json!({
                     "negotiateVersion": 1, "connectionId": "c", "connectionToken": "t",
@@ -153,16 +157,23 @@ async fn a_server_that_never_answers_the_handshake_times_out() {
             }),
         )
         .route(
-            "/mute",
-            get(|upgrade: axum::extract::ws::WebSocketUpgrade| async move {
-                upgrade.on_upgrade(|mut socket| async move {
-                    // Reads the handshake and never replies.
-                    while socket.recv().await.is_some() {}
-                })
+            "/scripted",
+            get(move |upgrade: axum::extract::ws::WebSocketUpgrade| async move {
+                upgrade.on_upgrade(on_socket)
             }),
         );
-    let (addr, _serving) = common::serve(router).await;
-    let url = Url::parse(&format!("http://{addr}/mute")).expect("URL");
+    // The serving task is detached; it ends with the test's runtime.
+    let (addr, _) = common::serve(router).await;
+    Url::parse(&format!("http://{addr}/scripted")).expect("URL")
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_the_handshake_times_out() {
+    let url = scripted_hub(|mut socket| async move {
+        // Reads the handshake and never replies.
+        while socket.recv().await.is_some() {}
+    })
+    .await;
     let options = ConnectOptions {
         handshake_timeout: Duration::from_millis(300),
         ..common::fast_client_options(url)
@@ -171,6 +182,27 @@ async fn a_server_that_never_answers_the_handshake_times_out() {
         .await
         .expect_err("no handshake reply");
     assert!(matches!(error, SignalrError::Handshake(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_refused_handshake_fails_the_connect_with_the_server_text() {
+    let url = scripted_hub(|mut socket| async move {
+        let _ = socket.recv().await;
+        let refusal = "{\"error\":\"The protocol 'json' is not supported.\"}\u{1e}";
+        let _ = socket.send(axum::extract::ws::Message::text(refusal)).await;
+    })
+    .await;
+    let error = within(
+        SECOND,
+        "connect fails",
+        Connection::connect(common::fast_client_options(url)),
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        matches!(&error, SignalrError::Handshake(text) if text == "The protocol 'json' is not supported."),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

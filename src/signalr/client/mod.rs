@@ -120,6 +120,28 @@ impl ConnectOptions {
         self.access_token = Some(AccessToken::new(token));
         self
     }
+
+    /// Rejects settings that cannot work (a zero interval would ping in a busy loop).
+    fn validate(&self) -> Result<(), SignalrError> {
+        let durations = [
+            ("http_timeout", self.http_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("keep_alive_interval", self.keep_alive_interval),
+            ("server_timeout", self.server_timeout),
+            ("invoke_timeout", self.invoke_timeout),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, value)| value.is_zero()) {
+            return Err(SignalrError::InvalidConfig(format!(
+                "{name} must not be zero"
+            )));
+        }
+        if self.max_message_bytes == 0 {
+            return Err(SignalrError::InvalidConfig(
+                "max_message_bytes must not be zero".to_owned(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where a connection is in its life, published through [`Connection::state`].
@@ -200,6 +222,7 @@ impl fmt::Debug for Connection {
 impl Connection {
     /// Negotiates, opens the WebSocket, completes the handshake and starts the connection task.
     pub async fn connect(options: ConnectOptions) -> Result<Connection, SignalrError> {
+        options.validate()?;
         let tls = match &options.tls {
             Some(config) => config.clone(),
             None => tls::default_client_config()?,

@@ -339,10 +339,16 @@ impl ConnectionTask {
                 farewell: Farewell::CloseMessage,
             });
         }
+        // Every command of the batch is taken in, even after a Close: the calls it registers
+        // are then failed with the close reason like any other pending call.
+        let mut outcome = Ok(());
         for command in commands.drain(..) {
-            self.on_command(command)?;
+            let step = self.on_command(command);
+            if outcome.is_ok() {
+                outcome = step;
+            }
         }
-        Ok(())
+        outcome
     }
 
     fn on_command(&mut self, command: Command) -> Result<(), Ending> {

@@ -38,3 +38,16 @@ fn build_client_config() -> Result<ClientConfig, SignalrError> {
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_builds_without_a_process_wide_provider_and_is_shared() {
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+        let first = default_client_config().expect("builds");
+        let second = default_client_config().expect("builds");
+        assert!(Arc::ptr_eq(&first, &second), "built once per process");
+    }
+}

@@ -22,9 +22,11 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use futures_util::stream::BoxStream;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 pub use connection::{ServerConnection, ServerConnectionStats};
 
+use crate::signalr::error::AuthStage;
 use crate::signalr::lock;
 
 /// The items of a server→client stream: each `Err` ends the stream with that error text.
@@ -240,15 +242,6 @@ enum Slot {
     Live(ServerConnection),
 }
 
-/// How the upgrade found its connection.
-enum Claim {
-    Granted {
-        token: String,
-        connection_id: String,
-    },
-    Refused(StatusCode),
-}
-
 impl<H: Hub> HubHost<H> {
     /// A host for `hub` at `path` (e.g. `/hubs/event/v1`).
     pub fn new(path: &str, hub: H, options: HubOptions) -> Self {
@@ -281,13 +274,13 @@ impl<H: Hub> HubHost<H> {
         &self.shared.hub
     }
 
-    /// The live connections (handshake done or under way).
+    /// The live connections (handshake done or under way, not closing).
     pub fn connections(&self) -> Vec<ServerConnection> {
         lock(&self.shared.registry)
             .values()
             .filter_map(|slot| match slot {
-                Slot::Live(connection) => Some(connection.clone()),
-                Slot::Negotiated { .. } => None,
+                Slot::Live(connection) if !connection.is_closed() => Some(connection.clone()),
+                Slot::Live(_) | Slot::Negotiated { .. } => None,
             })
             .collect()
     }
@@ -323,18 +316,15 @@ impl<H> HostShared<H> {
         &self,
         headers: &HeaderMap,
         query: &HashMap<String, String>,
-        on_upgrade: bool,
+        stage: AuthStage,
     ) -> Option<StatusCode> {
         if lock(&self.refuse_until).is_some_and(|until| Instant::now() < until) {
             return Some(StatusCode::SERVICE_UNAVAILABLE);
         }
         let auth = self.auth.read().unwrap_or_else(PoisonError::into_inner);
-        let checked = auth.as_ref().filter(|auth| {
-            if on_upgrade {
-                auth.on_upgrade
-            } else {
-                auth.on_negotiate
-            }
+        let checked = auth.as_ref().filter(|auth| match stage {
+            AuthStage::Negotiate => auth.on_negotiate,
+            AuthStage::Upgrade => auth.on_upgrade,
         });
         match checked {
             Some(auth) if !auth.accepts(headers, query) => Some(StatusCode::UNAUTHORIZED),
@@ -367,30 +357,34 @@ impl<H> HostShared<H> {
         (connection_id, token)
     }
 
-    /// Finds the connection an upgrade asks for: no id → a fresh one (skip-negotiation);
-    /// unknown or expired → 404; already has a socket → 409.
-    fn claim(&self, token: Option<&String>) -> Claim {
-        let Some(token) = token else {
-            return Claim::Granted {
-                token: random_id(),
-                connection_id: random_id(),
-            };
-        };
-        match lock(&self.registry).get(token) {
-            Some(Slot::Live(_)) => Claim::Refused(StatusCode::CONFLICT),
-            Some(Slot::Negotiated {
-                connection_id,
-                since,
-            }) if since.elapsed() < self.options.negotiate_ttl => Claim::Granted {
-                token: token.clone(),
-                connection_id: connection_id.clone(),
+    /// Opens the connection an upgrade asks for, atomically: no id → a fresh one
+    /// (skip-negotiation); unknown or expired → 404; already has a socket → 409. Returns its
+    /// token, its handle and its outbound queue.
+    fn open_connection(
+        &self,
+        requested: Option<&String>,
+    ) -> Result<(String, ServerConnection, mpsc::Receiver<String>), StatusCode> {
+        let mut registry = lock(&self.registry);
+        let (token, connection_id) = match requested {
+            None => (random_id(), random_id()),
+            Some(token) => match registry.get(token) {
+                Some(Slot::Live(_)) => return Err(StatusCode::CONFLICT),
+                Some(Slot::Negotiated {
+                    connection_id,
+                    since,
+                }) if since.elapsed() < self.options.negotiate_ttl => {
+                    (token.clone(), connection_id.clone())
+                }
+                _ => return Err(StatusCode::NOT_FOUND),
             },
-            _ => Claim::Refused(StatusCode::NOT_FOUND),
-        }
-    }
-
-    fn go_live(&self, token: &str, connection: &ServerConnection) {
-        lock(&self.registry).insert(token.to_owned(), Slot::Live(connection.clone()));
+        };
+        let (connection, queued) = ServerConnection::new(
+            connection_id,
+            self.options.outbound_capacity,
+            self.options.client_result_timeout,
+        );
+        registry.insert(token.clone(), Slot::Live(connection.clone()));
+        Ok((token, connection, queued))
     }
 
     fn release(&self, token: &str) {
@@ -403,7 +397,7 @@ async fn negotiate<H: Hub>(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(status) = host.gate(&headers, &query, false) {
+    if let Some(status) = host.gate(&headers, &query, AuthStage::Negotiate) {
         return status.into_response();
     }
     let version = match negotiate_version(query.get("negotiateVersion")) {
@@ -449,26 +443,17 @@ async fn upgrade<H: Hub>(
     headers: HeaderMap,
     websocket: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Some(status) = host.gate(&headers, &query, true) {
+    if let Some(status) = host.gate(&headers, &query, AuthStage::Upgrade) {
         return status.into_response();
     }
     let websocket = match websocket {
         Ok(websocket) => websocket,
         Err(rejection) => return rejection.into_response(),
     };
-    let (token, connection_id) = match host.claim(query.get("id")) {
-        Claim::Granted {
-            token,
-            connection_id,
-        } => (token, connection_id),
-        Claim::Refused(status) => return status.into_response(),
+    let (token, connection, queued) = match host.open_connection(query.get("id")) {
+        Ok(opened) => opened,
+        Err(status) => return status.into_response(),
     };
-    let (connection, queued) = ServerConnection::new(
-        connection_id,
-        host.options.outbound_capacity,
-        host.options.client_result_timeout,
-    );
-    host.go_live(&token, &connection);
     let on_failure = {
         let host = host.clone();
         let token = token.clone();

@@ -154,8 +154,9 @@ async fn write_loop(
     let aborted = connection.aborted_token().clone();
     let writing = async {
         let mut batch = Vec::new();
-        let mut pings =
-            tokio::time::interval_at(Instant::now() + keep_alive_interval, keep_alive_interval);
+        // `interval` panics on a zero period; a zero setting means "as often as possible".
+        let period = keep_alive_interval.max(Duration::from_millis(1));
+        let mut pings = tokio::time::interval_at(Instant::now() + period, period);
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -175,9 +176,16 @@ async fn write_loop(
         }
         say_goodbye(&mut sink, &mut queued, &connection).await
     };
+    // A client that stopped reading must not keep the connection alive forever: once closing,
+    // the goodbye gets `CLOSE_TIMEOUT`, then the socket is dropped.
+    let goodbye_deadline = async {
+        connection.closing_token().cancelled().await;
+        tokio::time::sleep(CLOSE_TIMEOUT).await;
+    };
     tokio::select! {
         biased;
         () = aborted.cancelled() => {}
+        () = goodbye_deadline => tracing::debug!("the goodbye timed out"),
         written = writing => {
             if let Err(error) = written {
                 tracing::debug!(%error, "WebSocket write failed");
@@ -198,11 +206,8 @@ async fn say_goodbye(
         batch.push(record);
     }
     batch.extend(connection.take_farewell());
-    let goodbye = async {
-        transport::send_records(sink, &mut batch).await?;
-        transport::send_normal_close(sink).await
-    };
-    timeout(CLOSE_TIMEOUT, goodbye).await.unwrap_or(Ok(()))
+    transport::send_records(sink, &mut batch).await?;
+    transport::send_normal_close(sink).await
 }
 
 /// Calls the hub for each queued invocation, one at a time. A running call is never cut short
