@@ -23,8 +23,9 @@ use super::server::Hosts;
 use super::signals::{SignalKind, SignalRequest};
 use crate::hubs::models::SignalState;
 
-/// Most events one `POST /events/emit` may ask for.
-const MAX_EMIT: usize = 5_000_000;
+/// Most events one `POST /events/emit` may ask for (the log keeps every event in memory, about
+/// 1 KiB each).
+const MAX_EMIT: usize = 1_000_000;
 /// Most positions one `POST /positions/open` may ask for.
 const MAX_OPEN: usize = 100_000;
 

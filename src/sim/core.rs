@@ -62,10 +62,13 @@ impl Sim {
         timing: Timing,
         faults: FaultPatch,
     ) -> (Arc<Sim>, mpsc::UnboundedReceiver<Arc<LoggedEvent>>) {
-        let (live_tx, live_rx) = mpsc::unbounded_channel();
+        let (live_tx, mut live_rx) = mpsc::unbounded_channel();
         let (closed_tx, closed) = watch::channel(0);
         let mut world = World::new(seed, live_tx, closed_tx);
         world.seed(positions);
+        // The seed's events are history only: no client was there to receive them live, and
+        // they must not use up the live faults the simulator starts with.
+        while live_rx.try_recv().is_ok() {}
         let mut active = Faults::default();
         active.apply(faults);
         let sim = Sim {

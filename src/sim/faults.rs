@@ -114,7 +114,8 @@ pub enum FaultKind {
     FailPrepare,
     /// An idempotency record held in Processing.
     HoldProcessing,
-    /// A connection refused with 401.
+    /// The 401 switch turned on (counted per activation: the hub host does not report each
+    /// refused request).
     RejectAuth,
     /// Connections dropped on request.
     ConnectionDrop,

@@ -2,13 +2,15 @@
 //! dispatcher that takes logged events in EventSeqId order and applies the live-path faults
 //! (lose job events, suppress, duplicate, delay), and one forwarder per connection.
 //!
-//! Each connection has a bounded backlog. A client that falls that far behind is closed (it
-//! reconnects and replays from its cursor), so one slow client neither stalls the others nor
-//! makes the simulator buffer without bound.
+//! Each connection has a bounded backlog. When it is full the dispatcher waits (back-pressure,
+//! as a real server's writes do); a client still that far behind after a few seconds is closed
+//! (it reconnects and replays from its cursor). So a burst to a healthy client is delivered
+//! whole, a stuck client cannot stall the others for long, and nothing grows without bound.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -19,8 +21,11 @@ use super::faults::{FaultKind, LiveFate};
 use crate::hubs::models::SubscriptionResult;
 use crate::hubs::wire::callbacks;
 
-/// Events queued for one connection before it is closed as too slow.
+/// Events queued for one connection before the dispatcher waits for it.
 pub(crate) const CONNECTION_BACKLOG: usize = 100_000;
+
+/// How long the dispatcher waits for a connection with a full backlog before closing it.
+const STALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Logged events the dispatcher takes per wake-up.
 const DISPATCH_BATCH: usize = 1024;
@@ -150,28 +155,47 @@ impl LiveRegistry {
     }
 
     /// Queues an event `copies` times for every connection that wants it; returns how many
-    /// callbacks were queued. Connections whose backlog is full are closed and removed.
-    fn deliver(&self, event: &Arc<LoggedEvent>, copies: usize) -> u64 {
+    /// callbacks were queued. A full backlog makes the dispatcher wait (back-pressure) up to
+    /// [`STALL_LIMIT`]; a connection still full then is closed and removed.
+    async fn deliver(&self, event: &Arc<LoggedEvent>, copies: usize) -> u64 {
         let mut queued = 0;
-        self.members().retain(|_, member| {
+        let mut stalled = Vec::new();
+        self.members().retain(|id, member| {
             if !member.groups.wants(event.strategy_id) {
                 return true;
             }
-            for _ in 0..copies {
+            for sent in 0..copies {
                 match member.backlog.try_send(Arc::clone(event)) {
                     Ok(()) => queued += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        (member.close)(
-                            "The client fell too far behind on live events; reconnect and replay.",
-                        );
-                        return false;
+                        stalled.push((id.clone(), member.backlog.clone(), copies - sent));
+                        return true;
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
             }
             true
         });
+        for (id, backlog, remaining) in stalled {
+            for _ in 0..remaining {
+                match tokio::time::timeout(STALL_LIMIT, backlog.send(Arc::clone(event))).await {
+                    Ok(Ok(())) => queued += 1,
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        self.expel(&id);
+                        break;
+                    }
+                }
+            }
+        }
         queued
+    }
+
+    /// Closes and forgets a connection that stopped taking live events.
+    fn expel(&self, id: &str) {
+        if let Some(member) = self.members().remove(id) {
+            (member.close)("The client fell too far behind on live events; reconnect and replay.");
+        }
     }
 }
 
@@ -212,7 +236,7 @@ pub(crate) async fn dispatch(sim: Arc<Sim>, mut events: mpsc::UnboundedReceiver<
             if duplicate {
                 sim.stats.fault(FaultKind::DuplicateEvent);
             }
-            let queued = sim.live.deliver(&event, 1 + usize::from(duplicate));
+            let queued = sim.live.deliver(&event, 1 + usize::from(duplicate)).await;
             sim.stats.delivered(queued);
         }
     }

@@ -24,6 +24,7 @@
 //! event_log.rs the per-user log; idempotency.rs  records per key; ledger.rs  effects per key
 //! live.rs      live delivery: groups, dispatcher with live faults, per-connection forwarders
 //! control.rs data.rs event.rs   the hub methods; call.rs  lenient args, envelopes, paging
+//! hub.rs       the three hubs and their paths
 //! server.rs    the hubs on crate::signalr's HubHost, connection switches
 //! admin.rs     the admin HTTP API; faults.rs  fault set; stats.rs  counters, request log
 //! ```

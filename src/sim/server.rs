@@ -1,6 +1,13 @@
 //! The three hubs on the project's SignalR server ([`crate::signalr::HubHost`]), and the
 //! switches the admin API pulls on them: drop connections, refuse connections for a while,
 //! reject every token. Lost Completions (a fault) are applied here, after the hub method ran.
+//!
+//! Worked around here, because the host does not offer it: "reject every token" swaps in a
+//! random token nobody has (no deny-all switch), so refusals are counted per activation (no
+//! hook reports refused requests); "drop after the effect" is `Reply::Swallow` plus
+//! `ServerConnection::abort`; `ServerConnection::send` only awaits a bounded queue (no
+//! `try_send`), so live delivery keeps its own per-connection backlog and forwarder
+//! ([`super::live`]); shutdown closes each connection itself (no close-all on the host).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -132,14 +132,6 @@ pub async fn next_of(callbacks: &mut CallbackReceiver, target: &str) -> Value {
     }
 }
 
-/// Whether any callback arrives within `wait`.
-pub async fn quiet_for(callbacks: &mut CallbackReceiver, wait: Duration) -> Option<Callback> {
-    tokio::time::timeout(wait, callbacks.recv())
-        .await
-        .ok()
-        .flatten()
-}
-
 /// Polls `check` until it yields `Some`, failing after [`PATIENCE`].
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
