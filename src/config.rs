@@ -237,12 +237,43 @@ pub struct AutomationSettings {
     /// A prepare job silent for this long is polled with GetPreparePosition*Status.
     #[serde(with = "humantime_serde")]
     pub job_poll_after: Duration,
+    /// Per-strategy overrides of the sizing and limits above, keyed by strategy id.
+    #[serde(default)]
+    pub strategies: HashMap<String, StrategyOverrides>,
+}
+
+/// `[automation.strategies.<id>]`: one strategy's own sizing and limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyOverrides {
+    /// Overrides `automation.qty_multiplier`.
+    pub qty_multiplier: Option<rust_decimal::Decimal>,
+    /// Overrides `automation.max_open_positions`.
+    pub max_open_positions: Option<u32>,
 }
 
 impl AutomationSettings {
     /// Whether signals of this strategy may lead to actions.
     pub fn allows(&self, strategy_id: i64) -> bool {
         self.allow_strategies.is_empty() || self.allow_strategies.contains(&strategy_id)
+    }
+
+    fn overrides(&self, strategy_id: i64) -> Option<&StrategyOverrides> {
+        self.strategies.get(&strategy_id.to_string())
+    }
+
+    /// The entry quantity multiplier of a strategy (its override, else the default).
+    pub fn qty_multiplier_for(&self, strategy_id: i64) -> rust_decimal::Decimal {
+        self.overrides(strategy_id)
+            .and_then(|o| o.qty_multiplier)
+            .unwrap_or(self.qty_multiplier)
+    }
+
+    /// The open-position limit of a strategy per account (its override, else the default).
+    pub fn max_open_positions_for(&self, strategy_id: i64) -> u32 {
+        self.overrides(strategy_id)
+            .and_then(|o| o.max_open_positions)
+            .unwrap_or(self.max_open_positions)
     }
 }
 
@@ -448,6 +479,29 @@ impl Settings {
         }
         if auto.max_open_positions == 0 {
             return Err(invalid("automation.max_open_positions", "0", "at least 1"));
+        }
+        for (id, overrides) in &auto.strategies {
+            let key = |field: &str| format!("automation.strategies.{id}.{field}");
+            if id.parse::<i64>().is_err() {
+                return Err(invalid(
+                    &format!("automation.strategies.{id}"),
+                    &quoted(id),
+                    "a numeric strategy id",
+                ));
+            }
+            if overrides
+                .qty_multiplier
+                .is_some_and(|q| q <= rust_decimal::Decimal::ZERO)
+            {
+                return Err(invalid(
+                    &key("qty_multiplier"),
+                    "≤ 0",
+                    "a number above zero",
+                ));
+            }
+            if overrides.max_open_positions == Some(0) {
+                return Err(invalid(&key("max_open_positions"), "0", "at least 1"));
+            }
         }
         positive("automation.job_poll_after", auto.job_poll_after)?;
         self.supervisor.validate()?;

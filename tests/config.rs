@@ -79,6 +79,41 @@ fn file_then_env_layering() {
 }
 
 #[test]
+fn per_strategy_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "c.toml",
+        "[automation.strategies.101]\nqty_multiplier = 3\nmax_open_positions = 2\n",
+    );
+    let s = load(
+        Some(&file),
+        &[(
+            "MESOLIVE__AUTOMATION__STRATEGIES__102__QTY_MULTIPLIER",
+            "0.5",
+        )],
+    )
+    .unwrap();
+    let auto = &s.automation;
+    assert_eq!(auto.qty_multiplier_for(101).to_string(), "3");
+    assert_eq!(auto.max_open_positions_for(101), 2);
+    assert_eq!(auto.qty_multiplier_for(102).to_string(), "0.5");
+    assert_eq!(auto.max_open_positions_for(102), 1);
+    assert_eq!(auto.qty_multiplier_for(999).to_string(), "1");
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "[automation.strategies.101]\nmax_open_positions = 0\n",
+    );
+    let err = load(Some(&bad), &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("automation.strategies.101.max_open_positions"),
+        "{err}"
+    );
+}
+
+#[test]
 fn hub_urls_join_base_and_path() {
     let s = load(
         None,

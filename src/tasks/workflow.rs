@@ -262,7 +262,7 @@ async fn admission(
             .iter()
             .filter(|p| p.strategy_id == signal.strategy_id && p.account == account)
             .count();
-        if open >= automation.max_open_positions as usize {
+        if open >= automation.max_open_positions_for(signal.strategy_id) as usize {
             return Ok((
                 WorkflowState::Cancelled,
                 Some(format!(
@@ -645,8 +645,11 @@ async fn execute(
                 args::paper_fills(&key, &account, &plan, group),
             )
         } else {
-            let multiplier = (workflow.kind == FlowKind::Entry)
-                .then_some(ctx.settings.automation.qty_multiplier);
+            let multiplier = (workflow.kind == FlowKind::Entry).then(|| {
+                ctx.settings
+                    .automation
+                    .qty_multiplier_for(workflow.strategy_id)
+            });
             let limit = match ctx.settings.automation.order_type {
                 OrderStyle::Market => None,
                 OrderStyle::LimitMid => plan.group_mid(group),
