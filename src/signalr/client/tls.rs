@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 
 use crate::signalr::error::SignalrError;
 
@@ -16,27 +16,13 @@ pub(super) fn default_client_config() -> Result<Arc<ClientConfig>, SignalrError>
     if let Some(config) = DEFAULT_CONFIG.get() {
         return Ok(config.clone());
     }
-    let config = Arc::new(build_client_config()?);
+    let config = build_client_config()?;
     Ok(DEFAULT_CONFIG.get_or_init(|| config).clone())
 }
 
-fn build_client_config() -> Result<ClientConfig, SignalrError> {
-    let loaded = rustls_native_certs::load_native_certs();
-    for error in &loaded.errors {
-        tracing::warn!(%error, "could not load some system root certificates");
-    }
-    let mut roots = RootCertStore::empty();
-    let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
-    if added == 0 {
-        tracing::warn!("no usable system root certificate: https hubs will fail to verify");
-    }
-    tracing::debug!(added, ignored, "loaded system root certificates");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| SignalrError::Tls(error.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+fn build_client_config() -> Result<Arc<ClientConfig>, SignalrError> {
+    crate::tls::client_config(std::path::Path::new(""))
+        .map_err(|error| SignalrError::Tls(error.to_string()))
 }
 
 #[cfg(test)]
