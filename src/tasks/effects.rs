@@ -34,6 +34,29 @@ pub fn quarantine(error: &EventDecodeError, payload: &Value) -> EventRecord {
     }
 }
 
+/// A live event at or below the cursor (`cursor`, as advanced so far). Sent to the store under
+/// its key without its sequence id, so the dedupe set decides: a known key is the usual
+/// replay/live overlap and is skipped; a new key is a new event at an old position — the
+/// EventSeqId went backwards — and is quarantined with the reason, never acted on.
+pub fn out_of_sequence(record: EventRecord, payload: &Value, cursor: i64) -> EventRecord {
+    let seq = record.seq_id.unwrap_or_default();
+    let reason = format!(
+        "EventSeqId {seq} is at or below the cursor {cursor}: the server's sequence went backwards"
+    );
+    let error = match record.effect {
+        Effect::Quarantine { error, .. } => format!("{reason}; {error}"),
+        _ => reason,
+    };
+    EventRecord {
+        seq_id: None,
+        effect: Effect::Quarantine {
+            raw: payload.to_string(),
+            error,
+        },
+        ..record
+    }
+}
+
 /// The dedupe key: the EventId (lower-cased), or for events without one (on-connect pushes) a
 /// content key over the target and the payload, stable across restarts and Rust versions.
 pub fn event_key(header: &EventHeader, target: &str, payload: &Value) -> String {
@@ -186,6 +209,26 @@ fn effect(body: &EventBody, payload: &Value) -> Effect {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_event_behind_the_cursor_keeps_its_key_loses_its_sequence_and_is_quarantined() {
+        let payload = json!({"EventId": "E-9", "EventSeqId": 3, "OrderId": 1, "StrategyId": 2, "State": "Filled"});
+        let event = HubEvent::from_callback("OnOrderUpdate", payload.clone()).unwrap();
+        let moved = out_of_sequence(record(&event, &payload), &payload, 10);
+        assert_eq!(moved.key, "e-9");
+        assert_eq!(moved.seq_id, None);
+        assert_eq!(moved.target, "OnOrderUpdate");
+        match moved.effect {
+            Effect::Quarantine { raw, error } => {
+                assert_eq!(raw, payload.to_string());
+                assert!(
+                    error.contains("EventSeqId 3 is at or below the cursor 10"),
+                    "{error}"
+                );
+            }
+            other => panic!("not quarantined: {other:?}"),
+        }
+    }
 
     #[test]
     fn keys_prefer_event_id_and_are_stable_otherwise() {
