@@ -34,8 +34,8 @@ pub fn quarantine(error: &EventDecodeError, payload: &Value) -> EventRecord {
     }
 }
 
-/// A live event at or below the cursor (`cursor`, as advanced so far). Sent to the store under
-/// its key without its sequence id, so the dedupe set decides: a known key is the usual
+/// A live event, keyed by its EventId, at or below the cursor (`cursor`, as advanced so far).
+/// Sent to the store under its key without its sequence id, so the dedupe set decides: a known key is the usual
 /// replay/live overlap and is skipped; a new key is a new event at an old position — the
 /// EventSeqId went backwards — and is quarantined with the reason, never acted on.
 pub fn out_of_sequence(record: EventRecord, payload: &Value, cursor: i64) -> EventRecord {
@@ -57,6 +57,16 @@ pub fn out_of_sequence(record: EventRecord, payload: &Value, cursor: i64) -> Eve
     }
 }
 
+/// How a content key starts (an EventId never does).
+const CONTENT_KEY_PREFIX: &str = "ck:";
+
+/// Whether the record is keyed by its EventId, which stays the same live and in history. A
+/// content key does not (a replayed payload carries header fields the live one may lack), so a
+/// live event without an EventId cannot be told apart from a replayed one by its key.
+pub fn keyed_by_event_id(record: &EventRecord) -> bool {
+    !record.key.starts_with(CONTENT_KEY_PREFIX)
+}
+
 /// The dedupe key: the EventId (lower-cased), or for events without one (on-connect pushes) a
 /// content key over the target and the payload, stable across restarts and Rust versions.
 pub fn event_key(header: &EventHeader, target: &str, payload: &Value) -> String {
@@ -71,7 +81,7 @@ pub fn event_key(header: &EventHeader, target: &str, payload: &Value) -> String 
     // serde_json's Map is ordered by key, so `to_string` is canonical.
     let content = format!("{target}\u{1f}{payload}");
     format!(
-        "ck:{:016x}{:016x}",
+        "{CONTENT_KEY_PREFIX}{:016x}{:016x}",
         fnv1a(content.as_bytes(), 0xcbf2_9ce4_8422_2325),
         fnv1a(content.as_bytes(), 0x6c62_272e_07bb_0142)
     )

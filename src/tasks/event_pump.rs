@@ -286,8 +286,8 @@ impl Session {
     }
 
     /// Applies live callbacks in order, catching up first whenever one jumps past cursor+1. A
-    /// callback at or below the cursor goes to the store under its key only (see
-    /// [`effects::out_of_sequence`]).
+    /// callback with an EventId at or below the cursor goes to the store under its key only
+    /// (see [`effects::out_of_sequence`]).
     async fn apply_live(&mut self, batch: Vec<Callback>) -> Result<(), PumpError> {
         let mut pending: Vec<EventRecord> = Vec::with_capacity(batch.len());
         let mut expected = self.cursor + 1;
@@ -309,12 +309,14 @@ impl Session {
                     self.catch_up(Some(seq - 1)).await?;
                     expected = self.cursor + 1;
                 }
-                if seq < expected {
+                if seq >= expected {
+                    expected = seq + 1;
+                } else if effects::keyed_by_event_id(&record) {
                     self.out_of_sequence.insert(record.key.clone(), seq);
                     record = effects::out_of_sequence(record, &payload, expected - 1);
-                } else {
-                    expected = seq + 1;
                 }
+                // Else: no EventId to tell a new event from a replayed one; the store skips it
+                // as at or below the cursor (its missing EventId was reported already).
             }
             pending.push(record);
         }

@@ -227,9 +227,14 @@ impl Daemon {
         let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut env = Daemon::env(sim, dir, extra);
         env.push(("MESOLIVE__OPS__LISTEN".into(), ops.to_string()));
+        let db = env
+            .iter()
+            .find(|(key, _)| key == "MESOLIVE__DATABASE__PATH")
+            .map(|(_, path)| PathBuf::from(path))
+            .expect("a database path");
         let mut daemon = Daemon {
             child: None,
-            db: dir.join("state.db"),
+            db,
             ops,
             log: dir.join("daemon.log"),
             env,
@@ -327,11 +332,14 @@ impl Daemon {
         }
     }
 
-    /// `mesolive_errors_total{kind}`, 0 when never counted.
+    /// `mesolive_errors_total{kind}`, 0 when never counted or while the listener is not up.
     pub async fn errors(&self, kind: &str) -> f64 {
-        self.metric(&format!("mesolive_errors_total{{kind=\"{kind}\"}}"))
-            .await
-            .unwrap_or(0.0)
+        let url = format!("http://{}/metrics", self.ops);
+        let Ok(response) = self.http.get(url).send().await else {
+            return 0.0;
+        };
+        let text = response.text().await.unwrap_or_default();
+        metric_value(&text, &format!("mesolive_errors_total{{kind=\"{kind}\"}}")).unwrap_or(0.0)
     }
 
     /// Waits until `mesolive_errors_total{kind}` reaches `at_least`.
@@ -406,6 +414,14 @@ impl Daemon {
         Store::open_read_only(&self.db)
             .await
             .expect("database readable")
+    }
+
+    /// The cursor, or `None` while the database is not created and migrated yet.
+    pub async fn cursor_if_any(&self) -> Option<i64> {
+        let store = Store::open_read_only(&self.db).await.ok()?;
+        let cursor = store.cursor().await.ok().flatten();
+        let _ = store.close().await;
+        cursor
     }
 
     pub async fn cursor(&self) -> Option<i64> {
