@@ -9,6 +9,9 @@ pub const FAILURE: u8 = 1;
 pub const IO_ERROR: u8 = 74;
 /// Another daemon already holds the state database.
 pub const TEMP_FAIL: u8 = 75;
+/// The server's event sequence is behind the persisted cursor (its history restarted, or the
+/// database belongs to another account or server): stopping beats skipping its events.
+pub const PROTOCOL: u8 = 76;
 /// MesoLive rejected the credentials (HTTP 401/403); retrying would not help.
 pub const NO_PERMISSION: u8 = 77;
 /// A setting is invalid (EX_CONFIG); the message names the key.

@@ -6,7 +6,6 @@ mod hub_support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::routing::{get, post};
 use futures_util::StreamExt;
 use hub_support::{TestServer, eventually, fast_server_options, within};
 use mesolive_supervisor::signalr::{
@@ -14,7 +13,6 @@ use mesolive_supervisor::signalr::{
     SignalrError,
 };
 use serde_json::json;
-use url::Url;
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -140,36 +138,9 @@ async fn a_silent_server_is_declared_dead_after_the_server_timeout() {
     assert_disconnected(&connection).await;
 }
 
-/// A hub whose WebSocket endpoint runs `on_socket` instead of SignalR.
-async fn scripted_hub<F, Fut>(on_socket: F) -> Url
-where
-    F: Fn(axum::extract::ws::WebSocket) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let router = axum::Router::new()
-        .route(
-            "/scripted/negotiate",
-            post(|| async {
-                axum::Json(json!({
-                    "negotiateVersion": 1, "connectionId": "c", "connectionToken": "t",
-                    "availableTransports": [{"transport": "WebSockets", "transferFormats": ["Text"]}]
-                }))
-            }),
-        )
-        .route(
-            "/scripted",
-            get(move |upgrade: axum::extract::ws::WebSocketUpgrade| async move {
-                upgrade.on_upgrade(on_socket)
-            }),
-        );
-    // The serving task is detached; it ends with the test's runtime.
-    let (addr, _) = hub_support::serve(router).await;
-    Url::parse(&format!("http://{addr}/scripted")).expect("URL")
-}
-
 #[tokio::test]
 async fn a_server_that_never_answers_the_handshake_times_out() {
-    let url = scripted_hub(|mut socket| async move {
+    let url = hub_support::scripted_hub(|mut socket| async move {
         // Reads the handshake and never replies.
         while socket.recv().await.is_some() {}
     })
@@ -186,7 +157,7 @@ async fn a_server_that_never_answers_the_handshake_times_out() {
 
 #[tokio::test]
 async fn a_refused_handshake_fails_the_connect_with_the_server_text() {
-    let url = scripted_hub(|mut socket| async move {
+    let url = hub_support::scripted_hub(|mut socket| async move {
         let _ = socket.recv().await;
         let refusal = "{\"error\":\"The protocol 'json' is not supported.\"}\u{1e}";
         let _ = socket.send(axum::extract::ws::Message::text(refusal)).await;

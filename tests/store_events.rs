@@ -1,6 +1,7 @@
 //! The event transaction: exactly-once effects, a cursor that only moves forward, atomic
 //! batches, and the dedupe window.
 
+mod fs_support;
 mod store_support;
 
 use std::time::Duration;
@@ -351,4 +352,34 @@ async fn effects_upsert_positions_legs_jobs_signals_and_quarantine() {
         Some(SignalState::Off)
     );
     assert_eq!(applied_total(&store).await, 9);
+}
+
+#[tokio::test]
+async fn a_commit_that_failed_on_a_full_disk_leaves_the_store_usable_once_space_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = fs_support::Tmpfs::mount(&dir.path().join("fs"), "4m") else {
+        return;
+    };
+    let path = fs.path.join("state.db");
+    let store = open(&path).await;
+    store.apply_events(&[order_event(1, 1, 1)]).await.unwrap();
+    let filler = fs.fill();
+    let batch: Vec<EventRecord> = (2..2_000).map(|seq| order_event(seq, seq, 1)).collect();
+    let error = store
+        .apply_events(&batch)
+        .await
+        .expect_err("no room for the batch");
+    assert!(
+        ["full", "io"].contains(&error.kind()),
+        "{error} ({})",
+        error.kind()
+    );
+    assert_eq!(store.cursor().await.unwrap(), Some(1), "nothing committed");
+
+    std::fs::remove_file(filler).unwrap();
+    // The failed COMMIT left sqlx's writer marked inside a transaction; the store replaces it.
+    let outcome = store.apply_events(&batch).await.unwrap();
+    assert_eq!(outcome.applied_count(), batch.len());
+    assert_eq!(store.cursor().await.unwrap(), Some(1_999));
+    store.close().await.unwrap();
 }

@@ -10,7 +10,7 @@ use super::lenient::decode;
 use super::models::{
     LegStatus, LiveContract, OrderState, PositionStatus, PreparationStatus, SignalState,
 };
-use super::wire::callbacks;
+use super::wire::{self, callbacks};
 use crate::store::FlowKind;
 
 /// The header every event carries (FACT: `EventId` and `EventSeqId` may be absent, e.g. in the
@@ -285,15 +285,20 @@ pub struct EventDecodeError {
 }
 
 impl HubEvent {
-    /// Decodes a live callback: `target` and its single argument.
+    /// Decodes a live callback: `target` and its single argument. A header field of the wrong
+    /// type fails the event like a bad body field: an event whose place in the sequence cannot
+    /// be read must not be applied as if it had none.
     pub fn from_callback(target: &str, payload: Value) -> Result<HubEvent, EventDecodeError> {
         let target = callbacks::canonical_target(target);
-        let header = read_header(&payload);
+        let (header, header_error) = read_header(&payload);
         let fail = |reason: String| EventDecodeError {
             target: target.clone(),
             reason,
             header: header.clone(),
         };
+        if let Some(reason) = header_error {
+            return Err(fail(reason));
+        }
         let body = decode_body(&target, payload).map_err(|err| fail(err.to_string()))?;
         Ok(HubEvent {
             header,
@@ -306,24 +311,62 @@ impl HubEvent {
     pub fn is_recognized(&self) -> bool {
         !matches!(self.body, EventBody::Unrecognized(_))
     }
+
+    /// The enum members this build does not know, as `Field=value` (an unknown signal state
+    /// never starts a trade; other unknown members are stored as sent). Empty for most events.
+    pub fn unknown_members(&self) -> Vec<String> {
+        let fields: Vec<(&str, Option<&str>)> = match &self.body {
+            EventBody::EntrySignal(e) => vec![("State", e.state.unknown_name())],
+            EventBody::ExitSignal(e) => vec![("State", e.state.unknown_name())],
+            EventBody::AdjustmentSignal(e) => vec![("State", e.state.unknown_name())],
+            EventBody::OrderUpdate(e) => vec![("State", e.state.unknown_name())],
+            EventBody::PositionUpdate(e) => vec![("Status", e.status.unknown_name())],
+            EventBody::LegUpdate(e) => {
+                let contract = e.contract.as_ref();
+                vec![
+                    ("Status", e.status.unknown_name()),
+                    (
+                        "Contract.ContractType",
+                        contract.and_then(|c| c.contract_type.unknown_name()),
+                    ),
+                    (
+                        "Contract.OptionType",
+                        contract.and_then(|c| c.option_type.as_ref()?.unknown_name()),
+                    ),
+                ]
+            }
+            EventBody::Error(_)
+            | EventBody::Preparation { .. }
+            | EventBody::AgentStatus(_)
+            | EventBody::Unrecognized(_) => Vec::new(),
+        };
+        fields
+            .into_iter()
+            .filter_map(|(field, unknown)| Some(format!("{field}={}", unknown?)))
+            .collect()
+    }
 }
 
-fn read_header(payload: &Value) -> EventHeader {
-    decode::<EventHeader>(payload.clone()).unwrap_or_else(|_| {
-        // A malformed header field must not hide the others: read them one by one.
-        let field = |name: &str| {
-            payload.as_object().and_then(|map| {
-                map.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
-            })
-        };
-        EventHeader {
-            event_id: field("EventId").and_then(|v| v.as_str().map(str::to_owned)),
-            event_seq_id: field("EventSeqId").and_then(|v| v.as_i64()),
-            event_time: field("EventTime").and_then(|v| v.as_str().map(str::to_owned)),
+/// The header, and the reason it is unusable when a field is present with the wrong type (the
+/// fields that could be read are kept either way, for the quarantine record). A payload that is
+/// not an object has no header at all.
+fn read_header(payload: &Value) -> (EventHeader, Option<String>) {
+    let Some(object) = payload.as_object() else {
+        return (EventHeader::default(), None);
+    };
+    match decode::<EventHeader>(payload.clone()) {
+        Ok(header) => (header, None),
+        Err(error) => {
+            // A malformed header field must not hide the others: read them one by one.
+            let field = |name: &str| wire::field(object, &[name]);
+            let header = EventHeader {
+                event_id: field("EventId").and_then(|v| v.as_str().map(str::to_owned)),
+                event_seq_id: field("EventSeqId").and_then(Value::as_i64),
+                event_time: field("EventTime").and_then(|v| v.as_str().map(str::to_owned)),
+            };
+            (header, Some(error.to_string()))
         }
-    })
+    }
 }
 
 fn decode_body(target: &str, payload: Value) -> Result<EventBody, serde_json::Error> {

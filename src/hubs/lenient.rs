@@ -88,11 +88,13 @@ impl<'de> Deserializer<'de> for Lenient {
     }
 }
 
-/// Map access that renames keys to the struct's declared field names, ignoring case.
+/// Map access that renames keys to the struct's declared field names, ignoring case. A value
+/// that fails to decode is reported with its key in front (`State: invalid type…`), so a
+/// quarantined event says which field was wrong.
 struct LenientMap {
     entries: serde_json::map::IntoIter,
     fields: Option<&'static [&'static str]>,
-    pending: Option<Value>,
+    pending: Option<(String, Value)>,
 }
 
 impl LenientMap {
@@ -125,8 +127,8 @@ impl<'de> MapAccess<'de> for LenientMap {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
-        self.pending = Some(value);
         let key = self.canonical(key);
+        self.pending = Some((key.clone(), value));
         seed.deserialize(Value::String(key)).map(Some)
     }
 
@@ -134,8 +136,9 @@ impl<'de> MapAccess<'de> for LenientMap {
         &mut self,
         seed: V,
     ) -> Result<V::Value, Self::Error> {
-        let value = self.pending.take().unwrap_or(Value::Null);
+        let (key, value) = self.pending.take().unwrap_or_default();
         seed.deserialize(Lenient(value))
+            .map_err(|error| de::Error::custom(format!("{key}: {error}")))
     }
 }
 
@@ -168,6 +171,14 @@ macro_rules! lenient_enum {
                 match self {
                     $($name::$variant => stringify!($variant),)+
                     $name::Unknown(text) => text,
+                }
+            }
+
+            /// The text of a member this build does not know (`None` for a known member).
+            pub fn unknown_name(&self) -> Option<&str> {
+                match self {
+                    $name::Unknown(text) => Some(text),
+                    _ => None,
                 }
             }
 
@@ -246,8 +257,16 @@ mod tests {
     }
 
     #[test]
-    fn wrong_types_are_errors_not_panics() {
-        assert!(decode::<Outer>(json!({"EventSeqId": "x", "Legs": {}, "List": []})).is_err());
+    fn wrong_types_are_errors_naming_the_field_not_panics() {
+        let error = decode::<Outer>(json!({"EventSeqId": "x", "Legs": {}, "List": []}))
+            .expect_err("a string is not an i64");
+        assert!(error.to_string().starts_with("EventSeqId: "), "{error}");
+        let nested = decode::<Outer>(json!({"legs": {"put": {"legId": true}}, "List": []}))
+            .expect_err("a bool is not an i64");
+        assert!(
+            nested.to_string().starts_with("Legs: put: LegId: "),
+            "{nested}"
+        );
         assert!(decode::<Outer>(json!([1, 2])).is_err());
         assert!(decode::<Outer>(json!(null)).is_err());
     }

@@ -193,10 +193,10 @@ pub mod callbacks {
     /// returned unchanged.
     pub fn canonical_target(name: &str) -> String {
         let bare = name.strip_suffix("Event").unwrap_or(name);
-        let bare = if bare.len() > 2 && bare[..2].eq_ignore_ascii_case("on") {
-            &bare[2..]
-        } else {
-            bare
+        // `get` rather than slicing: a hostile name may have a multi-byte character there.
+        let bare = match (bare.get(..2), bare.get(2..)) {
+            (Some(on), Some(rest)) if !rest.is_empty() && on.eq_ignore_ascii_case("on") => rest,
+            _ => bare,
         };
         all()
             .into_iter()
@@ -715,6 +715,15 @@ mod tests {
             callbacks::canonical_target("OnSomethingNew"),
             "OnSomethingNew"
         );
+    }
+
+    #[test]
+    fn hostile_target_names_are_returned_unchanged_without_panicking() {
+        for name in ["0é", "é", "Oé", "On", "o", "", "Onégin", "\u{1F600}Event"] {
+            let canonical = callbacks::canonical_target(name);
+            assert!(!canonical.is_empty() || name.is_empty(), "{name}");
+        }
+        assert_eq!(callbacks::canonical_target("0éh"), "0éh");
     }
 
     #[test]

@@ -46,8 +46,11 @@ pub struct Metrics {
     pub events_applied: AtomicU64,
     /// Events skipped as already processed (replay/live overlap, on-connect pushes).
     pub events_duplicate: AtomicU64,
-    /// Events that could not be decoded and went to quarantine.
+    /// Events that could not be decoded (or came out of sequence) and went to quarantine.
     pub events_quarantined: AtomicU64,
+    /// Events received without an EventSeqId (on-connect pushes): deduplicated by key, they
+    /// never move the cursor.
+    pub events_unsequenced: AtomicU64,
     /// Store transactions committed by the event pump.
     pub event_batches: AtomicU64,
     /// Gap catch-ups triggered by a live EventSeqId jump.
@@ -173,8 +176,14 @@ impl Metrics {
         counter(
             &mut out,
             "mesolive_events_quarantined_total",
-            "Events that could not be decoded.",
+            "Events quarantined: undecodable, or out of sequence.",
             load(&self.events_quarantined),
+        );
+        counter(
+            &mut out,
+            "mesolive_events_unsequenced_total",
+            "Events received without an EventSeqId (on-connect pushes).",
+            load(&self.events_unsequenced),
         );
         counter(
             &mut out,

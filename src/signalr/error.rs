@@ -107,6 +107,30 @@ pub enum SignalrError {
     },
 }
 
+impl SignalrError {
+    /// A short, stable name of the failure class, for metric labels (`errors_total{kind}`):
+    /// the variant, or for a lost connection the error that ended it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SignalrError::InvalidConfig(_) => "invalid_config",
+            SignalrError::Tls(_) => "tls",
+            SignalrError::Unauthorized { .. } => "unauthorized",
+            SignalrError::Negotiate(_) => "negotiate",
+            SignalrError::Transport(_) => "transport",
+            SignalrError::Handshake(_) => "handshake",
+            SignalrError::Timeout { .. } => "timeout",
+            SignalrError::Hub { .. } => "hub_error",
+            SignalrError::InvalidResult { .. } => "invalid_result",
+            SignalrError::Protocol(_) => "protocol",
+            SignalrError::ConnectionLost(reason) => reason.kind(),
+            SignalrError::ServerClosed { .. } => "server_closed",
+            SignalrError::ServerTimeout(_) => "server_timeout",
+            SignalrError::MessageTooLarge { .. } => "message_too_large",
+            SignalrError::CallbackBacklog { .. } => "callback_backlog",
+        }
+    }
+}
+
 /// Which request of the connect sequence was refused with 401/403.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthStage {
@@ -150,6 +174,11 @@ impl CloseReason {
             error: Some(error),
             allow_reconnect: true,
         }
+    }
+
+    /// [`SignalrError::kind`] of the error that ended the connection; `closed` for a local close.
+    pub fn kind(&self) -> &'static str {
+        self.error.as_ref().map_or("closed", SignalrError::kind)
     }
 }
 

@@ -33,7 +33,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use client::{
     AccessToken, Callback, CallbackReceiver, ConnectOptions, Connection, ConnectionState,
-    ConnectionStats, HubStream,
+    ConnectionStats, HubStream, MalformedRecordHook,
 };
 pub use error::{AuthStage, CloseReason, ServerCallError, SignalrError};
 pub use server::{

@@ -66,6 +66,8 @@ pub(crate) fn router(sim: Arc<Sim>, hosts: Arc<Hosts>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/events/emit", post(emit))
+        .route("/events/inject", post(inject))
+        .route("/raw", post(raw))
         .route("/signals", post(signal))
         .route("/errors", post(error))
         .route("/positions/open", post(open_positions))
@@ -98,6 +100,44 @@ async fn emit(State(admin): State<Admin>, bytes: Bytes) -> Answer {
         "first_event_seq_id": first,
         "latest_event_seq_id": world.log.latest(),
     })))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InjectBody {
+    target: String,
+    payload: Value,
+    #[serde(default)]
+    header: serde_json::Map<String, Value>,
+}
+
+/// One event exactly as given (any target, any payload, header fields overridden or removed
+/// with `null`), logged and delivered like every other: hostile input for tests.
+async fn inject(State(admin): State<Admin>, bytes: Bytes) -> Answer {
+    let request: InjectBody = body(&bytes)?;
+    if request.target.is_empty() {
+        return Err(BadRequest("target is required".into()));
+    }
+    let event = admin
+        .sim
+        .world()
+        .inject(request.target, request.payload, &request.header);
+    Ok(event_answer(&event))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBody {
+    hub: Option<Hub>,
+    text: String,
+}
+
+/// Text sent as is (no separator added, nothing checked) on every connection of a hub:
+/// malformed records, oversized messages, a Close with an error.
+async fn raw(State(admin): State<Admin>, bytes: Bytes) -> Answer {
+    let RawBody { hub, text } = body(&bytes)?;
+    let sent = admin.hosts.send_raw(hub, &text).await;
+    Ok(Json(json!({"sent": sent})))
 }
 
 #[derive(Deserialize)]

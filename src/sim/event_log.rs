@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// One logged event. `payload` already carries the header (`EventId`, `EventSeqId`,
 /// `EventTime`), exactly as the live callback's single argument.
@@ -44,7 +44,10 @@ impl EventLog {
         self.events.len() as i64
     }
 
-    /// Logs an event; `payload` gets the header fields inserted.
+    /// Logs an event; `payload` gets the header fields inserted, then `overrides` applied
+    /// field by field (`null` removes one; empty for every well-formed event): a malformed event
+    /// still takes its place in the sequence, as a broken server would send it live and in
+    /// history.
     pub fn append(
         &mut self,
         id: String,
@@ -52,12 +55,19 @@ impl EventLog {
         target: String,
         strategy_id: Option<i64>,
         mut payload: Value,
+        overrides: &Map<String, Value>,
     ) -> Arc<LoggedEvent> {
         let seq = self.latest() + 1;
         if let Some(object) = payload.as_object_mut() {
             object.insert("EventId".into(), Value::String(id.clone()));
             object.insert("EventSeqId".into(), Value::from(seq));
             object.insert("EventTime".into(), Value::String(time.to_owned()));
+            for (name, value) in overrides {
+                match value {
+                    Value::Null => object.remove(name),
+                    other => object.insert(name.clone(), other.clone()),
+                };
+            }
         }
         let event = Arc::new(LoggedEvent {
             seq,
@@ -89,7 +99,14 @@ mod tests {
     fn log_of(n: usize) -> EventLog {
         let mut log = EventLog::default();
         for i in 0..n {
-            log.append(format!("id-{i}"), "t", "OnX".into(), None, json!({"N": i}));
+            log.append(
+                format!("id-{i}"),
+                "t",
+                "OnX".into(),
+                None,
+                json!({"N": i}),
+                &Map::new(),
+            );
         }
         log
     }
@@ -105,6 +122,24 @@ mod tests {
         assert_eq!(events[1].payload["EventSeqId"], 2);
         assert_eq!(events[1].payload["EventId"], "id-1");
         assert!(events[1].without_seq_id().get("EventSeqId").is_none());
+    }
+
+    #[test]
+    fn header_overrides_replace_or_remove_fields_but_keep_the_sequence() {
+        let mut log = log_of(1);
+        let overrides = json!({"EventSeqId": "x", "EventId": null});
+        let event = log.append(
+            "id-1".into(),
+            "t",
+            "OnX".into(),
+            None,
+            json!({"N": 1}),
+            overrides.as_object().unwrap(),
+        );
+        assert_eq!(event.seq, 2);
+        assert_eq!(event.payload["EventSeqId"], "x");
+        assert!(event.payload.get("EventId").is_none());
+        assert_eq!(log.latest(), 2);
     }
 
     #[test]

@@ -173,20 +173,41 @@ impl Hosts {
         ])
     }
 
-    /// Drops every connection of one hub (or of all), as a network failure would.
-    pub fn drop_connections(&self, hub: Option<HubKind>) -> usize {
+    /// The live connections of one hub (or of all).
+    fn connections_of(&self, hub: Option<HubKind>) -> Vec<ServerConnection> {
         let wanted = |kind: HubKind| hub.is_none_or(|h| h == kind);
-        let mut dropped = 0;
+        let mut connections = Vec::new();
         if wanted(HubKind::Control) {
-            dropped += self.control.abort_all();
+            connections.extend(self.control.connections());
         }
         if wanted(HubKind::Data) {
-            dropped += self.data.abort_all();
+            connections.extend(self.data.connections());
         }
         if wanted(HubKind::Event) {
-            dropped += self.event.abort_all();
+            connections.extend(self.event.connections());
         }
-        dropped
+        connections
+    }
+
+    /// Drops every connection of one hub (or of all), as a network failure would.
+    pub fn drop_connections(&self, hub: Option<HubKind>) -> usize {
+        let connections = self.connections_of(hub);
+        for connection in &connections {
+            connection.abort();
+        }
+        connections.len()
+    }
+
+    /// Sends `text` unframed and unchecked to every connection of one hub (or of all), as a
+    /// broken or hostile server would; returns how many connections it went to.
+    pub async fn send_raw(&self, hub: Option<HubKind>, text: &str) -> usize {
+        let mut sent = 0;
+        for connection in self.connections_of(hub) {
+            if connection.send_raw(text.to_owned()).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
     }
 
     /// Drops everything and refuses new connections for `duration`.

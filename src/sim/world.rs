@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::call::to_value;
@@ -139,10 +140,31 @@ impl World {
         strategy_id: Option<i64>,
         body: &impl Serialize,
     ) -> Arc<LoggedEvent> {
+        self.publish(target.into(), strategy_id, to_value(body), &Map::new())
+    }
+
+    /// Logs and delivers an event exactly as given, header overrides included: hostile or
+    /// malformed input for tests (`POST /events/inject`).
+    pub fn inject(
+        &mut self,
+        target: impl Into<String>,
+        payload: Value,
+        header: &Map<String, Value>,
+    ) -> Arc<LoggedEvent> {
+        self.publish(target.into(), None, payload, header)
+    }
+
+    fn publish(
+        &mut self,
+        target: String,
+        strategy_id: Option<i64>,
+        payload: Value,
+        header: &Map<String, Value>,
+    ) -> Arc<LoggedEvent> {
         let id = self.uuid();
         let event = self
             .log
-            .append(id, &timestamp(), target.into(), strategy_id, to_value(body));
+            .append(id, &timestamp(), target, strategy_id, payload, header);
         // Live delivery ends only at shutdown; the event is in history either way.
         let _ = self.live.send(Arc::clone(&event));
         event

@@ -52,6 +52,18 @@ pub enum StoreError {
         path: PathBuf,
     },
 
+    /// Another process held an SQLite write lock on the file for longer than
+    /// `database.busy_timeout` while the store was being opened.
+    #[error(
+        "the state database {path} is locked by another process (an SQLite write lock was held \
+         longer than database.busy_timeout); retry later, or find the process that holds it \
+         (e.g. `fuser {path}`)"
+    )]
+    Busy {
+        /// The database file.
+        path: PathBuf,
+    },
+
     /// The file is not an SQLite database at all.
     #[error(
         "{path} is not an SQLite database; expected the state database of mesolive-supervisor \
@@ -129,10 +141,14 @@ pub enum StoreError {
     Sqlite(#[from] sqlx::Error),
 }
 
-/// SQLite primary result codes that `open` turns into their own error kinds.
+/// SQLite primary result codes that `open` and [`StoreError::kind`] tell apart.
 const SQLITE_PERM: i64 = 3;
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
 const SQLITE_READONLY: i64 = 8;
+const SQLITE_IOERR: i64 = 10;
 const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
 const SQLITE_CANTOPEN: i64 = 14;
 const SQLITE_NOTADB: i64 = 26;
 
@@ -143,11 +159,39 @@ fn primary_code(error: &sqlx::Error) -> Option<i64> {
 }
 
 impl StoreError {
+    /// A short name of the failure class, for metric labels (`errors_total{kind="store_…"}`):
+    /// `busy`, `full`, `readonly`, `io`, `corrupt`, or `other`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Busy { .. } | StoreError::Locked { .. } => "busy",
+            StoreError::Corrupt { .. } | StoreError::NotADatabase { .. } => "corrupt",
+            StoreError::Unwritable { .. } | StoreError::ReadOnly { .. } => "readonly",
+            StoreError::Sqlite(error) | StoreError::Open { source: error, .. } => {
+                match primary_code(error) {
+                    Some(SQLITE_BUSY | SQLITE_LOCKED) => "busy",
+                    Some(SQLITE_FULL) => "full",
+                    Some(SQLITE_READONLY | SQLITE_PERM) => "readonly",
+                    Some(SQLITE_IOERR | SQLITE_CANTOPEN) => "io",
+                    Some(SQLITE_CORRUPT | SQLITE_NOTADB) => "corrupt",
+                    _ => "other",
+                }
+            }
+            _ => "other",
+        }
+    }
+
+    /// Whether the file itself is damaged: retrying cannot help, the daemon must stop (74).
+    /// Everything else (a busy lock, a full disk, an I/O error) may pass and is retried.
+    pub fn is_damage(&self) -> bool {
+        self.kind() == "corrupt"
+    }
+
     /// Classify an error met while opening `path`, so the operator reads what is wrong with the
     /// file rather than a bare SQLite code.
     pub(super) fn opening(path: PathBuf, error: sqlx::Error) -> Self {
         match primary_code(&error) {
             Some(SQLITE_NOTADB) => StoreError::NotADatabase { path },
+            Some(SQLITE_BUSY | SQLITE_LOCKED) => StoreError::Busy { path },
             Some(SQLITE_CORRUPT) => StoreError::Corrupt {
                 path,
                 detail: error.to_string(),

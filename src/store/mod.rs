@@ -103,6 +103,8 @@ pub struct Store {
     path: PathBuf,
     /// The one connection that writes; `None` for a store opened read-only.
     writer: Option<Mutex<SqliteConnection>>,
+    /// How the writer was opened, to open it again if a failed commit wedged it.
+    writer_options: SqliteConnectOptions,
     readers: SqlitePool,
     /// This database's identity (`store_meta`), part of every idempotency key derived from it.
     instance_id: String,
@@ -131,14 +133,13 @@ impl Store {
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true)
             .synchronous(options.synchronous.into());
-        let mut writer = SqliteConnection::connect_with(
-            &connect
-                .clone()
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal),
-        )
-        .await
-        .map_err(|e| StoreError::opening(path.clone(), e))?;
+        let writer_options = connect
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let mut writer = SqliteConnection::connect_with(&writer_options)
+            .await
+            .map_err(|e| StoreError::opening(path.clone(), e))?;
         check_integrity(&mut writer, &path).await?;
         migrate(&mut writer, &path).await?;
         let instance_id = read_instance_id(&mut writer).await?;
@@ -147,6 +148,7 @@ impl Store {
         Ok(Store {
             path,
             writer: Some(Mutex::new(writer)),
+            writer_options,
             readers,
             instance_id,
             _instance_lock: Some(instance_lock),
@@ -161,7 +163,7 @@ impl Store {
             return Err(StoreError::Missing { path });
         }
         let connect = SqliteConnectOptions::new().filename(&path);
-        let readers = read_pool(connect, 1);
+        let readers = read_pool(connect.clone(), 1);
         // Read the schema version now: a bad file is reported here, not at the first query, and
         // a newer binary's schema is not misread.
         let mut reader = readers
@@ -181,6 +183,7 @@ impl Store {
         Ok(Store {
             path,
             writer: None,
+            writer_options: connect,
             readers,
             instance_id,
             _instance_lock: None,
@@ -209,13 +212,28 @@ impl Store {
     }
 
     /// Lock the writer connection; fails for a store opened read-only.
+    ///
+    /// A connection still marked as inside a transaction once the rollback of a dropped
+    /// transaction has run is wedged: when a COMMIT fails after SQLite has already rolled back
+    /// (SQLITE_FULL, an I/O error), sqlx keeps its transaction depth and refuses every later
+    /// BEGIN. Such a connection is replaced by a fresh one, so a full disk that is freed again
+    /// does not need a restart.
     async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, SqliteConnection>, StoreError> {
-        match &self.writer {
-            Some(writer) => Ok(writer.lock().await),
-            None => Err(StoreError::ReadOnly {
+        let Some(writer) = &self.writer else {
+            return Err(StoreError::ReadOnly {
                 path: self.path.clone(),
-            }),
+            });
+        };
+        let mut writer = writer.lock().await;
+        if writer.is_in_transaction() {
+            // The rollback queued by a dropped transaction runs before this statement.
+            sqlx::query("SELECT 1").execute(&mut *writer).await?;
+            if writer.is_in_transaction() {
+                tracing::warn!(path = %self.path.display(), "the writer connection was left inside a failed transaction; opening a fresh one");
+                *writer = SqliteConnection::connect_with(&self.writer_options).await?;
+            }
         }
+        Ok(writer)
     }
 }
 

@@ -38,6 +38,21 @@ pub enum Fatal {
     /// The state database failed in a way a restart of the child cannot fix.
     #[error("state database: {0}")]
     Store(String),
+    /// The server's latest EventSeqId is below the persisted cursor: its history restarted, or
+    /// this database belongs to another account or server. Continuing would skip every event
+    /// up to the old cursor without applying it.
+    #[error(
+        "the persisted event cursor {cursor} is ahead of the server's latest EventSeqId \
+         {latest}: the server's event history restarted, or this database belongs to another \
+         account or server; stopping rather than skipping events (check hubs.base_url and the \
+         API key; if the history really restarted, move the database aside and start again)"
+    )]
+    CursorAhead {
+        /// The persisted cursor.
+        cursor: i64,
+        /// What `GetLatestEventSeqId` answered.
+        latest: i64,
+    },
 }
 
 /// Where the first fatal condition is kept until the supervisor reads it.

@@ -12,8 +12,8 @@ use super::context::{Ctx, Directory, HubLinkSenders, Linked};
 use super::policy::backoff;
 use crate::config::{HubSettings, Settings};
 use crate::hubs::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
-use crate::ops::metrics::Hub;
-use crate::signalr::{ConnectOptions, Connection, SignalrError};
+use crate::ops::metrics::{Hub, Metrics};
+use crate::signalr::{ConnectOptions, Connection, MalformedRecordHook, SignalrError};
 
 /// Page size for the Control Hub lists read at verification.
 const LIST_PAGE_SIZE: u32 = 100;
@@ -24,6 +24,7 @@ pub struct Connector {
     hubs: HubSettings,
     api_key: Option<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Connector {
@@ -33,7 +34,14 @@ impl Connector {
             hubs: settings.hubs.clone(),
             api_key: settings.api_key.as_ref().map(|k| k.expose().to_owned()),
             tls,
+            metrics: None,
         }
+    }
+
+    /// Counts every malformed record a hub sends in `errors_total{kind="<hub>_protocol"}`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn path(&self, hub: Hub) -> &str {
@@ -62,6 +70,13 @@ impl Connector {
         options.invoke_timeout = self.hubs.invocation_timeout;
         options.max_pending_callbacks = self.hubs.max_pending_callbacks;
         options.max_message_bytes = self.hubs.max_message_bytes;
+        if let Some(metrics) = &self.metrics {
+            let metrics = metrics.clone();
+            let kind = format!("{}_protocol", hub.as_str());
+            options.on_malformed_record = Some(MalformedRecordHook::new(move |_| {
+                metrics.error(&kind);
+            }));
+        }
         Connection::connect(options).await.map(Arc::new)
     }
 }
@@ -69,7 +84,11 @@ impl Connector {
 /// Why connecting or verifying a hub did not work this time.
 enum LinkError {
     Fatal(Fatal),
-    Retry(String),
+    /// Worth another attempt; `kind` labels the failure in `errors_total`.
+    Retry {
+        kind: &'static str,
+        reason: String,
+    },
 }
 
 impl From<HubError> for LinkError {
@@ -78,7 +97,10 @@ impl From<HubError> for LinkError {
             HubError::Unauthorized(source) => {
                 LinkError::Fatal(Fatal::Unauthorized(source.to_string()))
             }
-            other => LinkError::Retry(other.to_string()),
+            other => LinkError::Retry {
+                kind: "verify",
+                reason: other.to_string(),
+            },
         }
     }
 }
@@ -92,7 +114,10 @@ impl From<SignalrError> for LinkError {
             SignalrError::InvalidConfig(_) | SignalrError::Tls(_) => {
                 LinkError::Fatal(Fatal::Setup(err.to_string()))
             }
-            other => LinkError::Retry(other.to_string()),
+            other => LinkError::Retry {
+                kind: other.kind(),
+                reason: other.to_string(),
+            },
         }
     }
 }
@@ -127,8 +152,9 @@ pub async fn run_link(
         match connect_and_verify(&ctx, &connector, hub).await {
             Ok(client) => break client,
             Err(LinkError::Fatal(fatal)) => return Err(fatal.into()),
-            Err(LinkError::Retry(reason)) => {
-                ctx.metrics.error(&format!("{}_connect", hub.as_str()));
+            Err(LinkError::Retry { kind, reason }) => {
+                ctx.metrics
+                    .error(&format!("{}_connect_{kind}", hub.as_str()));
                 let delay = delays.next().unwrap_or(ctx.settings.supervisor.backoff_max);
                 if attempts == 1 || attempts.is_power_of_two() {
                     tracing::warn!(hub = hub.as_str(), attempts, retry_in = ?delay, %reason, "hub unavailable");
@@ -155,6 +181,8 @@ pub async fn run_link(
     publish(&senders, hub, generation, None);
     ctx.health.set_hub(hub, false);
     ctx.metrics.hub_connected(hub, false);
+    ctx.metrics
+        .error(&format!("{}_lost_{}", hub.as_str(), reason.kind()));
     Err(ChildError::Failed(format!(
         "{} hub connection lost: {reason}",
         hub.as_str()

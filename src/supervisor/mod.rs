@@ -75,12 +75,15 @@ impl SupervisorError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SupervisorError::Config(_) | SupervisorError::Tls(_) => exit::CONFIG,
-            SupervisorError::Store(StoreError::Locked { .. }) => exit::TEMP_FAIL,
+            SupervisorError::Store(StoreError::Locked { .. } | StoreError::Busy { .. }) => {
+                exit::TEMP_FAIL
+            }
             SupervisorError::Store(_) => exit::IO_ERROR,
             SupervisorError::Listen { .. } => exit::FAILURE,
             SupervisorError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
             SupervisorError::Fatal(Fatal::Setup(_)) => exit::CONFIG,
             SupervisorError::Fatal(Fatal::Store(_)) => exit::IO_ERROR,
+            SupervisorError::Fatal(Fatal::CursorAhead { .. }) => exit::PROTOCOL,
             SupervisorError::Fatal(Fatal::Intensity(_)) => exit::FAILURE,
         }
     }
@@ -152,7 +155,7 @@ pub async fn run_until_stopped(
     ops_tasks.spawn(refresh_gauges(ctx.clone()));
     ops_tasks.spawn(watchdog(ctx.clone(), notifier.clone()));
 
-    let connector = Connector::new(&ctx.settings, Some(tls));
+    let connector = Connector::new(&ctx.settings, Some(tls)).with_metrics(ctx.metrics.clone());
     let senders = Arc::new(senders);
     let generations = Arc::new(Generations::default());
     notifier.status("starting: connecting the Control Hub");

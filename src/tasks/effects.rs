@@ -34,6 +34,39 @@ pub fn quarantine(error: &EventDecodeError, payload: &Value) -> EventRecord {
     }
 }
 
+/// A live event, keyed by its EventId, at or below the cursor (`cursor`, as advanced so far).
+/// Sent to the store under its key without its sequence id, so the dedupe set decides: a known key is the usual
+/// replay/live overlap and is skipped; a new key is a new event at an old position — the
+/// EventSeqId went backwards — and is quarantined with the reason, never acted on.
+pub fn out_of_sequence(record: EventRecord, payload: &Value, cursor: i64) -> EventRecord {
+    let seq = record.seq_id.unwrap_or_default();
+    let reason = format!(
+        "EventSeqId {seq} is at or below the cursor {cursor}: the server's sequence went backwards"
+    );
+    let error = match record.effect {
+        Effect::Quarantine { error, .. } => format!("{reason}; {error}"),
+        _ => reason,
+    };
+    EventRecord {
+        seq_id: None,
+        effect: Effect::Quarantine {
+            raw: payload.to_string(),
+            error,
+        },
+        ..record
+    }
+}
+
+/// How a content key starts (an EventId never does).
+const CONTENT_KEY_PREFIX: &str = "ck:";
+
+/// Whether the record is keyed by its EventId, which stays the same live and in history. A
+/// content key does not (a replayed payload carries header fields the live one may lack), so a
+/// live event without an EventId cannot be told apart from a replayed one by its key.
+pub fn keyed_by_event_id(record: &EventRecord) -> bool {
+    !record.key.starts_with(CONTENT_KEY_PREFIX)
+}
+
 /// The dedupe key: the EventId (lower-cased), or for events without one (on-connect pushes) a
 /// content key over the target and the payload, stable across restarts and Rust versions.
 pub fn event_key(header: &EventHeader, target: &str, payload: &Value) -> String {
@@ -48,7 +81,7 @@ pub fn event_key(header: &EventHeader, target: &str, payload: &Value) -> String 
     // serde_json's Map is ordered by key, so `to_string` is canonical.
     let content = format!("{target}\u{1f}{payload}");
     format!(
-        "ck:{:016x}{:016x}",
+        "{CONTENT_KEY_PREFIX}{:016x}{:016x}",
         fnv1a(content.as_bytes(), 0xcbf2_9ce4_8422_2325),
         fnv1a(content.as_bytes(), 0x6c62_272e_07bb_0142)
     )
@@ -186,6 +219,26 @@ fn effect(body: &EventBody, payload: &Value) -> Effect {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_event_behind_the_cursor_keeps_its_key_loses_its_sequence_and_is_quarantined() {
+        let payload = json!({"EventId": "E-9", "EventSeqId": 3, "OrderId": 1, "StrategyId": 2, "State": "Filled"});
+        let event = HubEvent::from_callback("OnOrderUpdate", payload.clone()).unwrap();
+        let moved = out_of_sequence(record(&event, &payload), &payload, 10);
+        assert_eq!(moved.key, "e-9");
+        assert_eq!(moved.seq_id, None);
+        assert_eq!(moved.target, "OnOrderUpdate");
+        match moved.effect {
+            Effect::Quarantine { raw, error } => {
+                assert_eq!(raw, payload.to_string());
+                assert!(
+                    error.contains("EventSeqId 3 is at or below the cursor 10"),
+                    "{error}"
+                );
+            }
+            other => panic!("not quarantined: {other:?}"),
+        }
+    }
 
     #[test]
     fn keys_prefer_event_id_and_are_stable_otherwise() {

@@ -13,7 +13,21 @@
 //!
 //! Every batch is ONE store transaction (dedupe by EventId, effect, cursor), so a crash at any
 //! instant either replays an event (dedupe skips it) or never saw it (replay brings it).
+//!
+//! A server that breaks the sequence is reported, never silently followed:
+//! * a live event at or below the cursor whose key was never processed (the EventSeqId went
+//!   backwards) is quarantined, not acted on, and the server's latest EventSeqId is read at once;
+//! * a server whose latest EventSeqId is below the cursor (its history restarted, or the
+//!   database belongs to another account) stops the daemon ([`Fatal::CursorAhead`], exit 76)
+//!   instead of skipping every event up to the old cursor;
+//! * a replay page with events at or below the cursor is logged and counted.
+//!
+//! A failed commit (busy lock, full disk, I/O error) keeps the connection: the session waits
+//! with backoff and restarts from the durable cursor, so the failed batch is replayed and the
+//! callbacks queued meanwhile are not lost. A damaged database file stops the daemon (74).
 
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +43,9 @@ use crate::hubs::wire::history::HistoricEvent;
 use crate::ops::metrics::Metrics;
 use crate::signalr::{Callback, CallbackReceiver};
 use crate::store::{EventRecord, RecordOutcome, StoreError};
-use crate::supervisor::child::ChildError;
+use crate::supervisor::child::{ChildError, Fatal};
 use crate::supervisor::context::{Ctx, Linked, next_link};
+use crate::supervisor::policy::backoff;
 
 /// How often the pump reports it is alive and checks the stop token while idle.
 const BEAT: Duration = Duration::from_secs(1);
@@ -44,39 +59,31 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
     let mut link = ctx.links.event.clone();
     let mut last_generation = None;
     loop {
-        let Some(linked) = wait_for_connection(&ctx, &mut link, last_generation).await else {
+        let after = last_generation;
+        let Some(linked) = beating(&ctx, next_link(&mut link, after, &ctx.shutdown.children))
+            .await
+            .flatten()
+        else {
             return Ok(());
         };
         last_generation = Some(linked.generation);
         let mut session = Session::new(ctx.clone(), linked)?;
-        let ended = session.run().await;
-        ctx.health.set_caught_up(false);
-        match ended {
-            Ok(()) => {}
-            Err(PumpError::Stopped) => return Ok(()),
-            Err(PumpError::Hub(err)) => {
-                tracing::warn!(error = %err, "event hub session ended; waiting for the next connection");
-            }
-            Err(PumpError::Store(err)) => {
-                return Err(ChildError::Failed(format!("event store: {err}")));
-            }
+        if !session.run_until_disconnected().await? {
+            return Ok(());
         }
     }
 }
 
-/// Waits for a new Event Hub connection, beating so the watchdog knows the pump is alive.
-async fn wait_for_connection(
-    ctx: &Ctx,
-    link: &mut tokio::sync::watch::Receiver<Option<Linked<EventHub>>>,
-    after: Option<u64>,
-) -> Option<Linked<EventHub>> {
+/// Awaits `work` while telling the watchdog the pump is alive (it waits for a hub or for the
+/// store, it is not hung); `None` if the daemon stops first.
+async fn beating<T>(ctx: &Ctx, work: impl Future<Output = T>) -> Option<T> {
     let mut beat = tokio::time::interval(BEAT);
-    let wait = next_link(link, after, &ctx.shutdown.children);
-    tokio::pin!(wait);
+    tokio::pin!(work);
     loop {
         tokio::select! {
-            linked = &mut wait => return linked,
+            done = &mut work => return Some(done),
             _ = beat.tick() => ctx.health.pump_beat(),
+            _ = ctx.shutdown.children.cancelled() => return None,
         }
     }
 }
@@ -95,6 +102,8 @@ enum PumpError {
     Hub(#[from] Box<HubError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the cursor {cursor} is ahead of the server's latest EventSeqId {latest}")]
+    CursorAhead { cursor: i64, latest: i64 },
 }
 
 /// One Event Hub connection's worth of pumping.
@@ -103,6 +112,10 @@ struct Session {
     hub: EventHub,
     callbacks: CallbackReceiver,
     cursor: i64,
+    /// Live events whose EventSeqId went backwards, by key, until their batch is committed.
+    out_of_sequence: HashMap<String, i64>,
+    /// Unknown callback targets already reported in this session (later ones are only counted).
+    unrecognized_targets: HashSet<String>,
 }
 
 impl Session {
@@ -120,12 +133,57 @@ impl Session {
             hub: linked.client,
             callbacks,
             cursor: 0,
+            out_of_sequence: HashMap::new(),
+            unrecognized_targets: HashSet::new(),
         })
+    }
+
+    /// Pumps this connection until it ends (`Ok(true)`: wait for the next one) or the daemon
+    /// stops (`Ok(false)`). A store failure that may pass is retried here, on the same
+    /// connection, from the durable cursor.
+    async fn run_until_disconnected(&mut self) -> Result<bool, ChildError> {
+        let ctx = self.ctx.clone();
+        let settings = &ctx.settings.supervisor;
+        let mut delays = backoff(settings);
+        loop {
+            let started = Instant::now();
+            let ended = self.run().await;
+            self.ctx.health.set_caught_up(false);
+            let err = match ended {
+                Ok(()) => return Ok(true),
+                Err(PumpError::Stopped) => return Ok(false),
+                Err(PumpError::Hub(err)) => {
+                    tracing::warn!(error = %err, "event hub session ended; waiting for the next connection");
+                    return Ok(true);
+                }
+                Err(PumpError::CursorAhead { cursor, latest }) => {
+                    return Err(Fatal::CursorAhead { cursor, latest }.into());
+                }
+                Err(PumpError::Store(err)) if err.is_damage() => {
+                    return Err(Fatal::Store(err.to_string()).into());
+                }
+                Err(PumpError::Store(err)) => err,
+            };
+            self.ctx.metrics.error(&format!("store_{}", err.kind()));
+            if started.elapsed() > settings.backoff_max * 2 {
+                delays = backoff(settings);
+            }
+            let delay = delays.next().unwrap_or(settings.backoff_max);
+            tracing::warn!(error = %err, retry_in = ?delay, cursor = self.cursor, "event store failed; nothing was committed, retrying from the durable cursor");
+            if beating(&self.ctx, tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
+                return Ok(false);
+            }
+        }
     }
 
     async fn run(&mut self) -> Result<(), PumpError> {
         self.ctx.health.pump_beat();
         self.cursor = self.start_cursor().await?;
+        let latest = self.hub.latest_seq_id().await?;
+        self.check_not_ahead(latest)?;
         self.catch_up(None).await?;
         let subscribed = self.hub.subscribe(None).await?;
         if !subscribed.failed_strategies.is_empty() {
@@ -176,6 +234,7 @@ impl Session {
                 .into_iter()
                 .map(|historic| self.record_historic(historic))
                 .collect();
+            self.report_replay_below_cursor(&records);
             self.commit(&records).await?;
             if until.is_some_and(|target| self.cursor >= target) || page.has_more == Some(false) {
                 return Ok(());
@@ -226,16 +285,20 @@ impl Session {
         }
     }
 
-    /// Applies live callbacks in order, catching up first whenever one jumps past cursor+1.
+    /// Applies live callbacks in order, catching up first whenever one jumps past cursor+1. A
+    /// callback with an EventId at or below the cursor goes to the store under its key only
+    /// (see [`effects::out_of_sequence`]).
     async fn apply_live(&mut self, batch: Vec<Callback>) -> Result<(), PumpError> {
         let mut pending: Vec<EventRecord> = Vec::with_capacity(batch.len());
         let mut expected = self.cursor + 1;
+        let mut went_backwards = false;
         for callback in batch {
-            let record = self.record_callback(callback);
+            let payload = callback.arguments.into_iter().next().unwrap_or(Value::Null);
+            let mut record = self.record_payload(&callback.target, &payload);
             if let Some(seq) = record.seq_id {
                 Metrics::raise(&self.ctx.metrics.latest_seq, seq);
                 if seq > expected {
-                    self.commit(&pending).await?;
+                    went_backwards |= self.commit(&pending).await?;
                     pending.clear();
                     Metrics::add(&self.ctx.metrics.gap_catchups, 1);
                     tracing::info!(
@@ -246,16 +309,29 @@ impl Session {
                     self.catch_up(Some(seq - 1)).await?;
                     expected = self.cursor + 1;
                 }
-                expected = expected.max(seq + 1);
+                if seq >= expected {
+                    expected = seq + 1;
+                } else if effects::keyed_by_event_id(&record) {
+                    self.out_of_sequence.insert(record.key.clone(), seq);
+                    record = effects::out_of_sequence(record, &payload, expected - 1);
+                }
+                // Else: no EventId to tell a new event from a replayed one; the store skips it
+                // as at or below the cursor (its missing EventId was reported already).
             }
             pending.push(record);
         }
-        self.commit(&pending).await
+        went_backwards |= self.commit(&pending).await?;
+        if went_backwards {
+            // A server whose sequence restarted is caught now, not at the next periodic poll.
+            self.poll_latest().await?;
+        }
+        Ok(())
     }
 
     async fn poll_latest(&mut self) -> Result<(), PumpError> {
         let latest = self.hub.latest_seq_id().await?;
         Metrics::set(&self.ctx.metrics.latest_seq, latest);
+        self.check_not_ahead(latest)?;
         if latest > self.cursor {
             // Either events are in flight right now, or some were lost on the way: a replay
             // settles both (dedupe skips whatever also arrives live).
@@ -264,47 +340,122 @@ impl Session {
         Ok(())
     }
 
-    fn record_callback(&self, callback: Callback) -> EventRecord {
-        let payload = callback.arguments.into_iter().next().unwrap_or(Value::Null);
-        self.record_payload(&callback.target, payload)
+    /// A server behind our cursor would have every new event skipped as already seen.
+    fn check_not_ahead(&self, latest: i64) -> Result<(), PumpError> {
+        if latest >= self.cursor {
+            return Ok(());
+        }
+        self.ctx.metrics.error("cursor_ahead");
+        Err(PumpError::CursorAhead {
+            cursor: self.cursor,
+            latest,
+        })
     }
 
-    fn record_historic(&self, historic: HistoricEvent) -> EventRecord {
+    fn report_replay_below_cursor(&self, records: &[EventRecord]) {
+        let below = records
+            .iter()
+            .filter(|record| record.seq_id.is_some_and(|seq| seq <= self.cursor))
+            .count();
+        if below > 0 {
+            self.ctx.metrics.error("replay_below_cursor");
+            tracing::warn!(
+                cursor = self.cursor,
+                events = below,
+                "GetEventsSince returned events at or below the cursor; skipped as already applied"
+            );
+        }
+    }
+
+    fn record_historic(&mut self, historic: HistoricEvent) -> EventRecord {
         let target = historic.event_type.unwrap_or_else(|| "?".to_owned());
-        self.record_payload(&target, historic.payload)
+        self.record_payload(&target, &historic.payload)
     }
 
-    fn record_payload(&self, target: &str, payload: Value) -> EventRecord {
+    fn record_payload(&mut self, target: &str, payload: &Value) -> EventRecord {
         match HubEvent::from_callback(target, payload.clone()) {
             Ok(event) => {
-                if !event.is_recognized() {
-                    tracing::debug!(target = %event.target, "unrecognized callback: recorded, not acted on");
-                }
-                effects::record(&event, &payload)
+                self.report_oddities(&event);
+                effects::record(&event, payload)
             }
             Err(error) => {
                 tracing::warn!(target = %error.target, seq = ?error.header.event_seq_id, reason = %error.reason, "undecodable event quarantined");
                 self.ctx.metrics.error("event_decode");
-                effects::quarantine(&error, &payload)
+                effects::quarantine(&error, payload)
             }
         }
     }
 
-    /// One transaction for `records`; afterwards, reactions for what was applied.
-    async fn commit(&mut self, records: &[EventRecord]) -> Result<(), PumpError> {
-        if records.is_empty() {
-            return Ok(());
+    /// Logs and counts what a decodable event tells about the server: an unknown target, unknown
+    /// enum members, a missing EventId or EventSeqId.
+    fn report_oddities(&mut self, event: &HubEvent) {
+        let metrics = &self.ctx.metrics;
+        let target = event.target.as_str();
+        let seq = event.header.event_seq_id;
+        if !event.is_recognized() {
+            metrics.error("event_unrecognized");
+            if self.unrecognized_targets.insert(target.to_owned()) {
+                tracing::warn!(
+                    target,
+                    ?seq,
+                    "unrecognized callback target: recorded (deduplicated, cursor moved), not acted on; later ones of this target are only counted"
+                );
+            }
         }
-        let outcome = self.ctx.store.apply_events(records).await?;
+        let unknown = event.unknown_members();
+        if !unknown.is_empty() {
+            metrics.error("event_unknown_enum");
+            tracing::warn!(target, ?seq, members = ?unknown, "unknown enum members: stored as sent; an unknown signal state is never acted on");
+        }
+        let has_id = event
+            .header
+            .event_id
+            .as_deref()
+            .is_some_and(|id| !id.trim().is_empty());
+        match (has_id, seq) {
+            (_, None) => {
+                Metrics::add(&metrics.events_unsequenced, 1);
+                tracing::debug!(
+                    target,
+                    "event without EventSeqId (an on-connect push): deduplicated by key, the cursor does not move"
+                );
+            }
+            (false, Some(seq)) => {
+                metrics.error("event_without_id");
+                tracing::warn!(
+                    target,
+                    seq,
+                    "event without EventId: deduplicated by its content"
+                );
+            }
+            (true, Some(_)) => {}
+        }
+    }
+
+    /// One transaction for `records`; afterwards, reactions for what was applied. Returns
+    /// whether a live event whose EventSeqId went backwards was among them.
+    async fn commit(&mut self, records: &[EventRecord]) -> Result<bool, PumpError> {
+        if records.is_empty() {
+            return Ok(false);
+        }
+        let outcome = self.ctx.store.apply_events(records).await;
+        let out_of_sequence = std::mem::take(&mut self.out_of_sequence);
+        let outcome = outcome?;
         let metrics = &self.ctx.metrics;
         Metrics::add(&metrics.event_batches, 1);
         let mut applied = 0u64;
         let mut quarantined = 0u64;
+        let mut went_backwards = false;
         for (record, result) in records.iter().zip(&outcome.outcomes) {
             if *result == RecordOutcome::Applied {
                 applied += 1;
                 if matches!(record.effect, crate::store::Effect::Quarantine { .. }) {
                     quarantined += 1;
+                }
+                if let Some(seq) = out_of_sequence.get(&record.key) {
+                    went_backwards = true;
+                    metrics.error("event_seq_regression");
+                    tracing::warn!(target = %record.target, seq, key = %record.key, cursor = self.cursor, "EventSeqId went backwards: a new event at or below the cursor; quarantined, not acted on");
                 }
             }
         }
@@ -319,7 +470,7 @@ impl Session {
             self.ctx.wake.positions.notify_one();
             self.ctx.wake.workflows.notify_one();
         }
-        Ok(())
+        Ok(went_backwards)
     }
 
     fn stop_requested(&self) -> Result<(), PumpError> {

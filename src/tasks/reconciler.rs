@@ -102,10 +102,10 @@ async fn poll_jobs(
     control: &ControlHub,
     quiet_for: Duration,
 ) -> Result<(), ReconcileError> {
-    let cutoff = Timestamp::now().minus(quiet_for);
+    let now = Timestamp::now();
     let mut changed = false;
     for job in ctx.store.prepare_jobs_in_flight().await? {
-        if job.updated_at > cutoff {
+        if !quiet_since(job.updated_at, now, quiet_for) {
             continue;
         }
         match control.prepare_status(job.kind, &job.job_id).await {
@@ -139,11 +139,48 @@ async fn poll_jobs(
     Ok(())
 }
 
+/// Whether a job last heard of at `updated_at` (wall clock) has been quiet for `quiet_for` at
+/// `now`. A time after `now` means the wall clock went backwards since: how long the job has
+/// been quiet is unknown, so it counts as quiet and is polled (a harmless read, which also
+/// restamps it) instead of being left alone for as long as the clock jumped.
+fn quiet_since(updated_at: Timestamp, now: Timestamp, quiet_for: Duration) -> bool {
+    updated_at <= now.minus(quiet_for) || updated_at > now
+}
+
 fn settled_name(settled: &Settled) -> &'static str {
     match settled {
         Settled::Completed(_) => "completed",
         Settled::Failed(_) => "failed",
         Settled::Pending => "still processing",
         Settled::NeverSeen => "never seen by the server (will be sent with the same key)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp::from(
+            chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + millis).unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn a_job_is_quiet_once_the_poll_delay_has_passed() {
+        let quiet_for = Duration::from_secs(10);
+        assert!(!quiet_since(at(0), at(9_999), quiet_for));
+        assert!(quiet_since(at(0), at(10_000), quiet_for));
+        assert!(quiet_since(at(0), at(3_600_000), quiet_for));
+    }
+
+    #[test]
+    fn a_wall_clock_that_went_backwards_does_not_postpone_the_poll() {
+        let quiet_for = Duration::from_secs(10);
+        // Updated at 0, then the clock was set back an hour: without the rule the job would
+        // look fresh for the next hour and a lost completion would stall its workflow.
+        assert!(quiet_since(at(0), at(-3_600_000), quiet_for));
+        assert!(quiet_since(at(0), at(-1), quiet_for));
+        assert!(!quiet_since(at(0), at(0), quiet_for));
     }
 }

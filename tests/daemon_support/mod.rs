@@ -3,6 +3,8 @@
 //! drive the simulator's admin API, and wait on conditions (never on fixed sleeps).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod front;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use mesolive_supervisor::sim::{RunningSim, SimOptions, Simulator};
-use mesolive_supervisor::store::Store;
+use mesolive_supervisor::store::{QuarantinedEvent, Store};
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mesolive-supervisor");
@@ -111,6 +113,32 @@ impl Sim {
             .expect("latest seq")
     }
 
+    /// The hubs' listening address (what a front forwards to).
+    pub fn hub_addr(&self) -> SocketAddr {
+        self.running
+            .hub_base_url()
+            .trim_start_matches("http://")
+            .parse()
+            .expect("hub address")
+    }
+
+    /// Logs and delivers one event exactly as given (`header` fields replace the generated
+    /// ones; `null` removes one); answers its `event_seq_id` and `event_id`.
+    pub async fn inject(&self, target: &str, payload: Value, header: Value) -> Value {
+        self.post(
+            "/events/inject",
+            json!({"target": target, "payload": payload, "header": header}),
+        )
+        .await
+    }
+
+    /// Sends `text` as is on every connection of `hub` (`None`: all hubs); answers how many.
+    pub async fn raw(&self, hub: Option<&str>, text: &str) -> u64 {
+        self.post("/raw", json!({"hub": hub, "text": text})).await["sent"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     pub async fn emit(&self, count: u64) {
         self.post("/events/emit", json!({"count": count})).await;
     }
@@ -199,9 +227,14 @@ impl Daemon {
         let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut env = Daemon::env(sim, dir, extra);
         env.push(("MESOLIVE__OPS__LISTEN".into(), ops.to_string()));
+        let db = env
+            .iter()
+            .find(|(key, _)| key == "MESOLIVE__DATABASE__PATH")
+            .map(|(_, path)| PathBuf::from(path))
+            .expect("a database path");
         let mut daemon = Daemon {
             child: None,
-            db: dir.join("state.db"),
+            db,
             ops,
             log: dir.join("daemon.log"),
             env,
@@ -280,6 +313,67 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the log holds a line containing every one of `needles`.
+    pub async fn wait_log(&self, needles: &[&str], timeout: Duration) {
+        let what = format!("a log line with {needles:?} in {}", self.log.display());
+        wait_for(&what, timeout, || async {
+            self.log_text()
+                .lines()
+                .any(|line| needles.iter().all(|needle| line.contains(needle)))
+        })
+        .await;
+    }
+
+    /// Whether the process is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().expect("wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// `mesolive_errors_total{kind}`, 0 when never counted or while the listener is not up.
+    pub async fn errors(&self, kind: &str) -> f64 {
+        let url = format!("http://{}/metrics", self.ops);
+        let Ok(response) = self.http.get(url).send().await else {
+            return 0.0;
+        };
+        let text = response.text().await.unwrap_or_default();
+        metric_value(&text, &format!("mesolive_errors_total{{kind=\"{kind}\"}}")).unwrap_or(0.0)
+    }
+
+    /// Waits until `mesolive_errors_total{kind}` reaches `at_least`.
+    pub async fn wait_errors(&self, kind: &str, at_least: f64, timeout: Duration) {
+        let what = format!(
+            "errors_total{{kind={kind}}} >= {at_least} (log {})",
+            self.log.display()
+        );
+        wait_for(&what, timeout, || async {
+            self.errors(kind).await >= at_least
+        })
+        .await;
+    }
+
+    /// The quarantined events, newest first.
+    pub async fn quarantined(&self) -> Vec<QuarantinedEvent> {
+        let store = self.store().await;
+        let rows = store.quarantined_events(1_000).await.expect("quarantine");
+        let _ = store.close().await;
+        rows
+    }
+
+    /// `mesolive-supervisor state --json` on this daemon's database.
+    pub fn state_json(&self) -> String {
+        let output = Command::new(BIN)
+            .args(["state", "--json", "--database"])
+            .arg(&self.db)
+            .env_clear()
+            .output()
+            .expect("state runs");
+        assert!(output.status.success(), "state --json: {output:?}");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    }
+
     pub async fn readyz(&self) -> Option<u16> {
         let url = format!("http://{}/readyz", self.ops);
         self.http
@@ -320,6 +414,14 @@ impl Daemon {
         Store::open_read_only(&self.db)
             .await
             .expect("database readable")
+    }
+
+    /// The cursor, or `None` while the database is not created and migrated yet.
+    pub async fn cursor_if_any(&self) -> Option<i64> {
+        let store = Store::open_read_only(&self.db).await.ok()?;
+        let cursor = store.cursor().await.ok().flatten();
+        let _ = store.close().await;
+        cursor
     }
 
     pub async fn cursor(&self) -> Option<i64> {

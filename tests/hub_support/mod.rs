@@ -228,6 +228,36 @@ pub fn fast_server_options() -> HubOptions {
     }
 }
 
+/// A hub whose WebSocket endpoint runs `on_socket` instead of SignalR (negotiate answers a
+/// well-formed v1 response): a server that breaks the protocol in a scripted way.
+pub async fn scripted_hub<F, Fut>(on_socket: F) -> Url
+where
+    F: Fn(axum::extract::ws::WebSocket) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let router = axum::Router::new()
+        .route(
+            "/scripted/negotiate",
+            axum::routing::post(|| async {
+                axum::Json(json!({
+                    "negotiateVersion": 1, "connectionId": "c", "connectionToken": "t",
+                    "availableTransports": [{"transport": "WebSockets", "transferFormats": ["Text"]}]
+                }))
+            }),
+        )
+        .route(
+            "/scripted",
+            axum::routing::get(
+                move |upgrade: axum::extract::ws::WebSocketUpgrade| async move {
+                    upgrade.on_upgrade(on_socket)
+                },
+            ),
+        );
+    // The serving task is detached; it ends with the test's runtime.
+    let (addr, _) = serve(router).await;
+    Url::parse(&format!("http://{addr}/scripted")).expect("URL")
+}
+
 /// Waits for `condition` to hold, checking every few milliseconds, or panics after `limit`.
 pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let polled = async {

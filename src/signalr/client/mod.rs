@@ -26,7 +26,7 @@ use url::Url;
 pub use callbacks::{Callback, CallbackReceiver};
 pub use stream::HubStream;
 
-use crate::signalr::codec::{self, FrameDecoder, Message, Outcome};
+use crate::signalr::codec::{self, CodecError, FrameDecoder, Message, Outcome};
 use crate::signalr::error::{AuthStage, CloseReason, SignalrError};
 use crate::signalr::lock;
 use crate::signalr::transport::{Inbound, WsMessage as _};
@@ -66,6 +66,29 @@ impl fmt::Debug for AccessToken {
     }
 }
 
+/// Called for every malformed record the server sends (the record is skipped and the
+/// connection kept), so an owner can count hostile input without the SignalR layer knowing
+/// about metrics.
+#[derive(Clone)]
+pub struct MalformedRecordHook(Arc<dyn Fn(&CodecError) + Send + Sync>);
+
+impl MalformedRecordHook {
+    /// Wraps the function to call.
+    pub fn new(hook: impl Fn(&CodecError) + Send + Sync + 'static) -> Self {
+        MalformedRecordHook(Arc::new(hook))
+    }
+
+    pub(super) fn call(&self, error: &CodecError) {
+        (self.0)(error);
+    }
+}
+
+impl fmt::Debug for MalformedRecordHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MalformedRecordHook")
+    }
+}
+
 /// How to reach a hub and how the connection behaves. Defaults follow the ASP.NET Core and JS
 /// client defaults; tests shorten the intervals.
 #[derive(Debug, Clone)]
@@ -95,6 +118,8 @@ pub struct ConnectOptions {
     /// Largest inbound WS message (and record) accepted; larger closes the connection
     /// ([`SignalrError::MessageTooLarge`]).
     pub max_message_bytes: usize,
+    /// Told about every malformed record received (besides the warning logged).
+    pub on_malformed_record: Option<MalformedRecordHook>,
 }
 
 impl ConnectOptions {
@@ -112,6 +137,7 @@ impl ConnectOptions {
             stream_buffer: 64,
             max_pending_callbacks: 100_000,
             max_message_bytes: 8 * 1024 * 1024,
+            on_malformed_record: None,
         }
     }
 
@@ -269,6 +295,7 @@ impl Connection {
                 server_timeout: options.server_timeout,
                 max_message_bytes: options.max_message_bytes,
             },
+            on_malformed_record: options.on_malformed_record.clone(),
         };
         let span = tracing::info_span!("signalr", %connection_id);
         tokio::spawn(tracing::Instrument::instrument(task::run(parts), span));

@@ -23,7 +23,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::callbacks::{Callback, CallbackSender};
 use super::stream::StreamSlot;
-use super::{Command, ConnectionState};
+use super::{Command, ConnectionState, MalformedRecordHook};
 use crate::signalr::codec::{self, CodecError, Decoded, FrameDecoder, Message, Outcome};
 use crate::signalr::error::{CloseReason, SignalrError};
 use crate::signalr::transport::{self, Inbound, MAX_BATCH_RECORDS, WsMessage as _};
@@ -87,6 +87,7 @@ pub(super) struct ConnectionTask {
     limits: Limits,
     last_sent: Instant,
     last_received: Instant,
+    on_malformed_record: Option<MalformedRecordHook>,
 }
 
 /// Everything the task is built from.
@@ -98,6 +99,7 @@ pub(super) struct TaskParts {
     pub state: watch::Sender<ConnectionState>,
     pub counters: Arc<Counters>,
     pub limits: Limits,
+    pub on_malformed_record: Option<MalformedRecordHook>,
 }
 
 /// Runs a connection from the end of its handshake until it is fully closed.
@@ -116,6 +118,7 @@ pub(super) async fn run(parts: TaskParts) {
         state: parts.state,
         counters: parts.counters,
         limits: parts.limits,
+        on_malformed_record: parts.on_malformed_record,
         last_sent: now,
         last_received: now,
     };
@@ -320,6 +323,9 @@ impl ConnectionTask {
     /// its timeout.
     fn on_bad_record(&mut self, error: CodecError) {
         tracing::warn!(%error, "skipping a malformed record");
+        if let Some(hook) = &self.on_malformed_record {
+            hook.call(&error);
+        }
         let Some(invocation_id) = error.invocation_id().map(str::to_owned) else {
             return;
         };

@@ -422,7 +422,7 @@ fn chunks(bytes: &[u8], mut cuts: Vec<usize>) -> Vec<&[u8]> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn arbitrary_bytes_in_arbitrary_pieces_never_panic(

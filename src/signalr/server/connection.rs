@@ -191,6 +191,11 @@ impl ServerConnection {
         }
     }
 
+    /// Sends `text` as is, separator or not: the simulator's way to send malformed records.
+    pub(crate) async fn send_raw(&self, text: String) -> Result<(), ServerCallError> {
+        self.send_record(text).await
+    }
+
     pub(super) async fn send_message(&self, message: &Message) -> Result<(), ServerCallError> {
         self.send_record(codec::encode(message)).await
     }

@@ -1,0 +1,239 @@
+//! Every inbound decoder against hostile payloads: a table of every callback target with every
+//! field given every wrong JSON type, unknown enum members, and proptest-generated JSON for the
+//! event, history, envelope, page and model decoders. Nothing may panic; a rejected event names
+//! the field that was wrong (the reason kept in quarantine).
+//!
+//! The proptests run 256 cases each in CI; `PROPTEST_CASES=100000 cargo test --test
+//! fuzz_decoders` runs them longer. (`cargo fuzz` needs a nightly toolchain, so it is not used.)
+
+mod event_samples;
+
+use event_samples::{
+    required_field_violations, sample, samples, unknown_enum_members, with_field, wrong_values,
+};
+use mesolive_supervisor::hubs::events::HubEvent;
+use mesolive_supervisor::hubs::lenient::decode;
+use mesolive_supervisor::hubs::models::{
+    AgentInfo, IdempotencyRecord, LatestEventSeqId, LiveAccount, LiveLeg, LivePosition,
+    LiveStrategy, PositionDataEntry, PrepareStatusResult, PreparedPlan, SubscriptionResult,
+};
+use mesolive_supervisor::hubs::wire::{envelope::Envelope, history, paging};
+use mesolive_supervisor::tasks::effects;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+#[test]
+fn every_sample_decodes_and_is_acted_on() {
+    for (target, payload) in samples() {
+        let event = HubEvent::from_callback(&target, payload)
+            .unwrap_or_else(|err| panic!("{target}: {err}"));
+        assert!(event.is_recognized(), "{target}");
+        assert!(event.unknown_members().is_empty(), "{target}");
+    }
+}
+
+#[test]
+fn every_field_of_every_target_with_every_wrong_type_is_decoded_or_rejected_by_name() {
+    let mut rejected = 0;
+    for (target, payload) in samples() {
+        let fields: Vec<String> = payload.as_object().unwrap().keys().cloned().collect();
+        for field in fields {
+            for wrong in wrong_values() {
+                let hostile = with_field(payload.clone(), &field, wrong.clone());
+                match HubEvent::from_callback(&target, hostile.clone()) {
+                    Ok(event) => {
+                        // Accepted leniently (null for an optional field, any JSON for a
+                        // model-less field, a number or text for an enum or a decimal): what
+                        // the store gets from it must still be computable.
+                        let _ = effects::record(&event, &hostile);
+                    }
+                    Err(error) => {
+                        rejected += 1;
+                        assert!(
+                            error.reason.starts_with(&format!("{field}: "))
+                                || error.reason.contains(&format!("`{field}`")),
+                            "{target}.{field} = {wrong}: the reason must name the field: {}",
+                            error.reason
+                        );
+                        let quarantined = effects::quarantine(&error, &hostile);
+                        assert_eq!(quarantined.target, target);
+                    }
+                }
+            }
+        }
+    }
+    assert!(rejected > 100, "only {rejected} hostile variants rejected");
+}
+
+#[test]
+fn a_wrong_type_in_a_typed_field_of_every_target_is_rejected() {
+    for (target, field, wrong) in required_field_violations() {
+        let hostile = with_field(sample(&target), field, wrong.clone());
+        let error = HubEvent::from_callback(&target, hostile)
+            .expect_err(&format!("{target}.{field} = {wrong} must be rejected"));
+        assert!(error.reason.starts_with(field), "{}", error.reason);
+    }
+}
+
+#[test]
+fn a_header_field_of_the_wrong_type_rejects_the_event_but_keeps_what_was_readable() {
+    let payload = with_field(sample("OnOrderUpdate"), "EventSeqId", json!("seven"));
+    let payload = with_field(payload, "EventId", json!("E-1"));
+    let error = HubEvent::from_callback("OnOrderUpdate", payload).expect_err("bad EventSeqId");
+    assert!(error.reason.starts_with("EventSeqId: "), "{}", error.reason);
+    assert_eq!(error.header.event_id.as_deref(), Some("E-1"));
+    assert_eq!(error.header.event_seq_id, None);
+
+    let absent = HubEvent::from_callback("OnOrderUpdate", sample("OnOrderUpdate"))
+        .expect("a missing header is not an error (on-connect pushes have none)");
+    assert_eq!(absent.header.event_seq_id, None);
+}
+
+#[test]
+fn unknown_enum_members_are_kept_and_reported() {
+    for (target, field) in unknown_enum_members() {
+        let hostile = with_field(sample(target), field, json!("Exploded"));
+        let event = HubEvent::from_callback(target, hostile).expect("unknown members decode");
+        assert_eq!(
+            event.unknown_members(),
+            vec![format!("{field}=Exploded")],
+            "{target}"
+        );
+    }
+    let numeric = with_field(sample("OnOrderUpdate"), "State", json!(42));
+    let event = HubEvent::from_callback("OnOrderUpdate", numeric).expect("numbers are members");
+    assert_eq!(event.unknown_members(), vec!["State=42".to_owned()]);
+}
+
+#[test]
+fn an_unknown_target_is_recorded_not_acted_on() {
+    let event = HubEvent::from_callback("OnSomethingNew", json!({"EventSeqId": 3, "X": [1]}))
+        .expect("unknown targets decode");
+    assert!(!event.is_recognized());
+    assert_eq!(event.header.event_seq_id, Some(3));
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        "[ -~\u{e9}\u{1F600}]{0,12}".prop_map(Value::from),
+        "-?[0-9]{1,30}(\\.[0-9]{1,30})?".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            prop::collection::btree_map(field_name(), inner, 0..6)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+/// Real field names (in any case) as often as random ones, so decoders get past the first key.
+fn field_name() -> impl Strategy<Value = String> {
+    let known: Vec<String> = samples()
+        .into_iter()
+        .flat_map(|(_, payload)| {
+            payload
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .chain(
+            [
+                "EventId",
+                "EventSeqId",
+                "Items",
+                "Events",
+                "Payload",
+                "EventType",
+                "Status",
+                "Data",
+                "ContinuationToken",
+                "HasMore",
+                "Id",
+                "Legs",
+                "Error",
+            ]
+            .map(str::to_owned),
+        )
+        .collect();
+    prop_oneof![
+        prop::sample::select(known.clone()),
+        prop::sample::select(known).prop_map(|name| name.to_lowercase()),
+        "[A-Za-z]{1,8}",
+    ]
+}
+
+fn target() -> impl Strategy<Value = String> {
+    let known: Vec<String> = samples().into_iter().map(|(t, _)| t).collect();
+    prop_oneof![prop::sample::select(known), "[A-Za-z]{0,12}"]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::default())]
+
+    #[test]
+    fn any_payload_for_any_target_decodes_or_is_rejected_without_panicking(
+        target in target(),
+        payload in json_value(),
+    ) {
+        match HubEvent::from_callback(&target, payload.clone()) {
+            Ok(event) => {
+                let record = effects::record(&event, &payload);
+                prop_assert_eq!(record.seq_id, event.header.event_seq_id);
+            }
+            Err(error) => {
+                let record = effects::quarantine(&error, &payload);
+                prop_assert_eq!(record.seq_id, error.header.event_seq_id);
+            }
+        }
+    }
+
+    #[test]
+    fn a_sample_with_one_field_replaced_by_any_value_never_panics(
+        index in any::<prop::sample::Index>(),
+        field in field_name(),
+        value in json_value(),
+    ) {
+        let all = samples();
+        let (target, payload) = &all[index.index(all.len())];
+        let hostile = with_field(payload.clone(), &field, value);
+        if let Err(error) = HubEvent::from_callback(target, hostile) {
+            prop_assert!(!error.reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn history_envelope_and_page_readers_never_panic(payload in json_value()) {
+        if let Some(page) = history::read_page(payload.clone()) {
+            for event in page.events {
+                let target = event.event_type.unwrap_or_default();
+                let _ = HubEvent::from_callback(&target, event.payload);
+            }
+        }
+        let envelope = Envelope::from_result(payload.clone());
+        let _ = envelope.is_not_found();
+        let _ = paging::read_page(envelope.data);
+        let _ = paging::read_page(payload);
+    }
+
+    #[test]
+    fn control_and_data_models_never_panic(payload in json_value()) {
+        let _ = decode::<AgentInfo>(payload.clone());
+        let _ = decode::<LiveAccount>(payload.clone());
+        let _ = decode::<LiveStrategy>(payload.clone());
+        let _ = decode::<LivePosition>(payload.clone());
+        let _ = decode::<LiveLeg>(payload.clone());
+        let _ = decode::<IdempotencyRecord>(payload.clone());
+        let _ = decode::<PrepareStatusResult>(payload.clone());
+        let _ = decode::<PreparedPlan>(payload.clone());
+        let _ = decode::<PositionDataEntry>(payload.clone());
+        let _ = decode::<LatestEventSeqId>(payload.clone());
+        let _ = decode::<SubscriptionResult>(payload);
+    }
+}
