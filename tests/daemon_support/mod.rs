@@ -20,8 +20,8 @@ use sqlx::{Connection as _, Row};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mesolive-supervisor");
 
-/// Polls `check` every 25 ms until it returns true; panics naming `what` after `timeout`.
-pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+/// Polls `check` every 25 ms until it returns true (then `true`), or `timeout` passes (`false`).
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -29,14 +29,25 @@ where
     let deadline = Instant::now() + timeout;
     loop {
         if check().await {
-            return;
+            return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Polls `check` every 25 ms until it returns true; panics naming `what` after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    assert!(
+        eventually(timeout, check).await,
+        "timed out after {timeout:?} waiting for {what}"
+    );
 }
 
 /// Polls `probe` every 25 ms until it yields a value; panics naming `what` after `timeout`.
@@ -75,6 +86,12 @@ impl Sim {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
+        let answer = self.try_post(path, body.clone()).await;
+        answer.unwrap_or_else(|refusal| panic!("POST {path} {body}: {refusal}"))
+    }
+
+    /// Like [`Sim::post`], but a refusal (e.g. a signal On for a closed position) is returned.
+    pub async fn try_post(&self, path: &str, body: Value) -> Result<Value, String> {
         let url = format!("{}{path}", self.running.admin_url());
         let response = self
             .http
@@ -85,8 +102,11 @@ impl Sim {
             .expect("admin reachable");
         let status = response.status();
         let value = response.json::<Value>().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "POST {path} {body}: {status} {value}");
-        value
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(format!("{status} {value}"))
+        }
     }
 
     pub async fn get(&self, path: &str) -> Value {
@@ -193,6 +213,17 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// What a process holds, as /proc reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    /// VmRSS in KiB.
+    pub rss_kib: u64,
+    /// Threads.
+    pub threads: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+}
+
 /// `mesolive-supervisor run` as a child process with a temp database and short timings.
 pub struct Daemon {
     child: Option<Child>,
@@ -294,6 +325,25 @@ impl Daemon {
     /// Whether a process is tracked (started and not yet seen to exit).
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// Resident memory, threads and open file descriptors of the running process, from /proc.
+    pub fn resources(&self) -> Option<Resources> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|value| value.parse().ok())
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+        Some(Resources {
+            rss_kib: field("VmRSS:")?,
+            threads: field("Threads:")?,
+            fds,
+        })
     }
 
     /// SIGKILL: no cleanup at all.
