@@ -137,11 +137,16 @@ async fn long_campaign() {
         summary.add(&run_seed(seeds.u64(..), length).await);
     }
     let soak = soak.await.expect("the soak ran");
+    let report_file = std::env::var("CAMPAIGN_REPORT").ok();
+    let report_env = report_file
+        .as_ref()
+        .map(|path| format!(" CAMPAIGN_REPORT={path}"))
+        .unwrap_or_default();
     let command = format!(
-        "CAMPAIGN_MINUTES={minutes} CAMPAIGN_SEED={first} cargo test --test fault_campaign long_campaign -- --ignored --nocapture"
+        "CAMPAIGN_MINUTES={minutes} CAMPAIGN_SEED={first}{report_env} cargo test --test fault_campaign long_campaign -- --ignored --nocapture"
     );
     let tables = format!(
-        "Produced by `{command}` ({:.0} min wall clock, 2 cores; every run's seed is printed and replays with `CAMPAIGN_SEED=<seed> CAMPAIGN_RUN_SECS={}`).\n\n### Fault campaign\n\n{}\n### Resource soak (concurrently)\n\n{}\nSoak violations: {}.\n",
+        "Produced by `{command}` ({:.0} min wall clock, debug build, 2 cores; every run's seed is printed and replays with `CAMPAIGN_SEED=<seed> CAMPAIGN_RUN_SECS={}`).\n\n### Fault campaign\n\n{}\n### Resource soak (concurrently)\n\n{}\nSoak violations: {}.\n",
         started.elapsed().as_secs_f64() / 60.0,
         length.as_secs(),
         summary.markdown(),
@@ -149,7 +154,7 @@ async fn long_campaign() {
         soak.violations.len()
     );
     println!("{tables}");
-    if let Ok(path) = std::env::var("CAMPAIGN_REPORT") {
+    if let Some(path) = report_file {
         write_report(&path, &tables);
     }
     assert!(
