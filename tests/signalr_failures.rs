@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use hub_support::{TestServer, eventually, fast_server_options, within};
+use hub_support::{TestServer, eventually, fast_server_options, scripted_hub, within};
 use mesolive_supervisor::signalr::{
     ClientTimeoutMode, CloseReason, ConnectOptions, Connection, ConnectionState, HubOptions,
     SignalrError,
@@ -174,6 +174,61 @@ async fn a_refused_handshake_fails_the_connect_with_the_server_text() {
         matches!(&error, SignalrError::Handshake(text) if text == "The protocol 'json' is not supported."),
         "{error:?}"
     );
+}
+
+/// A server that keeps sending client-result invocations (each needs an answer) but never
+/// reads: the client's unsent answers would pile up without bound once the socket buffers are
+/// full. The client must end the connection instead, well before the server runs out of things
+/// to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_reads_is_dropped_before_unsent_records_pile_up() {
+    const MAX_RECORDS: usize = 3_000_000;
+    const PER_MESSAGE: usize = 1_000;
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+    let sent_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(sent_tx)));
+    let url = scripted_hub(move |mut socket| {
+        let sent_tx = sent_tx.clone();
+        async move {
+            let _ = socket.recv().await;
+            let _ = socket
+                .send(axum::extract::ws::Message::text("{}\u{1e}"))
+                .await;
+            let record =
+                "{\"type\":1,\"invocationId\":\"ask\",\"target\":\"Ask\",\"arguments\":[]}\u{1e}";
+            let message = record.repeat(PER_MESSAGE);
+            let mut sent = 0;
+            // Never reads again: only writes, until the client hangs up.
+            while sent < MAX_RECORDS
+                && socket
+                    .send(axum::extract::ws::Message::text(message.clone()))
+                    .await
+                    .is_ok()
+            {
+                sent += PER_MESSAGE;
+            }
+            if let Some(tx) = sent_tx.lock().unwrap().take() {
+                let _ = tx.send(sent);
+            }
+        }
+    })
+    .await;
+    let connection = Connection::connect(hub_support::fast_client_options(url))
+        .await
+        .expect("connect");
+    let reason = within(
+        20 * SECOND,
+        "the client gives up on a server that never reads",
+        connection.closed(),
+    )
+    .await;
+    assert!(
+        matches!(&reason.error, Some(SignalrError::Transport(text)) if text.contains("stopped reading")),
+        "{reason:?}"
+    );
+    let sent = within(20 * SECOND, "the server notices", sent_rx)
+        .await
+        .expect("sent count");
+    assert!(sent < MAX_RECORDS, "the server sent {sent} records");
 }
 
 #[tokio::test]

@@ -198,23 +198,20 @@ async fn pruning_drops_old_dedupe_keys_and_keeps_the_window() {
     .await
     .unwrap();
 
+    let hour = Duration::from_secs(3600);
     assert_eq!(
-        store
-            .prune_processed_events(Duration::from_secs(3600))
-            .await
-            .unwrap(),
-        6
+        store.prune_processed_events(hour, 4).await.unwrap(),
+        4,
+        "at most the limit per call"
     );
+    assert_eq!(store.prune_processed_events(hour, 4).await.unwrap(), 2);
     let kept: Vec<i64> = sqlx::query_scalar("SELECT seq_id FROM processed_events ORDER BY seq_id")
         .fetch_all(&mut conn)
         .await
         .unwrap();
     assert_eq!(kept, vec![7, 8, 9, 10]);
     assert_eq!(
-        store
-            .prune_processed_events(Duration::from_secs(3600))
-            .await
-            .unwrap(),
+        store.prune_processed_events(hour, 100).await.unwrap(),
         0,
         "young keys stay, however many there are"
     );

@@ -1,18 +1,16 @@
 //! Exactly-once event processing through chaos: the simulator emits 20,000 events while the
 //! test drops every connection at random moments and SIGKILLs and restarts the daemon; at the
-//! end every logged event was applied exactly once and nothing was quarantined.
+//! end every logged event was applied exactly once and nothing was quarantined. Also: the
+//! dedupe set stays bounded by its window without breaking exactly-once.
 
 mod daemon_support;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Duration;
 
-use daemon_support::{Daemon, Sim, wait_for};
-use mesolive_supervisor::hubs::client::{EventHub, HubClient};
-use mesolive_supervisor::signalr::{ConnectOptions, Connection};
+use daemon_support::{Daemon, Sim, exactly_once_violations, wait_for};
 use mesolive_supervisor::sim::SimOptions;
-use sqlx::{Connection as _, Row};
+use sqlx::Connection as _;
 
 const CHUNKS: u64 = 40;
 const CHUNK: u64 = 500;
@@ -74,59 +72,11 @@ async fn every_event_is_applied_exactly_once_through_drops_and_kills() {
     )
     .await;
 
-    let history = sim_history(&sim, latest).await;
-    assert_eq!(
-        history.len() as i64,
-        latest,
-        "the simulator logged 1..={latest}"
-    );
-    let mut expected_per_target: BTreeMap<String, i64> = BTreeMap::new();
-    for (_, _, target) in &history {
-        *expected_per_target.entry(target.clone()).or_default() += 1;
-    }
-
-    let mut db =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", daemon.db.display()))
-            .await
-            .unwrap();
-    let keys: HashSet<String> = sqlx::query("SELECT event_key FROM processed_events")
-        .fetch_all(&mut db)
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get::<String, _>(0))
-        .collect();
-    let missing: Vec<i64> = history
-        .iter()
-        .filter(|(_, id, _)| !keys.contains(&id.to_ascii_lowercase()))
-        .map(|(seq, _, _)| *seq)
-        .collect();
+    let violations = exactly_once_violations(&sim, &daemon.db).await;
     assert!(
-        missing.is_empty(),
-        "events never applied (seed {seed}): {missing:?}"
+        violations.is_empty(),
+        "exactly-once violated (seed {seed}): {violations:#?}"
     );
-    let applied: BTreeMap<String, i64> = sqlx::query("SELECT target, applied FROM event_stats")
-        .fetch_all(&mut db)
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
-        .collect();
-    assert_eq!(
-        applied, expected_per_target,
-        "effects applied per callback equal the events logged per callback (seed {seed})"
-    );
-    let duplicated_seqs: i64 =
-        sqlx::query_scalar("SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events")
-            .fetch_one(&mut db)
-            .await
-            .unwrap();
-    assert_eq!(duplicated_seqs, 0);
-    let quarantined: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quarantined_events")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    assert_eq!(quarantined, 0, "no valid event was quarantined");
     let stats = sim.get("/stats").await;
     let dropped = stats["faults_injected"]["connection_drop"]
         .as_u64()
@@ -134,27 +84,85 @@ async fn every_event_is_applied_exactly_once_through_drops_and_kills() {
     assert!(dropped >= 10, "at least 10 drops injected: {stats}");
 }
 
-/// `(seq, EventId, callback)` of every logged event, read through the Event Hub like a client.
-async fn sim_history(sim: &Sim, latest: i64) -> Vec<(i64, String, String)> {
-    let url = format!("{}/hubs/event/v1", sim.running.hub_base_url());
-    let options = ConnectOptions::new(url.parse().unwrap()).with_access_token(sim.running.token());
-    let connection = Arc::new(Connection::connect(options).await.unwrap());
-    let hub = EventHub(HubClient::new(connection));
-    let mut events = Vec::new();
-    let mut after = 0;
-    while after < latest {
-        let page = hub.events_since(after, 1000, None).await.unwrap();
-        assert!(!page.events.is_empty(), "history ends before {latest}");
-        for event in page.events {
-            let payload = &event.payload;
-            let seq = payload["EventSeqId"].as_i64().unwrap();
-            let id = payload["EventId"].as_str().unwrap().to_owned();
-            let target = mesolive_supervisor::hubs::wire::callbacks::canonical_target(
-                event.event_type.as_deref().unwrap_or("?"),
-            );
-            after = seq;
-            events.push((seq, id, target));
-        }
-    }
-    events
+async fn processed_keys(daemon: &Daemon) -> i64 {
+    let mut db =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", daemon.db.display()))
+            .await
+            .unwrap();
+    let count = sqlx::query_scalar("SELECT COUNT(*) FROM processed_events")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let _ = db.close().await;
+    count
+}
+
+async fn applied_total(daemon: &Daemon) -> i64 {
+    let store = daemon.store().await;
+    let total = store
+        .applied_event_counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    let _ = store.close().await;
+    total
+}
+
+/// The dedupe set is bounded by `events.dedupe_window`: with a 2 s window the daemon forgets
+/// its keys within seconds, and afterwards still applies new events exactly once, through a
+/// reconnect (replay overlaps what it had) and a SIGKILL restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dedupe_set_is_pruned_by_age_and_the_daemon_keeps_working() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::spawn(
+        &sim,
+        dir.path(),
+        &[
+            ("MESOLIVE__EVENTS__FIRST_RUN", "all"),
+            ("MESOLIVE__EVENTS__DEDUPE_WINDOW", "2s"),
+        ],
+    );
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    sim.emit(500).await;
+    let latest = sim.latest_seq().await;
+    wait_for("cursor at latest", Duration::from_secs(30), || async {
+        daemon.cursor().await == Some(latest)
+    })
+    .await;
+    assert!(processed_keys(&daemon).await >= 500);
+    wait_for(
+        "every key older than the window pruned",
+        Duration::from_secs(20),
+        || async { processed_keys(&daemon).await == 0 },
+    )
+    .await;
+    let pruned = daemon.metric("mesolive_events_pruned_total").await.unwrap();
+    assert!(pruned >= latest as f64, "{pruned} pruned of {latest}");
+
+    sim.emit(300).await;
+    sim.drop_connections().await;
+    sim.emit(200).await;
+    daemon.kill();
+    daemon.start();
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    let latest = sim.latest_seq().await;
+    wait_for(
+        "cursor at latest after a reconnect and a restart",
+        Duration::from_secs(30),
+        || async { daemon.cursor().await == Some(latest) },
+    )
+    .await;
+    assert_eq!(
+        applied_total(&daemon).await,
+        latest,
+        "every event applied exactly once although its older keys were forgotten"
+    );
+    let violations = exactly_once_violations(&sim, &daemon.db).await;
+    assert!(
+        violations.iter().all(|v| v.contains("never applied")),
+        "only pruned keys may be missing: {violations:#?}"
+    );
 }

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub events_unsequenced: AtomicU64,
     /// Store transactions committed by the event pump.
     pub event_batches: AtomicU64,
+    /// Dedupe keys forgotten because they outlived `events.dedupe_window`.
+    pub events_pruned: AtomicU64,
     /// Gap catch-ups triggered by a live EventSeqId jump.
     pub gap_catchups: AtomicU64,
     /// Last committed EventSeqId.
@@ -190,6 +192,12 @@ impl Metrics {
             "mesolive_event_batches_total",
             "Event store transactions committed.",
             load(&self.event_batches),
+        );
+        counter(
+            &mut out,
+            "mesolive_events_pruned_total",
+            "Dedupe keys forgotten after the dedupe window.",
+            load(&self.events_pruned),
         );
         counter(
             &mut out,

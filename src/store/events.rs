@@ -175,17 +175,28 @@ impl Store {
         Ok(cursor)
     }
 
-    /// Forget dedupe keys processed more than `older_than` ago (the session window); returns how
-    /// many went. The window is by age, never by count, so a burst cannot push out young keys.
-    pub async fn prune_processed_events(&self, older_than: Duration) -> Result<u64, StoreError> {
+    /// Forget at most `limit` dedupe keys processed more than `older_than` ago (the session
+    /// window), oldest first, in one short transaction; returns how many went. The window is by
+    /// age, never by count, so a burst cannot push out young keys; the limit keeps each
+    /// transaction short so the event pump never waits long for the writer.
+    pub async fn prune_processed_events(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
         let cutoff = Timestamp::now().minus(older_than);
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        let pruned = sqlx::query("DELETE FROM processed_events WHERE processed_at < ?")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let pruned = sqlx::query(
+            "DELETE FROM processed_events WHERE event_key IN (
+                 SELECT event_key FROM processed_events WHERE processed_at < ?
+                 ORDER BY processed_at LIMIT ?)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(pruned)
     }

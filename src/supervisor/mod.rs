@@ -38,7 +38,7 @@ use crate::ops::metrics::{Hub, StateGauges};
 use crate::ops::notify::Notifier;
 use crate::ops::signals;
 use crate::store::{Store, StoreError, StoreOptions, Synchronous};
-use crate::tasks::{event_pump, position_monitor, reconciler, workflow};
+use crate::tasks::{dedupe, event_pump, position_monitor, reconciler, workflow};
 
 /// How often the store-derived gauges (intents, workflows by state) are refreshed.
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
@@ -154,6 +154,7 @@ pub async fn run_until_stopped(
     ops_tasks.spawn(http::serve(listener, ops, ops_stop.clone()));
     ops_tasks.spawn(refresh_gauges(ctx.clone()));
     ops_tasks.spawn(watchdog(ctx.clone(), notifier.clone()));
+    children.spawn(dedupe::run(ctx.clone()));
 
     let connector = Connector::new(&ctx.settings, Some(tls)).with_metrics(ctx.metrics.clone());
     let senders = Arc::new(senders);

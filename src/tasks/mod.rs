@@ -1,6 +1,7 @@
 //! The supervised children that do the work: the event pump, position monitors, workflows,
-//! intents and the reconciler. Each has one `run(ctx)` entry; restart policy is the supervisor's.
+//! intents, the reconciler and dedupe pruning. Each has one `run(ctx)` entry; restart policy is the supervisor's.
 
+pub mod dedupe;
 pub mod effects;
 pub mod event_pump;
 pub mod intent;

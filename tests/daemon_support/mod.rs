@@ -5,20 +5,25 @@
 
 pub mod front;
 
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mesolive_supervisor::hubs::client::{EventHub, HubClient};
+use mesolive_supervisor::signalr::{ConnectOptions, Connection};
 use mesolive_supervisor::sim::{RunningSim, SimOptions, Simulator};
 use mesolive_supervisor::store::{QuarantinedEvent, Store};
 use serde_json::{Value, json};
+use sqlx::{Connection as _, Row};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mesolive-supervisor");
 
-/// Polls `check` every 25 ms until it returns true; panics naming `what` after `timeout`.
-pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+/// Polls `check` every 25 ms until it returns true (then `true`), or `timeout` passes (`false`).
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -26,14 +31,25 @@ where
     let deadline = Instant::now() + timeout;
     loop {
         if check().await {
-            return;
+            return true;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Polls `check` every 25 ms until it returns true; panics naming `what` after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    assert!(
+        eventually(timeout, check).await,
+        "timed out after {timeout:?} waiting for {what}"
+    );
 }
 
 /// Polls `probe` every 25 ms until it yields a value; panics naming `what` after `timeout`.
@@ -72,6 +88,12 @@ impl Sim {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
+        let answer = self.try_post(path, body.clone()).await;
+        answer.unwrap_or_else(|refusal| panic!("POST {path} {body}: {refusal}"))
+    }
+
+    /// Like [`Sim::post`], but a refusal (e.g. a signal On for a closed position) is returned.
+    pub async fn try_post(&self, path: &str, body: Value) -> Result<Value, String> {
         let url = format!("{}{path}", self.running.admin_url());
         let response = self
             .http
@@ -82,8 +104,11 @@ impl Sim {
             .expect("admin reachable");
         let status = response.status();
         let value = response.json::<Value>().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "POST {path} {body}: {status} {value}");
-        value
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(format!("{status} {value}"))
+        }
     }
 
     pub async fn get(&self, path: &str) -> Value {
@@ -147,6 +172,44 @@ impl Sim {
         self.post("/connections/drop", json!({"hub": null})).await;
     }
 
+    /// Drops the connections of one hub (`"control"`, `"data"`, `"event"`), or all with `None`.
+    pub async fn drop_hub(&self, hub: Option<&str>) {
+        self.post("/connections/drop", json!({"hub": hub})).await;
+    }
+
+    /// Merges a fault patch (`src/sim/faults.rs`) into the active faults.
+    pub async fn faults(&self, patch: Value) {
+        self.post("/faults", patch).await;
+    }
+
+    /// `(seq, EventId, callback)` of every logged event up to `latest`, read through the Event
+    /// Hub like any client.
+    pub async fn history(&self, latest: i64) -> Vec<(i64, String, String)> {
+        let url = format!("{}/hubs/event/v1", self.running.hub_base_url());
+        let options = ConnectOptions::new(url.parse().expect("hub URL"))
+            .with_access_token(self.running.token());
+        let connection = Arc::new(Connection::connect(options).await.expect("event hub"));
+        let hub = EventHub(HubClient::new(connection.clone()));
+        let mut events = Vec::new();
+        let mut after = 0;
+        while after < latest {
+            let page = hub.events_since(after, 1000, None).await.expect("history");
+            assert!(!page.events.is_empty(), "history ends before {latest}");
+            for event in page.events {
+                let payload = &event.payload;
+                let seq = payload["EventSeqId"].as_i64().expect("EventSeqId");
+                let id = payload["EventId"].as_str().expect("EventId").to_owned();
+                let target = mesolive_supervisor::hubs::wire::callbacks::canonical_target(
+                    event.event_type.as_deref().unwrap_or("?"),
+                );
+                after = seq;
+                events.push((seq, id, target));
+            }
+        }
+        connection.close().await;
+        events
+    }
+
     pub async fn connections(&self, hub: &str) -> u64 {
         self.get("/stats").await["connections"][hub]
             .as_u64()
@@ -176,6 +239,17 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// What a process holds, as /proc reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    /// VmRSS in KiB.
+    pub rss_kib: u64,
+    /// Threads.
+    pub threads: u64,
+    /// Open file descriptors.
+    pub fds: u64,
 }
 
 /// `mesolive-supervisor run` as a child process with a temp database and short timings.
@@ -272,6 +346,32 @@ impl Daemon {
 
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    /// The exit status if the process ended on its own (it is then no longer tracked).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().expect("wait")?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Resident memory, threads and open file descriptors of the running process, from /proc.
+    pub fn resources(&self) -> Option<Resources> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|value| value.parse().ok())
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+        Some(Resources {
+            rss_kib: field("VmRSS:")?,
+            threads: field("Threads:")?,
+            fds,
+        })
     }
 
     /// SIGKILL: no cleanup at all.
@@ -446,4 +546,85 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
             let (name, value) = line.rsplit_once(' ')?;
             (name == series).then(|| value.parse().ok())?
         })
+}
+
+/// The exactly-once invariants between the simulator's event log and a daemon's database,
+/// checked after quiescence: every logged EventId is in the dedupe set, effects applied per
+/// callback equal the events logged per callback, no EventSeqId was processed twice, the
+/// cursor is the simulator's latest EventSeqId, and nothing valid was quarantined. Returns the
+/// violations (empty when every invariant holds).
+pub async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
+    let latest = sim.latest_seq().await;
+    let history = sim.history(latest).await;
+    let mut violations = Vec::new();
+    if history.len() as i64 != latest {
+        violations.push(format!(
+            "the simulator logged {} events, latest is {latest}",
+            history.len()
+        ));
+    }
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, _, target) in &history {
+        *expected.entry(target.clone()).or_default() += 1;
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .expect("database readable");
+    let keys: HashSet<String> = sqlx::query("SELECT event_key FROM processed_events")
+        .fetch_all(&mut conn)
+        .await
+        .expect("processed_events")
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect();
+    let missing: Vec<i64> = history
+        .iter()
+        .filter(|(_, id, _)| !keys.contains(&id.to_ascii_lowercase()))
+        .map(|(seq, _, _)| *seq)
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<_> = missing.iter().take(20).collect();
+        violations.push(format!(
+            "{} events never applied, e.g. EventSeqIds {shown:?}",
+            missing.len()
+        ));
+    }
+    let applied: BTreeMap<String, i64> = sqlx::query("SELECT target, applied FROM event_stats")
+        .fetch_all(&mut conn)
+        .await
+        .expect("event_stats")
+        .iter()
+        .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
+        .collect();
+    if applied != expected {
+        violations.push(format!(
+            "effects applied per callback {applied:?} != events logged per callback {expected:?}"
+        ));
+    }
+    let twice: i64 =
+        sqlx::query_scalar("SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events")
+            .fetch_one(&mut conn)
+            .await
+            .expect("processed_events");
+    if twice != 0 {
+        violations.push(format!("{twice} EventSeqIds processed twice"));
+    }
+    let cursor: Option<i64> = sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
+        .fetch_optional(&mut conn)
+        .await
+        .expect("cursor")
+        .flatten();
+    if cursor != Some(latest) {
+        violations.push(format!("cursor {cursor:?} != latest EventSeqId {latest}"));
+    }
+    let quarantined: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events")
+            .fetch_all(&mut conn)
+            .await
+            .expect("quarantined_events");
+    if !quarantined.is_empty() {
+        violations.push(format!("valid events quarantined: {quarantined:?}"));
+    }
+    let _ = conn.close().await;
+    violations
 }

@@ -2,14 +2,17 @@
 //!
 //! One `select!` loop reads WS messages, takes commands from the handles, and runs the two
 //! timers (keep-alive, server timeout). Writing happens in a future owned by the same task, fed
-//! through an unbounded queue, so a slow write never stops the reader, and the reader never
-//! waits on a consumer (callbacks are unbounded up to a cap, streams drop the oldest item).
+//! through a queue that never makes the reader wait, so a slow write never stops the reader,
+//! and the reader never waits on a consumer (callbacks are unbounded up to a cap, streams drop
+//! the oldest item). The write queue is capped too: a server that stops reading while it keeps
+//! sending (each client-result invocation needs an answer) ends the connection at
+//! [`MAX_UNSENT_RECORDS`] instead of growing it without bound.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -32,6 +35,11 @@ pub(super) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a graceful close may take (the WS `CloseTimeout` of ASP.NET Core).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Records queued for the writer and not yet written at which the connection is ended: the
+/// server stopped reading. Far above what a working connection queues (a few calls in flight,
+/// one record per stream at a reconnect), and a few MB at most.
+const MAX_UNSENT_RECORDS: usize = 10_000;
 
 /// The answer JS gives to a client-result invocation it has no handler for.
 const NO_CLIENT_RESULT: &str = "Client didn't provide a result.";
@@ -77,6 +85,8 @@ impl Ending {
 pub(super) struct ConnectionTask {
     reader: SplitStream<WsStream>,
     outbound: mpsc::UnboundedSender<String>,
+    /// Records queued for the writer and not yet written (see [`MAX_UNSENT_RECORDS`]).
+    unsent: Arc<AtomicUsize>,
     decoder: FrameDecoder,
     commands: mpsc::UnboundedReceiver<Command>,
     invocations: HashMap<String, oneshot::Sender<Result<Outcome, SignalrError>>>,
@@ -106,10 +116,12 @@ pub(super) struct TaskParts {
 pub(super) async fn run(parts: TaskParts) {
     let (sink, reader) = parts.socket.split();
     let (outbound, queued) = mpsc::unbounded_channel();
+    let unsent = Arc::new(AtomicUsize::new(0));
     let now = Instant::now();
     let mut task = ConnectionTask {
         reader,
         outbound,
+        unsent: unsent.clone(),
         decoder: parts.decoder,
         commands: parts.commands,
         invocations: HashMap::new(),
@@ -122,19 +134,23 @@ pub(super) async fn run(parts: TaskParts) {
         last_sent: now,
         last_received: now,
     };
-    let mut writer = pin!(write_queued(sink, queued));
+    let mut writer = pin!(write_queued(sink, queued, unsent));
     let ending = task.serve(writer.as_mut()).await;
     task.shut_down(ending, writer).await;
 }
 
 /// Sends queued records, coalesced, until the queue closes; then closes the WS with 1000.
+/// `unsent` goes down once records are written.
 async fn write_queued(
     mut sink: SplitSink<WsStream, WsMessage>,
     mut queued: mpsc::UnboundedReceiver<String>,
+    unsent: Arc<AtomicUsize>,
 ) -> Result<(), tungstenite::Error> {
     let mut batch = Vec::new();
     while queued.recv_many(&mut batch, MAX_BATCH_RECORDS).await > 0 {
+        let taken = batch.len();
         transport::send_records(&mut sink, &mut batch).await?;
+        unsent.fetch_sub(taken, Ordering::Relaxed);
     }
     transport::send_normal_close(&mut sink).await?;
     sink.close().await
@@ -169,6 +185,11 @@ impl ConnectionTask {
             };
             if let Err(ending) = step {
                 return ending;
+            }
+            if self.unsent.load(Ordering::Relaxed) > MAX_UNSENT_RECORDS {
+                return Ending::abrupt(SignalrError::Transport(format!(
+                    "the server stopped reading: more than {MAX_UNSENT_RECORDS} records unsent"
+                )));
             }
         }
     }
@@ -406,7 +427,11 @@ impl ConnectionTask {
     /// Queues a record for the writer. If the writer is gone, the loop learns it from the
     /// writer future itself, so the record can be dropped here.
     fn send_record(&mut self, record: String) {
-        let _ = self.outbound.send(record);
+        // Counted before sending so the writer's decrement can never come first.
+        self.unsent.fetch_add(1, Ordering::Relaxed);
+        if self.outbound.send(record).is_err() {
+            self.unsent.fetch_sub(1, Ordering::Relaxed);
+        }
         self.last_sent = Instant::now();
     }
 

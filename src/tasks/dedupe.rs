@@ -1,0 +1,71 @@
+//! Dedupe-set pruning: processed EventIds older than `events.dedupe_window` are forgotten, so
+//! the set is bounded by the window, not by uptime.
+//!
+//! Forgetting is safe: an event with an EventSeqId at or below the cursor is skipped by the
+//! cursor before its key is looked up, so only events without one (on-connect pushes of the
+//! active signals and errors) rely on the set, and those carry current state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+
+use crate::ops::metrics::Metrics;
+use crate::supervisor::context::Ctx;
+
+/// Longest pause between two prunes.
+const MAX_PERIOD: Duration = Duration::from_secs(300);
+/// Shortest pause between two prunes (a tiny window must not make the task spin).
+const MIN_PERIOD: Duration = Duration::from_secs(1);
+/// Keys deleted per transaction; the pump's writes interleave between chunks.
+const CHUNK: u32 = 10_000;
+
+/// How often the set is pruned: a quarter of the window, so a key outlives it by at most a
+/// quarter, between 1 s and 5 minutes.
+pub fn period(window: Duration) -> Duration {
+    (window / 4).clamp(MIN_PERIOD, MAX_PERIOD)
+}
+
+/// Prunes once per [`period`] until the daemon stops taking in work. A failed prune is logged,
+/// counted (`mesolive_errors_total{kind="dedupe_prune"}`) and retried at the next period.
+pub async fn run(ctx: Arc<Ctx>) {
+    let window = ctx.settings.events.dedupe_window;
+    let mut tick = tokio::time::interval(period(window));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = ctx.shutdown.intake.cancelled() => return,
+        }
+        loop {
+            match ctx.store.prune_processed_events(window, CHUNK).await {
+                Ok(pruned) => {
+                    Metrics::add(&ctx.metrics.events_pruned, pruned);
+                    if pruned > 0 {
+                        tracing::debug!(pruned, "dedupe keys older than the window forgotten");
+                    }
+                    if pruned < u64::from(CHUNK) || ctx.shutdown.intake.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    ctx.metrics.error("dedupe_prune");
+                    tracing::warn!(error = %err, "dedupe prune failed; retrying at the next period");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_period_is_a_quarter_of_the_window_within_bounds() {
+        assert_eq!(period(Duration::from_secs(8)), Duration::from_secs(2));
+        assert_eq!(period(Duration::from_millis(100)), MIN_PERIOD);
+        assert_eq!(period(Duration::from_secs(7 * 86_400)), MAX_PERIOD);
+    }
+}
