@@ -59,11 +59,8 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
     let mut link = ctx.links.event.clone();
     let mut last_generation = None;
     loop {
-        let after = last_generation;
-        let Some(linked) = beating(&ctx, next_link(&mut link, after, &ctx.shutdown.children))
-            .await
-            .flatten()
-        else {
+        let next = next_link(&mut link, last_generation, &ctx.shutdown.children);
+        let Some(linked) = beating(&ctx, next).await.flatten() else {
             return Ok(());
         };
         last_generation = Some(linked.generation);
