@@ -125,6 +125,7 @@ impl Store {
             })?;
         }
         let instance_lock = lock_instance(&path)?;
+        check_writable(&path)?;
 
         let connect = SqliteConnectOptions::new()
             .filename(&path)
@@ -275,6 +276,23 @@ fn lock_instance(path: &Path) -> Result<File, StoreError> {
             source,
         }),
     }
+}
+
+/// Refuse a database file this process cannot write (an immutable file, a read-only mount):
+/// SQLite would quietly open it read-only, and every later commit would fail instead.
+fn check_writable(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map(drop)
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source: sqlx::Error::Io(source),
+        })
 }
 
 async fn read_instance_id(conn: &mut SqliteConnection) -> Result<String, StoreError> {
