@@ -262,6 +262,34 @@ async fn malformed_records_are_skipped_and_a_close_or_an_oversized_message_recyc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_pages_above_the_message_limit_are_asked_for_in_smaller_pages() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let blob = "x".repeat(10_000);
+    for _ in 0..40 {
+        sim.inject("OnBlob", json!({"Blob": blob}), json!({})).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 100 events of 10 kB per page would be 1 MB against a 64 KiB limit.
+    let daemon = Daemon::spawn(
+        &sim,
+        dir.path(),
+        &[
+            SMALL_LIMIT,
+            ("MESOLIVE__EVENTS__FIRST_RUN", "all"),
+            ("MESOLIVE__EVENTS__REPLAY_PAGE_SIZE", "100"),
+        ],
+    );
+    daemon.wait_ready(READY).await;
+    caught_up(&daemon, &sim).await;
+    assert!(daemon.errors("replay_page_too_large").await >= 1.0);
+    assert!(daemon.errors("event_lost_message_too_large").await >= 1.0);
+    daemon
+        .wait_log(&["a replay page exceeded hubs.max_message_bytes"], SOON)
+        .await;
+    assert!(daemon.quarantined().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_behind_the_cursor_stops_the_daemon_with_76_and_leaves_the_database_alone() {
     let first = Sim::start(SimOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
