@@ -11,6 +11,7 @@ mod daemon_support;
 mod fs_support;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use daemon_support::{Daemon, Sim, free_port, wait_for};
@@ -204,6 +205,47 @@ async fn a_read_only_filesystem_at_startup_exits_74_and_leaves_the_file_untouche
     daemon.wait_ready(READY).await;
     caught_up(&daemon, &sim, SOON).await;
     stop_and_reopen(&mut daemon).await;
+}
+
+/// `chattr +i|-i` on `path`; false where the filesystem or the user does not allow it.
+fn immutable(path: &Path, on: bool) -> bool {
+    let flag = if on { "+i" } else { "-i" };
+    Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_database_file_exits_74_and_is_left_untouched() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::spawn(&sim, dir.path(), &[]);
+    daemon.wait_ready(READY).await;
+    stop_and_reopen(&mut daemon).await;
+    // An immutable file: not writable even by root (a mode change would not stop root).
+    if !immutable(&daemon.db, true) {
+        eprintln!("SKIPPED: chattr +i is not available here");
+        return;
+    }
+    let before = std::fs::read(&daemon.db).unwrap();
+    daemon.start();
+    let status = daemon.wait_exit(SOON).await;
+    let log = daemon.log_text();
+    assert!(immutable(&daemon.db, false), "chattr -i");
+    assert_eq!(status.code(), Some(74), "log: {log}");
+    assert!(
+        log.contains("cannot open the state database")
+            && log.contains("Operation not permitted")
+            && log.contains("expected a readable and writable SQLite file"),
+        "a clear line: {log}"
+    );
+    assert_eq!(
+        std::fs::read(&daemon.db).unwrap(),
+        before,
+        "not a byte changed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

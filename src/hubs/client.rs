@@ -91,6 +91,16 @@ impl HubError {
         }
     }
 
+    /// The connection-level error behind the failure, when there was one.
+    pub fn transport(&self) -> Option<&SignalrError> {
+        match self {
+            HubError::Unauthorized(source)
+            | HubError::OutcomeUnknown { source, .. }
+            | HubError::NotSent { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// Whether the call's effect may have happened without us seeing the answer.
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, HubError::OutcomeUnknown { .. })

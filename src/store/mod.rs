@@ -102,9 +102,7 @@ impl Default for StoreOptions {
 pub struct Store {
     path: PathBuf,
     /// The one connection that writes; `None` for a store opened read-only.
-    writer: Option<Mutex<SqliteConnection>>,
-    /// How the writer was opened, to open it again if a failed commit wedged it.
-    writer_options: SqliteConnectOptions,
+    writer: Option<Writer>,
     readers: SqlitePool,
     /// This database's identity (`store_meta`), part of every idempotency key derived from it.
     instance_id: String,
@@ -127,6 +125,7 @@ impl Store {
             })?;
         }
         let instance_lock = lock_instance(&path)?;
+        check_writable(&path)?;
 
         let connect = SqliteConnectOptions::new()
             .filename(&path)
@@ -147,8 +146,10 @@ impl Store {
         let readers = read_pool(connect, options.read_pool_size);
         Ok(Store {
             path,
-            writer: Some(Mutex::new(writer)),
-            writer_options,
+            writer: Some(Writer {
+                connection: Mutex::new(writer),
+                options: writer_options,
+            }),
             readers,
             instance_id,
             _instance_lock: Some(instance_lock),
@@ -163,7 +164,7 @@ impl Store {
             return Err(StoreError::Missing { path });
         }
         let connect = SqliteConnectOptions::new().filename(&path);
-        let readers = read_pool(connect.clone(), 1);
+        let readers = read_pool(connect, 1);
         // Read the schema version now: a bad file is reported here, not at the first query, and
         // a newer binary's schema is not misread.
         let mut reader = readers
@@ -183,7 +184,6 @@ impl Store {
         Ok(Store {
             path,
             writer: None,
-            writer_options: connect,
             readers,
             instance_id,
             _instance_lock: None,
@@ -205,7 +205,7 @@ impl Store {
     /// Dropping the store also releases everything; this only waits for it.
     pub async fn close(mut self) -> Result<(), StoreError> {
         if let Some(writer) = self.writer.take() {
-            writer.into_inner().close().await?;
+            writer.connection.into_inner().close().await?;
         }
         self.readers.close().await;
         Ok(())
@@ -224,17 +224,24 @@ impl Store {
                 path: self.path.clone(),
             });
         };
-        let mut writer = writer.lock().await;
-        if writer.is_in_transaction() {
+        let mut connection = writer.connection.lock().await;
+        if connection.is_in_transaction() {
             // The rollback queued by a dropped transaction runs before this statement.
-            sqlx::query("SELECT 1").execute(&mut *writer).await?;
-            if writer.is_in_transaction() {
+            sqlx::query("SELECT 1").execute(&mut *connection).await?;
+            if connection.is_in_transaction() {
                 tracing::warn!(path = %self.path.display(), "the writer connection was left inside a failed transaction; opening a fresh one");
-                *writer = SqliteConnection::connect_with(&self.writer_options).await?;
+                *connection = SqliteConnection::connect_with(&writer.options).await?;
             }
         }
-        Ok(writer)
+        Ok(connection)
     }
+}
+
+/// The writer connection and how it was opened (to open it again if a failed commit wedged it).
+#[derive(Debug)]
+struct Writer {
+    connection: Mutex<SqliteConnection>,
+    options: SqliteConnectOptions,
 }
 
 /// Start a write transaction that takes the write lock up front, so it never fails half-way
@@ -269,6 +276,23 @@ fn lock_instance(path: &Path) -> Result<File, StoreError> {
             source,
         }),
     }
+}
+
+/// Refuse a database file this process cannot write (an immutable file, a read-only mount):
+/// SQLite would quietly open it read-only, and every later commit would fail instead.
+fn check_writable(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map(drop)
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source: sqlx::Error::Io(source),
+        })
 }
 
 async fn read_instance_id(conn: &mut SqliteConnection) -> Result<String, StoreError> {

@@ -22,6 +22,11 @@
 //!   instead of skipping every event up to the old cursor;
 //! * a replay page with events at or below the cursor is logged and counted.
 //!
+//! A replay page larger than `hubs.max_message_bytes` costs the connection; the next ones ask
+//! for a quarter as many events per page (down to one) until the pump is live again, so large
+//! events slow the replay down instead of stopping it. A single event above the limit is
+//! reported at every attempt.
+//!
 //! A failed commit (busy lock, full disk, I/O error) keeps the connection: the session waits
 //! with backoff and restarts from the durable cursor, so the failed batch is replayed and the
 //! callbacks queued meanwhile are not lost. A damaged database file stops the daemon (74).
@@ -41,7 +46,7 @@ use crate::hubs::client::{EventHub, HubError};
 use crate::hubs::events::HubEvent;
 use crate::hubs::wire::history::HistoricEvent;
 use crate::ops::metrics::Metrics;
-use crate::signalr::{Callback, CallbackReceiver};
+use crate::signalr::{Callback, CallbackReceiver, SignalrError};
 use crate::store::{EventRecord, RecordOutcome, StoreError};
 use crate::supervisor::child::{ChildError, Fatal};
 use crate::supervisor::context::{Ctx, Linked, next_link};
@@ -58,19 +63,18 @@ const MAX_REPLAY_PAGES: usize = 100_000;
 pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
     let mut link = ctx.links.event.clone();
     let mut last_generation = None;
+    let mut page_size = ctx.settings.events.replay_page_size;
     loop {
-        let after = last_generation;
-        let Some(linked) = beating(&ctx, next_link(&mut link, after, &ctx.shutdown.children))
-            .await
-            .flatten()
-        else {
+        let next = next_link(&mut link, last_generation, &ctx.shutdown.children);
+        let Some(linked) = beating(&ctx, next).await.flatten() else {
             return Ok(());
         };
         last_generation = Some(linked.generation);
-        let mut session = Session::new(ctx.clone(), linked)?;
+        let mut session = Session::new(ctx.clone(), linked, page_size)?;
         if !session.run_until_disconnected().await? {
             return Ok(());
         }
+        page_size = session.page_size;
     }
 }
 
@@ -104,6 +108,8 @@ enum PumpError {
     Store(#[from] StoreError),
     #[error("the cursor {cursor} is ahead of the server's latest EventSeqId {latest}")]
     CursorAhead { cursor: i64, latest: i64 },
+    #[error("a replay page of {0} events exceeded hubs.max_message_bytes")]
+    PageTooLarge(u32),
 }
 
 /// One Event Hub connection's worth of pumping.
@@ -112,6 +118,8 @@ struct Session {
     hub: EventHub,
     callbacks: CallbackReceiver,
     cursor: i64,
+    /// Events asked for per replay page; cut when a page exceeded the message size limit.
+    page_size: u32,
     /// Live events whose EventSeqId went backwards, by key, until their batch is committed.
     out_of_sequence: HashMap<String, i64>,
     /// Unknown callback targets already reported in this session (later ones are only counted).
@@ -119,7 +127,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(ctx: Arc<Ctx>, linked: Linked<EventHub>) -> Result<Session, ChildError> {
+    fn new(ctx: Arc<Ctx>, linked: Linked<EventHub>, page_size: u32) -> Result<Session, ChildError> {
         let callbacks = linked
             .client
             .0
@@ -133,6 +141,7 @@ impl Session {
             hub: linked.client,
             callbacks,
             cursor: 0,
+            page_size,
             out_of_sequence: HashMap::new(),
             unrecognized_targets: HashSet::new(),
         })
@@ -154,6 +163,23 @@ impl Session {
                 Err(PumpError::Stopped) => return Ok(false),
                 Err(PumpError::Hub(err)) => {
                     tracing::warn!(error = %err, "event hub session ended; waiting for the next connection");
+                    return Ok(true);
+                }
+                Err(PumpError::PageTooLarge(size)) => {
+                    self.page_size = (size / 4).max(1);
+                    self.ctx.metrics.error("replay_page_too_large");
+                    if size == 1 {
+                        tracing::error!(
+                            cursor = self.cursor,
+                            "the next event alone exceeds hubs.max_message_bytes: raise it, or the replay cannot get past it"
+                        );
+                    } else {
+                        tracing::warn!(
+                            cursor = self.cursor,
+                            page_size = self.page_size,
+                            "a replay page exceeded hubs.max_message_bytes; asking for fewer events per page"
+                        );
+                    }
                     return Ok(true);
                 }
                 Err(PumpError::CursorAhead { cursor, latest }) => {
@@ -191,6 +217,7 @@ impl Session {
             self.ctx.metrics.error("subscribe_failed");
         }
         self.catch_up(None).await?;
+        self.page_size = self.ctx.settings.events.replay_page_size;
         self.ctx.health.set_caught_up(true);
         self.ctx.wake.reconcile.notify_one();
         tracing::info!(cursor = self.cursor, "event pump live");
@@ -217,14 +244,18 @@ impl Session {
     /// until the cursor reaches it). Pages are requested by the advancing cursor; the server's
     /// continuation token is only followed when a page did not move the cursor.
     async fn catch_up(&mut self, until: Option<i64>) -> Result<(), PumpError> {
-        let page_size = self.ctx.settings.events.replay_page_size;
+        let page_size = self.page_size;
         let mut continuation: Option<String> = None;
         for _ in 0..MAX_REPLAY_PAGES {
             self.stop_requested()?;
             let page = self
                 .hub
                 .events_since(self.cursor, page_size, continuation.as_deref())
-                .await?;
+                .await
+                .map_err(|err| match err.transport().map(SignalrError::kind) {
+                    Some("message_too_large") => PumpError::PageTooLarge(page_size),
+                    _ => PumpError::from(err),
+                })?;
             if page.events.is_empty() {
                 return Ok(());
             }
