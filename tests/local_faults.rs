@@ -4,8 +4,8 @@
 //! Each ends with a clear line and its documented exit status, or is ridden out with a log line
 //! and a metric; the database is never damaged and nothing committed is lost.
 //!
-//! The full and read-only filesystem cases need a tmpfs (root and mount(8)); without them they
-//! print SKIPPED and return.
+//! The full and read-only filesystem cases need a tmpfs (root and mount(8)), the immutable
+//! file case chattr(1): without them they fail saying so (a test never passes by skipping).
 
 mod daemon_support;
 mod fs_support;
@@ -147,7 +147,7 @@ async fn a_write_lock_held_by_another_process_is_ridden_out_and_refused_at_start
 async fn a_full_filesystem_is_ridden_out_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let Some(fs) = Tmpfs::mount(&dir.path().join("fs"), "16m") else {
-        return;
+        panic!("this test needs a tmpfs it can fill: run it as root with mount(8)");
     };
     let sim = Sim::start(SimOptions::default()).await;
     let db = fs.path.join("state.db").display().to_string();
@@ -180,7 +180,7 @@ async fn a_full_filesystem_is_ridden_out_and_nothing_is_lost() {
 async fn a_read_only_filesystem_at_startup_exits_74_and_leaves_the_file_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let Some(fs) = Tmpfs::mount(&dir.path().join("fs"), "16m") else {
-        return;
+        panic!("this test needs a tmpfs it can fill: run it as root with mount(8)");
     };
     let sim = Sim::start(SimOptions::default()).await;
     let db = fs.path.join("state.db").display().to_string();
@@ -225,10 +225,10 @@ async fn an_unwritable_database_file_exits_74_and_is_left_untouched() {
     daemon.wait_ready(READY).await;
     stop_and_reopen(&mut daemon).await;
     // An immutable file: not writable even by root (a mode change would not stop root).
-    if !immutable(&daemon.db, true) {
-        eprintln!("SKIPPED: chattr +i is not available here");
-        return;
-    }
+    assert!(
+        immutable(&daemon.db, true),
+        "this test needs chattr(1) +i: run it as root on a filesystem with attributes"
+    );
     let before = std::fs::read(&daemon.db).unwrap();
     daemon.start();
     let status = daemon.wait_exit(SOON).await;

@@ -32,7 +32,7 @@ impl Tmpfs {
             }),
             other => {
                 eprintln!(
-                    "SKIPPED: cannot mount a tmpfs at {} ({other:?}); needs root and mount(8)",
+                    "cannot mount a tmpfs at {} ({other:?}); needs root and mount(8)",
                     path.display()
                 );
                 None
