@@ -29,6 +29,8 @@ pub struct Sample {
     pub threads: u64,
     pub fds: u64,
     pub dedupe_keys: i64,
+    /// The database file and its WAL, in KiB.
+    pub db_kib: u64,
     pub monitors: f64,
     pub reconnects: f64,
     pub applied: f64,
@@ -75,6 +77,11 @@ async fn sample(daemon: &Daemon, at: Duration) -> Option<Sample> {
     let resources = daemon.resources()?;
     let metrics = daemon.metrics().await;
     let value = |series: &str| metric_value(&metrics, series).unwrap_or(0.0);
+    let file_kib = |suffix: &str| {
+        let mut path = daemon.db.clone().into_os_string();
+        path.push(suffix);
+        std::fs::metadata(path).map_or(0, |m| m.len() / 1024)
+    };
     let reconnects = ["control", "data", "event"]
         .iter()
         .map(|hub| value(&format!("mesolive_hub_reconnects_total{{hub=\"{hub}\"}}")))
@@ -85,6 +92,7 @@ async fn sample(daemon: &Daemon, at: Duration) -> Option<Sample> {
         threads: resources.threads,
         fds: resources.fds,
         dedupe_keys: dedupe_keys(daemon).await,
+        db_kib: file_kib("") + file_kib("-wal"),
         monitors: value("mesolive_monitors_running"),
         reconnects,
         applied: value("mesolive_events_applied_total"),
@@ -257,10 +265,6 @@ impl SoakReport {
             self.drops,
             self.signals
         );
-        let _ = writeln!(
-            out,
-            "| figure | first (at) | after warm-up (at) | last (at) | max |\n|---|---|---|---|---|"
-        );
         let (Some(first), Some(warm), Some(last)) = (
             self.samples.first(),
             self.samples.get(self.warm),
@@ -268,18 +272,40 @@ impl SoakReport {
         ) else {
             return out;
         };
-        let rows: [(&str, Figure); 8] = [
+        let rows: [(&str, Figure); 9] = [
             ("RSS (MiB)", |s| s.rss_kib as f64 / 1024.0),
             ("threads", |s| s.threads as f64),
             ("open fds", |s| s.fds as f64),
             ("dedupe keys (processed_events rows)", |s| {
                 s.dedupe_keys as f64
             }),
+            ("database + WAL (MiB)", |s| s.db_kib as f64 / 1024.0),
             ("mesolive_monitors_running", |s| s.monitors),
             ("hub reconnects (total)", |s| s.reconnects),
             ("mesolive_events_applied_total", |s| s.applied),
             ("mesolive_events_pruned_total", |s| s.pruned),
         ];
+        let tenths: Vec<&Sample> = (0..=10)
+            .filter_map(|i| self.samples.get(i * (self.samples.len() - 1) / 10))
+            .collect();
+        let series = |figure: Figure| {
+            tenths
+                .iter()
+                .map(|s| format!("{:.1}", figure(s)))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        };
+        let _ = writeln!(
+            out,
+            "RSS (MiB) at every tenth of the soak: {}; database + WAL (MiB): {}; open positions monitored: {}.\n",
+            series(|s| s.rss_kib as f64 / 1024.0),
+            series(|s| s.db_kib as f64 / 1024.0),
+            series(|s| s.monitors)
+        );
+        let _ = writeln!(
+            out,
+            "| figure | first (at) | after warm-up (at) | last (at) | max |\n|---|---|---|---|---|"
+        );
         for (name, figure) in rows {
             let max = self.samples.iter().map(figure).fold(f64::MIN, f64::max);
             let _ = writeln!(

@@ -14,8 +14,12 @@ use crate::schedule::{Action, Schedule};
 
 /// How long the daemon may take to be ready and caught up once the faults are cleared.
 const CATCH_UP: Duration = Duration::from_secs(90);
-/// How long, after catching up, a workflow may still be active before it counts as stuck.
+/// How long, after catching up, it may take to become quiet; a workflow still active then is
+/// stuck.
 const SETTLE: Duration = Duration::from_secs(60);
+/// How long everything must stay still to count as quiet: well over the workflow runner's 1 s
+/// tick, so a signal applied just before has visibly turned into a workflow (or not).
+const QUIET: Duration = Duration::from_secs(3);
 /// How long a SIGTERM may take to stop the daemon (its shutdown grace is 5 s in tests).
 const STOP_BUDGET: Duration = Duration::from_secs(30);
 
@@ -208,8 +212,18 @@ impl Runner {
     }
 }
 
-/// Clears every fault, then waits for the daemon to be ready and caught up, and for every
-/// workflow and intent to settle; what does not within the bounds is a violation.
+/// Whether the daemon has no active workflow and no intent in flight.
+async fn idle(daemon: &Daemon) -> bool {
+    let store = daemon.store().await;
+    let active = store.active_workflows().await.unwrap_or_default();
+    let intents = store.intents_in_flight().await.unwrap_or_default();
+    let _ = store.close().await;
+    active.is_empty() && intents.is_empty()
+}
+
+/// Clears every fault, then waits for the daemon to be ready and caught up, and then for
+/// quiet: no new event, the cursor at the latest, no active workflow and no intent in flight,
+/// all holding for [`QUIET`]. What does not happen within the bounds is a violation.
 pub async fn settle(sim: &Sim, daemon: &Daemon, violations: &mut Vec<String>) {
     sim.delete("/faults").await;
     let caught_up = eventually(CATCH_UP, || async {
@@ -224,34 +238,47 @@ pub async fn settle(sim: &Sim, daemon: &Daemon, violations: &mut Vec<String>) {
             sim.latest_seq().await
         ));
     }
-    let settled = eventually(SETTLE, || async {
-        let store = daemon.store().await;
-        let active = store.active_workflows().await.unwrap_or_default();
-        let intents = store.intents_in_flight().await.unwrap_or_default();
-        let _ = store.close().await;
-        active.is_empty() && intents.is_empty()
-    })
-    .await;
-    if !settled {
-        let store = daemon.store().await;
-        for workflow in store.active_workflows().await.unwrap_or_default() {
-            violations.push(format!(
-                "workflow {} ({}) stuck in {} since {}: {:?}",
-                workflow.id,
-                workflow.kind.as_str(),
-                workflow.state.as_str(),
-                workflow.updated_at,
-                workflow.reason
-            ));
+    let deadline = Instant::now() + SETTLE;
+    let mut still_since: Option<(Instant, i64)> = None;
+    let quiet = loop {
+        let latest = sim.latest_seq().await;
+        let still = daemon.cursor().await == Some(latest) && idle(daemon).await;
+        match still_since {
+            Some((since, seen)) if still && seen == latest => {
+                if since.elapsed() >= QUIET {
+                    break true;
+                }
+            }
+            _ => still_since = still.then(|| (Instant::now(), latest)),
         }
-        for intent in store.intents_in_flight().await.unwrap_or_default() {
-            violations.push(format!("intent still in flight: {intent:?}"));
+        if Instant::now() >= deadline {
+            break false;
         }
-        let _ = store.close().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if quiet {
+        return;
     }
-    // Whatever settled last may have logged events (fills, closes): catch up once more.
-    let latest = sim.latest_seq().await;
-    let _ = eventually(CATCH_UP, || async { daemon.cursor().await == Some(latest) }).await;
+    violations.push(format!(
+        "no quiet {SETTLE:?} after catching up: cursor {:?}, latest {}",
+        daemon.cursor().await,
+        sim.latest_seq().await
+    ));
+    let store = daemon.store().await;
+    for workflow in store.active_workflows().await.unwrap_or_default() {
+        violations.push(format!(
+            "workflow {} ({}) stuck in {} since {}: {:?}",
+            workflow.id,
+            workflow.kind.as_str(),
+            workflow.state.as_str(),
+            workflow.updated_at,
+            workflow.reason
+        ));
+    }
+    for intent in store.intents_in_flight().await.unwrap_or_default() {
+        violations.push(format!("intent still in flight: {intent:?}"));
+    }
+    let _ = store.close().await;
 }
 
 /// SIGTERM: the daemon must stop cleanly, and its log must show no panic.
