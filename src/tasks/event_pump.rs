@@ -126,6 +126,8 @@ impl Session {
     async fn run(&mut self) -> Result<(), PumpError> {
         self.ctx.health.pump_beat();
         self.cursor = self.start_cursor().await?;
+        // Until the first commit the gauge would read 0 (and the lag gauge the whole history).
+        Metrics::set(&self.ctx.metrics.cursor, self.cursor);
         self.catch_up(None).await?;
         let subscribed = self.hub.subscribe(None).await?;
         if !subscribed.failed_strategies.is_empty() {

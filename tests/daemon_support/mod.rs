@@ -338,10 +338,5 @@ impl Drop for Daemon {
 
 /// Reads one series from Prometheus text.
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok())?
-        })
+    mesolive_supervisor::ops::metrics::series_value(text, series)
 }
