@@ -14,32 +14,40 @@
 //! Outbound payloads are serialized plainly (PascalCase, enum names as strings).
 
 use serde::Deserializer;
+use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Decodes a payload into `T` with case-insensitive struct fields.
 pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
+    decode_ref(&value)
+}
+
+/// [`decode`] from a borrowed payload: nothing is cloned but the strings `T` keeps, so a caller
+/// that still needs the payload (the event pump keeps it for effects and quarantine) does not
+/// copy it first.
+pub fn decode_ref<T: DeserializeOwned>(value: &Value) -> Result<T, serde_json::Error> {
     T::deserialize(Lenient(value))
 }
 
 /// A `serde_json::Value` whose structs match field names case-insensitively.
-struct Lenient(Value);
+struct Lenient<'de>(&'de Value);
 
-impl<'de> IntoDeserializer<'de, serde_json::Error> for Lenient {
-    type Deserializer = Lenient;
-    fn into_deserializer(self) -> Lenient {
+impl<'de> IntoDeserializer<'de, serde_json::Error> for Lenient<'de> {
+    type Deserializer = Lenient<'de>;
+    fn into_deserializer(self) -> Lenient<'de> {
         self
     }
 }
 
-impl<'de> Deserializer<'de> for Lenient {
+impl<'de> Deserializer<'de> for Lenient<'de> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.0 {
             Value::Object(map) => visitor.visit_map(LenientMap::new(map, None)),
             Value::Array(items) => {
-                let seq = items.into_iter().map(Lenient);
+                let seq = items.iter().map(Lenient);
                 visitor.visit_seq(de::value::SeqDeserializer::new(seq))
             }
             other => other.deserialize_any(visitor),
@@ -89,33 +97,37 @@ impl<'de> Deserializer<'de> for Lenient {
 }
 
 /// Map access that renames keys to the struct's declared field names, ignoring case.
-struct LenientMap {
-    entries: serde_json::map::IntoIter,
+struct LenientMap<'de> {
+    entries: serde_json::map::Iter<'de>,
     fields: Option<&'static [&'static str]>,
-    pending: Option<Value>,
+    pending: Option<&'de Value>,
 }
 
-impl LenientMap {
-    fn new(map: Map<String, Value>, fields: Option<&'static [&'static str]>) -> Self {
+impl<'de> LenientMap<'de> {
+    fn new(
+        map: &'de serde_json::Map<String, Value>,
+        fields: Option<&'static [&'static str]>,
+    ) -> Self {
         LenientMap {
-            entries: map.into_iter(),
+            entries: map.iter(),
             fields,
             pending: None,
         }
     }
 
-    fn canonical(&self, key: String) -> String {
+    /// The declared field `key` matches (ignoring case), else `key` itself.
+    fn canonical(&self, key: &'de str) -> &'de str {
         let Some(fields) = self.fields else {
             return key;
         };
         fields
             .iter()
-            .find(|field| field.eq_ignore_ascii_case(&key))
-            .map_or(key, |field| (*field).to_owned())
+            .find(|field| field.eq_ignore_ascii_case(key))
+            .map_or(key, |field| field)
     }
 }
 
-impl<'de> MapAccess<'de> for LenientMap {
+impl<'de> MapAccess<'de> for LenientMap<'de> {
     type Error = serde_json::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -127,14 +139,15 @@ impl<'de> MapAccess<'de> for LenientMap {
         };
         self.pending = Some(value);
         let key = self.canonical(key);
-        seed.deserialize(Value::String(key)).map(Some)
+        seed.deserialize(BorrowedStrDeserializer::new(key))
+            .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(
         &mut self,
         seed: V,
     ) -> Result<V::Value, Self::Error> {
-        let value = self.pending.take().unwrap_or(Value::Null);
+        let value = self.pending.take().unwrap_or(&Value::Null);
         seed.deserialize(Lenient(value))
     }
 }

@@ -23,12 +23,14 @@ pub fn call_args(args: Value) -> Vec<Value> {
 
 /// Finds a field of a JSON object by any of its names, ignoring case.
 pub fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
-    names.iter().find_map(|name| {
-        object
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
-    })
+    field_key(object, names).map(|key| &object[key])
+}
+
+/// The key under which [`field`] finds a value (to take the value out of the object).
+pub fn field_key<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a String> {
+    names
+        .iter()
+        .find_map(|name| object.keys().find(|key| key.eq_ignore_ascii_case(name)))
 }
 
 /// A string field of a JSON object (any casing), numbers given as text.
@@ -140,6 +142,8 @@ pub mod methods {
 
 /// Callback (server→client) target names.
 pub mod callbacks {
+    use std::sync::LazyLock;
+
     use crate::hubs::models::PreparationStatus;
     use crate::store::FlowKind;
 
@@ -160,10 +164,20 @@ pub mod callbacks {
     /// Agent status (name INFERRED).
     pub const AGENT_STATUS: &str = "OnAgentStatus";
 
+    /// What every preparation target starts with, before the flow's infix.
+    const PREPARATION_PREFIX: &str = "OnPosition";
+    /// What a preparation target ends with, after the infix: completed, failed.
+    const PREPARATION_COMPLETED: &str = "PreparationCompleted";
+    const PREPARATION_FAILED: &str = "PreparationFailed";
+
     /// `OnPosition{Entry,Exit,Adjustment}Preparation{Completed,Failed}` (entry/exit INFERRED).
     pub fn preparation(kind: FlowKind, completed: bool) -> String {
-        let outcome = if completed { "Completed" } else { "Failed" };
-        format!("OnPosition{}Preparation{outcome}", kind.infix())
+        let outcome = if completed {
+            PREPARATION_COMPLETED
+        } else {
+            PREPARATION_FAILED
+        };
+        format!("{PREPARATION_PREFIX}{}{outcome}", kind.infix())
     }
 
     /// Every known target, in SPEC order.
@@ -188,6 +202,9 @@ pub mod callbacks {
         names
     }
 
+    /// [`all`], built once: every event is matched against it.
+    static KNOWN: LazyLock<Vec<String>> = LazyLock::new(all);
+
     /// Maps any spelling the server may use — `OnOrderUpdate`, `onorderupdate`,
     /// `OrderUpdateEvent`, `OrderUpdate` — to the canonical callback name; unknown names are
     /// returned unchanged.
@@ -198,23 +215,26 @@ pub mod callbacks {
         } else {
             bare
         };
-        all()
-            .into_iter()
+        KNOWN
+            .iter()
             .find(|known| known[2..].eq_ignore_ascii_case(bare))
-            .unwrap_or_else(|| name.to_owned())
+            .map_or_else(|| name.to_owned(), Clone::clone)
     }
 
     /// For a canonical preparation target, its kind and outcome.
     pub fn preparation_target(target: &str) -> Option<(FlowKind, PreparationStatus)> {
-        FlowKind::ALL.into_iter().find_map(|kind| {
-            if target == preparation(kind, true) {
-                Some((kind, PreparationStatus::Completed))
-            } else if target == preparation(kind, false) {
-                Some((kind, PreparationStatus::Failed))
-            } else {
-                None
-            }
-        })
+        let rest = target.strip_prefix(PREPARATION_PREFIX)?;
+        let (infix, status) = match rest.strip_suffix(PREPARATION_COMPLETED) {
+            Some(infix) => (infix, PreparationStatus::Completed),
+            None => (
+                rest.strip_suffix(PREPARATION_FAILED)?,
+                PreparationStatus::Failed,
+            ),
+        };
+        FlowKind::ALL
+            .into_iter()
+            .find(|kind| kind.infix() == infix)
+            .map(|kind| (kind, status))
     }
 }
 
@@ -223,7 +243,7 @@ pub mod envelope {
     use serde_json::{Value, json};
 
     use super::field;
-    use crate::hubs::lenient::decode;
+    use crate::hubs::lenient::decode_ref;
     use crate::hubs::models::{MesoLiveApiError, StatusCode};
 
     const STATUS: &[&str] = &["Status", "StatusCode"];
@@ -260,12 +280,12 @@ pub mod envelope {
                 };
             };
             let status = field(object, STATUS)
-                .and_then(|v| decode::<StatusCode>(v.clone()).ok())
+                .and_then(|v| decode_ref::<StatusCode>(v).ok())
                 .unwrap_or(StatusCode::Unknown("?".into()));
             let message = field(object, MESSAGE).and_then(|v| v.as_str().map(str::to_owned));
             let error = field(object, ERROR)
                 .filter(|v| !v.is_null())
-                .and_then(|v| decode::<MesoLiveApiError>(v.clone()).ok());
+                .and_then(|v| decode_ref::<MesoLiveApiError>(v).ok());
             let data = field(object, DATA).cloned().unwrap_or(Value::Null);
             Envelope {
                 status,
@@ -367,7 +387,7 @@ pub mod paging {
 pub mod history {
     use serde_json::{Value, json};
 
-    use super::field;
+    use super::{field, field_key};
 
     const EVENTS: &[&str] = &["Events", "Items", "Data", "Results"];
     const TYPE: &[&str] = &[
@@ -403,18 +423,22 @@ pub mod history {
     }
 
     /// Reads a `GetEventsSince` payload: an object with an events array (or a bare array).
+    /// The page is taken apart, not copied: every event's payload moves out of it.
     pub fn read_page(payload: Value) -> Option<HistoryPage> {
         let (items, continuation, has_more) = match payload {
             Value::Array(items) => (items, None, None),
-            Value::Object(object) => {
+            Value::Object(mut object) => {
                 let continuation = field(&object, TOKEN)
                     .and_then(|v| v.as_str())
                     .filter(|t| !t.is_empty())
                     .map(str::to_owned);
                 let has_more = field(&object, HAS_MORE).and_then(Value::as_bool);
-                let items = field(&object, EVENTS)
-                    .or_else(|| object.values().find(|v| v.is_array()))
-                    .and_then(|v| v.as_array().cloned())?;
+                let key = field_key(&object, EVENTS)
+                    .or_else(|| object.iter().find(|(_, v)| v.is_array()).map(|(k, _)| k))?
+                    .clone();
+                let Some(Value::Array(items)) = object.remove(&key) else {
+                    return None;
+                };
                 (items, continuation, has_more)
             }
             Value::Null => (Vec::new(), None, Some(false)),
@@ -428,7 +452,7 @@ pub mod history {
     }
 
     fn read_item(item: Value) -> HistoricEvent {
-        let Value::Object(wrapper) = item else {
+        let Value::Object(mut wrapper) = item else {
             return HistoricEvent {
                 event_type: None,
                 payload: item,
@@ -437,11 +461,14 @@ pub mod history {
         let event_type = field(&wrapper, TYPE)
             .and_then(|v| v.as_str())
             .map(str::to_owned);
-        let inner = field(&wrapper, PAYLOAD).cloned().map(|p| match p {
-            // Some servers store the payload as serialized JSON text.
-            Value::String(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            other => other,
-        });
+        let inner = field_key(&wrapper, PAYLOAD)
+            .cloned()
+            .and_then(|key| wrapper.remove(&key))
+            .map(|p| match p {
+                // Some servers store the payload as serialized JSON text.
+                Value::String(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                other => other,
+            });
         let payload = match inner {
             Some(Value::Object(mut inner)) => {
                 for name in ["EventId", "EventSeqId", "EventTime"] {
@@ -715,6 +742,29 @@ mod tests {
             callbacks::canonical_target("OnSomethingNew"),
             "OnSomethingNew"
         );
+    }
+
+    #[test]
+    fn preparation_targets_round_trip() {
+        use crate::hubs::models::PreparationStatus;
+        use crate::store::FlowKind;
+        for kind in FlowKind::ALL {
+            for (completed, status) in [
+                (true, PreparationStatus::Completed),
+                (false, PreparationStatus::Failed),
+            ] {
+                let target = callbacks::preparation(kind, completed);
+                assert_eq!(callbacks::preparation_target(&target), Some((kind, status)));
+            }
+        }
+        for other in [
+            "OnOrderUpdate",
+            "OnPositionPreparationCompleted",
+            "OnPositionEntryPreparation",
+            "OnPositionEntryPreparationFailedX",
+        ] {
+            assert_eq!(callbacks::preparation_target(other), None, "{other}");
+        }
     }
 
     #[test]

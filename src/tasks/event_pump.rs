@@ -277,7 +277,7 @@ impl Session {
     }
 
     fn record_payload(&self, target: &str, payload: Value) -> EventRecord {
-        match HubEvent::from_callback(target, payload.clone()) {
+        match HubEvent::from_callback(target, &payload) {
             Ok(event) => {
                 if !event.is_recognized() {
                     tracing::debug!(target = %event.target, "unrecognized callback: recorded, not acted on");
