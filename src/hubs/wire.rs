@@ -26,11 +26,15 @@ pub fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a V
     field_key(object, names).map(|key| &object[key])
 }
 
-/// The key under which [`field`] finds a value (to take the value out of the object).
+/// The key under which [`field`] finds a value (to take the value out of the object). The
+/// exact spelling is looked up first (a map lookup), then any casing (a scan).
 pub fn field_key<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a String> {
-    names
-        .iter()
-        .find_map(|name| object.keys().find(|key| key.eq_ignore_ascii_case(name)))
+    names.iter().find_map(|name| {
+        object
+            .get_key_value(*name)
+            .map(|(key, _)| key)
+            .or_else(|| object.keys().find(|key| key.eq_ignore_ascii_case(name)))
+    })
 }
 
 /// A string field of a JSON object (any casing), numbers given as text.
@@ -240,9 +244,9 @@ pub mod callbacks {
 
 /// The response envelope `MesoLiveApiResponse<T>` (SPEC §2; field names INFERRED).
 pub mod envelope {
-    use serde_json::{Value, json};
+    use serde_json::{Map, Value, json};
 
-    use super::field;
+    use super::{field, field_key};
     use crate::hubs::lenient::decode_ref;
     use crate::hubs::models::{MesoLiveApiError, StatusCode};
 
@@ -250,6 +254,12 @@ pub mod envelope {
     const MESSAGE: &[&str] = &["Message"];
     const ERROR: &[&str] = &["Error"];
     const DATA: &[&str] = &["Data", "Payload", "Result", "Value"];
+
+    fn status_of(object: &Map<String, Value>) -> StatusCode {
+        field(object, STATUS)
+            .and_then(|v| decode_ref::<StatusCode>(v).ok())
+            .unwrap_or(StatusCode::Unknown("?".into()))
+    }
 
     /// A decoded envelope; `raw` is kept for logs and for `check probe`.
     #[derive(Debug, Clone, PartialEq)]
@@ -279,9 +289,7 @@ pub mod envelope {
                     raw,
                 };
             };
-            let status = field(object, STATUS)
-                .and_then(|v| decode_ref::<StatusCode>(v).ok())
-                .unwrap_or(StatusCode::Unknown("?".into()));
+            let status = status_of(object);
             let message = field(object, MESSAGE).and_then(|v| v.as_str().map(str::to_owned));
             let error = field(object, ERROR)
                 .filter(|v| !v.is_null())
@@ -294,6 +302,24 @@ pub mod envelope {
                 data,
                 raw,
             }
+        }
+
+        /// The payload of a successful result, moved out of it (a replay page is large: it
+        /// is not copied); any other result as its [`Envelope`].
+        pub fn into_data(raw: Value) -> Result<Value, Box<Envelope>> {
+            let Value::Object(mut object) = raw else {
+                return Ok(raw);
+            };
+            if field(&object, STATUS).is_none() {
+                return Ok(Value::Object(object));
+            }
+            if status_of(&object) != StatusCode::Success {
+                return Err(Box::new(Envelope::from_result(Value::Object(object))));
+            }
+            Ok(field_key(&object, DATA)
+                .cloned()
+                .and_then(|key| object.remove(&key))
+                .unwrap_or(Value::Null))
         }
 
         /// INFERRED: how GetIdempotencyRecord says "never seen this key".
@@ -774,6 +800,18 @@ mod tests {
         assert_eq!(e.message.as_deref(), Some("busy"));
         let bare = envelope::Envelope::from_result(json!([1, 2]));
         assert_eq!(bare.data, json!([1, 2]));
+        let data = envelope::Envelope::into_data(json!({"status": "Success", "data": {"A": 1}}));
+        assert_eq!(data, Ok(json!({"A": 1})));
+        assert_eq!(
+            envelope::Envelope::into_data(json!({"Status": "Success"})),
+            Ok(Value::Null)
+        );
+        assert_eq!(envelope::Envelope::into_data(json!([1])), Ok(json!([1])));
+        let failed = envelope::Envelope::into_data(json!({"Status": "Conflict", "Data": 5}));
+        assert_eq!(
+            failed.map_err(|e| (e.status, e.data)),
+            Err((crate::hubs::models::StatusCode::Conflict, json!(5)))
+        );
     }
 
     #[test]
