@@ -60,6 +60,10 @@ enum Command {
         /// Small sizes and short windows: a smoke test, not figures.
         #[arg(long)]
         quick: bool,
+        /// Only these scenarios, e.g. `2,3` (1 transport, 2 ingest, 3 replay, 4 recovery,
+        /// 5 monitoring, 6 startup, 7 sweep); default: all.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=7))]
+        only: Vec<u8>,
     },
     /// Health checks against the configured hubs, in runbook order.
     Check {
@@ -235,8 +239,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(exit::FAILURE, err),
         },
-        Command::Bench { json, runs, quick } => {
-            let options = BenchOptions { runs, quick };
+        Command::Bench {
+            json,
+            runs,
+            quick,
+            only,
+        } => {
+            let options = BenchOptions { runs, quick, only };
             block_on(async move {
                 match bench::run(settings, options).await {
                     Ok(report) if json => {

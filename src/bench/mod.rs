@@ -38,12 +38,14 @@ use crate::supervisor::SupervisorError;
 pub use report::Report;
 
 /// What `bench` was asked for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// Runs per scenario (the median is reported).
     pub runs: usize,
     /// Small sizes and short windows: a smoke test, not figures.
     pub quick: bool,
+    /// Only these scenarios (1–7); empty: all of them.
+    pub only: Vec<u8>,
 }
 
 /// Why a benchmark could not run (a slow figure is a result, not an error).
@@ -138,21 +140,38 @@ impl Sizes {
     }
 }
 
-/// Runs every scenario `options.runs` times, in the order, and reports the figures.
+/// Runs every scenario (or those of `options.only`) `options.runs` times, in the issue's
+/// order, and reports the figures.
 /// `base` supplies every setting the scenarios do not set themselves; progress goes to stderr.
 pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchError> {
     crate::tls::install_default_provider();
     let sizes = Sizes::new(options.quick);
     let runs = options.runs.max(1);
     let mut report = Report::new(runs, options.quick);
-    let raw = transport::run(runs, &sizes).await?;
-    let raw_median = raw.median;
-    report.push(raw);
-    report.extend(ingest::run(&base, runs, &sizes, raw_median).await?);
-    report.extend(replay::run(&base, runs, &sizes).await?);
-    report.push(recovery::run(&base, runs, &sizes).await?);
-    report.extend(monitoring::run(runs, &sizes).await?);
-    report.extend(startup::run(runs, &sizes).await?);
-    report.extend(ingest::sweep(&base, runs, &sizes).await?);
+    let wanted = |scenario: u8| options.only.is_empty() || options.only.contains(&scenario);
+    let mut raw_median = None;
+    if wanted(1) {
+        let raw = transport::run(runs, &sizes).await?;
+        raw_median = Some(raw.median);
+        report.push(raw);
+    }
+    if wanted(2) {
+        report.extend(ingest::run(&base, runs, &sizes, raw_median).await?);
+    }
+    if wanted(3) {
+        report.extend(replay::run(&base, runs, &sizes).await?);
+    }
+    if wanted(4) {
+        report.push(recovery::run(&base, runs, &sizes).await?);
+    }
+    if wanted(5) {
+        report.extend(monitoring::run(runs, &sizes).await?);
+    }
+    if wanted(6) {
+        report.extend(startup::run(runs, &sizes).await?);
+    }
+    if wanted(7) {
+        report.extend(ingest::sweep(&base, runs, &sizes).await?);
+    }
     Ok(report)
 }
