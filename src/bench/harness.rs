@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 use super::BenchError;
 use crate::sim::{AdminClient, RunningSim, SimOptions, Simulator};
 
@@ -34,6 +36,36 @@ impl BenchSim {
     pub async fn stop(self) {
         self.running.shutdown().await;
     }
+}
+
+/// Runs the future that `work` builds on a runtime of its own (2 workers) on its own thread,
+/// as if in another process: its tasks do not wait behind the simulator's. The future is built
+/// on that thread, so it need not be `Send`. Returns the thread (to see whether it ended) and
+/// the receiver of the future's output.
+pub(super) fn on_own_runtime<T, F, Fut>(
+    name: &str,
+    work: F,
+) -> Result<(std::thread::JoinHandle<()>, oneshot::Receiver<T>), BenchError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+{
+    let io = |what: String| move |source| BenchError::Io { what, source };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(io(format!("building the {name} runtime")))?;
+    let (sender, receiver) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = sender.send(runtime.block_on(work()));
+        })
+        .map_err(io(format!("starting the {name} thread")))?;
+    Ok((thread, receiver))
 }
 
 /// Polls `probe` every `every` until it yields a value, or fails naming `what` after `limit`;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::BenchError;
-use super::harness::{BenchSim, Scratch, until};
+use super::harness::{BenchSim, Scratch, on_own_runtime, until};
 use crate::config::{ApiKey, Settings};
 use crate::ops::http::OpsState;
 use crate::ops::notify::Notifier;
@@ -33,8 +33,8 @@ pub(super) fn settings(base: &Settings, sim: &BenchSim, scratch: &Scratch) -> Se
     settings
 }
 
-/// A daemon running in this process, on a runtime of its own (2 workers) on its own thread,
-/// as it would in its own process: its tasks do not share the simulator's scheduler.
+/// A daemon running in this process, on a runtime of its own ([`on_own_runtime`]), as it
+/// would in its own process: its tasks do not share the simulator's scheduler.
 pub(super) struct InProcess {
     /// Its health and metrics.
     pub ops: OpsState,
@@ -48,29 +48,10 @@ impl InProcess {
     pub fn start(settings: Settings) -> Result<InProcess, BenchError> {
         let ops = OpsState::default();
         let shutdown = Shutdown::default();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("daemon")
-            .enable_all()
-            .build()
-            .map_err(|source| BenchError::Io {
-                what: "building the daemon's runtime".into(),
-                source,
-            })?;
-        let (sender, result) = oneshot::channel();
         let (stop, state) = (shutdown.clone(), ops.clone());
-        // Built on the thread that polls it: the daemon's future is not `Send`.
-        let thread = std::thread::Builder::new()
-            .name("daemon".into())
-            .spawn(move || {
-                let daemon =
-                    supervisor::run_until_stopped(settings, Notifier::disabled(), stop, state);
-                let _ = sender.send(runtime.block_on(daemon));
-            })
-            .map_err(|source| BenchError::Io {
-                what: "starting the daemon's thread".into(),
-                source,
-            })?;
+        let (thread, result) = on_own_runtime("daemon", move || {
+            supervisor::run_until_stopped(settings, Notifier::disabled(), stop, state)
+        })?;
         Ok(InProcess {
             ops,
             shutdown,

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use super::harness::{BenchSim, progress, rate};
+use tokio::sync::oneshot;
+
+use super::harness::{BenchSim, on_own_runtime, progress, rate};
 use super::report::Figure;
 use super::{BenchError, Sizes};
 use crate::hubs::client::{EventHub, HubClient};
@@ -37,25 +39,31 @@ pub(super) async fn run(runs: usize, sizes: &Sizes) -> Result<Figure, BenchError
 
 async fn once(burst: u64) -> Result<f64, BenchError> {
     let sim = BenchSim::start(2).await?;
+    let measured = measure(&sim, burst).await;
+    sim.stop().await;
+    measured
+}
+
+/// The client connects, subscribes and counts on a runtime of its own (like the daemon in
+/// (2)), so that its first callback is timed when it arrives, not when a worker shared with
+/// the simulator gets to it.
+async fn measure(sim: &BenchSim, burst: u64) -> Result<f64, BenchError> {
     let url = Url::parse(&sim.running.hub_url(Hub::Event))
         .map_err(|err| BenchError::Child(format!("hub URL: {err}")))?;
     let options = ConnectOptions::new(url).with_access_token(sim.running.token());
-    let connection = Arc::new(Connection::connect(options).await?);
-    let callbacks = connection
-        .take_callbacks()
-        .ok_or_else(|| BenchError::Child("callback queue already taken".into()))?;
-    let hub = EventHub(HubClient::new(connection.clone()));
-    hub.subscribe(None).await?;
     let after = sim.admin.latest_seq().await?;
     let target = after + i64::try_from(burst).unwrap_or(i64::MAX);
-    let counting = tokio::spawn(count(callbacks, after, target));
-    sim.admin.emit(burst).await?;
-    let counted = tokio::time::timeout(BURST_LIMIT, counting).await;
-    connection.close().await;
-    sim.stop().await;
-    let (received, elapsed) = match counted {
+    let (subscribed, ready) = oneshot::channel();
+    let (_thread, counted) = on_own_runtime("client", move || {
+        receive(options, subscribed, after, target)
+    })?;
+    // A client that failed to subscribe drops `subscribed`; its error comes with `counted`.
+    if ready.await.is_ok() {
+        sim.admin.emit(burst).await?;
+    }
+    let (received, elapsed) = match tokio::time::timeout(BURST_LIMIT, counted).await {
         Ok(Ok(result)) => result?,
-        Ok(Err(join)) => return Err(BenchError::Child(format!("counter failed: {join}"))),
+        Ok(Err(_)) => return Err(BenchError::Child("the client thread panicked".into())),
         Err(_) => {
             return Err(BenchError::Timeout {
                 what: format!("{burst} callbacks"),
@@ -66,10 +74,29 @@ async fn once(burst: u64) -> Result<f64, BenchError> {
     Ok(rate(received, elapsed))
 }
 
-/// Receives callbacks until one carries `target`'s EventSeqId; how many of the burst arrived
-/// and the time from the first to the last.
+/// Connects and subscribes, says so, then receives callbacks until one carries `target`'s
+/// EventSeqId; how many of the burst arrived and the time from the first to the last.
+async fn receive(
+    options: ConnectOptions,
+    subscribed: oneshot::Sender<()>,
+    after: i64,
+    target: i64,
+) -> Result<(u64, Duration), BenchError> {
+    let connection = Arc::new(Connection::connect(options).await?);
+    let mut callbacks = connection
+        .take_callbacks()
+        .ok_or_else(|| BenchError::Child("callback queue already taken".into()))?;
+    EventHub(HubClient::new(connection.clone()))
+        .subscribe(None)
+        .await?;
+    let _ = subscribed.send(());
+    let counted = count(&mut callbacks, after, target).await;
+    connection.close().await;
+    counted
+}
+
 async fn count(
-    mut callbacks: CallbackReceiver,
+    callbacks: &mut CallbackReceiver,
     after: i64,
     target: i64,
 ) -> Result<(u64, Duration), BenchError> {

@@ -135,7 +135,12 @@ impl Store {
             &connect
                 .clone()
                 .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal),
+                .journal_mode(SqliteJournalMode::Wal)
+                // Statement journals (multi-row upserts) in memory, not in a temp file created
+                // and unlinked per statement; and a page cache (16 MiB, 2 MiB by default) that
+                // holds the dedupe set's B-tree, whose random-key inserts touch a page each.
+                .pragma("temp_store", "memory")
+                .pragma("cache_size", "-16384"),
         )
         .await
         .map_err(|e| StoreError::opening(path.clone(), e))?;
