@@ -66,6 +66,12 @@ impl AdminClient {
         self.answer(path, request).await
     }
 
+    /// `DELETE path`; the JSON answer.
+    pub async fn delete(&self, path: &str) -> Result<Value, AdminError> {
+        let request = self.http.delete(format!("{}{path}", self.base));
+        self.answer(path, request).await
+    }
+
     async fn answer(
         &self,
         path: &str,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use mesolive_supervisor::sim::{RunningSim, SimOptions, Simulator};
+use mesolive_supervisor::sim::{AdminClient, RunningSim, SimOptions, Simulator};
 use mesolive_supervisor::store::Store;
 use serde_json::{Value, json};
 
@@ -56,63 +56,44 @@ where
 /// A simulator in this process, reached over real sockets like any MesoLive server.
 pub struct Sim {
     pub running: RunningSim,
-    http: reqwest::Client,
+    admin: AdminClient,
 }
 
 impl Sim {
     pub async fn start(options: SimOptions) -> Sim {
         mesolive_supervisor::tls::install_default_provider();
         let running = Simulator::start(options).await.expect("simulator starts");
-        Sim {
-            running,
-            http: reqwest::Client::new(),
-        }
+        let admin = AdminClient::new(running.admin_url());
+        Sim { running, admin }
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
-        let url = format!("{}{path}", self.running.admin_url());
-        let response = self
-            .http
-            .post(&url)
-            .json(&body)
-            .send()
+        self.admin
+            .post(path, body.clone())
             .await
-            .expect("admin reachable");
-        let status = response.status();
-        let value = response.json::<Value>().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "POST {path} {body}: {status} {value}");
-        value
+            .unwrap_or_else(|err| panic!("POST {path} {body}: {err}"))
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let url = format!("{}{path}", self.running.admin_url());
-        self.http
-            .get(&url)
-            .send()
+        self.admin
+            .get(path)
             .await
-            .expect("admin reachable")
-            .json()
-            .await
-            .expect("admin answers JSON")
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"))
     }
 
     pub async fn delete(&self, path: &str) {
-        let url = format!("{}{path}", self.running.admin_url());
-        self.http
-            .delete(&url)
-            .send()
+        self.admin
+            .delete(path)
             .await
-            .expect("admin reachable");
+            .unwrap_or_else(|err| panic!("DELETE {path}: {err}"));
     }
 
     pub async fn latest_seq(&self) -> i64 {
-        self.get("/stats").await["latest_event_seq_id"]
-            .as_i64()
-            .expect("latest seq")
+        self.admin.latest_seq().await.expect("latest seq")
     }
 
     pub async fn emit(&self, count: u64) {
-        self.post("/events/emit", json!({"count": count})).await;
+        self.admin.emit(count).await.expect("events emitted");
     }
 
     pub async fn drop_connections(&self) {
