@@ -7,9 +7,9 @@
 //! * struct fields match case-insensitively (`EventSeqId`, `eventSeqId`, `eventseqid`), while
 //!   dictionary keys (leg names, ids) are left exactly as sent;
 //! * unknown fields are ignored;
-//! * enums declared with [`lenient_enum!`] accept any casing, keep unknown members as
-//!   `Unknown(text)`, and accept integers (kept as their decimal text) because numeric values
-//!   were never documented.
+//! * enums declared with [`lenient_enum!`](crate::lenient_enum) accept any casing, keep
+//!   unknown members as `Unknown(text)`, and accept integers (kept as their decimal text)
+//!   because numeric values were never documented.
 //!
 //! Outbound payloads are serialized plainly (PascalCase, enum names as strings).
 
