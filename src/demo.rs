@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::config::{AutomationMode, FirstRun, Settings};
 use crate::ops::http::OpsState;
 use crate::ops::metrics::{Hub, Metrics};
 use crate::ops::notify::Notifier;
-use crate::sim::{SimOptions, Simulator, Timing};
+use crate::sim::{AdminClient, SimOptions, Simulator, Timing};
 use crate::store::Store;
 use crate::supervisor::context::Shutdown;
 use crate::supervisor::{self, SupervisorError};
@@ -91,7 +91,7 @@ pub async fn run(base: Settings, options: DemoOptions) -> Result<(), DemoError> 
         ops.clone(),
     );
     tokio::pin!(daemon);
-    let admin = Admin::new(sim.admin_url());
+    let admin = AdminClient::new(sim.admin_url());
     let started = Instant::now();
     let mut view = View::new(ops.metrics.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -111,14 +111,14 @@ pub async fn run(base: Settings, options: DemoOptions) -> Result<(), DemoError> 
         let seconds = started.elapsed().as_secs();
         if options.chaos && seconds >= 4 && seconds.is_multiple_of(6) {
             chaos_round += 1;
-            admin.inject(chaos_round).await;
+            inject(&admin, chaos_round).await;
         }
-        let faults = admin.faults_injected().await;
+        let faults = admin.faults_injected().await.unwrap_or(0);
         println!("{}", view.line(&ops, &database, faults).await);
     };
     shutdown.force.cancel();
     let _ = signals.await;
-    let faults = admin.faults_injected().await;
+    let faults = admin.faults_injected().await.unwrap_or(0);
     sim.shutdown().await;
     println!("stopped: {}", view.line(&ops, &database, faults).await);
     result.map_err(DemoError::from)
@@ -235,58 +235,21 @@ async fn workflow_counts(database: &std::path::Path) -> (i64, i64, i64) {
     )
 }
 
-/// The simulator's admin API, for chaos and fault counts.
-struct Admin {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Admin {
-    fn new(base: String) -> Self {
-        Admin {
-            http: reqwest::Client::new(),
-            base,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) {
-        let url = format!("{}{path}", self.base);
-        if let Err(err) = self.http.post(url).json(&body).send().await {
-            tracing::warn!(error = %err, "demo: admin call failed");
-        }
-    }
-
-    /// One chaos action, rotating through the kinds of faults the daemon must survive.
-    async fn inject(&self, round: u64) {
-        match round % 4 {
-            1 => self.post("/connections/drop", json!({"hub": null})).await,
-            2 => {
-                self.post(
-                    "/faults",
-                    json!({"lose_completion": {"method": "ApplyPaperFills", "count": 1}}),
-                )
-                .await
-            }
-            3 => self.post("/outage", json!({"ms": 1500})).await,
-            _ => {
-                self.post(
-                    "/faults",
-                    json!({"lose_job_events": 1, "suppress_events": 3}),
-                )
-                .await
-            }
-        }
-    }
-
-    async fn faults_injected(&self) -> u64 {
-        let url = format!("{}/stats", self.base);
-        let Ok(response) = self.http.get(url).send().await else {
-            return 0;
-        };
-        let stats: Value = response.json().await.unwrap_or(Value::Null);
-        stats["faults_injected"]
-            .as_object()
-            .map(|kinds| kinds.values().filter_map(Value::as_u64).sum())
-            .unwrap_or(0)
+/// One chaos action, rotating through the kinds of faults the daemon must survive.
+async fn inject(admin: &AdminClient, round: u64) {
+    let (path, body) = match round % 4 {
+        1 => ("/connections/drop", json!({"hub": null})),
+        2 => (
+            "/faults",
+            json!({"lose_completion": {"method": "ApplyPaperFills", "count": 1}}),
+        ),
+        3 => ("/outage", json!({"ms": 1500})),
+        _ => (
+            "/faults",
+            json!({"lose_job_events": 1, "suppress_events": 3}),
+        ),
+    };
+    if let Err(err) = admin.post(path, body).await {
+        tracing::warn!(error = %err, "demo: admin call failed");
     }
 }

@@ -3,6 +3,7 @@
 //! Layout (one job per module; see `../shared/DESIGN.md` for the path of one event):
 //!
 //! ```text
+//! bench/      end-to-end benchmarks against the simulator (`bench`)
 //! check       runbook health checks and the INFERRED-details probe (`check …`)
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
 //! demo        simulator + daemon in one process with a live view (`demo`)
@@ -20,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod check;
 pub mod config;
 pub mod demo;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mesolive_supervisor::bench::{self, BenchOptions};
 use mesolive_supervisor::check::{self, Check};
 use mesolive_supervisor::config::Settings;
 use mesolive_supervisor::demo::{self, DemoOptions};
@@ -48,6 +49,22 @@ enum Command {
     },
     /// Run the MesoLive simulator alone.
     Sim(sim::SimArgs),
+    /// End-to-end benchmarks against the built-in simulator (median of several runs).
+    Bench {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Runs per scenario.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Small sizes and short windows: a smoke test, not figures.
+        #[arg(long)]
+        quick: bool,
+        /// Only these scenarios, e.g. `2,3` (1 transport, 2 ingest, 3 replay, 4 recovery,
+        /// 5 monitoring, 6 startup, 7 sweep); default: all.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=7))]
+        only: Vec<u8>,
+    },
     /// Health checks against the configured hubs, in runbook order.
     Check {
         #[command(subcommand)]
@@ -144,8 +161,9 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return fail(exit::CONFIG, err),
     };
-    if matches!(cli.command, Command::Demo { .. }) {
-        // The demo's live view owns the terminal: only warnings and errors are logged.
+    if matches!(cli.command, Command::Demo { .. } | Command::Bench { .. }) {
+        // The demo's live view and the benchmark's report own the terminal (and the daemons
+        // they run in-process would log every monitor): only warnings and errors are logged.
         settings.log.filter = "warn".into();
     }
     logging::init(&settings.log);
@@ -221,6 +239,27 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(exit::FAILURE, err),
         },
+        Command::Bench {
+            json,
+            runs,
+            quick,
+            only,
+        } => {
+            let options = BenchOptions { runs, quick, only };
+            block_on(async move {
+                match bench::run(settings, options).await {
+                    Ok(report) if json => {
+                        println!("{}", report.to_json());
+                        ExitCode::SUCCESS
+                    }
+                    Ok(report) => {
+                        print!("{}", report.table());
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(exit::FAILURE, err),
+                }
+            })
+        }
         Command::Demo {
             duration,
             chaos,

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 #[test]
 fn every_sample_decodes_and_is_acted_on() {
     for (target, payload) in samples() {
-        let event = HubEvent::from_callback(&target, payload)
+        let event = HubEvent::from_callback(&target, &payload)
             .unwrap_or_else(|err| panic!("{target}: {err}"));
         assert!(event.is_recognized(), "{target}");
         assert!(event.unknown_members().is_empty(), "{target}");
@@ -40,7 +40,7 @@ fn every_field_of_every_target_with_every_wrong_type_is_decoded_or_rejected_by_n
         for field in fields {
             for wrong in wrong_values() {
                 let hostile = with_field(payload.clone(), &field, wrong.clone());
-                match HubEvent::from_callback(&target, hostile.clone()) {
+                match HubEvent::from_callback(&target, &hostile) {
                     Ok(event) => {
                         // Accepted leniently (null for an optional field, any JSON for a
                         // model-less field, a number or text for an enum or a decimal): what
@@ -69,7 +69,7 @@ fn every_field_of_every_target_with_every_wrong_type_is_decoded_or_rejected_by_n
 fn a_wrong_type_in_a_typed_field_of_every_target_is_rejected() {
     for (target, field, wrong) in required_field_violations() {
         let hostile = with_field(sample(&target), field, wrong.clone());
-        let error = HubEvent::from_callback(&target, hostile)
+        let error = HubEvent::from_callback(&target, &hostile)
             .expect_err(&format!("{target}.{field} = {wrong} must be rejected"));
         assert!(error.reason.starts_with(field), "{}", error.reason);
     }
@@ -79,12 +79,12 @@ fn a_wrong_type_in_a_typed_field_of_every_target_is_rejected() {
 fn a_header_field_of_the_wrong_type_rejects_the_event_but_keeps_what_was_readable() {
     let payload = with_field(sample("OnOrderUpdate"), "EventSeqId", json!("seven"));
     let payload = with_field(payload, "EventId", json!("E-1"));
-    let error = HubEvent::from_callback("OnOrderUpdate", payload).expect_err("bad EventSeqId");
+    let error = HubEvent::from_callback("OnOrderUpdate", &payload).expect_err("bad EventSeqId");
     assert!(error.reason.starts_with("EventSeqId: "), "{}", error.reason);
     assert_eq!(error.header.event_id.as_deref(), Some("E-1"));
     assert_eq!(error.header.event_seq_id, None);
 
-    let absent = HubEvent::from_callback("OnOrderUpdate", sample("OnOrderUpdate"))
+    let absent = HubEvent::from_callback("OnOrderUpdate", &sample("OnOrderUpdate"))
         .expect("a missing header is not an error (on-connect pushes have none)");
     assert_eq!(absent.header.event_seq_id, None);
 }
@@ -93,7 +93,7 @@ fn a_header_field_of_the_wrong_type_rejects_the_event_but_keeps_what_was_readabl
 fn unknown_enum_members_are_kept_and_reported() {
     for (target, field) in unknown_enum_members() {
         let hostile = with_field(sample(target), field, json!("Exploded"));
-        let event = HubEvent::from_callback(target, hostile).expect("unknown members decode");
+        let event = HubEvent::from_callback(target, &hostile).expect("unknown members decode");
         assert_eq!(
             event.unknown_members(),
             vec![format!("{field}=Exploded")],
@@ -101,13 +101,13 @@ fn unknown_enum_members_are_kept_and_reported() {
         );
     }
     let numeric = with_field(sample("OnOrderUpdate"), "State", json!(42));
-    let event = HubEvent::from_callback("OnOrderUpdate", numeric).expect("numbers are members");
+    let event = HubEvent::from_callback("OnOrderUpdate", &numeric).expect("numbers are members");
     assert_eq!(event.unknown_members(), vec!["State=42".to_owned()]);
 }
 
 #[test]
 fn an_unknown_target_is_recorded_not_acted_on() {
-    let event = HubEvent::from_callback("OnSomethingNew", json!({"EventSeqId": 3, "X": [1]}))
+    let event = HubEvent::from_callback("OnSomethingNew", &json!({"EventSeqId": 3, "X": [1]}))
         .expect("unknown targets decode");
     assert!(!event.is_recognized());
     assert_eq!(event.header.event_seq_id, Some(3));
@@ -182,7 +182,7 @@ proptest! {
         target in target(),
         payload in json_value(),
     ) {
-        match HubEvent::from_callback(&target, payload.clone()) {
+        match HubEvent::from_callback(&target, &payload) {
             Ok(event) => {
                 let record = effects::record(&event, &payload);
                 prop_assert_eq!(record.seq_id, event.header.event_seq_id);
@@ -203,7 +203,7 @@ proptest! {
         let all = samples();
         let (target, payload) = &all[index.index(all.len())];
         let hostile = with_field(payload.clone(), &field, value);
-        if let Err(error) = HubEvent::from_callback(target, hostile) {
+        if let Err(error) = HubEvent::from_callback(target, &hostile) {
             prop_assert!(!error.reason.is_empty());
         }
     }
@@ -213,7 +213,7 @@ proptest! {
         if let Some(page) = history::read_page(payload.clone()) {
             for event in page.events {
                 let target = event.event_type.unwrap_or_default();
-                let _ = HubEvent::from_callback(&target, event.payload);
+                let _ = HubEvent::from_callback(&target, &event.payload);
             }
         }
         let envelope = Envelope::from_result(payload.clone());

@@ -31,7 +31,7 @@ async fn collect(callbacks: &mut CallbackReceiver, n: usize) -> Vec<Callback> {
 }
 
 fn decoded(target: &str, payload: Value) -> HubEvent {
-    let event = HubEvent::from_callback(target, payload)
+    let event = HubEvent::from_callback(target, &payload)
         .unwrap_or_else(|err| panic!("{target} decodes: {err}"));
     assert!(event.is_recognized(), "{target} is a known callback");
     event

@@ -341,6 +341,11 @@ async fn effects_upsert_positions_legs_jobs_signals_and_quarantine() {
     assert_eq!(signals[0].state, SignalState::Off);
     assert_eq!(signals[0].signal_key, "entry/7/U123/-");
     assert_eq!(
+        signals[0].payload,
+        serde_json::json!({ "State": "Off", "StrategyId": 7 }),
+        "the payload is stored as JSON text and reads back unchanged"
+    );
+    assert_eq!(
         store
             .signal("entry/7/U123/-")
             .await

@@ -168,8 +168,12 @@ impl HubClient {
 
     /// Calls `method` and returns the payload of a successful envelope (`Null` when absent).
     pub async fn call_value(&self, method: &str, args: Value) -> Result<Value, HubError> {
-        let envelope = self.call_envelope(method, args).await?;
-        success_data(method, envelope)
+        let result = self
+            .connection
+            .invoke_raw(method, call_args(args))
+            .await
+            .map_err(|err| HubError::from_transport(method, err))?;
+        Envelope::into_data(result).map_err(|envelope| failure(method, *envelope))
     }
 
     /// Calls `method` and decodes the payload of a successful envelope.
@@ -219,17 +223,15 @@ impl HubClient {
     }
 }
 
-fn success_data(method: &str, envelope: Envelope) -> Result<Value, HubError> {
-    if envelope.status == StatusCode::Success {
-        return Ok(envelope.data);
-    }
-    Err(HubError::Api(Box::new(ApiFailure {
+/// The error for an envelope whose status is not `Success`.
+fn failure(method: &str, envelope: Envelope) -> HubError {
+    HubError::Api(Box::new(ApiFailure {
         method: method.to_owned(),
         status: envelope.status,
         message: envelope.message,
         error: envelope.error,
         raw: envelope.raw.to_string(),
-    })))
+    }))
 }
 
 /// Decodes a payload leniently, naming the method on failure.
@@ -345,8 +347,10 @@ impl ControlHub {
         if envelope.is_not_found() {
             return Ok(None);
         }
-        let data = success_data(method, envelope)?;
-        decode_as(method, data).map(Some)
+        if envelope.status != StatusCode::Success {
+            return Err(failure(method, envelope));
+        }
+        decode_as(method, envelope.data).map(Some)
     }
 }
 

@@ -6,11 +6,11 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::lenient::decode;
+use super::lenient::decode_ref;
 use super::models::{
     LegStatus, LiveContract, OrderState, PositionStatus, PreparationStatus, SignalState,
 };
-use super::wire::{self, callbacks};
+use super::wire::{callbacks, field};
 use crate::store::FlowKind;
 
 /// The header every event carries (FACT: `EventId` and `EventSeqId` may be absent, e.g. in the
@@ -285,26 +285,29 @@ pub struct EventDecodeError {
 }
 
 impl HubEvent {
-    /// Decodes a live callback: `target` and its single argument. A header field of the wrong
-    /// type fails the event like a bad body field: an event whose place in the sequence cannot
-    /// be read must not be applied as if it had none.
-    pub fn from_callback(target: &str, payload: Value) -> Result<HubEvent, EventDecodeError> {
+    /// Decodes a live callback: `target` and its single argument (borrowed: the caller keeps
+    /// the payload for the effects that store it verbatim, and for quarantine). A header field
+    /// of the wrong type fails the event like a bad body field: an event whose place in the
+    /// sequence cannot be read must not be applied as if it had none.
+    pub fn from_callback(target: &str, payload: &Value) -> Result<HubEvent, EventDecodeError> {
         let target = callbacks::canonical_target(target);
-        let (header, header_error) = read_header(&payload);
-        let fail = |reason: String| EventDecodeError {
-            target: target.clone(),
-            reason,
-            header: header.clone(),
+        let (header, header_error) = read_header(payload);
+        let body = match header_error {
+            Some(reason) => Err(reason),
+            None => decode_body(&target, payload).map_err(|err| err.to_string()),
         };
-        if let Some(reason) = header_error {
-            return Err(fail(reason));
+        match body {
+            Ok(body) => Ok(HubEvent {
+                header,
+                target,
+                body,
+            }),
+            Err(reason) => Err(EventDecodeError {
+                target,
+                reason,
+                header,
+            }),
         }
-        let body = decode_body(&target, payload).map_err(|err| fail(err.to_string()))?;
-        Ok(HubEvent {
-            header,
-            target,
-            body,
-        })
     }
 
     /// Whether the event is one the supervisor acts on (not merely records).
@@ -354,39 +357,41 @@ fn read_header(payload: &Value) -> (EventHeader, Option<String>) {
     let Some(object) = payload.as_object() else {
         return (EventHeader::default(), None);
     };
-    match decode::<EventHeader>(payload.clone()) {
+    match decode_ref::<EventHeader>(payload) {
         Ok(header) => (header, None),
         Err(error) => {
             // A malformed header field must not hide the others: read them one by one.
-            let field = |name: &str| wire::field(object, &[name]);
+            let field = |name: &str| field(object, &[name]);
             let header = EventHeader {
-                event_id: field("EventId").and_then(|v| v.as_str().map(str::to_owned)),
+                event_id: field("EventId").and_then(Value::as_str).map(str::to_owned),
                 event_seq_id: field("EventSeqId").and_then(Value::as_i64),
-                event_time: field("EventTime").and_then(|v| v.as_str().map(str::to_owned)),
+                event_time: field("EventTime")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             };
             (header, Some(error.to_string()))
         }
     }
 }
 
-fn decode_body(target: &str, payload: Value) -> Result<EventBody, serde_json::Error> {
+fn decode_body(target: &str, payload: &Value) -> Result<EventBody, serde_json::Error> {
     use callbacks as c;
     Ok(match target {
-        c::ENTRY_SIGNAL => EventBody::EntrySignal(decode(payload)?),
-        c::EXIT_SIGNAL => EventBody::ExitSignal(decode(payload)?),
-        c::ADJUSTMENT_SIGNAL => EventBody::AdjustmentSignal(decode(payload)?),
-        c::ERROR => EventBody::Error(decode(payload)?),
-        c::ORDER_UPDATE => EventBody::OrderUpdate(decode(payload)?),
-        c::POSITION_UPDATE => EventBody::PositionUpdate(decode(payload)?),
-        c::LEG_UPDATE => EventBody::LegUpdate(decode(payload)?),
-        c::AGENT_STATUS => EventBody::AgentStatus(decode(payload)?),
+        c::ENTRY_SIGNAL => EventBody::EntrySignal(decode_ref(payload)?),
+        c::EXIT_SIGNAL => EventBody::ExitSignal(decode_ref(payload)?),
+        c::ADJUSTMENT_SIGNAL => EventBody::AdjustmentSignal(decode_ref(payload)?),
+        c::ERROR => EventBody::Error(decode_ref(payload)?),
+        c::ORDER_UPDATE => EventBody::OrderUpdate(decode_ref(payload)?),
+        c::POSITION_UPDATE => EventBody::PositionUpdate(decode_ref(payload)?),
+        c::LEG_UPDATE => EventBody::LegUpdate(decode_ref(payload)?),
+        c::AGENT_STATUS => EventBody::AgentStatus(decode_ref(payload)?),
         other => match c::preparation_target(other) {
             Some((kind, status)) => EventBody::Preparation {
                 kind,
                 status,
-                event: decode(payload)?,
+                event: decode_ref(payload)?,
             },
-            None => EventBody::Unrecognized(payload),
+            None => EventBody::Unrecognized(payload.clone()),
         },
     })
 }

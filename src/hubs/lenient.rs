@@ -7,39 +7,47 @@
 //! * struct fields match case-insensitively (`EventSeqId`, `eventSeqId`, `eventseqid`), while
 //!   dictionary keys (leg names, ids) are left exactly as sent;
 //! * unknown fields are ignored;
-//! * enums declared with [`lenient_enum!`] accept any casing, keep unknown members as
-//!   `Unknown(text)`, and accept integers (kept as their decimal text) because numeric values
-//!   were never documented.
+//! * enums declared with [`lenient_enum!`](crate::lenient_enum) accept any casing, keep
+//!   unknown members as `Unknown(text)`, and accept integers (kept as their decimal text)
+//!   because numeric values were never documented.
 //!
 //! Outbound payloads are serialized plainly (PascalCase, enum names as strings).
 
 use serde::Deserializer;
+use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Decodes a payload into `T` with case-insensitive struct fields.
 pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
+    decode_ref(&value)
+}
+
+/// [`decode`] from a borrowed payload: nothing is cloned but the strings `T` keeps, so a caller
+/// that still needs the payload (the event pump keeps it for effects and quarantine) does not
+/// copy it first.
+pub fn decode_ref<T: DeserializeOwned>(value: &Value) -> Result<T, serde_json::Error> {
     T::deserialize(Lenient(value))
 }
 
 /// A `serde_json::Value` whose structs match field names case-insensitively.
-struct Lenient(Value);
+struct Lenient<'de>(&'de Value);
 
-impl<'de> IntoDeserializer<'de, serde_json::Error> for Lenient {
-    type Deserializer = Lenient;
-    fn into_deserializer(self) -> Lenient {
+impl<'de> IntoDeserializer<'de, serde_json::Error> for Lenient<'de> {
+    type Deserializer = Lenient<'de>;
+    fn into_deserializer(self) -> Lenient<'de> {
         self
     }
 }
 
-impl<'de> Deserializer<'de> for Lenient {
+impl<'de> Deserializer<'de> for Lenient<'de> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.0 {
             Value::Object(map) => visitor.visit_map(LenientMap::new(map, None)),
             Value::Array(items) => {
-                let seq = items.into_iter().map(Lenient);
+                let seq = items.iter().map(Lenient);
                 visitor.visit_seq(de::value::SeqDeserializer::new(seq))
             }
             other => other.deserialize_any(visitor),
@@ -91,33 +99,37 @@ impl<'de> Deserializer<'de> for Lenient {
 /// Map access that renames keys to the struct's declared field names, ignoring case. A value
 /// that fails to decode is reported with its key in front (`State: invalid type…`), so a
 /// quarantined event says which field was wrong.
-struct LenientMap {
-    entries: serde_json::map::IntoIter,
+struct LenientMap<'de> {
+    entries: serde_json::map::Iter<'de>,
     fields: Option<&'static [&'static str]>,
-    pending: Option<(String, Value)>,
+    pending: Option<(&'de str, &'de Value)>,
 }
 
-impl LenientMap {
-    fn new(map: Map<String, Value>, fields: Option<&'static [&'static str]>) -> Self {
+impl<'de> LenientMap<'de> {
+    fn new(
+        map: &'de serde_json::Map<String, Value>,
+        fields: Option<&'static [&'static str]>,
+    ) -> Self {
         LenientMap {
-            entries: map.into_iter(),
+            entries: map.iter(),
             fields,
             pending: None,
         }
     }
 
-    fn canonical(&self, key: String) -> String {
+    /// The declared field `key` matches (ignoring case), else `key` itself.
+    fn canonical(&self, key: &'de str) -> &'de str {
         let Some(fields) = self.fields else {
             return key;
         };
         fields
             .iter()
-            .find(|field| field.eq_ignore_ascii_case(&key))
-            .map_or(key, |field| (*field).to_owned())
+            .find(|field| field.eq_ignore_ascii_case(key))
+            .map_or(key, |field| field)
     }
 }
 
-impl<'de> MapAccess<'de> for LenientMap {
+impl<'de> MapAccess<'de> for LenientMap<'de> {
     type Error = serde_json::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -128,15 +140,16 @@ impl<'de> MapAccess<'de> for LenientMap {
             return Ok(None);
         };
         let key = self.canonical(key);
-        self.pending = Some((key.clone(), value));
-        seed.deserialize(Value::String(key)).map(Some)
+        self.pending = Some((key, value));
+        seed.deserialize(BorrowedStrDeserializer::new(key))
+            .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(
         &mut self,
         seed: V,
     ) -> Result<V::Value, Self::Error> {
-        let (key, value) = self.pending.take().unwrap_or_default();
+        let (key, value) = self.pending.take().unwrap_or(("", &Value::Null));
         seed.deserialize(Lenient(value))
             .map_err(|error| de::Error::custom(format!("{key}: {error}")))
     }
@@ -166,19 +179,19 @@ macro_rules! lenient_enum {
         }
 
         impl $name {
-            /// The member name as sent on the wire.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $($name::$variant => stringify!($variant),)+
-                    $name::Unknown(text) => text,
-                }
-            }
-
             /// The text of a member this build does not know (`None` for a known member).
             pub fn unknown_name(&self) -> Option<&str> {
                 match self {
                     $name::Unknown(text) => Some(text),
                     _ => None,
+                }
+            }
+
+            /// The member name as sent on the wire.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => stringify!($variant),)+
+                    $name::Unknown(text) => text,
                 }
             }
 

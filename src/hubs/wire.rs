@@ -23,11 +23,17 @@ pub fn call_args(args: Value) -> Vec<Value> {
 
 /// Finds a field of a JSON object by any of its names, ignoring case.
 pub fn field<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    field_key(object, names).map(|key| &object[key])
+}
+
+/// The key under which [`field`] finds a value (to take the value out of the object). The
+/// exact spelling is looked up first (a map lookup), then any casing (a scan).
+pub fn field_key<'a>(object: &'a Map<String, Value>, names: &[&str]) -> Option<&'a String> {
     names.iter().find_map(|name| {
         object
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
+            .get_key_value(*name)
+            .map(|(key, _)| key)
+            .or_else(|| object.keys().find(|key| key.eq_ignore_ascii_case(name)))
     })
 }
 
@@ -140,6 +146,8 @@ pub mod methods {
 
 /// Callback (server→client) target names.
 pub mod callbacks {
+    use std::sync::LazyLock;
+
     use crate::hubs::models::PreparationStatus;
     use crate::store::FlowKind;
 
@@ -160,10 +168,20 @@ pub mod callbacks {
     /// Agent status (name INFERRED).
     pub const AGENT_STATUS: &str = "OnAgentStatus";
 
+    /// What every preparation target starts with, before the flow's infix.
+    const PREPARATION_PREFIX: &str = "OnPosition";
+    /// What a preparation target ends with, after the infix: completed, failed.
+    const PREPARATION_COMPLETED: &str = "PreparationCompleted";
+    const PREPARATION_FAILED: &str = "PreparationFailed";
+
     /// `OnPosition{Entry,Exit,Adjustment}Preparation{Completed,Failed}` (entry/exit INFERRED).
     pub fn preparation(kind: FlowKind, completed: bool) -> String {
-        let outcome = if completed { "Completed" } else { "Failed" };
-        format!("OnPosition{}Preparation{outcome}", kind.infix())
+        let outcome = if completed {
+            PREPARATION_COMPLETED
+        } else {
+            PREPARATION_FAILED
+        };
+        format!("{PREPARATION_PREFIX}{}{outcome}", kind.infix())
     }
 
     /// Every known target, in SPEC order.
@@ -188,6 +206,9 @@ pub mod callbacks {
         names
     }
 
+    /// [`all`], built once: every event is matched against it.
+    static KNOWN: LazyLock<Vec<String>> = LazyLock::new(all);
+
     /// Maps any spelling the server may use — `OnOrderUpdate`, `onorderupdate`,
     /// `OrderUpdateEvent`, `OrderUpdate` — to the canonical callback name; unknown names are
     /// returned unchanged.
@@ -198,38 +219,47 @@ pub mod callbacks {
             (Some(on), Some(rest)) if !rest.is_empty() && on.eq_ignore_ascii_case("on") => rest,
             _ => bare,
         };
-        all()
-            .into_iter()
+        KNOWN
+            .iter()
             .find(|known| known[2..].eq_ignore_ascii_case(bare))
-            .unwrap_or_else(|| name.to_owned())
+            .map_or_else(|| name.to_owned(), Clone::clone)
     }
 
     /// For a canonical preparation target, its kind and outcome.
     pub fn preparation_target(target: &str) -> Option<(FlowKind, PreparationStatus)> {
-        FlowKind::ALL.into_iter().find_map(|kind| {
-            if target == preparation(kind, true) {
-                Some((kind, PreparationStatus::Completed))
-            } else if target == preparation(kind, false) {
-                Some((kind, PreparationStatus::Failed))
-            } else {
-                None
-            }
-        })
+        let rest = target.strip_prefix(PREPARATION_PREFIX)?;
+        let (infix, status) = match rest.strip_suffix(PREPARATION_COMPLETED) {
+            Some(infix) => (infix, PreparationStatus::Completed),
+            None => (
+                rest.strip_suffix(PREPARATION_FAILED)?,
+                PreparationStatus::Failed,
+            ),
+        };
+        FlowKind::ALL
+            .into_iter()
+            .find(|kind| kind.infix() == infix)
+            .map(|kind| (kind, status))
     }
 }
 
 /// The response envelope `MesoLiveApiResponse<T>` (SPEC §2; field names INFERRED).
 pub mod envelope {
-    use serde_json::{Value, json};
+    use serde_json::{Map, Value, json};
 
-    use super::field;
-    use crate::hubs::lenient::decode;
+    use super::{field, field_key};
+    use crate::hubs::lenient::decode_ref;
     use crate::hubs::models::{MesoLiveApiError, StatusCode};
 
     const STATUS: &[&str] = &["Status", "StatusCode"];
     const MESSAGE: &[&str] = &["Message"];
     const ERROR: &[&str] = &["Error"];
     const DATA: &[&str] = &["Data", "Payload", "Result", "Value"];
+
+    fn status_of(object: &Map<String, Value>) -> StatusCode {
+        field(object, STATUS)
+            .and_then(|v| decode_ref::<StatusCode>(v).ok())
+            .unwrap_or(StatusCode::Unknown("?".into()))
+    }
 
     /// A decoded envelope; `raw` is kept for logs and for `check probe`.
     #[derive(Debug, Clone, PartialEq)]
@@ -259,13 +289,11 @@ pub mod envelope {
                     raw,
                 };
             };
-            let status = field(object, STATUS)
-                .and_then(|v| decode::<StatusCode>(v.clone()).ok())
-                .unwrap_or(StatusCode::Unknown("?".into()));
+            let status = status_of(object);
             let message = field(object, MESSAGE).and_then(|v| v.as_str().map(str::to_owned));
             let error = field(object, ERROR)
                 .filter(|v| !v.is_null())
-                .and_then(|v| decode::<MesoLiveApiError>(v.clone()).ok());
+                .and_then(|v| decode_ref::<MesoLiveApiError>(v).ok());
             let data = field(object, DATA).cloned().unwrap_or(Value::Null);
             Envelope {
                 status,
@@ -274,6 +302,24 @@ pub mod envelope {
                 data,
                 raw,
             }
+        }
+
+        /// The payload of a successful result, moved out of it (a replay page is large: it
+        /// is not copied); any other result as its [`Envelope`].
+        pub fn into_data(raw: Value) -> Result<Value, Box<Envelope>> {
+            let Value::Object(mut object) = raw else {
+                return Ok(raw);
+            };
+            if field(&object, STATUS).is_none() {
+                return Ok(Value::Object(object));
+            }
+            if status_of(&object) != StatusCode::Success {
+                return Err(Box::new(Envelope::from_result(Value::Object(object))));
+            }
+            Ok(field_key(&object, DATA)
+                .cloned()
+                .and_then(|key| object.remove(&key))
+                .unwrap_or(Value::Null))
         }
 
         /// INFERRED: how GetIdempotencyRecord says "never seen this key".
@@ -367,7 +413,7 @@ pub mod paging {
 pub mod history {
     use serde_json::{Value, json};
 
-    use super::field;
+    use super::{field, field_key};
 
     const EVENTS: &[&str] = &["Events", "Items", "Data", "Results"];
     const TYPE: &[&str] = &[
@@ -403,18 +449,22 @@ pub mod history {
     }
 
     /// Reads a `GetEventsSince` payload: an object with an events array (or a bare array).
+    /// The page is taken apart, not copied: every event's payload moves out of it.
     pub fn read_page(payload: Value) -> Option<HistoryPage> {
         let (items, continuation, has_more) = match payload {
             Value::Array(items) => (items, None, None),
-            Value::Object(object) => {
+            Value::Object(mut object) => {
                 let continuation = field(&object, TOKEN)
                     .and_then(|v| v.as_str())
                     .filter(|t| !t.is_empty())
                     .map(str::to_owned);
                 let has_more = field(&object, HAS_MORE).and_then(Value::as_bool);
-                let items = field(&object, EVENTS)
-                    .or_else(|| object.values().find(|v| v.is_array()))
-                    .and_then(|v| v.as_array().cloned())?;
+                let key = field_key(&object, EVENTS)
+                    .or_else(|| object.iter().find(|(_, v)| v.is_array()).map(|(k, _)| k))?
+                    .clone();
+                let Some(Value::Array(items)) = object.remove(&key) else {
+                    return None;
+                };
                 (items, continuation, has_more)
             }
             Value::Null => (Vec::new(), None, Some(false)),
@@ -428,7 +478,7 @@ pub mod history {
     }
 
     fn read_item(item: Value) -> HistoricEvent {
-        let Value::Object(wrapper) = item else {
+        let Value::Object(mut wrapper) = item else {
             return HistoricEvent {
                 event_type: None,
                 payload: item,
@@ -437,11 +487,14 @@ pub mod history {
         let event_type = field(&wrapper, TYPE)
             .and_then(|v| v.as_str())
             .map(str::to_owned);
-        let inner = field(&wrapper, PAYLOAD).cloned().map(|p| match p {
-            // Some servers store the payload as serialized JSON text.
-            Value::String(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            other => other,
-        });
+        let inner = field_key(&wrapper, PAYLOAD)
+            .cloned()
+            .and_then(|key| wrapper.remove(&key))
+            .map(|p| match p {
+                // Some servers store the payload as serialized JSON text.
+                Value::String(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                other => other,
+            });
         let payload = match inner {
             Some(Value::Object(mut inner)) => {
                 for name in ["EventId", "EventSeqId", "EventTime"] {
@@ -727,12 +780,47 @@ mod tests {
     }
 
     #[test]
+    fn preparation_targets_round_trip() {
+        use crate::hubs::models::PreparationStatus;
+        use crate::store::FlowKind;
+        for kind in FlowKind::ALL {
+            for (completed, status) in [
+                (true, PreparationStatus::Completed),
+                (false, PreparationStatus::Failed),
+            ] {
+                let target = callbacks::preparation(kind, completed);
+                assert_eq!(callbacks::preparation_target(&target), Some((kind, status)));
+            }
+        }
+        for other in [
+            "OnOrderUpdate",
+            "OnPositionPreparationCompleted",
+            "OnPositionEntryPreparation",
+            "OnPositionEntryPreparationFailedX",
+        ] {
+            assert_eq!(callbacks::preparation_target(other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn envelope_variants() {
         let e = envelope::Envelope::from_result(json!({"status":"Conflict","message":"busy"}));
         assert_eq!(e.status, crate::hubs::models::StatusCode::Conflict);
         assert_eq!(e.message.as_deref(), Some("busy"));
         let bare = envelope::Envelope::from_result(json!([1, 2]));
         assert_eq!(bare.data, json!([1, 2]));
+        let data = envelope::Envelope::into_data(json!({"status": "Success", "data": {"A": 1}}));
+        assert_eq!(data, Ok(json!({"A": 1})));
+        assert_eq!(
+            envelope::Envelope::into_data(json!({"Status": "Success"})),
+            Ok(Value::Null)
+        );
+        assert_eq!(envelope::Envelope::into_data(json!([1])), Ok(json!([1])));
+        let failed = envelope::Envelope::into_data(json!({"Status": "Conflict", "Data": 5}));
+        assert_eq!(
+            failed.map_err(|e| (e.status, e.data)),
+            Err((crate::hubs::models::StatusCode::Conflict, json!(5)))
+        );
     }
 
     #[test]

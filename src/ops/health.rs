@@ -53,6 +53,11 @@ impl Health {
         });
     }
 
+    /// Whether the event pump is caught up and live now.
+    pub fn caught_up(&self) -> bool {
+        *self.caught_up.borrow()
+    }
+
     /// Follows the caught-up flag (startup waits on it before READY).
     pub fn subscribe_caught_up(&self) -> watch::Receiver<bool> {
         self.caught_up.subscribe()
@@ -78,7 +83,7 @@ impl Health {
     pub fn ready(&self) -> bool {
         self.startup_done.load(Ordering::Relaxed)
             && Hub::ALL.iter().all(|hub| self.hub_up(*hub))
-            && *self.caught_up.borrow()
+            && self.caught_up()
             && !self.stopping.load(Ordering::Relaxed)
     }
 

@@ -65,6 +65,9 @@ pub struct Metrics {
     pub monitors_running: AtomicI64,
     /// Monitored positions whose latest data is older than `monitor.stale_after`.
     pub positions_stale: AtomicI64,
+    /// Position monitors whose current stream has delivered at least one item: after a
+    /// reconnect, recovery is complete when this is back to `monitors_running`.
+    pub monitors_streaming: AtomicI64,
     /// Position stream (re)starts after a failure or reconnect.
     pub stream_restarts: AtomicU64,
     /// Position stream items received.
@@ -238,6 +241,13 @@ impl Metrics {
         single(
             &mut out,
             "gauge",
+            "mesolive_monitors_streaming",
+            "Position monitors whose current stream has delivered an item.",
+            gauge(&self.monitors_streaming),
+        );
+        single(
+            &mut out,
+            "gauge",
             "mesolive_positions_stale",
             "Monitored positions with stale data.",
             gauge(&self.positions_stale),
@@ -333,6 +343,17 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Reads one series (`name` or `name{labels}`) from Prometheus text: what a probe of another
+/// process's `/metrics` needs (the benchmark's child daemon, the process tests).
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
 }
 
 fn header(out: &mut String, kind: &str, name: &str, help: &str) {

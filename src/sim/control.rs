@@ -12,7 +12,7 @@ use super::core::Sim;
 use super::idempotency::{Admission, request_hash};
 use super::jobs::JobRequest;
 use super::world::{World, timestamp};
-use crate::hubs::lenient::decode;
+use crate::hubs::lenient::decode_ref;
 use crate::hubs::models::{PositionAdjustmentOperation, StatusCode};
 use crate::hubs::wire::{self, envelope, methods, states};
 use crate::store::FlowKind;
@@ -142,7 +142,7 @@ fn adjustment_operation(args: &Value) -> Result<PositionAdjustmentOperation, Fai
     let value = wire::args::read(args, "Operation")
         .filter(|v| !v.is_null())
         .ok_or_else(|| Failure::invalid("Operation", "Operation is required"))?;
-    match decode::<PositionAdjustmentOperation>(value.clone()) {
+    match decode_ref::<PositionAdjustmentOperation>(value) {
         Ok(PositionAdjustmentOperation::Unknown(_)) | Err(_) => Err(invalid()),
         Ok(operation) => Ok(operation),
     }

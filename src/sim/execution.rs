@@ -13,7 +13,7 @@ use super::ledger::EffectKind;
 use super::market::{Quote, money};
 use super::world::{World, timestamp};
 use crate::hubs::events::OrderUpdateEvent;
-use crate::hubs::lenient::decode;
+use crate::hubs::lenient::decode_ref;
 use crate::hubs::models::{ExecutionAccepted, OrderState, OrderType, PositionStatus, TimeInForce};
 use crate::hubs::wire::{args, callbacks};
 
@@ -32,12 +32,12 @@ fn order_terms(args: &Value) -> Result<(OrderType, TimeInForce, Option<Decimal>)
         return Ok((OrderType::Market, TimeInForce::Day, None));
     };
     let order_type = args::read(order, "OrderType")
-        .map(|v| decode::<OrderType>(v.clone()))
+        .map(decode_ref::<OrderType>)
         .transpose()
         .map_err(|_| Failure::invalid("LegGroupOrder.OrderType", "OrderType must be a name"))?
         .unwrap_or(OrderType::Market);
     let time_in_force = args::read(order, "TimeInForce")
-        .map(|v| decode::<TimeInForce>(v.clone()))
+        .map(decode_ref::<TimeInForce>)
         .transpose()
         .map_err(|_| Failure::invalid("LegGroupOrder.TimeInForce", "TimeInForce must be a name"))?
         .unwrap_or(TimeInForce::Day);

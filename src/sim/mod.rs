@@ -27,9 +27,11 @@
 //! hub.rs       the three hubs and their paths
 //! server.rs    the hubs on crate::signalr's HubHost, connection switches
 //! admin.rs     the admin HTTP API; faults.rs  fault set; stats.rs  counters, request log
+//! admin_client.rs  a client of that API, for the demo and the benchmarks
 //! ```
 
 mod admin;
+mod admin_client;
 mod call;
 mod cli;
 mod control;
@@ -61,6 +63,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub use admin_client::{AdminClient, AdminError};
 pub use cli::{SimArgs, run_cli};
 pub use core::Timing;
 pub use faults::{FaultKind, FaultPatch, Faults, LoseCompletion, LossMode, OneOrMany};

@@ -289,7 +289,7 @@ async fn record_keys(
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
          SELECT e.value ->> 'key', e.value ->> 'seq_id', e.value ->> 'target', ?2
-         FROM json_each(?1) AS e WHERE true ORDER BY e.key
+         FROM jsonb_each(?1) AS e WHERE true ORDER BY e.key
          ON CONFLICT DO NOTHING
          RETURNING event_key",
     )
@@ -349,7 +349,7 @@ async fn apply_effects(
         "INSERT INTO quarantined_events (event_key, seq_id, target, raw, error, quarantined_at)
          SELECT q.value ->> 'key', q.value ->> 'seq_id', q.value ->> 'target',
                 q.value ->> 'raw', q.value ->> 'error', ?2
-         FROM json_each(?1) AS q WHERE true ORDER BY q.key",
+         FROM jsonb_each(?1) AS q WHERE true ORDER BY q.key",
         &quarantined,
         now,
     )
@@ -370,7 +370,7 @@ async fn count_applied(
     }
     sqlx::query(
         "INSERT INTO event_stats (target, applied)
-         SELECT s.key, s.value FROM json_each(?1) AS s WHERE true
+         SELECT s.key, s.value FROM jsonb_each(?1) AS s WHERE true
          ON CONFLICT (target) DO UPDATE SET applied = applied + excluded.applied",
     )
     .bind(json_text(&per_target)?)

@@ -208,7 +208,7 @@ pub(super) async fn upsert(
              SELECT j.value ->> 'job_id', j.value ->> 'kind', j.value ->> 'intent_key',
                     j.value ->> 'strategy_id', j.value ->> 'position_id', j.value ->> 'account',
                     j.value ->> 'status', j.value -> 'result', j.value ->> 'error', ?2, ?2
-             FROM json_each(?1) AS j WHERE true ORDER BY j.key
+             FROM jsonb_each(?1) AS j WHERE true ORDER BY j.key
              ON CONFLICT (job_id) DO UPDATE SET ",
             keep_final_status!("excluded.status", "excluded.result", "excluded.error"),
             ",

@@ -160,7 +160,7 @@ pub(super) async fn upsert(
          SELECT o.value ->> 'order_id', o.value ->> 'exec_plan_id', o.value ->> 'leg_group_id',
                 o.value ->> 'account', o.value ->> 'strategy_id', o.value ->> 'state',
                 o.value ->> 'filled_qty', o.value ->> 'avg_fill_price', ?2
-         FROM json_each(?1) AS o WHERE true ORDER BY o.key
+         FROM jsonb_each(?1) AS o WHERE true ORDER BY o.key
          ON CONFLICT (order_id) DO UPDATE SET
              exec_plan_id = COALESCE(excluded.exec_plan_id, orders.exec_plan_id),
              leg_group_id = COALESCE(excluded.leg_group_id, orders.leg_group_id),

@@ -273,7 +273,7 @@ pub(super) async fn upsert_positions(
          SELECT p.value ->> 'position_id', p.value ->> 'strategy_id', p.value ->> 'account',
                 p.value ->> 'name', p.value ->> 'state', p.value ->> 'status',
                 p.value ->> 'realized_pnl', (p.value ->> 'state') = 'open', ?2
-         FROM json_each(?1) AS p WHERE true ORDER BY p.key
+         FROM jsonb_each(?1) AS p WHERE true ORDER BY p.key
          ON CONFLICT (position_id) DO UPDATE SET
              strategy_id = excluded.strategy_id,
              account = excluded.account,
@@ -300,7 +300,7 @@ pub(super) async fn upsert_legs(
         "INSERT INTO legs (leg_id, position_id, name, status, qty, updated_at)
          SELECT l.value ->> 'leg_id', l.value ->> 'position_id', l.value ->> 'name',
                 l.value ->> 'status', l.value ->> 'qty', ?2
-         FROM json_each(?1) AS l WHERE true ORDER BY l.key
+         FROM jsonb_each(?1) AS l WHERE true ORDER BY l.key
          ON CONFLICT (leg_id) DO UPDATE SET
              position_id = excluded.position_id,
              name = excluded.name,

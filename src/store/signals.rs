@@ -153,7 +153,7 @@ pub(super) async fn upsert(
          SELECT s.value ->> 'signal_key', s.value ->> 'kind', s.value ->> 'state',
                 s.value ->> 'strategy_id', s.value ->> 'position_id', s.value ->> 'account',
                 s.value ->> 'condition', s.value ->> 'event_key', s.value -> 'payload', ?2
-         FROM json_each(?1) AS s WHERE true ORDER BY s.key
+         FROM jsonb_each(?1) AS s WHERE true ORDER BY s.key
          ON CONFLICT (signal_key) DO UPDATE SET
              instance = CASE WHEN signals.state = 'Off' AND excluded.state = 'On'
                              THEN excluded.instance ELSE signals.instance END,

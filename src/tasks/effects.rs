@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn an_event_behind_the_cursor_keeps_its_key_loses_its_sequence_and_is_quarantined() {
         let payload = json!({"EventId": "E-9", "EventSeqId": 3, "OrderId": 1, "StrategyId": 2, "State": "Filled"});
-        let event = HubEvent::from_callback("OnOrderUpdate", payload.clone()).unwrap();
+        let event = HubEvent::from_callback("OnOrderUpdate", &payload).unwrap();
         let moved = out_of_sequence(record(&event, &payload), &payload, 10);
         assert_eq!(moved.key, "e-9");
         assert_eq!(moved.seq_id, None);

@@ -44,7 +44,7 @@ use super::effects;
 use crate::config::FirstRun;
 use crate::hubs::client::{EventHub, HubError};
 use crate::hubs::events::HubEvent;
-use crate::hubs::wire::history::HistoricEvent;
+use crate::hubs::wire::history::{HistoricEvent, HistoryPage};
 use crate::ops::metrics::Metrics;
 use crate::signalr::{Callback, CallbackReceiver, SignalrError};
 use crate::store::{EventRecord, RecordOutcome, StoreError};
@@ -210,6 +210,8 @@ impl Session {
         self.cursor = self.start_cursor().await?;
         let latest = self.hub.latest_seq_id().await?;
         self.check_not_ahead(latest)?;
+        // Until the first commit the gauge would read 0 (and the lag gauge the whole history).
+        Metrics::set(&self.ctx.metrics.cursor, self.cursor);
         self.catch_up(None).await?;
         let subscribed = self.hub.subscribe(None).await?;
         if !subscribed.failed_strategies.is_empty() {
@@ -243,19 +245,15 @@ impl Session {
     /// Replays history after the cursor until the server has nothing more (or, with `until`,
     /// until the cursor reaches it). Pages are requested by the advancing cursor; the server's
     /// continuation token is only followed when a page did not move the cursor.
+    ///
+    /// The next page is requested as soon as this one is read, so the server, the socket and
+    /// the decoding work on it while this page commits: the commit cannot change where the
+    /// next page starts (the cursor only moves to the page's highest EventSeqId), and a failed
+    /// commit ends the replay before the prefetched page is used.
     async fn catch_up(&mut self, until: Option<i64>) -> Result<(), PumpError> {
-        let page_size = self.page_size;
-        let mut continuation: Option<String> = None;
+        let mut page = self.fetch(self.cursor, None).await?;
         for _ in 0..MAX_REPLAY_PAGES {
             self.stop_requested()?;
-            let page = self
-                .hub
-                .events_since(self.cursor, page_size, continuation.as_deref())
-                .await
-                .map_err(|err| match err.transport().map(SignalrError::kind) {
-                    Some("message_too_large") => PumpError::PageTooLarge(page_size),
-                    _ => PumpError::from(err),
-                })?;
             if page.events.is_empty() {
                 return Ok(());
             }
@@ -266,20 +264,47 @@ impl Session {
                 .map(|historic| self.record_historic(historic))
                 .collect();
             self.report_replay_below_cursor(&records);
-            self.commit(&records).await?;
-            if until.is_some_and(|target| self.cursor >= target) || page.has_more == Some(false) {
-                return Ok(());
-            }
-            continuation = if self.cursor > before {
-                None
-            } else if page.continuation.is_some() {
-                page.continuation
-            } else {
+            let reached = records
+                .iter()
+                .filter_map(|record| record.seq_id)
+                .fold(before, i64::max);
+            let done =
+                until.is_some_and(|target| reached >= target) || page.has_more == Some(false);
+            let request = match (done, reached > before, page.continuation) {
+                (true, _, _) => None,
+                (false, true, _) => Some(self.fetch(reached, None)),
+                (false, false, Some(token)) => Some(self.fetch(before, Some(token))),
                 // Events we already had and no way forward: stop rather than loop.
-                return Ok(());
+                (false, false, None) => None,
             };
+            let Some(request) = request else {
+                return self.commit(&records).await.map(drop);
+            };
+            let (committed, fetched) = tokio::join!(self.commit(&records), request);
+            committed?;
+            page = fetched?;
         }
         Ok(())
+    }
+
+    /// One replay page after `after` (or at `continuation`); owns what it needs, so it can be
+    /// awaited together with a commit. A page too large for the connection's message limit is
+    /// reported as such, so the next request asks for fewer events.
+    fn fetch(
+        &self,
+        after: i64,
+        continuation: Option<String>,
+    ) -> impl Future<Output = Result<HistoryPage, PumpError>> + use<> {
+        let hub = self.hub.clone();
+        let page_size = self.page_size;
+        async move {
+            hub.events_since(after, page_size, continuation.as_deref())
+                .await
+                .map_err(|err| match err.transport().map(SignalrError::kind) {
+                    Some("message_too_large") => PumpError::PageTooLarge(page_size),
+                    _ => PumpError::from(err),
+                })
+        }
     }
 
     async fn live(&mut self) -> Result<(), PumpError> {
@@ -404,7 +429,7 @@ impl Session {
     }
 
     fn record_payload(&mut self, target: &str, payload: &Value) -> EventRecord {
-        match HubEvent::from_callback(target, payload.clone()) {
+        match HubEvent::from_callback(target, payload) {
             Ok(event) => {
                 self.report_oddities(&event);
                 effects::record(&event, payload)

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -246,12 +247,14 @@ async fn stream_until_failure(
     let period = ctx.settings.monitor.snapshot_resync_interval;
     let mut resync_tick = tokio::time::interval_at(Instant::now() + period, period);
     resync_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut streaming: Option<Streaming<'_>> = None;
     loop {
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(value)) => match decode_as::<PositionDataEntry>(methods::STREAM_POSITION_DATA, value) {
                     Ok(entry) => {
                         Metrics::add(&ctx.metrics.stream_items, 1);
+                        streaming.get_or_insert_with(|| Streaming::new(&ctx.metrics));
                         latest.send_replace(Some(Sample { received_at: Instant::now(), entry }));
                     }
                     Err(err) => {
@@ -268,6 +271,23 @@ async fn stream_until_failure(
                 }
             }
         }
+    }
+}
+
+/// Counts one monitor in `monitors_streaming` from its stream's first item until the stream
+/// ends or the monitor is stopped (the guard drops with the stream's future).
+struct Streaming<'a>(&'a Metrics);
+
+impl<'a> Streaming<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.monitors_streaming.fetch_add(1, Ordering::Relaxed);
+        Streaming(metrics)
+    }
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        self.0.monitors_streaming.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -31,7 +31,7 @@ use super::intent::{self, IntentError, IntentOutcome};
 use crate::config::{AutomationMode, OrderStyle};
 use crate::hubs::client::ControlHub;
 use crate::hubs::events::AdjustmentSignalEvent;
-use crate::hubs::lenient::decode;
+use crate::hubs::lenient::{decode, decode_ref};
 use crate::hubs::models::{OrderState, PreparedPlan};
 use crate::hubs::wire::{args, methods};
 use crate::store::{
@@ -491,7 +491,7 @@ async fn await_job(
     match job.as_ref().map(|j| j.status) {
         Some(JobStatus::Completed) => {
             let result = job.and_then(|j| j.result).unwrap_or(Value::Null);
-            match decode::<PreparedPlan>(result.clone()) {
+            match decode_ref::<PreparedPlan>(&result) {
                 Ok(plan) if !plan.allowed() => {
                     transition(
                         ctx,
@@ -618,8 +618,8 @@ async fn execute(
 ) -> Result<Step, DriveError> {
     let Some(plan) = workflow
         .plan
-        .clone()
-        .and_then(|p| decode::<PreparedPlan>(p).ok())
+        .as_ref()
+        .and_then(|p| decode_ref::<PreparedPlan>(p).ok())
     else {
         return transition(
             ctx,

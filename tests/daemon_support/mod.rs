@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mesolive_supervisor::hubs::client::{EventHub, HubClient};
 use mesolive_supervisor::signalr::{ConnectOptions, Connection};
-use mesolive_supervisor::sim::{RunningSim, SimOptions, Simulator};
+use mesolive_supervisor::sim::{AdminClient, RunningSim, SimOptions, Simulator};
 use mesolive_supervisor::store::{QuarantinedEvent, Store};
 use serde_json::{Value, json};
 use sqlx::{Connection as _, Row};
@@ -74,17 +74,15 @@ where
 /// A simulator in this process, reached over real sockets like any MesoLive server.
 pub struct Sim {
     pub running: RunningSim,
-    http: reqwest::Client,
+    admin: AdminClient,
 }
 
 impl Sim {
     pub async fn start(options: SimOptions) -> Sim {
         mesolive_supervisor::tls::install_default_provider();
         let running = Simulator::start(options).await.expect("simulator starts");
-        Sim {
-            running,
-            http: reqwest::Client::new(),
-        }
+        let admin = AdminClient::new(running.admin_url());
+        Sim { running, admin }
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
@@ -94,48 +92,28 @@ impl Sim {
 
     /// Like [`Sim::post`], but a refusal (e.g. a signal On for a closed position) is returned.
     pub async fn try_post(&self, path: &str, body: Value) -> Result<Value, String> {
-        let url = format!("{}{path}", self.running.admin_url());
-        let response = self
-            .http
-            .post(&url)
-            .json(&body)
-            .send()
+        self.admin
+            .post(path, body)
             .await
-            .expect("admin reachable");
-        let status = response.status();
-        let value = response.json::<Value>().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(value)
-        } else {
-            Err(format!("{status} {value}"))
-        }
+            .map_err(|err| err.to_string())
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let url = format!("{}{path}", self.running.admin_url());
-        self.http
-            .get(&url)
-            .send()
+        self.admin
+            .get(path)
             .await
-            .expect("admin reachable")
-            .json()
-            .await
-            .expect("admin answers JSON")
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"))
     }
 
     pub async fn delete(&self, path: &str) {
-        let url = format!("{}{path}", self.running.admin_url());
-        self.http
-            .delete(&url)
-            .send()
+        self.admin
+            .delete(path)
             .await
-            .expect("admin reachable");
+            .unwrap_or_else(|err| panic!("DELETE {path}: {err}"));
     }
 
     pub async fn latest_seq(&self) -> i64 {
-        self.get("/stats").await["latest_event_seq_id"]
-            .as_i64()
-            .expect("latest seq")
+        self.admin.latest_seq().await.expect("latest seq")
     }
 
     /// The hubs' listening address (what a front forwards to).
@@ -165,7 +143,7 @@ impl Sim {
     }
 
     pub async fn emit(&self, count: u64) {
-        self.post("/events/emit", json!({"count": count})).await;
+        self.admin.emit(count).await.expect("events emitted");
     }
 
     pub async fn drop_connections(&self) {
@@ -540,12 +518,7 @@ impl Drop for Daemon {
 
 /// Reads one series from Prometheus text.
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok())?
-        })
+    mesolive_supervisor::ops::metrics::series_value(text, series)
 }
 
 /// The exactly-once invariants between the simulator's event log and a daemon's database,

@@ -10,7 +10,9 @@ use mesolive_supervisor::hubs::wire::{self, args, history};
 use mesolive_supervisor::signalr::{
     Callback, CallbackReceiver, ConnectOptions, Connection, SignalrError,
 };
-use mesolive_supervisor::sim::{Hub, RunningSim, SimOptions, Simulator, Timing};
+use mesolive_supervisor::sim::{
+    AdminClient, AdminError, Hub, RunningSim, SimOptions, Simulator, Timing,
+};
 use serde_json::{Value, json};
 use url::Url;
 
@@ -151,33 +153,29 @@ where
     }
 }
 
-/// A JSON client of the admin API.
+/// A JSON client of the admin API: the library's, with test assertions.
 #[derive(Clone)]
 pub struct Admin {
-    base: String,
-    http: reqwest::Client,
+    client: AdminClient,
 }
 
 impl Admin {
     pub fn new(base: String) -> Admin {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        mesolive_supervisor::tls::install_default_provider();
         Admin {
-            base,
-            http: reqwest::Client::new(),
+            client: AdminClient::new(base),
         }
     }
 
     /// POST with a JSON body; returns the HTTP status and the JSON answer.
     pub async fn post_raw(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("admin API reachable");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        match self.client.post(path, body).await {
+            Ok(answer) => (200, answer),
+            Err(AdminError::Refused { status, body, .. }) => {
+                (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+            }
+            Err(err) => panic!("admin API reachable: {err}"),
+        }
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
@@ -187,24 +185,17 @@ impl Admin {
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
+        self.client
+            .get(path)
             .await
-            .expect("admin API reachable");
-        assert_eq!(response.status().as_u16(), 200, "GET {path}");
-        response.json().await.expect("JSON answer")
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"))
     }
 
     pub async fn delete(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .delete(format!("{}{path}", self.base))
-            .send()
+        self.client
+            .delete(path)
             .await
-            .expect("admin API reachable");
-        response.json().await.expect("JSON answer")
+            .unwrap_or_else(|err| panic!("DELETE {path}: {err}"))
     }
 
     pub async fn faults(&self, patch: Value) -> Value {

@@ -1,0 +1,104 @@
+//! The daemon inside the benchmark's process (`supervisor::run_until_stopped`), for the
+//! scenarios whose figure is a moment the daemon reaches: its `OpsState` is read directly, so
+//! polling costs an atomic load, not an HTTP request.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::BenchError;
+use super::harness::{BenchSim, Scratch, on_own_runtime, until};
+use crate::config::{ApiKey, Settings};
+use crate::ops::http::OpsState;
+use crate::ops::notify::Notifier;
+use crate::supervisor::context::Shutdown;
+use crate::supervisor::{self, SupervisorError};
+
+/// How long a stopping daemon may take before the benchmark gives up on it.
+const STOP_LIMIT: Duration = Duration::from_secs(30);
+/// How often a condition on the daemon's state is checked.
+const POLL: Duration = Duration::from_millis(1);
+
+/// `base` pointed at `sim`, with its database in `scratch`, the ops listener on a free port
+/// and short reconnect backoff; scenario-specific settings are changed by the caller.
+pub(super) fn settings(base: &Settings, sim: &BenchSim, scratch: &Scratch) -> Settings {
+    let mut settings = base.clone();
+    settings.hubs.base_url = sim.running.hub_base_url();
+    settings.hubs.probe_provider = "Sim".into();
+    settings.api_key = Some(ApiKey::new(sim.running.token()));
+    settings.database.path = scratch.database();
+    settings.ops.listen = "127.0.0.1:0".into();
+    settings.supervisor.backoff_initial = Duration::from_millis(100);
+    settings.supervisor.backoff_max = Duration::from_millis(500);
+    settings
+}
+
+/// A daemon running in this process, on a runtime of its own ([`on_own_runtime`]), as it
+/// would in its own process: its tasks do not share the simulator's scheduler.
+pub(super) struct InProcess {
+    /// Its health and metrics.
+    pub ops: OpsState,
+    shutdown: Shutdown,
+    thread: std::thread::JoinHandle<()>,
+    result: oneshot::Receiver<Result<(), SupervisorError>>,
+}
+
+impl InProcess {
+    /// Starts the daemon; it connects, replays and becomes ready on its own.
+    pub fn start(settings: Settings) -> Result<InProcess, BenchError> {
+        let ops = OpsState::default();
+        let shutdown = Shutdown::default();
+        let (stop, state) = (shutdown.clone(), ops.clone());
+        let (thread, result) = on_own_runtime("daemon", move || {
+            supervisor::run_until_stopped(settings, Notifier::disabled(), stop, state)
+        })?;
+        Ok(InProcess {
+            ops,
+            shutdown,
+            thread,
+            result,
+        })
+    }
+
+    /// Fails early if the daemon already stopped (a refused setting, a store error): a dead
+    /// daemon would otherwise only show as a timeout.
+    pub fn check_alive(&self) -> Result<(), BenchError> {
+        if self.thread.is_finished() {
+            return Err(BenchError::Child(
+                "the in-process daemon stopped unexpectedly".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits until `condition` holds on the daemon's health and metrics (checked every
+    /// millisecond: an atomic load each); the moment it was seen to hold.
+    pub async fn wait(
+        &self,
+        what: &str,
+        limit: Duration,
+        condition: impl Fn(&OpsState) -> bool,
+    ) -> Result<Instant, BenchError> {
+        until(what, limit, POLL, || async {
+            self.check_alive()?;
+            Ok(condition(&self.ops).then(Instant::now))
+        })
+        .await
+    }
+
+    /// Stops the daemon as SIGTERM would and returns its result.
+    pub async fn stop(self) -> Result<(), BenchError> {
+        self.shutdown.intake.cancel();
+        match tokio::time::timeout(STOP_LIMIT, self.result).await {
+            Ok(Ok(result)) => result.map_err(BenchError::from),
+            Ok(Err(_)) => Err(BenchError::Child("the daemon's thread panicked".into())),
+            Err(_) => {
+                self.shutdown.force.cancel();
+                Err(BenchError::Timeout {
+                    what: "the in-process daemon to stop".into(),
+                    after: STOP_LIMIT,
+                })
+            }
+        }
+    }
+}

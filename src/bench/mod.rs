@@ -1,0 +1,177 @@
+//! `mesolive-supervisor bench`: the end-to-end benchmarks of issue 8, against the built-in
+//! simulator on loopback. Each scenario runs `runs` times; the report gives the median with the
+//! min and max, because one run on a shared 2-core VM says little.
+//!
+//! ```text
+//! mod.rs        options, sizes, the order of the scenarios
+//! report.rs     figures, targets, median/min/max, the table and the JSON
+//! harness.rs    a simulator + its admin client, polling with a deadline, scratch directories
+//! inproc.rs     the daemon inside this process (OpsState is read directly)
+//! child.rs      the daemon as a child process (honest RSS and CPU from /proc, /readyz, SIGTERM)
+//! transport.rs  (1) raw callbacks/s of the SignalR client
+//! ingest.rs     (2) durable live ingest, and (7) its synchronous × batch_max sweep
+//! replay.rs     (3) start → caught up with a backlog
+//! recovery.rs   (4) outage end → ready, caught up, every monitor streaming
+//! monitoring.rs (5) RSS and CPU with many streaming positions
+//! startup.rs    (6) start → READY, SIGTERM → exit
+//! ```
+
+mod child;
+mod harness;
+mod ingest;
+mod inproc;
+mod monitoring;
+mod recovery;
+mod replay;
+pub mod report;
+mod startup;
+mod transport;
+
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::hubs::client::HubError;
+use crate::signalr::SignalrError;
+use crate::sim::{AdminError, SimError};
+use crate::supervisor::SupervisorError;
+
+pub use report::Report;
+
+/// What `bench` was asked for.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Runs per scenario (the median is reported).
+    pub runs: usize,
+    /// Small sizes and short windows: a smoke test, not figures.
+    pub quick: bool,
+    /// Only these scenarios (1–7); empty: all of them.
+    pub only: Vec<u8>,
+}
+
+/// Why a benchmark could not run (a slow figure is a result, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The simulator could not start.
+    #[error("simulator: {0}")]
+    Sim(#[from] SimError),
+    /// The simulator's admin API failed.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The benchmark's own SignalR client failed.
+    #[error("signalr client: {0}")]
+    Signalr(#[from] SignalrError),
+    /// A hub call of the benchmark's own client failed.
+    #[error("hub call: {0}")]
+    Hub(#[from] HubError),
+    /// The in-process daemon stopped with an error.
+    #[error("daemon: {0}")]
+    Daemon(#[from] SupervisorError),
+    /// A condition was not reached in time.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// The condition.
+        what: String,
+        /// How long it was given.
+        after: Duration,
+    },
+    /// A file, a directory or the child process failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The child daemon misbehaved (exited early, failed to stop).
+    #[error("child daemon: {0}")]
+    Child(String),
+}
+
+/// Sizes of each scenario; `--quick` shrinks all of them.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    /// Events of one transport burst.
+    transport_burst: u64,
+    /// Events of one live-ingest burst.
+    ingest_burst: u64,
+    /// Events of one burst of the synchronous × batch_max sweep.
+    sweep_burst: u64,
+    /// Events in the replay backlog.
+    replay_backlog: u64,
+    /// Open positions for the reconnect scenario.
+    recovery_positions: usize,
+    /// How long the simulator refuses connections in the reconnect scenario.
+    outage: Duration,
+    /// Open positions for the monitoring scenario.
+    monitoring_positions: usize,
+    /// Steady-state window over which RSS and CPU are read.
+    monitoring_window: Duration,
+    /// Open positions for the startup scenario.
+    startup_positions: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                transport_burst: 2_000,
+                ingest_burst: 2_000,
+                sweep_burst: 300,
+                replay_backlog: 5_000,
+                recovery_positions: 20,
+                outage: Duration::from_millis(500),
+                monitoring_positions: 50,
+                monitoring_window: Duration::from_secs(2),
+                startup_positions: 20,
+            }
+        } else {
+            Sizes {
+                transport_burst: 50_000,
+                ingest_burst: 50_000,
+                sweep_burst: 20_000,
+                replay_backlog: 100_000,
+                recovery_positions: 200,
+                outage: Duration::from_secs(2),
+                monitoring_positions: 1_000,
+                monitoring_window: Duration::from_secs(10),
+                startup_positions: 200,
+            }
+        }
+    }
+}
+
+/// Runs every scenario (or those of `options.only`) `options.runs` times, in the issue's
+/// order, and reports the figures.
+/// `base` supplies every setting the scenarios do not set themselves; progress goes to stderr.
+pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchError> {
+    crate::tls::install_default_provider();
+    let sizes = Sizes::new(options.quick);
+    let runs = options.runs.max(1);
+    let mut report = Report::new(runs, options.quick);
+    let wanted = |scenario: u8| options.only.is_empty() || options.only.contains(&scenario);
+    let mut raw_median = None;
+    if wanted(1) {
+        let raw = transport::run(runs, &sizes).await?;
+        raw_median = Some(raw.median);
+        report.push(raw);
+    }
+    if wanted(2) {
+        report.extend(ingest::run(&base, runs, &sizes, raw_median).await?);
+    }
+    if wanted(3) {
+        report.extend(replay::run(&base, runs, &sizes).await?);
+    }
+    if wanted(4) {
+        report.push(recovery::run(&base, runs, &sizes).await?);
+    }
+    if wanted(5) {
+        report.extend(monitoring::run(runs, &sizes).await?);
+    }
+    if wanted(6) {
+        report.extend(startup::run(runs, &sizes).await?);
+    }
+    if wanted(7) {
+        report.extend(ingest::sweep(&base, runs, &sizes).await?);
+    }
+    Ok(report)
+}
