@@ -256,8 +256,12 @@ impl SoakReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "One daemon process for {:.0} min (no restarts), {} samples, dedupe window {} s; churn: {} positions opened and {} closed server-side, {} hub drops, {} signals.\n",
-            self.length.as_secs_f64() / 60.0,
+            "One daemon process for {} (no restarts), {} samples, dedupe window {} s; churn: {} positions opened and {} closed server-side, {} hub drops, {} signals.\n",
+            if self.length.as_secs() < 120 {
+                format!("{} s", self.length.as_secs())
+            } else {
+                format!("{} min", self.length.as_secs() / 60)
+            },
             self.samples.len(),
             self.window.as_secs(),
             self.positions_opened,
