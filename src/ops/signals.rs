@@ -2,16 +2,36 @@
 //! Both leave the database consistent (every write is one transaction); the fast stop only skips
 //! the wait for in-flight workflows.
 
+use std::future::Future;
+
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-/// Listens for termination signals: the first cancels `graceful`, the second cancels `force`.
-/// Returns once `force` is cancelled (by a second signal or by the caller).
-pub async fn watch_termination(graceful: CancellationToken, force: CancellationToken) {
-    let (Ok(mut term), Ok(mut int)) = (
+/// Installs the SIGTERM/SIGINT handlers NOW (before anything else starts, so a signal that
+/// arrives during startup is caught rather than killing the process by its default action) and
+/// returns the watcher: the first signal cancels `graceful`, the second cancels `force`. The
+/// watcher ends once `force` is cancelled (by a second signal or by the caller). Must be called
+/// inside the runtime.
+pub fn watch_termination(
+    graceful: CancellationToken,
+    force: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
+    );
+    async move { watch(handlers, graceful, force).await }
+}
+
+async fn watch(
+    handlers: (
+        std::io::Result<tokio::signal::unix::Signal>,
+        std::io::Result<tokio::signal::unix::Signal>,
+    ),
+    graceful: CancellationToken,
+    force: CancellationToken,
+) {
+    let (Ok(mut term), Ok(mut int)) = handlers else {
         tracing::error!("cannot install SIGTERM/SIGINT handlers; stop with SIGKILL only");
         force.cancelled().await;
         return;
