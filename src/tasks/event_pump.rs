@@ -47,7 +47,7 @@ use crate::hubs::events::HubEvent;
 use crate::hubs::wire::history::{HistoricEvent, HistoryPage};
 use crate::ops::metrics::Metrics;
 use crate::signalr::{Callback, CallbackReceiver, SignalrError};
-use crate::store::{EventRecord, RecordOutcome, StoreError};
+use crate::store::{Effect, EventRecord, RecordOutcome, StoreError};
 use crate::supervisor::child::{ChildError, Fatal};
 use crate::supervisor::context::{Ctx, Linked, next_link};
 use crate::supervisor::policy::backoff;
@@ -502,11 +502,20 @@ impl Session {
         let mut applied = 0u64;
         let mut quarantined = 0u64;
         let mut went_backwards = false;
+        let (mut positions_changed, mut workflows_affected) = (false, false);
         for (record, result) in records.iter().zip(&outcome.outcomes) {
             if *result == RecordOutcome::Applied {
                 applied += 1;
-                if matches!(record.effect, crate::store::Effect::Quarantine { .. }) {
-                    quarantined += 1;
+                match record.effect {
+                    Effect::Quarantine { .. } => quarantined += 1,
+                    Effect::Position(_) => {
+                        positions_changed = true;
+                        workflows_affected = true;
+                    }
+                    Effect::Signal(_) | Effect::Job(_) | Effect::Order(_) => {
+                        workflows_affected = true
+                    }
+                    Effect::Leg(_) | Effect::None => {}
                 }
                 if let Some(seq) = out_of_sequence.get(&record.key) {
                     went_backwards = true;
@@ -522,8 +531,11 @@ impl Session {
             self.cursor = self.cursor.max(cursor);
             Metrics::set(&metrics.cursor, self.cursor);
         }
-        if applied > 0 {
+        // Wake only who can care: the monitor manager re-reads every open position.
+        if positions_changed {
             self.ctx.wake.positions.notify_one();
+        }
+        if workflows_affected {
             self.ctx.wake.workflows.notify_one();
         }
         Ok(went_backwards)
