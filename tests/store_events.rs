@@ -225,6 +225,34 @@ async fn pruning_drops_old_dedupe_keys_and_keeps_the_window() {
 }
 
 #[tokio::test]
+async fn a_pruned_key_without_a_sequence_id_is_new_again_and_a_kept_one_is_not() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await;
+    let pushes = [
+        signal_push("push-old", SignalState::On),
+        signal_push("push-young", SignalState::On),
+    ];
+    store.apply_events(&pushes).await.unwrap();
+    let mut conn = raw(&path).await;
+    sqlx::query(
+        "UPDATE processed_events SET processed_at = processed_at - 7200000
+         WHERE event_key = 'push-old'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let hour = Duration::from_secs(3600);
+    assert_eq!(store.prune_processed_events(hour, 10).await.unwrap(), 1);
+    let again = store.apply_events(&pushes).await.unwrap();
+    assert_eq!(again.outcomes, vec![Applied, AlreadyProcessed]);
+    assert_eq!(
+        scalar(&mut conn, "SELECT COUNT(*) FROM processed_events").await,
+        2
+    );
+}
+
+#[tokio::test]
 async fn effects_upsert_positions_legs_jobs_signals_and_quarantine() {
     let (_dir, path) = temp_db();
     let store = open(&path).await;

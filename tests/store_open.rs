@@ -5,9 +5,13 @@ mod store_support;
 
 use std::path::Path;
 
-use mesolive_supervisor::store::{Store, StoreError, StoreOptions, Synchronous};
+use mesolive_supervisor::store::{
+    RecordOutcome, SignalState, Store, StoreError, StoreOptions, Synchronous,
+};
 use sqlx::Connection;
-use store_support::{open, order_event, raw, scalar, temp_db};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use store_support::{open, order_event, raw, scalar, signal_push, temp_db};
 
 fn contents(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")
@@ -44,6 +48,58 @@ async fn migrations_apply_on_an_empty_file_and_reopen_is_idempotent() {
         scalar(&mut conn, "SELECT COUNT(*) FROM _sqlx_migrations").await,
         applied,
         "re-opening applies nothing twice"
+    );
+}
+
+#[tokio::test]
+async fn the_dedupe_set_of_an_older_schema_is_carried_over() {
+    // A database as the release before the append-only dedupe log left it: migrations up to
+    // 0002, with two processed keys.
+    let (dir, path) = temp_db();
+    let older = dir.path().join("older-migrations");
+    std::fs::create_dir_all(&older).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let current = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for name in ["0001_state_store.sql", "0002_workflows.sql"] {
+        std::fs::copy(current.join(name), older.join(name)).unwrap();
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+    Migrator::new(older)
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
+         VALUES ('push-0', NULL, 'OnEntrySignal', 1), ('event-1', 1, 'OnOrderUpdate', 2)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = open(&path).await;
+    let outcome = store
+        .apply_events(&[
+            signal_push("push-0", SignalState::On),
+            signal_push("push-1", SignalState::On),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.outcomes,
+        vec![RecordOutcome::AlreadyProcessed, RecordOutcome::Applied],
+        "a key recorded before the migration is still known"
+    );
+    store.close().await.unwrap();
+    let mut conn = raw(&path).await;
+    assert_eq!(
+        scalar(&mut conn, "SELECT COUNT(*) FROM processed_events").await,
+        3
     );
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
+use super::dedupe::{DedupeIndex, Fingerprint};
 use super::jobs::{self, PrepareJobUpdate};
 use super::orders::{self, OrderUpdate};
 use super::positions::{self, LegUpdate, PositionUpdate};
@@ -108,48 +109,17 @@ impl Store {
     /// id seen, never backwards; records without one never move it. Any failure rolls the whole
     /// batch back (cursor, dedupe set, effects and counts exactly as before).
     pub async fn apply_events(&self, batch: &[EventRecord]) -> Result<BatchOutcome, StoreError> {
-        let now = Timestamp::now();
-        let mut writer = self.writer().await?;
-        let mut tx = begin_write(&mut writer).await?;
-
-        // Sequence filter, in batch order. A record whose key turns out to be known still moves
-        // the cursor: the event at that sequence id has been handled, earlier.
-        let start_cursor = read_cursor(&mut tx).await?;
-        let mut cursor = start_cursor;
-        let mut outcomes = vec![RecordOutcome::BelowCursor; batch.len()];
-        let mut candidates = Vec::with_capacity(batch.len());
-        for (index, record) in batch.iter().enumerate() {
-            if let (Some(seq), Some(current)) = (record.seq_id, cursor)
-                && seq <= current
-            {
-                continue;
+        let (mut writer, mut dedupe) = self.writer_with_dedupe().await?;
+        match commit_batch(&mut writer, &mut dedupe, batch).await {
+            Ok((outcome, recorded)) => {
+                dedupe.record(recorded);
+                Ok(outcome)
             }
-            candidates.push(index);
-            if let Some(seq) = record.seq_id {
-                cursor = Some(cursor.map_or(seq, |current| current.max(seq)));
+            Err(err) => {
+                dedupe.invalidate();
+                Err(err)
             }
         }
-
-        // Dedupe: the keys this insert added are the records to apply (the first of each key).
-        let mut newly_recorded = record_keys(&mut tx, batch, &candidates, now).await?;
-        let mut applied = Vec::with_capacity(candidates.len());
-        for index in candidates {
-            let record = &batch[index];
-            outcomes[index] = if newly_recorded.remove(record.key.as_str()) {
-                applied.push(record);
-                RecordOutcome::Applied
-            } else {
-                RecordOutcome::AlreadyProcessed
-            };
-        }
-
-        apply_effects(&mut tx, &applied, now).await?;
-        count_applied(&mut tx, &applied).await?;
-        if let Some(seq) = cursor.filter(|_| cursor != start_cursor) {
-            write_cursor(&mut tx, seq, now).await?;
-        }
-        tx.commit().await?;
-        Ok(BatchOutcome { outcomes, cursor })
     }
 
     /// The last processed `EventSeqId`, or `None` before the first event / initialisation.
@@ -185,20 +155,18 @@ impl Store {
         limit: u32,
     ) -> Result<u64, StoreError> {
         let cutoff = Timestamp::now().minus(older_than);
-        let mut writer = self.writer().await?;
-        let mut tx = begin_write(&mut writer).await?;
-        let pruned = sqlx::query(
-            "DELETE FROM processed_events WHERE event_key IN (
-                 SELECT event_key FROM processed_events WHERE processed_at < ?
-                 ORDER BY processed_at LIMIT ?)",
-        )
-        .bind(cutoff)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(pruned)
+        let (mut writer, mut dedupe) = self.writer_with_dedupe().await?;
+        let pruned = delete_older_keys(&mut writer, cutoff, limit).await;
+        match pruned {
+            Ok(keys) => {
+                dedupe.forget(keys.iter().map(String::as_str));
+                Ok(keys.len() as u64)
+            }
+            Err(err) => {
+                dedupe.invalidate();
+                Err(err)
+            }
+        }
     }
 
     /// The most recent quarantined events, newest first.
@@ -235,6 +203,75 @@ pub(super) async fn latest_quarantined(
     .await?)
 }
 
+/// The body of [`Store::apply_events`]: returns the outcome and, once committed, the
+/// fingerprints of the keys it recorded.
+async fn commit_batch(
+    writer: &mut SqliteConnection,
+    dedupe: &mut DedupeIndex,
+    batch: &[EventRecord],
+) -> Result<(BatchOutcome, Vec<Fingerprint>), StoreError> {
+    let now = Timestamp::now();
+    let index = dedupe.load(writer).await?;
+    let mut tx = begin_write(writer).await?;
+
+    // Sequence filter, then dedupe, in batch order. A record whose key turns out to be known
+    // still moves the cursor: the event at that sequence id has been handled, earlier.
+    let start_cursor = read_cursor(&mut tx).await?;
+    let mut cursor = start_cursor;
+    let mut outcomes = vec![RecordOutcome::BelowCursor; batch.len()];
+    let mut applied = Vec::with_capacity(batch.len());
+    let mut recorded = Vec::with_capacity(batch.len());
+    let mut recorded_now = HashSet::with_capacity(batch.len());
+    for (record, outcome) in batch.iter().zip(&mut outcomes) {
+        if let (Some(seq), Some(current)) = (record.seq_id, cursor)
+            && seq <= current
+        {
+            continue;
+        }
+        if let Some(seq) = record.seq_id {
+            cursor = Some(cursor.map_or(seq, |current| current.max(seq)));
+        }
+        let fingerprint = index.fingerprint(&record.key);
+        *outcome = if index.contains(fingerprint) || !recorded_now.insert(fingerprint) {
+            RecordOutcome::AlreadyProcessed
+        } else {
+            recorded.push(fingerprint);
+            applied.push(record);
+            RecordOutcome::Applied
+        };
+    }
+
+    record_keys(&mut tx, &applied, now).await?;
+    apply_effects(&mut tx, &applied, now).await?;
+    count_applied(&mut tx, &applied).await?;
+    if let Some(seq) = cursor.filter(|_| cursor != start_cursor) {
+        write_cursor(&mut tx, seq, now).await?;
+    }
+    tx.commit().await?;
+    Ok((BatchOutcome { outcomes, cursor }, recorded))
+}
+
+/// Delete at most `limit` dedupe keys processed before `cutoff`, oldest first; returns them.
+async fn delete_older_keys(
+    writer: &mut SqliteConnection,
+    cutoff: Timestamp,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let mut tx = begin_write(writer).await?;
+    let keys = sqlx::query_scalar(
+        "DELETE FROM processed_events WHERE id IN (
+             SELECT id FROM processed_events WHERE processed_at < ?
+             ORDER BY processed_at LIMIT ?)
+         RETURNING event_key",
+    )
+    .bind(cutoff)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(keys)
+}
+
 pub(super) async fn read_cursor(conn: &mut SqliteConnection) -> Result<Option<i64>, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
@@ -268,36 +305,29 @@ struct KeyRow<'a> {
     target: &'a str,
 }
 
-/// Insert the keys of `batch[candidates]` into the dedupe set; returns the keys that were new.
+/// Append the keys of `applied` to the dedupe set.
 async fn record_keys(
     conn: &mut SqliteConnection,
-    batch: &[EventRecord],
-    candidates: &[usize],
+    applied: &[&EventRecord],
     now: Timestamp,
-) -> Result<HashSet<String>, StoreError> {
-    if candidates.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let rows: Vec<KeyRow<'_>> = candidates
+) -> Result<(), StoreError> {
+    let rows: Vec<KeyRow<'_>> = applied
         .iter()
-        .map(|&index| KeyRow {
-            key: &batch[index].key,
-            seq_id: batch[index].seq_id,
-            target: &batch[index].target,
+        .map(|record| KeyRow {
+            key: &record.key,
+            seq_id: record.seq_id,
+            target: &record.target,
         })
         .collect();
-    let inserted: Vec<String> = sqlx::query_scalar(
+    execute_for_rows(
+        conn,
         "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
          SELECT e.value ->> 'key', e.value ->> 'seq_id', e.value ->> 'target', ?2
-         FROM jsonb_each(?1) AS e WHERE true ORDER BY e.key
-         ON CONFLICT DO NOTHING
-         RETURNING event_key",
+         FROM jsonb_each(?1) AS e ORDER BY e.key",
+        &rows,
+        now,
     )
-    .bind(json_text(&rows)?)
-    .bind(now)
-    .fetch_all(conn)
-    .await?;
-    Ok(inserted.into_iter().collect())
+    .await
 }
 
 /// A quarantine row as the insert reads it.

@@ -7,6 +7,7 @@
 //! (replay brings it). Every other write also goes through the single writer connection with
 //! `BEGIN IMMEDIATE`; reads use a small read-only pool. No SQL lives outside this module.
 
+mod dedupe;
 mod error;
 mod events;
 mod flow;
@@ -34,7 +35,9 @@ use sqlx::sqlite::{
 };
 use sqlx::types::Text;
 use sqlx::{Connection, Row, Sqlite, Transaction};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
+
+use dedupe::DedupeIndex;
 
 pub use error::StoreError;
 pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutcome};
@@ -154,6 +157,7 @@ impl Store {
             writer: Some(Writer {
                 connection: Mutex::new(writer),
                 options: writer_options,
+                dedupe: Mutex::default(),
             }),
             readers,
             instance_id,
@@ -223,12 +227,8 @@ impl Store {
     /// (SQLITE_FULL, an I/O error), sqlx keeps its transaction depth and refuses every later
     /// BEGIN. Such a connection is replaced by a fresh one, so a full disk that is freed again
     /// does not need a restart.
-    async fn writer(&self) -> Result<tokio::sync::MutexGuard<'_, SqliteConnection>, StoreError> {
-        let Some(writer) = &self.writer else {
-            return Err(StoreError::ReadOnly {
-                path: self.path.clone(),
-            });
-        };
+    async fn writer(&self) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
+        let writer = self.writer_parts()?;
         let mut connection = writer.connection.lock().await;
         if connection.is_in_transaction() {
             // The rollback queued by a dropped transaction runs before this statement.
@@ -240,6 +240,28 @@ impl Store {
         }
         Ok(connection)
     }
+
+    /// Lock the writer connection, then the dedupe index: the writes that change
+    /// `processed_events` hold both, so the index changes in step with the table.
+    async fn writer_with_dedupe(
+        &self,
+    ) -> Result<
+        (
+            MutexGuard<'_, SqliteConnection>,
+            MutexGuard<'_, DedupeIndex>,
+        ),
+        StoreError,
+    > {
+        let connection = self.writer().await?;
+        let dedupe = self.writer_parts()?.dedupe.lock().await;
+        Ok((connection, dedupe))
+    }
+
+    fn writer_parts(&self) -> Result<&Writer, StoreError> {
+        self.writer.as_ref().ok_or_else(|| StoreError::ReadOnly {
+            path: self.path.clone(),
+        })
+    }
 }
 
 /// The writer connection and how it was opened (to open it again if a failed commit wedged it).
@@ -247,6 +269,8 @@ impl Store {
 struct Writer {
     connection: Mutex<SqliteConnection>,
     options: SqliteConnectOptions,
+    /// Which keys `processed_events` holds; locked only after `connection`.
+    dedupe: Mutex<DedupeIndex>,
 }
 
 /// Start a write transaction that takes the write lock up front, so it never fails half-way

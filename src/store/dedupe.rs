@@ -1,0 +1,129 @@
+//! The dedupe set's in-memory index: which event keys `processed_events` holds.
+//!
+//! The table is append-ordered (cheap to write: a commit touches a few pages at its right
+//! edge), so it cannot answer "is this key there?" without a scan. This index answers it in
+//! memory. It mirrors the table exactly because only the writer changes either, under the
+//! writer lock: it is loaded from the table on first use, extended after a commit, shrunk after
+//! a prune, and dropped (to be loaded again) after any failed write, when what reached the
+//! disk is in doubt.
+//!
+//! Keys are kept as 128-bit fingerprints (two independent 64-bit SipHash values with random
+//! per-process keys): 16 bytes per key instead of a string. Two distinct keys share a
+//! fingerprint with probability about n²/2¹²⁹, under 10⁻²⁴ for a hundred million keys, and
+//! the random keys mean no input can be crafted to collide.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+
+use futures_util::TryStreamExt;
+use sqlx::SqliteConnection;
+
+use super::StoreError;
+
+/// A key's identity in the index.
+pub(super) type Fingerprint = u128;
+
+/// Fingerprints of every key in `processed_events`, once loaded.
+#[derive(Debug, Default)]
+pub(super) struct DedupeIndex {
+    /// `None` until loaded, and again after a failed write.
+    recorded: Option<HashSet<Fingerprint>>,
+    fingerprinter: Fingerprinter,
+}
+
+/// A loaded index, for looking keys up.
+pub(super) struct Loaded<'a> {
+    recorded: &'a HashSet<Fingerprint>,
+    fingerprinter: &'a Fingerprinter,
+}
+
+impl Loaded<'_> {
+    /// The fingerprint of `key`.
+    pub(super) fn fingerprint(&self, key: &str) -> Fingerprint {
+        self.fingerprinter.of(key)
+    }
+
+    /// Whether the table holds the key with this fingerprint.
+    pub(super) fn contains(&self, fingerprint: Fingerprint) -> bool {
+        self.recorded.contains(&fingerprint)
+    }
+}
+
+/// The two hash functions of a fingerprint, fixed for the life of the process.
+#[derive(Debug, Default)]
+struct Fingerprinter(RandomState, RandomState);
+
+impl Fingerprinter {
+    fn of(&self, key: &str) -> Fingerprint {
+        (Fingerprint::from(self.0.hash_one(key)) << 64) | Fingerprint::from(self.1.hash_one(key))
+    }
+}
+
+impl DedupeIndex {
+    /// The index, read from the table first if it is not loaded.
+    pub(super) async fn load(
+        &mut self,
+        conn: &mut SqliteConnection,
+    ) -> Result<Loaded<'_>, StoreError> {
+        if self.recorded.is_none() {
+            let mut recorded = HashSet::new();
+            let mut keys =
+                sqlx::query_scalar::<_, String>("SELECT event_key FROM processed_events")
+                    .fetch(conn);
+            while let Some(key) = keys.try_next().await? {
+                recorded.insert(self.fingerprinter.of(&key));
+            }
+            tracing::debug!(keys = recorded.len(), "dedupe index loaded");
+            self.recorded = Some(recorded);
+        }
+        Ok(Loaded {
+            recorded: self.recorded.get_or_insert_default(),
+            fingerprinter: &self.fingerprinter,
+        })
+    }
+
+    /// Keys of a committed insert.
+    pub(super) fn record(&mut self, fingerprints: impl IntoIterator<Item = Fingerprint>) {
+        if let Some(recorded) = &mut self.recorded {
+            recorded.extend(fingerprints);
+        }
+    }
+
+    /// Keys of a committed delete.
+    pub(super) fn forget<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>) {
+        if let Some(recorded) = &mut self.recorded {
+            for key in keys {
+                recorded.remove(&self.fingerprinter.of(key));
+            }
+        }
+    }
+
+    /// A write failed: what the table holds is in doubt until it is read again.
+    pub(super) fn invalidate(&mut self) {
+        self.recorded = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_is_stable_within_the_index_and_tells_keys_apart() {
+        let fingerprinter = Fingerprinter::default();
+        let a = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let b = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+        assert_eq!(fingerprinter.of(a), fingerprinter.of(a));
+        assert_ne!(fingerprinter.of(a), fingerprinter.of(b));
+        assert_ne!(fingerprinter.of(""), fingerprinter.of(" "));
+    }
+
+    #[test]
+    fn record_and_forget_change_nothing_before_the_index_is_loaded() {
+        let mut index = DedupeIndex::default();
+        let fingerprint = index.fingerprinter.of("k");
+        index.record([fingerprint]);
+        index.forget(["k"]);
+        assert!(index.recorded.is_none());
+    }
+}
