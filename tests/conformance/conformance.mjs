@@ -98,7 +98,7 @@ const checks = [
   }],
   ["server->client callbacks arrive in order", async (hub) => {
     const count = 2000;
-    assertEqual(await hub.connection.invoke("PushSequence", count), count, "PushSequence");
+    assertEqual(await hub.connection.invoke("Push", count), count, "Push");
     await eventually("every Seq callback", () => hub.seen.seq.length === count);
     hub.seen.seq.forEach((n, i) => assert(n === i, `callback ${i} carried ${n}`));
   }],

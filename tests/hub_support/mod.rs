@@ -1,4 +1,5 @@
 //! Test support: a hub with one method per behaviour under test, served on 127.0.0.1:0.
+//! `examples/conformance_server.rs` serves the same hub to the official JavaScript client.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::future::Future;
@@ -97,6 +98,9 @@ impl Hub for TestHub {
                     Err(error) => Reply::Value(json!({ "error": error.to_string() })),
                 },
                 "Swallow" => Reply::Swallow,
+                "CancelledStreams" => {
+                    Reply::Value(json!(observed.endless_dropped.load(Ordering::SeqCst)))
+                }
                 other => Reply::unknown_method(other),
             }
         }
