@@ -129,6 +129,32 @@ async fn the_api_key_never_reaches_logs_errors_metrics_reports_or_the_database()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_filter_holds_for_every_target_and_an_empty_rust_log_counts_as_unset() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::spawn(
+        &sim,
+        dir.path(),
+        &[("MESOLIVE__LOG__FILTER", "warn"), ("RUST_LOG", "")],
+    );
+    daemon.wait_ready(READY).await;
+    // Every hub reconnects: WebSocket handshakes (whose library logs them at debug) and warnings.
+    sim.drop_connections().await;
+    daemon.wait_log(&["\"level\":\"WARN\""], SOON).await;
+    daemon.wait_ready(READY).await;
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(SOON).await.code(), Some(0));
+
+    let log = daemon.log_text();
+    for level in ["TRACE", "DEBUG", "INFO"] {
+        let below = log
+            .lines()
+            .find(|line| line.contains(&format!("\"level\":\"{level}\"")));
+        assert_eq!(below, None, "a {level} line under log.filter = warn");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_from_an_unknown_ca_is_refused_unless_that_ca_is_configured() {
     let sim = Sim::start(SimOptions::default()).await;
     let front = Front::start(sim.hub_addr(), Some(fixture_acceptor())).await;

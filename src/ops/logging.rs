@@ -2,33 +2,40 @@
 //! (systemd's journal and Docker both collect it there).
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// Log targets whose most verbose records would carry the API key, capped whatever the filter
-/// says: tungstenite traces the whole WebSocket upgrade request, `Authorization` header and
-/// `access_token` query included.
-const SECRET_BEARING_TARGETS: &[&str] = &["tungstenite::handshake::client=debug"];
+/// Log targets whose most verbose records would carry the API key, with the most verbose level
+/// they may log at whatever the filter says: tungstenite traces the whole WebSocket upgrade
+/// request, `Authorization` header and `access_token` query included.
+const SECRET_BEARING_TARGETS: &[(&str, LevelFilter)] =
+    &[("tungstenite::handshake::client", LevelFilter::DEBUG)];
 
-/// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.filter` (except for
-/// [`SECRET_BEARING_TARGETS`]). Calling it twice is harmless (the second call keeps the first
+/// Installs the global subscriber. `RUST_LOG`, when set and not empty, wins over `log.filter`.
+/// Either way [`SECRET_BEARING_TARGETS`] are capped: a second filter that only ever lowers
+/// their level (an `EnvFilter` directive would also raise it, logging their debug records
+/// under `log.filter = "warn"`). Calling it twice is harmless (the second call keeps the first
 /// subscriber).
 pub fn init(settings: &LogSettings) {
-    let mut filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    for cap in SECRET_BEARING_TARGETS {
-        if let Ok(directive) = cap.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
+    let filter = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|directives| !directives.trim().is_empty())
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .or_else(|| EnvFilter::try_new(&settings.filter).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let caps = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(SECRET_BEARING_TARGETS.iter().copied());
     // A closed stderr must not take the daemon down (the internal-error report would panic).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
+    let registry = tracing_subscriber::registry().with(filter).with(caps);
     let _already_set = match settings.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => registry.with(output).try_init(),
+        LogFormat::Json => registry.with(output.json().flatten_event(true)).try_init(),
     };
 }
