@@ -1,10 +1,14 @@
 //! Throughput of the event transaction: events per second through `Store::apply_events` with
-//! `synchronous = FULL`, one commit per batch, at batch sizes 1, 16 and 256 (group commit).
+//! `synchronous = FULL`, one commit per batch, at batch sizes 1, 16 and 256 (group commit);
+//! and what a restart costs the first commit: opening a database whose dedupe window holds
+//! 100,000 keys, loading the dedupe index and committing one event.
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mesolive_supervisor::store::{Effect, EventRecord, OrderUpdate, Store, StoreOptions};
+use mesolive_supervisor::store::{
+    Effect, EventRecord, OrderUpdate, Store, StoreOptions, Synchronous,
+};
 use rust_decimal::Decimal;
 
 /// An order update, as most of a trading day's events are.
@@ -65,5 +69,47 @@ fn apply_events(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply_events);
+/// Keys in the dedupe window of the restart benchmark.
+const WINDOW_KEYS: i64 = 100_000;
+
+fn first_commit_after_a_restart(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("restart.db");
+    let fill = StoreOptions {
+        synchronous: Synchronous::Off,
+        ..StoreOptions::default()
+    };
+    runtime.block_on(async {
+        let store = Store::open(&path, &fill).await.expect("open store");
+        for first in (1..=WINDOW_KEYS).step_by(500) {
+            let batch: Vec<_> = (first..first + 500).map(order_event).collect();
+            store.apply_events(&batch).await.expect("fill");
+        }
+        store.close().await.expect("close");
+    });
+    let mut next_seq = WINDOW_KEYS + 1;
+
+    let mut group = c.benchmark_group("first_commit_after_a_restart");
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::new("dedupe_keys", WINDOW_KEYS), |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let store = Store::open(&path, &StoreOptions::default())
+                    .await
+                    .expect("open store");
+                let outcome = store
+                    .apply_events(&[order_event(next_seq)])
+                    .await
+                    .expect("apply");
+                assert_eq!(outcome.applied_count(), 1);
+                next_seq += 1;
+                store.close().await.expect("close");
+            })
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, apply_events, first_commit_after_a_restart);
 criterion_main!(benches);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mesolive_supervisor::store::{
     Effect, EventRecord, FlowKind, JobStatus, LegUpdate, PositionState, PositionUpdate,
-    PrepareJobUpdate, RecordOutcome, SignalState, StoreError,
+    PrepareJobUpdate, RecordOutcome, SignalState, Store, StoreError, StoreOptions, Synchronous,
 };
 use rust_decimal::Decimal;
 use sqlx::Connection;
@@ -53,6 +53,42 @@ async fn a_duplicate_event_id_is_skipped_within_a_batch_across_batches_and_reope
         "the effect applied once"
     );
     assert_eq!(applied_total(&store).await, 1);
+}
+
+#[tokio::test]
+async fn every_key_of_a_window_larger_than_one_load_chunk_is_known_after_a_reopen() {
+    // The dedupe index loads 50,000 keys per statement: one more spans two chunks.
+    let (_dir, path) = temp_db();
+    let unsynced = StoreOptions {
+        synchronous: Synchronous::Off,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&path, &unsynced).await.unwrap();
+    let pushes: Vec<_> = (0..50_001)
+        .map(|n| signal_push(&format!("push-{n}"), SignalState::On))
+        .collect();
+    for batch in pushes.chunks(1_000) {
+        store.apply_events(batch).await.unwrap();
+    }
+    store.close().await.unwrap();
+
+    let store = open(&path).await;
+    let batch = [
+        pushes[0].clone(),
+        pushes[49_999].clone(),
+        pushes[50_000].clone(),
+        signal_push("push-new", SignalState::On),
+    ];
+    let outcome = store.apply_events(&batch).await.unwrap();
+    assert_eq!(
+        outcome.outcomes,
+        vec![
+            AlreadyProcessed,
+            AlreadyProcessed,
+            AlreadyProcessed,
+            Applied
+        ]
+    );
 }
 
 #[tokio::test]
