@@ -7,10 +7,10 @@
 //! a prune, and dropped (to be loaded again) after any failed write, when what reached the
 //! disk is in doubt.
 //!
-//! Keys are kept as 128-bit fingerprints (two independent 64-bit SipHash values with random
+//! Keys are kept as 128-bit fingerprints (two 64-bit SipHash-1-3 values under different secret
 //! per-process keys): 16 bytes per key instead of a string. Two distinct keys share a
 //! fingerprint with probability about n²/2¹²⁹, under 10⁻²⁴ for a hundred million keys, and
-//! the random keys mean no input can be crafted to collide.
+//! with secret keys no input can be crafted to collide.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -29,27 +29,6 @@ pub(super) struct DedupeIndex {
     /// `None` until loaded, and again after a failed write.
     recorded: Option<HashSet<Fingerprint>>,
     fingerprinter: Fingerprinter,
-}
-
-/// Keys read per statement while loading.
-const LOAD_CHUNK: i64 = 50_000;
-
-/// Up to [`LOAD_CHUNK`] keys with a row id above `after`, in row order, with the last row id and
-/// the count. One JSON array per chunk, not a row per key: rows cross from SQLite's worker
-/// thread one channel message each (loading 100,000 keys took 170 ms that way, 35 ms so).
-async fn read_keys(
-    conn: &mut SqliteConnection,
-    after: i64,
-) -> Result<(Vec<String>, Option<i64>, i64), StoreError> {
-    let (keys, last, count): (Json<Vec<String>>, Option<i64>, i64) = sqlx::query_as(
-        "SELECT json_group_array(event_key), max(id), count(*) FROM (
-             SELECT id, event_key FROM processed_events WHERE id > ? ORDER BY id LIMIT ?)",
-    )
-    .bind(after)
-    .bind(LOAD_CHUNK)
-    .fetch_one(conn)
-    .await?;
-    Ok((keys.0, last, count))
 }
 
 /// A loaded index, for looking keys up.
@@ -128,6 +107,27 @@ impl DedupeIndex {
     pub(super) fn invalidate(&mut self) {
         self.recorded = None;
     }
+}
+
+/// Keys read per statement while loading.
+const LOAD_CHUNK: i64 = 50_000;
+
+/// Up to [`LOAD_CHUNK`] keys with a row id above `after`, in row order, with the last row id and
+/// the count. One JSON array per chunk, not a row per key: rows cross from SQLite's worker
+/// thread one channel message each (loading 100,000 keys took 170 ms that way, 35 ms so).
+async fn read_keys(
+    conn: &mut SqliteConnection,
+    after: i64,
+) -> Result<(Vec<String>, Option<i64>, i64), StoreError> {
+    let (keys, last, count): (Json<Vec<String>>, Option<i64>, i64) = sqlx::query_as(
+        "SELECT json_group_array(event_key), max(id), count(*) FROM (
+             SELECT id, event_key FROM processed_events WHERE id > ? ORDER BY id LIMIT ?)",
+    )
+    .bind(after)
+    .bind(LOAD_CHUNK)
+    .fetch_one(conn)
+    .await?;
+    Ok((keys.0, last, count))
 }
 
 #[cfg(test)]
