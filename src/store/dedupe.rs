@@ -31,6 +31,10 @@ pub(super) struct DedupeIndex {
     fingerprinter: Fingerprinter,
 }
 
+/// Capacity the index keeps however few keys it holds: below it, shrinking saves too little to
+/// be worth the rehash.
+const MIN_KEPT_CAPACITY: usize = 4_096;
+
 /// A loaded index, for looking keys up.
 pub(super) struct Loaded<'a> {
     recorded: &'a HashSet<Fingerprint>,
@@ -95,10 +99,15 @@ impl DedupeIndex {
     }
 
     /// Keys of a committed delete.
+    /// A table that shrank to a quarter of the index's capacity gives the memory back, so a
+    /// burst does not hold its peak until the next restart.
     pub(super) fn forget<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>) {
         if let Some(recorded) = &mut self.recorded {
             for key in keys {
                 recorded.remove(&self.fingerprinter.of(key));
+            }
+            if recorded.capacity() > 4 * recorded.len().max(MIN_KEPT_CAPACITY) {
+                recorded.shrink_to(2 * recorded.len());
             }
         }
     }
@@ -142,6 +151,34 @@ mod tests {
         assert_eq!(fingerprinter.of(a), fingerprinter.of(a));
         assert_ne!(fingerprinter.of(a), fingerprinter.of(b));
         assert_ne!(fingerprinter.of(""), fingerprinter.of(" "));
+    }
+
+    #[test]
+    fn forgetting_most_keys_gives_the_memory_back() {
+        let mut index = DedupeIndex {
+            recorded: Some(HashSet::new()),
+            ..DedupeIndex::default()
+        };
+        let keys: Vec<String> = (0..100_000).map(|n| format!("key-{n}")).collect();
+        index.record(
+            keys.iter()
+                .map(|key| index.fingerprinter.of(key))
+                .collect::<Vec<_>>(),
+        );
+        let peak = index.recorded.as_ref().map_or(0, HashSet::capacity);
+        index.forget(keys[..99_000].iter().map(String::as_str));
+        let recorded = index.recorded.as_ref().expect("loaded");
+        assert_eq!(recorded.len(), 1_000);
+        assert!(
+            recorded.capacity() < peak / 10,
+            "{} of {peak}",
+            recorded.capacity()
+        );
+        assert!(
+            keys[99_000..]
+                .iter()
+                .all(|key| recorded.contains(&index.fingerprinter.of(key)))
+        );
     }
 
     #[test]
