@@ -11,10 +11,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::Settings;
+use crate::hubs::Hub;
 use crate::hubs::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
 use crate::hubs::models::StatusCode;
 use crate::hubs::wire::{self, args, field, methods};
-use crate::ops::metrics::Hub;
 use crate::signalr::SignalrError;
 use crate::supervisor::links::Connector;
 use crate::table::columns;

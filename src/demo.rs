@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::config::{AutomationMode, FirstRun, Settings};
+use crate::hubs::Hub;
 use crate::ops::http::OpsState;
-use crate::ops::metrics::{Hub, Metrics};
+use crate::ops::metrics::Metrics;
 use crate::ops::notify::Notifier;
 use crate::sim::{AdminClient, SimOptions, Simulator, Timing};
 use crate::store::Store;

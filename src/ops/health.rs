@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::metrics::Hub;
+use crate::hubs::Hub;
 
 /// Shared health state; every field is written by the task that owns the fact.
 #[derive(Debug)]

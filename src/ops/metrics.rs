@@ -10,34 +10,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-/// The three MesoLive hubs, in runbook order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Hub {
-    /// Accounts, strategies, positions, jobs, orders.
-    Control,
-    /// Snapshots and streams.
-    Data,
-    /// Callbacks and replayable history.
-    Event,
-}
-
-impl Hub {
-    /// All hubs in runbook order (the startup order).
-    pub const ALL: [Hub; 3] = [Hub::Control, Hub::Data, Hub::Event];
-
-    /// Lower-case name used in labels, logs and the simulator's admin API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Hub::Control => "control",
-            Hub::Data => "data",
-            Hub::Event => "event",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+use crate::hubs::Hub;
 
 /// Every metric the daemon exports. Shared as `Arc<Metrics>`.
 #[derive(Debug, Default)]
@@ -107,12 +80,12 @@ impl Metrics {
 
     /// Records that a hub connection came up (or went down).
     pub fn hub_connected(&self, hub: Hub, connected: bool) {
-        self.hub_connected[hub.index()].store(i64::from(connected), Ordering::Relaxed);
+        self.hub_connected[hub as usize].store(i64::from(connected), Ordering::Relaxed);
     }
 
     /// Counts one reconnect of a hub.
     pub fn hub_reconnected(&self, hub: Hub) {
-        self.hub_reconnects[hub.index()].fetch_add(1, Ordering::Relaxed);
+        self.hub_reconnects[hub as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one restart of a supervised child.
@@ -281,7 +254,7 @@ impl Metrics {
                 out,
                 "mesolive_hub_connected{{hub=\"{}\"}} {}",
                 hub.as_str(),
-                gauge(&self.hub_connected[hub.index()])
+                gauge(&self.hub_connected[hub as usize])
             );
         }
         header(
@@ -295,7 +268,7 @@ impl Metrics {
                 out,
                 "mesolive_hub_reconnects_total{{hub=\"{}\"}} {}",
                 hub.as_str(),
-                load(&self.hub_reconnects[hub.index()])
+                load(&self.hub_reconnects[hub as usize])
             );
         }
         labelled_family(

@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 use super::call::to_value;
 use super::core::Sim;
 use super::faults::{FaultKind, FaultPatch, Faults};
-use super::hub::Hub;
 use super::server::Hosts;
 use super::signals::{SignalKind, SignalRequest};
+use crate::hubs::Hub;
 use crate::hubs::models::SignalState;
 
 /// Most events one `POST /events/emit` may ask for (the log keeps every event in memory, about

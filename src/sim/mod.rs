@@ -24,8 +24,7 @@
 //! event_log.rs the per-user log; idempotency.rs  records per key; ledger.rs  effects per key
 //! live.rs      live delivery: groups, dispatcher with live faults, per-connection forwarders
 //! control.rs data.rs event.rs   the hub methods; call.rs  lenient args, envelopes, paging
-//! hub.rs       the three hubs and their paths
-//! server.rs    the hubs on crate::signalr's HubHost, connection switches
+//! server.rs    the hubs (crate::hubs::Hub) on crate::signalr's HubHost, connection switches
 //! admin.rs     the admin HTTP API; faults.rs  fault set; stats.rs  counters, request log
 //! admin_client.rs  a client of that API, for the demo and the benchmarks
 //! ```
@@ -42,7 +41,6 @@ mod event;
 mod event_log;
 mod execution;
 mod faults;
-mod hub;
 mod idempotency;
 mod jobs;
 mod ledger;
@@ -63,11 +61,11 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+pub use crate::hubs::Hub;
 pub use admin_client::{AdminClient, AdminError};
 pub use cli::{SimArgs, run_cli};
 pub use core::Timing;
 pub use faults::{FaultKind, FaultPatch, Faults, LoseCompletion, LossMode, OneOrMany};
-pub use hub::Hub;
 pub use ledger::{Effect, EffectKind, KeyEffects, LedgerReport};
 pub use seed::{LIVE_ACCOUNT, PAPER_ACCOUNT};
 pub use signals::SignalKind;

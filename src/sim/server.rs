@@ -18,9 +18,9 @@ use serde_json::Value;
 
 use super::core::Sim;
 use super::faults::{FaultKind, LossMode};
-use super::hub::Hub as HubKind;
 use super::live::LivePeer;
 use super::{control, data, event};
+use crate::hubs::Hub as HubKind;
 use crate::hubs::wire::args;
 use crate::signalr::{
     Hub, HubHost, HubItems, HubOptions, Reply, ServerAuth, ServerConnection, unknown_method_error,

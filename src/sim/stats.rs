@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::faults::FaultKind;
-use super::hub::Hub;
+use crate::hubs::Hub;
 
 /// Requests kept in the log; older ones are dropped (the log is for tests, not an archive).
 const REQUEST_LOG_CAPACITY: usize = 200_000;

@@ -11,8 +11,9 @@ use super::child::{ChildError, Fatal, sleep_unless_stopped};
 use super::context::{Ctx, Directory, HubLinkSenders, Linked};
 use super::policy::backoff;
 use crate::config::{HubSettings, Settings};
+use crate::hubs::Hub;
 use crate::hubs::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
-use crate::ops::metrics::{Hub, Metrics};
+use crate::ops::metrics::Metrics;
 use crate::signalr::{ConnectOptions, Connection, MalformedRecordHook, SignalrError};
 
 /// Page size for the Control Hub lists read at verification.
