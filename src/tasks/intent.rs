@@ -104,40 +104,35 @@ async fn send(
         }
         Err(HubError::Unauthorized(err)) => Err(IntentError::Unauthorized(err.to_string())),
         Err(err) if err.outcome_unknown() => {
-            store
-                .settle_intent(
-                    &intent.key,
-                    IntentState::Unknown,
-                    Some(&json!({"error": err.to_string()})),
-                )
-                .await?;
+            record_error(store, intent, IntentState::Unknown, &err.to_string()).await?;
             tracing::warn!(intent = %intent.key, error = %err, outcome = "unknown", "intent outcome unknown; will settle via GetIdempotencyRecord");
             Ok(IntentOutcome::Unsettled)
         }
         Err(HubError::NotSent { source, .. }) => {
             // Never left this process: it stays sendable under the same key.
-            store
-                .settle_intent(
-                    &intent.key,
-                    IntentState::Unknown,
-                    Some(&json!({"error": source.to_string()})),
-                )
-                .await?;
+            record_error(store, intent, IntentState::Unknown, &source.to_string()).await?;
             Ok(IntentOutcome::Unsettled)
         }
         Err(err) => {
             let reason = err.to_string();
-            store
-                .settle_intent(
-                    &intent.key,
-                    IntentState::Failed,
-                    Some(&json!({"error": reason})),
-                )
-                .await?;
+            record_error(store, intent, IntentState::Failed, &reason).await?;
             tracing::warn!(intent = %intent.key, error = %reason, outcome = "failed", "intent failed");
             Ok(IntentOutcome::Failed(reason))
         }
     }
+}
+
+/// Commits an intent that failed or went unanswered: `state`, with the error as its outcome.
+async fn record_error(
+    store: &Store,
+    intent: &IntentRecord,
+    state: IntentState,
+    error: &str,
+) -> Result<(), IntentError> {
+    store
+        .settle_intent(&intent.key, state, Some(&json!({ "error": error })))
+        .await?;
+    Ok(())
 }
 
 /// What the server's idempotency record says.
@@ -201,13 +196,7 @@ pub async fn settle(
                     .clone()
                     .or_else(|| record.response_message.clone())
                     .unwrap_or_else(|| "failed on the server".into());
-                store
-                    .settle_intent(
-                        &intent.key,
-                        IntentState::Failed,
-                        Some(&json!({"error": reason})),
-                    )
-                    .await?;
+                record_error(store, intent, IntentState::Failed, &reason).await?;
                 tracing::warn!(intent = %intent.key, outcome = "failed", source = "idempotency record", %reason, "intent settled");
                 return Ok(Settled::Failed(reason));
             }
