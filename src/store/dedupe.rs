@@ -69,26 +69,30 @@ impl DedupeIndex {
         &mut self,
         conn: &mut SqliteConnection,
     ) -> Result<Loaded<'_>, StoreError> {
-        if self.recorded.is_none() {
-            let mut recorded = HashSet::new();
-            let mut after = 0;
-            loop {
-                let (keys, last, count) = read_keys(conn, after).await?;
-                for key in keys {
-                    recorded.insert(self.fingerprinter.of(&key));
-                }
-                match last {
-                    Some(last) if count == LOAD_CHUNK => after = last,
-                    _ => break,
-                }
-            }
-            tracing::debug!(keys = recorded.len(), "dedupe index loaded");
-            self.recorded = Some(recorded);
-        }
+        let recorded = match &mut self.recorded {
+            Some(recorded) => recorded,
+            unloaded @ None => unloaded.insert(read_all(conn, &self.fingerprinter).await?),
+        };
         Ok(Loaded {
-            recorded: self.recorded.get_or_insert_default(),
+            recorded,
             fingerprinter: &self.fingerprinter,
         })
+    }
+
+    /// Keeps the index in step with a write to the table: `update` it with what a committed
+    /// write did, or drop it when the write failed (what reached the disk is then in doubt).
+    pub(super) fn follow<T, U>(
+        &mut self,
+        written: Result<T, StoreError>,
+        update: impl FnOnce(&mut Self, T) -> U,
+    ) -> Result<U, StoreError> {
+        match written {
+            Ok(done) => Ok(update(self, done)),
+            Err(err) => {
+                self.recorded = None;
+                Err(err)
+            }
+        }
     }
 
     /// Keys of a committed insert.
@@ -98,9 +102,8 @@ impl DedupeIndex {
         }
     }
 
-    /// Keys of a committed delete.
-    /// A table that shrank to a quarter of the index's capacity gives the memory back, so a
-    /// burst does not hold its peak until the next restart.
+    /// Keys of a committed delete. An index left at a quarter of its capacity gives the memory
+    /// back, so a burst does not hold its peak until the next restart.
     pub(super) fn forget<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>) {
         if let Some(recorded) = &mut self.recorded {
             for key in keys {
@@ -111,32 +114,37 @@ impl DedupeIndex {
             }
         }
     }
-
-    /// A write failed: what the table holds is in doubt until it is read again.
-    pub(super) fn invalidate(&mut self) {
-        self.recorded = None;
-    }
 }
 
 /// Keys read per statement while loading.
-const LOAD_CHUNK: i64 = 50_000;
+const LOAD_CHUNK: u32 = 50_000;
 
-/// Up to [`LOAD_CHUNK`] keys with a row id above `after`, in row order, with the last row id and
-/// the count. One JSON array per chunk, not a row per key: rows cross from SQLite's worker
-/// thread one channel message each (loading 100,000 keys took 170 ms that way, 35 ms so).
-async fn read_keys(
+/// The fingerprints of every key in the table, read [`LOAD_CHUNK`] keys per statement in row
+/// order. One JSON array per chunk, not a row per key: rows cross from SQLite's worker thread one
+/// channel message each (loading 100,000 keys took 170 ms that way, 35 ms so).
+async fn read_all(
     conn: &mut SqliteConnection,
-    after: i64,
-) -> Result<(Vec<String>, Option<i64>, i64), StoreError> {
-    let (keys, last, count): (Json<Vec<String>>, Option<i64>, i64) = sqlx::query_as(
-        "SELECT json_group_array(event_key), max(id), count(*) FROM (
-             SELECT id, event_key FROM processed_events WHERE id > ? ORDER BY id LIMIT ?)",
-    )
-    .bind(after)
-    .bind(LOAD_CHUNK)
-    .fetch_one(conn)
-    .await?;
-    Ok((keys.0, last, count))
+    fingerprinter: &Fingerprinter,
+) -> Result<HashSet<Fingerprint>, StoreError> {
+    let mut recorded = HashSet::new();
+    let mut after = 0;
+    loop {
+        let (Json(keys), last): (Json<Vec<String>>, Option<i64>) = sqlx::query_as(
+            "SELECT json_group_array(event_key), max(id) FROM (
+                 SELECT id, event_key FROM processed_events WHERE id > ? ORDER BY id LIMIT ?)",
+        )
+        .bind(after)
+        .bind(LOAD_CHUNK)
+        .fetch_one(&mut *conn)
+        .await?;
+        recorded.extend(keys.iter().map(|key| fingerprinter.of(key)));
+        match last {
+            Some(last) if keys.len() == LOAD_CHUNK as usize => after = last,
+            _ => break,
+        }
+    }
+    tracing::debug!(keys = recorded.len(), "dedupe index loaded");
+    Ok(recorded)
 }
 
 #[cfg(test)]

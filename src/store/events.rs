@@ -110,16 +110,11 @@ impl Store {
     /// batch back (cursor, dedupe set, effects and counts exactly as before).
     pub async fn apply_events(&self, batch: &[EventRecord]) -> Result<BatchOutcome, StoreError> {
         let (mut writer, mut dedupe) = self.writer_with_dedupe().await?;
-        match commit_batch(&mut writer, &mut dedupe, batch).await {
-            Ok((outcome, recorded)) => {
-                dedupe.record(recorded);
-                Ok(outcome)
-            }
-            Err(err) => {
-                dedupe.invalidate();
-                Err(err)
-            }
-        }
+        let committed = commit_batch(&mut writer, &mut dedupe, batch).await;
+        dedupe.follow(committed, |index, (outcome, recorded)| {
+            index.record(recorded);
+            outcome
+        })
     }
 
     /// The last processed `EventSeqId`, or `None` before the first event / initialisation.
@@ -157,16 +152,10 @@ impl Store {
         let cutoff = Timestamp::now().minus(older_than);
         let (mut writer, mut dedupe) = self.writer_with_dedupe().await?;
         let pruned = delete_older_keys(&mut writer, cutoff, limit).await;
-        match pruned {
-            Ok(keys) => {
-                dedupe.forget(keys.iter().map(String::as_str));
-                Ok(keys.len() as u64)
-            }
-            Err(err) => {
-                dedupe.invalidate();
-                Err(err)
-            }
-        }
+        dedupe.follow(pruned, |index, keys| {
+            index.forget(keys.iter().map(String::as_str));
+            keys.len() as u64
+        })
     }
 
     /// The most recent quarantined events, newest first.
@@ -209,7 +198,7 @@ async fn commit_batch(
     writer: &mut SqliteConnection,
     dedupe: &mut DedupeIndex,
     batch: &[EventRecord],
-) -> Result<(BatchOutcome, Vec<Fingerprint>), StoreError> {
+) -> Result<(BatchOutcome, HashSet<Fingerprint>), StoreError> {
     let now = Timestamp::now();
     let index = dedupe.load(writer).await?;
     let mut tx = begin_write(writer).await?;
@@ -220,8 +209,7 @@ async fn commit_batch(
     let mut cursor = start_cursor;
     let mut outcomes = vec![RecordOutcome::BelowCursor; batch.len()];
     let mut applied = Vec::with_capacity(batch.len());
-    let mut recorded = Vec::with_capacity(batch.len());
-    let mut recorded_now = HashSet::with_capacity(batch.len());
+    let mut recorded = HashSet::with_capacity(batch.len());
     for (record, outcome) in batch.iter().zip(&mut outcomes) {
         if let (Some(seq), Some(current)) = (record.seq_id, cursor)
             && seq <= current
@@ -232,10 +220,9 @@ async fn commit_batch(
             cursor = Some(cursor.map_or(seq, |current| current.max(seq)));
         }
         let fingerprint = index.fingerprint(&record.key);
-        *outcome = if index.contains(fingerprint) || !recorded_now.insert(fingerprint) {
+        *outcome = if index.contains(fingerprint) || !recorded.insert(fingerprint) {
             RecordOutcome::AlreadyProcessed
         } else {
-            recorded.push(fingerprint);
             applied.push(record);
             RecordOutcome::Applied
         };
