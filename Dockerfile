@@ -3,10 +3,12 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+COPY crates ./crates
 COPY migrations ./migrations
 COPY config ./config
 COPY benches ./benches
-RUN cargo build --release --locked --bin mesolive-supervisor
+# The production binary: without the built-in simulator (`sim`, `demo`, `bench`).
+RUN cargo build --release --locked --no-default-features --bin mesolive-supervisor
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -3,8 +3,8 @@
 //! writers do), plus splitting a WebSocket payload that carries many records.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mesolive_supervisor::signalr::codec::{self, FrameDecoder, Message, Outcome};
 use serde_json::{Value, json};
+use signalr::codec::{self, FrameDecoder, Message, Outcome};
 use std::hint::black_box;
 
 /// An `OnOrderUpdate` payload as MesoLive sends it: header, ids, state, quantities, prices.

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use futures_util::StreamExt;
-use mesolive_supervisor::hubs::wire::{self, args, paging};
-use mesolive_supervisor::signalr::{CallbackReceiver, ConnectOptions, Connection};
+use mesolive_api::wire::{self, args, paging};
 use serde_json::{Value, json};
+use signalr::{CallbackReceiver, ConnectOptions, Connection};
 use tokio::runtime::Runtime;
 use url::Url;
 
@@ -43,7 +43,7 @@ impl SimProcess {
             .args(["sim", "--port", "0", "--admin-port", "0"])
             .args(extra)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "warn,mesolive_supervisor::sim::cli=info")
+            .env("RUST_LOG", "warn,mesolive_sim::cli=info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -10,7 +10,7 @@
 mod hub_support;
 
 use hub_support::{HUB_PATH, TestHub};
-use mesolive_supervisor::signalr::{HubHost, HubOptions, ServerAuth};
+use signalr::{HubHost, HubOptions, ServerAuth};
 
 const TOKEN: &str = "conformance-token";
 

@@ -11,13 +11,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::Settings;
-use crate::hubs::Hub;
-use crate::hubs::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
-use crate::hubs::models::StatusCode;
-use crate::hubs::wire::{self, args, field, methods};
-use crate::signalr::SignalrError;
 use crate::supervisor::links::Connector;
 use crate::table::columns;
+use mesolive_api::Hub;
+use mesolive_api::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
+use mesolive_api::models::StatusCode;
+use mesolive_api::wire::{self, args, field, methods};
+use signalr::SignalrError;
 
 /// Which check to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +94,7 @@ impl CheckReport {
 
 /// Runs `check` and returns its reports (several for `all` and `probe`).
 pub async fn run(settings: &Settings, check: &Check) -> Vec<CheckReport> {
-    let connector = match crate::tls::client_config(&settings.hubs.extra_ca_file) {
+    let connector = match signalr::tls::client_config(&settings.hubs.extra_ca_file) {
         Ok(tls) => Connector::new(settings, Some(tls)),
         Err(err) => return vec![CheckReport::new("tls", false, err.to_string())],
     };

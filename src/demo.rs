@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::config::{AutomationMode, FirstRun, Settings};
-use crate::hubs::Hub;
 use crate::ops::http::OpsState;
 use crate::ops::metrics::Metrics;
 use crate::ops::notify::Notifier;
-use crate::sim::{AdminClient, SimOptions, Simulator, Timing};
 use crate::store::Store;
 use crate::supervisor::context::Shutdown;
 use crate::supervisor::{self, SupervisorError};
+use mesolive_api::Hub;
+use mesolive_sim::{AdminClient, SimOptions, Simulator, Timing};
 
 /// Demo knobs (the `demo` subcommand's flags).
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub struct DemoOptions {
 pub enum DemoError {
     /// The simulator could not start.
     #[error("simulator: {0}")]
-    Sim(#[from] crate::sim::SimError),
+    Sim(#[from] mesolive_sim::SimError),
     /// The demo directory cannot be prepared.
     #[error("{path}: {source}")]
     DataDir {
@@ -58,7 +58,7 @@ pub enum DemoError {
 
 /// Runs simulator + daemon until Ctrl-C/SIGTERM or `duration`, printing the live view.
 pub async fn run(base: Settings, options: DemoOptions) -> Result<(), DemoError> {
-    crate::tls::install_default_provider();
+    signalr::tls::install_default_provider();
     let sim = Simulator::start(SimOptions {
         seed: options.seed,
         positions: 3,

@@ -19,19 +19,16 @@
 //! supervisor/ the tree: hub links, restart policy (backoff, intensity), startup order, shutdown
 //! tasks/      event_pump, position_monitor, workflow, intent, reconciler, effects
 //! ```
-#![warn(missing_docs)]
 
+#[cfg(feature = "sim")]
 pub mod bench;
 pub mod check;
 pub mod config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod exit;
-pub mod hubs;
 pub mod ops;
-pub mod signalr;
-pub mod sim;
 pub mod store;
 pub mod supervisor;
 pub mod table;
 pub mod tasks;
-pub mod tls;

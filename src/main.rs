@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+#[cfg(feature = "sim")]
 use mesolive_supervisor::bench::{self, BenchOptions};
 use mesolive_supervisor::check::{self, Check};
 use mesolive_supervisor::config::Settings;
+#[cfg(feature = "sim")]
 use mesolive_supervisor::demo::{self, DemoOptions};
 use mesolive_supervisor::exit;
 use mesolive_supervisor::ops::notify::Notifier;
 use mesolive_supervisor::ops::{http, logging};
-use mesolive_supervisor::sim;
 use mesolive_supervisor::store::report::{ReportFormat, state_report};
 use mesolive_supervisor::supervisor;
 
@@ -33,6 +34,7 @@ enum Command {
     /// Run the daemon against the configured MesoLive hubs.
     Run,
     /// Run the built-in simulator and the daemon against it, with a live view.
+    #[cfg(feature = "sim")]
     Demo {
         /// Stop after this long, e.g. `20s` (default: until Ctrl-C).
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -48,8 +50,10 @@ enum Command {
         seed: u64,
     },
     /// Run the MesoLive simulator alone.
-    Sim(sim::SimArgs),
+    #[cfg(feature = "sim")]
+    Sim(mesolive_sim::SimArgs),
     /// End-to-end benchmarks against the built-in simulator (median of several runs).
+    #[cfg(feature = "sim")]
     Bench {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => return fail(exit::CONFIG, err),
     };
+    #[cfg(feature = "sim")]
     if matches!(cli.command, Command::Demo { .. } | Command::Bench { .. }) {
         // The demo's live view and the benchmark's report own the terminal (and the daemons
         // they run in-process would log every monitor): only warnings and errors are logged.
@@ -235,10 +240,12 @@ fn main() -> ExitCode {
                 }
             })
         }
-        Command::Sim(args) => match sim::run_cli(&args) {
+        #[cfg(feature = "sim")]
+        Command::Sim(args) => match mesolive_sim::run_cli(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail(exit::FAILURE, err),
         },
+        #[cfg(feature = "sim")]
         Command::Bench {
             json,
             runs,
@@ -260,6 +267,7 @@ fn main() -> ExitCode {
                 }
             })
         }
+        #[cfg(feature = "sim")]
         Command::Demo {
             duration,
             chaos,

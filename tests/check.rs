@@ -7,7 +7,7 @@ mod daemon_support;
 use std::process::{Command, Output};
 
 use daemon_support::{BIN, Sim};
-use mesolive_supervisor::sim::SimOptions;
+use mesolive_sim::SimOptions;
 use serde_json::Value;
 
 fn check(sim: &Sim, key: &str, args: &[&str]) -> Output {

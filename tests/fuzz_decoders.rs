@@ -11,13 +11,13 @@ mod event_samples;
 use event_samples::{
     required_field_violations, sample, samples, unknown_enum_members, with_field, wrong_values,
 };
-use mesolive_supervisor::hubs::events::HubEvent;
-use mesolive_supervisor::hubs::lenient::decode;
-use mesolive_supervisor::hubs::models::{
+use mesolive_api::events::HubEvent;
+use mesolive_api::lenient::decode;
+use mesolive_api::models::{
     AgentInfo, IdempotencyRecord, LatestEventSeqId, LiveAccount, LiveLeg, LivePosition,
     LiveStrategy, PositionDataEntry, PrepareStatusResult, PreparedPlan, SubscriptionResult,
 };
-use mesolive_supervisor::hubs::wire::{envelope::Envelope, history, paging};
+use mesolive_api::wire::{envelope::Envelope, history, paging};
 use mesolive_supervisor::tasks::effects;
 use proptest::prelude::*;
 use serde_json::{Value, json};

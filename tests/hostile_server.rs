@@ -15,7 +15,7 @@ use std::time::Duration;
 use daemon_support::front::{Behaviour, Front};
 use daemon_support::{Daemon, Sim, wait_for};
 use event_samples::{required_field_violations, sample, unknown_enum_members, with_field};
-use mesolive_supervisor::sim::SimOptions;
+use mesolive_sim::SimOptions;
 use serde_json::{Value, json};
 
 const READY: Duration = Duration::from_secs(20);

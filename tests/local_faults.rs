@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use daemon_support::{Daemon, Sim, free_port, wait_for};
 use fs_support::Tmpfs;
-use mesolive_supervisor::sim::SimOptions;
+use mesolive_sim::SimOptions;
 use mesolive_supervisor::store::{Store, StoreOptions};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use daemon_support::front::{Behaviour, Front, fixture_acceptor, tls_fixtures};
 use daemon_support::{BIN, Daemon, Sim, wait_for};
+use mesolive_sim::SimOptions;
 use mesolive_supervisor::config::Settings;
-use mesolive_supervisor::sim::SimOptions;
 use mesolive_supervisor::store::WorkflowState;
 use serde_json::json;
 

@@ -9,10 +9,8 @@ use axum::Json;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use hub_support::{TestServer, eventually, fast_server_options, within};
-use mesolive_supervisor::signalr::{
-    AuthStage, Connection, ConnectionState, HubOptions, ServerAuth, SignalrError,
-};
 use serde_json::{Value, json};
+use signalr::{AuthStage, Connection, ConnectionState, HubOptions, ServerAuth, SignalrError};
 use url::Url;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -83,7 +81,7 @@ async fn a_push_sharing_the_handshake_reply_message_is_delivered() {
 
 #[tokio::test]
 async fn unusable_options_are_refused_before_any_network_traffic() {
-    let options = mesolive_supervisor::signalr::ConnectOptions {
+    let options = signalr::ConnectOptions {
         keep_alive_interval: Duration::ZERO,
         ..hub_support::fast_client_options(Url::parse("http://127.0.0.1:9/hub").expect("URL"))
     };
@@ -144,7 +142,7 @@ async fn send_gets_no_reply_and_the_connection_stays_usable() {
 #[tokio::test]
 async fn invoke_timeout_forgets_the_call_and_a_late_completion_is_ignored() {
     let server = TestServer::start(fast_server_options()).await;
-    let options = mesolive_supervisor::signalr::ConnectOptions {
+    let options = signalr::ConnectOptions {
         invoke_timeout: Duration::from_millis(100),
         ..server.client_options()
     };
@@ -174,7 +172,7 @@ async fn invoke_timeout_forgets_the_call_and_a_late_completion_is_ignored() {
 async fn one_hundred_thousand_callbacks_arrive_in_order_with_none_missing() {
     const COUNT: u64 = 100_000;
     let server = TestServer::start(fast_server_options()).await;
-    let options = mesolive_supervisor::signalr::ConnectOptions {
+    let options = signalr::ConnectOptions {
         max_pending_callbacks: 2 * COUNT as usize,
         invoke_timeout: Duration::from_secs(20),
         ..server.client_options()
@@ -214,7 +212,7 @@ async fn one_hundred_thousand_callbacks_arrive_in_order_with_none_missing() {
 #[tokio::test]
 async fn a_consumer_too_far_behind_closes_the_connection_with_callback_backlog() {
     let server = TestServer::start(fast_server_options()).await;
-    let options = mesolive_supervisor::signalr::ConnectOptions {
+    let options = signalr::ConnectOptions {
         max_pending_callbacks: 100,
         ..server.client_options()
     };
@@ -309,10 +307,7 @@ async fn unauthorized_upgrade_is_a_distinct_error() {
 
 #[tokio::test]
 async fn the_token_travels_in_the_header_and_in_the_query_on_the_upgrade() {
-    for source in [
-        mesolive_supervisor::signalr::TokenSource::Header,
-        mesolive_supervisor::signalr::TokenSource::Query,
-    ] {
+    for source in [signalr::TokenSource::Header, signalr::TokenSource::Query] {
         let mut auth = ServerAuth::bearer("key");
         auth.source = source;
         auth.on_negotiate = false;

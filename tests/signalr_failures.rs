@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hub_support::{TestServer, eventually, fast_server_options, scripted_hub, within};
-use mesolive_supervisor::signalr::{
+use serde_json::json;
+use signalr::{
     ClientTimeoutMode, CloseReason, ConnectOptions, Connection, ConnectionState, HubOptions,
     SignalrError,
 };
-use serde_json::json;
 
 const SECOND: Duration = Duration::from_secs(1);
 

@@ -13,11 +13,11 @@ use axum::extract::ws::{Message as WsMessage, WebSocket};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use hub_support::{fast_client_options, scripted_hub, serve, within};
-use mesolive_supervisor::signalr::codec::CodecError;
-use mesolive_supervisor::signalr::{
+use serde_json::json;
+use signalr::codec::CodecError;
+use signalr::{
     AuthStage, ConnectOptions, Connection, ConnectionState, MalformedRecordHook, SignalrError,
 };
-use serde_json::json;
 use url::Url;
 
 const SECOND: Duration = Duration::from_secs(1);

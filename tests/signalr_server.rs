@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hub_support::{HUB_PATH, TestHub, TestServer, within};
-use mesolive_supervisor::signalr::HubOptions;
 use serde_json::{Value, json};
+use signalr::HubOptions;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use hub_support::{TestServer, eventually, fast_server_options, within};
-use mesolive_supervisor::signalr::{ConnectOptions, Connection, SignalrError};
 use serde_json::json;
+use signalr::{ConnectOptions, Connection, SignalrError};
 
 const SECOND: Duration = Duration::from_secs(1);
 

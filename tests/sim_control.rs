@@ -6,16 +6,16 @@ mod sim_support;
 
 use std::time::Duration;
 
-use mesolive_supervisor::hubs::lenient::decode;
-use mesolive_supervisor::hubs::models::{
+use mesolive_api::lenient::decode;
+use mesolive_api::models::{
     IdempotencyRecord, IdempotencyRecordStatus, LiveAccount, LiveLeg, LivePosition, LiveStrategy,
     Order, OrderState, PreparationStatus, PrepareStatusResult, PreparedPlan, StatusCode,
 };
-use mesolive_supervisor::hubs::wire::envelope::Envelope;
-use mesolive_supervisor::hubs::wire::{args, paging};
-use mesolive_supervisor::signalr::{CallbackReceiver, Connection, SignalrError};
-use mesolive_supervisor::sim::{Hub, LIVE_ACCOUNT, PAPER_ACCOUNT, SimOptions, Timing};
+use mesolive_api::wire::envelope::Envelope;
+use mesolive_api::wire::{args, paging};
+use mesolive_sim::{Hub, LIVE_ACCOUNT, PAPER_ACCOUNT, SimOptions, Timing};
 use serde_json::{Value, json};
+use signalr::{CallbackReceiver, Connection, SignalrError};
 use sim_support::*;
 
 fn items<T: serde::de::DeserializeOwned>(page: Value) -> Vec<T> {

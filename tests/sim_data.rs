@@ -6,12 +6,12 @@ mod sim_support;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mesolive_supervisor::hubs::lenient::decode;
-use mesolive_supervisor::hubs::models::{LivePrices, PositionDataEntry, StatusCode};
-use mesolive_supervisor::hubs::wire::args;
-use mesolive_supervisor::signalr::{AuthStage, SignalrError};
-use mesolive_supervisor::sim::Hub;
+use mesolive_api::lenient::decode;
+use mesolive_api::models::{LivePrices, PositionDataEntry, StatusCode};
+use mesolive_api::wire::args;
+use mesolive_sim::Hub;
 use serde_json::{Value, json};
+use signalr::{AuthStage, SignalrError};
 use sim_support::*;
 
 #[tokio::test]

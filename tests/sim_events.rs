@@ -7,13 +7,13 @@ mod sim_support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use mesolive_supervisor::hubs::events::HubEvent;
-use mesolive_supervisor::hubs::lenient::decode;
-use mesolive_supervisor::hubs::models::{LatestEventSeqId, SubscriptionResult};
-use mesolive_supervisor::hubs::wire::{args, history};
-use mesolive_supervisor::signalr::{Callback, CallbackReceiver, Connection};
-use mesolive_supervisor::sim::{Hub, SimOptions, Timing};
+use mesolive_api::events::HubEvent;
+use mesolive_api::lenient::decode;
+use mesolive_api::models::{LatestEventSeqId, SubscriptionResult};
+use mesolive_api::wire::{args, history};
+use mesolive_sim::{Hub, SimOptions, Timing};
 use serde_json::{Value, json};
+use signalr::{Callback, CallbackReceiver, Connection};
 use sim_support::*;
 
 async fn latest(events: &Connection) -> i64 {

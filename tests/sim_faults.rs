@@ -5,15 +5,15 @@ mod sim_support;
 
 use std::time::Duration;
 
-use mesolive_supervisor::hubs::lenient::decode;
-use mesolive_supervisor::hubs::models::{
+use mesolive_api::lenient::decode;
+use mesolive_api::models::{
     IdempotencyRecord, IdempotencyRecordStatus, PreparationStatus, PrepareStatusResult,
     PreparedPlan, StatusCode,
 };
-use mesolive_supervisor::hubs::wire::args;
-use mesolive_supervisor::signalr::{CallbackReceiver, Connection, SignalrError};
-use mesolive_supervisor::sim::{Hub, LIVE_ACCOUNT, PAPER_ACCOUNT};
+use mesolive_api::wire::args;
+use mesolive_sim::{Hub, LIVE_ACCOUNT, PAPER_ACCOUNT};
 use serde_json::{Value, json};
+use signalr::{CallbackReceiver, Connection, SignalrError};
 use sim_support::*;
 
 async fn subscribed(sim: &TestSim) -> (Connection, CallbackReceiver) {

@@ -6,9 +6,10 @@ mod store_support;
 
 use std::time::Duration;
 
+use mesolive_api::FlowKind;
 use mesolive_supervisor::store::{
-    Effect, EventRecord, FlowKind, JobStatus, LegUpdate, PositionState, PositionUpdate,
-    PrepareJobUpdate, RecordOutcome, SignalState, Store, StoreError, StoreOptions, Synchronous,
+    Effect, EventRecord, JobStatus, LegUpdate, PositionState, PositionUpdate, PrepareJobUpdate,
+    RecordOutcome, SignalState, Store, StoreError, StoreOptions, Synchronous,
 };
 use rust_decimal::Decimal;
 use sqlx::Connection;

@@ -3,10 +3,11 @@
 
 mod store_support;
 
+use mesolive_api::FlowKind;
 use mesolive_supervisor::store::report::{ReportFormat, render_json, render_table, state_report};
 use mesolive_supervisor::store::{
-    Effect, EventRecord, FlowKind, IntentState, JobStatus, NewIntent, PositionState,
-    PositionUpdate, PrepareJobUpdate, StoreError, Timestamp,
+    Effect, EventRecord, IntentState, JobStatus, NewIntent, PositionState, PositionUpdate,
+    PrepareJobUpdate, StoreError, Timestamp,
 };
 use serde_json::json;
 use store_support::{open, order_event, temp_db};

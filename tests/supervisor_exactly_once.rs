@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use daemon_support::{Daemon, Sim, exactly_once_violations, wait_for};
-use mesolive_supervisor::sim::SimOptions;
+use mesolive_sim::SimOptions;
 use sqlx::Connection as _;
 
 const CHUNKS: u64 = 40;

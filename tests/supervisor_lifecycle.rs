@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use daemon_support::{Daemon, Sim, metric_value, wait_for};
-use mesolive_supervisor::sim::SimOptions;
+use mesolive_sim::SimOptions;
 use serde_json::json;
 
 fn position_of(calls: &[(String, String)], hub: &str, method: &str) -> usize {

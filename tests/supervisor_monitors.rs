@@ -6,7 +6,7 @@ mod daemon_support;
 use std::time::Duration;
 
 use daemon_support::{Daemon, Sim, wait_for};
-use mesolive_supervisor::sim::SimOptions;
+use mesolive_sim::SimOptions;
 use mesolive_supervisor::store::Timestamp;
 use serde_json::json;
 

@@ -10,9 +10,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use daemon_support::{Daemon, Sim, wait_some};
+use mesolive_api::FlowKind;
+use mesolive_sim::SimOptions;
 use mesolive_supervisor::ops::crash::CRASH_AT_ENV;
-use mesolive_supervisor::sim::SimOptions;
-use mesolive_supervisor::store::{FlowKind, WorkflowState};
+use mesolive_supervisor::store::WorkflowState;
 use serde_json::json;
 
 const POINTS: [&str; 3] = [

@@ -7,9 +7,10 @@ mod daemon_support;
 use std::time::Duration;
 
 use daemon_support::{BIN, Daemon, Sim, wait_for, wait_some};
-use mesolive_supervisor::hubs::wire::methods;
-use mesolive_supervisor::sim::SimOptions;
-use mesolive_supervisor::store::{FlowKind, WorkflowRecord, WorkflowState};
+use mesolive_api::FlowKind;
+use mesolive_api::wire::methods;
+use mesolive_sim::SimOptions;
+use mesolive_supervisor::store::{WorkflowRecord, WorkflowState};
 use serde_json::{Value, json};
 
 const PAPER_STRATEGY: i64 = 101;

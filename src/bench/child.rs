@@ -26,7 +26,7 @@ pub(super) struct ChildDaemon {
 impl ChildDaemon {
     /// Spawns the daemon against `sim`, with its database and log (stderr) in `scratch`.
     /// Logging stays at the default `info`, as deployed.
-    pub fn spawn(sim: &BenchSim, scratch: &Scratch) -> Result<ChildDaemon, BenchError> {
+    pub(super) fn spawn(sim: &BenchSim, scratch: &Scratch) -> Result<ChildDaemon, BenchError> {
         let io = |what: &str| {
             let what = what.to_owned();
             move |source| BenchError::Io { what, source }
@@ -61,25 +61,25 @@ impl ChildDaemon {
     }
 
     /// The process id (`/proc/<pid>`).
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Whether `/readyz` answers 200 now.
-    pub async fn ready(&self) -> bool {
+    pub(super) async fn ready(&self) -> bool {
         let url = format!("http://{}/readyz", self.ops);
         matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
     }
 
     /// One series of `/metrics` now (`None` if unreachable or absent).
-    pub async fn metric(&self, series: &str) -> Option<f64> {
+    pub(super) async fn metric(&self, series: &str) -> Option<f64> {
         let url = format!("http://{}/metrics", self.ops);
         let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
         series_value(&text, series)
     }
 
     /// Fails if the daemon has exited (it must run until the benchmark stops it).
-    pub fn check_alive(&self) -> Result<(), BenchError> {
+    pub(super) fn check_alive(&self) -> Result<(), BenchError> {
         match self.try_wait()? {
             None => Ok(()),
             Some(status) => Err(BenchError::Child(format!("exited early: {status}"))),
@@ -103,7 +103,7 @@ impl ChildDaemon {
     }
 
     /// Sends SIGTERM.
-    pub fn terminate(&self) -> Result<(), BenchError> {
+    pub(super) fn terminate(&self) -> Result<(), BenchError> {
         let pid = libc::pid_t::try_from(self.pid)
             .map_err(|_| BenchError::Child("pid out of range".into()))?;
         // SAFETY: kill(2) on our own, not yet reaped child's pid touches no memory.
@@ -117,7 +117,7 @@ impl ChildDaemon {
     }
 
     /// Waits up to `limit` for the process to exit; its status.
-    pub async fn wait_exit(&self, limit: Duration) -> Result<ExitStatus, BenchError> {
+    pub(super) async fn wait_exit(&self, limit: Duration) -> Result<ExitStatus, BenchError> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.try_wait()? {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::BenchError;
-use crate::sim::{AdminClient, RunningSim, SimOptions, Simulator};
+use mesolive_sim::{AdminClient, RunningSim, SimOptions, Simulator};
 
 /// A simulator started for one run (a fresh world: no history, no old connections).
 pub(super) struct BenchSim {
@@ -22,7 +22,7 @@ pub(super) struct BenchSim {
 impl BenchSim {
     /// A simulator with `positions` open positions and otherwise default timing (position
     /// streams send at most 2 updates/s).
-    pub async fn start(positions: usize) -> Result<BenchSim, BenchError> {
+    pub(super) async fn start(positions: usize) -> Result<BenchSim, BenchError> {
         let running = Simulator::start(SimOptions {
             positions,
             ..SimOptions::default()
@@ -33,7 +33,7 @@ impl BenchSim {
     }
 
     /// Stops the simulator and waits for its tasks.
-    pub async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.running.shutdown().await;
     }
 }
@@ -102,7 +102,7 @@ pub(super) struct Scratch {
 
 impl Scratch {
     /// A new, empty directory unique to this process and call.
-    pub fn new() -> Result<Scratch, BenchError> {
+    pub(super) fn new() -> Result<Scratch, BenchError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(
             "mesolive-bench-{}-{}",
@@ -117,12 +117,12 @@ impl Scratch {
     }
 
     /// The directory.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The database file inside it.
-    pub fn database(&self) -> PathBuf {
+    pub(super) fn database(&self) -> PathBuf {
         self.path.join("state.db")
     }
 }

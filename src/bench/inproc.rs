@@ -45,7 +45,7 @@ pub(super) struct InProcess {
 
 impl InProcess {
     /// Starts the daemon; it connects, replays and becomes ready on its own.
-    pub fn start(settings: Settings) -> Result<InProcess, BenchError> {
+    pub(super) fn start(settings: Settings) -> Result<InProcess, BenchError> {
         let ops = OpsState::default();
         let shutdown = Shutdown::default();
         let (stop, state) = (shutdown.clone(), ops.clone());
@@ -62,7 +62,7 @@ impl InProcess {
 
     /// Fails early if the daemon already stopped (a refused setting, a store error): a dead
     /// daemon would otherwise only show as a timeout.
-    pub fn check_alive(&self) -> Result<(), BenchError> {
+    pub(super) fn check_alive(&self) -> Result<(), BenchError> {
         if self.thread.is_finished() {
             return Err(BenchError::Child(
                 "the in-process daemon stopped unexpectedly".into(),
@@ -73,7 +73,7 @@ impl InProcess {
 
     /// Waits until `condition` holds on the daemon's health and metrics (checked every
     /// millisecond: an atomic load each); the moment it was seen to hold.
-    pub async fn wait(
+    pub(super) async fn wait(
         &self,
         what: &str,
         limit: Duration,
@@ -87,7 +87,7 @@ impl InProcess {
     }
 
     /// Stops the daemon as SIGTERM would and returns its result.
-    pub async fn stop(self) -> Result<(), BenchError> {
+    pub(super) async fn stop(self) -> Result<(), BenchError> {
         self.shutdown.intake.cancel();
         match tokio::time::timeout(STOP_LIMIT, self.result).await {
             Ok(Ok(result)) => result.map_err(BenchError::from),

@@ -30,10 +30,10 @@ mod transport;
 use std::time::Duration;
 
 use crate::config::Settings;
-use crate::hubs::client::HubError;
-use crate::signalr::SignalrError;
-use crate::sim::{AdminError, SimError};
 use crate::supervisor::SupervisorError;
+use mesolive_api::client::HubError;
+use mesolive_sim::{AdminError, SimError};
+use signalr::SignalrError;
 
 pub use report::Report;
 
@@ -144,7 +144,7 @@ impl Sizes {
 /// order, and reports the figures.
 /// `base` supplies every setting the scenarios do not set themselves; progress goes to stderr.
 pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchError> {
-    crate::tls::install_default_provider();
+    signalr::tls::install_default_provider();
     let sizes = Sizes::new(options.quick);
     let runs = options.runs.max(1);
     let mut report = Report::new(runs, options.quick);

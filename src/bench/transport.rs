@@ -12,9 +12,9 @@ use tokio::sync::oneshot;
 use super::harness::{BenchSim, on_own_runtime, progress, rate};
 use super::report::Figure;
 use super::{BenchError, Sizes};
-use crate::hubs::client::{EventHub, HubClient};
-use crate::signalr::{CallbackReceiver, ConnectOptions, Connection, SignalrError};
-use crate::sim::Hub;
+use mesolive_api::client::{EventHub, HubClient};
+use mesolive_sim::Hub;
+use signalr::{CallbackReceiver, ConnectOptions, Connection, SignalrError};
 
 /// Longest a burst may take to arrive.
 const BURST_LIMIT: Duration = Duration::from_secs(120);

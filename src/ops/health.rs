@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::hubs::Hub;
+use mesolive_api::Hub;
 
 /// Shared health state; every field is written by the task that owns the fact.
 #[derive(Debug)]

@@ -78,7 +78,7 @@ pub async fn probe_ready(listen: SocketAddr) -> Result<(), String> {
         });
     }
     let url = format!("http://{target}/readyz");
-    crate::tls::install_default_provider();
+    signalr::tls::install_default_provider();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(3))
         .build()

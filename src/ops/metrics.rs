@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::hubs::Hub;
+use mesolive_api::Hub;
 
 /// Every metric the daemon exports. Shared as `Arc<Metrics>`.
 #[derive(Debug, Default)]

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::flow::FlowKind;
 use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows};
+use mesolive_api::FlowKind;
 
 /// Where a prepare job is. Completed, failed and cancelled are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -67,6 +67,7 @@ pub struct PrepareJobRecord {
     /// The server's JobId.
     pub job_id: String,
     /// Which prepare flow.
+    #[sqlx(try_from = "String")]
     pub kind: FlowKind,
     /// The intent that started it, if this daemon did.
     pub intent_key: Option<String>,

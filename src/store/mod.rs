@@ -10,7 +10,6 @@
 mod dedupe;
 mod error;
 mod events;
-mod flow;
 mod intents;
 mod jobs;
 mod orders;
@@ -41,7 +40,6 @@ use dedupe::DedupeIndex;
 
 pub use error::StoreError;
 pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutcome};
-pub use flow::FlowKind;
 pub use intents::{IntentRecord, IntentState, NewIntent};
 pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
 pub use orders::{OrderRecord, OrderUpdate};

@@ -3,8 +3,8 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::flow::FlowKind;
 use super::{Store, StoreError, Timestamp, execute_for_rows};
+use mesolive_api::FlowKind;
 
 /// Whether a signal currently fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -70,6 +70,7 @@ pub struct SignalRecord {
     /// See [`SignalUpdate::key`].
     pub signal_key: String,
     /// Entry, exit or adjustment.
+    #[sqlx(try_from = "String")]
     pub kind: FlowKind,
     /// On or Off.
     pub state: SignalState,

@@ -6,8 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::flow::FlowKind;
 use super::{Store, StoreError, Timestamp, begin_write};
+use mesolive_api::FlowKind;
 
 /// Where a workflow is. `done`, `failed`, `cancelled` and `observed` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
@@ -108,6 +108,7 @@ pub struct WorkflowRecord {
     /// Row id; part of the idempotency keys of its intents.
     pub id: i64,
     /// Entry, exit or adjustment.
+    #[sqlx(try_from = "String")]
     pub kind: FlowKind,
     /// What may have only one active workflow.
     pub scope: String,
@@ -221,7 +222,7 @@ impl Store {
                        position_id, condition, state, job_id, plan, groups_done, reason,
                        created_at, updated_at",
         )
-        .bind(new.kind)
+        .bind(new.kind.as_str())
         .bind(&new.scope)
         .bind(&new.signal_key)
         .bind(&new.signal_instance)

@@ -8,11 +8,11 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::hubs::client::{ControlHub, DataHub, EventHub};
-use crate::hubs::models::{LiveAccount, LiveStrategy};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::store::Store;
+use mesolive_api::client::{ControlHub, DataHub, EventHub};
+use mesolive_api::models::{LiveAccount, LiveStrategy};
 
 /// A hub connection as published by its link: the client and a generation number that grows
 /// with every new connection, so dependents notice a reconnect even if they missed the gap.

@@ -11,10 +11,10 @@ use super::child::{ChildError, Fatal, sleep_unless_stopped};
 use super::context::{Ctx, Directory, HubLinkSenders, Linked};
 use super::policy::backoff;
 use crate::config::{HubSettings, Settings};
-use crate::hubs::Hub;
-use crate::hubs::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
 use crate::ops::metrics::Metrics;
-use crate::signalr::{ConnectOptions, Connection, MalformedRecordHook, SignalrError};
+use mesolive_api::Hub;
+use mesolive_api::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
+use signalr::{ConnectOptions, Connection, MalformedRecordHook, SignalrError};
 
 /// Page size for the Control Hub lists read at verification.
 const LIST_PAGE_SIZE: u32 = 100;

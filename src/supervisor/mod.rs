@@ -33,13 +33,13 @@ use self::context::{Ctx, Shutdown, Wakeups, hub_links, next_link};
 use self::links::{Connector, Generations, run_link};
 use crate::config::{ConfigError, Settings, SynchronousMode};
 use crate::exit;
-use crate::hubs::Hub;
 use crate::ops::http::{self, OpsState};
 use crate::ops::metrics::StateGauges;
 use crate::ops::notify::Notifier;
 use crate::ops::signals;
 use crate::store::{Store, StoreError, StoreOptions, Synchronous};
 use crate::tasks::{dedupe, event_pump, position_monitor, reconciler, workflow};
+use mesolive_api::Hub;
 
 /// How often the store-derived gauges (intents, workflows by state) are refreshed.
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
@@ -124,7 +124,7 @@ pub async fn run_until_stopped(
     ops: OpsState,
 ) -> Result<(), SupervisorError> {
     let listen = settings.ops.listen_addr()?;
-    let tls = crate::tls::client_config(&settings.hubs.extra_ca_file)
+    let tls = signalr::tls::client_config(&settings.hubs.extra_ca_file)
         .map_err(|err| SupervisorError::Tls(err.to_string()))?;
     let store = Arc::new(Store::open(&settings.database.path, &store_options(&settings)).await?);
     let listener = http::bind(listen)

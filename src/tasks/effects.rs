@@ -3,12 +3,13 @@
 
 use serde_json::Value;
 
-use crate::hubs::events::{EventBody, EventDecodeError, EventHeader, HubEvent};
-use crate::hubs::models::{PositionStatus, PreparationStatus, SignalState};
 use crate::store::{
-    Effect, EventRecord, FlowKind, JobStatus, LegUpdate, OrderUpdate, PositionState,
-    PositionUpdate, PrepareJobUpdate, SignalState as StoredSignalState, SignalUpdate,
+    Effect, EventRecord, JobStatus, LegUpdate, OrderUpdate, PositionState, PositionUpdate,
+    PrepareJobUpdate, SignalState as StoredSignalState, SignalUpdate,
 };
+use mesolive_api::FlowKind;
+use mesolive_api::events::{EventBody, EventDecodeError, EventHeader, HubEvent};
+use mesolive_api::models::{PositionStatus, PreparationStatus, SignalState};
 
 /// The record for a decoded event.
 pub fn record(event: &HubEvent, payload: &Value) -> EventRecord {
@@ -202,7 +203,7 @@ fn effect(body: &EventBody, payload: &Value) -> Effect {
             position_id: event
                 .result
                 .as_ref()
-                .and_then(|r| crate::hubs::wire::field(r.as_object()?, &["PositionId"]))
+                .and_then(|r| mesolive_api::wire::field(r.as_object()?, &["PositionId"]))
                 .and_then(Value::as_i64),
             account: event.broker_account_id.clone(),
             status: job_status(status),

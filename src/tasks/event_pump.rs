@@ -42,15 +42,15 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::effects;
 use crate::config::FirstRun;
-use crate::hubs::client::{EventHub, HubError};
-use crate::hubs::events::HubEvent;
-use crate::hubs::wire::history::{HistoricEvent, HistoryPage};
 use crate::ops::metrics::Metrics;
-use crate::signalr::{Callback, CallbackReceiver, SignalrError};
 use crate::store::{Effect, EventRecord, RecordOutcome, StoreError};
 use crate::supervisor::child::{ChildError, Fatal};
 use crate::supervisor::context::{Ctx, Linked, next_link};
 use crate::supervisor::policy::backoff;
+use mesolive_api::client::{EventHub, HubError};
+use mesolive_api::events::HubEvent;
+use mesolive_api::wire::history::{HistoricEvent, HistoryPage};
+use signalr::{Callback, CallbackReceiver, SignalrError};
 
 /// How often the pump reports it is alive and checks the stop token while idle.
 const BEAT: Duration = Duration::from_secs(1);

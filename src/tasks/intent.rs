@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::hubs::client::{ControlHub, HubError};
-use crate::hubs::models::{IdempotencyRecord, IdempotencyRecordStatus, StatusCode};
 use crate::ops::crash;
 use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError};
+use mesolive_api::client::{ControlHub, HubError};
+use mesolive_api::models::{IdempotencyRecord, IdempotencyRecordStatus, StatusCode};
 
 /// How often a `Processing` record is re-read while waiting for it to settle.
 const PROCESSING_POLL: Duration = Duration::from_millis(250);

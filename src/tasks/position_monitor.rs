@@ -19,14 +19,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::hubs::client::{ControlHub, DataHub, HubError, decode_as};
-use crate::hubs::models::PositionDataEntry;
-use crate::hubs::wire::methods;
 use crate::ops::metrics::Metrics;
 use crate::store::{PositionState, PositionUpdate, Timestamp};
 use crate::supervisor::child::ChildError;
 use crate::supervisor::context::{Ctx, link_lost, next_link};
 use crate::supervisor::policy::backoff;
+use mesolive_api::client::{ControlHub, DataHub, HubError, decode_as};
+use mesolive_api::models::PositionDataEntry;
+use mesolive_api::wire::methods;
 
 /// How often the manager re-reads the store even without a wake-up.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);

@@ -18,10 +18,10 @@ use tokio::time::MissedTickBehavior;
 
 use super::effects::job_status;
 use super::intent::{self, IntentError, Settled};
-use crate::hubs::client::{ControlHub, HubError};
 use crate::store::{JobStatus, StoreError, Timestamp};
 use crate::supervisor::child::{ChildError, Fatal};
 use crate::supervisor::context::Ctx;
+use mesolive_api::client::{ControlHub, HubError};
 
 /// How often stale jobs are looked for.
 const TICK: Duration = Duration::from_secs(2);

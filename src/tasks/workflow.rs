@@ -29,17 +29,18 @@ use tracing::Instrument;
 
 use super::intent::{self, IntentError, IntentOutcome};
 use crate::config::{AutomationMode, OrderStyle};
-use crate::hubs::client::ControlHub;
-use crate::hubs::events::AdjustmentSignalEvent;
-use crate::hubs::lenient::{decode, decode_ref};
-use crate::hubs::models::{OrderState, PreparedPlan};
-use crate::hubs::wire::{args, methods};
 use crate::store::{
-    FlowKind, JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalRecord, SignalState,
-    StoreError, WorkflowChange, WorkflowRecord, WorkflowState,
+    JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalRecord, SignalState, StoreError,
+    WorkflowChange, WorkflowRecord, WorkflowState,
 };
 use crate::supervisor::child::{ChildError, Fatal};
 use crate::supervisor::context::Ctx;
+use mesolive_api::FlowKind;
+use mesolive_api::client::ControlHub;
+use mesolive_api::events::AdjustmentSignalEvent;
+use mesolive_api::lenient::{decode, decode_ref};
+use mesolive_api::models::{OrderState, PreparedPlan};
+use mesolive_api::wire::{args, methods};
 
 /// How often active workflows are re-driven without a wake-up.
 const TICK: Duration = Duration::from_secs(1);
@@ -374,7 +375,7 @@ async fn prepare(
     };
     match intent::execute(&ctx.store, control, &new).await? {
         IntentOutcome::Completed(data) => {
-            let Some(job_id) = crate::hubs::wire::field_str(&data, "JobId") else {
+            let Some(job_id) = mesolive_api::wire::field_str(&data, "JobId") else {
                 return transition(
                     ctx,
                     workflow,
@@ -426,7 +427,7 @@ async fn adjustment_operation(
         .await?
         .and_then(|signal| decode::<AdjustmentSignalEvent>(signal.payload).ok())
         .and_then(|event| event.condition)
-        .and_then(|condition| crate::hubs::wire::adjustment_operation(&condition));
+        .and_then(|condition| mesolive_api::wire::adjustment_operation(&condition));
     let configured = &ctx.settings.automation.adjustment_operation;
     Ok(named.or_else(|| (!configured.is_empty()).then(|| configured.clone())))
 }
@@ -667,7 +668,7 @@ async fn execute(
         };
         match intent::execute(&ctx.store, control, &new).await? {
             IntentOutcome::Completed(data) => {
-                for order_id in crate::hubs::wire::order_ids(&data) {
+                for order_id in mesolive_api::wire::order_ids(&data) {
                     ctx.store
                         .link_order_to_intent(order_id, &key, workflow.strategy_id)
                         .await?;

@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// What the front does with the next connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     /// Forward to the simulator untouched.
     Pass,
     /// Answer every request with this HTTP status and no body.
@@ -33,13 +33,13 @@ pub enum Behaviour {
 }
 
 /// The fixture directory with `ca.pem`, `server.pem` and `server.key`.
-pub fn tls_fixtures() -> PathBuf {
+pub(crate) fn tls_fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls")
 }
 
 /// A TLS acceptor presenting the fixture certificate (issued by the fixture CA to
 /// `localhost` and `127.0.0.1`).
-pub fn fixture_acceptor() -> TlsAcceptor {
+pub(crate) fn fixture_acceptor() -> TlsAcceptor {
     let dir = tls_fixtures();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
         .expect("server.pem readable")
@@ -57,7 +57,7 @@ pub fn fixture_acceptor() -> TlsAcceptor {
 }
 
 /// The front: listens on 127.0.0.1, forwards to `upstream` when passing.
-pub struct Front {
+pub(crate) struct Front {
     addr: SocketAddr,
     tls: bool,
     behaviour: Arc<Mutex<Behaviour>>,
@@ -65,7 +65,7 @@ pub struct Front {
 }
 
 impl Front {
-    pub async fn start(upstream: SocketAddr, tls: Option<TlsAcceptor>) -> Front {
+    pub(crate) async fn start(upstream: SocketAddr, tls: Option<TlsAcceptor>) -> Front {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
         let behaviour = Arc::new(Mutex::new(Behaviour::Pass));
@@ -97,13 +97,13 @@ impl Front {
     }
 
     /// The origin to give the daemon as `hubs.base_url`.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
     }
 
     /// Applies to every connection accepted from now on.
-    pub fn set(&self, behaviour: Behaviour) {
+    pub(crate) fn set(&self, behaviour: Behaviour) {
         *self.behaviour.lock().unwrap() = behaviour;
     }
 }

@@ -3,7 +3,7 @@
 //! drive the simulator's admin API, and wait on conditions (never on fixed sleeps).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-pub mod front;
+pub(crate) mod front;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -13,17 +13,17 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesolive_supervisor::hubs::client::{EventHub, HubClient};
-use mesolive_supervisor::signalr::{ConnectOptions, Connection};
-use mesolive_supervisor::sim::{AdminClient, RunningSim, SimOptions, Simulator};
+use mesolive_api::client::{EventHub, HubClient};
+use mesolive_sim::{AdminClient, RunningSim, SimOptions, Simulator};
 use mesolive_supervisor::store::{QuarantinedEvent, Store};
 use serde_json::{Value, json};
+use signalr::{ConnectOptions, Connection};
 use sqlx::{Connection as _, Row};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_mesolive-supervisor");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mesolive-supervisor");
 
 /// Polls `check` every 25 ms until it returns true (then `true`), or `timeout` passes (`false`).
-pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+pub(crate) async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -41,7 +41,7 @@ where
 }
 
 /// Polls `check` every 25 ms until it returns true; panics naming `what` after `timeout`.
-pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -53,7 +53,7 @@ where
 }
 
 /// Polls `probe` every 25 ms until it yields a value; panics naming `what` after `timeout`.
-pub async fn wait_some<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+pub(crate) async fn wait_some<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -72,52 +72,52 @@ where
 }
 
 /// A simulator in this process, reached over real sockets like any MesoLive server.
-pub struct Sim {
+pub(crate) struct Sim {
     pub running: RunningSim,
     admin: AdminClient,
 }
 
 impl Sim {
-    pub async fn start(options: SimOptions) -> Sim {
-        mesolive_supervisor::tls::install_default_provider();
+    pub(crate) async fn start(options: SimOptions) -> Sim {
+        signalr::tls::install_default_provider();
         let running = Simulator::start(options).await.expect("simulator starts");
         let admin = AdminClient::new(running.admin_url());
         Sim { running, admin }
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
         let answer = self.try_post(path, body.clone()).await;
         answer.unwrap_or_else(|refusal| panic!("POST {path} {body}: {refusal}"))
     }
 
     /// Like [`Sim::post`], but a refusal (e.g. a signal On for a closed position) is returned.
-    pub async fn try_post(&self, path: &str, body: Value) -> Result<Value, String> {
+    pub(crate) async fn try_post(&self, path: &str, body: Value) -> Result<Value, String> {
         self.admin
             .post(path, body)
             .await
             .map_err(|err| err.to_string())
     }
 
-    pub async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         self.admin
             .get(path)
             .await
             .unwrap_or_else(|err| panic!("GET {path}: {err}"))
     }
 
-    pub async fn delete(&self, path: &str) {
+    pub(crate) async fn delete(&self, path: &str) {
         self.admin
             .delete(path)
             .await
             .unwrap_or_else(|err| panic!("DELETE {path}: {err}"));
     }
 
-    pub async fn latest_seq(&self) -> i64 {
+    pub(crate) async fn latest_seq(&self) -> i64 {
         self.admin.latest_seq().await.expect("latest seq")
     }
 
     /// The hubs' listening address (what a front forwards to).
-    pub fn hub_addr(&self) -> SocketAddr {
+    pub(crate) fn hub_addr(&self) -> SocketAddr {
         self.running
             .hub_base_url()
             .trim_start_matches("http://")
@@ -127,7 +127,7 @@ impl Sim {
 
     /// Logs and delivers one event exactly as given (`header` fields replace the generated
     /// ones; `null` removes one); answers its `event_seq_id` and `event_id`.
-    pub async fn inject(&self, target: &str, payload: Value, header: Value) -> Value {
+    pub(crate) async fn inject(&self, target: &str, payload: Value, header: Value) -> Value {
         self.post(
             "/events/inject",
             json!({"target": target, "payload": payload, "header": header}),
@@ -136,33 +136,33 @@ impl Sim {
     }
 
     /// Sends `text` as is on every connection of `hub` (`None`: all hubs); answers how many.
-    pub async fn raw(&self, hub: Option<&str>, text: &str) -> u64 {
+    pub(crate) async fn raw(&self, hub: Option<&str>, text: &str) -> u64 {
         self.post("/raw", json!({"hub": hub, "text": text})).await["sent"]
             .as_u64()
             .unwrap_or(0)
     }
 
-    pub async fn emit(&self, count: u64) {
+    pub(crate) async fn emit(&self, count: u64) {
         self.admin.emit(count).await.expect("events emitted");
     }
 
-    pub async fn drop_connections(&self) {
+    pub(crate) async fn drop_connections(&self) {
         self.post("/connections/drop", json!({"hub": null})).await;
     }
 
     /// Drops the connections of one hub (`"control"`, `"data"`, `"event"`), or all with `None`.
-    pub async fn drop_hub(&self, hub: Option<&str>) {
+    pub(crate) async fn drop_hub(&self, hub: Option<&str>) {
         self.post("/connections/drop", json!({"hub": hub})).await;
     }
 
     /// Merges a fault patch (`src/sim/faults.rs`) into the active faults.
-    pub async fn faults(&self, patch: Value) {
+    pub(crate) async fn faults(&self, patch: Value) {
         self.post("/faults", patch).await;
     }
 
     /// `(seq, EventId, callback)` of every logged event up to `latest`, read through the Event
     /// Hub like any client.
-    pub async fn history(&self, latest: i64) -> Vec<(i64, String, String)> {
+    pub(crate) async fn history(&self, latest: i64) -> Vec<(i64, String, String)> {
         let url = format!("{}/hubs/event/v1", self.running.hub_base_url());
         let options = ConnectOptions::new(url.parse().expect("hub URL"))
             .with_access_token(self.running.token());
@@ -177,7 +177,7 @@ impl Sim {
                 let payload = &event.payload;
                 let seq = payload["EventSeqId"].as_i64().expect("EventSeqId");
                 let id = payload["EventId"].as_str().expect("EventId").to_owned();
-                let target = mesolive_supervisor::hubs::wire::callbacks::canonical_target(
+                let target = mesolive_api::wire::callbacks::canonical_target(
                     event.event_type.as_deref().unwrap_or("?"),
                 );
                 after = seq;
@@ -188,14 +188,14 @@ impl Sim {
         events
     }
 
-    pub async fn connections(&self, hub: &str) -> u64 {
+    pub(crate) async fn connections(&self, hub: &str) -> u64 {
         self.get("/stats").await["connections"][hub]
             .as_u64()
             .unwrap_or(0)
     }
 
     /// `(hub, method)` of every call the simulator received, in order.
-    pub async fn requests(&self) -> Vec<(String, String)> {
+    pub(crate) async fn requests(&self) -> Vec<(String, String)> {
         let list = self.get("/requests").await;
         list.as_array()
             .or_else(|| list["requests"].as_array())
@@ -212,7 +212,7 @@ impl Sim {
 }
 
 /// A free loopback port (bound then released; fine for tests on one machine).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -221,7 +221,7 @@ pub fn free_port() -> u16 {
 
 /// What a process holds, as /proc reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resources {
+pub(crate) struct Resources {
     /// VmRSS in KiB.
     pub rss_kib: u64,
     /// Threads.
@@ -231,7 +231,7 @@ pub struct Resources {
 }
 
 /// `mesolive-supervisor run` as a child process with a temp database and short timings.
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
     pub db: PathBuf,
     pub ops: SocketAddr,
@@ -242,7 +242,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Environment for a daemon against `sim` with a database in `dir`; `extra` overrides.
-    pub fn env(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub(crate) fn env(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = [
             ("MESOLIVE_API_KEY", sim.running.token()),
             ("MESOLIVE__HUBS__BASE_URL", &sim.running.hub_base_url()),
@@ -275,7 +275,7 @@ impl Daemon {
     }
 
     /// Spawns the daemon; its stderr goes to `<dir>/daemon.log` (appended across restarts).
-    pub fn spawn(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn spawn(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
         let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut env = Daemon::env(sim, dir, extra);
         env.push(("MESOLIVE__OPS__LISTEN".into(), ops.to_string()));
@@ -300,12 +300,12 @@ impl Daemon {
     }
 
     /// Drops one variable from the environment of the next start.
-    pub fn unset(&mut self, key: &str) {
+    pub(crate) fn unset(&mut self, key: &str) {
         self.env.retain(|(k, _)| k != key);
     }
 
     /// (Re)starts the process with the same environment.
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -322,19 +322,19 @@ impl Daemon {
         self.child = Some(child);
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).expect("running")
     }
 
     /// The exit status if the process ended on its own (it is then no longer tracked).
-    pub fn exited(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         let status = self.child.as_mut()?.try_wait().expect("wait")?;
         self.child = None;
         Some(status)
     }
 
     /// Resident memory, threads and open file descriptors of the running process, from /proc.
-    pub fn resources(&self) -> Option<Resources> {
+    pub(crate) fn resources(&self) -> Option<Resources> {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let field = |name: &str| {
@@ -353,7 +353,7 @@ impl Daemon {
     }
 
     /// SIGKILL: no cleanup at all.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -361,14 +361,14 @@ impl Daemon {
     }
 
     /// Sends a signal (SIGTERM, SIGINT) to the process.
-    pub fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on a child pid we own; no memory is touched.
         let rc = unsafe { libc::kill(self.pid(), signal) };
         assert_eq!(rc, 0, "kill({signal}) failed");
     }
 
     /// Waits for the process to exit, up to `timeout`.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         let child = self.child.as_mut().expect("running");
         loop {
@@ -387,12 +387,12 @@ impl Daemon {
         }
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until the log holds a line containing every one of `needles`.
-    pub async fn wait_log(&self, needles: &[&str], timeout: Duration) {
+    pub(crate) async fn wait_log(&self, needles: &[&str], timeout: Duration) {
         let what = format!("a log line with {needles:?} in {}", self.log.display());
         wait_for(&what, timeout, || async {
             self.log_text()
@@ -403,7 +403,7 @@ impl Daemon {
     }
 
     /// Whether the process is still running (it has not exited).
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(child) => child.try_wait().expect("wait").is_none(),
             None => false,
@@ -411,7 +411,7 @@ impl Daemon {
     }
 
     /// `mesolive_errors_total{kind}`, 0 when never counted or while the listener is not up.
-    pub async fn errors(&self, kind: &str) -> f64 {
+    pub(crate) async fn errors(&self, kind: &str) -> f64 {
         let url = format!("http://{}/metrics", self.ops);
         let Ok(response) = self.http.get(url).send().await else {
             return 0.0;
@@ -421,7 +421,7 @@ impl Daemon {
     }
 
     /// Waits until `mesolive_errors_total{kind}` reaches `at_least`.
-    pub async fn wait_errors(&self, kind: &str, at_least: f64, timeout: Duration) {
+    pub(crate) async fn wait_errors(&self, kind: &str, at_least: f64, timeout: Duration) {
         let what = format!(
             "errors_total{{kind={kind}}} >= {at_least} (log {})",
             self.log.display()
@@ -433,7 +433,7 @@ impl Daemon {
     }
 
     /// The quarantined events, newest first.
-    pub async fn quarantined(&self) -> Vec<QuarantinedEvent> {
+    pub(crate) async fn quarantined(&self) -> Vec<QuarantinedEvent> {
         let store = self.store().await;
         let rows = store.quarantined_events(1_000).await.expect("quarantine");
         let _ = store.close().await;
@@ -441,7 +441,7 @@ impl Daemon {
     }
 
     /// `mesolive-supervisor state --json` on this daemon's database.
-    pub fn state_json(&self) -> String {
+    pub(crate) fn state_json(&self) -> String {
         let output = Command::new(BIN)
             .args(["state", "--json", "--database"])
             .arg(&self.db)
@@ -452,7 +452,7 @@ impl Daemon {
         String::from_utf8(output.stdout).expect("UTF-8")
     }
 
-    pub async fn readyz(&self) -> Option<u16> {
+    pub(crate) async fn readyz(&self) -> Option<u16> {
         let url = format!("http://{}/readyz", self.ops);
         self.http
             .get(url)
@@ -462,7 +462,7 @@ impl Daemon {
             .map(|r| r.status().as_u16())
     }
 
-    pub async fn wait_ready(&self, timeout: Duration) {
+    pub(crate) async fn wait_ready(&self, timeout: Duration) {
         let what = format!("daemon ready (log: {})", self.log.display());
         wait_for(&what, timeout, || async {
             self.readyz().await == Some(200)
@@ -470,7 +470,7 @@ impl Daemon {
         .await;
     }
 
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.ops);
         self.http
             .get(url)
@@ -483,26 +483,26 @@ impl Daemon {
     }
 
     /// The value of an unlabelled metric, or of a labelled series given as `name{labels}`.
-    pub async fn metric(&self, series: &str) -> Option<f64> {
+    pub(crate) async fn metric(&self, series: &str) -> Option<f64> {
         metric_value(&self.metrics().await, series)
     }
 
     /// Opens the daemon's database read-only (safe while it runs).
-    pub async fn store(&self) -> Store {
+    pub(crate) async fn store(&self) -> Store {
         Store::open_read_only(&self.db)
             .await
             .expect("database readable")
     }
 
     /// The cursor, or `None` while the database is not created and migrated yet.
-    pub async fn cursor_if_any(&self) -> Option<i64> {
+    pub(crate) async fn cursor_if_any(&self) -> Option<i64> {
         let store = Store::open_read_only(&self.db).await.ok()?;
         let cursor = store.cursor().await.ok().flatten();
         let _ = store.close().await;
         cursor
     }
 
-    pub async fn cursor(&self) -> Option<i64> {
+    pub(crate) async fn cursor(&self) -> Option<i64> {
         let store = self.store().await;
         let cursor = store.cursor().await.expect("cursor");
         let _ = store.close().await;
@@ -517,7 +517,7 @@ impl Drop for Daemon {
 }
 
 /// Reads one series from Prometheus text.
-pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric_value(text: &str, series: &str) -> Option<f64> {
     mesolive_supervisor::ops::metrics::series_value(text, series)
 }
 
@@ -526,7 +526,7 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
 /// callback equal the events logged per callback, no EventSeqId was processed twice, the
 /// cursor is the simulator's latest EventSeqId, and nothing valid was quarantined. Returns the
 /// violations (empty when every invariant holds).
-pub async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
+pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
     let latest = sim.latest_seq().await;
     let history = sim.history(latest).await;
     let mut violations = Vec::new();

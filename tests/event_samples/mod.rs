@@ -3,12 +3,12 @@
 //! decoder fuzz tests and the daemon-level hostile-input tests.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-use mesolive_supervisor::hubs::wire::callbacks;
-use mesolive_supervisor::store::FlowKind;
+use mesolive_api::FlowKind;
+use mesolive_api::wire::callbacks;
 use serde_json::{Value, json};
 
 /// A valid payload (without the header) for every target of `callbacks::all()`.
-pub fn samples() -> Vec<(String, Value)> {
+pub(crate) fn samples() -> Vec<(String, Value)> {
     let preparation = json!({
         "JobId": "job-1", "StrategyId": 101, "StrategyName": "S", "BrokerAccountId": "PAPER-1",
         "Result": {"PositionId": 1001}, "Error": null
@@ -68,7 +68,7 @@ pub fn samples() -> Vec<(String, Value)> {
 }
 
 /// Values of every JSON kind; each is the wrong type for most fields.
-pub fn wrong_values() -> Vec<Value> {
+pub(crate) fn wrong_values() -> Vec<Value> {
     vec![
         Value::Null,
         json!(true),
@@ -82,7 +82,7 @@ pub fn wrong_values() -> Vec<Value> {
 
 /// For each target, one field whose wrong-typed value must get the event quarantined (a
 /// required field, or an optional one whose type is fixed), with that value.
-pub fn required_field_violations() -> Vec<(String, &'static str, Value)> {
+pub(crate) fn required_field_violations() -> Vec<(String, &'static str, Value)> {
     let by_model = |target: &str| -> (&'static str, Value) {
         match target {
             callbacks::ENTRY_SIGNAL => ("StrategyId", json!("abc")),
@@ -106,7 +106,7 @@ pub fn required_field_violations() -> Vec<(String, &'static str, Value)> {
 }
 
 /// For each target with an enum, one field set to a member no build knows.
-pub fn unknown_enum_members() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn unknown_enum_members() -> Vec<(&'static str, &'static str)> {
     vec![
         (callbacks::ENTRY_SIGNAL, "State"),
         (callbacks::EXIT_SIGNAL, "State"),
@@ -118,7 +118,7 @@ pub fn unknown_enum_members() -> Vec<(&'static str, &'static str)> {
 }
 
 /// The sample of `target`.
-pub fn sample(target: &str) -> Value {
+pub(crate) fn sample(target: &str) -> Value {
     samples()
         .into_iter()
         .find(|(t, _)| t == target)
@@ -127,7 +127,7 @@ pub fn sample(target: &str) -> Value {
 }
 
 /// `payload` with `field` set to `value`.
-pub fn with_field(mut payload: Value, field: &str, value: Value) -> Value {
+pub(crate) fn with_field(mut payload: Value, field: &str, value: Value) -> Value {
     payload
         .as_object_mut()
         .expect("samples are objects")

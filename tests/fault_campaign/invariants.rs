@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use mesolive_supervisor::store::{FlowKind, WorkflowState};
+use mesolive_api::FlowKind;
+use mesolive_supervisor::store::WorkflowState;
 use sqlx::Connection as _;
 
 use crate::daemon_support::{Daemon, Sim, exactly_once_violations};
 
 /// What a run produced, as the summary adds it up.
 #[derive(Debug, Default, Clone)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// Events the simulator logged (= its latest EventSeqId).
     pub events: i64,
     /// Faults that fired, by kind, as the simulator counted them.
@@ -35,7 +36,7 @@ pub struct Facts {
 ///   than the simulator failed), or because it is an exit whose position closed before its
 ///   prepare (another exit of the same position, signalled while the first ran, got there
 ///   first: the server refuses the prepare).
-pub async fn check(sim: &Sim, daemon: &Daemon) -> (Facts, Vec<String>) {
+pub(crate) async fn check(sim: &Sim, daemon: &Daemon) -> (Facts, Vec<String>) {
     let mut violations = exactly_once_violations(sim, &daemon.db).await;
     let stats = sim.get("/stats").await;
     let ledger = sim.get("/ledger").await;

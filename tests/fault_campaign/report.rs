@@ -9,7 +9,7 @@ use crate::run::RunReport;
 
 /// Every run added up.
 #[derive(Debug, Default)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub runs: u64,
     pub elapsed: Duration,
     pub actions: BTreeMap<&'static str, u64>,
@@ -33,7 +33,7 @@ fn add<K: Ord + Clone, V: Copy + std::ops::AddAssign + Default>(
 }
 
 impl Summary {
-    pub fn add(&mut self, run: &RunReport) {
+    pub(crate) fn add(&mut self, run: &RunReport) {
         self.runs += 1;
         self.elapsed += run.elapsed;
         add(&mut self.actions, &run.actions);
@@ -49,12 +49,12 @@ impl Summary {
         }
     }
 
-    pub fn violations(&self) -> usize {
+    pub(crate) fn violations(&self) -> usize {
         self.failures.iter().map(|(_, v, _)| v.len()).sum()
     }
 
     /// Every failing seed with its violations and the command that replays it.
-    pub fn failures_text(&self, run_secs: u64) -> String {
+    pub(crate) fn failures_text(&self, run_secs: u64) -> String {
         let mut out = String::new();
         for (seed, violations, kept) in &self.failures {
             let _ = writeln!(
@@ -69,7 +69,7 @@ impl Summary {
     }
 
     /// The summary as Markdown.
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
         let total = |map: &BTreeMap<String, i64>| map.values().sum::<i64>();
         let _ = writeln!(out, "| figure | value |\n|---|---|");

@@ -23,7 +23,7 @@ const ENTRIES: [(i64, &str); 3] = [(101, "PAPER-1"), (103, "LIVE-1"), (103, "PAP
 
 /// One sample of the daemon.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub at: Duration,
     pub rss_kib: u64,
     pub threads: u64,
@@ -42,7 +42,7 @@ type Figure = fn(&Sample) -> f64;
 
 /// What the soak saw.
 #[derive(Debug, Default)]
-pub struct SoakReport {
+pub(crate) struct SoakReport {
     pub length: Duration,
     pub window: Duration,
     pub samples: Vec<Sample>,
@@ -101,7 +101,7 @@ async fn sample(daemon: &Daemon, at: Duration) -> Option<Sample> {
 }
 
 /// Runs the soak for `length`.
-pub async fn soak(length: Duration, seed: u64) -> SoakReport {
+pub(crate) async fn soak(length: Duration, seed: u64) -> SoakReport {
     let window = window(length);
     let warm_up = window + window / 4 + Duration::from_secs(10);
     let sample_every = (length / 60).clamp(Duration::from_secs(2), Duration::from_secs(10));
@@ -252,7 +252,7 @@ fn flatness(report: &SoakReport) -> Vec<String> {
 
 impl SoakReport {
     /// First (after warm-up), last and max of every sampled figure, as Markdown.
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use mesolive_supervisor::sim::SimOptions;
+use mesolive_sim::SimOptions;
 use serde_json::{Value, json};
 
 use crate::daemon_support::{Daemon, Sim, eventually};
@@ -25,7 +25,7 @@ const STOP_BUDGET: Duration = Duration::from_secs(30);
 
 /// What one run did and found.
 #[derive(Debug, Default)]
-pub struct RunReport {
+pub(crate) struct RunReport {
     pub seed: u64,
     pub elapsed: Duration,
     /// Actions carried out, by kind.
@@ -38,7 +38,7 @@ pub struct RunReport {
 }
 
 /// The simulator of a run: three open positions, quick jobs and fills.
-pub fn sim_options(seed: u64) -> SimOptions {
+pub(crate) fn sim_options(seed: u64) -> SimOptions {
     let mut options = SimOptions {
         seed,
         positions: 3,
@@ -60,7 +60,7 @@ struct Runner {
 }
 
 /// Carries out `schedule`, quiesces, checks the invariants.
-pub async fn run(schedule: Schedule) -> RunReport {
+pub(crate) async fn run(schedule: Schedule) -> RunReport {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("temp dir");
     let sim = Sim::start(sim_options(schedule.seed)).await;
@@ -100,7 +100,7 @@ pub async fn run(schedule: Schedule) -> RunReport {
 }
 
 /// A daemon that exited on its own is a violation; it is started again so the run goes on.
-pub fn keep_running(daemon: &mut Daemon, violations: &mut Vec<String>) {
+pub(crate) fn keep_running(daemon: &mut Daemon, violations: &mut Vec<String>) {
     if let Some(status) = daemon.exited() {
         violations.push(format!("the daemon exited on its own: {status}"));
         daemon.start();
@@ -224,7 +224,7 @@ async fn idle(daemon: &Daemon) -> bool {
 /// Clears every fault, then waits for the daemon to be ready and caught up, and then for
 /// quiet: no new event, the cursor at the latest, no active workflow and no intent in flight,
 /// all holding for [`QUIET`]. What does not happen within the bounds is a violation.
-pub async fn settle(sim: &Sim, daemon: &Daemon, violations: &mut Vec<String>) {
+pub(crate) async fn settle(sim: &Sim, daemon: &Daemon, violations: &mut Vec<String>) {
     sim.delete("/faults").await;
     let caught_up = eventually(CATCH_UP, || async {
         daemon.readyz().await == Some(200) && daemon.cursor().await == Some(sim.latest_seq().await)
@@ -282,7 +282,7 @@ pub async fn settle(sim: &Sim, daemon: &Daemon, violations: &mut Vec<String>) {
 }
 
 /// SIGTERM: the daemon must stop cleanly, and its log must show no panic.
-pub async fn stop(daemon: &mut Daemon, violations: &mut Vec<String>) {
+pub(crate) async fn stop(daemon: &mut Daemon, violations: &mut Vec<String>) {
     daemon.signal(libc::SIGTERM);
     let status = daemon.wait_exit(STOP_BUDGET).await;
     if !status.success() {
@@ -297,7 +297,7 @@ pub async fn stop(daemon: &mut Daemon, violations: &mut Vec<String>) {
 
 /// A signal Off then On: a new instance. False if the simulator refused (the position closed
 /// meanwhile), which is part of the game.
-pub async fn toggle(sim: &Sim, signal: Value) -> bool {
+pub(crate) async fn toggle(sim: &Sim, signal: Value) -> bool {
     for state in ["Off", "On"] {
         let mut body = signal.clone();
         body["state"] = json!(state);
@@ -309,7 +309,7 @@ pub async fn toggle(sim: &Sim, signal: Value) -> bool {
 }
 
 /// Open positions (by the daemon's state) that churn did not open: what exits may target.
-pub async fn exit_candidates(daemon: &Daemon, churn: &[i64]) -> Vec<i64> {
+pub(crate) async fn exit_candidates(daemon: &Daemon, churn: &[i64]) -> Vec<i64> {
     let store = daemon.store().await;
     let open = store.open_positions().await.unwrap_or_default();
     let _ = store.close().await;

@@ -25,7 +25,7 @@ const ENTRIES: [(i64, &str); 6] = [
 
 /// One thing the campaign does to the simulator or the daemon.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Emit events with real effects.
     Emit(u64),
     /// A burst of 10,000+ events at once.
@@ -71,7 +71,7 @@ pub enum Action {
 
 impl Action {
     /// The kind, as the report counts it.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Action::Emit(_) => "emit",
             Action::Burst(_) => "burst_10k",
@@ -99,14 +99,14 @@ impl Action {
 
 /// One action at its offset from the start of the run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Step {
+pub(crate) struct Step {
     pub at: Duration,
     pub action: Action,
 }
 
 /// Daemon settings that vary per seed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Variant {
+pub(crate) struct Variant {
     /// `hubs.max_pending_callbacks`: small makes a burst overflow the callback queue (the
     /// connection is recycled and replayed: the slow-consumer path).
     pub max_pending_callbacks: u64,
@@ -117,7 +117,7 @@ pub struct Variant {
 
 impl Variant {
     /// The daemon's environment for this variant.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("MESOLIVE__EVENTS__FIRST_RUN", "all".into()),
             ("MESOLIVE__AUTOMATION__MODE", "live".into()),
@@ -139,7 +139,7 @@ impl Variant {
 
 /// Everything one run does.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     pub seed: u64,
     pub variant: Variant,
     pub steps: Vec<Step>,
@@ -152,7 +152,7 @@ fn pick<T: Copy>(rng: &mut fastrand::Rng, items: &[T]) -> T {
 impl Schedule {
     /// The schedule of `seed` for a run of `length`: an action every 50–900 ms, one burst of
     /// 10,000–15,000 events between 20 % and 70 % of the run, every delay cleared again.
-    pub fn generate(seed: u64, length: Duration) -> Schedule {
+    pub(crate) fn generate(seed: u64, length: Duration) -> Schedule {
         let mut rng = fastrand::Rng::with_seed(seed);
         let variant = Variant {
             max_pending_callbacks: pick(&mut rng, &[2_000, 100_000]),

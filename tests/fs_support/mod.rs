@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A mounted tmpfs, unmounted (lazily, so open files do not block it) when dropped.
-pub struct Tmpfs {
+pub(crate) struct Tmpfs {
     pub path: PathBuf,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (e.g. `16m`) at `path`, creating the directory; `None` with the
     /// reason printed when this machine does not allow it.
-    pub fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+    pub(crate) fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(path).expect("mount point");
         let status = Command::new("mount")
             .args([
@@ -41,7 +41,7 @@ impl Tmpfs {
     }
 
     /// Remounts it read-only (fails while a file on it is open for writing).
-    pub fn remount(&self, read_only: bool) {
+    pub(crate) fn remount(&self, read_only: bool) {
         let mode = if read_only {
             "remount,ro"
         } else {
@@ -56,7 +56,7 @@ impl Tmpfs {
     }
 
     /// Fills it with one file until the device is full; returns that file.
-    pub fn fill(&self) -> PathBuf {
+    pub(crate) fn fill(&self) -> PathBuf {
         use std::io::Write;
         let filler = self.path.join("filler");
         let mut file = std::fs::File::create(&filler).expect("filler");

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream;
-use mesolive_supervisor::signalr::{
-    ConnectOptions, Hub, HubHost, HubItems, HubOptions, Reply, ServerConnection,
-};
 use serde_json::{Value, json};
+use signalr::{ConnectOptions, Hub, HubHost, HubItems, HubOptions, Reply, ServerConnection};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -21,7 +19,7 @@ use url::Url;
 
 /// What the server side observed, for assertions.
 #[derive(Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// Items produced by `Endless` streams.
     pub endless_produced: AtomicU64,
     /// `Endless` streams whose producer was dropped (cancelled or disconnected).
@@ -34,7 +32,7 @@ pub struct Observed {
 }
 
 #[derive(Default)]
-pub struct TestHub {
+pub(crate) struct TestHub {
     pub observed: Arc<Observed>,
     /// Push a `Welcome` callback from `on_connected`.
     pub welcome: bool,
@@ -149,21 +147,21 @@ fn endless(observed: Arc<Observed>, delay_ms: u64) -> HubItems {
     .boxed()
 }
 
-pub const HUB_PATH: &str = "/hub";
+pub(crate) const HUB_PATH: &str = "/hub";
 
 /// A hub host serving [`TestHub`] on an ephemeral port.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub host: HubHost<TestHub>,
     pub addr: SocketAddr,
     serving: JoinHandle<()>,
 }
 
 impl TestServer {
-    pub async fn start(options: HubOptions) -> TestServer {
+    pub(crate) async fn start(options: HubOptions) -> TestServer {
         Self::start_with(TestHub::default(), options).await
     }
 
-    pub async fn start_with(hub: TestHub, options: HubOptions) -> TestServer {
+    pub(crate) async fn start_with(hub: TestHub, options: HubOptions) -> TestServer {
         let host = HubHost::new(HUB_PATH, hub, options);
         let (addr, serving) = serve(host.router()).await;
         TestServer {
@@ -173,22 +171,22 @@ impl TestServer {
         }
     }
 
-    pub fn observed(&self) -> &Observed {
+    pub(crate) fn observed(&self) -> &Observed {
         &self.host.hub().observed
     }
 
-    pub fn hub_url(&self) -> Url {
+    pub(crate) fn hub_url(&self) -> Url {
         Url::parse(&format!("http://{}{HUB_PATH}", self.addr)).expect("valid URL")
     }
 
     /// Client options with short intervals, so timing tests take well under a second.
-    pub fn client_options(&self) -> ConnectOptions {
+    pub(crate) fn client_options(&self) -> ConnectOptions {
         fast_client_options(self.hub_url())
     }
 
     /// The server process "dies": no new connections, and every socket is dropped without a
     /// goodbye.
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         self.serving.abort();
         self.host.abort_all();
     }
@@ -201,7 +199,7 @@ impl Drop for TestServer {
 }
 
 /// Serves `router` on 127.0.0.1:0.
-pub async fn serve(router: axum::Router) -> (SocketAddr, JoinHandle<()>) {
+pub(crate) async fn serve(router: axum::Router) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind an ephemeral port");
@@ -212,7 +210,7 @@ pub async fn serve(router: axum::Router) -> (SocketAddr, JoinHandle<()>) {
     (addr, serving)
 }
 
-pub fn fast_client_options(url: Url) -> ConnectOptions {
+pub(crate) fn fast_client_options(url: Url) -> ConnectOptions {
     ConnectOptions {
         http_timeout: Duration::from_secs(5),
         handshake_timeout: Duration::from_secs(2),
@@ -224,7 +222,7 @@ pub fn fast_client_options(url: Url) -> ConnectOptions {
 }
 
 /// Server options with short intervals.
-pub fn fast_server_options() -> HubOptions {
+pub(crate) fn fast_server_options() -> HubOptions {
     HubOptions {
         keep_alive_interval: Duration::from_millis(100),
         client_timeout: Duration::from_secs(2),
@@ -234,7 +232,7 @@ pub fn fast_server_options() -> HubOptions {
 
 /// A hub whose WebSocket endpoint runs `on_socket` instead of SignalR (negotiate answers a
 /// well-formed v1 response): a server that breaks the protocol in a scripted way.
-pub async fn scripted_hub<F, Fut>(on_socket: F) -> Url
+pub(crate) async fn scripted_hub<F, Fut>(on_socket: F) -> Url
 where
     F: Fn(axum::extract::ws::WebSocket) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -263,7 +261,7 @@ where
 }
 
 /// Waits for `condition` to hold, checking every few milliseconds, or panics after `limit`.
-pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let polled = async {
         while !condition() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -275,7 +273,7 @@ pub async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut()
 }
 
 /// Awaits `future` or panics after `limit`.
-pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
+pub(crate) async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(limit, future).await {
         Ok(value) => value,
         Err(_) => panic!("timed out after {limit:?} waiting for: {what}"),

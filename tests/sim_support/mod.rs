@@ -5,22 +5,18 @@
 use std::future::Future;
 use std::time::Duration;
 
-use mesolive_supervisor::hubs::wire::envelope::Envelope;
-use mesolive_supervisor::hubs::wire::{self, args, history};
-use mesolive_supervisor::signalr::{
-    Callback, CallbackReceiver, ConnectOptions, Connection, SignalrError,
-};
-use mesolive_supervisor::sim::{
-    AdminClient, AdminError, Hub, RunningSim, SimOptions, Simulator, Timing,
-};
+use mesolive_api::wire::envelope::Envelope;
+use mesolive_api::wire::{self, args, history};
+use mesolive_sim::{AdminClient, AdminError, Hub, RunningSim, SimOptions, Simulator, Timing};
 use serde_json::{Value, json};
+use signalr::{Callback, CallbackReceiver, ConnectOptions, Connection, SignalrError};
 use url::Url;
 
 /// How long any awaited condition may take before the test fails.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Fast timings so the suites stay quick.
-pub fn fast_options() -> SimOptions {
+pub(crate) fn fast_options() -> SimOptions {
     SimOptions {
         timing: Timing {
             prepare_delay: Duration::from_millis(40),
@@ -33,43 +29,47 @@ pub fn fast_options() -> SimOptions {
 }
 
 /// A running simulator and an admin client for it.
-pub struct TestSim {
+pub(crate) struct TestSim {
     pub sim: RunningSim,
     pub admin: Admin,
 }
 
-pub async fn start() -> TestSim {
+pub(crate) async fn start() -> TestSim {
     start_with(fast_options()).await
 }
 
-pub async fn start_with(options: SimOptions) -> TestSim {
+pub(crate) async fn start_with(options: SimOptions) -> TestSim {
     let sim = Simulator::start(options).await.expect("simulator starts");
     let admin = Admin::new(sim.admin_url());
     TestSim { sim, admin }
 }
 
 impl TestSim {
-    pub fn options(&self, hub: Hub) -> ConnectOptions {
+    pub(crate) fn options(&self, hub: Hub) -> ConnectOptions {
         let url = Url::parse(&self.sim.hub_url(hub)).expect("hub URL");
         let mut options = ConnectOptions::new(url).with_access_token(self.sim.token());
         options.invoke_timeout = Duration::from_secs(5);
         options
     }
 
-    pub async fn connect(&self, hub: Hub) -> Connection {
+    pub(crate) async fn connect(&self, hub: Hub) -> Connection {
         Connection::connect(self.options(hub))
             .await
             .expect("hub connects")
     }
 
-    pub async fn try_connect(&self, hub: Hub, token: &str) -> Result<Connection, SignalrError> {
+    pub(crate) async fn try_connect(
+        &self,
+        hub: Hub,
+        token: &str,
+    ) -> Result<Connection, SignalrError> {
         let url = Url::parse(&self.sim.hub_url(hub)).expect("hub URL");
         Connection::connect(ConnectOptions::new(url).with_access_token(token)).await
     }
 }
 
 /// Calls a hub method with one args object and reads the envelope.
-pub async fn call(connection: &Connection, method: &str, arguments: Value) -> Envelope {
+pub(crate) async fn call(connection: &Connection, method: &str, arguments: Value) -> Envelope {
     let raw = connection
         .invoke_raw(method, wire::call_args(arguments))
         .await
@@ -78,7 +78,7 @@ pub async fn call(connection: &Connection, method: &str, arguments: Value) -> En
 }
 
 /// Like [`call`], but the envelope must be a success; returns its data.
-pub async fn ok(connection: &Connection, method: &str, arguments: Value) -> Value {
+pub(crate) async fn ok(connection: &Connection, method: &str, arguments: Value) -> Value {
     let envelope = call(connection, method, arguments).await;
     assert_eq!(
         envelope.status.as_str(),
@@ -91,7 +91,7 @@ pub async fn ok(connection: &Connection, method: &str, arguments: Value) -> Valu
 
 /// Every event after `after` through `GetEventsSince`, following continuation tokens, with
 /// `limit` per page; returns the events and the number of pages read.
-pub async fn replay(events: &Connection, after: i64, limit: u32) -> (Vec<Value>, usize) {
+pub(crate) async fn replay(events: &Connection, after: i64, limit: u32) -> (Vec<Value>, usize) {
     let mut all = Vec::new();
     let mut token: Option<String> = None;
     let mut pages = 0;
@@ -117,7 +117,7 @@ pub async fn replay(events: &Connection, after: i64, limit: u32) -> (Vec<Value>,
 }
 
 /// The next callback within [`PATIENCE`].
-pub async fn next_callback(callbacks: &mut CallbackReceiver) -> Callback {
+pub(crate) async fn next_callback(callbacks: &mut CallbackReceiver) -> Callback {
     tokio::time::timeout(PATIENCE, callbacks.recv())
         .await
         .expect("a callback in time")
@@ -125,7 +125,7 @@ pub async fn next_callback(callbacks: &mut CallbackReceiver) -> Callback {
 }
 
 /// The next callback with `target`, skipping others.
-pub async fn next_of(callbacks: &mut CallbackReceiver, target: &str) -> Value {
+pub(crate) async fn next_of(callbacks: &mut CallbackReceiver, target: &str) -> Value {
     loop {
         let callback = next_callback(callbacks).await;
         if callback.target == target {
@@ -135,7 +135,7 @@ pub async fn next_of(callbacks: &mut CallbackReceiver, target: &str) -> Value {
 }
 
 /// Polls `check` until it yields `Some`, failing after [`PATIENCE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -155,20 +155,20 @@ where
 
 /// A JSON client of the admin API: the library's, with test assertions.
 #[derive(Clone)]
-pub struct Admin {
+pub(crate) struct Admin {
     client: AdminClient,
 }
 
 impl Admin {
-    pub fn new(base: String) -> Admin {
-        mesolive_supervisor::tls::install_default_provider();
+    pub(crate) fn new(base: String) -> Admin {
+        signalr::tls::install_default_provider();
         Admin {
             client: AdminClient::new(base),
         }
     }
 
     /// POST with a JSON body; returns the HTTP status and the JSON answer.
-    pub async fn post_raw(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post_raw(&self, path: &str, body: Value) -> (u16, Value) {
         match self.client.post(path, body).await {
             Ok(answer) => (200, answer),
             Err(AdminError::Refused { status, body, .. }) => {
@@ -178,41 +178,41 @@ impl Admin {
         }
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
         let (status, answer) = self.post_raw(path, body).await;
         assert_eq!(status, 200, "POST {path}: {answer}");
         answer
     }
 
-    pub async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         self.client
             .get(path)
             .await
             .unwrap_or_else(|err| panic!("GET {path}: {err}"))
     }
 
-    pub async fn delete(&self, path: &str) -> Value {
+    pub(crate) async fn delete(&self, path: &str) -> Value {
         self.client
             .delete(path)
             .await
             .unwrap_or_else(|err| panic!("DELETE {path}: {err}"))
     }
 
-    pub async fn faults(&self, patch: Value) -> Value {
+    pub(crate) async fn faults(&self, patch: Value) -> Value {
         self.post("/faults", patch).await
     }
 
-    pub async fn latest_seq(&self) -> i64 {
+    pub(crate) async fn latest_seq(&self) -> i64 {
         self.get("/stats").await["latest_event_seq_id"]
             .as_i64()
             .expect("latest_event_seq_id")
     }
 
-    pub async fn ledger(&self) -> Value {
+    pub(crate) async fn ledger(&self) -> Value {
         self.get("/ledger").await
     }
 
-    pub async fn fault_count(&self, kind: &str) -> u64 {
+    pub(crate) async fn fault_count(&self, kind: &str) -> u64 {
         self.get("/stats").await["faults_injected"][kind]
             .as_u64()
             .unwrap_or(0)

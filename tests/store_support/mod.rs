@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use mesolive_api::FlowKind;
 use mesolive_supervisor::store::{
-    Effect, EventRecord, FlowKind, OrderUpdate, SignalState, SignalUpdate, Store, StoreOptions,
+    Effect, EventRecord, OrderUpdate, SignalState, SignalUpdate, Store, StoreOptions,
 };
 use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -13,20 +14,20 @@ use sqlx::{Connection, Row};
 use tempfile::TempDir;
 
 /// A fresh directory and the database path inside it (the file does not exist yet).
-pub fn temp_db() -> (TempDir, PathBuf) {
+pub(crate) fn temp_db() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("state").join("state.db");
     (dir, path)
 }
 
-pub async fn open(path: &Path) -> Store {
+pub(crate) async fn open(path: &Path) -> Store {
     Store::open(path, &StoreOptions::default())
         .await
         .expect("store opens")
 }
 
 /// An order update event with a sequence id: order `order_id` now has `filled` filled.
-pub fn order_event(seq: i64, order_id: i64, filled: i64) -> EventRecord {
+pub(crate) fn order_event(seq: i64, order_id: i64, filled: i64) -> EventRecord {
     EventRecord {
         key: format!("evt-{seq}"),
         seq_id: Some(seq),
@@ -45,7 +46,7 @@ pub fn order_event(seq: i64, order_id: i64, filled: i64) -> EventRecord {
 }
 
 /// An entry signal push as sent on connect: no sequence id, keyed by content.
-pub fn signal_push(key: &str, state: SignalState) -> EventRecord {
+pub(crate) fn signal_push(key: &str, state: SignalState) -> EventRecord {
     EventRecord {
         key: key.into(),
         seq_id: None,
@@ -63,13 +64,13 @@ pub fn signal_push(key: &str, state: SignalState) -> EventRecord {
 }
 
 /// A direct connection for inspection and fault injection (the store may be open meanwhile).
-pub async fn raw(path: &Path) -> SqliteConnection {
+pub(crate) async fn raw(path: &Path) -> SqliteConnection {
     SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(path))
         .await
         .expect("raw connection")
 }
 
-pub async fn scalar(conn: &mut SqliteConnection, sql: &'static str) -> i64 {
+pub(crate) async fn scalar(conn: &mut SqliteConnection, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(conn)
         .await
@@ -78,7 +79,7 @@ pub async fn scalar(conn: &mut SqliteConnection, sql: &'static str) -> i64 {
 
 /// Every row of every table of the state store, as text, in a stable order: two dumps are
 /// equal exactly when the state is.
-pub async fn dump(path: &Path) -> String {
+pub(crate) async fn dump(path: &Path) -> String {
     let mut conn = raw(path).await;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master

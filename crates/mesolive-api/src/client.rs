@@ -1,0 +1,454 @@
+//! Typed clients for the three hubs over one [`Connection`] each: method calls with the response
+//! envelope unwrapped, paged lists followed to the end, and errors sorted by what the caller must
+//! do next ([`HubError`]).
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::lenient::decode;
+use super::models::{
+    AgentInfo, IdempotencyRecord, LatestEventSeqId, LiveAccount, LivePosition, LiveStrategy,
+    MesoLiveApiError, PositionDataEntry, PrepareJobStarted, PrepareStatusResult, StatusCode,
+    SubscriptionResult,
+};
+use super::wire::envelope::Envelope;
+use super::wire::history::{self, HistoryPage};
+use super::wire::{args, call_args, methods, paging};
+use crate::FlowKind;
+use signalr::{Connection, HubStream, SignalrError};
+
+/// Most pages a paged list is followed for (a server handing out tokens forever is a bug).
+const MAX_PAGES: usize = 10_000;
+
+/// A hub call that did not produce the expected payload, sorted by what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The credentials were refused: fatal, never retried in a loop.
+    #[error("MesoLive refused the API key: {0}")]
+    Unauthorized(SignalrError),
+    /// The call may or may not have reached the server (timeout, connection lost mid-call):
+    /// a keyed intent must be settled with GetIdempotencyRecord before anything else.
+    #[error("{method}: outcome unknown: {source}")]
+    OutcomeUnknown {
+        /// The hub method.
+        method: String,
+        /// What happened on the connection.
+        source: SignalrError,
+    },
+    /// The call was not made (connection already gone, bad arguments to the transport).
+    #[error("{method}: not sent: {source}")]
+    NotSent {
+        /// The hub method.
+        method: String,
+        /// Why.
+        source: SignalrError,
+    },
+    /// The hub method threw (SignalR Completion error): the request was rejected.
+    #[error("{method}: the hub failed the call: {message}")]
+    Server {
+        /// The hub method.
+        method: String,
+        /// The server's error text.
+        message: String,
+    },
+    /// The envelope said `Status != Success`; `DuplicateRequest` and `Conflict` drive the
+    /// idempotency flow and are kept distinct.
+    #[error("{}: {}{}", .0.method, .0.status, .0.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Api(Box<ApiFailure>),
+    /// The payload did not have the expected shape.
+    #[error("{method}: unexpected payload: {reason}")]
+    Decode {
+        /// The hub method.
+        method: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// A response envelope whose status was not `Success`.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// The hub method.
+    pub method: String,
+    /// The envelope status.
+    pub status: StatusCode,
+    /// The envelope message.
+    pub message: Option<String>,
+    /// Structured error details.
+    pub error: Option<MesoLiveApiError>,
+    /// The whole result as received (for logs; never contains the API key).
+    pub raw: String,
+}
+
+impl HubError {
+    /// The envelope status, for API errors.
+    pub fn status(&self) -> Option<&StatusCode> {
+        match self {
+            HubError::Api(failure) => Some(&failure.status),
+            _ => None,
+        }
+    }
+
+    /// The connection-level error behind the failure, when there was one.
+    pub fn transport(&self) -> Option<&SignalrError> {
+        match self {
+            HubError::Unauthorized(source)
+            | HubError::OutcomeUnknown { source, .. }
+            | HubError::NotSent { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the call's effect may have happened without us seeing the answer.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, HubError::OutcomeUnknown { .. })
+    }
+
+    /// Whether the connection this call used is gone (the caller should wait for a new one).
+    pub fn connection_gone(&self) -> bool {
+        match self {
+            HubError::OutcomeUnknown { source, .. } | HubError::NotSent { source, .. } => {
+                !matches!(source, SignalrError::Timeout { .. })
+            }
+            _ => false,
+        }
+    }
+
+    fn from_transport(method: &str, err: SignalrError) -> HubError {
+        let method = method.to_owned();
+        match err {
+            SignalrError::Unauthorized { .. } => HubError::Unauthorized(err),
+            SignalrError::Hub { message, .. } => HubError::Server { method, message },
+            SignalrError::InvalidResult { detail, .. } => HubError::Decode {
+                method,
+                reason: detail,
+            },
+            SignalrError::Timeout { .. } | SignalrError::ConnectionLost(_) => {
+                HubError::OutcomeUnknown {
+                    method,
+                    source: err,
+                }
+            }
+            other => HubError::NotSent {
+                method,
+                source: other,
+            },
+        }
+    }
+}
+
+/// One hub connection with envelope handling; the three typed clients wrap it.
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    connection: Arc<Connection>,
+}
+
+impl HubClient {
+    /// Wraps a connected hub.
+    pub fn new(connection: Arc<Connection>) -> Self {
+        HubClient { connection }
+    }
+
+    /// The underlying connection (state, callbacks, close).
+    pub fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
+
+    /// Calls `method` with one args object and returns the decoded envelope, whatever its status.
+    pub async fn call_envelope(&self, method: &str, args: Value) -> Result<Envelope, HubError> {
+        let result = self
+            .connection
+            .invoke_raw(method, call_args(args))
+            .await
+            .map_err(|err| HubError::from_transport(method, err))?;
+        Ok(Envelope::from_result(result))
+    }
+
+    /// Calls `method` and returns the payload of a successful envelope (`Null` when absent).
+    pub async fn call_value(&self, method: &str, args: Value) -> Result<Value, HubError> {
+        let result = self
+            .connection
+            .invoke_raw(method, call_args(args))
+            .await
+            .map_err(|err| HubError::from_transport(method, err))?;
+        Envelope::into_data(result).map_err(|envelope| failure(method, *envelope))
+    }
+
+    /// Calls `method` and decodes the payload of a successful envelope.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Value,
+    ) -> Result<T, HubError> {
+        let data = self.call_value(method, args).await?;
+        decode_as(method, data)
+    }
+
+    /// Calls a paged list method until the last page; `make_args` builds each page's args from
+    /// the continuation token.
+    pub async fn call_paged<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        make_args: impl Fn(Option<&str>) -> Value,
+    ) -> Result<Vec<T>, HubError> {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let data = self.call_value(method, make_args(token.as_deref())).await?;
+            let page = paging::read_page(data).ok_or_else(|| HubError::Decode {
+                method: method.to_owned(),
+                reason: "not a page (expected an array or an object with items)".into(),
+            })?;
+            for item in page.items {
+                items.push(decode_as(method, item)?);
+            }
+            match page.continuation {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => return Ok(items),
+            }
+        }
+        Err(HubError::Decode {
+            method: method.to_owned(),
+            reason: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// Opens a server-to-client stream (items are not enveloped; decode with [`decode_as`]).
+    pub fn stream(&self, method: &str, args: Value) -> Result<HubStream<Value>, HubError> {
+        self.connection
+            .stream::<Value>(method, call_args(args))
+            .map_err(|err| HubError::from_transport(method, err))
+    }
+}
+
+/// The error for an envelope whose status is not `Success`.
+fn failure(method: &str, envelope: Envelope) -> HubError {
+    HubError::Api(Box::new(ApiFailure {
+        method: method.to_owned(),
+        status: envelope.status,
+        message: envelope.message,
+        error: envelope.error,
+        raw: envelope.raw.to_string(),
+    }))
+}
+
+/// Decodes a payload leniently, naming the method on failure.
+pub fn decode_as<T: DeserializeOwned>(method: &str, data: Value) -> Result<T, HubError> {
+    decode(data).map_err(|err| HubError::Decode {
+        method: method.to_owned(),
+        reason: err.to_string(),
+    })
+}
+
+/// Control Hub: accounts, strategies, positions, prepare jobs, orders, idempotency records.
+#[derive(Debug, Clone)]
+pub struct ControlHub(pub HubClient);
+
+impl ControlHub {
+    /// Connected providers/agents (runbook check 1).
+    pub async fn list_agents(&self) -> Result<Vec<AgentInfo>, HubError> {
+        let data = self
+            .0
+            .call_value(methods::LIST_AGENTS, serde_json::json!({}))
+            .await?;
+        let page = paging::read_page(data).ok_or_else(|| HubError::Decode {
+            method: methods::LIST_AGENTS.into(),
+            reason: "expected a list of agents".into(),
+        })?;
+        page.items
+            .into_iter()
+            .map(|item| decode_as(methods::LIST_AGENTS, item))
+            .collect()
+    }
+
+    /// Every account (paged).
+    pub async fn list_accounts(&self, page_size: u32) -> Result<Vec<LiveAccount>, HubError> {
+        self.0
+            .call_paged(methods::LIST_ACCOUNTS, |token| {
+                args::page(Some(page_size), token)
+            })
+            .await
+    }
+
+    /// Every strategy (paged).
+    pub async fn list_strategies(&self, page_size: u32) -> Result<Vec<LiveStrategy>, HubError> {
+        self.0
+            .call_paged(methods::LIST_STRATEGIES, |token| {
+                args::page(Some(page_size), token)
+            })
+            .await
+    }
+
+    /// Every position of a strategy (paged); callers keep the open ones.
+    pub async fn list_positions(
+        &self,
+        strategy_id: i64,
+        page_size: u32,
+    ) -> Result<Vec<LivePosition>, HubError> {
+        self.0
+            .call_paged(methods::LIST_POSITIONS, |token| {
+                args::positions_of_strategy(strategy_id, Some(page_size), token)
+            })
+            .await
+    }
+
+    /// Starts a prepare job; the caller has committed the intent (key + args) already.
+    pub async fn start_prepare(
+        &self,
+        kind: FlowKind,
+        args: Value,
+    ) -> Result<PrepareJobStarted, HubError> {
+        self.0.call(&methods::start_prepare(kind), args).await
+    }
+
+    /// Polls a prepare job.
+    pub async fn prepare_status(
+        &self,
+        kind: FlowKind,
+        job_id: &str,
+    ) -> Result<PrepareStatusResult, HubError> {
+        self.0
+            .call(&methods::prepare_status(kind), args::job(job_id))
+            .await
+    }
+
+    /// Best-effort cancel of a prepare job (keyed).
+    pub async fn cancel_prepare(
+        &self,
+        kind: FlowKind,
+        job_id: &str,
+        key: &str,
+    ) -> Result<Value, HubError> {
+        self.0
+            .call_value(
+                &methods::cancel_prepare(kind),
+                args::cancel_job(job_id, key),
+            )
+            .await
+    }
+
+    /// Any state-changing keyed call whose args the caller built and committed.
+    pub async fn keyed_call(&self, method: &str, args: Value) -> Result<Value, HubError> {
+        self.0.call_value(method, args).await
+    }
+
+    /// The server's record of a keyed call; `None` when the server never saw the key.
+    pub async fn idempotency_record(
+        &self,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, HubError> {
+        let method = methods::GET_IDEMPOTENCY_RECORD;
+        let envelope = self
+            .0
+            .call_envelope(method, args::idempotency_record(key))
+            .await?;
+        if envelope.is_not_found() {
+            return Ok(None);
+        }
+        if envelope.status != StatusCode::Success {
+            return Err(failure(method, envelope));
+        }
+        decode_as(method, envelope.data).map(Some)
+    }
+}
+
+/// Data Hub: snapshots and live streams.
+#[derive(Debug, Clone)]
+pub struct DataHub(pub HubClient);
+
+impl DataHub {
+    /// One position's current prices/greeks/PnL.
+    pub async fn position_snapshot(&self, position_id: i64) -> Result<PositionDataEntry, HubError> {
+        self.0
+            .call(
+                methods::GET_POSITION_SNAPSHOT,
+                args::position_data(position_id),
+            )
+            .await
+    }
+
+    /// A live stream of one position's data (raw items; decode with [`decode_as`]).
+    pub fn stream_position(&self, position_id: i64) -> Result<HubStream<Value>, HubError> {
+        self.0.stream(
+            methods::STREAM_POSITION_DATA,
+            args::position_data(position_id),
+        )
+    }
+
+    /// An underlying's current prices (the provider is required by the server).
+    pub async fn underlying_snapshot(
+        &self,
+        symbol: &str,
+        provider: Option<&str>,
+    ) -> Result<Value, HubError> {
+        self.0
+            .call_value(
+                methods::GET_UNDERLYING_SNAPSHOT,
+                args::underlying(symbol, provider),
+            )
+            .await
+    }
+
+    /// A live stream of an underlying's prices.
+    pub fn stream_underlying(
+        &self,
+        symbol: &str,
+        provider: Option<&str>,
+    ) -> Result<HubStream<Value>, HubError> {
+        self.0.stream(
+            methods::STREAM_UNDERLYING_DATA,
+            args::underlying(symbol, provider),
+        )
+    }
+}
+
+/// Event Hub: subscriptions and replayable history (callbacks come through the connection).
+#[derive(Debug, Clone)]
+pub struct EventHub(pub HubClient);
+
+impl EventHub {
+    /// Joins the callback groups of `strategies` (`None`: all of the user's strategies).
+    pub async fn subscribe(
+        &self,
+        strategies: Option<&[i64]>,
+    ) -> Result<SubscriptionResult, HubError> {
+        self.0
+            .call(
+                methods::SUBSCRIBE_TO_STRATEGIES,
+                args::strategies(strategies),
+            )
+            .await
+    }
+
+    /// The newest EventSeqId available to the user.
+    pub async fn latest_seq_id(&self) -> Result<i64, HubError> {
+        let latest: LatestEventSeqId = self
+            .0
+            .call(methods::GET_LATEST_EVENT_SEQ_ID, serde_json::json!({}))
+            .await?;
+        Ok(latest.latest_event_seq_id)
+    }
+
+    /// One page of history strictly after `after_seq_id`.
+    pub async fn events_since(
+        &self,
+        after_seq_id: i64,
+        limit: u32,
+        continuation: Option<&str>,
+    ) -> Result<HistoryPage, HubError> {
+        let method = methods::GET_EVENTS_SINCE;
+        let data = self
+            .0
+            .call_value(
+                method,
+                args::events_since(after_seq_id, limit, continuation),
+            )
+            .await?;
+        history::read_page(data).ok_or_else(|| HubError::Decode {
+            method: method.into(),
+            reason: "not a history page".into(),
+        })
+    }
+}

@@ -1,0 +1,249 @@
+//! The three hubs on the project's SignalR server ([`signalr::HubHost`]), and the
+//! switches the admin API pulls on them: drop connections, refuse connections for a while,
+//! reject every token. Lost Completions (a fault) are applied here, after the hub method ran.
+//!
+//! Worked around here, because the host does not offer it: "reject every token" swaps in a
+//! random token nobody has (no deny-all switch), so refusals are counted per activation (no
+//! hook reports refused requests); "drop after the effect" is `Reply::Swallow` plus
+//! `ServerConnection::abort`; `ServerConnection::send` only awaits a bounded queue (no
+//! `try_send`), so live delivery keeps its own per-connection backlog and forwarder
+//! ([`super::live`]); shutdown closes each connection itself (no close-all on the host).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use serde_json::Value;
+
+use super::faults::{FaultKind, LossMode};
+use super::live::LivePeer;
+use super::sim::Sim;
+use super::{control, data, event};
+use mesolive_api::Hub as HubKind;
+use mesolive_api::wire::args;
+use signalr::{
+    Hub, HubHost, HubItems, HubOptions, Reply, ServerAuth, ServerConnection, unknown_method_error,
+};
+
+/// The Completion of a call, unless the lose-completion fault takes it: then the effect stands
+/// and the caller gets nothing (`silence`) or loses its connection (`drop`).
+fn answer(
+    sim: &Sim,
+    connection: &ServerConnection,
+    method: &str,
+    envelope: Option<Value>,
+) -> Reply {
+    let Some(envelope) = envelope else {
+        return Reply::unknown_method(method);
+    };
+    let lost = sim.faults().take_lost_completion(method);
+    match lost {
+        None => Reply::Value(envelope),
+        Some(mode) => {
+            sim.stats.fault(FaultKind::LoseCompletion);
+            if mode == LossMode::Drop {
+                connection.abort();
+            }
+            Reply::Swallow
+        }
+    }
+}
+
+/// `/hubs/control/v1`.
+pub(crate) struct ControlHub(Arc<Sim>);
+
+impl Hub for ControlHub {
+    async fn invoke(
+        &self,
+        connection: &ServerConnection,
+        method: &str,
+        arguments: Vec<Value>,
+    ) -> Reply {
+        self.0.stats.call(HubKind::Control, method);
+        let envelope = control::invoke(&self.0, method, &args::first(&arguments));
+        answer(&self.0, connection, method, envelope)
+    }
+}
+
+/// `/hubs/data/v1`.
+pub(crate) struct DataHub(Arc<Sim>);
+
+impl Hub for DataHub {
+    async fn invoke(
+        &self,
+        connection: &ServerConnection,
+        method: &str,
+        arguments: Vec<Value>,
+    ) -> Reply {
+        self.0.stats.call(HubKind::Data, method);
+        let envelope = data::invoke(&self.0, method, &args::first(&arguments));
+        answer(&self.0, connection, method, envelope)
+    }
+
+    fn stream(
+        &self,
+        _: &ServerConnection,
+        method: &str,
+        arguments: Vec<Value>,
+    ) -> Result<HubItems, String> {
+        self.0.stats.call(HubKind::Data, method);
+        data::stream(&self.0, method, &args::first(&arguments))
+            .unwrap_or_else(|| Err(unknown_method_error(method)))
+    }
+}
+
+/// `/hubs/event/v1`.
+pub(crate) struct EventHub(Arc<Sim>);
+
+impl LivePeer for ServerConnection {
+    async fn send(&self, target: &str, payload: Value) -> bool {
+        ServerConnection::send(self, target, vec![payload])
+            .await
+            .is_ok()
+    }
+
+    fn close(&self, reason: &str) {
+        ServerConnection::close(self, Some(reason.to_owned()), true);
+    }
+}
+
+impl Hub for EventHub {
+    async fn on_connected(&self, connection: &ServerConnection) {
+        event::connected(&self.0, connection.id(), Arc::new(connection.clone())).await;
+    }
+
+    async fn invoke(
+        &self,
+        connection: &ServerConnection,
+        method: &str,
+        arguments: Vec<Value>,
+    ) -> Reply {
+        self.0.stats.call(HubKind::Event, method);
+        let envelope = event::invoke(&self.0, connection.id(), method, &args::first(&arguments));
+        answer(&self.0, connection, method, envelope)
+    }
+
+    async fn on_disconnected(&self, connection: &ServerConnection) {
+        self.0.live.leave(connection.id());
+    }
+}
+
+/// The three hub hosts of one simulator.
+pub(crate) struct Hosts {
+    control: HubHost<ControlHub>,
+    data: HubHost<DataHub>,
+    event: HubHost<EventHub>,
+    token: String,
+}
+
+impl Hosts {
+    /// Hosts for the three hubs, each checking `token` on negotiate and upgrade.
+    pub(crate) fn new(sim: &Arc<Sim>, token: &str) -> Hosts {
+        let options = || HubOptions {
+            auth: Some(ServerAuth::bearer(token)),
+            ..HubOptions::default()
+        };
+        Hosts {
+            control: HubHost::new(
+                HubKind::Control.path(),
+                ControlHub(Arc::clone(sim)),
+                options(),
+            ),
+            data: HubHost::new(HubKind::Data.path(), DataHub(Arc::clone(sim)), options()),
+            event: HubHost::new(HubKind::Event.path(), EventHub(Arc::clone(sim)), options()),
+            token: token.to_owned(),
+        }
+    }
+
+    /// The routes of all three hubs, for one listener.
+    pub(crate) fn router(&self) -> Router {
+        self.control
+            .router()
+            .merge(self.data.router())
+            .merge(self.event.router())
+    }
+
+    /// Open connections per hub.
+    pub(crate) fn connections(&self) -> BTreeMap<&'static str, usize> {
+        BTreeMap::from([
+            (HubKind::Control.as_str(), self.control.connections().len()),
+            (HubKind::Data.as_str(), self.data.connections().len()),
+            (HubKind::Event.as_str(), self.event.connections().len()),
+        ])
+    }
+
+    /// The live connections of one hub (or of all).
+    fn connections_of(&self, hub: Option<HubKind>) -> Vec<ServerConnection> {
+        let wanted = |kind: HubKind| hub.is_none_or(|h| h == kind);
+        let mut connections = Vec::new();
+        if wanted(HubKind::Control) {
+            connections.extend(self.control.connections());
+        }
+        if wanted(HubKind::Data) {
+            connections.extend(self.data.connections());
+        }
+        if wanted(HubKind::Event) {
+            connections.extend(self.event.connections());
+        }
+        connections
+    }
+
+    /// Drops every connection of one hub (or of all), as a network failure would.
+    pub(crate) fn drop_connections(&self, hub: Option<HubKind>) -> usize {
+        let connections = self.connections_of(hub);
+        for connection in &connections {
+            connection.abort();
+        }
+        connections.len()
+    }
+
+    /// Sends `text` unframed and unchecked to every connection of one hub (or of all), as a
+    /// broken or hostile server would; returns how many connections it went to.
+    pub(crate) async fn send_raw(&self, hub: Option<HubKind>, text: &str) -> usize {
+        let mut sent = 0;
+        for connection in self.connections_of(hub) {
+            if connection.send_raw(text.to_owned()).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Drops everything and refuses new connections for `duration`.
+    pub(crate) fn outage(&self, duration: Duration) -> usize {
+        self.control.refuse_for(duration);
+        self.data.refuse_for(duration);
+        self.event.refuse_for(duration);
+        self.drop_connections(None)
+    }
+
+    /// Answers 401 to every negotiate and upgrade (`true`), or checks the token again.
+    pub(crate) fn reject_auth(&self, reject: bool) {
+        let auth = if reject {
+            // A token no client has: every request fails the check.
+            let impossible: String = std::iter::repeat_with(fastrand::alphanumeric)
+                .take(48)
+                .collect();
+            ServerAuth::bearer(impossible)
+        } else {
+            ServerAuth::bearer(self.token.clone())
+        };
+        self.control.set_auth(Some(auth.clone()));
+        self.data.set_auth(Some(auth.clone()));
+        self.event.set_auth(Some(auth));
+    }
+
+    /// Says goodbye to every client (Close, then WS close), for a clean shutdown.
+    pub(crate) fn close_all(&self) {
+        let connections = self
+            .control
+            .connections()
+            .into_iter()
+            .chain(self.data.connections())
+            .chain(self.event.connections());
+        for connection in connections {
+            connection.close(None, false);
+        }
+    }
+}
