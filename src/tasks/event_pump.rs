@@ -27,6 +27,9 @@
 //! events slow the replay down instead of stopping it. A single event above the limit is
 //! reported at every attempt.
 //!
+//! The sequencing rules themselves (what to catch up, what is out of sequence, how large the
+//! next page is) are [`super::sequencer`]'s; this module performs them.
+//!
 //! A failed commit (busy lock, full disk, I/O error) keeps the connection: the session waits
 //! with backoff and restarts from the durable cursor, so the failed batch is replayed and the
 //! callbacks queued meanwhile are not lost. A damaged database file stops the daemon (74).
@@ -41,6 +44,7 @@ use serde_json::Value;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::effects;
+use super::sequencer::{Latest, Live, Page, Request, Sequencer};
 use crate::config::FirstRun;
 use crate::ops::metrics::Metrics;
 use crate::store::{Effect, EventRecord, RecordOutcome, StoreError};
@@ -63,18 +67,19 @@ const MAX_REPLAY_PAGES: usize = 100_000;
 pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
     let mut link = ctx.links.event.clone();
     let mut last_generation = None;
-    let mut page_size = ctx.settings.events.replay_page_size;
+    let mut sequencer = Sequencer::new(ctx.settings.events.replay_page_size);
     loop {
         let next = next_link(&mut link, last_generation, &ctx.shutdown.children);
         let Some(linked) = beating(&ctx, next).await.flatten() else {
             return Ok(());
         };
         last_generation = Some(linked.generation);
-        let mut session = Session::new(ctx.clone(), linked, page_size)?;
+        // The sequencer outlives the connection: a page too large stays too large.
+        let mut session = Session::new(ctx.clone(), linked, sequencer)?;
         if !session.run_until_disconnected().await? {
             return Ok(());
         }
-        page_size = session.page_size;
+        sequencer = session.sequencer;
     }
 }
 
@@ -108,8 +113,8 @@ enum PumpError {
     Store(#[from] StoreError),
     #[error("the cursor {cursor} is ahead of the server's latest EventSeqId {latest}")]
     CursorAhead { cursor: i64, latest: i64 },
-    #[error("a replay page of {0} events exceeded hubs.max_message_bytes")]
-    PageTooLarge(u32),
+    #[error("a replay page exceeded hubs.max_message_bytes")]
+    PageTooLarge,
 }
 
 /// One Event Hub connection's worth of pumping.
@@ -117,9 +122,8 @@ struct Session {
     ctx: Arc<Ctx>,
     hub: EventHub,
     callbacks: CallbackReceiver,
-    cursor: i64,
-    /// Events asked for per replay page; cut when a page exceeded the message size limit.
-    page_size: u32,
+    /// The sequencing rules and where the pump stands in the server's sequence.
+    sequencer: Sequencer,
     /// Live events whose EventSeqId went backwards, by key, until their batch is committed.
     out_of_sequence: HashMap<String, i64>,
     /// Unknown callback targets already reported in this session (later ones are only counted).
@@ -127,7 +131,11 @@ struct Session {
 }
 
 impl Session {
-    fn new(ctx: Arc<Ctx>, linked: Linked<EventHub>, page_size: u32) -> Result<Session, ChildError> {
+    fn new(
+        ctx: Arc<Ctx>,
+        linked: Linked<EventHub>,
+        sequencer: Sequencer,
+    ) -> Result<Session, ChildError> {
         let callbacks = linked
             .client
             .0
@@ -140,8 +148,7 @@ impl Session {
             ctx,
             hub: linked.client,
             callbacks,
-            cursor: 0,
-            page_size,
+            sequencer,
             out_of_sequence: HashMap::new(),
             unrecognized_targets: HashSet::new(),
         })
@@ -165,18 +172,19 @@ impl Session {
                     tracing::warn!(error = %err, "event hub session ended; waiting for the next connection");
                     return Ok(true);
                 }
-                Err(PumpError::PageTooLarge(size)) => {
-                    self.page_size = (size / 4).max(1);
+                Err(PumpError::PageTooLarge) => {
+                    let shrink = self.sequencer.page_too_large();
+                    let cursor = self.sequencer.cursor();
                     self.ctx.metrics.error("replay_page_too_large");
-                    if size == 1 {
+                    if shrink.single_event {
                         tracing::error!(
-                            cursor = self.cursor,
+                            cursor,
                             "the next event alone exceeds hubs.max_message_bytes: raise it, or the replay cannot get past it"
                         );
                     } else {
                         tracing::warn!(
-                            cursor = self.cursor,
-                            page_size = self.page_size,
+                            cursor,
+                            page_size = shrink.page_size,
                             "a replay page exceeded hubs.max_message_bytes; asking for fewer events per page"
                         );
                     }
@@ -195,7 +203,7 @@ impl Session {
                 delays = backoff(settings);
             }
             let delay = delays.next().unwrap_or(settings.backoff_max);
-            tracing::warn!(error = %err, retry_in = ?delay, cursor = self.cursor, "event store failed; nothing was committed, retrying from the durable cursor");
+            tracing::warn!(error = %err, retry_in = ?delay, cursor = self.sequencer.cursor(), "event store failed; nothing was committed, retrying from the durable cursor");
             if beating(&self.ctx, tokio::time::sleep(delay))
                 .await
                 .is_none()
@@ -207,11 +215,12 @@ impl Session {
 
     async fn run(&mut self) -> Result<(), PumpError> {
         self.ctx.health.pump_beat();
-        self.cursor = self.start_cursor().await?;
+        let cursor = self.start_cursor().await?;
+        self.sequencer.start(cursor);
         let latest = self.hub.latest_seq_id().await?;
-        self.check_not_ahead(latest)?;
+        self.read_latest(latest)?;
         // Until the first commit the gauge would read 0 (and the lag gauge the whole history).
-        Metrics::set(&self.ctx.metrics.cursor, self.cursor);
+        Metrics::set(&self.ctx.metrics.cursor, cursor);
         self.catch_up(None).await?;
         let subscribed = self.hub.subscribe(None).await?;
         if !subscribed.failed_strategies.is_empty() {
@@ -219,10 +228,10 @@ impl Session {
             self.ctx.metrics.error("subscribe_failed");
         }
         self.catch_up(None).await?;
-        self.page_size = self.ctx.settings.events.replay_page_size;
+        self.sequencer.went_live();
         self.ctx.health.set_caught_up(true);
         self.ctx.wake.reconcile.notify_one();
-        tracing::info!(cursor = self.cursor, "event pump live");
+        tracing::info!(cursor = self.sequencer.cursor(), "event pump live");
         self.live().await
     }
 
@@ -243,43 +252,34 @@ impl Session {
     }
 
     /// Replays history after the cursor until the server has nothing more (or, with `until`,
-    /// until the cursor reaches it). Pages are requested by the advancing cursor; the server's
-    /// continuation token is only followed when a page did not move the cursor.
+    /// until the cursor reaches it); [`Sequencer::page`] decides which page comes next.
     ///
     /// The next page is requested as soon as this one is read, so the server, the socket and
     /// the decoding work on it while this page commits: the commit cannot change where the
     /// next page starts (the cursor only moves to the page's highest EventSeqId), and a failed
     /// commit ends the replay before the prefetched page is used.
     async fn catch_up(&mut self, until: Option<i64>) -> Result<(), PumpError> {
-        let mut page = self.fetch(self.cursor, None).await?;
+        let first = self.sequencer.catch_up(until);
+        let mut page = self.fetch(first, None).await?;
         for _ in 0..MAX_REPLAY_PAGES {
             self.stop_requested()?;
-            if page.events.is_empty() {
-                return Ok(());
-            }
-            let before = self.cursor;
             let records: Vec<EventRecord> = page
                 .events
                 .into_iter()
                 .map(|historic| self.record_historic(historic))
                 .collect();
-            self.report_replay_below_cursor(&records);
-            let reached = records
-                .iter()
-                .filter_map(|record| record.seq_id)
-                .fold(before, i64::max);
-            let done =
-                until.is_some_and(|target| reached >= target) || page.has_more == Some(false);
-            let request = match (done, reached > before, page.continuation) {
-                (true, _, _) => None,
-                (false, true, _) => Some(self.fetch(reached, None)),
-                (false, false, Some(token)) => Some(self.fetch(before, Some(token))),
-                // Events we already had and no way forward: stop rather than loop.
-                (false, false, None) => None,
-            };
-            let Some(request) = request else {
+            let seqs: Vec<Option<i64>> = records.iter().map(|record| record.seq_id).collect();
+            let verdict = self.sequencer.page(Page {
+                seqs: &seqs,
+                has_more: page.has_more,
+                has_token: page.continuation.is_some(),
+            });
+            self.report_replay_below_cursor(verdict.below_cursor);
+            let Some(next) = verdict.next else {
                 return self.commit(&records).await.map(drop);
             };
+            let token = page.continuation.filter(|_| next.follow_token);
+            let request = self.fetch(next, token);
             let (committed, fetched) = tokio::join!(self.commit(&records), request);
             committed?;
             page = fetched?;
@@ -287,21 +287,21 @@ impl Session {
         Ok(())
     }
 
-    /// One replay page after `after` (or at `continuation`); owns what it needs, so it can be
-    /// awaited together with a commit. A page too large for the connection's message limit is
-    /// reported as such, so the next request asks for fewer events.
+    /// One replay page as `request` says; owns what it needs, so it can be awaited together
+    /// with a commit. A page too large for the connection's message limit is reported as such,
+    /// so the next request asks for fewer events.
     fn fetch(
         &self,
-        after: i64,
+        request: Request,
         continuation: Option<String>,
     ) -> impl Future<Output = Result<HistoryPage, PumpError>> + use<> {
         let hub = self.hub.clone();
-        let page_size = self.page_size;
+        let page_size = self.sequencer.page_size();
         async move {
-            hub.events_since(after, page_size, continuation.as_deref())
+            hub.events_since(request.after, page_size, continuation.as_deref())
                 .await
                 .map_err(|err| match err.transport().map(SignalrError::kind) {
-                    Some("message_too_large") => PumpError::PageTooLarge(page_size),
+                    Some("message_too_large") => PumpError::PageTooLarge,
                     _ => PumpError::from(err),
                 })
         }
@@ -341,38 +341,42 @@ impl Session {
         }
     }
 
-    /// Applies live callbacks in order, catching up first whenever one jumps past cursor+1. A
-    /// callback with an EventId at or below the cursor goes to the store under its key only
-    /// (see [`effects::out_of_sequence`]).
+    /// Applies live callbacks in order, as [`Sequencer::live`] decides: catching up first
+    /// whenever one jumps past the next expected EventSeqId; a callback with an EventId at or
+    /// below the cursor goes to the store under its key only (see [`effects::out_of_sequence`]).
     async fn apply_live(&mut self, batch: Vec<Callback>) -> Result<(), PumpError> {
         let mut pending: Vec<EventRecord> = Vec::with_capacity(batch.len());
-        let mut expected = self.cursor + 1;
         let mut went_backwards = false;
         for callback in batch {
             let payload = callback.arguments.into_iter().next().unwrap_or(Value::Null);
             let mut record = self.record_payload(&callback.target, &payload);
             if let Some(seq) = record.seq_id {
                 Metrics::raise(&self.ctx.metrics.latest_seq, seq);
-                if seq > expected {
-                    went_backwards |= self.commit(&pending).await?;
-                    pending.clear();
-                    Metrics::add(&self.ctx.metrics.gap_catchups, 1);
-                    tracing::info!(
-                        cursor = self.cursor,
-                        live = seq,
-                        "EventSeqId jumped: catching up before applying it"
-                    );
-                    self.catch_up(Some(seq - 1)).await?;
-                    expected = self.cursor + 1;
+            }
+            loop {
+                let keyed = effects::keyed_by_event_id(&record);
+                match self.sequencer.live(record.seq_id, keyed) {
+                    Live::CatchUpFirst { until } => {
+                        went_backwards |= self.commit(&pending).await?;
+                        pending.clear();
+                        Metrics::add(&self.ctx.metrics.gap_catchups, 1);
+                        tracing::info!(
+                            cursor = self.sequencer.cursor(),
+                            live = until + 1,
+                            "EventSeqId jumped: catching up before applying it"
+                        );
+                        self.catch_up(Some(until)).await?;
+                    }
+                    Live::OutOfSequence { cursor } => {
+                        let seq = record.seq_id.unwrap_or_default();
+                        self.out_of_sequence.insert(record.key.clone(), seq);
+                        record = effects::out_of_sequence(record, &payload, cursor);
+                        break;
+                    }
+                    // Below the cursor without an EventId: nothing tells it from a replayed
+                    // event; the store skips it (its missing EventId was reported already).
+                    Live::Apply | Live::BelowCursor | Live::Unsequenced => break,
                 }
-                if seq >= expected {
-                    expected = seq + 1;
-                } else if effects::keyed_by_event_id(&record) {
-                    self.out_of_sequence.insert(record.key.clone(), seq);
-                    record = effects::out_of_sequence(record, &payload, expected - 1);
-                }
-                // Else: no EventId to tell a new event from a replayed one; the store skips it
-                // as at or below the cursor (its missing EventId was reported already).
             }
             pending.push(record);
         }
@@ -387,36 +391,30 @@ impl Session {
     async fn poll_latest(&mut self) -> Result<(), PumpError> {
         let latest = self.hub.latest_seq_id().await?;
         Metrics::set(&self.ctx.metrics.latest_seq, latest);
-        self.check_not_ahead(latest)?;
-        if latest > self.cursor {
+        match self.read_latest(latest)? {
             // Either events are in flight right now, or some were lost on the way: a replay
             // settles both (dedupe skips whatever also arrives live).
-            self.catch_up(Some(latest)).await?;
+            Latest::CatchUp { until } => self.catch_up(Some(until)).await,
+            Latest::UpToDate | Latest::Ahead { .. } => Ok(()),
         }
-        Ok(())
     }
 
-    /// A server behind our cursor would have every new event skipped as already seen.
-    fn check_not_ahead(&self, latest: i64) -> Result<(), PumpError> {
-        if latest >= self.cursor {
-            return Ok(());
+    /// A server behind our cursor would have every new event skipped as already seen: fatal.
+    fn read_latest(&self, latest: i64) -> Result<Latest, PumpError> {
+        match self.sequencer.latest(latest) {
+            Latest::Ahead { cursor, latest } => {
+                self.ctx.metrics.error("cursor_ahead");
+                Err(PumpError::CursorAhead { cursor, latest })
+            }
+            reading => Ok(reading),
         }
-        self.ctx.metrics.error("cursor_ahead");
-        Err(PumpError::CursorAhead {
-            cursor: self.cursor,
-            latest,
-        })
     }
 
-    fn report_replay_below_cursor(&self, records: &[EventRecord]) {
-        let below = records
-            .iter()
-            .filter(|record| record.seq_id.is_some_and(|seq| seq <= self.cursor))
-            .count();
+    fn report_replay_below_cursor(&self, below: usize) {
         if below > 0 {
             self.ctx.metrics.error("replay_below_cursor");
             tracing::warn!(
-                cursor = self.cursor,
+                cursor = self.sequencer.cursor(),
                 events = below,
                 "GetEventsSince returned events at or below the cursor; skipped as already applied"
             );
@@ -520,16 +518,16 @@ impl Session {
                 if let Some(seq) = out_of_sequence.get(&record.key) {
                     went_backwards = true;
                     metrics.error("event_seq_regression");
-                    tracing::warn!(target = %record.target, seq, key = %record.key, cursor = self.cursor, "EventSeqId went backwards: a new event at or below the cursor; quarantined, not acted on");
+                    tracing::warn!(target = %record.target, seq, key = %record.key, cursor = self.sequencer.cursor(), "EventSeqId went backwards: a new event at or below the cursor; quarantined, not acted on");
                 }
             }
         }
         Metrics::add(&metrics.events_applied, applied);
         Metrics::add(&metrics.events_quarantined, quarantined);
         Metrics::add(&metrics.events_duplicate, records.len() as u64 - applied);
-        if let Some(cursor) = outcome.cursor {
-            self.cursor = self.cursor.max(cursor);
-            Metrics::set(&metrics.cursor, self.cursor);
+        self.sequencer.committed(outcome.cursor);
+        if outcome.cursor.is_some() {
+            Metrics::set(&metrics.cursor, self.sequencer.cursor());
         }
         // Wake only who can care: the monitor manager re-reads every open position.
         if positions_changed {

@@ -1,5 +1,6 @@
 //! The supervised children that do the work: the event pump, position monitors, workflows,
-//! intents, the reconciler and dedupe pruning. Each has one `run(ctx)` entry; restart policy is the supervisor's.
+//! intents, the reconciler and dedupe pruning. Each has one `run(ctx)` entry; restart policy is
+//! the supervisor's. `sequencer` holds the pump's sequencing rules, without I/O.
 
 pub mod dedupe;
 pub mod effects;
@@ -7,4 +8,5 @@ pub mod event_pump;
 pub mod intent;
 pub mod position_monitor;
 pub mod reconciler;
+pub mod sequencer;
 pub mod workflow;

@@ -1,0 +1,754 @@
+//! The event pump's sequencing rules, without I/O: given the cursor and what arrived (a
+//! latest-EventSeqId reading, a replay page, a live callback, a page too large for the
+//! connection), what to do next. The pump performs the decisions; this module makes them.
+//!
+//! The rules:
+//! * the next event expected is the cursor + 1, counting events handed out to be applied but
+//!   not yet committed;
+//! * a live EventSeqId past the next expected one is a jump: catch up with `GetEventsSince`
+//!   to the event before it first, then apply it;
+//! * a live event at or below the cursor with an EventId is either the replay/live overlap (the
+//!   dedupe set knows its key) or a new event at an old position — the server's sequence went
+//!   backwards — and is quarantined, never acted on; without an EventId the store skips it as
+//!   below the cursor;
+//! * a replay page is followed by the next one from the highest EventSeqId it reached; the
+//!   server's continuation token only when a page did not move the cursor; the catch-up ends at
+//!   an empty page, at `HasMore = false`, or once it reached its target;
+//! * a server whose latest EventSeqId is below the cursor restarted its history (or is another
+//!   account's): fatal; one above the cursor means events to catch up;
+//! * a replay page larger than the connection's message limit costs the connection; the next
+//!   pages ask for a quarter as many events (down to one) until the pump is live again.
+
+/// What the pump knows of the server's sequence on the current Event Hub connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequencer {
+    /// The last committed EventSeqId (the durable cursor, as this session knows it).
+    cursor: i64,
+    /// The highest EventSeqId handed out to be applied and not yet known to be committed.
+    pending: i64,
+    /// The target of the catch-up in progress (`None`: until the server has nothing more).
+    until: Option<i64>,
+    /// The target of the last catch-up a live jump asked for, once it is done.
+    caught_up_for: Option<i64>,
+    /// Events asked for per replay page now.
+    page_size: u32,
+    /// Events asked for per replay page while nothing is wrong (`events.replay_page_size`).
+    full_page_size: u32,
+}
+
+/// A `GetEventsSince` request to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// Events strictly after this EventSeqId.
+    pub after: i64,
+    /// Send the continuation token of the page just read (it did not move the cursor).
+    pub follow_token: bool,
+}
+
+/// The shape of one replay page: what the sequencing rules read of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    /// The EventSeqId of every event, in page order (`None`: the event carries none).
+    pub seqs: &'a [Option<i64>],
+    /// What the server says of more pages (`None`: not said).
+    pub has_more: Option<bool>,
+    /// Whether the page came with a continuation token.
+    pub has_token: bool,
+}
+
+/// What to do with a replay page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageVerdict {
+    /// Events at or below the cursor in it (the store skips them; worth a warning).
+    pub below_cursor: usize,
+    /// The next page to ask for; `None`: the catch-up is over once this page is committed.
+    pub next: Option<Request>,
+}
+
+/// What to do with one live callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Live {
+    /// The next event (or the first after a jump already caught up): apply it with its
+    /// EventSeqId.
+    Apply,
+    /// It jumps past the next expected EventSeqId: commit what is pending, catch up to `until`,
+    /// then offer it again.
+    CatchUpFirst {
+        /// The last EventSeqId the catch-up must reach.
+        until: i64,
+    },
+    /// At or below the cursor, keyed by its EventId: the dedupe set decides. A known key is
+    /// the replay/live overlap (skipped); a new one means the server's sequence went
+    /// backwards: quarantine it with this reason, do not act on it.
+    OutOfSequence {
+        /// The cursor it is at or below.
+        cursor: i64,
+    },
+    /// At or below the cursor without an EventId: nothing tells it from a replayed event, the
+    /// store skips it as below the cursor.
+    BelowCursor,
+    /// No EventSeqId (an on-connect push): applied by its key, the cursor does not move.
+    Unsequenced,
+}
+
+/// What a `GetLatestEventSeqId` reading means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latest {
+    /// The server is behind the cursor: its history restarted, or it is another account's.
+    /// Fatal: going on would skip every event up to the old cursor.
+    Ahead {
+        /// The cursor.
+        cursor: i64,
+        /// The reading.
+        latest: i64,
+    },
+    /// Events exist past the cursor: catch up to `until` (they are in flight, or were lost).
+    CatchUp {
+        /// The reading.
+        until: i64,
+    },
+    /// Nothing to do.
+    UpToDate,
+}
+
+/// How to react to a replay page that exceeded the connection's message limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shrink {
+    /// Events to ask for per page from now on.
+    pub page_size: u32,
+    /// The page held a single event: no smaller page can get past it.
+    pub single_event: bool,
+}
+
+impl Sequencer {
+    /// A sequencer asking for `full_page_size` events per replay page.
+    pub fn new(full_page_size: u32) -> Sequencer {
+        let full_page_size = full_page_size.max(1);
+        Sequencer {
+            cursor: 0,
+            pending: 0,
+            until: None,
+            caught_up_for: None,
+            page_size: full_page_size,
+            full_page_size,
+        }
+    }
+
+    /// A session starts (or restarts after a failed commit) from the durable cursor. The page
+    /// size is kept: a page that was too large stays too large on the next connection.
+    pub fn start(&mut self, cursor: i64) {
+        self.cursor = cursor;
+        self.pending = cursor;
+        self.until = None;
+        self.caught_up_for = None;
+    }
+
+    /// The last committed EventSeqId.
+    pub fn cursor(&self) -> i64 {
+        self.cursor
+    }
+
+    /// Events to ask for per replay page now.
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
+    /// The highest EventSeqId applied or about to be.
+    fn position(&self) -> i64 {
+        self.cursor.max(self.pending)
+    }
+
+    /// A batch was committed; `cursor` is the store's cursor after it (`None`: no event with
+    /// an EventSeqId was ever committed).
+    pub fn committed(&mut self, cursor: Option<i64>) {
+        if let Some(cursor) = cursor {
+            self.cursor = self.cursor.max(cursor);
+            self.pending = self.pending.max(self.cursor);
+        }
+    }
+
+    /// Reads a `GetLatestEventSeqId` answer.
+    pub fn latest(&self, latest: i64) -> Latest {
+        let position = self.position();
+        if latest < self.cursor {
+            Latest::Ahead {
+                cursor: self.cursor,
+                latest,
+            }
+        } else if latest > position {
+            Latest::CatchUp { until: latest }
+        } else {
+            Latest::UpToDate
+        }
+    }
+
+    /// Starts a catch-up: until the server has nothing more (`None`), or until `until`.
+    /// Returns the first page to ask for.
+    pub fn catch_up(&mut self, until: Option<i64>) -> Request {
+        self.until = until;
+        Request {
+            after: self.position(),
+            follow_token: false,
+        }
+    }
+
+    /// Reads one replay page of the catch-up in progress. Every event of it is to be
+    /// committed (the store skips those at or below the cursor); the verdict says how many
+    /// were, and which page to ask for next.
+    pub fn page(&mut self, page: Page<'_>) -> PageVerdict {
+        let before = self.position();
+        let below_cursor = page
+            .seqs
+            .iter()
+            .filter(|seq| seq.is_some_and(|seq| seq <= before))
+            .count();
+        let reached = page.seqs.iter().flatten().copied().fold(before, i64::max);
+        self.pending = reached;
+        let done = page.seqs.is_empty()
+            || self.until.is_some_and(|target| reached >= target)
+            || page.has_more == Some(false);
+        let next = match (done, reached > before, page.has_token) {
+            (true, _, _) => None,
+            (false, true, _) => Some(Request {
+                after: reached,
+                follow_token: false,
+            }),
+            (false, false, true) => Some(Request {
+                after: before,
+                follow_token: true,
+            }),
+            // Events we already had and no way forward: stop rather than loop.
+            (false, false, false) => None,
+        };
+        if next.is_none() {
+            self.caught_up_for = self.until.take();
+        }
+        PageVerdict { below_cursor, next }
+    }
+
+    /// Decides what to do with one live callback (`seq`: its EventSeqId; `keyed`: whether its
+    /// dedupe key is its EventId, which stays the same live and in history).
+    pub fn live(&mut self, seq: Option<i64>, keyed: bool) -> Live {
+        let Some(seq) = seq else {
+            return Live::Unsequenced;
+        };
+        let expected = self.position() + 1;
+        if seq > expected && self.caught_up_for != Some(seq - 1) {
+            return Live::CatchUpFirst { until: seq - 1 };
+        }
+        if seq >= expected {
+            self.pending = seq;
+            self.caught_up_for = None;
+            return Live::Apply;
+        }
+        if keyed {
+            Live::OutOfSequence {
+                cursor: expected - 1,
+            }
+        } else {
+            Live::BelowCursor
+        }
+    }
+
+    /// A replay page exceeded the connection's message limit: ask for a quarter as many
+    /// events from now on (down to one).
+    pub fn page_too_large(&mut self) -> Shrink {
+        let failed = self.page_size;
+        self.page_size = (failed / 4).max(1);
+        Shrink {
+            page_size: self.page_size,
+            single_event: failed == 1,
+        }
+    }
+
+    /// The pump is live: the next catch-ups ask for full pages again.
+    pub fn went_live(&mut self) {
+        self.page_size = self.full_page_size;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(seqs: &[Option<i64>], has_more: Option<bool>, has_token: bool) -> Page<'_> {
+        Page {
+            seqs,
+            has_more,
+            has_token,
+        }
+    }
+
+    fn at(cursor: i64) -> Sequencer {
+        let mut sequencer = Sequencer::new(100);
+        sequencer.start(cursor);
+        sequencer
+    }
+
+    #[test]
+    fn a_latest_reading_below_the_cursor_is_fatal_above_it_a_catch_up() {
+        let sequencer = at(10);
+        assert_eq!(
+            sequencer.latest(9),
+            Latest::Ahead {
+                cursor: 10,
+                latest: 9
+            }
+        );
+        assert_eq!(sequencer.latest(10), Latest::UpToDate);
+        assert_eq!(sequencer.latest(12), Latest::CatchUp { until: 12 });
+    }
+
+    #[test]
+    fn a_catch_up_asks_from_the_highest_event_reached_and_ends_at_an_empty_page() {
+        let mut sequencer = at(4);
+        assert_eq!(
+            sequencer.catch_up(None),
+            Request {
+                after: 4,
+                follow_token: false
+            }
+        );
+        let verdict = sequencer.page(page(&[Some(5), Some(6)], None, true));
+        assert_eq!(
+            verdict.next,
+            Some(Request {
+                after: 6,
+                follow_token: false
+            })
+        );
+        sequencer.committed(Some(6));
+        assert_eq!(sequencer.page(page(&[], None, false)).next, None);
+        assert_eq!(sequencer.cursor(), 6);
+    }
+
+    #[test]
+    fn a_catch_up_ends_when_the_server_says_no_more_or_the_target_is_reached() {
+        let mut sequencer = at(0);
+        sequencer.catch_up(None);
+        assert_eq!(
+            sequencer.page(page(&[Some(1)], Some(false), true)).next,
+            None
+        );
+        let mut sequencer = at(0);
+        sequencer.catch_up(Some(2));
+        assert_eq!(
+            sequencer
+                .page(page(&[Some(1), Some(2)], Some(true), true))
+                .next,
+            None
+        );
+    }
+
+    #[test]
+    fn the_token_is_followed_only_when_a_page_did_not_move_the_cursor() {
+        let mut sequencer = at(10);
+        sequencer.catch_up(None);
+        let verdict = sequencer.page(page(&[Some(9), Some(10)], None, true));
+        assert_eq!(verdict.below_cursor, 2);
+        assert_eq!(
+            verdict.next,
+            Some(Request {
+                after: 10,
+                follow_token: true
+            })
+        );
+        // No token and no progress: stop rather than ask for the same page forever.
+        assert_eq!(sequencer.page(page(&[Some(10)], None, false)).next, None);
+    }
+
+    #[test]
+    fn live_events_in_order_are_applied_and_a_jump_catches_up_first() {
+        let mut sequencer = at(5);
+        assert_eq!(sequencer.live(Some(6), true), Live::Apply);
+        assert_eq!(sequencer.live(Some(7), true), Live::Apply);
+        assert_eq!(
+            sequencer.live(Some(10), true),
+            Live::CatchUpFirst { until: 9 }
+        );
+        sequencer.committed(Some(7));
+        assert_eq!(
+            sequencer.catch_up(Some(9)),
+            Request {
+                after: 7,
+                follow_token: false
+            }
+        );
+        sequencer.page(page(&[Some(8), Some(9)], None, false));
+        sequencer.committed(Some(9));
+        assert_eq!(sequencer.live(Some(10), true), Live::Apply);
+    }
+
+    #[test]
+    fn a_jump_the_catch_up_could_not_fill_is_applied_rather_than_retried_forever() {
+        let mut sequencer = at(5);
+        assert_eq!(
+            sequencer.live(Some(9), true),
+            Live::CatchUpFirst { until: 8 }
+        );
+        sequencer.catch_up(Some(8));
+        assert_eq!(sequencer.page(page(&[], None, false)).next, None);
+        assert_eq!(sequencer.live(Some(9), true), Live::Apply);
+        // The next jump catches up again.
+        assert_eq!(
+            sequencer.live(Some(12), true),
+            Live::CatchUpFirst { until: 11 }
+        );
+    }
+
+    #[test]
+    fn a_live_event_at_or_below_the_cursor_is_out_of_sequence_or_skipped() {
+        let mut sequencer = at(5);
+        assert_eq!(sequencer.live(Some(6), true), Live::Apply);
+        // The batch has not committed 6 yet: 6 is already taken.
+        assert_eq!(
+            sequencer.live(Some(6), true),
+            Live::OutOfSequence { cursor: 6 }
+        );
+        assert_eq!(
+            sequencer.live(Some(3), true),
+            Live::OutOfSequence { cursor: 6 }
+        );
+        assert_eq!(sequencer.live(Some(3), false), Live::BelowCursor);
+        assert_eq!(sequencer.live(None, true), Live::Unsequenced);
+    }
+
+    #[test]
+    fn oversized_pages_shrink_to_a_quarter_down_to_one_until_live() {
+        let mut sequencer = Sequencer::new(100);
+        assert_eq!(
+            sequencer.page_too_large(),
+            Shrink {
+                page_size: 25,
+                single_event: false
+            }
+        );
+        // A new session keeps the smaller pages.
+        sequencer.start(3);
+        assert_eq!(sequencer.page_size(), 25);
+        for _ in 0..3 {
+            sequencer.page_too_large();
+        }
+        assert_eq!(sequencer.page_size(), 1);
+        assert!(sequencer.page_too_large().single_event);
+        sequencer.went_live();
+        assert_eq!(sequencer.page_size(), 100);
+    }
+
+    /// A model of the server, the store and the pump's loops, driving the sequencer through a
+    /// generated interleaving of server activity, live delivery faults, broken sequences,
+    /// reconnects, polls and oversized pages.
+    mod model {
+        use std::collections::{HashSet, VecDeque};
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// What happens to one emitted event on the live path.
+        #[derive(Debug, Clone, Copy)]
+        enum Fate {
+            Delivered,
+            Suppressed,
+            Duplicated,
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// The server logs events; the live path delivers each by its fate.
+            Emit(Vec<Fate>),
+            /// A new event at an old position (`back` below the horizon) arrives live.
+            Regression(u8),
+            /// An event the server already sent arrives again live, with its EventSeqId.
+            Repeat(u8),
+            /// The pump drains up to this many callbacks as one batch.
+            Deliver(u8),
+            /// The connection ends: queued callbacks are lost; a new session starts.
+            Reconnect,
+            /// The periodic `GetLatestEventSeqId`.
+            Poll,
+            /// The next replay page exceeds the message limit (the connection ends).
+            Oversize,
+            /// The server's page size limit for the next pages.
+            ServerLimit(u8),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let fate = prop_oneof![
+                6 => Just(Fate::Delivered),
+                2 => Just(Fate::Suppressed),
+                2 => Just(Fate::Duplicated),
+            ];
+            prop_oneof![
+                6 => prop::collection::vec(fate, 1..6).prop_map(Op::Emit),
+                1 => any::<u8>().prop_map(Op::Regression),
+                1 => any::<u8>().prop_map(Op::Repeat),
+                5 => (1u8..8).prop_map(Op::Deliver),
+                1 => Just(Op::Reconnect),
+                1 => Just(Op::Poll),
+                1 => Just(Op::Oversize),
+                1 => (1u8..6).prop_map(Op::ServerLimit),
+            ]
+        }
+
+        /// A callback: its dedupe key and EventSeqId.
+        #[derive(Debug, Clone)]
+        struct Callback {
+            key: String,
+            seq: i64,
+            regression: bool,
+        }
+
+        /// A record as the pump hands it to the store.
+        struct Record {
+            key: String,
+            seq: Option<i64>,
+            quarantined: bool,
+        }
+
+        #[derive(Default)]
+        struct World {
+            /// The server's history: event n has key `e{n}`.
+            latest: i64,
+            server_limit: usize,
+            queue: VecDeque<Callback>,
+            /// The highest EventSeqId the pump has applied or will before the next callback.
+            horizon: i64,
+            regressions: u64,
+            oversize: bool,
+            // The store.
+            cursor: Option<i64>,
+            keys: HashSet<String>,
+            applied: Vec<i64>,
+            quarantined: u64,
+            regressions_delivered: u64,
+        }
+
+        /// Why a session ended early.
+        enum End {
+            Disconnected,
+        }
+
+        impl World {
+            fn commit(&mut self, sequencer: &mut Sequencer, records: Vec<Record>) {
+                for record in records {
+                    if let (Some(seq), Some(cursor)) = (record.seq, self.cursor)
+                        && seq <= cursor
+                    {
+                        continue;
+                    }
+                    if let Some(seq) = record.seq {
+                        self.cursor = Some(self.cursor.map_or(seq, |c| c.max(seq)));
+                    }
+                    if self.keys.insert(record.key) {
+                        match (record.quarantined, record.seq) {
+                            (true, _) => self.quarantined += 1,
+                            (false, Some(seq)) => self.applied.push(seq),
+                            (false, None) => {}
+                        }
+                    }
+                }
+                sequencer.committed(self.cursor);
+            }
+
+            fn page(&mut self, request: Request, sequencer: &Sequencer) -> Result<Vec<i64>, End> {
+                if std::mem::take(&mut self.oversize) {
+                    return Err(End::Disconnected);
+                }
+                let limit = (sequencer.page_size() as usize).min(self.server_limit.max(1));
+                let first = request.after + 1;
+                Ok((first..=self.latest).take(limit).collect())
+            }
+
+            fn catch_up(
+                &mut self,
+                sequencer: &mut Sequencer,
+                until: Option<i64>,
+            ) -> Result<(), End> {
+                let mut request = sequencer.catch_up(until);
+                loop {
+                    let seqs = match self.page(request, sequencer) {
+                        Ok(seqs) => seqs,
+                        Err(end) => {
+                            sequencer.page_too_large();
+                            return Err(end);
+                        }
+                    };
+                    let wrapped: Vec<Option<i64>> = seqs.iter().copied().map(Some).collect();
+                    let has_more = seqs.last().is_some_and(|last| *last < self.latest);
+                    let verdict = sequencer.page(Page {
+                        seqs: &wrapped,
+                        has_more: Some(has_more),
+                        has_token: has_more,
+                    });
+                    let records = seqs
+                        .iter()
+                        .map(|seq| Record {
+                            key: format!("e{seq}"),
+                            seq: Some(*seq),
+                            quarantined: false,
+                        })
+                        .collect();
+                    self.commit(sequencer, records);
+                    match verdict.next {
+                        Some(next) => request = next,
+                        None => return Ok(()),
+                    }
+                }
+            }
+
+            /// A new session: read the cursor, replay, subscribe, replay again, live.
+            fn session(&mut self, sequencer: &mut Sequencer) {
+                loop {
+                    self.queue.clear();
+                    sequencer.start(self.cursor.unwrap_or(0));
+                    assert!(!matches!(
+                        sequencer.latest(self.latest),
+                        Latest::Ahead { .. }
+                    ));
+                    if self.catch_up(sequencer, None).is_ok()
+                        && self.catch_up(sequencer, None).is_ok()
+                    {
+                        sequencer.went_live();
+                        self.horizon = self.latest;
+                        return;
+                    }
+                }
+            }
+
+            fn deliver(&mut self, sequencer: &mut Sequencer, max: usize) -> Result<(), End> {
+                let batch: Vec<Callback> = (0..max).map_while(|_| self.queue.pop_front()).collect();
+                let mut pending = Vec::new();
+                for callback in batch {
+                    loop {
+                        match sequencer.live(Some(callback.seq), true) {
+                            Live::Apply => pending.push(Record {
+                                key: callback.key.clone(),
+                                seq: Some(callback.seq),
+                                quarantined: false,
+                            }),
+                            Live::CatchUpFirst { until } => {
+                                self.commit(sequencer, std::mem::take(&mut pending));
+                                self.catch_up(sequencer, Some(until))?;
+                                continue;
+                            }
+                            Live::OutOfSequence { .. } => {
+                                self.regressions_delivered += u64::from(callback.regression);
+                                pending.push(Record {
+                                    key: callback.key.clone(),
+                                    seq: None,
+                                    quarantined: true,
+                                });
+                            }
+                            Live::BelowCursor | Live::Unsequenced => {
+                                unreachable!("keyed and sequenced")
+                            }
+                        }
+                        break;
+                    }
+                }
+                self.commit(sequencer, pending);
+                Ok(())
+            }
+
+            fn poll(&mut self, sequencer: &mut Sequencer) -> Result<(), End> {
+                match sequencer.latest(self.latest) {
+                    Latest::CatchUp { until } => self.catch_up(sequencer, Some(until)),
+                    Latest::UpToDate => Ok(()),
+                    Latest::Ahead { .. } => panic!("the model's server never restarts"),
+                }
+            }
+
+            fn enqueue(&mut self, callback: Callback) {
+                if !callback.regression {
+                    self.horizon = self.horizon.max(callback.seq);
+                }
+                self.queue.push_back(callback);
+            }
+
+            fn apply(&mut self, sequencer: &mut Sequencer, op: Op) {
+                let ended = match op {
+                    Op::Emit(fates) => {
+                        for fate in fates {
+                            self.latest += 1;
+                            let callback = Callback {
+                                key: format!("e{}", self.latest),
+                                seq: self.latest,
+                                regression: false,
+                            };
+                            match fate {
+                                Fate::Suppressed => {}
+                                Fate::Delivered => self.enqueue(callback),
+                                Fate::Duplicated => {
+                                    self.enqueue(callback.clone());
+                                    self.enqueue(callback);
+                                }
+                            }
+                        }
+                        Ok(())
+                    }
+                    Op::Regression(back) if self.horizon > 0 => {
+                        self.regressions += 1;
+                        let seq = (self.horizon - i64::from(back)).max(1);
+                        self.enqueue(Callback {
+                            key: format!("r{}", self.regressions),
+                            seq,
+                            regression: true,
+                        });
+                        Ok(())
+                    }
+                    Op::Repeat(back) if self.horizon > 0 => {
+                        let seq = (self.horizon - i64::from(back)).max(1);
+                        self.enqueue(Callback {
+                            key: format!("e{seq}"),
+                            seq,
+                            regression: false,
+                        });
+                        Ok(())
+                    }
+                    Op::Regression(_) | Op::Repeat(_) => Ok(()),
+                    Op::Deliver(max) => self.deliver(sequencer, usize::from(max)),
+                    Op::Reconnect => Err(End::Disconnected),
+                    Op::Poll => self.poll(sequencer),
+                    Op::Oversize => {
+                        self.oversize = true;
+                        Ok(())
+                    }
+                    Op::ServerLimit(limit) => {
+                        self.server_limit = usize::from(limit);
+                        Ok(())
+                    }
+                };
+                if let Err(End::Disconnected) = ended {
+                    self.session(sequencer);
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn every_event_is_applied_once_in_order_and_every_regression_is_quarantined(
+                start in 0i64..5,
+                ops in prop::collection::vec(op(), 0..80),
+            ) {
+                let mut world = World { latest: start, server_limit: 3, ..World::default() };
+                let mut sequencer = Sequencer::new(4);
+                world.session(&mut sequencer);
+                for op in ops {
+                    world.apply(&mut sequencer, op);
+                }
+                // Quiesce: whatever is queued, then a poll and a reconnect (both catch up).
+                world.apply(&mut sequencer, Op::Deliver(u8::MAX));
+                world.apply(&mut sequencer, Op::Poll);
+                world.apply(&mut sequencer, Op::Reconnect);
+                let expected: Vec<i64> = (1..=world.latest).collect();
+                prop_assert_eq!(&world.applied, &expected);
+                prop_assert_eq!(world.cursor.unwrap_or(0), world.latest);
+                prop_assert_eq!(world.quarantined, world.regressions_delivered);
+                prop_assert_eq!(sequencer.page_size(), 4);
+            }
+        }
+    }
+}
