@@ -1,6 +1,6 @@
 //! mesolive-supervisor: a restart-safe supervisor for MesoLive options-trading automation.
 //!
-//! Layout (one job per module; see `../shared/DESIGN.md` for the path of one event):
+//! Layout (one job per module; the README's "How it works" follows the path of one event):
 //!
 //! ```text
 //! bench/      end-to-end benchmarks against the simulator (`bench`)

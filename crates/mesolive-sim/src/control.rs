@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::call::{self, CallResult, Failure, into_envelope, to_value};
+use super::domain::JobRequest;
 use super::idempotency::{Admission, request_hash};
-use super::jobs::JobRequest;
 use super::sim::Sim;
 use super::world::{World, timestamp};
 use mesolive_api::FlowKind;

@@ -8,10 +8,11 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 
+use mesolive_api::FlowKind;
 use mesolive_api::models::{
     LiveAccount, LiveContract, LiveLeg, LivePosition, LiveStrategy, LiveUnderlying,
     MesoContractType, MesoOptionType, Order as OrderModel, OrderState, OrderType,
-    PositionAdjustmentOperation, TimeInForce,
+    PositionAdjustmentOperation, PreparationStatus, TimeInForce,
 };
 use mesolive_api::wire::states;
 
@@ -311,4 +312,58 @@ impl Strategy {
             symbol: Some(self.symbol.clone()),
         }
     }
+}
+
+/// What a job was asked to prepare.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum JobRequest {
+    Entry {
+        strategy_id: i64,
+        account: String,
+        name: Option<String>,
+        qty_multiplier: Decimal,
+    },
+    Exit {
+        position_id: i64,
+    },
+    Adjustment {
+        position_id: i64,
+        operation: PositionAdjustmentOperation,
+        condition: String,
+    },
+}
+
+impl JobRequest {
+    pub(crate) fn kind(&self) -> FlowKind {
+        match self {
+            JobRequest::Entry { .. } => FlowKind::Entry,
+            JobRequest::Exit { .. } => FlowKind::Exit,
+            JobRequest::Adjustment { .. } => FlowKind::Adjustment,
+        }
+    }
+}
+
+/// One prepare job.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub id: String,
+    pub key: String,
+    pub request: JobRequest,
+    pub strategy_id: i64,
+    pub account: String,
+    pub status: PreparationStatus,
+    pub created_at: String,
+    pub updated_at: String,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    /// Set by the fail-prepares fault when the job started.
+    pub doomed: bool,
+}
+
+/// What an active signal is about: at most one active signal per key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum SignalKey {
+    Entry { strategy_id: i64, account: String },
+    Exit { position_id: i64 },
+    Adjustment { position_id: i64 },
 }

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
-use serde_json::Value;
 
 use super::call::{CallResult, Failure, to_value};
-use super::domain::{Contract, ExecPlan, PlanKind, PlannedLeg};
+use super::domain::{Contract, ExecPlan, Job, JobRequest, PlanKind, PlannedLeg};
 use super::world::{World, timestamp};
 use mesolive_api::FlowKind;
 use mesolive_api::events::PreparationEvent;
@@ -18,52 +17,6 @@ use mesolive_api::models::{
     PrepareStatusResult,
 };
 use mesolive_api::wire::callbacks;
-
-/// What a job was asked to prepare.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum JobRequest {
-    Entry {
-        strategy_id: i64,
-        account: String,
-        name: Option<String>,
-        qty_multiplier: Decimal,
-    },
-    Exit {
-        position_id: i64,
-    },
-    Adjustment {
-        position_id: i64,
-        operation: PositionAdjustmentOperation,
-        condition: String,
-    },
-}
-
-impl JobRequest {
-    pub(crate) fn kind(&self) -> FlowKind {
-        match self {
-            JobRequest::Entry { .. } => FlowKind::Entry,
-            JobRequest::Exit { .. } => FlowKind::Exit,
-            JobRequest::Adjustment { .. } => FlowKind::Adjustment,
-        }
-    }
-}
-
-/// One prepare job.
-#[derive(Debug, Clone)]
-pub(crate) struct Job {
-    pub id: String,
-    pub key: String,
-    pub request: JobRequest,
-    pub strategy_id: i64,
-    pub account: String,
-    pub status: PreparationStatus,
-    pub created_at: String,
-    pub updated_at: String,
-    pub result: Option<Value>,
-    pub error: Option<String>,
-    /// Set by the fail-prepares fault when the job started.
-    pub doomed: bool,
-}
 
 impl World {
     /// Checks a prepare request against the world: who it is for, and whether it can run.

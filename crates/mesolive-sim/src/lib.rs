@@ -12,17 +12,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout (one job per module):
+//! Layout (one job per module; imports only go down this list's dependencies, no file imports
+//! one that imports it back):
 //!
 //! ```text
-//! mod.rs       Simulator::start → RunningSim (ports, URLs, token, shutdown)
+//! lib.rs       Simulator::start → RunningSim (ports, URLs, token, shutdown)
 //! cli.rs       `sim` flags and run_cli
-//! sim.rs       the shared Sim: world lock, faults, counters, timers, shutdown
+//! sim.rs       the shared Sim: world lock, faults, counters, timers, shutdown, the live
+//!              dispatcher (EventSeqId order through the live faults)
 //! world.rs     all domain state, ids, time, event emission
 //!   seed.rs positions.rs execution.rs jobs.rs prepare.rs signals.rs   impl World: the domain
-//! domain.rs    records and their wire views; market.rs  seeded price walks
+//! domain.rs    records (jobs and signal keys included) and their wire views
+//! market.rs    seeded price walks
 //! event_log.rs the per-user log; idempotency.rs  records per key; ledger.rs  effects per key
-//! live.rs      live delivery: groups, dispatcher with live faults, per-connection forwarders
+//! live.rs      live delivery: strategy groups, per-connection backlogs and forwarders
 //! control.rs data.rs event.rs   the hub methods; call.rs  lenient args, envelopes, paging
 //! server.rs    the hubs (mesolive_api::Hub) on signalr's HubHost, connection switches
 //! admin.rs     the admin HTTP API; faults.rs  fault set; stats.rs  counters, request log
@@ -190,7 +193,7 @@ impl Simulator {
         if sim.faults().reject_auth {
             hosts.reject_auth(true);
         }
-        sim.spawn(live::dispatch(Arc::clone(&sim), live_events));
+        sim.spawn(Arc::clone(&sim).dispatch(live_events));
         if let Some(every) = options.timing.signal_interval {
             sim.spawn(generate_signals(Arc::clone(&sim), every));
         }

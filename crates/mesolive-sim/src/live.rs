@@ -1,6 +1,6 @@
-//! Live delivery of Event Hub callbacks: the strategy groups each connection joined, one
-//! dispatcher that takes logged events in EventSeqId order and applies the live-path faults
-//! (lose job events, suppress, duplicate, delay), and one forwarder per connection.
+//! Live delivery of Event Hub callbacks: the strategy groups each connection joined and one
+//! forwarder per connection. The dispatcher that feeds it (in EventSeqId order, through the
+//! live-path faults) is `Sim::dispatch`.
 //!
 //! Each connection has a bounded backlog. When it is full the dispatcher waits (back-pressure,
 //! as a real server's writes do); a client still that far behind after a few seconds is closed
@@ -16,19 +16,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::event_log::LoggedEvent;
-use super::faults::{FaultKind, LiveFate};
-use super::sim::Sim;
 use mesolive_api::models::SubscriptionResult;
-use mesolive_api::wire::callbacks;
 
 /// Events queued for one connection before the dispatcher waits for it.
 pub(crate) const CONNECTION_BACKLOG: usize = 100_000;
 
 /// How long the dispatcher waits for a connection with a full backlog before closing it.
 const STALL_LIMIT: Duration = Duration::from_secs(5);
-
-/// Logged events the dispatcher takes per wake-up.
-const DISPATCH_BATCH: usize = 1024;
 
 /// The far end of one Event Hub connection, as live delivery needs it.
 pub(crate) trait LivePeer: Send + Sync + 'static {
@@ -161,7 +155,7 @@ impl LiveRegistry {
     /// Queues an event `copies` times for every connection that wants it; returns how many
     /// callbacks were queued. A full backlog makes the dispatcher wait (back-pressure) up to
     /// [`STALL_LIMIT`]; a connection still full then is closed and removed.
-    async fn deliver(&self, event: &Arc<LoggedEvent>, copies: usize) -> u64 {
+    pub(crate) async fn deliver(&self, event: &Arc<LoggedEvent>, copies: usize) -> u64 {
         let mut queued = 0;
         let mut stalled = Vec::new();
         self.members().retain(|id, member| {
@@ -211,37 +205,6 @@ pub(crate) async fn forward<P: LivePeer>(
     while let Some(event) = backlog.recv().await {
         if !peer.send(&event.target, event.payload.clone()).await {
             break;
-        }
-    }
-}
-
-fn is_job_event(target: &str) -> bool {
-    callbacks::preparation_target(target).is_some()
-}
-
-/// The dispatcher: every logged event, in order, through the live faults to the connections
-/// that want it. Ends when the log's sender is dropped or the simulator shuts down.
-pub(crate) async fn dispatch(sim: Arc<Sim>, mut events: mpsc::UnboundedReceiver<Arc<LoggedEvent>>) {
-    let mut batch = Vec::with_capacity(DISPATCH_BATCH);
-    while events.recv_many(&mut batch, DISPATCH_BATCH).await > 0 {
-        for event in batch.drain(..) {
-            let fate = sim.faults().take_live(is_job_event(&event.target));
-            let (duplicate, delay) = match fate {
-                LiveFate::Skip(kind) => {
-                    sim.stats.fault(kind);
-                    continue;
-                }
-                LiveFate::Deliver { duplicate, delay } => (duplicate, delay),
-            };
-            if !delay.is_zero() {
-                sim.stats.fault(FaultKind::DelayEvent);
-                tokio::time::sleep_until((event.logged_at + delay).into()).await;
-            }
-            if duplicate {
-                sim.stats.fault(FaultKind::DuplicateEvent);
-            }
-            let queued = sim.live.deliver(&event, 1 + usize::from(duplicate)).await;
-            sim.stats.delivered(queued);
         }
     }
 }

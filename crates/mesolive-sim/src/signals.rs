@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::call::Failure;
+use super::domain::SignalKey;
 use super::event_log::LoggedEvent;
 use super::world::World;
 use mesolive_api::events::{AdjustmentSignalEvent, EntrySignalEvent, ErrorEvent, ExitSignalEvent};
@@ -24,14 +25,6 @@ pub enum SignalKind {
     Exit,
     /// Adjust a position.
     Adjustment,
-}
-
-/// What an active signal is about: at most one active signal per key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum SignalKey {
-    Entry { strategy_id: i64, account: String },
-    Exit { position_id: i64 },
-    Adjustment { position_id: i64 },
 }
 
 /// A signal change requested by the admin API or the generator.

@@ -11,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::event_log::LoggedEvent;
-use super::faults::{FaultKind, FaultPatch, Faults};
+use super::faults::{FaultKind, FaultPatch, Faults, LiveFate};
 use super::live::LiveRegistry;
 use super::stats::Stats;
 use super::world::World;
+use mesolive_api::wire::callbacks;
 
 /// How fast simulated things happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,9 @@ impl Default for Timing {
     }
 }
 
+/// Logged events the dispatcher takes per wake-up.
+const DISPATCH_BATCH: usize = 1024;
+
 /// The simulator's shared state.
 pub(crate) struct Sim {
     world: Mutex<World>,
@@ -55,7 +59,7 @@ pub(crate) struct Sim {
 
 impl Sim {
     /// A seeded world with `positions` open positions, and the receiving end of its live
-    /// events (for [`super::live::dispatch`]).
+    /// events (for [`Sim::dispatch`]).
     pub(crate) fn new(
         seed: u64,
         positions: usize,
@@ -82,6 +86,37 @@ impl Sim {
             closed,
         };
         (Arc::new(sim), live_rx)
+    }
+
+    /// The dispatcher: every logged event, in order, through the live faults (lose job events,
+    /// suppress, duplicate, delay) to the connections that want it. Ends when the log's sender
+    /// is dropped or the simulator shuts down.
+    pub(crate) async fn dispatch(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<Arc<LoggedEvent>>,
+    ) {
+        let mut batch = Vec::with_capacity(DISPATCH_BATCH);
+        while events.recv_many(&mut batch, DISPATCH_BATCH).await > 0 {
+            for event in batch.drain(..) {
+                let is_job_event = callbacks::preparation_target(&event.target).is_some();
+                let (duplicate, delay) = match self.faults().take_live(is_job_event) {
+                    LiveFate::Skip(kind) => {
+                        self.stats.fault(kind);
+                        continue;
+                    }
+                    LiveFate::Deliver { duplicate, delay } => (duplicate, delay),
+                };
+                if !delay.is_zero() {
+                    self.stats.fault(FaultKind::DelayEvent);
+                    tokio::time::sleep_until((event.logged_at + delay).into()).await;
+                }
+                if duplicate {
+                    self.stats.fault(FaultKind::DuplicateEvent);
+                }
+                let queued = self.live.deliver(&event, 1 + usize::from(duplicate)).await;
+                self.stats.delivered(queued);
+            }
+        }
     }
 
     /// The world, locked. Critical sections never await and never panic on outside data.

@@ -12,13 +12,11 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::call::to_value;
-use super::domain::{Account, ExecPlan, Leg, Order, Position, Strategy};
+use super::domain::{Account, ExecPlan, Job, Leg, Order, Position, SignalKey, Strategy};
 use super::event_log::{EventLog, LoggedEvent};
 use super::idempotency::Idempotency;
-use super::jobs::Job;
 use super::ledger::Ledger;
 use super::market::Market;
-use super::signals::SignalKey;
 use mesolive_api::models::AgentInfo;
 
 /// UTC now as the simulator writes every time (RFC 3339, milliseconds, `Z`).
@@ -52,7 +50,7 @@ fn next(counter: &mut i64) -> i64 {
     id
 }
 
-/// Everything mutable, guarded by one mutex in [`super::sim::Sim`].
+/// Everything mutable, guarded by one mutex in the shared `Sim`.
 #[derive(Debug)]
 pub(crate) struct World {
     pub rng: fastrand::Rng,
@@ -80,7 +78,7 @@ pub(crate) struct World {
 }
 
 impl World {
-    /// An empty world; [`super::seed`] fills it.
+    /// An empty world; `World::seed` (seed.rs) fills it.
     pub(crate) fn new(
         seed: u64,
         live: mpsc::UnboundedSender<Arc<LoggedEvent>>,
