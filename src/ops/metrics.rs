@@ -24,6 +24,9 @@ pub struct Metrics {
     /// Events received without an EventSeqId (on-connect pushes): deduplicated by key, they
     /// never move the cursor.
     pub events_unsequenced: AtomicU64,
+    /// States (signals, errors, agent status) at or below the cursor with a key never seen,
+    /// applied as re-assertions (an on-connect push repeating its original EventSeqId).
+    pub events_reasserted: AtomicU64,
     /// Store transactions committed by the event pump.
     pub event_batches: AtomicU64,
     /// Dedupe keys forgotten because they outlived `events.dedupe_window`.
@@ -162,6 +165,12 @@ impl Metrics {
             "mesolive_events_unsequenced_total",
             "Events received without an EventSeqId (on-connect pushes).",
             load(&self.events_unsequenced),
+        );
+        counter(
+            &mut out,
+            "mesolive_events_reasserted_total",
+            "States at or below the cursor applied as re-assertions (on-connect pushes).",
+            load(&self.events_reasserted),
         );
         counter(
             &mut out,

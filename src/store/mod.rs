@@ -44,7 +44,7 @@ pub use intents::{IntentRecord, IntentState, NewIntent};
 pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
 pub use orders::{OrderRecord, OrderUpdate};
 pub use positions::{LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate};
-pub use signals::{SignalRecord, SignalState, SignalUpdate};
+pub use signals::{SignalRecord, SignalSource, SignalState, SignalUpdate};
 pub use summary::{StateCount, StoreSummary};
 pub use time::Timestamp;
 pub use workflows::{NewWorkflow, StateCounts, WorkflowChange, WorkflowRecord, WorkflowState};

@@ -42,6 +42,24 @@ pub struct SignalUpdate {
     pub condition: Option<String>,
     /// The event as received, for the workflow that acts on it.
     pub payload: serde_json::Value,
+    /// Which event this is and how it applies (read by the upsert, not stored as such).
+    #[serde(skip)]
+    pub source: SignalSource,
+}
+
+/// Where a signal update stands in the server's history, and how it applies. An update in
+/// sequence always replaces the stored state (events are applied in EventSeqId order); a
+/// re-assertion — an on-connect push, or an event at or below the cursor that the dedupe set
+/// does not know — replaces it only when it is newer: a higher EventSeqId when both carry one,
+/// else a later EventTime when both carry one, else (nothing to compare) it does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignalSource {
+    /// The event's EventSeqId, when it carries one.
+    pub seq_id: Option<i64>,
+    /// The event's EventTime, when it carries a readable one.
+    pub time: Option<Timestamp>,
+    /// Applied as a re-assertion of a state, not in sequence.
+    pub reasserted: bool,
 }
 
 impl SignalUpdate {
@@ -122,47 +140,81 @@ impl Store {
     }
 }
 
-/// A signal row as the upsert reads it: the update, its key, and the key of the event.
+/// A signal row as the upsert reads it: the update, its key, the key of the event, and where
+/// the event stands (unix milliseconds for the time, as every stored instant).
 #[derive(Serialize)]
 struct KeyedSignal<'a> {
     signal_key: String,
     event_key: &'a str,
+    event_seq_id: Option<i64>,
+    event_time: Option<i64>,
     #[serde(flatten)]
     update: &'a SignalUpdate,
 }
 
-/// Store signals' new states (the event effect), later updates of a key winning. An Off→On
-/// transition (or a first On) starts a new instance named after the event that caused it.
+/// The signal upsert, with the condition under which an update replaces a stored state. An
+/// Off→On transition (or a first On) starts a new instance named after the event that caused
+/// it; the event's key, EventSeqId and EventTime are kept to judge later re-assertions.
+macro_rules! upsert_signals {
+    ($condition:literal) => {
+        concat!(
+            "INSERT INTO signals
+                 (signal_key, kind, state, strategy_id, position_id, account, condition, instance,
+                  payload, event_key, event_seq_id, event_time, updated_at)
+             SELECT s.value ->> 'signal_key', s.value ->> 'kind', s.value ->> 'state',
+                    s.value ->> 'strategy_id', s.value ->> 'position_id', s.value ->> 'account',
+                    s.value ->> 'condition', s.value ->> 'event_key', s.value -> 'payload',
+                    s.value ->> 'event_key', s.value ->> 'event_seq_id', s.value ->> 'event_time',
+                    ?2
+             FROM jsonb_each(?1) AS s WHERE true ORDER BY s.key
+             ON CONFLICT (signal_key) DO UPDATE SET
+                 instance = CASE WHEN signals.state = 'Off' AND excluded.state = 'On'
+                                 THEN excluded.instance ELSE signals.instance END,
+                 state = excluded.state,
+                 account = COALESCE(excluded.account, signals.account),
+                 payload = excluded.payload,
+                 event_key = excluded.event_key,
+                 event_seq_id = excluded.event_seq_id,
+                 event_time = excluded.event_time,
+                 updated_at = excluded.updated_at
+             WHERE ",
+            $condition
+        )
+    };
+}
+
+/// Store signals' new states (the event effect), later updates of a key winning: first those
+/// in sequence (always), then the re-assertions (only over an older state; see
+/// [`SignalSource`]). A re-assertion is never newer than an event in sequence of the same batch
+/// (its EventSeqId is at or below the cursor), so the order between the two loses nothing.
 pub(super) async fn upsert(
     conn: &mut SqliteConnection,
     updates: &[(&SignalUpdate, &str)],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let rows: Vec<KeyedSignal<'_>> = updates
+    let (reasserted, sequenced): (Vec<KeyedSignal<'_>>, Vec<KeyedSignal<'_>>) = updates
         .iter()
         .map(|(update, event_key)| KeyedSignal {
             signal_key: update.key(),
             event_key,
+            event_seq_id: update.source.seq_id,
+            event_time: update.source.time.map(Timestamp::unix_millis),
             update,
         })
-        .collect();
+        .partition(|row| row.update.source.reasserted);
+    execute_for_rows(conn, upsert_signals!("true"), &sequenced, now).await?;
     execute_for_rows(
         conn,
-        "INSERT INTO signals
-             (signal_key, kind, state, strategy_id, position_id, account, condition, instance,
-              payload, updated_at)
-         SELECT s.value ->> 'signal_key', s.value ->> 'kind', s.value ->> 'state',
-                s.value ->> 'strategy_id', s.value ->> 'position_id', s.value ->> 'account',
-                s.value ->> 'condition', s.value ->> 'event_key', s.value -> 'payload', ?2
-         FROM jsonb_each(?1) AS s WHERE true ORDER BY s.key
-         ON CONFLICT (signal_key) DO UPDATE SET
-             instance = CASE WHEN signals.state = 'Off' AND excluded.state = 'On'
-                             THEN excluded.instance ELSE signals.instance END,
-             state = excluded.state,
-             account = COALESCE(excluded.account, signals.account),
-             payload = excluded.payload,
-             updated_at = excluded.updated_at",
-        &rows,
+        upsert_signals!(
+            "CASE
+                 WHEN excluded.event_seq_id IS NOT NULL AND signals.event_seq_id IS NOT NULL
+                     THEN excluded.event_seq_id > signals.event_seq_id
+                 WHEN excluded.event_time IS NOT NULL AND signals.event_time IS NOT NULL
+                     THEN excluded.event_time > signals.event_time
+                 ELSE true
+             END"
+        ),
+        &reasserted,
         now,
     )
     .await

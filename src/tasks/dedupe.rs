@@ -1,9 +1,11 @@
 //! Dedupe-set pruning: processed EventIds older than `events.dedupe_window` are forgotten, so
 //! the set is bounded by the window, not by uptime.
 //!
-//! Forgetting is safe: an event with an EventSeqId at or below the cursor is skipped by the
-//! cursor before its key is looked up, so only events without one (on-connect pushes of the
-//! active signals and errors) rely on the set, and those carry current state.
+//! Forgetting is safe: a replayed event with an EventSeqId at or below the cursor is skipped by
+//! the cursor before its key is looked up; a live order, position, leg or job event at or below
+//! the cursor with a forgotten key is quarantined, never acted on; and a state (signal, error,
+//! agent status) with a forgotten key — an on-connect push — is re-asserted, which changes
+//! nothing unless it is newer than the stored state.
 
 use std::sync::Arc;
 use std::time::Duration;

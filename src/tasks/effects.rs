@@ -1,15 +1,17 @@
 //! From a hub event to what the store commits: the dedupe key, the sequence id, and the effect.
 //! Pure functions — the exactly-once logic itself lives in `store::apply_events`.
 
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 
 use crate::store::{
     Effect, EventRecord, JobStatus, LegUpdate, OrderUpdate, PositionState, PositionUpdate,
-    PrepareJobUpdate, SignalState as StoredSignalState, SignalUpdate,
+    PrepareJobUpdate, SignalSource, SignalState as StoredSignalState, SignalUpdate, Timestamp,
 };
 use mesolive_api::FlowKind;
 use mesolive_api::events::{EventBody, EventDecodeError, EventHeader, HubEvent};
 use mesolive_api::models::{PositionStatus, PreparationStatus, SignalState};
+use mesolive_api::wire::{NAIVE_DATETIME_FORMAT, callbacks};
 
 /// The record for a decoded event.
 pub fn record(event: &HubEvent, payload: &Value) -> EventRecord {
@@ -17,8 +19,59 @@ pub fn record(event: &HubEvent, payload: &Value) -> EventRecord {
         key: event_key(&event.header, &event.target, payload),
         seq_id: event.header.event_seq_id,
         target: event.target.clone(),
-        effect: effect(&event.body, payload),
+        effect: effect(&event.header, &event.body, payload),
     }
+}
+
+/// Callbacks that describe a state rather than an edge: applying the newest one again changes
+/// nothing, so one at or below the cursor is re-asserted instead of quarantined.
+const STATE_TARGETS: [&str; 5] = [
+    callbacks::ENTRY_SIGNAL,
+    callbacks::EXIT_SIGNAL,
+    callbacks::ADJUSTMENT_SIGNAL,
+    callbacks::ERROR,
+    callbacks::AGENT_STATUS,
+];
+
+/// Whether the record describes a state (a signal On/Off, an error Raised/Cleared, an agent
+/// status) rather than an edge (an order, position, leg or job change). An undecodable event is
+/// neither: it is quarantined whatever its target.
+pub fn describes_state(record: &EventRecord) -> bool {
+    !matches!(record.effect, Effect::Quarantine { .. })
+        && STATE_TARGETS.contains(&record.target.as_str())
+}
+
+/// A state event applied as a re-assertion (an on-connect push, or an event at or below the
+/// cursor whose key is not in the dedupe set): keyed as before, without its sequence id (it
+/// never moves the cursor), and a signal update that only wins over an older stored state.
+pub fn reassert(record: EventRecord) -> EventRecord {
+    let effect = match record.effect {
+        Effect::Signal(update) => Effect::Signal(SignalUpdate {
+            source: SignalSource {
+                reasserted: true,
+                ..update.source
+            },
+            ..update
+        }),
+        other => other,
+    };
+    EventRecord {
+        seq_id: None,
+        effect,
+        ..record
+    }
+}
+
+/// An `EventTime`, read leniently (see [`NAIVE_DATETIME_FORMAT`]); `None` when unreadable.
+pub fn event_time(text: &str) -> Option<Timestamp> {
+    let text = text.trim();
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .or_else(|_| {
+            NaiveDateTime::parse_from_str(text, NAIVE_DATETIME_FORMAT).map(|t| t.and_utc())
+        })
+        .ok()
+        .map(Timestamp::from)
 }
 
 /// The record for an event that could not be decoded: quarantined, but still deduped and still
@@ -115,7 +168,12 @@ fn signal_state(state: &SignalState) -> Option<StoredSignalState> {
     }
 }
 
-fn effect(body: &EventBody, payload: &Value) -> Effect {
+fn effect(header: &EventHeader, body: &EventBody, payload: &Value) -> Effect {
+    let source = SignalSource {
+        seq_id: header.event_seq_id,
+        time: header.event_time.as_deref().and_then(event_time),
+        reasserted: false,
+    };
     let signal = |kind,
                   state: &SignalState,
                   strategy_id,
@@ -131,6 +189,7 @@ fn effect(body: &EventBody, payload: &Value) -> Effect {
                 account: account.cloned(),
                 condition,
                 payload: payload.clone(),
+                source: source.clone(),
             }),
             // A signal state this build cannot read must never start a trade.
             None => Effect::None,
@@ -239,6 +298,60 @@ mod tests {
             }
             other => panic!("not quarantined: {other:?}"),
         }
+    }
+
+    #[test]
+    fn signals_errors_and_agent_status_describe_states_orders_and_positions_do_not() {
+        let state = |target: &str, payload: Value| {
+            let event = HubEvent::from_callback(target, &payload).unwrap();
+            describes_state(&record(&event, &payload))
+        };
+        let signal =
+            json!({"EventId": "e", "State": "On", "StrategyId": 1, "BrokerAccountId": "A"});
+        assert!(state("OnEntrySignal", signal));
+        assert!(state(
+            "OnError",
+            json!({"State": "Raised", "ErrorId": "x", "Message": "m"})
+        ));
+        assert!(state(
+            "OnAgentStatus",
+            json!({"Status": "Connected", "Message": "m"})
+        ));
+        assert!(!state(
+            "OnOrderUpdate",
+            json!({"OrderId": 1, "StrategyId": 2, "State": "Filled"})
+        ));
+        assert!(!state(
+            "OnPositionUpdate",
+            json!({"PositionId": 1, "StrategyId": 2, "BrokerAccountId": "A", "Status": "Closed"})
+        ));
+    }
+
+    #[test]
+    fn a_reasserted_signal_keeps_its_key_and_origin_and_loses_its_sequence() {
+        let payload = json!({"EventId": "E-4", "EventSeqId": 4, "EventTime": "2024-05-01T14:30:00.123Z",
+                             "State": "On", "StrategyId": 1, "PositionId": 9});
+        let event = HubEvent::from_callback("OnExitSignal", &payload).unwrap();
+        let reasserted = reassert(record(&event, &payload));
+        assert_eq!((reasserted.key.as_str(), reasserted.seq_id), ("e-4", None));
+        let Effect::Signal(update) = reasserted.effect else {
+            panic!("not a signal: {reasserted:?}");
+        };
+        assert!(update.source.reasserted);
+        assert_eq!(update.source.seq_id, Some(4));
+        assert_eq!(update.source.time, event_time("2024-05-01T14:30:00.123Z"));
+    }
+
+    #[test]
+    fn event_times_are_read_in_every_form_a_net_server_writes() {
+        let millis = |text: &str| event_time(text).map(Timestamp::unix_millis);
+        let expected = Some(1_714_573_800_123);
+        assert_eq!(millis("2024-05-01T14:30:00.123Z"), expected);
+        assert_eq!(millis("2024-05-01T14:30:00.1234567Z"), expected);
+        assert_eq!(millis("2024-05-01T16:30:00.123+02:00"), expected);
+        assert_eq!(millis("2024-05-01T14:30:00.123"), expected);
+        assert_eq!(millis("2024-05-01T14:30:00"), Some(1_714_573_800_000));
+        assert_eq!(millis("yesterday"), None);
     }
 
     #[test]

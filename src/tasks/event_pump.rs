@@ -14,9 +14,15 @@
 //! Every batch is ONE store transaction (dedupe by EventId, effect, cursor), so a crash at any
 //! instant either replays an event (dedupe skips it) or never saw it (replay brings it).
 //!
+//! Level state is re-asserted, edges are sequenced: a live signal, error or agent-status event
+//! at or below the cursor whose key was never processed (an on-connect push repeating the
+//! original event, SPEC §4.2/§6.5) is applied as a re-assertion — it only replaces an older
+//! stored state and never moves the cursor — counted in `events_reasserted`.
+//!
 //! A server that breaks the sequence is reported, never silently followed:
-//! * a live event at or below the cursor whose key was never processed (the EventSeqId went
-//!   backwards) is quarantined, not acted on, and the server's latest EventSeqId is read at once;
+//! * a live order, position, leg or job event at or below the cursor whose key was never
+//!   processed (the EventSeqId went backwards) is quarantined, not acted on, and the server's
+//!   latest EventSeqId is read at once;
 //! * a server whose latest EventSeqId is below the cursor (its history restarted, or the
 //!   database belongs to another account) stops the daemon ([`Fatal::CursorAhead`], exit 76)
 //!   instead of skipping every event up to the old cursor;
@@ -126,6 +132,8 @@ struct Session {
     sequencer: Sequencer,
     /// Live events whose EventSeqId went backwards, by key, until their batch is committed.
     out_of_sequence: HashMap<String, i64>,
+    /// Live states re-asserted at or below the cursor, by key, until their batch is committed.
+    reasserted: HashMap<String, i64>,
     /// Unknown callback targets already reported in this session (later ones are only counted).
     unrecognized_targets: HashSet<String>,
 }
@@ -150,6 +158,7 @@ impl Session {
             callbacks,
             sequencer,
             out_of_sequence: HashMap::new(),
+            reasserted: HashMap::new(),
             unrecognized_targets: HashSet::new(),
         })
     }
@@ -342,8 +351,9 @@ impl Session {
     }
 
     /// Applies live callbacks in order, as [`Sequencer::live`] decides: catching up first
-    /// whenever one jumps past the next expected EventSeqId; a callback with an EventId at or
-    /// below the cursor goes to the store under its key only (see [`effects::out_of_sequence`]).
+    /// whenever one jumps past the next expected EventSeqId; a state at or below the cursor (or
+    /// unsequenced) is re-asserted ([`effects::reassert`]); an edge with an EventId at or below
+    /// the cursor goes to the store under its key only (see [`effects::out_of_sequence`]).
     async fn apply_live(&mut self, batch: Vec<Callback>) -> Result<(), PumpError> {
         let mut pending: Vec<EventRecord> = Vec::with_capacity(batch.len());
         let mut went_backwards = false;
@@ -355,7 +365,8 @@ impl Session {
             }
             loop {
                 let keyed = effects::keyed_by_event_id(&record);
-                match self.sequencer.live(record.seq_id, keyed) {
+                let state = effects::describes_state(&record);
+                match self.sequencer.live(record.seq_id, keyed, state) {
                     Live::CatchUpFirst { until } => {
                         went_backwards |= self.commit(&pending).await?;
                         pending.clear();
@@ -366,6 +377,13 @@ impl Session {
                             "EventSeqId jumped: catching up before applying it"
                         );
                         self.catch_up(Some(until)).await?;
+                    }
+                    Live::Reassert => {
+                        if let Some(seq) = record.seq_id {
+                            self.reasserted.insert(record.key.clone(), seq);
+                        }
+                        record = effects::reassert(record);
+                        break;
                     }
                     Live::OutOfSequence { cursor } => {
                         let seq = record.seq_id.unwrap_or_default();
@@ -494,6 +512,7 @@ impl Session {
         }
         let outcome = self.ctx.store.apply_events(records).await;
         let out_of_sequence = std::mem::take(&mut self.out_of_sequence);
+        let reasserted = std::mem::take(&mut self.reasserted);
         let outcome = outcome?;
         let metrics = &self.ctx.metrics;
         Metrics::add(&metrics.event_batches, 1);
@@ -514,6 +533,10 @@ impl Session {
                         workflows_affected = true
                     }
                     Effect::Leg(_) | Effect::None => {}
+                }
+                if let Some(seq) = reasserted.get(&record.key) {
+                    Metrics::add(&metrics.events_reasserted, 1);
+                    tracing::debug!(target = %record.target, seq, key = %record.key, cursor = self.sequencer.cursor(), "state re-asserted at or below the cursor: applied where newer than the stored state, the cursor does not move");
                 }
                 if let Some(seq) = out_of_sequence.get(&record.key) {
                     went_backwards = true;

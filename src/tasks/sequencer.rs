@@ -7,10 +7,16 @@
 //!   not yet committed;
 //! * a live EventSeqId past the next expected one is a jump: catch up with `GetEventsSince`
 //!   to the event before it first, then apply it;
-//! * a live event at or below the cursor with an EventId is either the replay/live overlap (the
-//!   dedupe set knows its key) or a new event at an old position — the server's sequence went
-//!   backwards — and is quarantined, never acted on; without an EventId the store skips it as
-//!   below the cursor;
+//! * level state is re-asserted, edges are sequenced: a live signal, error or agent-status
+//!   event at or below the cursor (or without an EventSeqId: an on-connect push) describes a
+//!   state, and applying the newest one is idempotent, so it is applied as a re-assertion that
+//!   only wins over an older stored state, without moving the cursor (SPEC §4.2, §6.5: the
+//!   server pushes the active state on connect, possibly with values already below the
+//!   cursor);
+//! * a live order, position, leg or job event at or below the cursor with an EventId is either
+//!   the replay/live overlap (the dedupe set knows its key) or a new event at an old position —
+//!   the server's sequence went backwards — and is quarantined, never acted on; without an
+//!   EventId the store skips it as below the cursor;
 //! * a replay page is followed by the next one from the highest EventSeqId it reached; the
 //!   server's continuation token only when a page did not move the cursor; the catch-up ends at
 //!   an empty page, at `HasMore = false`, or once it reached its target;
@@ -77,9 +83,13 @@ pub enum Live {
         /// The last EventSeqId the catch-up must reach.
         until: i64,
     },
-    /// At or below the cursor, keyed by its EventId: the dedupe set decides. A known key is
-    /// the replay/live overlap (skipped); a new one means the server's sequence went
-    /// backwards: quarantine it with this reason, do not act on it.
+    /// A state (signal, error, agent status) at or below the cursor, or without an
+    /// EventSeqId: apply it by its key as a re-assertion, which only wins over an older stored
+    /// state and never moves the cursor.
+    Reassert,
+    /// An edge (order, position, leg, job) at or below the cursor, keyed by its EventId: the
+    /// dedupe set decides. A known key is the replay/live overlap (skipped); a new one means the
+    /// server's sequence went backwards: quarantine it with this reason, do not act on it.
     OutOfSequence {
         /// The cursor it is at or below.
         cursor: i64,
@@ -87,7 +97,7 @@ pub enum Live {
     /// At or below the cursor without an EventId: nothing tells it from a replayed event, the
     /// store skips it as below the cursor.
     BelowCursor,
-    /// No EventSeqId (an on-connect push): applied by its key, the cursor does not move.
+    /// An edge without an EventSeqId: applied by its key, the cursor does not move.
     Unsequenced,
 }
 
@@ -227,10 +237,15 @@ impl Sequencer {
     }
 
     /// Decides what to do with one live callback (`seq`: its EventSeqId; `keyed`: whether its
-    /// dedupe key is its EventId, which stays the same live and in history).
-    pub fn live(&mut self, seq: Option<i64>, keyed: bool) -> Live {
+    /// dedupe key is its EventId, which stays the same live and in history; `state`: whether it
+    /// describes a state — a signal, an error, an agent status — rather than an edge).
+    pub fn live(&mut self, seq: Option<i64>, keyed: bool, state: bool) -> Live {
         let Some(seq) = seq else {
-            return Live::Unsequenced;
+            return if state {
+                Live::Reassert
+            } else {
+                Live::Unsequenced
+            };
         };
         let expected = self.position() + 1;
         if seq > expected && self.caught_up_for != Some(seq - 1) {
@@ -241,12 +256,12 @@ impl Sequencer {
             self.caught_up_for = None;
             return Live::Apply;
         }
-        if keyed {
-            Live::OutOfSequence {
+        match (state, keyed) {
+            (true, _) => Live::Reassert,
+            (false, true) => Live::OutOfSequence {
                 cursor: expected - 1,
-            }
-        } else {
-            Live::BelowCursor
+            },
+            (false, false) => Live::BelowCursor,
         }
     }
 
@@ -360,10 +375,10 @@ mod tests {
     #[test]
     fn live_events_in_order_are_applied_and_a_jump_catches_up_first() {
         let mut sequencer = at(5);
-        assert_eq!(sequencer.live(Some(6), true), Live::Apply);
-        assert_eq!(sequencer.live(Some(7), true), Live::Apply);
+        assert_eq!(sequencer.live(Some(6), true, false), Live::Apply);
+        assert_eq!(sequencer.live(Some(7), true, false), Live::Apply);
         assert_eq!(
-            sequencer.live(Some(10), true),
+            sequencer.live(Some(10), true, false),
             Live::CatchUpFirst { until: 9 }
         );
         sequencer.committed(Some(7));
@@ -376,22 +391,22 @@ mod tests {
         );
         sequencer.page(page(&[Some(8), Some(9)], None, false));
         sequencer.committed(Some(9));
-        assert_eq!(sequencer.live(Some(10), true), Live::Apply);
+        assert_eq!(sequencer.live(Some(10), true, false), Live::Apply);
     }
 
     #[test]
     fn a_jump_the_catch_up_could_not_fill_is_applied_rather_than_retried_forever() {
         let mut sequencer = at(5);
         assert_eq!(
-            sequencer.live(Some(9), true),
+            sequencer.live(Some(9), true, false),
             Live::CatchUpFirst { until: 8 }
         );
         sequencer.catch_up(Some(8));
         assert_eq!(sequencer.page(page(&[], None, false)).next, None);
-        assert_eq!(sequencer.live(Some(9), true), Live::Apply);
+        assert_eq!(sequencer.live(Some(9), true, false), Live::Apply);
         // The next jump catches up again.
         assert_eq!(
-            sequencer.live(Some(12), true),
+            sequencer.live(Some(12), true, false),
             Live::CatchUpFirst { until: 11 }
         );
     }
@@ -399,18 +414,32 @@ mod tests {
     #[test]
     fn a_live_event_at_or_below_the_cursor_is_out_of_sequence_or_skipped() {
         let mut sequencer = at(5);
-        assert_eq!(sequencer.live(Some(6), true), Live::Apply);
+        assert_eq!(sequencer.live(Some(6), true, false), Live::Apply);
         // The batch has not committed 6 yet: 6 is already taken.
         assert_eq!(
-            sequencer.live(Some(6), true),
+            sequencer.live(Some(6), true, false),
             Live::OutOfSequence { cursor: 6 }
         );
         assert_eq!(
-            sequencer.live(Some(3), true),
+            sequencer.live(Some(3), true, false),
             Live::OutOfSequence { cursor: 6 }
         );
-        assert_eq!(sequencer.live(Some(3), false), Live::BelowCursor);
-        assert_eq!(sequencer.live(None, true), Live::Unsequenced);
+        assert_eq!(sequencer.live(Some(3), false, false), Live::BelowCursor);
+        assert_eq!(sequencer.live(None, true, false), Live::Unsequenced);
+    }
+
+    #[test]
+    fn a_state_at_or_below_the_cursor_or_unsequenced_is_reasserted_without_moving_it() {
+        let mut sequencer = at(5);
+        assert_eq!(sequencer.live(Some(3), true, true), Live::Reassert);
+        assert_eq!(sequencer.live(Some(5), false, true), Live::Reassert);
+        assert_eq!(sequencer.live(None, true, true), Live::Reassert);
+        // A state past the cursor is sequenced like any event.
+        assert_eq!(sequencer.live(Some(6), true, true), Live::Apply);
+        assert_eq!(
+            sequencer.live(Some(9), true, true),
+            Live::CatchUpFirst { until: 8 }
+        );
     }
 
     #[test]
@@ -436,8 +465,8 @@ mod tests {
     }
 
     /// A model of the server, the store and the pump's loops, driving the sequencer through a
-    /// generated interleaving of server activity, live delivery faults, broken sequences,
-    /// reconnects, polls and oversized pages.
+    /// generated interleaving of server activity, live delivery faults, on-connect pushes,
+    /// broken sequences, reconnects, polls and oversized pages.
     mod model {
         use std::collections::{HashSet, VecDeque};
 
@@ -457,10 +486,13 @@ mod tests {
         enum Op {
             /// The server logs events; the live path delivers each by its fate.
             Emit(Vec<Fate>),
-            /// A new event at an old position (`back` below the horizon) arrives live.
-            Regression(u8),
+            /// A new event at an old position (`back` below the horizon) arrives live: a state
+            /// (re-asserted) or an edge (a broken sequence).
+            Regression { back: u8, state: bool },
             /// An event the server already sent arrives again live, with its EventSeqId.
             Repeat(u8),
+            /// A state event of history pushed without its EventSeqId (any position).
+            Push(u8),
             /// The pump drains up to this many callbacks as one batch.
             Deliver(u8),
             /// The connection ends: queued callbacks are lost; a new session starts.
@@ -481,8 +513,10 @@ mod tests {
             ];
             prop_oneof![
                 6 => prop::collection::vec(fate, 1..6).prop_map(Op::Emit),
-                1 => any::<u8>().prop_map(Op::Regression),
+                1 => (any::<u8>(), any::<bool>())
+                    .prop_map(|(back, state)| Op::Regression { back, state }),
                 1 => any::<u8>().prop_map(Op::Repeat),
+                1 => any::<u8>().prop_map(Op::Push),
                 5 => (1u8..8).prop_map(Op::Deliver),
                 1 => Just(Op::Reconnect),
                 1 => Just(Op::Poll),
@@ -491,11 +525,18 @@ mod tests {
             ]
         }
 
-        /// A callback: its dedupe key and EventSeqId.
+        /// Event `n` of history has key `e{n}`; every third one describes a state.
+        fn history_is_state(seq: i64) -> bool {
+            seq % 3 == 0
+        }
+
+        /// A callback: its dedupe key, EventSeqId (`None`: a push without one), kind, and
+        /// whether it is a new event at an old position.
         #[derive(Debug, Clone)]
         struct Callback {
             key: String,
-            seq: i64,
+            seq: Option<i64>,
+            state: bool,
             regression: bool,
         }
 
@@ -508,7 +549,6 @@ mod tests {
 
         #[derive(Default)]
         struct World {
-            /// The server's history: event n has key `e{n}`.
             latest: i64,
             server_limit: usize,
             queue: VecDeque<Callback>,
@@ -519,9 +559,15 @@ mod tests {
             // The store.
             cursor: Option<i64>,
             keys: HashSet<String>,
+            /// History events applied (by any path), in order.
             applied: Vec<i64>,
+            /// EventSeqIds applied in sequence, in order.
+            sequenced: Vec<i64>,
             quarantined: u64,
-            regressions_delivered: u64,
+            reasserted: u64,
+            // What the pump was handed.
+            edge_regressions: u64,
+            state_regressions: u64,
         }
 
         /// Why a session ended early.
@@ -540,12 +586,16 @@ mod tests {
                     if let Some(seq) = record.seq {
                         self.cursor = Some(self.cursor.map_or(seq, |c| c.max(seq)));
                     }
-                    if self.keys.insert(record.key) {
-                        match (record.quarantined, record.seq) {
-                            (true, _) => self.quarantined += 1,
-                            (false, Some(seq)) => self.applied.push(seq),
-                            (false, None) => {}
-                        }
+                    if !self.keys.insert(record.key.clone()) {
+                        continue;
+                    }
+                    if record.quarantined {
+                        self.quarantined += 1;
+                    } else if let Some(n) = record.key.strip_prefix('e') {
+                        self.applied.push(n.parse().expect("history key"));
+                        self.sequenced.extend(record.seq);
+                    } else {
+                        self.reasserted += 1;
                     }
                 }
                 sequencer.committed(self.cursor);
@@ -620,32 +670,41 @@ mod tests {
                 let batch: Vec<Callback> = (0..max).map_while(|_| self.queue.pop_front()).collect();
                 let mut pending = Vec::new();
                 for callback in batch {
-                    loop {
-                        match sequencer.live(Some(callback.seq), true) {
-                            Live::Apply => pending.push(Record {
-                                key: callback.key.clone(),
-                                seq: Some(callback.seq),
-                                quarantined: false,
-                            }),
+                    let record = loop {
+                        match sequencer.live(callback.seq, true, callback.state) {
+                            Live::Apply => {
+                                break Record {
+                                    key: callback.key.clone(),
+                                    seq: callback.seq,
+                                    quarantined: false,
+                                };
+                            }
                             Live::CatchUpFirst { until } => {
                                 self.commit(sequencer, std::mem::take(&mut pending));
                                 self.catch_up(sequencer, Some(until))?;
-                                continue;
+                            }
+                            Live::Reassert => {
+                                self.state_regressions += u64::from(callback.regression);
+                                break Record {
+                                    key: callback.key.clone(),
+                                    seq: None,
+                                    quarantined: false,
+                                };
                             }
                             Live::OutOfSequence { .. } => {
-                                self.regressions_delivered += u64::from(callback.regression);
-                                pending.push(Record {
+                                self.edge_regressions += u64::from(callback.regression);
+                                break Record {
                                     key: callback.key.clone(),
                                     seq: None,
                                     quarantined: true,
-                                });
+                                };
                             }
                             Live::BelowCursor | Live::Unsequenced => {
-                                unreachable!("keyed and sequenced")
+                                unreachable!("keyed, and only states come unsequenced")
                             }
                         }
-                        break;
-                    }
+                    };
+                    pending.push(record);
                 }
                 self.commit(sequencer, pending);
                 Ok(())
@@ -660,22 +719,28 @@ mod tests {
             }
 
             fn enqueue(&mut self, callback: Callback) {
-                if !callback.regression {
-                    self.horizon = self.horizon.max(callback.seq);
+                if let (Some(seq), false) = (callback.seq, callback.regression) {
+                    self.horizon = self.horizon.max(seq);
                 }
                 self.queue.push_back(callback);
             }
 
+            fn history(seq: i64) -> Callback {
+                Callback {
+                    key: format!("e{seq}"),
+                    seq: Some(seq),
+                    state: history_is_state(seq),
+                    regression: false,
+                }
+            }
+
             fn apply(&mut self, sequencer: &mut Sequencer, op: Op) {
+                let below_horizon = |back: u8, horizon: i64| (horizon - i64::from(back)).max(1);
                 let ended = match op {
                     Op::Emit(fates) => {
                         for fate in fates {
                             self.latest += 1;
-                            let callback = Callback {
-                                key: format!("e{}", self.latest),
-                                seq: self.latest,
-                                regression: false,
-                            };
+                            let callback = World::history(self.latest);
                             match fate {
                                 Fate::Suppressed => {}
                                 Fate::Delivered => self.enqueue(callback),
@@ -687,26 +752,31 @@ mod tests {
                         }
                         Ok(())
                     }
-                    Op::Regression(back) if self.horizon > 0 => {
+                    Op::Regression { back, state } if self.horizon > 0 => {
                         self.regressions += 1;
-                        let seq = (self.horizon - i64::from(back)).max(1);
                         self.enqueue(Callback {
                             key: format!("r{}", self.regressions),
-                            seq,
+                            seq: Some(below_horizon(back, self.horizon)),
+                            state,
                             regression: true,
                         });
                         Ok(())
                     }
                     Op::Repeat(back) if self.horizon > 0 => {
-                        let seq = (self.horizon - i64::from(back)).max(1);
-                        self.enqueue(Callback {
-                            key: format!("e{seq}"),
-                            seq,
-                            regression: false,
-                        });
+                        self.enqueue(World::history(below_horizon(back, self.horizon)));
                         Ok(())
                     }
-                    Op::Regression(_) | Op::Repeat(_) => Ok(()),
+                    Op::Push(at) if self.latest > 0 => {
+                        let seq = (i64::from(at) % self.latest + 1) / 3 * 3;
+                        if seq > 0 {
+                            self.enqueue(Callback {
+                                seq: None,
+                                ..World::history(seq)
+                            });
+                        }
+                        Ok(())
+                    }
+                    Op::Regression { .. } | Op::Repeat(_) | Op::Push(_) => Ok(()),
                     Op::Deliver(max) => self.deliver(sequencer, usize::from(max)),
                     Op::Reconnect => Err(End::Disconnected),
                     Op::Poll => self.poll(sequencer),
@@ -729,7 +799,7 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(512))]
 
             #[test]
-            fn every_event_is_applied_once_in_order_and_every_regression_is_quarantined(
+            fn every_event_is_applied_once_and_only_edges_below_the_cursor_are_quarantined(
                 start in 0i64..5,
                 ops in prop::collection::vec(op(), 0..80),
             ) {
@@ -743,10 +813,14 @@ mod tests {
                 world.apply(&mut sequencer, Op::Deliver(u8::MAX));
                 world.apply(&mut sequencer, Op::Poll);
                 world.apply(&mut sequencer, Op::Reconnect);
+                let mut applied = world.applied.clone();
+                applied.sort_unstable();
                 let expected: Vec<i64> = (1..=world.latest).collect();
-                prop_assert_eq!(&world.applied, &expected);
+                prop_assert_eq!(applied, expected, "every event once");
+                prop_assert!(world.sequenced.windows(2).all(|w| w[0] < w[1]), "in order");
                 prop_assert_eq!(world.cursor.unwrap_or(0), world.latest);
-                prop_assert_eq!(world.quarantined, world.regressions_delivered);
+                prop_assert_eq!(world.quarantined, world.edge_regressions);
+                prop_assert_eq!(world.reasserted, world.state_regressions);
                 prop_assert_eq!(sequencer.page_size(), 4);
             }
         }

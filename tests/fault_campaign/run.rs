@@ -133,6 +133,7 @@ impl Runner {
             Action::SuppressEvents(n) => self.sim.faults(json!({"suppress_events": n})).await,
             Action::DelayEvents(ms) => self.sim.faults(json!({"delay_events_ms": ms})).await,
             Action::FailPrepares(n) => self.sim.faults(json!({"fail_prepares": n})).await,
+            Action::ConnectPush(form) => self.sim.faults(json!({"connect_push": form})).await,
             Action::Kill { down_ms } => {
                 self.daemon.kill();
                 tokio::time::sleep(Duration::from_millis(*down_ms)).await;

@@ -50,6 +50,8 @@ pub(crate) enum Action {
     DelayEvents(u64),
     /// The next K prepare jobs fail.
     FailPrepares(u32),
+    /// What new Event Hub connections are pushed on connect: `bare`, `repeat` or `none`.
+    ConnectPush(&'static str),
     /// SIGKILL, stay down this many ms, start again.
     Kill { down_ms: u64 },
     /// SIGTERM, wait for the clean exit, start again.
@@ -86,6 +88,9 @@ impl Action {
             Action::DelayEvents(0) => "delay_events_clear",
             Action::DelayEvents(_) => "delay_events",
             Action::FailPrepares(_) => "fail_prepares",
+            Action::ConnectPush("bare") => "connect_push_bare",
+            Action::ConnectPush("repeat") => "connect_push_repeat",
+            Action::ConnectPush(_) => "connect_push_none",
             Action::Kill { .. } => "sigkill_restart",
             Action::Term => "sigterm_restart",
             Action::Pause(_) => "sigstop_pause",
@@ -225,6 +230,7 @@ fn random_action(rng: &mut fastrand::Rng) -> Action {
         },
         87..90 => Action::Term,
         90..94 => Action::Pause(rng.u64(300..2_500)),
+        94..97 => Action::ConnectPush(pick(rng, &["bare", "repeat", "none"])),
         _ => Action::Emit(rng.u64(1..50)),
     }
 }

@@ -59,6 +59,7 @@ pub(crate) fn signal_push(key: &str, state: SignalState) -> EventRecord {
             account: Some("U123".into()),
             condition: None,
             payload: serde_json::json!({ "State": state.as_str(), "StrategyId": 7 }),
+            source: Default::default(),
         }),
     }
 }

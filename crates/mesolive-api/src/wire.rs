@@ -734,6 +734,11 @@ pub const OPEN_ONLY_ARG: &str = "OpenOnly";
 /// INFERRED `AfterEventSeqId`).
 pub const EVENTS_SINCE_ARG_NAMES: &[&str] = &["AfterEventSeqId", "SinceEventSeqId", "EventSeqId"];
 
+/// How a `datetime` without an offset is read (`EventTime`): SPEC §0 says every time is UTC,
+/// and .NET writes a DateTime of unspecified kind without an offset, so it is read as UTC.
+/// Times with `Z` or an offset are RFC 3339 (any number of fraction digits).
+pub const NAIVE_DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f";
+
 /// A JSON object from pairs (small helper for the simulator's payloads).
 pub fn object(pairs: &[(&str, Value)]) -> Value {
     Value::Object(

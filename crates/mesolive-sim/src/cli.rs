@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::faults::{FaultPatch, LoseCompletion, LossMode, OneOrMany};
+use super::faults::{ConnectPush, FaultPatch, LoseCompletion, LossMode, OneOrMany};
 use super::sim::Timing;
 use super::{SimError, SimOptions, Simulator};
 
@@ -63,6 +63,10 @@ pub struct SimArgs {
     /// Answer 401 to everyone until the fault is cleared through the admin API.
     #[arg(long)]
     pub reject_auth: bool,
+    /// What a new Event Hub connection is pushed on connect: the active signals and errors
+    /// without their EventSeqId (`bare`), as first sent with it (`repeat`), or nothing (`none`).
+    #[arg(long, value_enum, default_value_t = ConnectPush::Bare)]
+    pub connect_push: ConnectPush,
 }
 
 fn lose_completion(text: &str) -> Result<LoseCompletion, String> {
@@ -119,6 +123,7 @@ impl SimArgs {
                 fail_prepares: self.fail_prepares,
                 hold_processing_ms: millis(self.hold_processing),
                 reject_auth: Some(self.reject_auth),
+                connect_push: Some(self.connect_push),
             },
         }
     }
@@ -157,6 +162,27 @@ pub fn run_cli(args: &SimArgs) -> Result<(), SimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connect_push_flag_sets_the_form_and_defaults_to_bare() {
+        #[derive(Debug, clap::Parser)]
+        struct Sim {
+            #[command(flatten)]
+            args: SimArgs,
+        }
+        let parse = |flags: &[&str]| {
+            let argv = std::iter::once("sim").chain(flags.iter().copied());
+            <Sim as clap::Parser>::try_parse_from(argv).map(|sim| sim.args.options().faults)
+        };
+        assert_eq!(parse(&[]).unwrap().connect_push, Some(ConnectPush::Bare));
+        let repeat = parse(&["--connect-push", "repeat"]).unwrap();
+        assert_eq!(repeat.connect_push, Some(ConnectPush::Repeat));
+        assert_eq!(
+            parse(&["--connect-push", "none"]).unwrap().connect_push,
+            Some(ConnectPush::None)
+        );
+        assert!(parse(&["--connect-push", "fresh"]).is_err());
+    }
 
     #[test]
     fn lose_completion_flag_forms() {

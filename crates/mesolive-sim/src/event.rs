@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::call::{self, CallResult, Failure, into_envelope, to_value};
+use super::faults::ConnectPush;
 use super::live::{self, LivePeer};
 use super::sim::Sim;
 use super::world::timestamp;
@@ -79,18 +80,24 @@ fn groups(sim: &Sim, connection_id: &str, args: &Value, join: bool) -> CallResul
 }
 
 /// A new Event Hub connection: joins live delivery (no groups yet), is sent the active signals
-/// and errors — with their EventId, without EventSeqId — and only then starts receiving live
-/// events, which queue up meanwhile. Joining and reading the active set happen under the world
-/// lock, so no event falls between them.
+/// and errors in the form the connect-push setting asks for, and only then starts receiving
+/// live events, which queue up meanwhile. Joining and reading the active set happen under the
+/// world lock, so no event falls between them.
 pub(crate) async fn connected<P: LivePeer>(sim: &Arc<Sim>, connection_id: &str, peer: Arc<P>) {
-    let (pushes, backlog) = {
+    let form = sim.faults().connect_push;
+    let (active, backlog) = {
         let world = sim.world();
         let backlog = sim.live.join(connection_id, &peer);
         (world.active_state(), backlog)
     };
     let mut sent = 0;
-    for (target, payload) in pushes {
-        if !peer.send(&target, payload).await {
+    for event in active {
+        let payload = match form {
+            ConnectPush::Bare => event.without_seq_id(),
+            ConnectPush::Repeat => event.payload.clone(),
+            ConnectPush::None => break,
+        };
+        if !peer.send(&event.target, payload).await {
             return;
         }
         sent += 1;

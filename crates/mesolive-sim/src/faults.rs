@@ -17,6 +17,23 @@ pub enum LossMode {
     Silence,
 }
 
+/// What a new Event Hub connection is told of the active signals and errors before anything
+/// else (SPEC §4.2, §6.5: the server may push the current state on connect, and those pushes
+/// may lack EventId/EventSeqId or carry values already below the caller's cursor). Every form
+/// SPEC allows is a behaviour the daemon must handle, not a fault; it lives here so it can be
+/// set like one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectPush {
+    /// Each active event with its EventId and without its EventSeqId.
+    #[default]
+    Bare,
+    /// Each active event exactly as first sent: its EventId and its original EventSeqId.
+    Repeat,
+    /// Nothing: the caller learns the active state from history alone.
+    None,
+}
+
 /// Lose the Completion of the next `count` calls of `method`, after their effect is applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +91,8 @@ pub struct FaultPatch {
     pub hold_processing_ms: Option<u64>,
     /// Answer 401 to every negotiate and upgrade until cleared.
     pub reject_auth: Option<bool>,
+    /// What new Event Hub connections are pushed on connect.
+    pub connect_push: Option<ConnectPush>,
 }
 
 /// The active faults, as `GET /faults` shows them.
@@ -95,6 +114,8 @@ pub struct Faults {
     pub hold_processing_ms: u64,
     /// Whether auth is refused.
     pub reject_auth: bool,
+    /// What new Event Hub connections are pushed on connect.
+    pub connect_push: ConnectPush,
 }
 
 /// Fault kinds as counted in `GET /stats` (`faults_injected`).
@@ -178,6 +199,7 @@ impl Faults {
         self.delay_events_ms = patch.delay_events_ms.unwrap_or(self.delay_events_ms);
         self.hold_processing_ms = patch.hold_processing_ms.unwrap_or(self.hold_processing_ms);
         self.reject_auth = patch.reject_auth.unwrap_or(self.reject_auth);
+        self.connect_push = patch.connect_push.unwrap_or(self.connect_push);
     }
 
     /// Uses up one lost Completion of `method`, if one is pending.
@@ -287,6 +309,16 @@ mod tests {
                 delay: Duration::from_millis(5)
             }
         );
+    }
+
+    #[test]
+    fn the_connect_push_form_is_set_like_a_fault_and_bare_by_default() {
+        let mut faults = Faults::default();
+        assert_eq!(faults.connect_push, ConnectPush::Bare);
+        faults.apply(patch(json!({"connect_push": "repeat"})));
+        faults.apply(patch(json!({"suppress_events": 1})));
+        assert_eq!(faults.connect_push, ConnectPush::Repeat);
+        assert!(serde_json::from_value::<FaultPatch>(json!({"connect_push": "fresh"})).is_err());
     }
 
     #[test]

@@ -243,13 +243,13 @@ impl World {
         Ok(event)
     }
 
-    /// The active signals and errors as a new connection receives them: callback target and
-    /// payload, with `EventId` and without `EventSeqId`.
-    pub(crate) fn active_state(&self) -> Vec<(String, Value)> {
+    /// The events that turned the active signals On and raised the active errors: what a new
+    /// connection is told on connect, in the form the connect-push setting asks for.
+    pub(crate) fn active_state(&self) -> Vec<Arc<LoggedEvent>> {
         self.signals
             .values()
             .chain(self.errors.values())
-            .map(|event| (event.target.clone(), event.without_seq_id()))
+            .cloned()
             .collect()
     }
 
