@@ -2,7 +2,6 @@
 //! confirms every INFERRED wire detail the simulator shares with the daemon, and a refused key
 //! fails with one line.
 
-
 use std::process::{Command, Output};
 
 use crate::support::daemon::{BIN, Sim};

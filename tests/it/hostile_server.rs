@@ -6,16 +6,15 @@
 //! quarantined or retried, logged and counted; the process keeps running (or exits with its
 //! documented status), and nothing committed is lost.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::support::front::{Behaviour, Front};
 use crate::support::daemon::{Daemon, Sim};
-use testkit::{wait_for};
 use crate::support::events::{required_field_violations, sample, unknown_enum_members, with_field};
+use crate::support::front::{Behaviour, Front};
 use mesolive_sim::SimOptions;
 use serde_json::{Value, json};
+use testkit::wait_for;
 
 const READY: Duration = Duration::from_secs(20);
 const SOON: Duration = Duration::from_secs(10);
@@ -134,7 +133,8 @@ async fn hostile_events_are_quarantined_or_reported_and_the_pump_goes_on() {
     }
 
     let metrics = daemon.metrics().await;
-    let metric = |series: &str| crate::support::daemon::metric_value(&metrics, series).unwrap_or(0.0);
+    let metric =
+        |series: &str| crate::support::daemon::metric_value(&metrics, series).unwrap_or(0.0);
     let error = |kind: &str| metric(&format!("mesolive_errors_total{{kind=\"{kind}\"}}"));
     assert_eq!(
         metric("mesolive_events_quarantined_total"),

@@ -7,18 +7,17 @@
 //! The full and read-only filesystem cases need a tmpfs (root and mount(8)), the immutable
 //! file case chattr(1): without them they fail saying so (a test never passes by skipping).
 
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::support::daemon::{Daemon, Sim, free_port};
-use testkit::{wait_for};
 use crate::support::fs::Tmpfs;
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::store::{Store, StoreOptions};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use testkit::wait_for;
 
 const READY: Duration = Duration::from_secs(20);
 const SOON: Duration = Duration::from_secs(10);

@@ -4,17 +4,16 @@
 //! intent of an entry and of an exit, in randomized order; restarted, every workflow ends done
 //! and the simulator's ledger shows zero second effects.
 
-
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use crate::support::daemon::{Daemon, Sim};
-use testkit::{wait_some};
 use mesolive_api::FlowKind;
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::ops::crash::CRASH_AT_ENV;
 use mesolive_supervisor::store::WorkflowState;
 use serde_json::json;
+use testkit::wait_some;
 
 const POINTS: [&str; 3] = [
     "intent.before_send",

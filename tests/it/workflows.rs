@@ -2,16 +2,15 @@
 //! and exit, lost responses settled through GetIdempotencyRecord with exactly one effect, a lost
 //! job-completion event settled by polling, observe mode sending nothing, live mode guarded.
 
-
 use std::time::Duration;
 
 use crate::support::daemon::{BIN, Daemon, Sim};
-use testkit::{wait_for, wait_some};
 use mesolive_api::FlowKind;
 use mesolive_api::wire::methods;
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::store::{WorkflowRecord, WorkflowState};
 use serde_json::{Value, json};
+use testkit::{wait_for, wait_some};
 
 const PAPER_STRATEGY: i64 = 101;
 const LIVE_STRATEGY: i64 = 103;

@@ -1,10 +1,13 @@
 //! Helpers that every crate's integration tests share, and nothing domain-specific: waiting on a
-//! condition with a deadline (never a fixed sleep), bounding a future, temp dirs, and seeds that
-//! a failing run prints so it can be replayed. A dev-dependency only; what knows about the
-//! daemon, the simulator or the store lives in the owning crate's `tests/it/support`.
+//! condition with a deadline (never a fixed sleep), bounding a future, temp dirs, seeds that a
+//! failing run prints so it can be replayed, and running a Node.js script of a test's own npm
+//! project. A dev-dependency only; what knows about the daemon, the simulator or the store lives
+//! in the owning crate's `tests/it/support`.
 
 use std::future::Future;
-use std::time::Duration;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -85,7 +88,9 @@ pub fn temp_dir() -> TempDir {
 
 /// The value of the environment variable `name` as a number, if it is set to one.
 pub fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|value| value.parse().ok())
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
 }
 
 /// The seed of a randomized test: `name` from the environment when set, else a random one.
@@ -94,4 +99,56 @@ pub fn seed(name: &str) -> u64 {
     let seed = env_u64(name).unwrap_or_else(|| fastrand::u64(..));
     println!("{name}={seed}");
     seed
+}
+
+/// How long `npm ci` may take (a fresh machine downloads the packages).
+const NPM_CI_PATIENCE: Duration = Duration::from_secs(600);
+/// How long a Node.js script may take.
+const NODE_PATIENCE: Duration = Duration::from_secs(180);
+
+/// Runs `node <script> <args>` in the npm project at `project` and fails the test, showing
+/// node's output, unless it exits 0. Installs the project's locked packages first (`npm ci`)
+/// when `node_modules` is missing or older than `package-lock.json`. Needs Node.js and npm: a
+/// test that calls this is `#[ignore]`d with how to run it, and `.ci/run` runs it.
+pub async fn run_node(project: &Path, script: &str, args: &[&str]) {
+    if !packages_installed(project) {
+        let npm = tokio::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(project)
+            .kill_on_drop(true)
+            .output();
+        let output = within("npm ci", NPM_CI_PATIENCE, npm).await;
+        succeeded(&format!("npm ci in {}", project.display()), output);
+    }
+    let node = tokio::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(project)
+        .kill_on_drop(true)
+        .output();
+    let output = within(script, NODE_PATIENCE, node).await;
+    succeeded(&format!("node {script} {}", args.join(" ")), output);
+}
+
+/// Whether `node_modules` was installed from the current lock file.
+fn packages_installed(project: &Path) -> bool {
+    let modified = |path: &Path| -> Option<SystemTime> { path.metadata().ok()?.modified().ok() };
+    let installed = modified(&project.join("node_modules/.package-lock.json"));
+    let locked = modified(&project.join("package-lock.json"));
+    matches!((installed, locked), (Some(installed), Some(locked)) if installed >= locked)
+}
+
+/// Fails the test unless `command` ran and exited 0; shows its output when it did not.
+fn succeeded(command: &str, output: std::io::Result<Output>) {
+    let output = output.unwrap_or_else(|err| {
+        panic!("{command}: cannot run it ({err}); this test needs Node.js and npm on PATH")
+    });
+    assert!(
+        output.status.success(),
+        "{command}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&output.stdout));
 }

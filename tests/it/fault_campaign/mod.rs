@@ -20,9 +20,9 @@ mod schedule;
 use std::time::{Duration, Instant};
 
 use report::Summary;
-use testkit::env_u64;
 use run::RunReport;
 use schedule::Schedule;
+use testkit::env_u64;
 
 /// Seeds of the bounded (CI) campaign.
 const CI_SEEDS: usize = 3;

@@ -12,9 +12,9 @@ use serde_json::json;
 use sqlx::Connection as _;
 use tokio::time::Instant;
 
-use crate::support::daemon::{Daemon, Sim, metric_value};
 use super::invariants;
 use super::run::{exit_candidates, keep_running, settle, sim_options, stop, toggle};
+use crate::support::daemon::{Daemon, Sim, metric_value};
 
 /// Positions churn keeps open at most.
 const CHURN_OPEN: usize = 8;

@@ -1,9 +1,9 @@
 //! The event transaction: exactly-once effects, a cursor that only moves forward, atomic
 //! batches, and the dedupe window.
 
-
 use std::time::Duration;
 
+use crate::support::store::{dump, open, order_event, raw, scalar, signal_push, temp_db};
 use mesolive_api::FlowKind;
 use mesolive_supervisor::store::{
     Effect, EventRecord, JobStatus, LegUpdate, PositionState, PositionUpdate, PrepareJobUpdate,
@@ -11,7 +11,6 @@ use mesolive_supervisor::store::{
 };
 use rust_decimal::Decimal;
 use sqlx::Connection;
-use crate::support::store::{dump, open, order_event, raw, scalar, signal_push, temp_db};
 
 use RecordOutcome::{AlreadyProcessed, Applied, BelowCursor};
 

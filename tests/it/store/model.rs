@@ -2,13 +2,12 @@
 //! without sequence ids) gives the same outcomes, cursor and effects as a tiny in-memory model
 //! of the exactly-once rules.
 
-
 use std::collections::{HashMap, HashSet};
 
+use crate::support::store::{open, order_event, temp_db};
 use mesolive_supervisor::store::{EventRecord, RecordOutcome};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
-use crate::support::store::{open, order_event, temp_db};
 
 /// What the store must do, written as plainly as possible.
 #[derive(Default)]

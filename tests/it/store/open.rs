@@ -1,16 +1,15 @@
 //! Opening the state store: migrations, the single-instance lock, and files it must refuse
 //! without touching them.
 
-
 use std::path::Path;
 
+use crate::support::store::{open, order_event, raw, scalar, signal_push, temp_db};
 use mesolive_supervisor::store::{
     RecordOutcome, SignalState, Store, StoreError, StoreOptions, Synchronous,
 };
 use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use crate::support::store::{open, order_event, raw, scalar, signal_push, temp_db};
 
 fn contents(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")

@@ -3,14 +3,13 @@
 //! end every logged event was applied exactly once and nothing was quarantined. Also: the
 //! dedupe set stays bounded by its window without breaking exactly-once.
 
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::support::daemon::{Daemon, Sim, exactly_once_violations};
-use testkit::{wait_for};
 use mesolive_sim::SimOptions;
 use sqlx::Connection as _;
+use testkit::wait_for;
 
 const CHUNKS: u64 = 40;
 const CHUNK: u64 = 500;

@@ -1,14 +1,13 @@
 //! The daemon as a real process against the simulator: startup order, readiness across an
 //! outage, gap catch-up, metrics, bad credentials, graceful stop with sd_notify.
 
-
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use crate::support::daemon::{Daemon, Sim, metric_value};
-use testkit::{wait_for};
 use mesolive_sim::SimOptions;
 use serde_json::json;
+use testkit::wait_for;
 
 fn position_of(calls: &[(String, String)], hub: &str, method: &str) -> usize {
     calls

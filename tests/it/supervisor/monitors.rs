@@ -1,14 +1,13 @@
 //! Position monitors at scale: one stream per open position, stopped exactly when positions
 //! close, and resumed — each with a fresh snapshot — after an outage.
 
-
 use std::time::Duration;
 
 use crate::support::daemon::{Daemon, Sim};
-use testkit::{wait_for};
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::store::Timestamp;
 use serde_json::json;
+use testkit::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_monitor_per_open_position_through_closes_and_an_outage() {

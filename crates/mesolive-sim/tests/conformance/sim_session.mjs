@@ -1,6 +1,7 @@
 // A short session of the official @microsoft/signalr client against the simulator's Event Hub:
 // connect with the token, get the on-connect push, subscribe, receive live callbacks, replay
-// them with GetEventsSince across pages.
+// them with GetEventsSince across pages. `tests/it/conformance.rs` starts a simulator in-process
+// and runs this script against it (`cargo test -p mesolive-sim --test it -- --ignored conformance`).
 //
 // Usage: node sim_session.mjs <Event Hub URL> <admin API URL> [bearer token]
 // Exits 0 when every check passes, 1 otherwise.

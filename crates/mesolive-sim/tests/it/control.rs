@@ -2,10 +2,9 @@
 //! round-trips, paging follows tokens, prepare → execute takes effect, idempotency behaves as
 //! SPEC §6.1 says.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{
     IdempotencyRecord, IdempotencyRecordStatus, LiveAccount, LiveLeg, LivePosition, LiveStrategy,
@@ -16,7 +15,6 @@ use mesolive_api::wire::{args, paging};
 use mesolive_sim::{Hub, LIVE_ACCOUNT, PAPER_ACCOUNT, SimOptions, Timing};
 use serde_json::{Value, json};
 use signalr::{CallbackReceiver, Connection, SignalrError};
-use sim_support::*;
 
 fn items<T: serde::de::DeserializeOwned>(page: Value) -> Vec<T> {
     paging::read_page(page)

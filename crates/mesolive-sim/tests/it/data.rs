@@ -1,10 +1,9 @@
 //! The simulator's Data Hub and hub authentication: snapshots, streams that end when their
 //! position closes, provider-required underlying data, 401 on negotiate and on the upgrade.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::StreamExt;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{LivePrices, PositionDataEntry, StatusCode};
@@ -12,7 +11,6 @@ use mesolive_api::wire::args;
 use mesolive_sim::Hub;
 use serde_json::{Value, json};
 use signalr::{AuthStage, SignalrError};
-use sim_support::*;
 
 #[tokio::test]
 async fn position_snapshots_honour_the_include_and_field_selectors() {

@@ -2,11 +2,10 @@
 //! live delivery follows strategy groups, the active state is pushed on connect, every
 //! callback decodes with the daemon's own decoder.
 
-mod sim_support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::*;
 use mesolive_api::events::HubEvent;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{LatestEventSeqId, SubscriptionResult};
@@ -14,7 +13,6 @@ use mesolive_api::wire::{args, history};
 use mesolive_sim::{Hub, SimOptions, Timing};
 use serde_json::{Value, json};
 use signalr::{Callback, CallbackReceiver, Connection};
-use sim_support::*;
 
 async fn latest(events: &Connection) -> i64 {
     let latest: LatestEventSeqId =

@@ -1,10 +1,9 @@
 //! Every admin fault does what it says, asserted through what the client observes, the ledger
 //! and the counters.
 
-mod sim_support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{
     IdempotencyRecord, IdempotencyRecordStatus, PreparationStatus, PrepareStatusResult,
@@ -14,7 +13,7 @@ use mesolive_api::wire::args;
 use mesolive_sim::{Hub, LIVE_ACCOUNT, PAPER_ACCOUNT};
 use serde_json::{Value, json};
 use signalr::{CallbackReceiver, Connection, SignalrError};
-use sim_support::*;
+use testkit::wait_some;
 
 async fn subscribed(sim: &TestSim) -> (Connection, CallbackReceiver) {
     let events = sim.connect(Hub::Event).await;
@@ -38,7 +37,7 @@ async fn plan(control: &Connection, key: &str, strategy: i64, account: &str) -> 
         .as_str()
         .unwrap()
         .to_owned();
-    let status = eventually("the job to finish", || async {
+    let status = wait_some("the job to finish", PATIENCE, || async {
         let status: PrepareStatusResult =
             decode(ok(control, "GetPreparePositionEntryStatus", args::job(&job)).await).unwrap();
         status.status.is_terminal().then_some(status)
@@ -303,7 +302,7 @@ async fn held_records_answer_conflict_until_they_settle() {
         record(&control, "paper_held").await.status,
         IdempotencyRecordStatus::Processing
     );
-    eventually("the record to settle", || async {
+    wait_some("the record to settle", PATIENCE, || async {
         (record(&control, "paper_held").await.status == IdempotencyRecordStatus::Completed)
             .then_some(())
     })
@@ -362,7 +361,7 @@ async fn dropping_connections_and_outages() {
             .is_err(),
         "refused during the outage"
     );
-    let back = eventually("the outage to end", || async {
+    let back = wait_some("the outage to end", PATIENCE, || async {
         sim.try_connect(Hub::Control, sim.sim.token()).await.ok()
     })
     .await;

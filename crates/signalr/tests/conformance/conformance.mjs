@@ -1,4 +1,6 @@
-// Checks a running hub against the official @microsoft/signalr client.
+// Checks a running hub against the official @microsoft/signalr client. `tests/it/conformance.rs`
+// serves the test hub in-process and runs this script against it
+// (`cargo test -p signalr --test it -- --ignored conformance`).
 //
 // Usage: node conformance.mjs <hub URL> [bearer token]
 // Exits 0 when every check passes, 1 otherwise. To extend, add an entry to `checks`: each is

@@ -1,16 +1,15 @@
 //! Client ↔ server over real sockets: invocations, callbacks, auth, negotiate redirects.
 
-mod hub_support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{TestServer, fast_server_options};
 use axum::Json;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use hub_support::{TestServer, eventually, fast_server_options, within};
 use serde_json::{Value, json};
 use signalr::{AuthStage, Connection, ConnectionState, HubOptions, ServerAuth, SignalrError};
+use testkit::{wait_for, within};
 use url::Url;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -63,16 +62,16 @@ async fn invoke_returns_results_nulls_and_errors() {
 
 #[tokio::test]
 async fn a_push_sharing_the_handshake_reply_message_is_delivered() {
-    let hub = hub_support::TestHub {
+    let hub = crate::support::TestHub {
         welcome: true,
-        ..hub_support::TestHub::default()
+        ..crate::support::TestHub::default()
     };
     let server = TestServer::start_with(hub, fast_server_options()).await;
     let connection = Connection::connect(server.client_options())
         .await
         .expect("connect");
     let mut callbacks = connection.take_callbacks().expect("callbacks");
-    let welcome = within(SECOND, "Welcome", callbacks.recv())
+    let welcome = within("Welcome", SECOND, callbacks.recv())
         .await
         .expect("a callback");
     assert_eq!(welcome.target, "Welcome");
@@ -83,11 +82,11 @@ async fn a_push_sharing_the_handshake_reply_message_is_delivered() {
 async fn unusable_options_are_refused_before_any_network_traffic() {
     let options = signalr::ConnectOptions {
         keep_alive_interval: Duration::ZERO,
-        ..hub_support::fast_client_options(Url::parse("http://127.0.0.1:9/hub").expect("URL"))
+        ..crate::support::fast_client_options(Url::parse("http://127.0.0.1:9/hub").expect("URL"))
     };
     let error = Connection::connect(options).await.expect_err("invalid");
     assert!(matches!(error, SignalrError::InvalidConfig(_)), "{error:?}");
-    let ftp = hub_support::fast_client_options(Url::parse("ftp://127.0.0.1/hub").expect("URL"));
+    let ftp = crate::support::fast_client_options(Url::parse("ftp://127.0.0.1/hub").expect("URL"));
     let error = Connection::connect(ftp).await.expect_err("invalid");
     assert!(matches!(error, SignalrError::InvalidConfig(_)), "{error:?}");
 }
@@ -124,7 +123,7 @@ async fn send_gets_no_reply_and_the_connection_stays_usable() {
     for _ in 0..3 {
         connection.send("Notify", vec![json!("hi")]).expect("send");
     }
-    eventually(SECOND, "three Notify sends reach the hub", || {
+    wait_for("three Notify sends reach the hub", SECOND, || async {
         server
             .observed()
             .notified
@@ -155,7 +154,7 @@ async fn invoke_timeout_forgets_the_call_and_a_late_completion_is_ignored() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     // The late Completion of Sleep arrives while this call waits (calls run in order).
-    let value: String = within(SECOND, "Echo after the late Completion", async {
+    let value: String = within("Echo after the late Completion", SECOND, async {
         loop {
             match connection.invoke("Echo", vec![json!("after")]).await {
                 Err(SignalrError::Timeout { .. }) => continue,
@@ -202,7 +201,7 @@ async fn one_hundred_thousand_callbacks_arrive_in_order_with_none_missing() {
         .await
         .expect("Push");
     assert_eq!(pushed, COUNT);
-    let (received, inversions) = within(Duration::from_secs(20), "all callbacks", consumer)
+    let (received, inversions) = within("all callbacks", Duration::from_secs(20), consumer)
         .await
         .expect("consumer");
     assert_eq!(inversions, 0, "callbacks were reordered or skipped");
@@ -224,7 +223,7 @@ async fn a_consumer_too_far_behind_closes_the_connection_with_callback_backlog()
             if matches!(reason.error, Some(SignalrError::CallbackBacklog { limit: 100 }))),
         "{pushing:?}"
     );
-    let reason = within(SECOND, "closed", connection.closed()).await;
+    let reason = within("closed", SECOND, connection.closed()).await;
     assert!(reason.allow_reconnect);
     // Nothing queued is lost: the 100 accepted callbacks are still there, in order.
     for expected in 0..100u64 {
@@ -347,9 +346,9 @@ async fn negotiate_redirects_are_followed_with_the_replaced_token() {
             }),
         )
     };
-    let (entry_addr, _serving) = hub_support::serve(redirect).await;
+    let (entry_addr, _serving) = crate::support::serve(redirect).await;
     let entry = Url::parse(&format!("http://{entry_addr}/entry")).expect("URL");
-    let options = hub_support::fast_client_options(entry).with_access_token("original-token");
+    let options = crate::support::fast_client_options(entry).with_access_token("original-token");
 
     let connection = Connection::connect(options)
         .await
@@ -383,24 +382,24 @@ async fn negotiate_errors_and_redirect_loops_fail_the_connect() {
                 Json(json!({ "url": format!("http://{host}/loop") }))
             }),
         );
-    let (addr, _serving) = hub_support::serve(router).await;
+    let (addr, _serving) = crate::support::serve(router).await;
     let url = |path: &str| Url::parse(&format!("http://{addr}{path}")).expect("URL");
 
-    let refused = Connection::connect(hub_support::fast_client_options(url("/refused")))
+    let refused = Connection::connect(crate::support::fast_client_options(url("/refused")))
         .await
         .expect_err("refused");
     assert!(
         matches!(&refused, SignalrError::Negotiate(text) if text == "This connection is not allowed."),
         "{refused:?}"
     );
-    let looped = Connection::connect(hub_support::fast_client_options(url("/loop")))
+    let looped = Connection::connect(crate::support::fast_client_options(url("/loop")))
         .await
         .expect_err("loop");
     assert!(
         matches!(&looped, SignalrError::Negotiate(text) if text == "Negotiate redirection limit exceeded."),
         "{looped:?}"
     );
-    let missing = Connection::connect(hub_support::fast_client_options(url("/absent")))
+    let missing = Connection::connect(crate::support::fast_client_options(url("/absent")))
         .await
         .expect_err("404");
     assert!(

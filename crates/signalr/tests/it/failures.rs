@@ -1,18 +1,17 @@
 //! Connection loss in every form: killed server, silent server, timeouts, size limits, closes.
 //! Whatever happens, every pending call ends promptly and `state()` says Disconnected.
 
-mod hub_support;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::support::{TestServer, fast_server_options, scripted_hub};
 use futures_util::StreamExt;
-use hub_support::{TestServer, eventually, fast_server_options, scripted_hub, within};
 use serde_json::json;
 use signalr::{
     ClientTimeoutMode, CloseReason, ConnectOptions, Connection, ConnectionState, HubOptions,
     SignalrError,
 };
+use testkit::{wait_for, within};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -25,7 +24,7 @@ fn lost_because(result: &Result<serde_json::Value, SignalrError>) -> Option<&Clo
 
 async fn assert_disconnected(connection: &Connection) -> CloseReason {
     let mut state = connection.state();
-    within(SECOND, "state() reports Disconnected", async {
+    within("state() reports Disconnected", SECOND, async {
         state
             .wait_for(|state| matches!(state, ConnectionState::Disconnected { .. }))
             .await
@@ -33,7 +32,7 @@ async fn assert_disconnected(connection: &Connection) -> CloseReason {
     })
     .await
     .expect("state watch");
-    let reason = within(SECOND, "closed()", connection.closed()).await;
+    let reason = within("closed()", SECOND, connection.closed()).await;
     assert!(
         matches!(
             connection.invoke_raw("Reset", vec![]).await,
@@ -72,7 +71,7 @@ async fn a_server_killed_mid_invoke_and_mid_stream_fails_everything_at_once() {
         started.elapsed()
     );
     let mut last = None;
-    while let Some(item) = within(SECOND, "stream end", stream.next()).await {
+    while let Some(item) = within("stream end", SECOND, stream.next()).await {
         last = Some(item);
     }
     assert!(
@@ -120,8 +119,8 @@ async fn a_silent_server_is_declared_dead_after_the_server_timeout() {
     .expect("connect");
     let started = Instant::now();
     let result = within(
-        SECOND,
         "the pending call fails",
+        SECOND,
         connection.invoke_raw("Swallow", vec![]),
     )
     .await;
@@ -140,16 +139,16 @@ async fn a_silent_server_is_declared_dead_after_the_server_timeout() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_the_handshake_times_out() {
-    let url = hub_support::scripted_hub(|mut socket| async move {
+    let url = crate::support::scripted_hub(|mut socket| async move {
         // Reads the handshake and never replies.
         while socket.recv().await.is_some() {}
     })
     .await;
     let options = ConnectOptions {
         handshake_timeout: Duration::from_millis(300),
-        ..hub_support::fast_client_options(url)
+        ..crate::support::fast_client_options(url)
     };
-    let error = within(SECOND, "connect fails", Connection::connect(options))
+    let error = within("connect fails", SECOND, Connection::connect(options))
         .await
         .expect_err("no handshake reply");
     assert!(matches!(error, SignalrError::Handshake(_)), "{error:?}");
@@ -157,16 +156,16 @@ async fn a_server_that_never_answers_the_handshake_times_out() {
 
 #[tokio::test]
 async fn a_refused_handshake_fails_the_connect_with_the_server_text() {
-    let url = hub_support::scripted_hub(|mut socket| async move {
+    let url = crate::support::scripted_hub(|mut socket| async move {
         let _ = socket.recv().await;
         let refusal = "{\"error\":\"The protocol 'json' is not supported.\"}\u{1e}";
         let _ = socket.send(axum::extract::ws::Message::text(refusal)).await;
     })
     .await;
     let error = within(
-        SECOND,
         "connect fails",
-        Connection::connect(hub_support::fast_client_options(url)),
+        SECOND,
+        Connection::connect(crate::support::fast_client_options(url)),
     )
     .await
     .expect_err("refused");
@@ -212,12 +211,12 @@ async fn a_server_that_never_reads_is_dropped_before_unsent_records_pile_up() {
         }
     })
     .await;
-    let connection = Connection::connect(hub_support::fast_client_options(url))
+    let connection = Connection::connect(crate::support::fast_client_options(url))
         .await
         .expect("connect");
     let reason = within(
-        20 * SECOND,
         "the client gives up on a server that never reads",
+        20 * SECOND,
         connection.closed(),
     )
     .await;
@@ -225,7 +224,7 @@ async fn a_server_that_never_reads_is_dropped_before_unsent_records_pile_up() {
         matches!(&reason.error, Some(SignalrError::Transport(text)) if text.contains("stopped reading")),
         "{reason:?}"
     );
-    let sent = within(20 * SECOND, "the server notices", sent_rx)
+    let sent = within("the server notices", 20 * SECOND, sent_rx)
         .await
         .expect("sent count");
     assert!(sent < MAX_RECORDS, "the server sent {sent} records");
@@ -279,8 +278,8 @@ async fn a_client_that_stops_pinging_is_closed_by_a_strict_server() {
     .await
     .expect("connect");
     let reason = within(
-        SECOND,
         "the server closes the silent client",
+        SECOND,
         connection.closed(),
     )
     .await;
@@ -347,12 +346,12 @@ async fn a_server_close_surfaces_its_error_and_allow_reconnect() {
     let connection = Connection::connect(server.client_options())
         .await
         .expect("connect");
-    eventually(SECOND, "the server lists the connection", || {
+    wait_for("the server lists the connection", SECOND, || async {
         server.host.connections().len() == 1
     })
     .await;
     server.host.connections()[0].close(Some("maintenance".to_owned()), false);
-    let reason = within(SECOND, "closed", connection.closed()).await;
+    let reason = within("closed", SECOND, connection.closed()).await;
     assert!(
         matches!(&reason.error, Some(SignalrError::ServerClosed { message: Some(text) }) if text == "maintenance"),
         "{reason:?}"
@@ -366,10 +365,10 @@ async fn a_graceful_client_close_ends_the_server_side_too() {
     let connection = Connection::connect(server.client_options())
         .await
         .expect("connect");
-    let reason = within(SECOND, "close", connection.close()).await;
+    let reason = within("close", SECOND, connection.close()).await;
     assert!(reason.error.is_none());
     assert!(!reason.allow_reconnect);
-    eventually(SECOND, "the server runs on_disconnected", || {
+    wait_for("the server runs on_disconnected", SECOND, || async {
         server.observed().disconnected.load(Ordering::SeqCst) == 1
     })
     .await;
@@ -383,9 +382,12 @@ async fn dropping_the_connection_closes_it() {
     let connection = Connection::connect(server.client_options())
         .await
         .expect("connect");
-    eventually(SECOND, "connected", || server.host.connections().len() == 1).await;
+    wait_for("connected", SECOND, || async {
+        server.host.connections().len() == 1
+    })
+    .await;
     drop(connection);
-    eventually(SECOND, "the server sees the client leave", || {
+    wait_for("the server sees the client leave", SECOND, || async {
         server.observed().disconnected.load(Ordering::SeqCst) == 1
     })
     .await;

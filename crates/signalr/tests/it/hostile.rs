@@ -4,20 +4,19 @@
 //! silence. Each ends in a typed error (or a skipped record reported to the hook) within its
 //! timeout, and a connection that can go on, goes on.
 
-mod hub_support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{fast_client_options, scripted_hub, serve};
 use axum::extract::ws::{Message as WsMessage, WebSocket};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use hub_support::{fast_client_options, scripted_hub, serve, within};
 use serde_json::json;
 use signalr::codec::CodecError;
 use signalr::{
     AuthStage, ConnectOptions, Connection, ConnectionState, MalformedRecordHook, SignalrError,
 };
+use testkit::within;
 use url::Url;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -77,7 +76,7 @@ async fn malformed_records_are_skipped_reported_and_the_connection_goes_on() {
     let (options, seen) = collecting(url);
     let connection = Connection::connect(options).await.expect("connect");
     let mut callbacks = connection.take_callbacks().expect("callbacks");
-    let callback = within(SECOND, "the good callback", callbacks.recv())
+    let callback = within("the good callback", SECOND, callbacks.recv())
         .await
         .expect("delivered");
     assert_eq!(callback.target, "Seq");
@@ -121,8 +120,8 @@ async fn a_malformed_completion_fails_its_call_at_once_instead_of_timing_out() {
     .await
     .expect("connect");
     let result = within(
-        SECOND,
         "the call fails",
+        SECOND,
         connection.invoke_raw("Anything", vec![]),
     )
     .await;
@@ -158,7 +157,7 @@ async fn a_record_that_never_ends_is_refused_at_the_size_limit() {
     })
     .await
     .expect("connect");
-    let reason = within(SECOND, "the connection ends", connection.closed()).await;
+    let reason = within("the connection ends", SECOND, connection.closed()).await;
     assert!(
         matches!(
             reason.error,
@@ -184,8 +183,8 @@ async fn handshake_reply_error(reply: Option<&'static str>) -> SignalrError {
     })
     .await;
     within(
-        SECOND * 3,
         "connect fails",
+        SECOND * 3,
         Connection::connect(fast_client_options(url)),
     )
     .await
@@ -275,8 +274,8 @@ async fn a_server_that_accepts_the_socket_and_never_answers_times_out() {
     let url = Url::parse(&format!("http://{addr}/h")).unwrap();
     let started = std::time::Instant::now();
     let error = within(
-        SECOND * 3,
         "connect gives up",
+        SECOND * 3,
         Connection::connect(ConnectOptions {
             http_timeout: Duration::from_millis(500),
             ..fast_client_options(url)

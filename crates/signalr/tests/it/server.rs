@@ -1,14 +1,13 @@
 //! The hub host seen from a raw WebSocket: exact records, status codes and close sequences,
 //! as an ASP.NET Core server would produce them.
 
-mod hub_support;
-
 use std::time::Duration;
 
+use crate::support::{HUB_PATH, TestHub, TestServer};
 use futures_util::{SinkExt, StreamExt};
-use hub_support::{HUB_PATH, TestHub, TestServer, within};
 use serde_json::{Value, json};
 use signalr::HubOptions;
+use testkit::within;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -45,7 +44,7 @@ async fn handshaken(server: &TestServer) -> Socket {
 
 /// The next WS message, which must be Text (JS clients fail on Binary).
 async fn next_text(socket: &mut Socket) -> String {
-    match within(SECOND, "a WS message", socket.next()).await {
+    match within("a WS message", SECOND, socket.next()).await {
         Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
         other => panic!("expected a Text message, got {other:?}"),
     }
@@ -153,7 +152,7 @@ async fn handshake_refusals_use_the_aspnet_core_texts() {
         send(&mut socket, request).await;
         assert_eq!(next_text(&mut socket).await, reply);
         assert!(matches!(
-            within(SECOND, "close", socket.next()).await,
+            within("close", SECOND, socket.next()).await,
             Some(Ok(Message::Close(_))) | None
         ));
     }
@@ -240,7 +239,7 @@ async fn a_missing_arguments_property_closes_with_an_error_and_no_completion() {
         next_text(&mut socket).await,
         "{\"type\":7,\"error\":\"Connection closed with an error.\",\"allowReconnect\":true}\u{1e}"
     );
-    match within(SECOND, "WS close", socket.next()).await {
+    match within("WS close", SECOND, socket.next()).await {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1000),
         other => panic!("expected WS close 1000, got {other:?}"),
     }
@@ -288,7 +287,7 @@ async fn a_client_close_is_answered_with_close_and_ws_close() {
     send(&mut socket, "{\"type\":7}\u{1e}").await;
     assert_eq!(next_text(&mut socket).await, "{\"type\":7}\u{1e}");
     assert!(matches!(
-        within(SECOND, "WS close", socket.next()).await,
+        within("WS close", SECOND, socket.next()).await,
         Some(Ok(Message::Close(_)))
     ));
 }

@@ -1,14 +1,13 @@
 //! Server→client streams: order, errors, cancel on drop, slow consumers.
 
-mod hub_support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support::{TestServer, fast_server_options};
 use futures_util::StreamExt;
-use hub_support::{TestServer, eventually, fast_server_options, within};
 use serde_json::json;
 use signalr::{ConnectOptions, Connection, SignalrError};
+use testkit::{wait_for, within};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -76,10 +75,10 @@ async fn dropping_a_stream_cancels_it_on_the_server() {
     }
     assert_eq!(server.observed().endless_dropped.load(Ordering::SeqCst), 0);
     drop(stream);
-    eventually(
-        SECOND,
+    wait_for(
         "the server drops the cancelled stream's producer",
-        || server.observed().endless_dropped.load(Ordering::SeqCst) == 1,
+        SECOND,
+        || async { server.observed().endless_dropped.load(Ordering::SeqCst) == 1 },
     )
     .await;
     let produced = server.observed().endless_produced.load(Ordering::SeqCst);
@@ -116,17 +115,17 @@ async fn a_slow_stream_consumer_drops_the_oldest_items_and_never_blocks_invokes(
     assert!(first < TOTAL);
 
     // The consumer now stalls; the socket reader must keep going.
-    let sum: i64 = within(SECOND, "an invoke while the stream is backed up", async {
+    let sum: i64 = within("an invoke while the stream is backed up", SECOND, async {
         connection.invoke("Add", vec![json!(2), json!(3)]).await
     })
     .await
     .expect("Add");
     assert_eq!(sum, 5);
     let evicted = TOTAL - 1 - BUFFER as u64;
-    eventually(
-        Duration::from_secs(10),
+    wait_for(
         "every item has been received",
-        || stream.dropped_items() == evicted,
+        Duration::from_secs(10),
+        || async { stream.dropped_items() == evicted },
     )
     .await;
 
@@ -153,12 +152,12 @@ async fn a_disconnect_cancels_server_streams_and_fails_client_streams() {
     assert!(stream.next().await.expect("item").is_ok());
     let reason = connection.close().await;
     assert!(reason.error.is_none(), "a local close is clean: {reason}");
-    eventually(SECOND, "the server drops the producer", || {
+    wait_for("the server drops the producer", SECOND, || async {
         server.observed().endless_dropped.load(Ordering::SeqCst) == 1
     })
     .await;
     let mut last = None;
-    while let Some(item) = within(SECOND, "the stream ends", stream.next()).await {
+    while let Some(item) = within("the stream ends", SECOND, stream.next()).await {
         last = Some(item);
     }
     assert!(

@@ -1,8 +1,6 @@
 //! Test support for the simulator suites: start a simulator on free ports, connect the
-//! project's own SignalR client to its hubs, call the admin API, wait on conditions.
-#![allow(dead_code)] // each test binary uses a different part of this module
+//! project's own SignalR client to its hubs, call the admin API.
 
-use std::future::Future;
 use std::time::Duration;
 
 use mesolive_api::wire::envelope::Envelope;
@@ -10,7 +8,6 @@ use mesolive_api::wire::{self, args, history};
 use mesolive_sim::{AdminClient, AdminError, Hub, RunningSim, SimOptions, Simulator, Timing};
 use serde_json::{Value, json};
 use signalr::{Callback, CallbackReceiver, ConnectOptions, Connection, SignalrError};
-use url::Url;
 
 /// How long any awaited condition may take before the test fails.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
@@ -46,7 +43,7 @@ pub(crate) async fn start_with(options: SimOptions) -> TestSim {
 
 impl TestSim {
     pub(crate) fn options(&self, hub: Hub) -> ConnectOptions {
-        let url = Url::parse(&self.sim.hub_url(hub)).expect("hub URL");
+        let url = self.sim.hub_url(hub).parse().expect("hub URL");
         let mut options = ConnectOptions::new(url).with_access_token(self.sim.token());
         options.invoke_timeout = Duration::from_secs(5);
         options
@@ -63,7 +60,7 @@ impl TestSim {
         hub: Hub,
         token: &str,
     ) -> Result<Connection, SignalrError> {
-        let url = Url::parse(&self.sim.hub_url(hub)).expect("hub URL");
+        let url = self.sim.hub_url(hub).parse().expect("hub URL");
         Connection::connect(ConnectOptions::new(url).with_access_token(token)).await
     }
 }
@@ -131,25 +128,6 @@ pub(crate) async fn next_of(callbacks: &mut CallbackReceiver, target: &str) -> V
         if callback.target == target {
             return callback.arguments.into_iter().next().unwrap_or(Value::Null);
         }
-    }
-}
-
-/// Polls `check` until it yields `Some`, failing after [`PATIENCE`].
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

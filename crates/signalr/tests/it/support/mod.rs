@@ -1,6 +1,5 @@
-//! Test support: a hub with one method per behaviour under test, served on 127.0.0.1:0.
-//! `examples/conformance_server.rs` serves the same hub to the official JavaScript client.
-#![allow(dead_code)] // each test binary uses a different part of this module
+//! Test support: a hub with one method per behaviour under test, served on 127.0.0.1:0. The
+//! conformance test (`conformance.rs`) serves the same hub to the official JavaScript client.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -258,24 +257,4 @@ where
     // The serving task is detached; it ends with the test's runtime.
     let (addr, _) = serve(router).await;
     Url::parse(&format!("http://{addr}/scripted")).expect("URL")
-}
-
-/// Waits for `condition` to hold, checking every few milliseconds, or panics after `limit`.
-pub(crate) async fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let polled = async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    if tokio::time::timeout(limit, polled).await.is_err() {
-        panic!("timed out after {limit:?} waiting for: {what}");
-    }
-}
-
-/// Awaits `future` or panics after `limit`.
-pub(crate) async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(limit, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {limit:?} waiting for: {what}"),
-    }
 }
