@@ -59,7 +59,7 @@ impl Summary {
         for (seed, violations, kept) in &self.failures {
             let _ = writeln!(
                 out,
-                "seed {seed} (replay: CAMPAIGN_SEED={seed} CAMPAIGN_RUN_SECS={run_secs} cargo test --test fault_campaign bounded_campaign -- --nocapture; files: {kept:?}):"
+                "seed {seed} (replay: CAMPAIGN_SEED={seed} CAMPAIGN_RUN_SECS={run_secs} cargo test --test it fault_campaign::bounded_campaign -- --nocapture; files: {kept:?}):"
             );
             for violation in violations {
                 let _ = writeln!(out, "  - {violation}");
