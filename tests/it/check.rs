@@ -4,9 +4,10 @@
 
 use std::process::{Command, Output};
 
-use crate::support::daemon::{BIN, Sim};
 use mesolive_sim::SimOptions;
 use serde_json::Value;
+
+use crate::support::daemon::{BIN, Sim};
 
 fn check(sim: &Sim, key: &str, args: &[&str]) -> Output {
     Command::new(BIN)

@@ -9,12 +9,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::support::daemon::{Daemon, Sim};
-use crate::support::events::{required_field_violations, sample, unknown_enum_members, with_field};
-use crate::support::front::{Behaviour, Front};
 use mesolive_sim::SimOptions;
 use serde_json::{Value, json};
 use testkit::wait_for;
+
+use crate::support::daemon::{Daemon, Sim};
+use crate::support::events::{required_field_violations, sample, unknown_enum_members, with_field};
+use crate::support::front::{Behaviour, Front};
 
 const READY: Duration = Duration::from_secs(20);
 const SOON: Duration = Duration::from_secs(10);

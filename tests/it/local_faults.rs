@@ -11,13 +11,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::daemon::{Daemon, Sim, free_port};
-use crate::support::fs::Tmpfs;
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::store::{Store, StoreOptions};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use testkit::wait_for;
+
+use crate::support::daemon::{Daemon, Sim, free_port};
+use crate::support::fs::Tmpfs;
 
 const READY: Duration = Duration::from_secs(20);
 const SOON: Duration = Duration::from_secs(10);

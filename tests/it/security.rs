@@ -8,13 +8,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::daemon::{BIN, Daemon, Sim};
-use crate::support::front::{Behaviour, Front, fixture_acceptor, tls_fixtures};
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::config::Settings;
 use mesolive_supervisor::store::WorkflowState;
 use serde_json::json;
 use testkit::wait_for;
+
+use crate::support::daemon::{BIN, Daemon, Sim};
+use crate::support::front::{Behaviour, Front, fixture_acceptor, tls_fixtures};
 
 const READY: Duration = Duration::from_secs(20);
 const SOON: Duration = Duration::from_secs(10);

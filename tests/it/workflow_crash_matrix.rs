@@ -7,13 +7,14 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use crate::support::daemon::{Daemon, Sim};
 use mesolive_api::FlowKind;
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::ops::crash::CRASH_AT_ENV;
 use mesolive_supervisor::store::WorkflowState;
 use serde_json::json;
 use testkit::wait_some;
+
+use crate::support::daemon::{Daemon, Sim};
 
 const POINTS: [&str; 3] = [
     "intent.before_send",

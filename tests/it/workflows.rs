@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use crate::support::daemon::{BIN, Daemon, Sim};
 use mesolive_api::FlowKind;
 use mesolive_api::wire::methods;
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::store::{WorkflowRecord, WorkflowState};
 use serde_json::{Value, json};
 use testkit::{wait_for, wait_some};
+
+use crate::support::daemon::{BIN, Daemon, Sim};
 
 const PAPER_STRATEGY: i64 = 101;
 const LIVE_STRATEGY: i64 = 103;

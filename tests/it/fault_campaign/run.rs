@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use mesolive_sim::SimOptions;
 use serde_json::{Value, json};
 
+use testkit::eventually;
+
 use super::invariants::{self, Facts};
 use super::schedule::{Action, Schedule};
 use crate::support::daemon::{Daemon, Sim};
-use testkit::eventually;
 
 /// How long the daemon may take to be ready and caught up once the faults are cleared.
 const CATCH_UP: Duration = Duration::from_secs(90);

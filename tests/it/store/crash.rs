@@ -9,9 +9,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::store::{open, order_event, raw, scalar, signal_push};
 use mesolive_supervisor::store::{SignalState, Store, StoreOptions, Synchronous};
 use sqlx::Connection;
+
+use crate::support::store::{open, order_event, raw, scalar, signal_push};
 
 const CHILD_ENV: &str = "CRASH_CHILD_DB";
 const KILLS: usize = 24;

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::support::store::{dump, open, order_event, raw, scalar, signal_push, temp_db};
 use mesolive_api::FlowKind;
 use mesolive_supervisor::store::{
     Effect, EventRecord, JobStatus, LegUpdate, PositionState, PositionUpdate, PrepareJobUpdate,
@@ -13,6 +12,8 @@ use rust_decimal::Decimal;
 use sqlx::Connection;
 
 use RecordOutcome::{AlreadyProcessed, Applied, BelowCursor};
+
+use crate::support::store::{dump, open, order_event, raw, scalar, signal_push, temp_db};
 
 async fn applied_total(store: &mesolive_supervisor::store::Store) -> i64 {
     store

@@ -4,10 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::support::store::{open, order_event, temp_db};
 use mesolive_supervisor::store::{EventRecord, RecordOutcome};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
+
+use crate::support::store::{open, order_event, temp_db};
 
 /// What the store must do, written as plainly as possible.
 #[derive(Default)]

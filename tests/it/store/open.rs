@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use crate::support::store::{open, order_event, raw, scalar, signal_push, temp_db};
 use mesolive_supervisor::store::{
     RecordOutcome, SignalState, Store, StoreError, StoreOptions, Synchronous,
 };
 use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+
+use crate::support::store::{open, order_event, raw, scalar, signal_push, temp_db};
 
 fn contents(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")

@@ -1,7 +1,6 @@
 //! Typed records outside the event stream: intents, prepare jobs, orders, positions, and the
 //! `state` summary and report.
 
-use crate::support::store::{open, order_event, temp_db};
 use mesolive_api::FlowKind;
 use mesolive_supervisor::store::report::{ReportFormat, render_json, render_table, state_report};
 use mesolive_supervisor::store::{
@@ -9,6 +8,8 @@ use mesolive_supervisor::store::{
     PrepareJobUpdate, StoreError, Timestamp,
 };
 use serde_json::json;
+
+use crate::support::store::{open, order_event, temp_db};
 
 fn send_order_intent(key: &str) -> NewIntent {
     NewIntent {

@@ -6,10 +6,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::daemon::{Daemon, Sim, exactly_once_violations};
 use mesolive_sim::SimOptions;
 use sqlx::Connection as _;
 use testkit::wait_for;
+
+use crate::support::daemon::{Daemon, Sim, exactly_once_violations};
 
 const CHUNKS: u64 = 40;
 const CHUNK: u64 = 500;

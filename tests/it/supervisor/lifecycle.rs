@@ -4,10 +4,11 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use crate::support::daemon::{Daemon, Sim, metric_value};
 use mesolive_sim::SimOptions;
 use serde_json::json;
 use testkit::wait_for;
+
+use crate::support::daemon::{Daemon, Sim, metric_value};
 
 fn position_of(calls: &[(String, String)], hub: &str, method: &str) -> usize {
     calls

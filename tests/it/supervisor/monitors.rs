@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use crate::support::daemon::{Daemon, Sim};
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::store::Timestamp;
 use serde_json::json;
 use testkit::wait_for;
+
+use crate::support::daemon::{Daemon, Sim};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_monitor_per_open_position_through_closes_and_an_outage() {

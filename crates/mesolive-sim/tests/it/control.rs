@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use crate::support::*;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{
     IdempotencyRecord, IdempotencyRecordStatus, LiveAccount, LiveLeg, LivePosition, LiveStrategy,
@@ -15,6 +14,8 @@ use mesolive_api::wire::{args, paging};
 use mesolive_sim::{Hub, LIVE_ACCOUNT, PAPER_ACCOUNT, SimOptions, Timing};
 use serde_json::{Value, json};
 use signalr::{CallbackReceiver, Connection, SignalrError};
+
+use crate::support::*;
 
 fn items<T: serde::de::DeserializeOwned>(page: Value) -> Vec<T> {
     paging::read_page(page)

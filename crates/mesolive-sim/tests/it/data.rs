@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::support::*;
 use futures_util::StreamExt;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{LivePrices, PositionDataEntry, StatusCode};
@@ -11,6 +10,8 @@ use mesolive_api::wire::args;
 use mesolive_sim::Hub;
 use serde_json::{Value, json};
 use signalr::{AuthStage, SignalrError};
+
+use crate::support::*;
 
 #[tokio::test]
 async fn position_snapshots_honour_the_include_and_field_selectors() {

@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::*;
 use mesolive_api::events::HubEvent;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{LatestEventSeqId, SubscriptionResult};
@@ -13,6 +12,8 @@ use mesolive_api::wire::{args, history};
 use mesolive_sim::{Hub, SimOptions, Timing};
 use serde_json::{Value, json};
 use signalr::{Callback, CallbackReceiver, Connection};
+
+use crate::support::*;
 
 async fn latest(events: &Connection) -> i64 {
     let latest: LatestEventSeqId =

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::support::*;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{
     IdempotencyRecord, IdempotencyRecordStatus, PreparationStatus, PrepareStatusResult,
@@ -14,6 +13,8 @@ use mesolive_sim::{Hub, LIVE_ACCOUNT, PAPER_ACCOUNT};
 use serde_json::{Value, json};
 use signalr::{CallbackReceiver, Connection, SignalrError};
 use testkit::wait_some;
+
+use crate::support::*;
 
 async fn subscribed(sim: &TestSim) -> (Connection, CallbackReceiver) {
     let events = sim.connect(Hub::Event).await;

@@ -3,7 +3,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{TestServer, fast_server_options};
 use axum::Json;
 use axum::http::HeaderMap;
 use axum::routing::post;
@@ -11,6 +10,8 @@ use serde_json::{Value, json};
 use signalr::{AuthStage, Connection, ConnectionState, HubOptions, ServerAuth, SignalrError};
 use testkit::{wait_for, within};
 use url::Url;
+
+use crate::support::{TestServer, fast_server_options};
 
 const SECOND: Duration = Duration::from_secs(1);
 

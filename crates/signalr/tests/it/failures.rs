@@ -4,7 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::support::{TestServer, fast_server_options, scripted_hub};
 use futures_util::StreamExt;
 use serde_json::json;
 use signalr::{
@@ -12,6 +11,8 @@ use signalr::{
     SignalrError,
 };
 use testkit::{wait_for, within};
+
+use crate::support::{TestServer, fast_server_options, scripted_hub};
 
 const SECOND: Duration = Duration::from_secs(1);
 

@@ -7,7 +7,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{fast_client_options, scripted_hub, serve};
 use axum::extract::ws::{Message as WsMessage, WebSocket};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -18,6 +17,8 @@ use signalr::{
 };
 use testkit::within;
 use url::Url;
+
+use crate::support::{fast_client_options, scripted_hub, serve};
 
 const SECOND: Duration = Duration::from_secs(1);
 

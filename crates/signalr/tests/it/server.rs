@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::support::{HUB_PATH, TestHub, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use signalr::HubOptions;
@@ -11,6 +10,8 @@ use testkit::within;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::support::{HUB_PATH, TestHub, TestServer};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

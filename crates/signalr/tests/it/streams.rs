@@ -3,11 +3,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::support::{TestServer, fast_server_options};
 use futures_util::StreamExt;
 use serde_json::json;
 use signalr::{ConnectOptions, Connection, SignalrError};
 use testkit::{wait_for, within};
+
+use crate::support::{TestServer, fast_server_options};
 
 const SECOND: Duration = Duration::from_secs(1);
 
