@@ -1,0 +1,3 @@
+//! Support for the decoder tests.
+
+pub(crate) mod events;

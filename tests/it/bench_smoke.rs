@@ -1,0 +1,49 @@
+//! `bench --quick --runs 1 --json` runs every scenario end to end and reports a positive figure
+//! for each. No timing is asserted: performance lives in the benchmarks, not in tests.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::daemon::BIN;
+
+#[test]
+fn quick_bench_reports_every_scenario() {
+    let output = Command::new(BIN)
+        .args(["bench", "--quick", "--runs", "1", "--json"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is the JSON report");
+    assert_eq!(report["quick"], true);
+    assert_eq!(report["runs"], 1);
+    let figures = report["figures"].as_array().expect("figures");
+    let scenarios: BTreeSet<&str> = figures
+        .iter()
+        .filter_map(|f| f["scenario"].as_str())
+        .collect();
+    let expected: BTreeSet<&str> = [
+        "1 transport",
+        "2 ingest",
+        "3 replay",
+        "4 recovery",
+        "5 monitoring",
+        "6 startup",
+        "7 sweep",
+    ]
+    .into();
+    assert_eq!(scenarios, expected);
+    for figure in figures {
+        let median = figure["median"].as_f64().expect("median");
+        assert!(median > 0.0, "not a positive figure: {figure}");
+        assert_eq!(figure["samples"].as_array().map(Vec::len), Some(1));
+    }
+    let sweep = figures
+        .iter()
+        .filter(|f| f["scenario"] == "7 sweep")
+        .count();
+    assert_eq!(sweep, 8, "synchronous full/normal × batch_max 1/16/256/512");
+}

@@ -1,0 +1,82 @@
+//! `check …` as a process against the simulator: the runbook checks pass in order, `probe`
+//! confirms every INFERRED wire detail the simulator shares with the daemon, and a refused key
+//! fails with one line.
+
+use std::process::{Command, Output};
+
+use mesolive_sim::SimOptions;
+use serde_json::Value;
+
+use crate::support::daemon::{BIN, Sim};
+
+fn check(sim: &Sim, key: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("check")
+        .args(args)
+        .env_clear()
+        .env("MESOLIVE_API_KEY", key)
+        .env("MESOLIVE__HUBS__BASE_URL", sim.running.hub_base_url())
+        .env("MESOLIVE__HUBS__PROBE_PROVIDER", "Sim")
+        .output()
+        .expect("check runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_checks_pass_in_runbook_order() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let token = sim.running.token().to_owned();
+    let out =
+        tokio::task::block_in_place(|| check(&sim, &token, &["all", "--seconds", "2", "--json"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<Value> = serde_json::from_str(&stdout).expect("JSON reports");
+    let names: Vec<&str> = reports.iter().filter_map(|r| r["check"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["agents", "accounts", "strategies", "data", "events"]
+    );
+    assert!(reports.iter().all(|r| r["ok"] == true), "{stdout}");
+    let accounts = &reports[1]["rows"];
+    assert_eq!(accounts.as_array().map(Vec::len), Some(2), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_confirms_the_inferred_wire_details() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let token = sim.running.token().to_owned();
+    let out = tokio::task::block_in_place(|| check(&sim, &token, &["probe"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for verdict in [
+        "envelope",
+        "enums",
+        "paging",
+        "history args",
+        "not found",
+        "flags",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok") && l.contains(verdict)),
+            "{verdict} confirmed: {stdout}"
+        );
+    }
+    assert!(stdout.contains("RAW"), "raw JSON printed: {stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_fails_with_one_line() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let out = tokio::task::block_in_place(|| check(&sim, "not-the-key", &["agents"]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("credentials refused"), "{stderr}");
+    assert!(!stderr.contains("not-the-key"));
+}

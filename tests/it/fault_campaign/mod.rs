@@ -1,0 +1,173 @@
+//! The fault campaign: the daemon as a real process against the in-process simulator on a
+//! seeded, randomized schedule of faults and automation activity (see `schedule.rs`), with the
+//! invariants checked after quiescence at the end of every run (see `invariants.rs`).
+//!
+//! * `cargo test --test it fault_campaign` (and so `cargo test`, CI): 3 random seeds × 45 s,
+//!   and a 30 s resource soak.
+//! * `CAMPAIGN_SEED=<n> [CAMPAIGN_RUN_SECS=<s>] cargo test --test it
+//!   fault_campaign::bounded_campaign -- --nocapture`: replays one seed's schedule.
+//! * Long mode: `CAMPAIGN_MINUTES=30 cargo test --test it fault_campaign::long_campaign --
+//!   --ignored --nocapture` runs seeds back to back for that long alongside a soak of the same
+//!   length, prints the summary tables, and with `CAMPAIGN_REPORT=RELIABILITY.md` writes them
+//!   into that file.
+
+mod invariants;
+mod report;
+mod resources;
+mod run;
+mod schedule;
+
+use std::time::{Duration, Instant};
+
+use report::Summary;
+use run::RunReport;
+use schedule::Schedule;
+use testkit::env_u64;
+
+/// Seeds of the bounded (CI) campaign.
+const CI_SEEDS: usize = 3;
+/// Length of one run's schedule in the bounded campaign.
+const CI_RUN: Duration = Duration::from_secs(45);
+/// Length of the bounded soak.
+const CI_SOAK: Duration = Duration::from_secs(30);
+/// Length of one run's schedule in the long mode.
+const LONG_RUN: Duration = Duration::from_secs(60);
+/// Where the long mode's tables go in the report file.
+const REPORT_BEGIN: &str = "<!-- campaign:begin -->";
+const REPORT_END: &str = "<!-- campaign:end -->";
+
+/// The bounded tests run one after the other: each measures a daemon under its own load.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn run_length(default: Duration) -> Duration {
+    env_u64("CAMPAIGN_RUN_SECS").map_or(default, Duration::from_secs)
+}
+
+/// One seed in its own task, so a panic becomes a failed run that still names its seed.
+async fn run_seed(seed: u64, length: Duration) -> RunReport {
+    println!(
+        "run: CAMPAIGN_SEED={seed} CAMPAIGN_RUN_SECS={}",
+        length.as_secs()
+    );
+    let outcome = tokio::spawn(run::run(Schedule::generate(seed, length))).await;
+    let report = outcome.unwrap_or_else(|err| {
+        let message = match err.try_into_panic() {
+            Ok(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default(),
+            Err(err) => err.to_string(),
+        };
+        RunReport {
+            seed,
+            violations: vec![format!("the run panicked: {message}")],
+            ..RunReport::default()
+        }
+    });
+    println!(
+        "  seed {seed}: {:.0} s, {} events, {} intents, workflows {:?}, {} violations",
+        report.elapsed.as_secs_f64(),
+        report.facts.events,
+        report.facts.intents.values().sum::<i64>(),
+        report.facts.workflows,
+        report.violations.len()
+    );
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_campaign() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let length = run_length(CI_RUN);
+    let seeds: Vec<u64> = match env_u64("CAMPAIGN_SEED") {
+        Some(seed) => vec![seed],
+        None => (0..CI_SEEDS).map(|_| fastrand::u64(..)).collect(),
+    };
+    let mut summary = Summary::default();
+    for seed in seeds {
+        summary.add(&run_seed(seed, length).await);
+    }
+    println!("{}", summary.markdown());
+    assert!(
+        summary.failures.is_empty(),
+        "invariants violated:\n{}",
+        summary.failures_text(length.as_secs())
+    );
+    assert!(
+        summary.events >= 10_000,
+        "a burst of 10,000+ events per run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_resource_soak() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let seed = testkit::seed("CAMPAIGN_SEED");
+    let report = resources::soak(CI_SOAK, seed).await;
+    println!("{}", report.markdown());
+    assert!(
+        report.violations.is_empty(),
+        "soak (seed {seed}): {:#?}",
+        report.violations
+    );
+    assert!(
+        report.drops >= 5 && report.positions_closed > 0,
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long mode: CAMPAIGN_MINUTES=30 cargo test --test it fault_campaign::long_campaign -- --ignored --nocapture"]
+async fn long_campaign() {
+    let minutes = env_u64("CAMPAIGN_MINUTES").unwrap_or(30);
+    let total = Duration::from_secs(minutes * 60);
+    let length = run_length(LONG_RUN);
+    let first = testkit::seed("CAMPAIGN_SEED");
+    println!("long campaign: {minutes} min, first seed {first}");
+    let soak = tokio::spawn(resources::soak(total, first));
+    let started = Instant::now();
+    let mut seeds = fastrand::Rng::with_seed(first);
+    let mut summary = Summary::default();
+    // Runs take their schedule plus setup and quiescence; start one only if it fits.
+    while started.elapsed() + length + Duration::from_secs(20) < total {
+        summary.add(&run_seed(seeds.u64(..), length).await);
+    }
+    let soak = soak.await.expect("the soak ran");
+    let report_file = std::env::var("CAMPAIGN_REPORT").ok();
+    let report_env = report_file
+        .as_ref()
+        .map(|path| format!(" CAMPAIGN_REPORT={path}"))
+        .unwrap_or_default();
+    let command = format!(
+        "CAMPAIGN_MINUTES={minutes} CAMPAIGN_SEED={first}{report_env} cargo test --test it fault_campaign::long_campaign -- --ignored --nocapture"
+    );
+    let tables = format!(
+        "Produced by `{command}` ({:.0} min wall clock, debug build, 2 cores; every run's seed is printed and replays with `CAMPAIGN_SEED=<seed> CAMPAIGN_RUN_SECS={}`).\n\n### Fault campaign\n\n{}\n### Resource soak (concurrently)\n\n{}\nSoak violations: {}.\n",
+        started.elapsed().as_secs_f64() / 60.0,
+        length.as_secs(),
+        summary.markdown(),
+        soak.markdown(),
+        soak.violations.len()
+    );
+    println!("{tables}");
+    if let Some(path) = report_file {
+        write_report(&path, &tables);
+    }
+    assert!(
+        summary.failures.is_empty() && soak.violations.is_empty(),
+        "campaign:\n{}\nsoak: {:#?}",
+        summary.failures_text(length.as_secs()),
+        soak.violations
+    );
+}
+
+/// Replaces the text between the report markers of `path` with `tables`.
+fn write_report(path: &str, tables: &str) {
+    let text = std::fs::read_to_string(path).expect("report file readable");
+    let (Some(begin), Some(end)) = (text.find(REPORT_BEGIN), text.find(REPORT_END)) else {
+        panic!("{path} has no {REPORT_BEGIN} … {REPORT_END} block");
+    };
+    let updated = format!("{}{REPORT_BEGIN}\n{tables}{}", &text[..begin], &text[end..]);
+    std::fs::write(path, updated).expect("report file writable");
+}

@@ -1,0 +1,118 @@
+//! The campaign summary: runs, faults by kind, events, intents, workflows, violations, as a
+//! Markdown table (printed, and written into RELIABILITY.md by the long mode).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::run::RunReport;
+
+/// Every run added up.
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    pub runs: u64,
+    pub elapsed: Duration,
+    pub actions: BTreeMap<&'static str, u64>,
+    pub faults_fired: BTreeMap<String, u64>,
+    pub events: i64,
+    pub intents: BTreeMap<String, i64>,
+    pub workflows: BTreeMap<String, i64>,
+    pub effects: u64,
+    pub second_effects: u64,
+    /// `(seed, violations, kept directory)` of every run with a violation.
+    pub failures: Vec<(u64, Vec<String>, Option<std::path::PathBuf>)>,
+}
+
+fn add<K: Ord + Clone, V: Copy + std::ops::AddAssign + Default>(
+    into: &mut BTreeMap<K, V>,
+    from: &BTreeMap<K, V>,
+) {
+    for (key, value) in from {
+        *into.entry(key.clone()).or_default() += *value;
+    }
+}
+
+impl Summary {
+    pub(crate) fn add(&mut self, run: &RunReport) {
+        self.runs += 1;
+        self.elapsed += run.elapsed;
+        add(&mut self.actions, &run.actions);
+        add(&mut self.faults_fired, &run.facts.faults_fired);
+        add(&mut self.intents, &run.facts.intents);
+        add(&mut self.workflows, &run.facts.workflows);
+        self.events += run.facts.events;
+        self.effects += run.facts.effects;
+        self.second_effects += run.facts.second_effects;
+        if !run.violations.is_empty() {
+            self.failures
+                .push((run.seed, run.violations.clone(), run.kept.clone()));
+        }
+    }
+
+    pub(crate) fn violations(&self) -> usize {
+        self.failures.iter().map(|(_, v, _)| v.len()).sum()
+    }
+
+    /// Every failing seed with its violations and the command that replays it.
+    pub(crate) fn failures_text(&self, run_secs: u64) -> String {
+        let mut out = String::new();
+        for (seed, violations, kept) in &self.failures {
+            let _ = writeln!(
+                out,
+                "seed {seed} (replay: CAMPAIGN_SEED={seed} CAMPAIGN_RUN_SECS={run_secs} cargo test --test it fault_campaign::bounded_campaign -- --nocapture; files: {kept:?}):"
+            );
+            for violation in violations {
+                let _ = writeln!(out, "  - {violation}");
+            }
+        }
+        out
+    }
+
+    /// The summary as Markdown.
+    pub(crate) fn markdown(&self) -> String {
+        let mut out = String::new();
+        let total = |map: &BTreeMap<String, i64>| map.values().sum::<i64>();
+        let _ = writeln!(out, "| figure | value |\n|---|---|");
+        let _ = writeln!(
+            out,
+            "| runs | {} ({:.0} min of runs) |",
+            self.runs,
+            self.elapsed.as_secs_f64() / 60.0
+        );
+        let _ = writeln!(out, "| events logged and applied | {} |", self.events);
+        let _ = writeln!(
+            out,
+            "| intents | {} ({}) |",
+            total(&self.intents),
+            listing(&self.intents)
+        );
+        let _ = writeln!(
+            out,
+            "| workflows | {} ({}) |",
+            total(&self.workflows),
+            listing(&self.workflows)
+        );
+        let _ = writeln!(out, "| effects (orders, paper fills) | {} |", self.effects);
+        let _ = writeln!(out, "| second effects | {} |", self.second_effects);
+        let _ = writeln!(out, "| violations | {} |", self.violations());
+        let _ = writeln!(out, "\n| fault or action scheduled | count |\n|---|---|");
+        for (kind, n) in &self.actions {
+            let _ = writeln!(out, "| {kind} | {n} |");
+        }
+        let _ = writeln!(
+            out,
+            "\n| fault fired (counted by the simulator) | count |\n|---|---|"
+        );
+        for (kind, n) in &self.faults_fired {
+            let _ = writeln!(out, "| {kind} | {n} |");
+        }
+        out
+    }
+}
+
+fn listing(map: &BTreeMap<String, i64>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,323 @@
+//! One run: a simulator, the daemon as a process, a schedule carried out against both, then
+//! quiescence and the invariants.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use mesolive_sim::SimOptions;
+use serde_json::{Value, json};
+
+use testkit::eventually;
+
+use super::invariants::{self, Facts};
+use super::schedule::{Action, Schedule};
+use crate::support::daemon::{Daemon, Sim};
+
+/// How long the daemon may take to be ready and caught up once the faults are cleared.
+const CATCH_UP: Duration = Duration::from_secs(90);
+/// How long, after catching up, it may take to become quiet; a workflow still active then is
+/// stuck.
+const SETTLE: Duration = Duration::from_secs(60);
+/// How long everything must stay still to count as quiet: well over the workflow runner's 1 s
+/// tick, so a signal applied just before has visibly turned into a workflow (or not).
+const QUIET: Duration = Duration::from_secs(3);
+/// How long a SIGTERM may take to stop the daemon (its shutdown grace is 5 s in tests).
+const STOP_BUDGET: Duration = Duration::from_secs(30);
+
+/// What one run did and found.
+#[derive(Debug, Default)]
+pub(crate) struct RunReport {
+    pub seed: u64,
+    pub elapsed: Duration,
+    /// Actions carried out, by kind.
+    pub actions: BTreeMap<&'static str, u64>,
+    /// What the simulator and the daemon's database say afterwards.
+    pub facts: Facts,
+    pub violations: Vec<String>,
+    /// The run's directory (database, daemon log), kept when there are violations.
+    pub kept: Option<std::path::PathBuf>,
+}
+
+/// The simulator of a run: three open positions, quick jobs and fills.
+pub(crate) fn sim_options(seed: u64) -> SimOptions {
+    let mut options = SimOptions {
+        seed,
+        positions: 3,
+        ..SimOptions::default()
+    };
+    options.timing.prepare_delay = Duration::from_millis(50);
+    options.timing.fill_delay = Duration::from_millis(50);
+    options.timing.stream_interval = Duration::from_millis(200);
+    options
+}
+
+struct Runner {
+    sim: Sim,
+    daemon: Daemon,
+    /// Positions the campaign opened through the admin API (closed by churn, never exited).
+    churn: Vec<i64>,
+    outage_until: Instant,
+    report: RunReport,
+}
+
+/// Carries out `schedule`, quiesces, checks the invariants.
+pub(crate) async fn run(schedule: Schedule) -> RunReport {
+    let started = Instant::now();
+    let dir = testkit::temp_dir();
+    let sim = Sim::start(sim_options(schedule.seed)).await;
+    let env = schedule.variant.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let daemon = Daemon::spawn(&sim, dir.path(), &env);
+    daemon.wait_ready(Duration::from_secs(30)).await;
+    let mut runner = Runner {
+        sim,
+        daemon,
+        churn: Vec::new(),
+        outage_until: Instant::now(),
+        report: RunReport {
+            seed: schedule.seed,
+            ..RunReport::default()
+        },
+    };
+    let origin = tokio::time::Instant::now();
+    for step in &schedule.steps {
+        tokio::time::sleep_until(origin + step.at).await;
+        runner.keep_running();
+        runner.apply(&step.action).await;
+        *runner.report.actions.entry(step.action.kind()).or_default() += 1;
+    }
+    runner.quiesce().await;
+    let (facts, violations) = invariants::check(&runner.sim, &runner.daemon).await;
+    runner.report.facts = facts;
+    runner.report.violations.extend(violations);
+    runner.stop().await;
+    runner.sim.running.shutdown().await;
+    let mut report = runner.report;
+    if !report.violations.is_empty() {
+        report.kept = Some(dir.keep());
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// A daemon that exited on its own is a violation; it is started again so the run goes on.
+pub(crate) fn keep_running(daemon: &mut Daemon, violations: &mut Vec<String>) {
+    if let Some(status) = daemon.exited() {
+        violations.push(format!("the daemon exited on its own: {status}"));
+        daemon.start();
+    }
+}
+
+impl Runner {
+    fn keep_running(&mut self) {
+        keep_running(&mut self.daemon, &mut self.report.violations);
+    }
+
+    async fn apply(&mut self, action: &Action) {
+        match action {
+            Action::Emit(n) | Action::Burst(n) => self.sim.emit(*n).await,
+            Action::Drop(hub) => self.sim.drop_hub(*hub).await,
+            Action::Outage(ms) => {
+                self.sim.post("/outage", json!({"ms": ms})).await;
+                self.outage_until = Instant::now() + Duration::from_millis(*ms);
+            }
+            Action::LoseCompletion {
+                method,
+                mode,
+                count,
+            } => {
+                let loss = json!({"method": method, "mode": mode, "count": count});
+                self.sim.faults(json!({"lose_completion": loss})).await;
+            }
+            Action::LoseJobEvents(n) => self.sim.faults(json!({"lose_job_events": n})).await,
+            Action::DuplicateEvents(n) => self.sim.faults(json!({"duplicate_events": n})).await,
+            Action::SuppressEvents(n) => self.sim.faults(json!({"suppress_events": n})).await,
+            Action::DelayEvents(ms) => self.sim.faults(json!({"delay_events_ms": ms})).await,
+            Action::FailPrepares(n) => self.sim.faults(json!({"fail_prepares": n})).await,
+            Action::ConnectPush(form) => self.sim.faults(json!({"connect_push": form})).await,
+            Action::Kill { down_ms } => {
+                self.daemon.kill();
+                tokio::time::sleep(Duration::from_millis(*down_ms)).await;
+                self.daemon.start();
+            }
+            Action::Term => self.terminate_and_restart().await,
+            Action::Pause(ms) => {
+                self.daemon.signal(libc::SIGSTOP);
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                self.daemon.signal(libc::SIGCONT);
+            }
+            Action::Entry { strategy, account } => {
+                let signal = json!({"kind": "entry", "strategy_id": strategy, "account": account});
+                self.toggle(signal).await;
+            }
+            Action::Exit { pick } => {
+                let candidates = exit_candidates(&self.daemon, &self.churn).await;
+                if !candidates.is_empty() {
+                    let position = candidates[(*pick % candidates.len() as u64) as usize];
+                    self.toggle(json!({"kind": "exit", "position_id": position}))
+                        .await;
+                }
+            }
+            Action::OpenPositions(n) => {
+                let opened = self.sim.post("/positions/open", json!({"count": n})).await;
+                let ids = opened["ids"].as_array().cloned().unwrap_or_default();
+                self.churn.extend(ids.iter().filter_map(Value::as_i64));
+            }
+            Action::ClosePosition { pick } => {
+                if !self.churn.is_empty() {
+                    let index = (*pick % self.churn.len() as u64) as usize;
+                    let id = self.churn.swap_remove(index);
+                    self.sim
+                        .post("/positions/close", json!({"ids": [id]}))
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn toggle(&mut self, signal: Value) {
+        if !toggle(&self.sim, signal).await {
+            *self.report.actions.entry("signal_refused").or_default() += 1;
+        }
+    }
+
+    /// SIGTERM, then a restart. The daemon stops with status 0; a SIGTERM that lands in the
+    /// first milliseconds after exec, before the handler is installed, ends it by the default
+    /// action (no cleanup, like a SIGKILL) — counted apart, since the run checks that nothing
+    /// was lost either way.
+    async fn terminate_and_restart(&mut self) {
+        self.daemon.signal(libc::SIGTERM);
+        let status = self.daemon.wait_exit(STOP_BUDGET).await;
+        if status.signal() == Some(libc::SIGTERM) {
+            *self
+                .report
+                .actions
+                .entry("sigterm_before_handler")
+                .or_default() += 1;
+        } else if !status.success() {
+            self.report
+                .violations
+                .push(format!("SIGTERM ended the daemon with {status}"));
+        }
+        self.daemon.start();
+    }
+
+    async fn quiesce(&mut self) {
+        tokio::time::sleep_until(self.outage_until.into()).await;
+        self.keep_running();
+        settle(&self.sim, &self.daemon, &mut self.report.violations).await;
+    }
+
+    async fn stop(&mut self) {
+        self.keep_running();
+        stop(&mut self.daemon, &mut self.report.violations).await;
+    }
+}
+
+/// Whether the daemon has no active workflow and no intent in flight.
+async fn idle(daemon: &Daemon) -> bool {
+    let store = daemon.store().await;
+    let active = store.active_workflows().await.unwrap_or_default();
+    let intents = store.intents_in_flight().await.unwrap_or_default();
+    let _ = store.close().await;
+    active.is_empty() && intents.is_empty()
+}
+
+/// Clears every fault, then waits for the daemon to be ready and caught up, and then for
+/// quiet: no new event, the cursor at the latest, no active workflow and no intent in flight,
+/// all holding for [`QUIET`]. What does not happen within the bounds is a violation.
+pub(crate) async fn settle(sim: &Sim, daemon: &Daemon, violations: &mut Vec<String>) {
+    sim.delete("/faults").await;
+    let caught_up = eventually(CATCH_UP, || async {
+        daemon.readyz().await == Some(200) && daemon.cursor().await == Some(sim.latest_seq().await)
+    })
+    .await;
+    if !caught_up {
+        violations.push(format!(
+            "not ready and caught up {CATCH_UP:?} after the faults were cleared: readyz {:?}, cursor {:?}, latest {}",
+            daemon.readyz().await,
+            daemon.cursor().await,
+            sim.latest_seq().await
+        ));
+    }
+    let deadline = Instant::now() + SETTLE;
+    let mut still_since: Option<(Instant, i64)> = None;
+    let quiet = loop {
+        let latest = sim.latest_seq().await;
+        let still = daemon.cursor().await == Some(latest) && idle(daemon).await;
+        match still_since {
+            Some((since, seen)) if still && seen == latest => {
+                if since.elapsed() >= QUIET {
+                    break true;
+                }
+            }
+            _ => still_since = still.then(|| (Instant::now(), latest)),
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if quiet {
+        return;
+    }
+    violations.push(format!(
+        "no quiet {SETTLE:?} after catching up: cursor {:?}, latest {}",
+        daemon.cursor().await,
+        sim.latest_seq().await
+    ));
+    let store = daemon.store().await;
+    for workflow in store.active_workflows().await.unwrap_or_default() {
+        violations.push(format!(
+            "workflow {} ({}) stuck in {} since {}: {:?}",
+            workflow.id,
+            workflow.kind.as_str(),
+            workflow.state.as_str(),
+            workflow.updated_at,
+            workflow.reason
+        ));
+    }
+    for intent in store.intents_in_flight().await.unwrap_or_default() {
+        violations.push(format!("intent still in flight: {intent:?}"));
+    }
+    let _ = store.close().await;
+}
+
+/// SIGTERM: the daemon must stop cleanly, and its log must show no panic.
+pub(crate) async fn stop(daemon: &mut Daemon, violations: &mut Vec<String>) {
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(STOP_BUDGET).await;
+    if !status.success() {
+        violations.push(format!(
+            "SIGTERM at the end stopped the daemon with {status}"
+        ));
+    }
+    if daemon.log_text().contains("panicked") {
+        violations.push("the daemon log shows a panic".into());
+    }
+}
+
+/// A signal Off then On: a new instance. False if the simulator refused (the position closed
+/// meanwhile), which is part of the game.
+pub(crate) async fn toggle(sim: &Sim, signal: Value) -> bool {
+    for state in ["Off", "On"] {
+        let mut body = signal.clone();
+        body["state"] = json!(state);
+        if sim.try_post("/signals", body).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Open positions (by the daemon's state) that churn did not open: what exits may target.
+pub(crate) async fn exit_candidates(daemon: &Daemon, churn: &[i64]) -> Vec<i64> {
+    let store = daemon.store().await;
+    let open = store.open_positions().await.unwrap_or_default();
+    let _ = store.close().await;
+    open.iter()
+        .map(|p| p.position_id)
+        .filter(|id| !churn.contains(id))
+        .collect()
+}

@@ -1,0 +1,21 @@
+//! The daemon's integration tests, one binary (`cargo test --test it`): each module is an area,
+//! `support` holds what they share. The daemon runs as a real process against the in-process
+//! simulator, with real SQLite files in temp dirs and real sockets on 127.0.0.1.
+//!
+//! The SignalR, simulator and decoder tests live with their crates (`crates/*/tests/it`).
+
+mod bench_smoke;
+mod check;
+mod config;
+mod demo;
+mod fault_campaign;
+mod fuzz_decoders;
+mod hostile_server;
+mod local_faults;
+mod security;
+mod sim_cli;
+mod store;
+mod supervisor;
+mod support;
+mod workflow_crash_matrix;
+mod workflows;

@@ -1,0 +1,551 @@
+//! The daemon as a real process against the project's simulator: start a simulator in the
+//! test, spawn `mesolive-supervisor run` pointed at it with a temp database, drive the
+//! simulator's admin API, and read what the daemon reports (readiness, metrics, its database).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesolive_api::client::{EventHub, HubClient};
+use mesolive_sim::{AdminClient, RunningSim, SimOptions, Simulator};
+use mesolive_supervisor::store::{QuarantinedEvent, Store};
+use serde_json::{Value, json};
+use signalr::{ConnectOptions, Connection};
+use sqlx::{Connection as _, Row};
+use testkit::wait_for;
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mesolive-supervisor");
+
+/// A simulator in this process, reached over real sockets like any MesoLive server.
+pub(crate) struct Sim {
+    pub running: RunningSim,
+    admin: AdminClient,
+}
+
+/// A client of the admin API at `base`, of an in-process simulator or of `mesolive-supervisor
+/// sim` run as a process.
+pub(crate) fn admin_client(base: String) -> AdminClient {
+    signalr::tls::install_default_provider();
+    AdminClient::new(base)
+}
+
+impl Sim {
+    pub(crate) async fn start(options: SimOptions) -> Sim {
+        let running = Simulator::start(options).await.expect("simulator starts");
+        let admin = admin_client(running.admin_url());
+        Sim { running, admin }
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
+        let answer = self.try_post(path, body.clone()).await;
+        answer.unwrap_or_else(|refusal| panic!("POST {path} {body}: {refusal}"))
+    }
+
+    /// Like [`Sim::post`], but a refusal (e.g. a signal On for a closed position) is returned.
+    pub(crate) async fn try_post(&self, path: &str, body: Value) -> Result<Value, String> {
+        self.admin
+            .post(path, body)
+            .await
+            .map_err(|err| err.to_string())
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Value {
+        self.admin
+            .get(path)
+            .await
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"))
+    }
+
+    pub(crate) async fn delete(&self, path: &str) {
+        self.admin
+            .delete(path)
+            .await
+            .unwrap_or_else(|err| panic!("DELETE {path}: {err}"));
+    }
+
+    pub(crate) async fn latest_seq(&self) -> i64 {
+        self.admin.latest_seq().await.expect("latest seq")
+    }
+
+    /// The hubs' listening address (what a front forwards to).
+    pub(crate) fn hub_addr(&self) -> SocketAddr {
+        self.running
+            .hub_base_url()
+            .trim_start_matches("http://")
+            .parse()
+            .expect("hub address")
+    }
+
+    /// Logs and delivers one event exactly as given (`header` fields replace the generated
+    /// ones; `null` removes one); answers its `event_seq_id` and `event_id`.
+    pub(crate) async fn inject(&self, target: &str, payload: Value, header: Value) -> Value {
+        self.post(
+            "/events/inject",
+            json!({"target": target, "payload": payload, "header": header}),
+        )
+        .await
+    }
+
+    /// Sends `text` as is on every connection of `hub` (`None`: all hubs); answers how many.
+    pub(crate) async fn raw(&self, hub: Option<&str>, text: &str) -> u64 {
+        self.post("/raw", json!({"hub": hub, "text": text})).await["sent"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    pub(crate) async fn emit(&self, count: u64) {
+        self.admin.emit(count).await.expect("events emitted");
+    }
+
+    pub(crate) async fn drop_connections(&self) {
+        self.post("/connections/drop", json!({"hub": null})).await;
+    }
+
+    /// Drops the connections of one hub (`"control"`, `"data"`, `"event"`), or all with `None`.
+    pub(crate) async fn drop_hub(&self, hub: Option<&str>) {
+        self.post("/connections/drop", json!({"hub": hub})).await;
+    }
+
+    /// Merges a fault patch (`src/sim/faults.rs`) into the active faults.
+    pub(crate) async fn faults(&self, patch: Value) {
+        self.post("/faults", patch).await;
+    }
+
+    /// `(seq, EventId, callback)` of every logged event up to `latest`, read through the Event
+    /// Hub like any client.
+    pub(crate) async fn history(&self, latest: i64) -> Vec<(i64, String, String)> {
+        let url = format!("{}/hubs/event/v1", self.running.hub_base_url());
+        let options = ConnectOptions::new(url.parse().expect("hub URL"))
+            .with_access_token(self.running.token());
+        let connection = Arc::new(Connection::connect(options).await.expect("event hub"));
+        let hub = EventHub(HubClient::new(connection.clone()));
+        let mut events = Vec::new();
+        let mut after = 0;
+        while after < latest {
+            let page = hub.events_since(after, 1000, None).await.expect("history");
+            assert!(!page.events.is_empty(), "history ends before {latest}");
+            for event in page.events {
+                let payload = &event.payload;
+                let seq = payload["EventSeqId"].as_i64().expect("EventSeqId");
+                let id = payload["EventId"].as_str().expect("EventId").to_owned();
+                let target = mesolive_api::wire::callbacks::canonical_target(
+                    event.event_type.as_deref().unwrap_or("?"),
+                );
+                after = seq;
+                events.push((seq, id, target));
+            }
+        }
+        connection.close().await;
+        events
+    }
+
+    /// `(hub, method)` of every call the simulator received, in order.
+    pub(crate) async fn requests(&self) -> Vec<(String, String)> {
+        let list = self.get("/requests").await;
+        list.as_array()
+            .or_else(|| list["requests"].as_array())
+            .expect("request log")
+            .iter()
+            .map(|r| {
+                (
+                    r["hub"].as_str().unwrap_or_default().to_owned(),
+                    r["method"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A free loopback port (bound then released; fine for tests on one machine).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// What a process holds, as /proc reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resources {
+    /// VmRSS in KiB.
+    pub rss_kib: u64,
+    /// Threads.
+    pub threads: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+}
+
+/// `mesolive-supervisor run` as a child process with a temp database and short timings.
+pub(crate) struct Daemon {
+    child: Option<Child>,
+    pub db: PathBuf,
+    pub ops: SocketAddr,
+    pub log: PathBuf,
+    env: Vec<(String, String)>,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    /// Environment for a daemon against `sim` with a database in `dir`; `extra` overrides.
+    pub(crate) fn env(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("MESOLIVE_API_KEY", sim.running.token()),
+            ("MESOLIVE__HUBS__BASE_URL", &sim.running.hub_base_url()),
+            ("MESOLIVE__HUBS__PROBE_PROVIDER", "Sim"),
+            ("MESOLIVE__HUBS__KEEP_ALIVE_INTERVAL", "1s"),
+            ("MESOLIVE__HUBS__SERVER_TIMEOUT", "3s"),
+            ("MESOLIVE__HUBS__INVOCATION_TIMEOUT", "3s"),
+            ("MESOLIVE__HUBS__HANDSHAKE_TIMEOUT", "3s"),
+            (
+                "MESOLIVE__DATABASE__PATH",
+                &dir.join("state.db").display().to_string(),
+            ),
+            ("MESOLIVE__SUPERVISOR__BACKOFF_INITIAL", "50ms"),
+            ("MESOLIVE__SUPERVISOR__BACKOFF_MAX", "400ms"),
+            ("MESOLIVE__SUPERVISOR__RESTART_MAX", "100000"),
+            ("MESOLIVE__SUPERVISOR__SHUTDOWN_GRACE", "5s"),
+            ("MESOLIVE__MONITOR__SNAPSHOT_RESYNC_INTERVAL", "5s"),
+            ("MESOLIVE__AUTOMATION__JOB_POLL_AFTER", "1s"),
+            ("MESOLIVE__LOG__FORMAT", "json"),
+            ("MESOLIVE__LOG__FILTER", "info"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (key, value) in extra {
+            env.retain(|(k, _)| k != key);
+            env.push(((*key).to_owned(), (*value).to_owned()));
+        }
+        env
+    }
+
+    /// Spawns the daemon; its stderr goes to `<dir>/daemon.log` (appended across restarts).
+    pub(crate) fn spawn(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
+        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut env = Daemon::env(sim, dir, extra);
+        env.push(("MESOLIVE__OPS__LISTEN".into(), ops.to_string()));
+        let db = env
+            .iter()
+            .find(|(key, _)| key == "MESOLIVE__DATABASE__PATH")
+            .map(|(_, path)| PathBuf::from(path))
+            .expect("a database path");
+        let mut daemon = Daemon {
+            child: None,
+            db,
+            ops,
+            log: dir.join("daemon.log"),
+            env,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("http client"),
+        };
+        daemon.start();
+        daemon
+    }
+
+    /// Drops one variable from the environment of the next start.
+    pub(crate) fn unset(&mut self, key: &str) {
+        self.env.retain(|(k, _)| k != key);
+    }
+
+    /// (Re)starts the process with the same environment.
+    pub(crate) fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(BIN)
+            .arg("run")
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("daemon spawns");
+        self.child = Some(child);
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    /// The exit status if the process ended on its own (it is then no longer tracked).
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().expect("wait")?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// Resident memory, threads and open file descriptors of the running process, from /proc.
+    pub(crate) fn resources(&self) -> Option<Resources> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|value| value.parse().ok())
+        };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+        Some(Resources {
+            rss_kib: field("VmRSS:")?,
+            threads: field("Threads:")?,
+            fds,
+        })
+    }
+
+    /// SIGKILL: no cleanup at all.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal (SIGTERM, SIGINT) to the process.
+    pub(crate) fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on a child pid we own; no memory is touched.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!(
+                    "daemon did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log holds a line containing every one of `needles`.
+    pub(crate) async fn wait_log(&self, needles: &[&str], timeout: Duration) {
+        let what = format!("a log line with {needles:?} in {}", self.log.display());
+        wait_for(&what, timeout, || async {
+            self.log_text()
+                .lines()
+                .any(|line| needles.iter().all(|needle| line.contains(needle)))
+        })
+        .await;
+    }
+
+    /// Whether the process is still running (it has not exited).
+    pub(crate) fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().expect("wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// `mesolive_errors_total{kind}`, 0 when never counted or while the listener is not up.
+    pub(crate) async fn errors(&self, kind: &str) -> f64 {
+        let url = format!("http://{}/metrics", self.ops);
+        let Ok(response) = self.http.get(url).send().await else {
+            return 0.0;
+        };
+        let text = response.text().await.unwrap_or_default();
+        metric_value(&text, &format!("mesolive_errors_total{{kind=\"{kind}\"}}")).unwrap_or(0.0)
+    }
+
+    /// Waits until `mesolive_errors_total{kind}` reaches `at_least`.
+    pub(crate) async fn wait_errors(&self, kind: &str, at_least: f64, timeout: Duration) {
+        let what = format!(
+            "errors_total{{kind={kind}}} >= {at_least} (log {})",
+            self.log.display()
+        );
+        wait_for(&what, timeout, || async {
+            self.errors(kind).await >= at_least
+        })
+        .await;
+    }
+
+    /// The quarantined events, newest first.
+    pub(crate) async fn quarantined(&self) -> Vec<QuarantinedEvent> {
+        let store = self.store().await;
+        let rows = store.quarantined_events(1_000).await.expect("quarantine");
+        let _ = store.close().await;
+        rows
+    }
+
+    /// `mesolive-supervisor state --json` on this daemon's database.
+    pub(crate) fn state_json(&self) -> String {
+        let output = Command::new(BIN)
+            .args(["state", "--json", "--database"])
+            .arg(&self.db)
+            .env_clear()
+            .output()
+            .expect("state runs");
+        assert!(output.status.success(), "state --json: {output:?}");
+        String::from_utf8(output.stdout).expect("UTF-8")
+    }
+
+    pub(crate) async fn readyz(&self) -> Option<u16> {
+        let url = format!("http://{}/readyz", self.ops);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
+
+    pub(crate) async fn wait_ready(&self, timeout: Duration) {
+        let what = format!("daemon ready (log: {})", self.log.display());
+        wait_for(&what, timeout, || async {
+            self.readyz().await == Some(200)
+        })
+        .await;
+    }
+
+    pub(crate) async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.ops);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .expect("metrics reachable")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The value of an unlabelled metric, or of a labelled series given as `name{labels}`.
+    pub(crate) async fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.metrics().await, series)
+    }
+
+    /// Opens the daemon's database read-only (safe while it runs).
+    pub(crate) async fn store(&self) -> Store {
+        Store::open_read_only(&self.db)
+            .await
+            .expect("database readable")
+    }
+
+    /// The cursor, or `None` while the database is not created and migrated yet.
+    pub(crate) async fn cursor_if_any(&self) -> Option<i64> {
+        let store = Store::open_read_only(&self.db).await.ok()?;
+        let cursor = store.cursor().await.ok().flatten();
+        let _ = store.close().await;
+        cursor
+    }
+
+    pub(crate) async fn cursor(&self) -> Option<i64> {
+        let store = self.store().await;
+        let cursor = store.cursor().await.expect("cursor");
+        let _ = store.close().await;
+        cursor
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads one series from Prometheus text.
+pub(crate) fn metric_value(text: &str, series: &str) -> Option<f64> {
+    mesolive_supervisor::ops::metrics::series_value(text, series)
+}
+
+/// The exactly-once invariants between the simulator's event log and a daemon's database,
+/// checked after quiescence: every logged EventId is in the dedupe set, effects applied per
+/// callback equal the events logged per callback, no EventSeqId was processed twice, the
+/// cursor is the simulator's latest EventSeqId, and nothing valid was quarantined. Returns the
+/// violations (empty when every invariant holds).
+pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
+    let latest = sim.latest_seq().await;
+    let history = sim.history(latest).await;
+    let mut violations = Vec::new();
+    if history.len() as i64 != latest {
+        violations.push(format!(
+            "the simulator logged {} events, latest is {latest}",
+            history.len()
+        ));
+    }
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, _, target) in &history {
+        *expected.entry(target.clone()).or_default() += 1;
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .expect("database readable");
+    let keys: HashSet<String> = sqlx::query("SELECT event_key FROM processed_events")
+        .fetch_all(&mut conn)
+        .await
+        .expect("processed_events")
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect();
+    let missing: Vec<i64> = history
+        .iter()
+        .filter(|(_, id, _)| !keys.contains(&id.to_ascii_lowercase()))
+        .map(|(seq, _, _)| *seq)
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<_> = missing.iter().take(20).collect();
+        violations.push(format!(
+            "{} events never applied, e.g. EventSeqIds {shown:?}",
+            missing.len()
+        ));
+    }
+    let applied: BTreeMap<String, i64> = sqlx::query("SELECT target, applied FROM event_stats")
+        .fetch_all(&mut conn)
+        .await
+        .expect("event_stats")
+        .iter()
+        .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
+        .collect();
+    if applied != expected {
+        violations.push(format!(
+            "effects applied per callback {applied:?} != events logged per callback {expected:?}"
+        ));
+    }
+    let twice: i64 =
+        sqlx::query_scalar("SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events")
+            .fetch_one(&mut conn)
+            .await
+            .expect("processed_events");
+    if twice != 0 {
+        violations.push(format!("{twice} EventSeqIds processed twice"));
+    }
+    let cursor: Option<i64> = sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
+        .fetch_optional(&mut conn)
+        .await
+        .expect("cursor")
+        .flatten();
+    if cursor != Some(latest) {
+        violations.push(format!("cursor {cursor:?} != latest EventSeqId {latest}"));
+    }
+    let quarantined: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events")
+            .fetch_all(&mut conn)
+            .await
+            .expect("quarantined_events");
+    if !quarantined.is_empty() {
+        violations.push(format!("valid events quarantined: {quarantined:?}"));
+    }
+    let _ = conn.close().await;
+    violations
+}
