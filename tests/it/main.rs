@@ -7,6 +7,7 @@
 mod bench_smoke;
 mod check;
 mod config;
+mod connect_push;
 mod demo;
 mod fault_campaign;
 mod fuzz_decoders;

@@ -1,8 +1,10 @@
 //! The state store on real SQLite files: opening and migrating, recording events, the records
-//! the daemon keeps, a model-based property test, and a writer SIGKILLed mid-write.
+//! the daemon keeps, a model-based property test, a writer SIGKILLed mid-write, and the
+//! newer-wins rule of re-asserted signal states.
 
 mod crash;
 mod events;
 mod model;
 mod open;
 mod records;
+mod signal_recency;

@@ -2,14 +2,13 @@
 //! the stored state only when it is newer: by EventSeqId when both carry one, else by
 //! EventTime; an update in sequence always replaces it. Real SQLite files in temp dirs.
 
-mod store_support;
-
 use mesolive_api::FlowKind;
 use mesolive_supervisor::store::{
     Effect, EventRecord, SignalRecord, SignalSource, SignalState, SignalUpdate, Store, Timestamp,
 };
 use serde_json::json;
-use store_support::{open, temp_db};
+
+use crate::support::store::{open, temp_db};
 
 const KEY: &str = "exit/101/PAPER-1/1001";
 

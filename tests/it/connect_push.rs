@@ -6,16 +6,16 @@
 //! cursor tells it. A re-asserted state older than the stored one changes nothing, and a new
 //! order or position event below the cursor is still quarantined.
 
-mod daemon_support;
-
 use std::time::Duration;
 
-use daemon_support::{Daemon, Sim, wait_for, wait_some};
 use mesolive_api::FlowKind;
 use mesolive_sim::SimOptions;
 use mesolive_supervisor::store::{PositionState, SignalState, WorkflowRecord, WorkflowState};
 use serde_json::json;
 use sqlx::Connection as _;
+use testkit::{wait_for, wait_some};
+
+use crate::support::daemon::{Daemon, Sim};
 
 /// The seeded position (strategy 101 on the paper account).
 const POSITION: i64 = 1001;
