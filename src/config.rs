@@ -311,6 +311,27 @@ pub enum FirstRun {
     All,
 }
 
+/// `events.on_history_gap`: what to do when the server no longer has the events after the
+/// cursor (SPEC §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnHistoryGap {
+    /// Resync the state from the Control Hub, move the cursor past the hole, go on.
+    Resync,
+    /// Record the hole and exit with status 66 (systemd does not restart it).
+    Stop,
+}
+
+impl OnHistoryGap {
+    /// The setting's value, as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnHistoryGap::Resync => "resync",
+            OnHistoryGap::Stop => "stop",
+        }
+    }
+}
+
 /// `[events]`: replay, batching and dedupe.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -324,6 +345,8 @@ pub struct EventSettings {
     /// How long processed EventIds are kept for dedupe.
     #[serde(with = "humantime_serde")]
     pub dedupe_window: Duration,
+    /// What a hole in the server's history leads to.
+    pub on_history_gap: OnHistoryGap,
 }
 
 /// `[monitor]`: position monitoring.

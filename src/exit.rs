@@ -7,6 +7,9 @@ pub const OK: u8 = 0;
 pub const FAILURE: u8 = 1;
 /// The state database cannot be opened, read or written (corrupt, newer schema, unwritable).
 pub const IO_ERROR: u8 = 74;
+/// The server no longer has the event history after the persisted cursor and
+/// `events.on_history_gap = "stop"` (EX_NOINPUT: the input needed is gone).
+pub const NO_INPUT: u8 = 66;
 /// Another daemon already holds the state database.
 pub const TEMP_FAIL: u8 = 75;
 /// The server's event sequence is behind the persisted cursor (its history restarted, or the

@@ -68,6 +68,11 @@ impl Health {
         self.startup_done.store(true, Ordering::Relaxed);
     }
 
+    /// Whether startup finished (the workflow runner runs from then on).
+    pub fn started(&self) -> bool {
+        self.startup_done.load(Ordering::Relaxed)
+    }
+
     /// Shutdown has begun: not ready any more.
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Relaxed);

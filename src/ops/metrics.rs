@@ -33,6 +33,8 @@ pub struct Metrics {
     pub events_pruned: AtomicU64,
     /// Gap catch-ups triggered by a live EventSeqId jump.
     pub gap_catchups: AtomicU64,
+    /// Holes met in the server's history (events it no longer had after the cursor).
+    pub history_gaps: AtomicU64,
     /// Last committed EventSeqId.
     pub cursor: AtomicI64,
     /// Newest EventSeqId known to exist on the server.
@@ -189,6 +191,12 @@ impl Metrics {
             "mesolive_gap_catchups_total",
             "Catch-ups triggered by an EventSeqId jump.",
             load(&self.gap_catchups),
+        );
+        counter(
+            &mut out,
+            "mesolive_history_gaps_total",
+            "Holes met in the server's event history (events it no longer had after the cursor).",
+            load(&self.history_gaps),
         );
         let cursor = gauge(&self.cursor);
         let latest = gauge(&self.latest_seq).max(cursor);

@@ -267,7 +267,7 @@ pub(super) async fn read_cursor(conn: &mut SqliteConnection) -> Result<Option<i6
     )
 }
 
-async fn write_cursor(
+pub(super) async fn write_cursor(
     conn: &mut SqliteConnection,
     seq_id: i64,
     now: Timestamp,

@@ -1,5 +1,6 @@
 //! The durable state store: one SQLite file that holds everything a restart must not lose
-//! (event cursor, dedupe set, intents, prepare jobs, positions, orders, signals).
+//! (event cursor, dedupe set, intents, prepare jobs, positions, orders, signals, and the holes
+//! in the server's history it met).
 //!
 //! The whole exactly-once story lives in [`Store::apply_events`]: one `BEGIN IMMEDIATE`
 //! transaction records the event keys, applies their effects and advances the cursor, so a
@@ -10,6 +11,7 @@
 mod dedupe;
 mod error;
 mod events;
+mod history;
 mod intents;
 mod jobs;
 mod orders;
@@ -40,6 +42,7 @@ use dedupe::DedupeIndex;
 
 pub use error::StoreError;
 pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutcome};
+pub use history::{GapForm, GapResolution, HistoryGap, HistoryGapRecord, Resync, ResyncSummary};
 pub use intents::{IntentRecord, IntentState, NewIntent};
 pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
 pub use orders::{OrderRecord, OrderUpdate};

@@ -131,6 +131,19 @@ impl Store {
             .await?)
     }
 
+    /// Orders whose outcome is not known to be final (no state yet, or one other than
+    /// `Filled`, `Cancelled`, `Rejected`, `Expired`), by id: what a hole in the event history
+    /// may have moved on.
+    pub async fn unsettled_orders(&self) -> Result<Vec<OrderRecord>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        Ok(sqlx::query_as(select_orders!(
+            "WHERE state IS NULL OR state NOT IN ('Filled', 'Cancelled', 'Rejected', 'Expired')
+             ORDER BY order_id"
+        ))
+        .fetch_all(&mut *reader)
+        .await?)
+    }
+
     /// The orders an intent produced, by id.
     pub async fn orders_for_intent(
         &self,

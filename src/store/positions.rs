@@ -8,7 +8,7 @@ use sqlx::{FromRow, Row, SqliteConnection};
 
 use super::{
     Store, StoreError, Timestamp, begin_write, decimal_column, decimal_text, execute_for_rows,
-    found,
+    found, json_text,
 };
 
 /// Whether a position is still open. Closed is final: a position id never reopens.
@@ -197,15 +197,7 @@ impl Store {
     pub async fn mark_position_closed(&self, position_id: i64) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        let updated = sqlx::query(
-            "UPDATE positions SET state = 'closed', monitored = 0, updated_at = ?
-             WHERE position_id = ?",
-        )
-        .bind(Timestamp::now())
-        .bind(position_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let updated = close(&mut tx, &[position_id], Timestamp::now()).await?;
         tx.commit().await?;
         found(updated, "position", position_id)
     }
@@ -257,6 +249,27 @@ pub(super) async fn monitored(
     ))
     .fetch_all(conn)
     .await?)
+}
+
+/// Close positions found closed outside the event stream and stop monitoring them; returns how
+/// many the store knew.
+pub(super) async fn close(
+    conn: &mut SqliteConnection,
+    position_ids: &[i64],
+    now: Timestamp,
+) -> Result<u64, StoreError> {
+    if position_ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "UPDATE positions SET state = 'closed', monitored = 0, updated_at = ?
+         WHERE position_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(now)
+    .bind(json_text(position_ids)?)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 /// Insert or update positions, later updates winning. A closed position stays closed (and

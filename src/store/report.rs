@@ -176,6 +176,25 @@ pub fn render_table(summary: &StoreSummary) -> String {
             .collect(),
     ));
 
+    section(&mut out, "History gaps", summary.history_gaps.len());
+    out.push_str(&columns(
+        &["FROM", "TO", "EVENTS", "FORM", "DETECTED", "RESOLUTION"],
+        summary
+            .history_gaps
+            .iter()
+            .map(|g| {
+                vec![
+                    g.from.to_string(),
+                    g.to.to_string(),
+                    g.events.to_string(),
+                    g.form.as_str().to_owned(),
+                    g.detected_at.to_string(),
+                    g.resolution.as_str().to_owned(),
+                ]
+            })
+            .collect(),
+    ));
+
     section(
         &mut out,
         "Quarantined events (newest)",

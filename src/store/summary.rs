@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::events::{self, QuarantinedEvent};
+use super::history::{self, HistoryGapRecord};
 use super::intents::{self, IntentRecord};
 use super::jobs::{self, PrepareJobRecord};
 use super::positions::{self, PositionRecord};
@@ -37,6 +38,8 @@ pub struct StoreSummary {
     pub monitored_positions: Vec<PositionRecord>,
     /// The newest quarantined events, newest first.
     pub quarantined_events: Vec<QuarantinedEvent>,
+    /// Every hole met in the server's history, oldest first.
+    pub history_gaps: Vec<HistoryGapRecord>,
 }
 
 /// Rows of one table in one state (`state` is `None` for tables without one). For
@@ -85,6 +88,7 @@ impl Store {
             workflows: workflows::listed(&mut tx, WORKFLOWS_LISTED).await?,
             monitored_positions: positions::monitored(&mut tx).await?,
             quarantined_events: events::latest_quarantined(&mut tx, QUARANTINE_LISTED).await?,
+            history_gaps: history::all(&mut tx).await?,
         };
         tx.commit().await?;
         Ok(summary)

@@ -53,6 +53,21 @@ pub enum Fatal {
         /// What `GetLatestEventSeqId` answered.
         latest: i64,
     },
+    /// The server no longer has the events after the cursor, and the configuration says to stop
+    /// rather than resync (`events.on_history_gap = "stop"`).
+    #[error(
+        "history gap: the server no longer has EventSeqIds {from}..={to} ({events} events after \
+         the cursor); stopping because events.on_history_gap = \"stop\" (set it to \"resync\" \
+         to resync from the Control Hub and go on)"
+    )]
+    HistoryGap {
+        /// The first EventSeqId missing.
+        from: i64,
+        /// The last EventSeqId missing.
+        to: i64,
+        /// How many.
+        events: i64,
+    },
 }
 
 /// Where the first fatal condition is kept until the supervisor reads it.

@@ -85,6 +85,7 @@ impl SupervisorError {
             SupervisorError::Fatal(Fatal::Setup(_)) => exit::CONFIG,
             SupervisorError::Fatal(Fatal::Store(_)) => exit::IO_ERROR,
             SupervisorError::Fatal(Fatal::CursorAhead { .. }) => exit::PROTOCOL,
+            SupervisorError::Fatal(Fatal::HistoryGap { .. }) => exit::NO_INPUT,
             SupervisorError::Fatal(Fatal::Intensity(_)) => exit::FAILURE,
         }
     }

@@ -10,8 +10,10 @@ use crate::store::{
 };
 use mesolive_api::FlowKind;
 use mesolive_api::events::{EventBody, EventDecodeError, EventHeader, HubEvent};
-use mesolive_api::models::{PositionStatus, PreparationStatus, SignalState};
-use mesolive_api::wire::{NAIVE_DATETIME_FORMAT, callbacks};
+use mesolive_api::models::{
+    LiveLeg, LivePosition, Order, PositionStatus, PreparationStatus, SignalState,
+};
+use mesolive_api::wire::{NAIVE_DATETIME_FORMAT, callbacks, states};
 
 /// The record for a decoded event.
 pub fn record(event: &HubEvent, payload: &Value) -> EventRecord {
@@ -145,6 +147,54 @@ fn fnv1a(bytes: &[u8], offset: u64) -> u64 {
     bytes.iter().fold(offset, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// A position as a Control Hub listing gives it (bootstrap, resync).
+pub fn listed_position(position: &LivePosition) -> PositionUpdate {
+    PositionUpdate {
+        position_id: position.id,
+        strategy_id: position.live_strategy_id,
+        account: position.broker_account_id.clone().unwrap_or_default(),
+        name: position.name.clone().unwrap_or_default(),
+        state: if position.is_open() {
+            PositionState::Open
+        } else {
+            PositionState::Closed
+        },
+        status: position.state.clone().unwrap_or_else(|| "Listed".into()),
+        realized_pnl: None,
+    }
+}
+
+/// A leg as a Control Hub listing gives it (resync).
+pub fn listed_leg(leg: &LiveLeg) -> LegUpdate {
+    LegUpdate {
+        leg_id: leg.id,
+        position_id: leg.live_position_id,
+        name: leg.name.clone(),
+        status: if leg.closed_at.is_some() {
+            states::POSITION_CLOSED
+        } else {
+            states::POSITION_OPEN
+        }
+        .to_owned(),
+        qty: Some(leg.qty),
+    }
+}
+
+/// An order as a Control Hub listing gives it (resync); the listing does not carry the
+/// strategy, the caller knows it.
+pub fn listed_order(order: &Order, strategy_id: i64) -> OrderUpdate {
+    OrderUpdate {
+        order_id: order.order_id,
+        strategy_id,
+        account: order.broker_account_id.clone(),
+        exec_plan_id: order.exec_plan_id,
+        leg_group_id: order.leg_group_id,
+        state: order.state.to_string(),
+        filled_qty: order.cum_qty,
+        avg_fill_price: order.avg_fill_price,
+    }
 }
 
 /// The store-side status of a prepare job (unknown server states count as running).

@@ -28,6 +28,14 @@
 //!   instead of skipping every event up to the old cursor;
 //! * a replay page with events at or below the cursor is logged and counted.
 //!
+//! History the server no longer has is a hole, never "nothing happened" (SPEC §6.3): a replay
+//! page that starts past the next expected event, a `GetEventsSince` that refuses the cursor as
+//! too old, or an oldest available EventSeqId past the cursor. The hole is logged as an error,
+//! counted (`mesolive_history_gaps_total`) and, with `events.on_history_gap = "resync"` (the
+//! default), answered by a resync from the Control Hub ([`super::resync`]) committed with the
+//! hole's record and the cursor past it, before the pump goes (back) live; with `"stop"` it is
+//! recorded and the daemon exits 66. Not ready meanwhile.
+//!
 //! A replay page larger than `hubs.max_message_bytes` costs the connection; the next ones ask
 //! for a quarter as many events per page (down to one) until the pump is live again, so large
 //! events slow the replay down instead of stopping it. A single event above the limit is
@@ -50,14 +58,15 @@ use serde_json::Value;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::effects;
+use super::resync::{self, ResyncError};
 use super::sequencer::{Latest, Live, Page, Request, Sequencer};
-use crate::config::FirstRun;
+use crate::config::{FirstRun, OnHistoryGap};
 use crate::ops::metrics::Metrics;
-use crate::store::{Effect, EventRecord, RecordOutcome, StoreError};
+use crate::store::{Effect, EventRecord, HistoryGap, RecordOutcome, StoreError};
 use crate::supervisor::child::{ChildError, Fatal};
 use crate::supervisor::context::{Ctx, Linked, next_link};
 use crate::supervisor::policy::backoff;
-use mesolive_api::client::{EventHub, HubError};
+use mesolive_api::client::{EventHub, HubError, LatestReading};
 use mesolive_api::events::HubEvent;
 use mesolive_api::wire::history::{HistoricEvent, HistoryPage};
 use signalr::{Callback, CallbackReceiver, SignalrError};
@@ -121,6 +130,10 @@ enum PumpError {
     CursorAhead { cursor: i64, latest: i64 },
     #[error("a replay page exceeded hubs.max_message_bytes")]
     PageTooLarge,
+    #[error("the server no longer has EventSeqIds {}..={}", .0.from, .0.to)]
+    HistoryGap(HistoryGap),
+    #[error("resync after a history gap: {0}")]
+    Resync(#[from] ResyncError),
 }
 
 /// One Event Hub connection's worth of pumping.
@@ -130,6 +143,8 @@ struct Session {
     callbacks: CallbackReceiver,
     /// The sequencing rules and where the pump stands in the server's sequence.
     sequencer: Sequencer,
+    /// Whether this session went live (a resync after a hole met while live restores it).
+    live: bool,
     /// Live events whose EventSeqId went backwards, by key, until their batch is committed.
     out_of_sequence: HashMap<String, i64>,
     /// Live states re-asserted at or below the cursor, by key, until their batch is committed.
@@ -157,6 +172,7 @@ impl Session {
             hub: linked.client,
             callbacks,
             sequencer,
+            live: false,
             out_of_sequence: HashMap::new(),
             reasserted: HashMap::new(),
             unrecognized_targets: HashSet::new(),
@@ -164,8 +180,8 @@ impl Session {
     }
 
     /// Pumps this connection until it ends (`Ok(true)`: wait for the next one) or the daemon
-    /// stops (`Ok(false)`). A store failure that may pass is retried here, on the same
-    /// connection, from the durable cursor.
+    /// stops (`Ok(false)`). A store failure that may pass, or a resync that could not be
+    /// committed, is retried here, on the same connection, from the durable cursor.
     async fn run_until_disconnected(&mut self) -> Result<bool, ChildError> {
         let ctx = self.ctx.clone();
         let settings = &ctx.settings.supervisor;
@@ -174,7 +190,7 @@ impl Session {
             let started = Instant::now();
             let ended = self.run().await;
             self.ctx.health.set_caught_up(false);
-            let err = match ended {
+            let (kind, error, what) = match ended {
                 Ok(()) => return Ok(true),
                 Err(PumpError::Stopped) => return Ok(false),
                 Err(PumpError::Hub(err)) => {
@@ -202,17 +218,35 @@ impl Session {
                 Err(PumpError::CursorAhead { cursor, latest }) => {
                     return Err(Fatal::CursorAhead { cursor, latest }.into());
                 }
-                Err(PumpError::Store(err)) if err.is_damage() => {
+                Err(PumpError::HistoryGap(gap)) => {
+                    let (from, to, events) = (gap.from, gap.to, gap.events());
+                    return Err(Fatal::HistoryGap { from, to, events }.into());
+                }
+                Err(PumpError::Store(err) | PumpError::Resync(ResyncError::Store(err)))
+                    if err.is_damage() =>
+                {
                     return Err(Fatal::Store(err.to_string()).into());
                 }
-                Err(PumpError::Store(err)) => err,
+                Err(PumpError::Resync(ResyncError::Unauthorized(reason))) => {
+                    return Err(Fatal::Unauthorized(reason).into());
+                }
+                Err(PumpError::Store(err)) => (
+                    format!("store_{}", err.kind()),
+                    err.to_string(),
+                    "event store failed; nothing was committed, retrying from the durable cursor",
+                ),
+                Err(PumpError::Resync(err)) => (
+                    "history_resync".to_owned(),
+                    err.to_string(),
+                    "resync after a history gap failed; nothing of it was committed, retrying from the durable cursor",
+                ),
             };
-            self.ctx.metrics.error(&format!("store_{}", err.kind()));
+            self.ctx.metrics.error(&kind);
             if started.elapsed() > settings.backoff_max * 2 {
                 delays = backoff(settings);
             }
             let delay = delays.next().unwrap_or(settings.backoff_max);
-            tracing::warn!(error = %err, retry_in = ?delay, cursor = self.sequencer.cursor(), "event store failed; nothing was committed, retrying from the durable cursor");
+            tracing::warn!(error = %error, retry_in = ?delay, cursor = self.sequencer.cursor(), "{what}");
             if beating(&self.ctx, tokio::time::sleep(delay))
                 .await
                 .is_none()
@@ -224,12 +258,15 @@ impl Session {
 
     async fn run(&mut self) -> Result<(), PumpError> {
         self.ctx.health.pump_beat();
+        self.live = false;
         let cursor = self.start_cursor().await?;
         self.sequencer.start(cursor);
-        let latest = self.hub.latest_seq_id().await?;
-        self.read_latest(latest)?;
         // Until the first commit the gauge would read 0 (and the lag gauge the whole history).
         Metrics::set(&self.ctx.metrics.cursor, cursor);
+        let reading = self.hub.latest_reading().await?;
+        if let Latest::Gap(gap) = self.read_latest(reading)? {
+            self.history_gap(gap).await?;
+        }
         self.catch_up(None).await?;
         let subscribed = self.hub.subscribe(None).await?;
         if !subscribed.failed_strategies.is_empty() {
@@ -238,6 +275,7 @@ impl Session {
         }
         self.catch_up(None).await?;
         self.sequencer.went_live();
+        self.live = true;
         self.ctx.health.set_caught_up(true);
         self.ctx.wake.reconcile.notify_one();
         tracing::info!(cursor = self.sequencer.cursor(), "event pump live");
@@ -267,9 +305,15 @@ impl Session {
     /// the decoding work on it while this page commits: the commit cannot change where the
     /// next page starts (the cursor only moves to the page's highest EventSeqId), and a failed
     /// commit ends the replay before the prefetched page is used.
+    ///
+    /// A page that starts past a hole, or a refusal of the cursor as too old, is answered by
+    /// [`Session::history_gap`] before anything else is committed.
     async fn catch_up(&mut self, until: Option<i64>) -> Result<(), PumpError> {
         let first = self.sequencer.catch_up(until);
-        let mut page = self.fetch(first, None).await?;
+        let fetched = self.fetch(first, None).await;
+        let Some(mut page) = self.unless_refused(fetched).await? else {
+            return Ok(());
+        };
         for _ in 0..MAX_REPLAY_PAGES {
             self.stop_requested()?;
             let records: Vec<EventRecord> = page
@@ -284,6 +328,9 @@ impl Session {
                 has_token: page.continuation.is_some(),
             });
             self.report_replay_below_cursor(verdict.below_cursor);
+            if let Some(gap) = verdict.gap {
+                self.history_gap(gap).await?;
+            }
             let Some(next) = verdict.next else {
                 return self.commit(&records).await.map(drop);
             };
@@ -291,7 +338,74 @@ impl Session {
             let request = self.fetch(next, token);
             let (committed, fetched) = tokio::join!(self.commit(&records), request);
             committed?;
-            page = fetched?;
+            match self.unless_refused(fetched).await? {
+                Some(next) => page = next,
+                None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// A page, or `None` when `GetEventsSince` refused the cursor as older than the history the
+    /// server keeps and the hole (up to the catch-up's target, or the latest event) was
+    /// answered: the catch-up is over.
+    async fn unless_refused(
+        &mut self,
+        fetched: Result<HistoryPage, PumpError>,
+    ) -> Result<Option<HistoryPage>, PumpError> {
+        match fetched {
+            Err(PumpError::Hub(err)) if err.history_too_old() => {
+                let latest = self.hub.latest_seq_id().await?;
+                let Some(gap) = self.sequencer.history_refused(latest) else {
+                    return Err(PumpError::Hub(err));
+                };
+                tracing::info!(error = %err, "GetEventsSince refused the cursor as older than the server's history");
+                self.history_gap(gap).await?;
+                Ok(None)
+            }
+            fetched => fetched.map(Some),
+        }
+    }
+
+    /// Answers a hole in the server's history: said loudly, then resynced from the Control Hub
+    /// (the cursor moves to the hole's end) or, with `events.on_history_gap = "stop"`,
+    /// recorded and fatal. Not ready until the resync is committed.
+    async fn history_gap(&mut self, gap: HistoryGap) -> Result<(), PumpError> {
+        let ctx = self.ctx.clone();
+        ctx.health.set_caught_up(false);
+        Metrics::add(&ctx.metrics.history_gaps, 1);
+        let policy = ctx.settings.events.on_history_gap;
+        tracing::error!(
+            from = gap.from,
+            to = gap.to,
+            events = gap.events(),
+            form = gap.form.as_str(),
+            on_history_gap = policy.as_str(),
+            "history gap: the server no longer has the events after the cursor; they are never replayed"
+        );
+        if policy == OnHistoryGap::Stop {
+            ctx.store.record_history_gap_stop(&gap).await?;
+            return Err(PumpError::HistoryGap(gap));
+        }
+        let mut link = ctx.links.control.clone();
+        let control = beating(&ctx, next_link(&mut link, None, &ctx.shutdown.children))
+            .await
+            .flatten()
+            .ok_or(PumpError::Stopped)?;
+        let summary = resync::resync(&ctx, &control.client, &gap).await?;
+        self.sequencer.resynced(&gap);
+        Metrics::set(&ctx.metrics.cursor, self.sequencer.cursor());
+        tracing::info!(
+            cursor = summary.cursor,
+            open_positions = summary.open_positions,
+            closed_positions = ?summary.closed_positions,
+            legs = summary.legs,
+            orders = summary.orders,
+            signals_unconfirmed = ?summary.signals_unconfirmed,
+            "history gap resynced from the Control Hub; the cursor moved past the hole"
+        );
+        if self.live {
+            ctx.health.set_caught_up(true);
         }
         Ok(())
     }
@@ -407,19 +521,23 @@ impl Session {
     }
 
     async fn poll_latest(&mut self) -> Result<(), PumpError> {
-        let latest = self.hub.latest_seq_id().await?;
-        Metrics::set(&self.ctx.metrics.latest_seq, latest);
-        match self.read_latest(latest)? {
+        let reading = self.hub.latest_reading().await?;
+        Metrics::set(&self.ctx.metrics.latest_seq, reading.latest);
+        match self.read_latest(reading)? {
             // Either events are in flight right now, or some were lost on the way: a replay
             // settles both (dedupe skips whatever also arrives live).
             Latest::CatchUp { until } => self.catch_up(Some(until)).await,
+            Latest::Gap(gap) => {
+                self.history_gap(gap).await?;
+                self.catch_up(Some(reading.latest)).await
+            }
             Latest::UpToDate | Latest::Ahead { .. } => Ok(()),
         }
     }
 
     /// A server behind our cursor would have every new event skipped as already seen: fatal.
-    fn read_latest(&self, latest: i64) -> Result<Latest, PumpError> {
-        match self.sequencer.latest(latest) {
+    fn read_latest(&self, reading: LatestReading) -> Result<Latest, PumpError> {
+        match self.sequencer.latest(reading) {
             Latest::Ahead { cursor, latest } => {
                 self.ctx.metrics.error("cursor_ahead");
                 Err(PumpError::CursorAhead { cursor, latest })

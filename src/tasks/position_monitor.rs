@@ -19,8 +19,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::effects;
 use crate::ops::metrics::Metrics;
-use crate::store::{PositionState, PositionUpdate, Timestamp};
+use crate::store::{PositionState, Timestamp};
 use crate::supervisor::child::ChildError;
 use crate::supervisor::context::{Ctx, link_lost, next_link};
 use crate::supervisor::policy::backoff;
@@ -102,21 +103,8 @@ async fn bootstrap(ctx: &Ctx, control: &ControlHub) -> Result<(), HubError> {
     let strategies: Vec<i64> = ctx.directory().strategies.keys().copied().collect();
     let mut listed = Vec::new();
     for strategy_id in strategies {
-        for position in control.list_positions(strategy_id, PAGE_SIZE).await? {
-            listed.push(PositionUpdate {
-                position_id: position.id,
-                strategy_id: position.live_strategy_id,
-                account: position.broker_account_id.clone().unwrap_or_default(),
-                name: position.name.clone().unwrap_or_default(),
-                state: if position.is_open() {
-                    PositionState::Open
-                } else {
-                    PositionState::Closed
-                },
-                status: position.state.clone().unwrap_or_else(|| "Listed".into()),
-                realized_pnl: None,
-            });
-        }
+        let positions = control.list_positions(strategy_id, PAGE_SIZE).await?;
+        listed.extend(positions.iter().map(effects::listed_position));
     }
     let open = listed
         .iter()

@@ -61,6 +61,20 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), ReconcileError> {
     Ok(())
 }
 
+/// Settles what is in flight after a resync, the way this module does at each point of the
+/// daemon's life: before the workflow runner runs (startup), every intent and every job, as
+/// [`reconcile_once`]; once it runs, every job, then the runner is woken (each workflow's drive
+/// settles its own intents).
+pub async fn settle_in_flight(ctx: &Ctx, workflows_running: bool) -> Result<(), ReconcileError> {
+    if !workflows_running {
+        return reconcile_once(ctx).await;
+    }
+    let control = current_control(ctx)?;
+    poll_jobs(ctx, &control, Duration::ZERO).await?;
+    ctx.wake.workflows.notify_one();
+    Ok(())
+}
+
 /// Runs until the daemon stops: on every reconnect and on a timer, poll jobs that went quiet.
 pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
     let mut tick = tokio::time::interval(TICK);

@@ -23,7 +23,17 @@
 //! * a server whose latest EventSeqId is below the cursor restarted its history (or is another
 //!   account's): fatal; one above the cursor means events to catch up;
 //! * a replay page larger than the connection's message limit costs the connection; the next
-//!   pages ask for a quarter as many events (down to one) until the pump is live again.
+//!   pages ask for a quarter as many events (down to one) until the pump is live again;
+//! * history the server no longer has is a hole, never "nothing happened" (SPEC §6.3: a cursor
+//!   older than the retention shows up as an error or a gap): a replay page whose first
+//!   EventSeqId is past the next expected one (the subscription covers every strategy and the
+//!   sequence is per user, so nothing may lie between), a `GetEventsSince` that refuses the
+//!   cursor as too old, or a `GetLatestEventSeqId` whose oldest available EventSeqId is past the
+//!   cursor. The hole's bounds say where the cursor goes once the state is resynced: to the
+//!   event before the first one the server has, or to the latest when it would not say.
+
+use crate::store::{GapForm, HistoryGap};
+use mesolive_api::client::LatestReading;
 
 /// What the pump knows of the server's sequence on the current Event Hub connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +50,9 @@ pub struct Sequencer {
     page_size: u32,
     /// Events asked for per replay page while nothing is wrong (`events.replay_page_size`).
     full_page_size: u32,
+    /// The end of the last hole resynced: no event up to it was ever seen, so an edge at or
+    /// below it cannot be told from one the resync already covered.
+    resynced_to: i64,
 }
 
 /// A `GetEventsSince` request to make.
@@ -67,6 +80,9 @@ pub struct Page<'a> {
 pub struct PageVerdict {
     /// Events at or below the cursor in it (the store skips them; worth a warning).
     pub below_cursor: usize,
+    /// The page starts past the next expected event: the server no longer has the events in
+    /// between. Resync and move the cursor to the hole's end before committing the page.
+    pub gap: Option<HistoryGap>,
     /// The next page to ask for; `None`: the catch-up is over once this page is committed.
     pub next: Option<Request>,
 }
@@ -112,6 +128,9 @@ pub enum Latest {
         /// The reading.
         latest: i64,
     },
+    /// The oldest event the server still has is past the next expected one: resync and move
+    /// the cursor past the hole, then catch up.
+    Gap(HistoryGap),
     /// Events exist past the cursor: catch up to `until` (they are in flight, or were lost).
     CatchUp {
         /// The reading.
@@ -141,6 +160,7 @@ impl Sequencer {
             caught_up_for: None,
             page_size: full_page_size,
             full_page_size,
+            resynced_to: 0,
         }
     }
 
@@ -178,13 +198,20 @@ impl Sequencer {
     }
 
     /// Reads a `GetLatestEventSeqId` answer.
-    pub fn latest(&self, latest: i64) -> Latest {
+    pub fn latest(&self, reading: LatestReading) -> Latest {
+        let LatestReading { latest, oldest } = reading;
         let position = self.position();
         if latest < self.cursor {
             Latest::Ahead {
                 cursor: self.cursor,
                 latest,
             }
+        } else if let Some(oldest) = oldest.filter(|oldest| *oldest > position + 1) {
+            Latest::Gap(HistoryGap {
+                from: position + 1,
+                to: oldest - 1,
+                form: GapForm::Oldest,
+            })
         } else if latest > position {
             Latest::CatchUp { until: latest }
         } else {
@@ -204,7 +231,7 @@ impl Sequencer {
 
     /// Reads one replay page of the catch-up in progress. Every event of it is to be
     /// committed (the store skips those at or below the cursor); the verdict says how many
-    /// were, and which page to ask for next.
+    /// were, whether the page starts past a hole, and which page to ask for next.
     pub fn page(&mut self, page: Page<'_>) -> PageVerdict {
         let before = self.position();
         let below_cursor = page
@@ -212,6 +239,19 @@ impl Sequencer {
             .iter()
             .filter(|seq| seq.is_some_and(|seq| seq <= before))
             .count();
+        // Events before the first sequenced one whose EventSeqId cannot be read still take a
+        // place each in the sequence: they may be what lies between.
+        let gap = page
+            .seqs
+            .iter()
+            .position(Option::is_some)
+            .and_then(|index| Some((index as i64, page.seqs[index]?)))
+            .filter(|(unsequenced, first)| *first > before + 1 + unsequenced)
+            .map(|(unsequenced, first)| HistoryGap {
+                from: before + 1 + unsequenced,
+                to: first - 1,
+                form: GapForm::Page,
+            });
         let reached = page.seqs.iter().flatten().copied().fold(before, i64::max);
         self.pending = reached;
         let done = page.seqs.is_empty()
@@ -233,7 +273,32 @@ impl Sequencer {
         if next.is_none() {
             self.caught_up_for = self.until.take();
         }
-        PageVerdict { below_cursor, next }
+        PageVerdict {
+            below_cursor,
+            gap,
+            next,
+        }
+    }
+
+    /// `GetEventsSince` refused the cursor as older than the history the server keeps, and the
+    /// server's latest EventSeqId is `latest`: the hole runs from the next expected event to the
+    /// latest (the server does not say where its history starts), or to the target of the
+    /// catch-up in progress when it is lower (a live event past it is applied next). `None`
+    /// when nothing is missing, and the refusal is an ordinary failure.
+    pub fn history_refused(&self, latest: i64) -> Option<HistoryGap> {
+        let from = self.position() + 1;
+        let to = self.until.map_or(latest, |until| until.min(latest));
+        (to >= from).then_some(HistoryGap {
+            from,
+            to,
+            form: GapForm::Refused,
+        })
+    }
+
+    /// The state was resynced after `gap`: the cursor is at its end.
+    pub fn resynced(&mut self, gap: &HistoryGap) {
+        self.committed(Some(gap.to));
+        self.resynced_to = self.resynced_to.max(gap.to);
     }
 
     /// Decides what to do with one live callback (`seq`: its EventSeqId; `keyed`: whether its
@@ -256,7 +321,7 @@ impl Sequencer {
             self.caught_up_for = None;
             return Live::Apply;
         }
-        match (state, keyed) {
+        match (state, keyed && seq > self.resynced_to) {
             (true, _) => Live::Reassert,
             (false, true) => Live::OutOfSequence {
                 cursor: expected - 1,
@@ -294,6 +359,10 @@ mod tests {
         }
     }
 
+    fn reading(latest: i64, oldest: Option<i64>) -> LatestReading {
+        LatestReading { latest, oldest }
+    }
+
     fn at(cursor: i64) -> Sequencer {
         let mut sequencer = Sequencer::new(100);
         sequencer.start(cursor);
@@ -304,14 +373,17 @@ mod tests {
     fn a_latest_reading_below_the_cursor_is_fatal_above_it_a_catch_up() {
         let sequencer = at(10);
         assert_eq!(
-            sequencer.latest(9),
+            sequencer.latest(reading(9, None)),
             Latest::Ahead {
                 cursor: 10,
                 latest: 9
             }
         );
-        assert_eq!(sequencer.latest(10), Latest::UpToDate);
-        assert_eq!(sequencer.latest(12), Latest::CatchUp { until: 12 });
+        assert_eq!(sequencer.latest(reading(10, None)), Latest::UpToDate);
+        assert_eq!(
+            sequencer.latest(reading(12, None)),
+            Latest::CatchUp { until: 12 }
+        );
     }
 
     #[test]
@@ -440,6 +512,171 @@ mod tests {
             sequencer.live(Some(9), true, true),
             Live::CatchUpFirst { until: 8 }
         );
+    }
+
+    #[test]
+    fn a_page_starting_past_the_next_expected_event_is_a_hole_up_to_its_first_event() {
+        let mut sequencer = at(4);
+        sequencer.catch_up(None);
+        let verdict = sequencer.page(page(&[Some(5_004), Some(5_005)], None, true));
+        assert_eq!(
+            verdict.gap,
+            Some(HistoryGap {
+                from: 5,
+                to: 5_003,
+                form: GapForm::Page
+            })
+        );
+        assert_eq!(verdict.gap.map(|gap| gap.events()), Some(4_999));
+        sequencer.resynced(&HistoryGap {
+            from: 5,
+            to: 5_003,
+            form: GapForm::Page,
+        });
+        assert_eq!(sequencer.cursor(), 5_003);
+        assert_eq!(
+            verdict.next,
+            Some(Request {
+                after: 5_005,
+                follow_token: false
+            })
+        );
+        // Pages that start at, or before, the next expected event are no hole.
+        let mut sequencer = at(4);
+        sequencer.catch_up(None);
+        assert_eq!(sequencer.page(page(&[Some(5)], None, false)).gap, None);
+        let mut sequencer = at(4);
+        sequencer.catch_up(None);
+        assert_eq!(
+            sequencer.page(page(&[Some(4), Some(5)], None, false)).gap,
+            None
+        );
+        // An event whose EventSeqId cannot be read takes the place it lacks.
+        let mut sequencer = at(4);
+        sequencer.catch_up(None);
+        assert_eq!(
+            sequencer.page(page(&[None, Some(6)], None, false)).gap,
+            None
+        );
+        let mut sequencer = at(4);
+        sequencer.catch_up(None);
+        assert_eq!(
+            sequencer.page(page(&[None, Some(9)], None, false)).gap,
+            Some(HistoryGap {
+                from: 6,
+                to: 8,
+                form: GapForm::Page
+            })
+        );
+    }
+
+    #[test]
+    fn a_live_jump_whose_catch_up_page_starts_late_is_a_hole() {
+        let mut sequencer = at(10);
+        assert_eq!(
+            sequencer.live(Some(3_000), true, false),
+            Live::CatchUpFirst { until: 2_999 }
+        );
+        sequencer.catch_up(Some(2_999));
+        let verdict = sequencer.page(page(&[Some(2_001), Some(2_002)], Some(true), true));
+        assert_eq!(
+            verdict.gap,
+            Some(HistoryGap {
+                from: 11,
+                to: 2_000,
+                form: GapForm::Page
+            })
+        );
+    }
+
+    #[test]
+    fn a_refused_cursor_is_a_hole_up_to_the_latest_event() {
+        let sequencer = at(4);
+        assert_eq!(
+            sequencer.history_refused(5_004),
+            Some(HistoryGap {
+                from: 5,
+                to: 5_004,
+                form: GapForm::Refused
+            })
+        );
+        // Nothing after the cursor: nothing missing, an ordinary failure.
+        assert_eq!(sequencer.history_refused(4), None);
+        // Met by a live jump's catch-up: the hole ends before the live event.
+        let mut sequencer = at(4);
+        sequencer.catch_up(Some(6_999));
+        assert_eq!(
+            sequencer.history_refused(7_020).map(|gap| gap.to),
+            Some(6_999)
+        );
+    }
+
+    #[test]
+    fn an_edge_inside_a_resynced_hole_is_skipped_not_quarantined() {
+        let mut sequencer = at(4);
+        sequencer.resynced(&HistoryGap {
+            from: 5,
+            to: 5_004,
+            form: GapForm::Refused,
+        });
+        // Seen live before the resync's reads: its effect is in what the resync read.
+        assert_eq!(sequencer.live(Some(5_000), true, false), Live::BelowCursor);
+        assert_eq!(sequencer.live(Some(5_000), true, true), Live::Reassert);
+        assert_eq!(sequencer.live(Some(5_005), true, false), Live::Apply);
+        // Past the hole, a new event at an old position is a broken sequence again.
+        assert_eq!(
+            sequencer.live(Some(5_005), true, false),
+            Live::OutOfSequence { cursor: 5_005 }
+        );
+    }
+
+    #[test]
+    fn an_oldest_event_past_the_cursor_is_a_hole_before_any_replay() {
+        let sequencer = at(4);
+        assert_eq!(
+            sequencer.latest(reading(5_004, Some(4_005))),
+            Latest::Gap(HistoryGap {
+                from: 5,
+                to: 4_004,
+                form: GapForm::Oldest
+            })
+        );
+        assert_eq!(
+            sequencer.latest(reading(5_004, Some(5))),
+            Latest::CatchUp { until: 5_004 }
+        );
+        // Behind the cursor is fatal before anything else.
+        assert!(matches!(
+            sequencer.latest(reading(3, Some(1))),
+            Latest::Ahead { .. }
+        ));
+    }
+
+    proptest::proptest! {
+        /// For any page layout without holes — pages of any size, overlapping what was read
+        /// before or starting at the cursor itself, with events that carry no EventSeqId, with
+        /// or without tokens — no gap is reported.
+        #[test]
+        fn no_gap_is_reported_for_pages_without_holes(
+            cursor in 0i64..1_000,
+            pages in proptest::collection::vec(
+                (0i64..4, 1usize..20, proptest::collection::vec(proptest::bool::ANY, 0..3), proptest::option::of(proptest::bool::ANY)),
+                1..20,
+            ),
+        ) {
+            let mut sequencer = at(cursor);
+            sequencer.catch_up(None);
+            let mut reached = cursor;
+            for (overlap, len, unsequenced, has_more) in pages {
+                let first = (reached + 1 - overlap).max(1);
+                let mut seqs: Vec<Option<i64>> = unsequenced.iter().map(|_| None).collect();
+                seqs.extend((first..first + len as i64).map(Some));
+                let verdict = sequencer.page(Page { seqs: &seqs, has_more, has_token: true });
+                proptest::prop_assert_eq!(verdict.gap, None);
+                reached = reached.max(first + len as i64 - 1);
+                sequencer.committed(Some(reached));
+            }
+        }
     }
 
     #[test]
@@ -631,6 +868,7 @@ mod tests {
                         has_more: Some(has_more),
                         has_token: has_more,
                     });
+                    assert_eq!(verdict.gap, None, "the model's server keeps everything");
                     let records = seqs
                         .iter()
                         .map(|seq| Record {
@@ -653,7 +891,10 @@ mod tests {
                     self.queue.clear();
                     sequencer.start(self.cursor.unwrap_or(0));
                     assert!(!matches!(
-                        sequencer.latest(self.latest),
+                        sequencer.latest(LatestReading {
+                            latest: self.latest,
+                            oldest: Some(1),
+                        }),
                         Latest::Ahead { .. }
                     ));
                     if self.catch_up(sequencer, None).is_ok()
@@ -711,10 +952,15 @@ mod tests {
             }
 
             fn poll(&mut self, sequencer: &mut Sequencer) -> Result<(), End> {
-                match sequencer.latest(self.latest) {
+                let reading = LatestReading {
+                    latest: self.latest,
+                    oldest: Some(1),
+                };
+                match sequencer.latest(reading) {
                     Latest::CatchUp { until } => self.catch_up(sequencer, Some(until)),
                     Latest::UpToDate => Ok(()),
                     Latest::Ahead { .. } => panic!("the model's server never restarts"),
+                    Latest::Gap(gap) => panic!("the model's server keeps everything: {gap:?}"),
                 }
             }
 

@@ -58,7 +58,11 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
         if !ctx.shutdown.intake.is_cancelled() {
             let control = ctx.links.control.borrow().clone();
             if let Some(control) = control {
-                if let Err(err) = open_workflows(&ctx).await {
+                // Signals are only as current as the event pump: none is acted on while it
+                // replays, catches up or resyncs a hole in the server's history.
+                if ctx.health.caught_up()
+                    && let Err(err) = open_workflows(&ctx).await
+                {
                     break Err(ChildError::Failed(format!("workflow store: {err}")));
                 }
                 match ctx.store.active_workflows().await {

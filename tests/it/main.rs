@@ -11,6 +11,7 @@ mod connect_push;
 mod demo;
 mod fault_campaign;
 mod fuzz_decoders;
+mod history_gap;
 mod hostile_server;
 mod local_faults;
 mod security;

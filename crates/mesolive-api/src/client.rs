@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use super::lenient::decode;
 use super::models::{
-    AgentInfo, IdempotencyRecord, LatestEventSeqId, LiveAccount, LivePosition, LiveStrategy,
-    MesoLiveApiError, PositionDataEntry, PrepareJobStarted, PrepareStatusResult, StatusCode,
-    SubscriptionResult,
+    AgentInfo, IdempotencyRecord, LatestEventSeqId, LiveAccount, LiveLeg, LivePosition,
+    LiveStrategy, MesoLiveApiError, Order, PositionDataEntry, PrepareJobStarted,
+    PrepareStatusResult, StatusCode, SubscriptionResult,
 };
 use super::wire::envelope::Envelope;
 use super::wire::history::{self, HistoryPage};
@@ -104,6 +104,33 @@ impl HubError {
     /// Whether the call's effect may have happened without us seeing the answer.
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, HubError::OutcomeUnknown { .. })
+    }
+
+    /// Whether a refused `GetEventsSince` says its cursor is older than the history the server
+    /// keeps (SPEC §6.3; the error's form is INFERRED: [`history::says_too_old`]).
+    pub fn history_too_old(&self) -> bool {
+        match self {
+            HubError::Api(failure) => {
+                let error = failure.error.as_ref();
+                let codes: Vec<&str> = [
+                    Some(failure.status.as_str()),
+                    error.and_then(|e| e.code.as_deref()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let texts: Vec<&str> = [
+                    failure.message.as_deref(),
+                    error.and_then(|e| e.detail.as_deref()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                history::says_too_old(&codes, &texts)
+            }
+            HubError::Server { message, .. } => history::says_too_old(&[], &[message]),
+            _ => false,
+        }
     }
 
     /// Whether the connection this call used is gone (the caller should wait for a new one).
@@ -294,6 +321,61 @@ impl ControlHub {
             .await
     }
 
+    /// Every open position of the user (paged; filtered again with
+    /// [`LivePosition::is_open`], since the open-only argument is INFERRED).
+    pub async fn list_open_positions(&self, page_size: u32) -> Result<Vec<LivePosition>, HubError> {
+        let listed: Vec<LivePosition> = self
+            .0
+            .call_paged(methods::LIST_POSITIONS, |token| {
+                args::open_positions(Some(page_size), token)
+            })
+            .await?;
+        Ok(listed.into_iter().filter(LivePosition::is_open).collect())
+    }
+
+    /// One position (its detailed view read as the summary); `None` when the server does not
+    /// know it.
+    pub async fn get_position(&self, position_id: i64) -> Result<Option<LivePosition>, HubError> {
+        let method = methods::GET_POSITION;
+        let envelope = self
+            .0
+            .call_envelope(method, args::position(position_id))
+            .await?;
+        if envelope.status == StatusCode::NotFound {
+            return Ok(None);
+        }
+        if envelope.status != StatusCode::Success {
+            return Err(failure(method, envelope));
+        }
+        decode_as(method, envelope.data).map(Some)
+    }
+
+    /// Every leg of a position, open and closed (paged).
+    pub async fn list_legs(
+        &self,
+        position_id: i64,
+        page_size: u32,
+    ) -> Result<Vec<LiveLeg>, HubError> {
+        self.0
+            .call_paged(methods::LIST_LEGS, |token| {
+                args::legs_of_position(position_id, Some(page_size), token)
+            })
+            .await
+    }
+
+    /// Every order of an execution plan (paged).
+    pub async fn list_orders(
+        &self,
+        exec_plan_id: i64,
+        page_size: u32,
+    ) -> Result<Vec<Order>, HubError> {
+        self.0
+            .call_paged(methods::LIST_ORDERS, |token| {
+                args::orders_of_plan(exec_plan_id, Some(page_size), token)
+            })
+            .await
+    }
+
     /// Starts a prepare job; the caller has committed the intent (key + args) already.
     pub async fn start_prepare(
         &self,
@@ -404,6 +486,15 @@ impl DataHub {
     }
 }
 
+/// A `GetLatestEventSeqId` answer as the event pump reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestReading {
+    /// The newest EventSeqId available to the user.
+    pub latest: i64,
+    /// The oldest EventSeqId still available, when the server says.
+    pub oldest: Option<i64>,
+}
+
 /// Event Hub: subscriptions and replayable history (callbacks come through the connection).
 #[derive(Debug, Clone)]
 pub struct EventHub(pub HubClient);
@@ -424,11 +515,23 @@ impl EventHub {
 
     /// The newest EventSeqId available to the user.
     pub async fn latest_seq_id(&self) -> Result<i64, HubError> {
-        let latest: LatestEventSeqId = self
-            .0
-            .call(methods::GET_LATEST_EVENT_SEQ_ID, serde_json::json!({}))
-            .await?;
-        Ok(latest.latest_event_seq_id)
+        Ok(self.latest_reading().await?.latest)
+    }
+
+    /// The newest EventSeqId available to the user, and the oldest one when the server tells
+    /// it ([`history::OLDEST_EVENT_SEQ_ID`]).
+    pub async fn latest_reading(&self) -> Result<LatestReading, HubError> {
+        let method = methods::GET_LATEST_EVENT_SEQ_ID;
+        let data = self.0.call_value(method, serde_json::json!({})).await?;
+        let oldest = data
+            .as_object()
+            .and_then(|object| super::wire::field(object, history::OLDEST_EVENT_SEQ_ID))
+            .and_then(Value::as_i64);
+        let latest: LatestEventSeqId = decode_as(method, data)?;
+        Ok(LatestReading {
+            latest: latest.latest_event_seq_id,
+            oldest,
+        })
     }
 
     /// One page of history strictly after `after_seq_id`.

@@ -515,6 +515,65 @@ pub mod history {
         }
     }
 
+    /// Error codes (`Error.Code`, or the envelope status) that say a `GetEventsSince` cursor
+    /// is older than the history the server keeps (SPEC §6.3: "an error or a gap"; the
+    /// error's form is UNKNOWN, these spellings are INFERRED). Compared ignoring case.
+    pub const TOO_OLD_CODES: &[&str] = &[
+        "CursorTooOld",
+        "EventSeqIdTooOld",
+        "CursorExpired",
+        "HistoryExpired",
+        "HistoryTruncated",
+        "HistoryUnavailable",
+        "Gone",
+    ];
+
+    /// Words of an error message (or detail) that say the same, compared ignoring case. A
+    /// message about a continuation token never counts: tokens may expire (SPEC §3.1.3), and
+    /// the answer to that is to ask again, not to give history up.
+    pub const TOO_OLD_WORDS: &[&str] = &[
+        "older than the retained",
+        "older than the oldest",
+        "too old",
+        "no longer retained",
+        "no longer available",
+        "outside the retention",
+        "beyond the retention",
+        "retention window",
+        "purged",
+    ];
+
+    /// Whether a refused `GetEventsSince` says its cursor is older than the retained history,
+    /// from the error's codes (error code, status) and texts (message, detail).
+    pub fn says_too_old(codes: &[&str], texts: &[&str]) -> bool {
+        let by_code = codes.iter().any(|code| {
+            TOO_OLD_CODES
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(code.trim()))
+        });
+        let by_text = texts.iter().any(|text| {
+            let text = text.to_ascii_lowercase();
+            !text.contains("token") && TOO_OLD_WORDS.iter().any(|word| text.contains(word))
+        });
+        by_code || by_text
+    }
+
+    /// How the simulator words that refusal (as a `BadRequest`).
+    pub fn too_old_message(after: i64, oldest: i64) -> String {
+        format!("EventSeqId {after} is older than the retained history (oldest retained: {oldest})")
+    }
+
+    /// Names under which a `GetLatestEventSeqId` result may give the oldest EventSeqId still
+    /// available (not in the FACT model, which has `LatestEventSeqId` and `SnapshotTime`;
+    /// read when present, so a server that tells it lets a too-old cursor be seen before any
+    /// replay).
+    pub const OLDEST_EVENT_SEQ_ID: &[&str] = &[
+        "OldestEventSeqId",
+        "OldestAvailableEventSeqId",
+        "FirstEventSeqId",
+        "MinEventSeqId",
+    ];
+
     /// One history item as the simulator sends it.
     pub fn item(seq_id: i64, event_id: &str, target: &str, payload: Value) -> Value {
         json!({"EventSeqId": seq_id, "EventId": event_id, "EventType": target, "Payload": payload})
@@ -553,6 +612,29 @@ pub mod args {
     /// `ListPositions` restricted to open positions.
     pub fn open_positions(limit: Option<u32>, continuation: Option<&str>) -> Value {
         json!({super::OPEN_ONLY_ARG: true, "Limit": limit, "ContinuationToken": continuation})
+    }
+
+    /// `GetPosition` (argument name INFERRED).
+    pub fn position(position_id: i64) -> Value {
+        json!({"PositionId": position_id})
+    }
+
+    /// `ListLegs` of one position (filter name INFERRED).
+    pub fn legs_of_position(
+        position_id: i64,
+        limit: Option<u32>,
+        continuation: Option<&str>,
+    ) -> Value {
+        json!({"LivePositionId": position_id, "Limit": limit, "ContinuationToken": continuation})
+    }
+
+    /// `ListOrders` of one execution plan (filter name INFERRED, SPEC §6.2).
+    pub fn orders_of_plan(
+        exec_plan_id: i64,
+        limit: Option<u32>,
+        continuation: Option<&str>,
+    ) -> Value {
+        json!({"ExecPlanId": exec_plan_id, "Limit": limit, "ContinuationToken": continuation})
     }
 
     /// `GetEventsSince`: events strictly after `after_seq_id`.
@@ -845,5 +927,27 @@ mod tests {
             page.events[1].event_type.as_deref(),
             Some("PositionUpdateEvent")
         );
+    }
+
+    #[test]
+    fn a_cursor_older_than_the_retained_history_is_told_by_code_or_words_never_by_a_token() {
+        use history::says_too_old;
+        let message = history::too_old_message(4, 4001);
+        assert!(says_too_old(&["BadRequest"], &[&message]));
+        assert!(says_too_old(&["cursortooold"], &["oldest retained 9000"]));
+        assert!(says_too_old(&["Gone"], &[]));
+        assert!(says_too_old(
+            &["ValidationError"],
+            &["EventSeqId 4 is too old"]
+        ));
+        assert!(!says_too_old(
+            &["ValidationError"],
+            &["unknown or expired ContinuationToken"]
+        ));
+        assert!(!says_too_old(
+            &["ValidationError"],
+            &["the token is too old"]
+        ));
+        assert!(!says_too_old(&["BadRequest"], &["Limit must be positive"]));
     }
 }

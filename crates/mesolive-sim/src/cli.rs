@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::faults::{ConnectPush, FaultPatch, LoseCompletion, LossMode, OneOrMany};
+use super::faults::{ConnectPush, FaultPatch, LoseCompletion, LossMode, OneOrMany, RetentionMode};
 use super::sim::Timing;
 use super::{SimError, SimOptions, Simulator};
 
@@ -67,6 +67,13 @@ pub struct SimArgs {
     /// without their EventSeqId (`bare`), as first sent with it (`repeat`), or nothing (`none`).
     #[arg(long, value_enum, default_value_t = ConnectPush::Bare)]
     pub connect_push: ConnectPush,
+    /// Serve only the latest N events from `GetEventsSince` (history is kept otherwise).
+    #[arg(long)]
+    pub retention: Option<u64>,
+    /// How a cursor older than the retained history is answered: `error` (BadRequest) or
+    /// `gap` (the page starts at the oldest event kept).
+    #[arg(long, value_enum, default_value_t = RetentionMode::Error)]
+    pub retention_mode: RetentionMode,
 }
 
 fn lose_completion(text: &str) -> Result<LoseCompletion, String> {
@@ -124,6 +131,8 @@ impl SimArgs {
                 hold_processing_ms: millis(self.hold_processing),
                 reject_auth: Some(self.reject_auth),
                 connect_push: Some(self.connect_push),
+                retention: self.retention,
+                retention_mode: Some(self.retention_mode),
             },
         }
     }
@@ -163,13 +172,15 @@ pub fn run_cli(args: &SimArgs) -> Result<(), SimError> {
 mod tests {
     use super::*;
 
+    /// `sim`'s flags as the command line parses them.
+    #[derive(Debug, clap::Parser)]
+    struct Sim {
+        #[command(flatten)]
+        args: SimArgs,
+    }
+
     #[test]
     fn the_connect_push_flag_sets_the_form_and_defaults_to_bare() {
-        #[derive(Debug, clap::Parser)]
-        struct Sim {
-            #[command(flatten)]
-            args: SimArgs,
-        }
         let parse = |flags: &[&str]| {
             let argv = std::iter::once("sim").chain(flags.iter().copied());
             <Sim as clap::Parser>::try_parse_from(argv).map(|sim| sim.args.options().faults)
@@ -182,6 +193,26 @@ mod tests {
             Some(ConnectPush::None)
         );
         assert!(parse(&["--connect-push", "fresh"]).is_err());
+    }
+
+    #[test]
+    fn the_retention_flags_keep_the_latest_events_and_say_how_older_ones_are_refused() {
+        let parse = |flags: &[&str]| {
+            let argv = std::iter::once("sim").chain(flags.iter().copied());
+            let cli = <Sim as clap::Parser>::try_parse_from(argv)?;
+            Ok::<_, clap::Error>(cli.args.options().faults)
+        };
+        let default = parse(&[]).unwrap();
+        assert_eq!(
+            (default.retention, default.retention_mode),
+            (None, Some(RetentionMode::Error))
+        );
+        let gap = parse(&["--retention", "1000", "--retention-mode", "gap"]).unwrap();
+        assert_eq!(
+            (gap.retention, gap.retention_mode),
+            (Some(1000), Some(RetentionMode::Gap))
+        );
+        assert!(parse(&["--retention-mode", "drop"]).is_err());
     }
 
     #[test]

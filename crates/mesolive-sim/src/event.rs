@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::call::{self, CallResult, Failure, into_envelope, to_value};
-use super::faults::ConnectPush;
+use super::faults::{ConnectPush, FaultKind, RetentionMode};
 use super::live::{self, LivePeer};
 use super::sim::Sim;
 use super::world::timestamp;
@@ -40,9 +40,11 @@ fn token_position(token: &str) -> Result<i64, Failure> {
 }
 
 /// `GetEventsSince`: events strictly after the given EventSeqId (or after the token's), in
-/// order, `Limit` at most, as a [`history::page`].
+/// order, `Limit` at most, as a [`history::page`]. Under the retention setting, a cursor older
+/// than the retained history is refused (`error`) or silently answered from the oldest event
+/// kept (`gap`).
 fn events_since(sim: &Sim, args: &Value) -> CallResult {
-    let after = match call::opt_str(args, "ContinuationToken")? {
+    let mut after = match call::opt_str(args, "ContinuationToken")? {
         Some(token) => token_position(&token)?,
         None => wire::EVENTS_SINCE_ARG_NAMES
             .iter()
@@ -52,7 +54,23 @@ fn events_since(sim: &Sim, args: &Value) -> CallResult {
             .unwrap_or(0),
     };
     let limit = call::limit(args)?;
+    let (retention, mode) = {
+        let faults = sim.faults();
+        (faults.retention, faults.retention_mode)
+    };
     let world = sim.world();
+    let oldest = world.log.oldest_retained(retention);
+    if after + 1 < oldest {
+        sim.stats.fault(FaultKind::Retention);
+        match mode {
+            RetentionMode::Error => {
+                return Err(Failure::bad_request(history::too_old_message(
+                    after, oldest,
+                )));
+            }
+            RetentionMode::Gap => after = oldest - 1,
+        }
+    }
     let (events, more) = world.log.since(after, limit);
     let token = match events.last() {
         Some(last) if more => Some(format!("s:{}", last.seq)),

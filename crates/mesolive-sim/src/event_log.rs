@@ -81,6 +81,15 @@ impl EventLog {
         event
     }
 
+    /// The oldest EventSeqId still served when only the latest `retention` events are kept
+    /// (0 keeps everything).
+    pub(crate) fn oldest_retained(&self, retention: u64) -> i64 {
+        match i64::try_from(retention) {
+            Ok(kept) if kept > 0 => (self.latest() - kept + 1).max(1),
+            _ => 1,
+        }
+    }
+
     /// Up to `limit` events strictly after `after`, and whether more follow them.
     pub(crate) fn since(&self, after: i64, limit: usize) -> (&[Arc<LoggedEvent>], bool) {
         let start = usize::try_from(after.max(0))
@@ -140,6 +149,14 @@ mod tests {
         assert_eq!(event.payload["EventSeqId"], "x");
         assert!(event.payload.get("EventId").is_none());
         assert_eq!(log.latest(), 2);
+    }
+
+    #[test]
+    fn the_oldest_retained_event_is_the_first_of_the_latest_kept() {
+        let log = log_of(5);
+        assert_eq!(log.oldest_retained(0), 1);
+        assert_eq!(log.oldest_retained(2), 4);
+        assert_eq!(log.oldest_retained(99), 1);
     }
 
     #[test]

@@ -34,6 +34,19 @@ pub enum ConnectPush {
     None,
 }
 
+/// How a server that keeps only its latest events answers a `GetEventsSince` whose cursor is
+/// older than them (SPEC §6.3: retention is UNKNOWN; a cursor older than it shows up "as an
+/// error or a gap").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RetentionMode {
+    /// `BadRequest`: "EventSeqId N is older than the retained history".
+    #[default]
+    Error,
+    /// The page silently starts at the oldest event still kept.
+    Gap,
+}
+
 /// Lose the Completion of the next `count` calls of `method`, after their effect is applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +106,10 @@ pub struct FaultPatch {
     pub reject_auth: Option<bool>,
     /// What new Event Hub connections are pushed on connect.
     pub connect_push: Option<ConnectPush>,
+    /// Keep only the latest N events for `GetEventsSince` (0 keeps everything).
+    pub retention: Option<u64>,
+    /// How a cursor older than the retained history is answered.
+    pub retention_mode: Option<RetentionMode>,
 }
 
 /// The active faults, as `GET /faults` shows them.
@@ -116,6 +133,10 @@ pub struct Faults {
     pub reject_auth: bool,
     /// What new Event Hub connections are pushed on connect.
     pub connect_push: ConnectPush,
+    /// Events `GetEventsSince` still serves, the latest ones (0: all).
+    pub retention: u64,
+    /// How a cursor older than them is answered.
+    pub retention_mode: RetentionMode,
 }
 
 /// Fault kinds as counted in `GET /stats` (`faults_injected`).
@@ -142,6 +163,8 @@ pub enum FaultKind {
     ConnectionDrop,
     /// An outage window started.
     Outage,
+    /// A `GetEventsSince` asked for history older than the retention.
+    Retention,
 }
 
 impl FaultKind {
@@ -158,6 +181,7 @@ impl FaultKind {
             FaultKind::RejectAuth => "reject_auth",
             FaultKind::ConnectionDrop => "connection_drop",
             FaultKind::Outage => "outage",
+            FaultKind::Retention => "retention",
         }
     }
 }
@@ -200,6 +224,8 @@ impl Faults {
         self.hold_processing_ms = patch.hold_processing_ms.unwrap_or(self.hold_processing_ms);
         self.reject_auth = patch.reject_auth.unwrap_or(self.reject_auth);
         self.connect_push = patch.connect_push.unwrap_or(self.connect_push);
+        self.retention = patch.retention.unwrap_or(self.retention);
+        self.retention_mode = patch.retention_mode.unwrap_or(self.retention_mode);
     }
 
     /// Uses up one lost Completion of `method`, if one is pending.
@@ -319,6 +345,21 @@ mod tests {
         faults.apply(patch(json!({"suppress_events": 1})));
         assert_eq!(faults.connect_push, ConnectPush::Repeat);
         assert!(serde_json::from_value::<FaultPatch>(json!({"connect_push": "fresh"})).is_err());
+    }
+
+    #[test]
+    fn retention_keeps_everything_by_default_and_answers_with_an_error() {
+        let mut faults = Faults::default();
+        assert_eq!(
+            (faults.retention, faults.retention_mode),
+            (0, RetentionMode::Error)
+        );
+        faults.apply(patch(json!({"retention": 1000, "retention_mode": "gap"})));
+        assert_eq!(
+            (faults.retention, faults.retention_mode),
+            (1000, RetentionMode::Gap)
+        );
+        assert!(serde_json::from_value::<FaultPatch>(json!({"retention_mode": "lose"})).is_err());
     }
 
     #[test]

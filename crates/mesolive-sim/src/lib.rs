@@ -66,7 +66,9 @@ use tokio::net::TcpListener;
 
 pub use admin_client::{AdminClient, AdminError};
 pub use cli::{SimArgs, run_cli};
-pub use faults::{ConnectPush, FaultKind, FaultPatch, Faults, LoseCompletion, LossMode, OneOrMany};
+pub use faults::{
+    ConnectPush, FaultKind, FaultPatch, Faults, LoseCompletion, LossMode, OneOrMany, RetentionMode,
+};
 pub use ledger::{Effect, EffectKind, KeyEffects, LedgerReport};
 pub use mesolive_api::Hub;
 pub use seed::{LIVE_ACCOUNT, PAPER_ACCOUNT};

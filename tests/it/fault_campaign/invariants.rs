@@ -32,6 +32,7 @@ pub(crate) struct Facts {
 ///   logged per callback, no EventSeqId twice, cursor = the latest EventSeqId, nothing valid
 ///   quarantined (shared with the chaos test: `support::daemon::exactly_once_violations`);
 /// * zero second effects in the ledger;
+/// * no hole in the event history met (the simulator keeps its whole history);
 /// * a workflow fails only because a prepare job was failed on purpose (never more of them
 ///   than the simulator failed), or because it is an exit whose position closed before its
 ///   prepare (another exit of the same position, signalled while the first ran, got there
@@ -59,7 +60,13 @@ pub(crate) async fn check(sim: &Sim, daemon: &Daemon) -> (Facts, Vec<String>) {
 
     let store = daemon.store().await;
     let workflows = store.all_workflows().await.expect("workflows");
+    let gaps = store.history_gaps().await.expect("history gaps");
     let _ = store.close().await;
+    if !gaps.is_empty() {
+        violations.push(format!(
+            "history gaps met on a server with its whole history: {gaps:?}"
+        ));
+    }
     let mut failed_by_prepare = 0;
     for workflow in &workflows {
         *facts

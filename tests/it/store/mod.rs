@@ -4,6 +4,7 @@
 
 mod crash;
 mod events;
+mod history_gap;
 mod model;
 mod open;
 mod records;
