@@ -27,6 +27,7 @@ mod start;
 mod stop;
 mod upkeep;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,6 +137,15 @@ pub async fn stop_on_signals(mut termination: Termination, drain: Drain) {
     }
 }
 
+/// Awaits `work` for at most [`CLOSE_BUDGET`], and not at all once the stop is forced;
+/// whether it finished.
+async fn finished_unless_forced<T>(drain: &Drain, work: impl Future<Output = T>) -> bool {
+    tokio::select! {
+        finished = timeout(CLOSE_BUDGET, work) => finished.is_ok(),
+        _ = drain.forced() => false,
+    }
+}
+
 /// A daemon whose store is open and whose ops listener is bound, not yet connected.
 #[derive(Debug)]
 pub struct Daemon {
@@ -241,14 +251,18 @@ impl Daemon {
         ctx.drain().intake_closed().await;
         stop::in_order(&ctx, &children, &notifier).await;
         let _ = stop_serving.send(());
+        let drain = ctx.drain().clone();
         for task in upkeep {
-            let _ = timeout(CLOSE_BUDGET, task).await;
+            let abort = task.abort_handle();
+            if !finished_unless_forced(&drain, task).await {
+                abort.abort();
+            }
         }
-        let fatal = ctx.drain().take_fatal();
+        let fatal = drain.take_fatal();
         if let Ok(ctx) = Arc::try_unwrap(ctx)
             && let Ok(store) = Arc::try_unwrap(ctx.into_store())
         {
-            let _ = timeout(CLOSE_BUDGET, store.close()).await;
+            finished_unless_forced(&drain, store.close()).await;
         }
         match fatal {
             Some(fatal) => Err(fatal.into()),

@@ -68,8 +68,15 @@ pub(super) async fn in_runbook_order(
         return false;
     }
     notifier.status("starting: reconciling in-flight intents and jobs");
-    if let Err(err) = reconciler::reconcile_once(ctx).await {
-        tracing::warn!(error = %err, "startup reconciliation incomplete; the reconciler retries");
+    tokio::select! {
+        reconciled = reconciler::reconcile_once(ctx) => {
+            if let Err(err) = reconciled {
+                tracing::warn!(error = %err, "startup reconciliation incomplete; the reconciler retries");
+            }
+        }
+        // Settling is reads and single-transaction writes: what it did not finish is settled
+        // on the next start.
+        _ = drain.intake_closed() => return false,
     }
     children.spawn(supervise("reconciler", ctx.clone(), reconciler::run));
     children.spawn(supervise("workflows", ctx.clone(), workflow::run));

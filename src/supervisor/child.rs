@@ -101,8 +101,15 @@ pub enum Fatal {
     },
 }
 
+/// How long a child may take to return once the children were told to stop before it is
+/// aborted: a child blocked on a server that stopped answering must not hold up the stop.
+/// Every store write is one transaction, so an abort leaves the store consistent.
+pub const STOP_BUDGET: Duration = Duration::from_millis(500);
+
 /// Runs `make(ctx)` until it returns `Ok(())` (it was asked to stop) or a fatal condition,
 /// restarting it after failures and panics. A fatal condition is escalated through the drain.
+/// A child still running [`STOP_BUDGET`] after the children were told to stop — or at once
+/// when the stop is forced — is aborted.
 pub async fn supervise<F, Fut>(name: &'static str, ctx: Arc<Ctx>, make: F)
 where
     F: Fn(Arc<Ctx>) -> Fut + Send + 'static,
@@ -115,7 +122,15 @@ where
     loop {
         let started = Instant::now();
         let span = tracing::info_span!("child", name);
-        let outcome = tokio::spawn(make(ctx.clone()).instrument(span)).await;
+        let mut child = tokio::spawn(make(ctx.clone()).instrument(span));
+        let outcome = tokio::select! {
+            outcome = &mut child => outcome,
+            _ = overdue(&drain) => {
+                child.abort();
+                tracing::warn!(child = name, "child did not stop in time; aborted");
+                return;
+            }
+        };
         let reason = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(ChildError::Fatal(fatal))) => {
@@ -150,6 +165,18 @@ where
         if !sleep_unless_stopped(&drain, delay).await {
             return;
         }
+    }
+}
+
+/// Resolves once a running child is overdue: [`STOP_BUDGET`] after the children were told to
+/// stop, or as soon as the stop is forced.
+async fn overdue(drain: &Drain) {
+    tokio::select! {
+        _ = async {
+            drain.stopping().await;
+            tokio::time::sleep(STOP_BUDGET).await;
+        } => {}
+        _ = drain.forced() => {}
     }
 }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::child::{ChildError, Fatal, Unauthorized, sleep_unless_stopped};
+use super::child::{ChildError, Fatal, Unauthorized};
 use super::context::{Ctx, Directory, HubLinkSenders};
 use super::policy::backoff;
 use crate::config::{HubSettings, Settings};
@@ -132,6 +132,11 @@ impl Generations {
 /// Runs one hub link until its connection is lost (an error, so the supervisor counts the
 /// restart and backs off) or the daemon stops (`Ok`). Failed connection attempts while the hub
 /// is unreachable are retried here with backoff and are not restarts: an outage is ridden out.
+///
+/// Once the stop has begun (intake closed) no hub is (re)connected: a connect, negotiate,
+/// upgrade, handshake or verification in flight is dropped at once rather than awaited to its
+/// timeout, no retry is scheduled, and a connection lost during the drain is not replaced. A
+/// connection that is up stays up until the children stop, for the in-flight work.
 pub async fn run_link(
     ctx: Arc<Ctx>,
     hub: Hub,
@@ -142,12 +147,17 @@ pub async fn run_link(
     let supervisor = &ctx.settings().supervisor;
     let mut delays = backoff(supervisor);
     let mut attempts = 0u32;
+    let drain = ctx.drain();
     let client = loop {
-        if ctx.drain().is_stopping() {
+        if drain.is_intake_closed() {
             return Ok(());
         }
         attempts += 1;
-        match connect_and_verify(&ctx, &connector, hub).await {
+        let attempt = tokio::select! {
+            attempt = connect_and_verify(&ctx, &connector, hub) => attempt,
+            _ = drain.intake_closed() => return Ok(()),
+        };
+        match attempt {
             Ok(client) => break client,
             Err(LinkError::Fatal(fatal)) => return Err(fatal.into()),
             Err(LinkError::Retry { kind, reason }) => {
@@ -157,8 +167,9 @@ pub async fn run_link(
                 if attempts == 1 || attempts.is_power_of_two() {
                     tracing::warn!(hub = hub.as_str(), attempts, retry_in = ?delay, %reason, "hub unavailable");
                 }
-                if !sleep_unless_stopped(ctx.drain(), delay).await {
-                    return Ok(());
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = drain.intake_closed() => return Ok(()),
                 }
             }
         }
@@ -174,13 +185,17 @@ pub async fn run_link(
     ctx.wake().reconcile.notify_one();
     let reason = tokio::select! {
         reason = client.connection().closed() => reason,
-        _ = ctx.drain().stopping() => return Ok(()),
+        _ = drain.stopping() => return Ok(()),
     };
     senders.publish(hub, generation, None);
     ctx.health().set_hub(hub, false);
     ctx.metrics().hub_connected(hub, false);
     ctx.metrics()
         .error(&format!("{}_lost_{}", hub.as_str(), reason.kind()));
+    if drain.is_intake_closed() {
+        tracing::info!(hub = hub.as_str(), %reason, "hub connection lost while stopping; not reconnecting");
+        return Ok(());
+    }
     Err(ChildError::HubLost {
         hub,
         source: reason.error.clone().unwrap_or_else(|| reason.into()),
