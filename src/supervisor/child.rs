@@ -104,7 +104,7 @@ pub enum Fatal {
 /// How long a child may take to return once the children were told to stop before it is
 /// aborted: a child blocked on a server that stopped answering must not hold up the stop.
 /// Every store write is one transaction, so an abort leaves the store consistent.
-pub const STOP_BUDGET: Duration = Duration::from_millis(500);
+const STOP_BUDGET: Duration = Duration::from_millis(500);
 
 /// Runs `make(ctx)` until it returns `Ok(())` (it was asked to stop) or a fatal condition,
 /// restarting it after failures and panics. A fatal condition is escalated through the drain.
