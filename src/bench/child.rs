@@ -27,6 +27,15 @@ impl ChildDaemon {
     /// Spawns the daemon against `sim`, with its database and log (stderr) in `scratch`.
     /// Logging stays at the default `info`, as deployed.
     pub(super) fn spawn(sim: &BenchSim, scratch: &Scratch) -> Result<ChildDaemon, BenchError> {
+        ChildDaemon::spawn_against(&sim.running.hub_base_url(), sim, scratch)
+    }
+
+    /// As [`ChildDaemon::spawn`], with the hubs at `hubs` (an origin that may not be `sim`'s).
+    pub(super) fn spawn_against(
+        hubs: &str,
+        sim: &BenchSim,
+        scratch: &Scratch,
+    ) -> Result<ChildDaemon, BenchError> {
         let io = |what: &str| {
             let what = what.to_owned();
             move |source| BenchError::Io { what, source }
@@ -39,7 +48,7 @@ impl ChildDaemon {
             .arg("run")
             .env_clear()
             .env("MESOLIVE_API_KEY", sim.running.token())
-            .env("MESOLIVE__HUBS__BASE_URL", sim.running.hub_base_url())
+            .env("MESOLIVE__HUBS__BASE_URL", hubs)
             .env("MESOLIVE__HUBS__PROBE_PROVIDER", "Sim")
             .env("MESOLIVE__DATABASE__PATH", scratch.database())
             .env("MESOLIVE__OPS__LISTEN", ops.to_string())

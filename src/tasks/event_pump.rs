@@ -61,11 +61,11 @@ const MAX_REPLAY_PAGES: usize = 100_000;
 
 /// Runs the pump across Event Hub reconnects until the daemon stops.
 pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
-    let mut link = ctx.links.event.clone();
+    let mut link = ctx.links().event();
     let mut last_generation = None;
-    let mut page_size = ctx.settings.events.replay_page_size;
+    let mut page_size = ctx.settings().events.replay_page_size;
     loop {
-        let next = next_link(&mut link, last_generation, &ctx.shutdown.children);
+        let next = next_link(&mut link, last_generation, ctx.drain().stopping());
         let Some(linked) = beating(&ctx, next).await.flatten() else {
             return Ok(());
         };
@@ -86,8 +86,8 @@ async fn beating<T>(ctx: &Ctx, work: impl Future<Output = T>) -> Option<T> {
     loop {
         tokio::select! {
             done = &mut work => return Some(done),
-            _ = beat.tick() => ctx.health.pump_beat(),
-            _ = ctx.shutdown.children.cancelled() => return None,
+            _ = beat.tick() => ctx.health().pump_beat(),
+            _ = ctx.drain().stopping() => return None,
         }
     }
 }
@@ -134,7 +134,7 @@ impl Session {
             .connection()
             .take_callbacks()
             .ok_or_else(|| {
-                ChildError::Failed("the event hub callback queue was already taken".into())
+                ChildError::Broken("the event hub callback queue was already taken".into())
             })?;
         Ok(Session {
             ctx,
@@ -152,12 +152,12 @@ impl Session {
     /// connection, from the durable cursor.
     async fn run_until_disconnected(&mut self) -> Result<bool, ChildError> {
         let ctx = self.ctx.clone();
-        let settings = &ctx.settings.supervisor;
+        let settings = &ctx.settings().supervisor;
         let mut delays = backoff(settings);
         loop {
             let started = Instant::now();
             let ended = self.run().await;
-            self.ctx.health.set_caught_up(false);
+            self.ctx.health().set_caught_up(false);
             let err = match ended {
                 Ok(()) => return Ok(true),
                 Err(PumpError::Stopped) => return Ok(false),
@@ -167,7 +167,7 @@ impl Session {
                 }
                 Err(PumpError::PageTooLarge(size)) => {
                     self.page_size = (size / 4).max(1);
-                    self.ctx.metrics.error("replay_page_too_large");
+                    self.ctx.metrics().error("replay_page_too_large");
                     if size == 1 {
                         tracing::error!(
                             cursor = self.cursor,
@@ -186,11 +186,11 @@ impl Session {
                     return Err(Fatal::CursorAhead { cursor, latest }.into());
                 }
                 Err(PumpError::Store(err)) if err.is_damage() => {
-                    return Err(Fatal::Store(err.to_string()).into());
+                    return Err(Fatal::Store(err).into());
                 }
                 Err(PumpError::Store(err)) => err,
             };
-            self.ctx.metrics.error(&format!("store_{}", err.kind()));
+            self.ctx.metrics().error(&format!("store_{}", err.kind()));
             if started.elapsed() > settings.backoff_max * 2 {
                 delays = backoff(settings);
             }
@@ -206,36 +206,36 @@ impl Session {
     }
 
     async fn run(&mut self) -> Result<(), PumpError> {
-        self.ctx.health.pump_beat();
+        self.ctx.health().pump_beat();
         self.cursor = self.start_cursor().await?;
         let latest = self.hub.latest_seq_id().await?;
         self.check_not_ahead(latest)?;
         // Until the first commit the gauge would read 0 (and the lag gauge the whole history).
-        Metrics::set(&self.ctx.metrics.cursor, self.cursor);
+        Metrics::set(&self.ctx.metrics().cursor, self.cursor);
         self.catch_up(None).await?;
         let subscribed = self.hub.subscribe(None).await?;
         if !subscribed.failed_strategies.is_empty() {
             tracing::warn!(failed = ?subscribed.failed_strategies, "SubscribeToStrategies: some strategies failed");
-            self.ctx.metrics.error("subscribe_failed");
+            self.ctx.metrics().error("subscribe_failed");
         }
         self.catch_up(None).await?;
-        self.page_size = self.ctx.settings.events.replay_page_size;
-        self.ctx.health.set_caught_up(true);
-        self.ctx.wake.reconcile.notify_one();
+        self.page_size = self.ctx.settings().events.replay_page_size;
+        self.ctx.health().set_caught_up(true);
+        self.ctx.wake().reconcile.notify_one();
         tracing::info!(cursor = self.cursor, "event pump live");
         self.live().await
     }
 
     /// The persisted cursor, or on a first run the configured starting point.
     async fn start_cursor(&self) -> Result<i64, PumpError> {
-        if let Some(cursor) = self.ctx.store.cursor().await? {
+        if let Some(cursor) = self.ctx.store().cursor().await? {
             return Ok(cursor);
         }
-        match self.ctx.settings.events.first_run {
+        match self.ctx.settings().events.first_run {
             FirstRun::All => Ok(0),
             FirstRun::Latest => {
                 let latest = self.hub.latest_seq_id().await?;
-                let cursor = self.ctx.store.init_cursor(latest).await?;
+                let cursor = self.ctx.store().init_cursor(latest).await?;
                 tracing::info!(cursor, "first run: starting at the server's latest event");
                 Ok(cursor)
             }
@@ -311,17 +311,17 @@ impl Session {
         let mut beat = tokio::time::interval(BEAT);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut next_latest_poll = Instant::now() + LATEST_POLL;
-        let batch_max = self.ctx.settings.events.batch_max;
+        let batch_max = self.ctx.settings().events.batch_max;
         loop {
             let first = tokio::select! {
                 biased;
-                _ = self.ctx.shutdown.children.cancelled() => return Err(PumpError::Stopped),
+                _ = self.ctx.drain().stopping() => return Err(PumpError::Stopped),
                 callback = self.callbacks.recv() => match callback {
                     Some(callback) => callback,
                     None => return Ok(()),
                 },
                 _ = beat.tick() => {
-                    self.ctx.health.pump_beat();
+                    self.ctx.health().pump_beat();
                     if Instant::now() >= next_latest_poll {
                         next_latest_poll = Instant::now() + LATEST_POLL;
                         self.poll_latest().await?;
@@ -337,7 +337,7 @@ impl Session {
                 }
             }
             self.apply_live(batch).await?;
-            self.ctx.health.pump_beat();
+            self.ctx.health().pump_beat();
         }
     }
 
@@ -352,11 +352,11 @@ impl Session {
             let payload = callback.arguments.into_iter().next().unwrap_or(Value::Null);
             let mut record = self.record_payload(&callback.target, &payload);
             if let Some(seq) = record.seq_id {
-                Metrics::raise(&self.ctx.metrics.latest_seq, seq);
+                Metrics::raise(&self.ctx.metrics().latest_seq, seq);
                 if seq > expected {
                     went_backwards |= self.commit(&pending).await?;
                     pending.clear();
-                    Metrics::add(&self.ctx.metrics.gap_catchups, 1);
+                    Metrics::add(&self.ctx.metrics().gap_catchups, 1);
                     tracing::info!(
                         cursor = self.cursor,
                         live = seq,
@@ -386,7 +386,7 @@ impl Session {
 
     async fn poll_latest(&mut self) -> Result<(), PumpError> {
         let latest = self.hub.latest_seq_id().await?;
-        Metrics::set(&self.ctx.metrics.latest_seq, latest);
+        Metrics::set(&self.ctx.metrics().latest_seq, latest);
         self.check_not_ahead(latest)?;
         if latest > self.cursor {
             // Either events are in flight right now, or some were lost on the way: a replay
@@ -401,7 +401,7 @@ impl Session {
         if latest >= self.cursor {
             return Ok(());
         }
-        self.ctx.metrics.error("cursor_ahead");
+        self.ctx.metrics().error("cursor_ahead");
         Err(PumpError::CursorAhead {
             cursor: self.cursor,
             latest,
@@ -414,7 +414,7 @@ impl Session {
             .filter(|record| record.seq_id.is_some_and(|seq| seq <= self.cursor))
             .count();
         if below > 0 {
-            self.ctx.metrics.error("replay_below_cursor");
+            self.ctx.metrics().error("replay_below_cursor");
             tracing::warn!(
                 cursor = self.cursor,
                 events = below,
@@ -436,7 +436,7 @@ impl Session {
             }
             Err(error) => {
                 tracing::warn!(target = %error.target, seq = ?error.header.event_seq_id, reason = %error.reason, "undecodable event quarantined");
-                self.ctx.metrics.error("event_decode");
+                self.ctx.metrics().error("event_decode");
                 effects::quarantine(&error, payload)
             }
         }
@@ -445,7 +445,7 @@ impl Session {
     /// Logs and counts what a decodable event tells about the server: an unknown target, unknown
     /// enum members, a missing EventId or EventSeqId.
     fn report_oddities(&mut self, event: &HubEvent) {
-        let metrics = &self.ctx.metrics;
+        let metrics = &self.ctx.metrics();
         let target = event.target.as_str();
         let seq = event.header.event_seq_id;
         if !event.is_recognized() {
@@ -494,10 +494,10 @@ impl Session {
         if records.is_empty() {
             return Ok(false);
         }
-        let outcome = self.ctx.store.apply_events(records).await;
+        let outcome = self.ctx.store().apply_events(records).await;
         let out_of_sequence = std::mem::take(&mut self.out_of_sequence);
         let outcome = outcome?;
-        let metrics = &self.ctx.metrics;
+        let metrics = &self.ctx.metrics();
         Metrics::add(&metrics.event_batches, 1);
         let mut applied = 0u64;
         let mut quarantined = 0u64;
@@ -533,16 +533,16 @@ impl Session {
         }
         // Wake only who can care: the monitor manager re-reads every open position.
         if positions_changed {
-            self.ctx.wake.positions.notify_one();
+            self.ctx.wake().positions.notify_one();
         }
         if workflows_affected {
-            self.ctx.wake.workflows.notify_one();
+            self.ctx.wake().workflows.notify_one();
         }
         Ok(went_backwards)
     }
 
     fn stop_requested(&self) -> Result<(), PumpError> {
-        if self.ctx.shutdown.children.is_cancelled() {
+        if self.ctx.drain().is_stopping() {
             return Err(PumpError::Stopped);
         }
         Ok(())

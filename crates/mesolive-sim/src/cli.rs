@@ -63,6 +63,9 @@ pub struct SimArgs {
     /// Answer 401 to everyone until the fault is cleared through the admin API.
     #[arg(long)]
     pub reject_auth: bool,
+    /// Never answer a client's Close handshake until the fault is cleared through the admin API.
+    #[arg(long)]
+    pub ignore_close: bool,
 }
 
 fn lose_completion(text: &str) -> Result<LoseCompletion, String> {
@@ -119,6 +122,7 @@ impl SimArgs {
                 fail_prepares: self.fail_prepares,
                 hold_processing_ms: millis(self.hold_processing),
                 reject_auth: Some(self.reject_auth),
+                ignore_close: Some(self.ignore_close),
             },
         }
     }

@@ -74,6 +74,9 @@ pub struct FaultPatch {
     pub hold_processing_ms: Option<u64>,
     /// Answer 401 to every negotiate and upgrade until cleared.
     pub reject_auth: Option<bool>,
+    /// Never answer a client's Close (message or WebSocket close frame) until cleared: the
+    /// connection is held open, unanswered, until the simulator closes it.
+    pub ignore_close: Option<bool>,
 }
 
 /// The active faults, as `GET /faults` shows them.
@@ -95,6 +98,8 @@ pub struct Faults {
     pub hold_processing_ms: u64,
     /// Whether auth is refused.
     pub reject_auth: bool,
+    /// Whether clients' Close handshakes go unanswered.
+    pub ignore_close: bool,
 }
 
 /// Fault kinds as counted in `GET /stats` (`faults_injected`).
@@ -117,6 +122,8 @@ pub enum FaultKind {
     /// The 401 switch turned on (counted per activation: the hub host does not report each
     /// refused request).
     RejectAuth,
+    /// The switch that leaves Close handshakes unanswered turned on (counted per activation).
+    IgnoreClose,
     /// Connections dropped on request.
     ConnectionDrop,
     /// An outage window started.
@@ -135,6 +142,7 @@ impl FaultKind {
             FaultKind::FailPrepare => "fail_prepare",
             FaultKind::HoldProcessing => "hold_processing",
             FaultKind::RejectAuth => "reject_auth",
+            FaultKind::IgnoreClose => "ignore_close",
             FaultKind::ConnectionDrop => "connection_drop",
             FaultKind::Outage => "outage",
         }
@@ -178,6 +186,7 @@ impl Faults {
         self.delay_events_ms = patch.delay_events_ms.unwrap_or(self.delay_events_ms);
         self.hold_processing_ms = patch.hold_processing_ms.unwrap_or(self.hold_processing_ms);
         self.reject_auth = patch.reject_auth.unwrap_or(self.reject_auth);
+        self.ignore_close = patch.ignore_close.unwrap_or(self.ignore_close);
     }
 
     /// Uses up one lost Completion of `method`, if one is pending.

@@ -193,6 +193,9 @@ impl Simulator {
         if sim.faults().reject_auth {
             hosts.reject_auth(true);
         }
+        if sim.faults().ignore_close {
+            hosts.ignore_close(true);
+        }
         sim.spawn(Arc::clone(&sim).dispatch(live_events));
         if let Some(every) = options.timing.signal_interval {
             sim.spawn(generate_signals(Arc::clone(&sim), every));

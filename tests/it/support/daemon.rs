@@ -224,7 +224,13 @@ impl Daemon {
 
     /// Spawns the daemon; its stderr goes to `<dir>/daemon.log` (appended across restarts).
     pub(crate) fn spawn(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
-        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut daemon = Daemon::new(sim, dir, extra, ([127, 0, 0, 1], free_port()).into());
+        daemon.start();
+        daemon
+    }
+
+    /// A daemon not started yet, its ops listener on `ops`.
+    fn new(sim: &Sim, dir: &Path, extra: &[(&str, &str)], ops: SocketAddr) -> Daemon {
         let mut env = Daemon::env(sim, dir, extra);
         env.push(("MESOLIVE__OPS__LISTEN".into(), ops.to_string()));
         let db = env
@@ -232,7 +238,7 @@ impl Daemon {
             .find(|(key, _)| key == "MESOLIVE__DATABASE__PATH")
             .map(|(_, path)| PathBuf::from(path))
             .expect("a database path");
-        let mut daemon = Daemon {
+        Daemon {
             child: None,
             db,
             ops,
@@ -242,9 +248,47 @@ impl Daemon {
                 .timeout(Duration::from_secs(2))
                 .build()
                 .expect("http client"),
-        };
-        daemon.start();
+        }
+    }
+
+    /// Spawns the daemon with `ops.listen = "127.0.0.1:0"` and learns the port it bound from
+    /// its `ops listening on ADDR` log line (no free-port race).
+    pub(crate) async fn spawn_on_any_port(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
+        let mut daemon = Daemon::new(sim, dir, extra, ([127, 0, 0, 1], 0).into());
+        daemon.start_on_any_port().await;
         daemon
+    }
+
+    /// (Re)starts the process and learns the ops address it bound from the log lines it writes
+    /// from now on (its listen setting must ask for port 0).
+    pub(crate) async fn start_on_any_port(&mut self) {
+        let from = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
+        self.start();
+        let what = format!("the `ops listening on` line in {}", self.log.display());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        self.ops = loop {
+            let text = self.log_text();
+            let bound = text
+                .get(from..)
+                .unwrap_or_default()
+                .lines()
+                .find_map(|line| {
+                    let rest = line.split("ops listening on ").nth(1)?;
+                    let addr = rest.split(|c: char| c == '"' || c.is_whitespace()).next()?;
+                    addr.parse::<SocketAddr>().ok()
+                });
+            if let Some(addr) = bound {
+                break addr;
+            }
+            if let Some(status) = self.exited() {
+                panic!("the daemon exited with {status} before {what}:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
     }
 
     /// Drops one variable from the environment of the next start.
