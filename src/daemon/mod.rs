@@ -113,6 +113,9 @@ pub fn store_options(settings: &Settings) -> StoreOptions {
 pub async fn run(settings: Settings, notifier: Notifier) -> Result<(), DaemonError> {
     let termination = Termination::install();
     let daemon = Daemon::build(settings, notifier).await?;
+    // Standard output carries this one line and nothing else, whatever `log.filter` says:
+    // whoever asked for port 0 learns the port from it.
+    println!("{OPS_BOUND}{}", daemon.ops_addr());
     let signals = tokio::spawn(stop_on_signals(termination, daemon.drain()));
     let result = daemon.run_until_stopped().await;
     signals.abort();
@@ -144,6 +147,22 @@ async fn finished_unless_forced<T>(drain: &Drain, work: impl Future<Output = T>)
         finished = timeout(CLOSE_BUDGET, work) => finished.is_ok(),
         _ = drain.forced() => false,
     }
+}
+
+/// What precedes the bound ops address on the daemon's standard output (and in its log).
+/// Whoever starts the daemon with `ops.listen` on port 0 (the tests, the benchmark's child
+/// process) reads the port from that line with [`ops_addr_in_log`]; writer and reader of the
+/// line are kept together here.
+const OPS_BOUND: &str = "ops listening on ";
+
+/// The ops address the daemon's output or log (text or JSON) says it bound, from the last such
+/// line.
+pub fn ops_addr_in_log(log: &str) -> Option<SocketAddr> {
+    log.lines().rev().find_map(|line| {
+        let rest = line.split(OPS_BOUND).nth(1)?;
+        let addr = rest.split(|c: char| c == '"' || c.is_whitespace()).next()?;
+        addr.parse().ok()
+    })
 }
 
 /// A daemon whose store is open and whose ops listener is bound, not yet connected.
@@ -179,7 +198,7 @@ impl Daemon {
                 addr: listen,
                 source,
             })?;
-        tracing::info!(ops_listen = %ops_addr, "ops listening on {ops_addr}");
+        tracing::info!(ops_listen = %ops_addr, "{OPS_BOUND}{ops_addr}");
         let ops = OpsState::default();
         let (senders, links) = hub_links();
         let connector = Connector::new(&settings, Some(tls)).with_metrics(ops.metrics.clone());
@@ -268,5 +287,27 @@ impl Daemon {
             Some(fatal) => Err(fatal.into()),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_ops_address_is_read_back_from_text_and_json_logs() {
+        let text = "2026-12-05T01:00:00Z  INFO ops listening on 127.0.0.1:41234\n";
+        assert_eq!(ops_addr_in_log(text), Some(([127, 0, 0, 1], 41234).into()));
+        let json = concat!(
+            r#"{"level":"INFO","fields":{"message":"ops listening on 127.0.0.1:1","ops_listen":"127.0.0.1:1"}}"#,
+            "\n",
+            r#"{"level":"INFO","fields":{"message":"ops listening on [::1]:9187","ops_listen":"[::1]:9187"}}"#,
+        );
+        assert_eq!(
+            ops_addr_in_log(json),
+            Some("[::1]:9187".parse().expect("an address")),
+            "the last start wins"
+        );
+        assert_eq!(ops_addr_in_log("no such line\n"), None);
     }
 }

@@ -69,14 +69,13 @@ async fn sigterm_while_a_hub_connect_hangs_at_startup_exits_within_a_second() {
     let sim = Sim::start(SimOptions::default()).await;
     let front = Front::start(sim.hub_addr(), None).await;
     front.set(Behaviour::Silent);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::temp_dir();
     let base_url = front.base_url();
-    let mut daemon = Daemon::spawn_on_any_port(
+    let mut daemon = Daemon::spawn(
         &sim,
         dir.path(),
         &[("MESOLIVE__HUBS__BASE_URL", &base_url), DEFAULT_HANDSHAKE],
-    )
-    .await;
+    );
     wait_for("a connect held by the black hole", READY, || async {
         front.held_silent() >= 1
     })
@@ -95,14 +94,13 @@ async fn sigterm_while_a_hub_connect_hangs_at_startup_exits_within_a_second() {
 async fn sigterm_while_a_reconnect_hangs_after_an_outage_exits_within_a_second() {
     let sim = Sim::start(SimOptions::default()).await;
     let front = Front::start(sim.hub_addr(), None).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::temp_dir();
     let base_url = front.base_url();
-    let mut daemon = Daemon::spawn_on_any_port(
+    let mut daemon = Daemon::spawn(
         &sim,
         dir.path(),
         &[("MESOLIVE__HUBS__BASE_URL", &base_url), DEFAULT_HANDSHAKE],
-    )
-    .await;
+    );
     daemon.wait_ready(READY).await;
     front.set(Behaviour::Silent);
     sim.drop_connections().await;
@@ -178,8 +176,8 @@ async fn the_server_stopping_with_the_daemon_does_not_hold_up_its_stop() {
     // The daemon's helper wants a simulator for its defaults; the process is the server here.
     let defaults = Sim::start(SimOptions::default()).await;
     let server = SimProcess::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::spawn_on_any_port(
+    let dir = testkit::temp_dir();
+    let mut daemon = Daemon::spawn(
         &defaults,
         dir.path(),
         &[
@@ -187,8 +185,7 @@ async fn the_server_stopping_with_the_daemon_does_not_hold_up_its_stop() {
             ("MESOLIVE_API_KEY", mesolive_sim::DEFAULT_TOKEN),
             DEFAULT_HANDSHAKE,
         ],
-    )
-    .await;
+    );
     daemon.wait_ready(READY).await;
     server.terminate();
     let (status, took) = signal_and_wait(&mut daemon, libc::SIGTERM).await;
@@ -203,7 +200,7 @@ async fn the_server_stopping_with_the_daemon_does_not_hold_up_its_stop() {
 
 /// A daemon, ready, against a simulator that leaves every Close handshake unanswered.
 async fn ready_against_a_server_ignoring_close(sim: &Sim, dir: &std::path::Path) -> Daemon {
-    let daemon = Daemon::spawn_on_any_port(sim, dir, &[]).await;
+    let daemon = Daemon::spawn(sim, dir, &[]);
     daemon.wait_ready(READY).await;
     sim.faults(json!({"ignore_close": true})).await;
     daemon
@@ -212,7 +209,7 @@ async fn ready_against_a_server_ignoring_close(sim: &Sim, dir: &std::path::Path)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_never_waits_on_a_server_that_ignores_close_frames() {
     let sim = Sim::start(SimOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::temp_dir();
     let mut daemon = ready_against_a_server_ignoring_close(&sim, dir.path()).await;
     let (status, took) = signal_and_wait(&mut daemon, libc::SIGTERM).await;
     assert_eq!(status.code(), Some(0), "log: {}", daemon.log_text());
@@ -231,7 +228,7 @@ async fn closing_never_waits_on_a_server_that_ignores_close_frames() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_while_closing_stops_at_once() {
     let sim = Sim::start(SimOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::temp_dir();
     let mut daemon = ready_against_a_server_ignoring_close(&sim, dir.path()).await;
     let first = Instant::now();
     daemon.signal(libc::SIGTERM);
@@ -259,8 +256,8 @@ async fn a_second_sigterm_during_the_drain_stops_at_once_and_abandons_the_intent
     };
     options.timing.prepare_delay = Duration::from_millis(30);
     let sim = Sim::start(options).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::spawn_on_any_port(
+    let dir = testkit::temp_dir();
+    let mut daemon = Daemon::spawn(
         &sim,
         dir.path(),
         &[
@@ -268,8 +265,7 @@ async fn a_second_sigterm_during_the_drain_stops_at_once_and_abandons_the_intent
             ("MESOLIVE__HUBS__INVOCATION_TIMEOUT", "60s"),
             ("MESOLIVE__SUPERVISOR__SHUTDOWN_GRACE", "60s"),
         ],
-    )
-    .await;
+    );
     daemon.wait_ready(READY).await;
     // The prepare is applied and never answered: its intent stays in flight.
     sim.faults(json!({"lose_completion": {
