@@ -365,18 +365,22 @@ pub struct MonitorSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpsSettings {
-    /// Listen address of `/healthz`, `/readyz`, `/metrics`.
-    pub listen: String,
+    /// Listen address of `/healthz`, `/readyz`, `/metrics` (port 0: any free port; the daemon
+    /// logs the one it bound).
+    pub listen: SocketAddr,
 }
 
-impl OpsSettings {
-    /// The validated listen address.
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen.parse().map_err(|_| ConfigError::Invalid {
-            key: "ops.listen".into(),
-            value: quoted(&self.listen),
-            expected: "an IP:port socket address such as \"127.0.0.1:9187\"".into(),
-        })
+/// Checks `ops.listen` as written, before deserializing, so a bad value is reported naming its
+/// key (serde's own error would not).
+fn check_listen(config: &config::Config) -> Result<(), ConfigError> {
+    let raw = config.get_string("ops.listen")?;
+    match raw.parse::<SocketAddr>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(invalid(
+            "ops.listen",
+            &quoted(&raw),
+            "an IP:port socket address such as \"127.0.0.1:9187\"",
+        )),
     }
 }
 
@@ -438,7 +442,9 @@ impl Settings {
                 .separator("__")
                 .source(Some(env.into_iter().collect())),
         );
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        let config = builder.build()?;
+        check_listen(&config)?;
+        let mut settings: Settings = config.try_deserialize()?;
         settings.validate()?;
         settings.api_key = settings.read_api_key(api_key_env)?;
         Ok(settings)
@@ -477,7 +483,6 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.hubs.validate()?;
-        self.ops.listen_addr()?;
         let db = &self.database;
         if db.path.as_os_str().is_empty() {
             return Err(invalid("database.path", "\"\"", "a file path"));

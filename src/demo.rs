@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::config::{AutomationMode, FirstRun, Settings};
+use crate::daemon::{self, Daemon, DaemonError};
 use crate::ops::http::OpsState;
 use crate::ops::metrics::Metrics;
 use crate::ops::notify::Notifier;
+use crate::ops::signals::Termination;
 use crate::store::Store;
-use crate::supervisor::context::Shutdown;
-use crate::supervisor::{self, SupervisorError};
 use mesolive_api::Hub;
 use mesolive_sim::{AdminClient, SimOptions, Simulator, Timing};
 
@@ -53,7 +53,7 @@ pub enum DemoError {
     },
     /// The daemon stopped with an error.
     #[error(transparent)]
-    Daemon(#[from] SupervisorError),
+    Daemon(#[from] DaemonError),
 }
 
 /// Runs simulator + daemon until Ctrl-C/SIGTERM or `duration`, printing the live view.
@@ -78,19 +78,12 @@ pub async fn run(base: Settings, options: DemoOptions) -> Result<(), DemoError> 
         database.display(),
         if options.chaos { ", chaos on" } else { "" }
     );
-    let shutdown = Shutdown::default();
-    let ops = OpsState::default();
-    let signals = tokio::spawn(crate::ops::signals::watch_termination(
-        shutdown.intake.clone(),
-        shutdown.force.clone(),
-    ));
+    let termination = Termination::install();
+    let daemon = Daemon::build(settings, Notifier::disabled()).await?;
+    let (ops, drain) = (daemon.ops(), daemon.drain());
+    let signals = tokio::spawn(daemon::stop_on_signals(termination, drain.clone()));
     // Polled in place rather than spawned: the view and the daemon share this task.
-    let daemon = supervisor::run_until_stopped(
-        settings,
-        Notifier::disabled(),
-        shutdown.clone(),
-        ops.clone(),
-    );
+    let daemon = daemon.run_until_stopped();
     tokio::pin!(daemon);
     let admin = AdminClient::new(sim.admin_url());
     let started = Instant::now();
@@ -102,11 +95,11 @@ pub async fn run(base: Settings, options: DemoOptions) -> Result<(), DemoError> 
             result = &mut daemon => break result,
             _ = tick.tick() => {}
         }
-        if shutdown.intake.is_cancelled() {
+        if drain.is_intake_closed() {
             continue;
         }
         if options.duration.is_some_and(|d| started.elapsed() >= d) {
-            shutdown.intake.cancel();
+            drain.close_intake();
             continue;
         }
         let seconds = started.elapsed().as_secs();
@@ -117,8 +110,7 @@ pub async fn run(base: Settings, options: DemoOptions) -> Result<(), DemoError> 
         let faults = admin.faults_injected().await.unwrap_or(0);
         println!("{}", view.line(&ops, &database, faults).await);
     };
-    shutdown.force.cancel();
-    let _ = signals.await;
+    signals.abort();
     let faults = admin.faults_injected().await.unwrap_or(0);
     sim.shutdown().await;
     println!("stopped: {}", view.line(&ops, &database, faults).await);
@@ -153,7 +145,7 @@ fn demo_settings(
     settings.automation.mode = AutomationMode::Paper;
     settings.automation.adjustment_operation = "UpdateVars".into();
     settings.events.first_run = FirstRun::All;
-    settings.ops.listen = "127.0.0.1:0".into();
+    settings.ops.listen = (std::net::Ipv4Addr::LOCALHOST, 0).into();
     settings.supervisor.backoff_initial = Duration::from_millis(100);
     settings.supervisor.backoff_max = Duration::from_secs(2);
     settings.supervisor.restart_max = 1000;

@@ -1,22 +1,23 @@
 //! mesolive-supervisor: a restart-safe supervisor for MesoLive options-trading automation.
 //!
-//! Layout (one job per module; the README's "How it works" follows the path of one event):
+//! Layout (one job per module; the SignalR protocol, the MesoLive API and the simulator are the
+//! workspace crates `signalr`, `mesolive-api` and `mesolive-sim`; the README's "How it works"
+//! follows the path of one event):
 //!
 //! ```text
 //! bench/      end-to-end benchmarks against the simulator (`bench`)
 //! check       runbook health checks and the INFERRED-details probe (`check …`)
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
+//! daemon/     assembles the tree: start in runbook order, run until stopped, stop E → D → C,
+//!             the ops listener, watchdog and gauges; the in-process API (demo, bench)
 //! demo        simulator + daemon in one process with a live view (`demo`)
 //! exit        process exit statuses (sysexits)
-//! hubs/       MesoLive models, callbacks, lenient decoding; wire.rs holds every INFERRED detail
-//! signalr/    SignalR JSON hub protocol: codec, client connection, server side (for the simulator)
-//! sim/        the MesoLive simulator: three hubs over real WebSockets, admin API, faults
 //! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs,
 //!             positions, orders, signals, workflows, and the `state` report
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
 //! table       aligned plain-text tables for CLI output
-//! tls         rustls (ring) provider and trust roots for every outbound connection
-//! supervisor/ the tree: hub links, restart policy (backoff, intensity), startup order, shutdown
+//! supervisor/ the kit below the tasks: supervise (restart policy), drain (the stop's phases),
+//!             Ctx, hub links
 //! tasks/      event_pump, position_monitor, workflow, intent, reconciler, effects
 //! ```
 
@@ -24,6 +25,7 @@
 pub mod bench;
 pub mod check;
 pub mod config;
+pub mod daemon;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod exit;

@@ -9,13 +9,13 @@ use clap::{Parser, Subcommand};
 use mesolive_supervisor::bench::{self, BenchOptions};
 use mesolive_supervisor::check::{self, Check};
 use mesolive_supervisor::config::Settings;
+use mesolive_supervisor::daemon;
 #[cfg(feature = "sim")]
 use mesolive_supervisor::demo::{self, DemoOptions};
 use mesolive_supervisor::exit;
 use mesolive_supervisor::ops::notify::Notifier;
 use mesolive_supervisor::ops::{http, logging};
 use mesolive_supervisor::store::report::{ReportFormat, state_report};
-use mesolive_supervisor::supervisor;
 
 /// Runs MesoLive automation restart-safely: hubs in runbook order, durable event cursor,
 /// position monitors, reconnect recovery, keyed intents.
@@ -181,7 +181,7 @@ fn main() -> ExitCode {
                 return fail(exit::CONFIG, err);
             }
             block_on(async move {
-                match supervisor::run(settings, Notifier::from_env()).await {
+                match daemon::run(settings, Notifier::from_env()).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(err) => fail(err.exit_code(), err),
                 }
@@ -205,10 +205,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Health => {
-            let listen = match settings.ops.listen_addr() {
-                Ok(listen) => listen,
-                Err(err) => return fail(exit::CONFIG, err),
-            };
+            let listen = settings.ops.listen;
             block_on(async move {
                 match http::probe_ready(listen).await {
                     Ok(()) => ExitCode::SUCCESS,

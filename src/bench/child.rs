@@ -2,13 +2,15 @@
 //! like a deployment, for the figures that must not include the simulator: resident memory and
 //! CPU time from `/proc/<pid>`, `/readyz`, and SIGTERM to exit.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::BenchError;
 use super::harness::{BenchSim, Scratch};
+use crate::daemon::ops_addr_in_log;
 use crate::ops::metrics::series_value;
 
 /// How often a child is checked for having exited.
@@ -19,7 +21,9 @@ pub(super) struct ChildDaemon {
     /// `None` once it exited and was reaped. Behind a mutex so that probes can share `&self`.
     child: Mutex<Option<Child>>,
     pid: u32,
-    ops: SocketAddr,
+    /// Its standard output: the ops address it bound (port 0) is read from there.
+    out: PathBuf,
+    ops: Mutex<Option<SocketAddr>>,
     http: reqwest::Client,
 }
 
@@ -27,24 +31,34 @@ impl ChildDaemon {
     /// Spawns the daemon against `sim`, with its database and log (stderr) in `scratch`.
     /// Logging stays at the default `info`, as deployed.
     pub(super) fn spawn(sim: &BenchSim, scratch: &Scratch) -> Result<ChildDaemon, BenchError> {
+        ChildDaemon::spawn_against(&sim.running.hub_base_url(), sim, scratch)
+    }
+
+    /// As [`ChildDaemon::spawn`], with the hubs at `hubs` (an origin that may not be `sim`'s).
+    pub(super) fn spawn_against(
+        hubs: &str,
+        sim: &BenchSim,
+        scratch: &Scratch,
+    ) -> Result<ChildDaemon, BenchError> {
         let io = |what: &str| {
             let what = what.to_owned();
             move |source| BenchError::Io { what, source }
         };
-        let ops = free_port().map_err(io("finding a free port"))?;
         let exe = std::env::current_exe().map_err(io("locating this executable"))?;
         let log = std::fs::File::create(scratch.path().join("daemon.log"))
             .map_err(io("creating the daemon log"))?;
+        let out_path = scratch.path().join("daemon.out");
+        let out = std::fs::File::create(&out_path).map_err(io("creating the daemon output"))?;
         let child = Command::new(exe)
             .arg("run")
             .env_clear()
             .env("MESOLIVE_API_KEY", sim.running.token())
-            .env("MESOLIVE__HUBS__BASE_URL", sim.running.hub_base_url())
+            .env("MESOLIVE__HUBS__BASE_URL", hubs)
             .env("MESOLIVE__HUBS__PROBE_PROVIDER", "Sim")
             .env("MESOLIVE__DATABASE__PATH", scratch.database())
-            .env("MESOLIVE__OPS__LISTEN", ops.to_string())
+            .env("MESOLIVE__OPS__LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(log)
             .spawn()
             .map_err(io("spawning the daemon"))?;
@@ -55,7 +69,8 @@ impl ChildDaemon {
         Ok(ChildDaemon {
             pid: child.id(),
             child: Mutex::new(Some(child)),
-            ops,
+            out: out_path,
+            ops: Mutex::new(None),
             http,
         })
     }
@@ -65,15 +80,29 @@ impl ChildDaemon {
         self.pid
     }
 
+    /// The ops address the daemon bound, once it has said so.
+    fn ops(&self) -> Option<SocketAddr> {
+        let mut known = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.is_none() {
+            *known = std::fs::read_to_string(&self.out)
+                .ok()
+                .and_then(|log| ops_addr_in_log(&log));
+        }
+        *known
+    }
+
     /// Whether `/readyz` answers 200 now.
     pub(super) async fn ready(&self) -> bool {
-        let url = format!("http://{}/readyz", self.ops);
+        let Some(ops) = self.ops() else {
+            return false;
+        };
+        let url = format!("http://{ops}/readyz");
         matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
     }
 
     /// One series of `/metrics` now (`None` if unreachable or absent).
     pub(super) async fn metric(&self, series: &str) -> Option<f64> {
-        let url = format!("http://{}/metrics", self.ops);
+        let url = format!("http://{}/metrics", self.ops()?);
         let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
         series_value(&text, series)
     }
@@ -142,11 +171,6 @@ impl Drop for ChildDaemon {
             let _ = child.wait();
         }
     }
-}
-
-/// A free loopback port (bound, then released for the child to bind).
-fn free_port() -> std::io::Result<SocketAddr> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()
 }
 
 /// CPU time (user + system) of a process so far, from `/proc/<pid>/stat`.

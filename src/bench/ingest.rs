@@ -119,7 +119,7 @@ async fn once(base: &Settings, config: StoreConfig, burst: u64) -> Result<f64, B
     let mut settings = inproc::settings(base, &sim, &scratch);
     settings.database.synchronous = config.synchronous;
     settings.events.batch_max = config.batch_max;
-    let daemon = InProcess::start(settings)?;
+    let daemon = InProcess::start(settings).await?;
     let measured = measure(&sim, &daemon, burst).await;
     let stopped = daemon.stop().await;
     sim.stop().await;

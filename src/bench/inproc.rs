@@ -1,4 +1,4 @@
-//! The daemon inside the benchmark's process (`supervisor::run_until_stopped`), for the
+//! The daemon inside the benchmark's process (`daemon::Daemon`), for the
 //! scenarios whose figure is a moment the daemon reaches: its `OpsState` is read directly, so
 //! polling costs an atomic load, not an HTTP request.
 
@@ -9,10 +9,10 @@ use tokio::sync::oneshot;
 use super::BenchError;
 use super::harness::{BenchSim, Scratch, on_own_runtime, until};
 use crate::config::{ApiKey, Settings};
+use crate::daemon::{Daemon, DaemonError};
 use crate::ops::http::OpsState;
 use crate::ops::notify::Notifier;
-use crate::supervisor::context::Shutdown;
-use crate::supervisor::{self, SupervisorError};
+use crate::supervisor::drain::Drain;
 
 /// How long a stopping daemon may take before the benchmark gives up on it.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
@@ -27,7 +27,7 @@ pub(super) fn settings(base: &Settings, sim: &BenchSim, scratch: &Scratch) -> Se
     settings.hubs.probe_provider = "Sim".into();
     settings.api_key = Some(ApiKey::new(sim.running.token()));
     settings.database.path = scratch.database();
-    settings.ops.listen = "127.0.0.1:0".into();
+    settings.ops.listen = (std::net::Ipv4Addr::LOCALHOST, 0).into();
     settings.supervisor.backoff_initial = Duration::from_millis(100);
     settings.supervisor.backoff_max = Duration::from_millis(500);
     settings
@@ -38,26 +38,33 @@ pub(super) fn settings(base: &Settings, sim: &BenchSim, scratch: &Scratch) -> Se
 pub(super) struct InProcess {
     /// Its health and metrics.
     pub ops: OpsState,
-    shutdown: Shutdown,
+    drain: Drain,
     thread: std::thread::JoinHandle<()>,
-    result: oneshot::Receiver<Result<(), SupervisorError>>,
+    result: oneshot::Receiver<Result<(), DaemonError>>,
 }
 
 impl InProcess {
     /// Starts the daemon; it connects, replays and becomes ready on its own.
-    pub(super) fn start(settings: Settings) -> Result<InProcess, BenchError> {
-        let ops = OpsState::default();
-        let shutdown = Shutdown::default();
-        let (stop, state) = (shutdown.clone(), ops.clone());
-        let (thread, result) = on_own_runtime("daemon", move || {
-            supervisor::run_until_stopped(settings, Notifier::disabled(), stop, state)
+    pub(super) async fn start(settings: Settings) -> Result<InProcess, BenchError> {
+        let (handles, built) = oneshot::channel();
+        let (thread, result) = on_own_runtime("daemon", move || async move {
+            let daemon = Daemon::build(settings, Notifier::disabled()).await?;
+            let _ = handles.send((daemon.ops(), daemon.drain()));
+            daemon.run_until_stopped().await
         })?;
-        Ok(InProcess {
-            ops,
-            shutdown,
-            thread,
-            result,
-        })
+        match built.await {
+            Ok((ops, drain)) => Ok(InProcess {
+                ops,
+                drain,
+                thread,
+                result,
+            }),
+            // It stopped before it was built: its result says why.
+            Err(_) => Err(match result.await {
+                Ok(Err(err)) => BenchError::from(err),
+                _ => BenchError::Child("the in-process daemon did not start".into()),
+            }),
+        }
     }
 
     /// Fails early if the daemon already stopped (a refused setting, a store error): a dead
@@ -88,12 +95,12 @@ impl InProcess {
 
     /// Stops the daemon as SIGTERM would and returns its result.
     pub(super) async fn stop(self) -> Result<(), BenchError> {
-        self.shutdown.intake.cancel();
+        self.drain.close_intake();
         match tokio::time::timeout(STOP_LIMIT, self.result).await {
             Ok(Ok(result)) => result.map_err(BenchError::from),
             Ok(Err(_)) => Err(BenchError::Child("the daemon's thread panicked".into())),
             Err(_) => {
-                self.shutdown.force.cancel();
+                self.drain.force();
                 Err(BenchError::Timeout {
                     what: "the in-process daemon to stop".into(),
                     after: STOP_LIMIT,

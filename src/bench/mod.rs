@@ -30,7 +30,7 @@ mod transport;
 use std::time::Duration;
 
 use crate::config::Settings;
-use crate::supervisor::SupervisorError;
+use crate::daemon::DaemonError;
 use mesolive_api::client::HubError;
 use mesolive_sim::{AdminError, SimError};
 use signalr::SignalrError;
@@ -65,7 +65,7 @@ pub enum BenchError {
     Hub(#[from] HubError),
     /// The in-process daemon stopped with an error.
     #[error("daemon: {0}")]
-    Daemon(#[from] SupervisorError),
+    Daemon(#[from] DaemonError),
     /// A condition was not reached in time.
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout {

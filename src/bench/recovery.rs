@@ -29,7 +29,7 @@ pub(super) async fn run(base: &Settings, runs: usize, sizes: &Sizes) -> Result<F
         let settings = inproc::settings(base, &sim, &scratch);
         backoff_initial = settings.supervisor.backoff_initial;
         backoff_max = settings.supervisor.backoff_max;
-        let daemon = InProcess::start(settings)?;
+        let daemon = InProcess::start(settings).await?;
         let measured = once(&sim, &daemon, sizes).await;
         let stopped = daemon.stop().await;
         sim.stop().await;

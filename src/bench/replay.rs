@@ -53,7 +53,7 @@ async fn once(base: &Settings, backlog: u64) -> Result<Duration, BenchError> {
     let mut settings = inproc::settings(base, &sim, &scratch);
     settings.events.first_run = FirstRun::All;
     let started = Instant::now();
-    let daemon = InProcess::start(settings)?;
+    let daemon = InProcess::start(settings).await?;
     let caught_up = daemon
         .wait("the pump to catch up", REPLAY_LIMIT, |ops| {
             ops.health.caught_up() && ops.metrics.cursor.load(Ordering::Relaxed) >= latest

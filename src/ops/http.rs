@@ -2,6 +2,7 @@
 //! `/metrics` (Prometheus text). Loopback by default (`ops.listen`); it exposes no secrets and
 //! accepts no input.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -11,7 +12,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use super::health::Health;
 use super::metrics::Metrics;
@@ -57,10 +57,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, state: OpsState, shutdown: CancellationToken) {
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: OpsState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(shutdown)
         .await;
     if let Err(err) = result {
         tracing::error!(error = %err, "ops listener failed");

@@ -25,17 +25,24 @@ enum Target {
 impl Notifier {
     /// Reads `NOTIFY_SOCKET` (a path, or `@name` for the Linux abstract namespace).
     pub fn from_env() -> Notifier {
-        let target = std::env::var_os("NOTIFY_SOCKET").and_then(|raw| {
-            let raw = raw.into_string().ok()?;
-            match raw.strip_prefix('@') {
-                #[cfg(target_os = "linux")]
-                Some(name) => Some(Target::Abstract(name.as_bytes().to_vec())),
-                #[cfg(not(target_os = "linux"))]
-                Some(_) => None,
-                None if raw.is_empty() => None,
-                None => Some(Target::Path(PathBuf::from(raw))),
-            }
-        });
+        match std::env::var_os("NOTIFY_SOCKET").and_then(|raw| raw.into_string().ok()) {
+            Some(socket) => Notifier::to_socket(&socket),
+            None => Notifier::disabled(),
+        }
+    }
+
+    /// Notifies the socket `socket` names as `NOTIFY_SOCKET` would: a path, or `@name` for the
+    /// Linux abstract namespace (which sd_notify(3) specifies and older service managers use;
+    /// the `sd-notify` crate, 0.5, treats it as a file path and fails with ENOENT).
+    pub fn to_socket(socket: &str) -> Notifier {
+        let target = match socket.strip_prefix('@') {
+            #[cfg(target_os = "linux")]
+            Some(name) => Some(Target::Abstract(name.as_bytes().to_vec())),
+            #[cfg(not(target_os = "linux"))]
+            Some(_) => None,
+            None if socket.is_empty() => None,
+            None => Some(Target::Path(PathBuf::from(socket))),
+        };
         Notifier { target }
     }
 
@@ -99,5 +106,26 @@ fn send(target: &Target, payload: &[u8]) -> std::io::Result<()> {
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
             socket.send_to_addr(payload, &addr).map(drop)
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::os::linux::net::SocketAddrExt;
+
+    use super::*;
+
+    #[test]
+    fn an_abstract_namespace_socket_receives_the_notifications() {
+        let name = format!("mesolive-notify-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        Notifier::to_socket(&format!("@{name}")).ready("running");
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=running");
     }
 }

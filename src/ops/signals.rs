@@ -1,60 +1,42 @@
-//! SIGTERM / SIGINT: the first asks for a graceful stop, the second for a fast one.
-//! Both leave the database consistent (every write is one transaction); the fast stop only skips
-//! the wait for in-flight workflows.
+//! SIGTERM / SIGINT as a stream of stop requests. What a request means (the first drains, the
+//! second forces) is the daemon's business; this module only installs the handlers early and
+//! names what arrived.
 
-use std::future::Future;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use tokio::signal::unix::{SignalKind, signal};
-use tokio_util::sync::CancellationToken;
-
-/// Installs the SIGTERM/SIGINT handlers NOW (before anything else starts, so a signal that
-/// arrives during startup is caught rather than killing the process by its default action) and
-/// returns the watcher: the first signal cancels `graceful`, the second cancels `force`. The
-/// watcher ends once `force` is cancelled (by a second signal or by the caller). Must be called
-/// inside the runtime.
-pub fn watch_termination(
-    graceful: CancellationToken,
-    force: CancellationToken,
-) -> impl Future<Output = ()> + Send + 'static {
-    let handlers = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
-    async move { watch(handlers, graceful, force).await }
+/// The process's termination signals, caught from the moment [`Termination::install`] ran.
+#[derive(Debug)]
+pub struct Termination {
+    handlers: Option<(Signal, Signal)>,
 }
 
-async fn watch(
-    handlers: (
-        std::io::Result<tokio::signal::unix::Signal>,
-        std::io::Result<tokio::signal::unix::Signal>,
-    ),
-    graceful: CancellationToken,
-    force: CancellationToken,
-) {
-    let (Ok(mut term), Ok(mut int)) = handlers else {
-        tracing::error!("cannot install SIGTERM/SIGINT handlers; stop with SIGKILL only");
-        force.cancelled().await;
-        return;
-    };
-    let mut received = 0;
-    loop {
-        let name = tokio::select! {
+impl Termination {
+    /// Installs the SIGTERM/SIGINT handlers NOW (before anything else starts, so a signal that
+    /// arrives during startup is caught rather than killing the process by its default
+    /// action; it waits for [`Termination::next`]). Must be called inside the runtime.
+    pub fn install() -> Termination {
+        let handlers = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => {
+                tracing::error!("cannot install SIGTERM/SIGINT handlers; stop with SIGKILL only");
+                None
+            }
+        };
+        Termination { handlers }
+    }
+
+    /// The next termination signal's name; never resolves if the handlers could not be
+    /// installed.
+    pub async fn next(&mut self) -> &'static str {
+        let Some((term, int)) = &mut self.handlers else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
-            _ = force.cancelled() => return,
-        };
-        received += 1;
-        if received == 1 {
-            tracing::info!(
-                signal = name,
-                "stopping gracefully (send it again to stop at once)"
-            );
-            graceful.cancel();
-        } else {
-            tracing::warn!(signal = name, "second signal: stopping at once");
-            graceful.cancel();
-            force.cancel();
-            return;
         }
     }
 }

@@ -1,16 +1,21 @@
 //! One supervised child: run it, and when it fails or panics, log it with its name, count the
 //! restart, apply the restart-intensity limit and back off before running it again. Children
-//! never decide their own restart policy.
+//! never decide their own restart policy. The errors a child can end with are typed here, once:
+//! [`ChildError`] (restart), [`Fatal`] (stop the daemon), [`Unauthorized`] (exit 77).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::context::Ctx;
+use super::drain::Drain;
 use super::policy::{Intensity, IntensityExceeded, backoff};
+use crate::store::StoreError;
+use mesolive_api::Hub;
+use signalr::SignalrError;
 
 /// Why a child stopped, when it did not stop because it was asked to.
 #[derive(Debug, thiserror::Error)]
@@ -18,26 +23,67 @@ pub enum ChildError {
     /// Retrying cannot help (credentials refused, the database unusable): stop the daemon.
     #[error(transparent)]
     Fatal(#[from] Fatal),
-    /// Something failed that a restart may fix (a lost connection, a transient error).
+    /// A hub connection ended: the link is restarted (reconnects) with backoff.
+    #[error("{} hub connection lost: {source}", hub.as_str())]
+    HubLost {
+        /// The hub.
+        hub: Hub,
+        /// What ended the connection.
+        #[source]
+        source: SignalrError,
+    },
+    /// The state database failed in a way a restart of the child may fix (busy, full disk).
+    #[error("{what}: {source}")]
+    Store {
+        /// What the child was doing.
+        what: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The child's own state went wrong (a step panicked, a queue was already taken).
     #[error("{0}")]
-    Failed(String),
+    Broken(String),
 }
 
-/// A condition that ends the daemon with a non-zero exit status.
+impl ChildError {
+    /// A store failure while doing `what`.
+    pub fn store(what: impl Into<String>, source: StoreError) -> ChildError {
+        ChildError::Store {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+impl From<Unauthorized> for ChildError {
+    fn from(refused: Unauthorized) -> Self {
+        ChildError::Fatal(Fatal::Unauthorized(refused))
+    }
+}
+
+/// MesoLive refused the API key (HTTP 401/403). Declared once: every task error that can meet
+/// it carries this type, and it always ends the daemon as [`Fatal::Unauthorized`] (exit 77) —
+/// retrying a refused key in a loop would only hammer the server.
 #[derive(Debug, Clone, thiserror::Error)]
+#[error("credentials refused: {0}")]
+pub struct Unauthorized(#[source] pub SignalrError);
+
+/// A condition that ends the daemon with a non-zero exit status.
+#[derive(Debug, thiserror::Error)]
 pub enum Fatal {
-    /// MesoLive refused the API key (HTTP 401/403).
-    #[error("credentials refused: {0}")]
-    Unauthorized(String),
+    /// MesoLive refused the API key.
+    #[error(transparent)]
+    Unauthorized(#[from] Unauthorized),
     /// A connection cannot even be attempted (URL, TLS roots): fix the configuration.
     #[error("connection setup: {0}")]
-    Setup(String),
+    Setup(#[source] SignalrError),
     /// A child kept failing.
     #[error(transparent)]
     Intensity(#[from] IntensityExceeded),
     /// The state database failed in a way a restart of the child cannot fix.
     #[error("state database: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
     /// The server's latest EventSeqId is below the persisted cursor: its history restarted, or
     /// this database belongs to another account or server. Continuing would skip every event
     /// up to the old cursor without applying it.
@@ -70,56 +116,43 @@ pub enum Fatal {
     },
 }
 
-/// Where the first fatal condition is kept until the supervisor reads it.
-#[derive(Debug, Default)]
-pub struct Escalation {
-    first: Mutex<Option<Fatal>>,
-}
-
-impl Escalation {
-    /// Records `fatal` (the first one wins) and starts the stop sequence without grace.
-    pub fn raise(&self, ctx: &Ctx, fatal: Fatal) {
-        tracing::error!(error = %fatal, "fatal: stopping the daemon");
-        if let Ok(mut first) = self.first.lock()
-            && first.is_none()
-        {
-            *first = Some(fatal);
-        }
-        ctx.shutdown.intake.cancel();
-        ctx.shutdown.children.cancel();
-    }
-
-    /// The fatal condition, if one was raised.
-    pub fn get(&self) -> Option<Fatal> {
-        self.first.lock().ok().and_then(|f| f.clone())
-    }
-}
+/// How long a child may take to return once the children were told to stop before it is
+/// aborted: a child blocked on a server that stopped answering must not hold up the stop.
+/// Every store write is one transaction, so an abort leaves the store consistent.
+const STOP_BUDGET: Duration = Duration::from_millis(500);
 
 /// Runs `make(ctx)` until it returns `Ok(())` (it was asked to stop) or a fatal condition,
-/// restarting it after failures and panics.
-pub async fn supervise<F, Fut>(
-    name: &'static str,
-    ctx: Arc<Ctx>,
-    escalation: Arc<Escalation>,
-    make: F,
-) where
+/// restarting it after failures and panics. A fatal condition is escalated through the drain.
+/// A child still running [`STOP_BUDGET`] after the children were told to stop — or at once
+/// when the stop is forced — is aborted.
+pub async fn supervise<F, Fut>(name: &'static str, ctx: Arc<Ctx>, make: F)
+where
     F: Fn(Arc<Ctx>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), ChildError>> + Send + 'static,
 {
-    let settings = ctx.settings.supervisor.clone();
+    let settings = ctx.settings().supervisor.clone();
+    let drain = ctx.drain().clone();
     let mut intensity = Intensity::new(name, &settings);
     let mut delays = backoff(&settings);
     loop {
         let started = Instant::now();
         let span = tracing::info_span!("child", name);
-        let outcome = tokio::spawn(make(ctx.clone()).instrument(span)).await;
+        let mut child = tokio::spawn(make(ctx.clone()).instrument(span));
+        let outcome = tokio::select! {
+            outcome = &mut child => outcome,
+            _ = overdue(&drain) => {
+                child.abort();
+                tracing::warn!(child = name, "child did not stop in time; aborted");
+                return;
+            }
+        };
         let reason = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(ChildError::Fatal(fatal))) => {
-                escalation.raise(&ctx, fatal);
+                drain.escalate(fatal);
                 return;
             }
-            Ok(Err(ChildError::Failed(reason))) => reason,
+            Ok(Err(failed)) => failed.to_string(),
             Err(join) if join.is_panic() => {
                 let panic = join.into_panic();
                 let text = panic
@@ -131,29 +164,41 @@ pub async fn supervise<F, Fut>(
             }
             Err(_) => return,
         };
-        if ctx.shutdown.children.is_cancelled() {
+        if drain.is_stopping() {
             return;
         }
         tracing::warn!(child = name, reason = %reason, "child stopped; restarting");
-        ctx.metrics.child_restarted(name);
+        ctx.metrics().child_restarted(name);
         if let Err(exceeded) = intensity.record() {
-            escalation.raise(&ctx, Fatal::Intensity(exceeded));
+            drain.escalate(Fatal::Intensity(exceeded));
             return;
         }
         if started.elapsed() > settings.backoff_max * 2 {
             delays = backoff(&settings);
         }
         let delay = delays.next().unwrap_or(settings.backoff_max);
-        if !sleep_unless_stopped(&ctx, delay).await {
+        if !sleep_unless_stopped(&drain, delay).await {
             return;
         }
     }
 }
 
-/// Sleeps for `delay`; `false` if the supervisor started stopping meanwhile.
-pub async fn sleep_unless_stopped(ctx: &Ctx, delay: Duration) -> bool {
+/// Resolves once a running child is overdue: [`STOP_BUDGET`] after the children were told to
+/// stop, or as soon as the stop is forced.
+async fn overdue(drain: &Drain) {
+    tokio::select! {
+        _ = async {
+            drain.stopping().await;
+            tokio::time::sleep(STOP_BUDGET).await;
+        } => {}
+        _ = drain.forced() => {}
+    }
+}
+
+/// Sleeps for `delay`; `false` if the children started stopping meanwhile.
+pub async fn sleep_unless_stopped(drain: &Drain, delay: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(delay) => true,
-        _ = ctx.shutdown.children.cancelled() => false,
+        _ = drain.stopping() => false,
     }
 }

@@ -1,17 +1,22 @@
-//! What every child of the supervisor shares: settings, the store, metrics, health, the current
-//! hub connections, change notifications and the shutdown tokens.
+//! What every child of the supervisor shares ([`Ctx`]): settings, the store, metrics, health,
+//! the current hub connections, change notifications and the drain. Fields are private: a
+//! child reads through accessors and changes shared state through the few methods here.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::time::timeout;
 
+use super::drain::Drain;
 use crate::config::Settings;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::store::Store;
-use mesolive_api::client::{ControlHub, DataHub, EventHub};
+use mesolive_api::Hub;
+use mesolive_api::client::{ControlHub, DataHub, EventHub, HubClient};
 use mesolive_api::models::{LiveAccount, LiveStrategy};
 
 /// A hub connection as published by its link: the client and a generation number that grows
@@ -24,26 +29,103 @@ pub struct Linked<T> {
     pub client: T,
 }
 
-/// The receiving side of the three hub links (`None` while a hub is down).
+/// A watch of one hub's current connection (`None` while it is down).
+pub type LinkWatch<T> = watch::Receiver<Option<Linked<T>>>;
+
+/// The receiving side of the three hub links.
 #[derive(Debug, Clone)]
 pub struct HubLinks {
-    /// Control Hub.
-    pub control: watch::Receiver<Option<Linked<ControlHub>>>,
-    /// Data Hub.
-    pub data: watch::Receiver<Option<Linked<DataHub>>>,
-    /// Event Hub.
-    pub event: watch::Receiver<Option<Linked<EventHub>>>,
+    control: LinkWatch<ControlHub>,
+    data: LinkWatch<DataHub>,
+    event: LinkWatch<EventHub>,
+}
+
+impl HubLinks {
+    /// Follows the Control Hub connection.
+    pub fn control(&self) -> LinkWatch<ControlHub> {
+        self.control.clone()
+    }
+
+    /// Follows the Data Hub connection.
+    pub fn data(&self) -> LinkWatch<DataHub> {
+        self.data.clone()
+    }
+
+    /// Follows the Event Hub connection.
+    pub fn event(&self) -> LinkWatch<EventHub> {
+        self.event.clone()
+    }
+
+    /// The Control Hub client now, if connected.
+    pub fn current_control(&self) -> Option<Linked<ControlHub>> {
+        self.control.borrow().clone()
+    }
+
+    /// Whether `hub` has a connection published now.
+    pub fn is_up(&self, hub: Hub) -> bool {
+        match hub {
+            Hub::Control => self.control.borrow().is_some(),
+            Hub::Data => self.data.borrow().is_some(),
+            Hub::Event => self.event.borrow().is_some(),
+        }
+    }
+
+    /// Closes the connected hubs in the stop order, Event → Data → Control (the reverse of
+    /// the runbook's start order), each bounded by `per_hub`: a server that does not answer
+    /// the close handshake costs at most that, never the close handshake's own timeout.
+    pub async fn close(&self, per_hub: Duration) {
+        let event = self.event.borrow().as_ref().map(|l| l.client.0.clone());
+        let data = self.data.borrow().as_ref().map(|l| l.client.0.clone());
+        let control = self.control.borrow().as_ref().map(|l| l.client.0.clone());
+        for (hub, client) in [
+            (Hub::Event, event),
+            (Hub::Data, data),
+            (Hub::Control, control),
+        ] {
+            let Some(client) = client else { continue };
+            if timeout(per_hub, client.connection().close()).await.is_err() {
+                tracing::warn!(
+                    hub = hub.as_str(),
+                    after = ?per_hub,
+                    "the hub did not answer the close handshake; connection dropped"
+                );
+            }
+        }
+    }
 }
 
 /// The sending side, owned by the link children.
 #[derive(Debug)]
 pub struct HubLinkSenders {
-    /// Control Hub.
-    pub control: watch::Sender<Option<Linked<ControlHub>>>,
-    /// Data Hub.
-    pub data: watch::Sender<Option<Linked<DataHub>>>,
-    /// Event Hub.
-    pub event: watch::Sender<Option<Linked<EventHub>>>,
+    control: watch::Sender<Option<Linked<ControlHub>>>,
+    data: watch::Sender<Option<Linked<DataHub>>>,
+    event: watch::Sender<Option<Linked<EventHub>>>,
+}
+
+impl HubLinkSenders {
+    /// Publishes `hub`'s new connection (`Some`) or its loss (`None`) to the dependents.
+    pub fn publish(&self, hub: Hub, generation: u64, client: Option<HubClient>) {
+        match hub {
+            Hub::Control => {
+                self.control.send_replace(client.map(|c| Linked {
+                    generation,
+                    client: ControlHub(c),
+                }));
+            }
+            Hub::Data => {
+                self.data.send_replace(client.map(|c| Linked {
+                    generation,
+                    client: DataHub(c),
+                }));
+            }
+            Hub::Event => {
+                self.event.send_replace(client.map(|c| Linked {
+                    generation,
+                    client: EventHub(c),
+                }));
+            }
+        }
+    }
 }
 
 /// Creates the three links, all down.
@@ -77,17 +159,6 @@ pub struct Wakeups {
     pub reconcile: Notify,
 }
 
-/// The stop sequence's tokens, from gentle to immediate.
-#[derive(Debug, Clone, Default)]
-pub struct Shutdown {
-    /// First SIGTERM: stop accepting new signals and intents; finish in-flight work.
-    pub intake: CancellationToken,
-    /// In-flight work is done (or its grace expired): stop the pump, monitors and reconciler.
-    pub children: CancellationToken,
-    /// Second signal or an escalation: stop at once.
-    pub force: CancellationToken,
-}
-
 /// Accounts and strategies as last read from the Control Hub.
 #[derive(Debug, Default, Clone)]
 pub struct Directory {
@@ -107,50 +178,121 @@ impl Directory {
 /// Everything a child needs. Shared as `Arc<Ctx>`.
 #[derive(Debug)]
 pub struct Ctx {
-    /// Validated settings.
-    pub settings: Arc<Settings>,
-    /// The state database.
-    pub store: Arc<Store>,
-    /// Counters and gauges.
-    pub metrics: Arc<Metrics>,
-    /// Readiness and liveness.
-    pub health: Arc<Health>,
-    /// Current hub connections.
-    pub links: HubLinks,
-    /// Wake-ups between children.
-    pub wake: Wakeups,
-    /// Stop tokens.
-    pub shutdown: Shutdown,
-    /// Accounts and strategies from the Control Hub.
-    pub directory: RwLock<Directory>,
-    /// Workflow steps running now (shutdown waits for zero, within its grace).
-    pub drives: watch::Sender<usize>,
+    settings: Arc<Settings>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    links: HubLinks,
+    wake: Wakeups,
+    drain: Drain,
+    directory: RwLock<Directory>,
     /// The Control Hub generation whose position listing the monitors last bootstrapped from
     /// (0: not yet); startup waits for it before READY.
-    pub bootstrapped: watch::Sender<u64>,
+    bootstrapped: watch::Sender<u64>,
 }
 
 impl Ctx {
-    /// A copy of the directory (cheap: a few accounts and strategies).
+    /// The context of one daemon run.
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        links: HubLinks,
+        drain: Drain,
+    ) -> Ctx {
+        Ctx {
+            settings,
+            store,
+            metrics,
+            health,
+            links,
+            wake: Wakeups::default(),
+            drain,
+            directory: RwLock::default(),
+            bootstrapped: watch::Sender::new(0),
+        }
+    }
+
+    /// Validated settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The state database.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Counters and gauges.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Readiness and liveness.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The current hub connections.
+    pub fn links(&self) -> &HubLinks {
+        &self.links
+    }
+
+    /// Wake-ups between children.
+    pub fn wake(&self) -> &Wakeups {
+        &self.wake
+    }
+
+    /// The stop: phases to wait on, in-flight guards, the escalation of a fatal condition.
+    pub fn drain(&self) -> &Drain {
+        &self.drain
+    }
+
+    /// A copy of the directory (cheap: a few accounts and strategies). A writer that panicked
+    /// left the whole directory it was replacing or the previous one — both complete — so a
+    /// poisoned lock is recovered, not read as an empty directory (which would make every
+    /// account look unknown and cancel every paper workflow).
     pub fn directory(&self) -> Directory {
-        self.directory.read().map(|d| d.clone()).unwrap_or_default()
+        self.directory
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the directory after a Control Hub verification.
     pub fn set_directory(&self, directory: Directory) {
-        if let Ok(mut current) = self.directory.write() {
-            *current = directory;
-        }
+        *self
+            .directory
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = directory;
+    }
+
+    /// The monitors bootstrapped their positions from Control Hub connection `generation`.
+    pub fn set_bootstrapped(&self, generation: u64) {
+        self.bootstrapped.send_replace(generation);
+    }
+
+    /// The store, once the run is over (to close it when no child holds it any more).
+    pub fn into_store(self) -> Arc<Store> {
+        self.store
+    }
+
+    /// Resolves once the monitors bootstrapped from any Control Hub connection.
+    pub async fn bootstrapped(&self) {
+        let mut bootstrapped = self.bootstrapped.subscribe();
+        let _ = bootstrapped.wait_for(|generation| *generation > 0).await;
     }
 }
 
 /// Waits until `link` carries a connection other than `after` (a generation), or until
-/// `stop` is cancelled (then `None`).
+/// `stop` resolves (then `None`).
 pub async fn next_link<T: Clone>(
-    link: &mut watch::Receiver<Option<Linked<T>>>,
+    link: &mut LinkWatch<T>,
     after: Option<u64>,
-    stop: &CancellationToken,
+    stop: impl Future<Output = ()>,
 ) -> Option<Linked<T>> {
+    tokio::pin!(stop);
     loop {
         if let Some(current) = link.borrow_and_update().as_ref()
             && Some(current.generation) != after
@@ -161,17 +303,17 @@ pub async fn next_link<T: Clone>(
             changed = link.changed() => {
                 if changed.is_err() {
                     // The link's owner is gone: the supervisor is stopping.
-                    stop.cancelled().await;
+                    stop.await;
                     return None;
                 }
             }
-            _ = stop.cancelled() => return None,
+            _ = &mut stop => return None,
         }
     }
 }
 
 /// Waits until the current connection of `link` (generation `generation`) is replaced or gone.
-pub async fn link_lost<T>(link: &mut watch::Receiver<Option<Linked<T>>>, generation: u64) {
+pub async fn link_lost<T>(link: &mut LinkWatch<T>, generation: u64) {
     loop {
         let same = link
             .borrow_and_update()

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::child::{ChildError, Fatal, sleep_unless_stopped};
-use super::context::{Ctx, Directory, HubLinkSenders, Linked};
+use super::child::{ChildError, Fatal, Unauthorized};
+use super::context::{Ctx, Directory, HubLinkSenders};
 use super::policy::backoff;
 use crate::config::{HubSettings, Settings};
 use crate::ops::metrics::Metrics;
 use mesolive_api::Hub;
-use mesolive_api::client::{ControlHub, DataHub, EventHub, HubClient, HubError};
+use mesolive_api::client::{ControlHub, DataHub, HubClient, HubError};
 use signalr::{ConnectOptions, Connection, MalformedRecordHook, SignalrError};
 
 /// Page size for the Control Hub lists read at verification.
@@ -95,9 +95,7 @@ enum LinkError {
 impl From<HubError> for LinkError {
     fn from(err: HubError) -> Self {
         match err {
-            HubError::Unauthorized(source) => {
-                LinkError::Fatal(Fatal::Unauthorized(source.to_string()))
-            }
+            HubError::Unauthorized(source) => LinkError::Fatal(Unauthorized(source).into()),
             other => LinkError::Retry {
                 kind: "verify",
                 reason: other.to_string(),
@@ -109,11 +107,9 @@ impl From<HubError> for LinkError {
 impl From<SignalrError> for LinkError {
     fn from(err: SignalrError) -> Self {
         match err {
-            SignalrError::Unauthorized { .. } => {
-                LinkError::Fatal(Fatal::Unauthorized(err.to_string()))
-            }
+            SignalrError::Unauthorized { .. } => LinkError::Fatal(Unauthorized(err).into()),
             SignalrError::InvalidConfig(_) | SignalrError::Tls(_) => {
-                LinkError::Fatal(Fatal::Setup(err.to_string()))
+                LinkError::Fatal(Fatal::Setup(err))
             }
             other => LinkError::Retry {
                 kind: other.kind(),
@@ -136,6 +132,11 @@ impl Generations {
 /// Runs one hub link until its connection is lost (an error, so the supervisor counts the
 /// restart and backs off) or the daemon stops (`Ok`). Failed connection attempts while the hub
 /// is unreachable are retried here with backoff and are not restarts: an outage is ridden out.
+///
+/// Once the stop has begun (intake closed) no hub is (re)connected: a connect, negotiate,
+/// upgrade, handshake or verification in flight is dropped at once rather than awaited to its
+/// timeout, no retry is scheduled, and a connection lost during the drain is not replaced. A
+/// connection that is up stays up until the children stop, for the in-flight work.
 pub async fn run_link(
     ctx: Arc<Ctx>,
     hub: Hub,
@@ -143,74 +144,62 @@ pub async fn run_link(
     senders: Arc<HubLinkSenders>,
     generations: Arc<Generations>,
 ) -> Result<(), ChildError> {
-    let mut delays = backoff(&ctx.settings.supervisor);
+    let supervisor = &ctx.settings().supervisor;
+    let mut delays = backoff(supervisor);
     let mut attempts = 0u32;
+    let drain = ctx.drain();
     let client = loop {
-        if ctx.shutdown.children.is_cancelled() {
+        if drain.is_intake_closed() {
             return Ok(());
         }
         attempts += 1;
-        match connect_and_verify(&ctx, &connector, hub).await {
+        let attempt = tokio::select! {
+            attempt = connect_and_verify(&ctx, &connector, hub) => attempt,
+            _ = drain.intake_closed() => return Ok(()),
+        };
+        match attempt {
             Ok(client) => break client,
             Err(LinkError::Fatal(fatal)) => return Err(fatal.into()),
             Err(LinkError::Retry { kind, reason }) => {
-                ctx.metrics
+                ctx.metrics()
                     .error(&format!("{}_connect_{kind}", hub.as_str()));
-                let delay = delays.next().unwrap_or(ctx.settings.supervisor.backoff_max);
+                let delay = delays.next().unwrap_or(supervisor.backoff_max);
                 if attempts == 1 || attempts.is_power_of_two() {
                     tracing::warn!(hub = hub.as_str(), attempts, retry_in = ?delay, %reason, "hub unavailable");
                 }
-                if !sleep_unless_stopped(&ctx, delay).await {
-                    return Ok(());
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = drain.intake_closed() => return Ok(()),
                 }
             }
         }
     };
     let generation = generations.next(hub);
-    publish(&senders, hub, generation, Some(client.clone()));
-    ctx.health.set_hub(hub, true);
-    ctx.metrics.hub_connected(hub, true);
+    senders.publish(hub, generation, Some(client.clone()));
+    ctx.health().set_hub(hub, true);
+    ctx.metrics().hub_connected(hub, true);
     if generation > 1 {
-        ctx.metrics.hub_reconnected(hub);
+        ctx.metrics().hub_reconnected(hub);
     }
     tracing::info!(hub = hub.as_str(), generation, "hub connected");
-    ctx.wake.reconcile.notify_one();
+    ctx.wake().reconcile.notify_one();
     let reason = tokio::select! {
         reason = client.connection().closed() => reason,
-        _ = ctx.shutdown.children.cancelled() => return Ok(()),
+        _ = drain.stopping() => return Ok(()),
     };
-    publish(&senders, hub, generation, None);
-    ctx.health.set_hub(hub, false);
-    ctx.metrics.hub_connected(hub, false);
-    ctx.metrics
+    senders.publish(hub, generation, None);
+    ctx.health().set_hub(hub, false);
+    ctx.metrics().hub_connected(hub, false);
+    ctx.metrics()
         .error(&format!("{}_lost_{}", hub.as_str(), reason.kind()));
-    Err(ChildError::Failed(format!(
-        "{} hub connection lost: {reason}",
-        hub.as_str()
-    )))
-}
-
-fn publish(senders: &HubLinkSenders, hub: Hub, generation: u64, client: Option<HubClient>) {
-    match hub {
-        Hub::Control => {
-            senders.control.send_replace(client.map(|c| Linked {
-                generation,
-                client: ControlHub(c),
-            }));
-        }
-        Hub::Data => {
-            senders.data.send_replace(client.map(|c| Linked {
-                generation,
-                client: DataHub(c),
-            }));
-        }
-        Hub::Event => {
-            senders.event.send_replace(client.map(|c| Linked {
-                generation,
-                client: EventHub(c),
-            }));
-        }
+    if drain.is_intake_closed() {
+        tracing::info!(hub = hub.as_str(), %reason, "hub connection lost while stopping; not reconnecting");
+        return Ok(());
     }
+    Err(ChildError::HubLost {
+        hub,
+        source: reason.error.clone().unwrap_or_else(|| reason.into()),
+    })
 }
 
 async fn connect_and_verify(
@@ -234,7 +223,7 @@ async fn verify_control(ctx: &Ctx, control: &ControlHub) -> Result<(), LinkError
     let strategies = control.list_strategies(LIST_PAGE_SIZE).await?;
     if agents.is_empty() {
         tracing::error!("ListAgents returned no agent: no broker or data connector is connected");
-        ctx.metrics.error("no_agents");
+        ctx.metrics().error("no_agents");
     }
     tracing::info!(
         agents = agents.len(),
@@ -256,9 +245,9 @@ async fn verify_control(ctx: &Ctx, control: &ControlHub) -> Result<(), LinkError
 /// probe symbol when a provider is set. A failed proof is logged and counted, not fatal: the
 /// monitors retry on their own and the hub itself answered.
 async fn prove_data(ctx: &Ctx, data: &DataHub) {
-    let hubs = &ctx.settings.hubs;
+    let hubs = &ctx.settings().hubs;
     let position = ctx
-        .store
+        .store()
         .open_positions()
         .await
         .ok()
@@ -282,7 +271,7 @@ async fn prove_data(ctx: &Ctx, data: &DataHub) {
     match proof {
         Ok(what) => tracing::info!(snapshot = %what, "data hub verified"),
         Err(err) => {
-            ctx.metrics.error("data_probe");
+            ctx.metrics().error("data_probe");
             tracing::warn!(error = %err, "data hub connected but the proof snapshot failed");
         }
     }

@@ -31,27 +31,27 @@ pub fn period(window: Duration) -> Duration {
 /// Prunes once per [`period`] until the daemon stops taking in work. A failed prune is logged,
 /// counted (`mesolive_errors_total{kind="dedupe_prune"}`) and retried at the next period.
 pub async fn run(ctx: Arc<Ctx>) {
-    let window = ctx.settings.events.dedupe_window;
+    let window = ctx.settings().events.dedupe_window;
     let mut tick = tokio::time::interval(period(window));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = ctx.shutdown.intake.cancelled() => return,
+            _ = ctx.drain().intake_closed() => return,
         }
         loop {
-            match ctx.store.prune_processed_events(window, CHUNK).await {
+            match ctx.store().prune_processed_events(window, CHUNK).await {
                 Ok(pruned) => {
-                    Metrics::add(&ctx.metrics.events_pruned, pruned);
+                    Metrics::add(&ctx.metrics().events_pruned, pruned);
                     if pruned > 0 {
                         tracing::debug!(pruned, "dedupe keys older than the window forgotten");
                     }
-                    if pruned < u64::from(CHUNK) || ctx.shutdown.intake.is_cancelled() {
+                    if pruned < u64::from(CHUNK) || ctx.drain().is_intake_closed() {
                         break;
                     }
                 }
                 Err(err) => {
-                    ctx.metrics.error("dedupe_prune");
+                    ctx.metrics().error("dedupe_prune");
                     tracing::warn!(error = %err, "dedupe prune failed; retrying at the next period");
                     break;
                 }

@@ -80,11 +80,11 @@ const MAX_REPLAY_PAGES: usize = 100_000;
 
 /// Runs the pump across Event Hub reconnects until the daemon stops.
 pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
-    let mut link = ctx.links.event.clone();
+    let mut link = ctx.links().event();
     let mut last_generation = None;
-    let mut sequencer = Sequencer::new(ctx.settings.events.replay_page_size);
+    let mut sequencer = Sequencer::new(ctx.settings().events.replay_page_size);
     loop {
-        let next = next_link(&mut link, last_generation, &ctx.shutdown.children);
+        let next = next_link(&mut link, last_generation, ctx.drain().stopping());
         let Some(linked) = beating(&ctx, next).await.flatten() else {
             return Ok(());
         };
@@ -106,8 +106,8 @@ async fn beating<T>(ctx: &Ctx, work: impl Future<Output = T>) -> Option<T> {
     loop {
         tokio::select! {
             done = &mut work => return Some(done),
-            _ = beat.tick() => ctx.health.pump_beat(),
-            _ = ctx.shutdown.children.cancelled() => return None,
+            _ = beat.tick() => ctx.health().pump_beat(),
+            _ = ctx.drain().stopping() => return None,
         }
     }
 }
@@ -165,7 +165,7 @@ impl Session {
             .connection()
             .take_callbacks()
             .ok_or_else(|| {
-                ChildError::Failed("the event hub callback queue was already taken".into())
+                ChildError::Broken("the event hub callback queue was already taken".into())
             })?;
         Ok(Session {
             ctx,
@@ -184,12 +184,12 @@ impl Session {
     /// committed, is retried here, on the same connection, from the durable cursor.
     async fn run_until_disconnected(&mut self) -> Result<bool, ChildError> {
         let ctx = self.ctx.clone();
-        let settings = &ctx.settings.supervisor;
+        let settings = &ctx.settings().supervisor;
         let mut delays = backoff(settings);
         loop {
             let started = Instant::now();
             let ended = self.run().await;
-            self.ctx.health.set_caught_up(false);
+            self.ctx.health().set_caught_up(false);
             let (kind, error, what) = match ended {
                 Ok(()) => return Ok(true),
                 Err(PumpError::Stopped) => return Ok(false),
@@ -200,7 +200,7 @@ impl Session {
                 Err(PumpError::PageTooLarge) => {
                     let shrink = self.sequencer.page_too_large();
                     let cursor = self.sequencer.cursor();
-                    self.ctx.metrics.error("replay_page_too_large");
+                    self.ctx.metrics().error("replay_page_too_large");
                     if shrink.single_event {
                         tracing::error!(
                             cursor,
@@ -225,10 +225,10 @@ impl Session {
                 Err(PumpError::Store(err) | PumpError::Resync(ResyncError::Store(err)))
                     if err.is_damage() =>
                 {
-                    return Err(Fatal::Store(err.to_string()).into());
+                    return Err(Fatal::Store(err).into());
                 }
-                Err(PumpError::Resync(ResyncError::Unauthorized(reason))) => {
-                    return Err(Fatal::Unauthorized(reason).into());
+                Err(PumpError::Resync(ResyncError::Unauthorized(refused))) => {
+                    return Err(Fatal::Unauthorized(refused).into());
                 }
                 Err(PumpError::Store(err)) => (
                     format!("store_{}", err.kind()),
@@ -241,7 +241,7 @@ impl Session {
                     "resync after a history gap failed; nothing of it was committed, retrying from the durable cursor",
                 ),
             };
-            self.ctx.metrics.error(&kind);
+            self.ctx.metrics().error(&kind);
             if started.elapsed() > settings.backoff_max * 2 {
                 delays = backoff(settings);
             }
@@ -257,12 +257,12 @@ impl Session {
     }
 
     async fn run(&mut self) -> Result<(), PumpError> {
-        self.ctx.health.pump_beat();
+        self.ctx.health().pump_beat();
         self.live = false;
         let cursor = self.start_cursor().await?;
         self.sequencer.start(cursor);
         // Until the first commit the gauge would read 0 (and the lag gauge the whole history).
-        Metrics::set(&self.ctx.metrics.cursor, cursor);
+        Metrics::set(&self.ctx.metrics().cursor, cursor);
         let reading = self.hub.latest_reading().await?;
         if let Latest::Gap(gap) = self.read_latest(reading)? {
             self.history_gap(gap).await?;
@@ -271,27 +271,27 @@ impl Session {
         let subscribed = self.hub.subscribe(None).await?;
         if !subscribed.failed_strategies.is_empty() {
             tracing::warn!(failed = ?subscribed.failed_strategies, "SubscribeToStrategies: some strategies failed");
-            self.ctx.metrics.error("subscribe_failed");
+            self.ctx.metrics().error("subscribe_failed");
         }
         self.catch_up(None).await?;
         self.sequencer.went_live();
         self.live = true;
-        self.ctx.health.set_caught_up(true);
-        self.ctx.wake.reconcile.notify_one();
+        self.ctx.health().set_caught_up(true);
+        self.ctx.wake().reconcile.notify_one();
         tracing::info!(cursor = self.sequencer.cursor(), "event pump live");
         self.live().await
     }
 
     /// The persisted cursor, or on a first run the configured starting point.
     async fn start_cursor(&self) -> Result<i64, PumpError> {
-        if let Some(cursor) = self.ctx.store.cursor().await? {
+        if let Some(cursor) = self.ctx.store().cursor().await? {
             return Ok(cursor);
         }
-        match self.ctx.settings.events.first_run {
+        match self.ctx.settings().events.first_run {
             FirstRun::All => Ok(0),
             FirstRun::Latest => {
                 let latest = self.hub.latest_seq_id().await?;
-                let cursor = self.ctx.store.init_cursor(latest).await?;
+                let cursor = self.ctx.store().init_cursor(latest).await?;
                 tracing::info!(cursor, "first run: starting at the server's latest event");
                 Ok(cursor)
             }
@@ -372,9 +372,9 @@ impl Session {
     /// recorded and fatal. Not ready until the resync is committed.
     async fn history_gap(&mut self, gap: HistoryGap) -> Result<(), PumpError> {
         let ctx = self.ctx.clone();
-        ctx.health.set_caught_up(false);
-        Metrics::add(&ctx.metrics.history_gaps, 1);
-        let policy = ctx.settings.events.on_history_gap;
+        ctx.health().set_caught_up(false);
+        Metrics::add(&ctx.metrics().history_gaps, 1);
+        let policy = ctx.settings().events.on_history_gap;
         tracing::error!(
             from = gap.from,
             to = gap.to,
@@ -384,17 +384,17 @@ impl Session {
             "history gap: the server no longer has the events after the cursor; they are never replayed"
         );
         if policy == OnHistoryGap::Stop {
-            ctx.store.record_history_gap_stop(&gap).await?;
+            ctx.store().record_history_gap_stop(&gap).await?;
             return Err(PumpError::HistoryGap(gap));
         }
-        let mut link = ctx.links.control.clone();
-        let control = beating(&ctx, next_link(&mut link, None, &ctx.shutdown.children))
+        let mut link = ctx.links().control();
+        let control = beating(&ctx, next_link(&mut link, None, ctx.drain().stopping()))
             .await
             .flatten()
             .ok_or(PumpError::Stopped)?;
         let summary = resync::resync(&ctx, &control.client, &gap).await?;
         self.sequencer.resynced(&gap);
-        Metrics::set(&ctx.metrics.cursor, self.sequencer.cursor());
+        Metrics::set(&ctx.metrics().cursor, self.sequencer.cursor());
         tracing::info!(
             cursor = summary.cursor,
             open_positions = summary.open_positions,
@@ -405,7 +405,7 @@ impl Session {
             "history gap resynced from the Control Hub; the cursor moved past the hole"
         );
         if self.live {
-            ctx.health.set_caught_up(true);
+            ctx.health().set_caught_up(true);
         }
         Ok(())
     }
@@ -434,17 +434,17 @@ impl Session {
         let mut beat = tokio::time::interval(BEAT);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut next_latest_poll = Instant::now() + LATEST_POLL;
-        let batch_max = self.ctx.settings.events.batch_max;
+        let batch_max = self.ctx.settings().events.batch_max;
         loop {
             let first = tokio::select! {
                 biased;
-                _ = self.ctx.shutdown.children.cancelled() => return Err(PumpError::Stopped),
+                _ = self.ctx.drain().stopping() => return Err(PumpError::Stopped),
                 callback = self.callbacks.recv() => match callback {
                     Some(callback) => callback,
                     None => return Ok(()),
                 },
                 _ = beat.tick() => {
-                    self.ctx.health.pump_beat();
+                    self.ctx.health().pump_beat();
                     if Instant::now() >= next_latest_poll {
                         next_latest_poll = Instant::now() + LATEST_POLL;
                         self.poll_latest().await?;
@@ -460,7 +460,7 @@ impl Session {
                 }
             }
             self.apply_live(batch).await?;
-            self.ctx.health.pump_beat();
+            self.ctx.health().pump_beat();
         }
     }
 
@@ -475,7 +475,7 @@ impl Session {
             let payload = callback.arguments.into_iter().next().unwrap_or(Value::Null);
             let mut record = self.record_payload(&callback.target, &payload);
             if let Some(seq) = record.seq_id {
-                Metrics::raise(&self.ctx.metrics.latest_seq, seq);
+                Metrics::raise(&self.ctx.metrics().latest_seq, seq);
             }
             loop {
                 let keyed = effects::keyed_by_event_id(&record);
@@ -484,7 +484,7 @@ impl Session {
                     Live::CatchUpFirst { until } => {
                         went_backwards |= self.commit(&pending).await?;
                         pending.clear();
-                        Metrics::add(&self.ctx.metrics.gap_catchups, 1);
+                        Metrics::add(&self.ctx.metrics().gap_catchups, 1);
                         tracing::info!(
                             cursor = self.sequencer.cursor(),
                             live = until + 1,
@@ -522,7 +522,7 @@ impl Session {
 
     async fn poll_latest(&mut self) -> Result<(), PumpError> {
         let reading = self.hub.latest_reading().await?;
-        Metrics::set(&self.ctx.metrics.latest_seq, reading.latest);
+        Metrics::set(&self.ctx.metrics().latest_seq, reading.latest);
         match self.read_latest(reading)? {
             // Either events are in flight right now, or some were lost on the way: a replay
             // settles both (dedupe skips whatever also arrives live).
@@ -539,7 +539,7 @@ impl Session {
     fn read_latest(&self, reading: LatestReading) -> Result<Latest, PumpError> {
         match self.sequencer.latest(reading) {
             Latest::Ahead { cursor, latest } => {
-                self.ctx.metrics.error("cursor_ahead");
+                self.ctx.metrics().error("cursor_ahead");
                 Err(PumpError::CursorAhead { cursor, latest })
             }
             reading => Ok(reading),
@@ -548,7 +548,7 @@ impl Session {
 
     fn report_replay_below_cursor(&self, below: usize) {
         if below > 0 {
-            self.ctx.metrics.error("replay_below_cursor");
+            self.ctx.metrics().error("replay_below_cursor");
             tracing::warn!(
                 cursor = self.sequencer.cursor(),
                 events = below,
@@ -570,7 +570,7 @@ impl Session {
             }
             Err(error) => {
                 tracing::warn!(target = %error.target, seq = ?error.header.event_seq_id, reason = %error.reason, "undecodable event quarantined");
-                self.ctx.metrics.error("event_decode");
+                self.ctx.metrics().error("event_decode");
                 effects::quarantine(&error, payload)
             }
         }
@@ -579,7 +579,7 @@ impl Session {
     /// Logs and counts what a decodable event tells about the server: an unknown target, unknown
     /// enum members, a missing EventId or EventSeqId.
     fn report_oddities(&mut self, event: &HubEvent) {
-        let metrics = &self.ctx.metrics;
+        let metrics = &self.ctx.metrics();
         let target = event.target.as_str();
         let seq = event.header.event_seq_id;
         if !event.is_recognized() {
@@ -628,11 +628,11 @@ impl Session {
         if records.is_empty() {
             return Ok(false);
         }
-        let outcome = self.ctx.store.apply_events(records).await;
+        let outcome = self.ctx.store().apply_events(records).await;
         let out_of_sequence = std::mem::take(&mut self.out_of_sequence);
         let reasserted = std::mem::take(&mut self.reasserted);
         let outcome = outcome?;
-        let metrics = &self.ctx.metrics;
+        let metrics = &self.ctx.metrics();
         Metrics::add(&metrics.event_batches, 1);
         let mut applied = 0u64;
         let mut quarantined = 0u64;
@@ -672,16 +672,16 @@ impl Session {
         }
         // Wake only who can care: the monitor manager re-reads every open position.
         if positions_changed {
-            self.ctx.wake.positions.notify_one();
+            self.ctx.wake().positions.notify_one();
         }
         if workflows_affected {
-            self.ctx.wake.workflows.notify_one();
+            self.ctx.wake().workflows.notify_one();
         }
         Ok(went_backwards)
     }
 
     fn stop_requested(&self) -> Result<(), PumpError> {
-        if self.ctx.shutdown.children.is_cancelled() {
+        if self.ctx.drain().is_stopping() {
             return Err(PumpError::Stopped);
         }
         Ok(())

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::ops::crash;
 use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError};
+use crate::supervisor::child::Unauthorized;
 use mesolive_api::client::{ControlHub, HubError};
 use mesolive_api::models::{IdempotencyRecord, IdempotencyRecordStatus, StatusCode};
 
@@ -43,8 +44,8 @@ pub enum IntentError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The credentials were refused.
-    #[error("{0}")]
-    Unauthorized(String),
+    #[error(transparent)]
+    Unauthorized(#[from] Unauthorized),
 }
 
 /// Runs one intent to the point of a known outcome if it can. Safe to call again with the
@@ -102,7 +103,7 @@ async fn send(
             tracing::info!(intent = %intent.key, status = %failure.status, "server already has this key: reading its record");
             Ok(settle(store, control, intent).await?.into_outcome())
         }
-        Err(HubError::Unauthorized(err)) => Err(IntentError::Unauthorized(err.to_string())),
+        Err(HubError::Unauthorized(err)) => Err(Unauthorized(err).into()),
         Err(err) if err.outcome_unknown() => {
             record_error(store, intent, IntentState::Unknown, &err.to_string()).await?;
             tracing::warn!(intent = %intent.key, error = %err, outcome = "unknown", "intent outcome unknown; will settle via GetIdempotencyRecord");
@@ -169,9 +170,7 @@ pub async fn settle(
     loop {
         let record = match control.idempotency_record(&intent.key).await {
             Ok(record) => record,
-            Err(HubError::Unauthorized(err)) => {
-                return Err(IntentError::Unauthorized(err.to_string()));
-            }
+            Err(HubError::Unauthorized(err)) => return Err(Unauthorized(err).into()),
             Err(err) => {
                 tracing::warn!(intent = %intent.key, error = %err, "idempotency record not readable now");
                 return Ok(Settled::Pending);

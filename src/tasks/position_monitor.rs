@@ -52,9 +52,9 @@ struct Monitor {
 /// Runs the monitor manager until the daemon stops.
 pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
     let mut monitors: HashMap<i64, Monitor> = HashMap::new();
-    let mut control = ctx.links.control.clone();
+    let mut control = ctx.links().control();
     let mut bootstrapped_generation = None;
-    let mut startup_wait = ctx.settings.supervisor.backoff_initial;
+    let mut startup_wait = ctx.settings().supervisor.backoff_initial;
     let mut tick = tokio::time::interval(RECONCILE_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let result = loop {
@@ -65,14 +65,14 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
             match bootstrap(&ctx, &linked.client).await {
                 Ok(()) => {
                     bootstrapped_generation = Some(linked.generation);
-                    ctx.bootstrapped.send_replace(linked.generation);
+                    ctx.set_bootstrapped(linked.generation);
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "position bootstrap failed; retrying");
                     // Retry soon rather than at the next reconcile tick: startup waits on it.
                     tokio::select! {
                         _ = tokio::time::sleep(startup_wait) => {}
-                        _ = ctx.shutdown.children.cancelled() => break Ok(()),
+                        _ = ctx.drain().stopping() => break Ok(()),
                     }
                     startup_wait = (startup_wait * 2).min(RECONCILE_EVERY);
                     continue;
@@ -83,17 +83,17 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
             break Err(err);
         }
         tokio::select! {
-            _ = ctx.wake.positions.notified() => {}
+            _ = ctx.wake().positions.notified() => {}
             _ = control.changed() => {}
             _ = tick.tick() => {}
-            _ = ctx.shutdown.children.cancelled() => break Ok(()),
+            _ = ctx.drain().stopping() => break Ok(()),
         }
     };
     for (_, monitor) in monitors.drain() {
         monitor.stop.cancel();
         let _ = monitor.handle.await;
     }
-    Metrics::set(&ctx.metrics.monitors_running, 0);
+    Metrics::set(&ctx.metrics().monitors_running, 0);
     result
 }
 
@@ -110,7 +110,7 @@ async fn bootstrap(ctx: &Ctx, control: &ControlHub) -> Result<(), HubError> {
         .iter()
         .filter(|p| p.state == PositionState::Open)
         .count();
-    ctx.store
+    ctx.store()
         .upsert_positions(&listed)
         .await
         .map_err(|err| HubError::Decode {
@@ -122,16 +122,16 @@ async fn bootstrap(ctx: &Ctx, control: &ControlHub) -> Result<(), HubError> {
         open,
         "positions bootstrapped from the Control Hub"
     );
-    ctx.wake.positions.notify_one();
+    ctx.wake().positions.notify_one();
     Ok(())
 }
 
 async fn reconcile(ctx: &Arc<Ctx>, monitors: &mut HashMap<i64, Monitor>) -> Result<(), ChildError> {
     let open = ctx
-        .store
+        .store()
         .open_positions()
         .await
-        .map_err(|err| ChildError::Failed(format!("reading open positions: {err}")))?;
+        .map_err(|err| ChildError::store("reading open positions", err))?;
     let wanted: HashMap<i64, ()> = open.iter().map(|p| (p.position_id, ())).collect();
     monitors.retain(|id, monitor| {
         let keep = wanted.contains_key(id) && !monitor.handle.is_finished();
@@ -147,7 +147,7 @@ async fn reconcile(ctx: &Arc<Ctx>, monitors: &mut HashMap<i64, Monitor>) -> Resu
             start(ctx.clone(), position.position_id)
         });
     }
-    let stale_after = ctx.settings.monitor.stale_after;
+    let stale_after = ctx.settings().monitor.stale_after;
     let stale = monitors
         .values()
         .filter(|m| {
@@ -157,13 +157,13 @@ async fn reconcile(ctx: &Arc<Ctx>, monitors: &mut HashMap<i64, Monitor>) -> Resu
                 .is_none_or(|s| s.received_at.elapsed() > stale_after)
         })
         .count();
-    Metrics::set(&ctx.metrics.monitors_running, monitors.len() as i64);
-    Metrics::set(&ctx.metrics.positions_stale, stale as i64);
+    Metrics::set(&ctx.metrics().monitors_running, monitors.len() as i64);
+    Metrics::set(&ctx.metrics().positions_stale, stale as i64);
     Ok(())
 }
 
 fn start(ctx: Arc<Ctx>, position_id: i64) -> Monitor {
-    let stop = ctx.shutdown.children.child_token();
+    let stop = CancellationToken::new();
     let (sender, latest) = watch::channel(None);
     let span = tracing::info_span!("position", id = position_id);
     let handle = tokio::spawn(monitor(ctx, position_id, sender, stop.clone()).instrument(span));
@@ -181,36 +181,46 @@ async fn monitor(
     latest: watch::Sender<Option<Sample>>,
     stop: CancellationToken,
 ) {
-    let mut data = ctx.links.data.clone();
-    let mut delays = backoff(&ctx.settings.supervisor);
+    let mut data = ctx.links().data();
+    let mut delays = backoff(&ctx.settings().supervisor);
     let mut first_start = true;
     loop {
-        let Some(linked) = next_link(&mut data, None, &stop).await else {
+        let Some(linked) = next_link(&mut data, None, stopped(&ctx, &stop)).await else {
             return;
         };
         if !first_start {
-            Metrics::add(&ctx.metrics.stream_restarts, 1);
+            Metrics::add(&ctx.metrics().stream_restarts, 1);
         }
         first_start = false;
         let ended = tokio::select! {
             ended = stream_until_failure(&ctx, &linked.client, position_id, &latest) => ended,
             _ = link_lost(&mut data, linked.generation) => StreamEnd::Reconnected,
-            _ = stop.cancelled() => return,
+            _ = stopped(&ctx, &stop) => return,
         };
         match ended {
             StreamEnd::Reconnected => {
-                delays = backoff(&ctx.settings.supervisor);
+                delays = backoff(&ctx.settings().supervisor);
                 continue;
             }
             StreamEnd::Failed(reason) => {
-                let delay = delays.next().unwrap_or(ctx.settings.supervisor.backoff_max);
+                let delay = delays
+                    .next()
+                    .unwrap_or(ctx.settings().supervisor.backoff_max);
                 tracing::debug!(position = position_id, %reason, retry_in = ?delay, "position stream ended");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = stop.cancelled() => return,
+                    _ = stopped(&ctx, &stop) => return,
                 }
             }
         }
+    }
+}
+
+/// Resolves when this monitor is stopped by its manager, or the children stop.
+async fn stopped(ctx: &Ctx, stop: &CancellationToken) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = ctx.drain().stopping() => {}
     }
 }
 
@@ -232,7 +242,7 @@ async fn stream_until_failure(
         Ok(stream) => stream,
         Err(err) => return StreamEnd::Failed(format!("stream: {err}")),
     };
-    let period = ctx.settings.monitor.snapshot_resync_interval;
+    let period = ctx.settings().monitor.snapshot_resync_interval;
     let mut resync_tick = tokio::time::interval_at(Instant::now() + period, period);
     resync_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut streaming: Option<Streaming<'_>> = None;
@@ -241,12 +251,12 @@ async fn stream_until_failure(
             item = stream.next() => match item {
                 Some(Ok(value)) => match decode_as::<PositionDataEntry>(methods::STREAM_POSITION_DATA, value) {
                     Ok(entry) => {
-                        Metrics::add(&ctx.metrics.stream_items, 1);
-                        streaming.get_or_insert_with(|| Streaming::new(&ctx.metrics));
+                        Metrics::add(&ctx.metrics().stream_items, 1);
+                        streaming.get_or_insert_with(|| Streaming::new(ctx.metrics()));
                         latest.send_replace(Some(Sample { received_at: Instant::now(), entry }));
                     }
                     Err(err) => {
-                        ctx.metrics.error("stream_decode");
+                        ctx.metrics().error("stream_decode");
                         tracing::warn!(error = %err, "position stream item ignored");
                     }
                 },
@@ -287,14 +297,14 @@ async fn resync(
     latest: &watch::Sender<Option<Sample>>,
 ) -> Result<(), HubError> {
     let entry = data.position_snapshot(position_id).await?;
-    Metrics::add(&ctx.metrics.snapshot_resyncs, 1);
+    Metrics::add(&ctx.metrics().snapshot_resyncs, 1);
     let json = serde_json::to_value(&entry).unwrap_or_default();
     if let Err(err) = ctx
-        .store
+        .store()
         .set_position_snapshot(position_id, &json, Timestamp::now())
         .await
     {
-        ctx.metrics.error("store_snapshot");
+        ctx.metrics().error("store_snapshot");
         tracing::warn!(error = %err, "snapshot not persisted");
     }
     latest.send_replace(Some(Sample {

@@ -19,7 +19,7 @@ use tokio::time::MissedTickBehavior;
 use super::effects::job_status;
 use super::intent::{self, IntentError, Settled};
 use crate::store::{JobStatus, StoreError, Timestamp};
-use crate::supervisor::child::{ChildError, Fatal};
+use crate::supervisor::child::{ChildError, Unauthorized};
 use crate::supervisor::context::Ctx;
 use mesolive_api::client::{ControlHub, HubError};
 
@@ -36,15 +36,15 @@ pub enum ReconcileError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The credentials were refused.
-    #[error("{0}")]
-    Unauthorized(String),
+    #[error(transparent)]
+    Unauthorized(#[from] Unauthorized),
 }
 
 impl From<IntentError> for ReconcileError {
     fn from(err: IntentError) -> Self {
         match err {
             IntentError::Store(err) => ReconcileError::Store(err),
-            IntentError::Unauthorized(reason) => ReconcileError::Unauthorized(reason),
+            IntentError::Unauthorized(refused) => ReconcileError::Unauthorized(refused),
         }
     }
 }
@@ -52,12 +52,12 @@ impl From<IntentError> for ReconcileError {
 /// The startup pass: settle every unfinished intent, poll every in-flight job.
 pub async fn reconcile_once(ctx: &Ctx) -> Result<(), ReconcileError> {
     let control = current_control(ctx)?;
-    for stored in ctx.store.intents_in_flight().await? {
-        let settled = intent::settle(&ctx.store, &control, &stored).await?;
+    for stored in ctx.store().intents_in_flight().await? {
+        let settled = intent::settle(ctx.store(), &control, &stored).await?;
         tracing::info!(intent = %stored.key, operation = %stored.operation, previous = %stored.state, settled = ?settled_name(&settled), "reconciled intent");
     }
     poll_jobs(ctx, &control, Duration::ZERO).await?;
-    ctx.wake.workflows.notify_one();
+    ctx.wake().workflows.notify_one();
     Ok(())
 }
 
@@ -71,7 +71,7 @@ pub async fn settle_in_flight(ctx: &Ctx, workflows_running: bool) -> Result<(), 
     }
     let control = current_control(ctx)?;
     poll_jobs(ctx, &control, Duration::ZERO).await?;
-    ctx.wake.workflows.notify_one();
+    ctx.wake().workflows.notify_one();
     Ok(())
 }
 
@@ -81,20 +81,18 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let quiet_for = tokio::select! {
-            _ = ctx.wake.reconcile.notified() => Duration::ZERO,
-            _ = tick.tick() => ctx.settings.automation.job_poll_after,
-            _ = ctx.shutdown.children.cancelled() => return Ok(()),
+            _ = ctx.wake().reconcile.notified() => Duration::ZERO,
+            _ = tick.tick() => ctx.settings().automation.job_poll_after,
+            _ = ctx.drain().stopping() => return Ok(()),
         };
         let Ok(control) = current_control(&ctx) else {
             continue;
         };
         match poll_jobs(&ctx, &control, quiet_for).await {
             Ok(()) => {}
-            Err(ReconcileError::Unauthorized(reason)) => {
-                return Err(Fatal::Unauthorized(reason).into());
-            }
+            Err(ReconcileError::Unauthorized(refused)) => return Err(refused.into()),
             Err(ReconcileError::Store(err)) => {
-                return Err(ChildError::Failed(format!("reconciler store: {err}")));
+                return Err(ChildError::store("reconciler", err));
             }
             Err(ReconcileError::NoControl) => {}
         }
@@ -102,11 +100,9 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
 }
 
 fn current_control(ctx: &Ctx) -> Result<ControlHub, ReconcileError> {
-    ctx.links
-        .control
-        .borrow()
-        .as_ref()
-        .map(|linked| linked.client.clone())
+    ctx.links()
+        .current_control()
+        .map(|linked| linked.client)
         .ok_or(ReconcileError::NoControl)
 }
 
@@ -118,14 +114,14 @@ async fn poll_jobs(
 ) -> Result<(), ReconcileError> {
     let now = Timestamp::now();
     let mut changed = false;
-    for job in ctx.store.prepare_jobs_in_flight().await? {
+    for job in ctx.store().prepare_jobs_in_flight().await? {
         if !quiet_since(job.updated_at, now, quiet_for) {
             continue;
         }
         match control.prepare_status(job.kind, &job.job_id).await {
             Ok(status) => {
                 let new_status = job_status(&status.status);
-                ctx.store
+                ctx.store()
                     .set_prepare_job_status(
                         &job.job_id,
                         new_status,
@@ -138,17 +134,15 @@ async fn poll_jobs(
                     tracing::info!(job = %job.job_id, status = new_status.as_str(), "prepare job settled by polling");
                 }
             }
-            Err(HubError::Unauthorized(err)) => {
-                return Err(ReconcileError::Unauthorized(err.to_string()));
-            }
+            Err(HubError::Unauthorized(err)) => return Err(Unauthorized(err).into()),
             Err(err) => {
-                ctx.metrics.error("job_poll");
+                ctx.metrics().error("job_poll");
                 tracing::warn!(job = %job.job_id, error = %err, "prepare job status not readable now");
             }
         }
     }
     if changed {
-        ctx.wake.workflows.notify_one();
+        ctx.wake().workflows.notify_one();
     }
     Ok(())
 }

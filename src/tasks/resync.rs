@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::effects;
 use super::reconciler::{self, ReconcileError};
 use crate::store::{HistoryGap, Resync, ResyncSummary, StoreError};
+use crate::supervisor::child::Unauthorized;
 use crate::supervisor::context::Ctx;
 use mesolive_api::client::{ControlHub, HubError};
 use mesolive_api::lenient::decode_ref;
@@ -45,8 +46,8 @@ pub enum ResyncError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The credentials were refused.
-    #[error("{0}")]
-    Unauthorized(String),
+    #[error(transparent)]
+    Unauthorized(#[from] Unauthorized),
 }
 
 impl From<ReconcileError> for ResyncError {
@@ -54,7 +55,7 @@ impl From<ReconcileError> for ResyncError {
         match err {
             ReconcileError::NoControl => ResyncError::NoControl,
             ReconcileError::Store(err) => ResyncError::Store(err),
-            ReconcileError::Unauthorized(reason) => ResyncError::Unauthorized(reason),
+            ReconcileError::Unauthorized(refused) => ResyncError::Unauthorized(refused),
         }
     }
 }
@@ -66,7 +67,7 @@ pub async fn resync(
     control: &ControlHub,
     gap: &HistoryGap,
 ) -> Result<ResyncSummary, ResyncError> {
-    reconciler::settle_in_flight(ctx, ctx.health.started()).await?;
+    reconciler::settle_in_flight(ctx, ctx.health().started()).await?;
     let open = open_positions(ctx, control).await?;
     let mut legs = Vec::new();
     for position in &open.listed {
@@ -80,9 +81,9 @@ pub async fn resync(
         legs,
         orders,
     };
-    let summary = ctx.store.resync_after_history_gap(gap, &resync).await?;
-    ctx.wake.positions.notify_one();
-    ctx.wake.workflows.notify_one();
+    let summary = ctx.store().resync_after_history_gap(gap, &resync).await?;
+    ctx.wake().positions.notify_one();
+    ctx.wake().workflows.notify_one();
     Ok(summary)
 }
 
@@ -103,7 +104,7 @@ async fn open_positions(ctx: &Ctx, control: &ControlHub) -> Result<OpenPositions
         .collect();
     let on_server: HashSet<i64> = listed.iter().map(|p| p.position_id).collect();
     let mut closed = Vec::new();
-    for held in ctx.store.open_positions().await? {
+    for held in ctx.store().open_positions().await? {
         if on_server.contains(&held.position_id) {
             continue;
         }
@@ -125,7 +126,7 @@ async fn running_orders(
     control: &ControlHub,
 ) -> Result<Vec<crate::store::OrderUpdate>, ResyncError> {
     let mut plans: BTreeMap<i64, i64> = BTreeMap::new();
-    for workflow in ctx.store.active_workflows().await? {
+    for workflow in ctx.store().active_workflows().await? {
         if let Some(plan) = workflow
             .plan
             .as_ref()
@@ -134,7 +135,7 @@ async fn running_orders(
             plans.insert(plan.exec_plan_id, workflow.strategy_id);
         }
     }
-    for order in ctx.store.unsettled_orders().await? {
+    for order in ctx.store().unsettled_orders().await? {
         if let Some(plan) = order.exec_plan_id {
             plans.entry(plan).or_insert(order.strategy_id);
         }

@@ -19,6 +19,7 @@
 //!   and drives each (one task per workflow at most) until it has to wait for the server.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +34,9 @@ use crate::store::{
     JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalRecord, SignalState, StoreError,
     WorkflowChange, WorkflowRecord, WorkflowState,
 };
-use crate::supervisor::child::{ChildError, Fatal};
+use crate::supervisor::child::{ChildError, Unauthorized};
 use crate::supervisor::context::Ctx;
+use crate::supervisor::drain::InFlight;
 use mesolive_api::FlowKind;
 use mesolive_api::client::ControlHub;
 use mesolive_api::events::AdjustmentSignalEvent;
@@ -54,48 +56,48 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
         if let Err(err) = reap(&mut driving).await {
             break Err(err);
         }
-        ctx.drives.send_replace(driving.len());
-        if !ctx.shutdown.intake.is_cancelled() {
-            let control = ctx.links.control.borrow().clone();
+        if !ctx.drain().is_intake_closed() {
+            let control = ctx.links().current_control();
             if let Some(control) = control {
                 // Signals are only as current as the event pump: none is acted on while it
                 // replays, catches up or resyncs a hole in the server's history.
-                if ctx.health.caught_up()
+                if ctx.health().caught_up()
                     && let Err(err) = open_workflows(&ctx).await
                 {
-                    break Err(ChildError::Failed(format!("workflow store: {err}")));
+                    break Err(ChildError::store("opening workflows", err));
                 }
-                match ctx.store.active_workflows().await {
+                match ctx.store().active_workflows().await {
                     Ok(active) => {
                         for workflow in active {
-                            driving.entry(workflow.id).or_insert_with(|| {
-                                spawn_drive(ctx.clone(), control.client.clone(), workflow)
-                            });
+                            // Each drive is in-flight work: the stop waits for it (within its
+                            // grace); none starts once the stop began.
+                            if let Entry::Vacant(slot) = driving.entry(workflow.id)
+                                && let Some(in_flight) = ctx.drain().in_flight()
+                            {
+                                slot.insert(spawn_drive(
+                                    ctx.clone(),
+                                    control.client.clone(),
+                                    workflow,
+                                    in_flight,
+                                ));
+                            }
                         }
                     }
-                    Err(err) => break Err(ChildError::Failed(format!("workflow store: {err}"))),
+                    Err(err) => break Err(ChildError::store("reading active workflows", err)),
                 }
-                ctx.drives.send_replace(driving.len());
             }
         }
         tokio::select! {
-            _ = ctx.wake.workflows.notified() => {}
+            _ = ctx.wake().workflows.notified() => {}
             _ = tick.tick() => {}
-            _ = ctx.shutdown.children.cancelled() => break Ok(()),
+            _ = ctx.drain().stopping() => break Ok(()),
         }
     };
     // The grace is over: whatever is still mid-call is settled on the next start.
     for (_, handle) in driving.drain() {
         handle.abort();
     }
-    ctx.drives.send_replace(0);
     result
-}
-
-/// Resolves once no workflow step is running (shutdown waits on it, within its grace).
-pub async fn drained(ctx: &Ctx) {
-    let mut drives = ctx.drives.subscribe();
-    let _ = drives.wait_for(|running| *running == 0).await;
 }
 
 async fn reap(
@@ -112,14 +114,12 @@ async fn reap(
         };
         match handle.await {
             Ok(Ok(())) => {}
-            Ok(Err(DriveError::Unauthorized(reason))) => {
-                return Err(Fatal::Unauthorized(reason).into());
-            }
+            Ok(Err(DriveError::Unauthorized(refused))) => return Err(refused.into()),
             Ok(Err(DriveError::Store(err))) => {
-                return Err(ChildError::Failed(format!("workflow {id}: {err}")));
+                return Err(ChildError::store(format!("workflow {id}"), err));
             }
             Err(join) if join.is_panic() => {
-                return Err(ChildError::Failed(format!("workflow {id}: step panicked")));
+                return Err(ChildError::Broken(format!("workflow {id}: step panicked")));
             }
             Err(_) => {}
         }
@@ -131,24 +131,31 @@ fn spawn_drive(
     ctx: Arc<Ctx>,
     control: ControlHub,
     workflow: WorkflowRecord,
+    in_flight: InFlight,
 ) -> JoinHandle<Result<(), DriveError>> {
     let span = tracing::info_span!("workflow", id = workflow.id, kind = workflow.kind.as_str());
-    tokio::spawn(async move { drive(&ctx, &control, workflow.id).await }.instrument(span))
+    tokio::spawn(
+        async move {
+            let _in_flight = in_flight;
+            drive(&ctx, &control, workflow.id).await
+        }
+        .instrument(span),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
 enum DriveError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Unauthorized(String),
+    #[error(transparent)]
+    Unauthorized(#[from] Unauthorized),
 }
 
 impl From<IntentError> for DriveError {
     fn from(err: IntentError) -> Self {
         match err {
             IntentError::Store(err) => DriveError::Store(err),
-            IntentError::Unauthorized(reason) => DriveError::Unauthorized(reason),
+            IntentError::Unauthorized(refused) => DriveError::Unauthorized(refused),
         }
     }
 }
@@ -162,13 +169,13 @@ enum Step {
 /// Creates a workflow for every signal instance that is On and has none yet, deciding at
 /// creation whether the configured mode lets it act.
 async fn open_workflows(ctx: &Ctx) -> Result<(), StoreError> {
-    for signal in ctx.store.signals().await? {
+    for signal in ctx.store().signals().await? {
         if signal.state != SignalState::On {
             continue;
         }
         let new = plan_workflow(ctx, &signal).await?;
-        if let Some(created) = ctx.store.create_workflow(&new).await? {
-            ctx.metrics.workflow(created.state.as_str());
+        if let Some(created) = ctx.store().create_workflow(&new).await? {
+            ctx.metrics().workflow(created.state.as_str());
             tracing::info!(
                 workflow = created.id,
                 kind = created.kind.as_str(),
@@ -187,7 +194,7 @@ async fn open_workflows(ctx: &Ctx) -> Result<(), StoreError> {
 async fn plan_workflow(ctx: &Ctx, signal: &SignalRecord) -> Result<NewWorkflow, StoreError> {
     let kind = signal.kind;
     let position = match signal.position_id {
-        Some(id) => ctx.store.position(id).await?,
+        Some(id) => ctx.store().position(id).await?,
         None => None,
     };
     let account = signal
@@ -225,7 +232,7 @@ async fn admission(
     signal: &SignalRecord,
     account: Option<&str>,
 ) -> Result<(WorkflowState, Option<String>), StoreError> {
-    let automation = &ctx.settings.automation;
+    let automation = &ctx.settings().automation;
     let what = format!("{} for strategy {}", kind.as_str(), signal.strategy_id);
     if !automation.allows(signal.strategy_id) {
         return Ok((
@@ -261,7 +268,7 @@ async fn admission(
     }
     if kind == FlowKind::Entry {
         let open = ctx
-            .store
+            .store()
             .open_positions()
             .await?
             .iter()
@@ -283,7 +290,7 @@ async fn admission(
 /// Advances one workflow until it has to wait or ends.
 async fn drive(ctx: &Ctx, control: &ControlHub, id: i64) -> Result<(), DriveError> {
     loop {
-        let Some(workflow) = ctx.store.workflow(id).await? else {
+        let Some(workflow) = ctx.store().workflow(id).await? else {
             return Ok(());
         };
         let step = match workflow.state {
@@ -300,7 +307,7 @@ async fn drive(ctx: &Ctx, control: &ControlHub, id: i64) -> Result<(), DriveErro
 }
 
 fn intent_key(ctx: &Ctx, workflow: &WorkflowRecord, step: &str) -> String {
-    format!("{}-w{}-{step}", ctx.store.instance_id(), workflow.id)
+    format!("{}-w{}-{step}", ctx.store().instance_id(), workflow.id)
 }
 
 /// Records a decision: new state, optional reason, one log line, one metric.
@@ -311,9 +318,9 @@ async fn transition(
 ) -> Result<Step, DriveError> {
     let state = change.state;
     let reason = change.reason.clone();
-    ctx.store.update_workflow(workflow.id, &change).await?;
+    ctx.store().update_workflow(workflow.id, &change).await?;
     if let Some(state) = state {
-        ctx.metrics.workflow(state.as_str());
+        ctx.metrics().workflow(state.as_str());
         tracing::info!(
             workflow = workflow.id,
             from = workflow.state.as_str(),
@@ -322,13 +329,13 @@ async fn transition(
             "workflow transition"
         );
     }
-    ctx.wake.workflows.notify_one();
+    ctx.wake().workflows.notify_one();
     Ok(Step::Advanced)
 }
 
 async fn signal_still_on(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<bool, StoreError> {
     Ok(ctx
-        .store
+        .store()
         .signal(&workflow.signal_key)
         .await?
         .is_some_and(|s| s.state == SignalState::On && s.instance == workflow.signal_instance))
@@ -340,7 +347,7 @@ async fn prepare(
     workflow: &WorkflowRecord,
 ) -> Result<Step, DriveError> {
     let key = intent_key(ctx, workflow, "prep");
-    let fresh = ctx.store.intent(&key).await?.is_none();
+    let fresh = ctx.store().intent(&key).await?.is_none();
     if fresh && !signal_still_on(ctx, workflow).await? {
         return transition(
             ctx,
@@ -377,7 +384,7 @@ async fn prepare(
         workflow_id: Some(workflow.id.to_string()),
         args: prepare_args,
     };
-    match intent::execute(&ctx.store, control, &new).await? {
+    match intent::execute(ctx.store(), control, &new).await? {
         IntentOutcome::Completed(data) => {
             let Some(job_id) = mesolive_api::wire::field_str(&data, "JobId") else {
                 return transition(
@@ -387,7 +394,7 @@ async fn prepare(
                 )
                 .await;
             };
-            ctx.store
+            ctx.store()
                 .upsert_prepare_job(&PrepareJobUpdate {
                     job_id: job_id.clone(),
                     kind: workflow.kind,
@@ -426,13 +433,13 @@ async fn adjustment_operation(
     workflow: &WorkflowRecord,
 ) -> Result<Option<String>, StoreError> {
     let named = ctx
-        .store
+        .store()
         .signal(&workflow.signal_key)
         .await?
         .and_then(|signal| decode::<AdjustmentSignalEvent>(signal.payload).ok())
         .and_then(|event| event.condition)
         .and_then(|condition| mesolive_api::wire::adjustment_operation(&condition));
-    let configured = &ctx.settings.automation.adjustment_operation;
+    let configured = &ctx.settings().automation.adjustment_operation;
     Ok(named.or_else(|| (!configured.is_empty()).then(|| configured.clone())))
 }
 
@@ -448,7 +455,7 @@ fn prepare_args(
             let strategy = directory.strategies.get(&workflow.strategy_id);
             let symbol = strategy
                 .and_then(|s| s.symbol.clone())
-                .unwrap_or_else(|| ctx.settings.hubs.probe_symbol.clone());
+                .unwrap_or_else(|| ctx.settings().hubs.probe_symbol.clone());
             let name = format!(
                 "{}-w{}",
                 strategy
@@ -465,7 +472,7 @@ fn prepare_args(
                 &name,
                 workflow.strategy_id,
                 account,
-                &ctx.settings.automation.leg_selection_constraint,
+                &ctx.settings().automation.leg_selection_constraint,
                 &symbol,
             ))
         }
@@ -492,7 +499,7 @@ async fn await_job(
     let Some(job_id) = workflow.job_id.as_deref() else {
         return transition(ctx, workflow, WorkflowChange::to(WorkflowState::Requested)).await;
     };
-    let job = ctx.store.prepare_job(job_id).await?;
+    let job = ctx.store().prepare_job(job_id).await?;
     match job.as_ref().map(|j| j.status) {
         Some(JobStatus::Completed) => {
             let result = job.and_then(|j| j.result).unwrap_or(Value::Null);
@@ -584,7 +591,7 @@ async fn cancel_prepare(
         workflow_id: Some(workflow.id.to_string()),
         args: args::cancel_job(job_id, &key),
     };
-    match intent::execute(&ctx.store, control, &new).await? {
+    match intent::execute(ctx.store(), control, &new).await? {
         IntentOutcome::Unsettled => Ok(Step::Waiting),
         outcome => {
             let how = if matches!(outcome, IntentOutcome::Completed(_)) {
@@ -604,7 +611,7 @@ async fn cancel_prepare(
 }
 
 async fn begin_execution(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Step, DriveError> {
-    if ctx.settings.automation.mode == AutomationMode::Observe {
+    if ctx.settings().automation.mode == AutomationMode::Observe {
         return transition(
             ctx,
             workflow,
@@ -651,11 +658,11 @@ async fn execute(
             )
         } else {
             let multiplier = (workflow.kind == FlowKind::Entry).then(|| {
-                ctx.settings
+                ctx.settings()
                     .automation
                     .qty_multiplier_for(workflow.strategy_id)
             });
-            let limit = match ctx.settings.automation.order_type {
+            let limit = match ctx.settings().automation.order_type {
                 OrderStyle::Market => None,
                 OrderStyle::LimitMid => plan.group_mid(group),
             };
@@ -670,10 +677,10 @@ async fn execute(
             workflow_id: Some(workflow.id.to_string()),
             args: call_args,
         };
-        match intent::execute(&ctx.store, control, &new).await? {
+        match intent::execute(ctx.store(), control, &new).await? {
             IntentOutcome::Completed(data) => {
                 for order_id in mesolive_api::wire::order_ids(&data) {
-                    ctx.store
+                    ctx.store()
                         .link_order_to_intent(order_id, &key, workflow.strategy_id)
                         .await?;
                 }
@@ -712,7 +719,7 @@ async fn orders_outcome(
     let mut all_filled = true;
     for group in plan.leg_group_ids() {
         let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
-        let orders = ctx.store.orders_for_intent(&key).await?;
+        let orders = ctx.store().orders_for_intent(&key).await?;
         if orders.is_empty() {
             all_filled = false;
         }

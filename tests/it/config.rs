@@ -44,7 +44,7 @@ fn defaults_are_safe() {
     let s = load(None, &[]).expect("defaults load");
     assert_eq!(s.automation.mode, AutomationMode::Observe);
     assert_eq!(s.database.synchronous, SynchronousMode::Full);
-    assert_eq!(s.ops.listen, "127.0.0.1:9187");
+    assert_eq!(s.ops.listen.to_string(), "127.0.0.1:9187");
     assert_eq!(s.hubs.control_path, "/hubs/control/v1");
     assert_eq!(s.hubs.data_path, "/hubs/data/v1");
     assert_eq!(s.hubs.event_path, "/hubs/event/v1");

@@ -17,7 +17,7 @@ use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use testkit::wait_for;
 
-use crate::support::daemon::{Daemon, Sim, free_port};
+use crate::support::daemon::{Daemon, Sim, unused_port};
 use crate::support::fs::Tmpfs;
 
 const READY: Duration = Duration::from_secs(20);
@@ -251,7 +251,7 @@ async fn an_unwritable_database_file_exits_74_and_is_left_untouched() {
 async fn sigterm_while_the_hubs_are_unreachable_exits_0_promptly() {
     let sim = Sim::start(SimOptions::default()).await;
     let dir = testkit::temp_dir();
-    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let nowhere = format!("http://127.0.0.1:{}", unused_port());
     let mut daemon = Daemon::spawn(&sim, dir.path(), &[("MESOLIVE__HUBS__BASE_URL", &nowhere)]);
     daemon.wait_log(&["hub unavailable", "control"], SOON).await;
     let started = std::time::Instant::now();

@@ -16,6 +16,7 @@ mod hostile_server;
 mod local_faults;
 mod security;
 mod sim_cli;
+mod stopping;
 mod store;
 mod supervisor;
 mod support;

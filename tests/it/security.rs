@@ -195,7 +195,7 @@ async fn a_certificate_from_an_unknown_ca_is_refused_unless_that_ca_is_configure
 #[tokio::test]
 async fn the_ops_listener_and_the_simulator_bind_loopback_by_default() {
     let settings = Settings::load_from(None, HashMap::new()).unwrap();
-    let listen = settings.ops.listen_addr().unwrap();
+    let listen = settings.ops.listen;
     assert!(listen.ip().is_loopback(), "ops.listen defaults to {listen}");
     assert!(
         settings.hubs.extra_ca_file.as_os_str().is_empty(),

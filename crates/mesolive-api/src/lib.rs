@@ -6,6 +6,8 @@
 //! * [`client`] — typed Control / Data / Event clients over one SignalR connection each.
 //! * [`Hub`] — which hub: metrics labels, health, the simulator's routes and admin API.
 //! * [`FlowKind`] — entry, exit, adjustment: the infix of method and callback names.
+//!
+#![doc = include_str!("../README.md")]
 
 pub mod client;
 pub mod events;

@@ -282,9 +282,10 @@ async fn outage(State(admin): State<Admin>, bytes: Bytes) -> Answer {
     Ok(Json(json!({"dropped": dropped, "refusing_ms": ms})))
 }
 
-/// Applies the auth switch of the active faults to the hosts and answers the active set.
+/// Applies the host switches of the active faults (auth, close) and answers the active set.
 fn active_faults(admin: &Admin, faults: Faults) -> Answer {
     admin.hosts.reject_auth(faults.reject_auth);
+    admin.hosts.ignore_close(faults.ignore_close);
     Ok(reply(&faults))
 }
 
@@ -295,6 +296,7 @@ async fn faults(State(admin): State<Admin>) -> Answer {
 async fn add_faults(State(admin): State<Admin>, bytes: Bytes) -> Answer {
     let patch: FaultPatch = body(&bytes)?;
     let rejects = patch.reject_auth == Some(true);
+    let ignores_close = patch.ignore_close == Some(true);
     let faults = {
         let mut faults = admin.sim.faults();
         faults.apply(patch);
@@ -302,6 +304,9 @@ async fn add_faults(State(admin): State<Admin>, bytes: Bytes) -> Answer {
     };
     if rejects {
         admin.sim.stats.fault(FaultKind::RejectAuth);
+    }
+    if ignores_close {
+        admin.sim.stats.fault(FaultKind::IgnoreClose);
     }
     active_faults(&admin, faults)
 }

@@ -74,6 +74,9 @@ pub struct SimArgs {
     /// `gap` (the page starts at the oldest event kept).
     #[arg(long, value_enum, default_value_t = RetentionMode::Error)]
     pub retention_mode: RetentionMode,
+    /// Never answer a client's Close handshake until the fault is cleared through the admin API.
+    #[arg(long)]
+    pub ignore_close: bool,
 }
 
 fn lose_completion(text: &str) -> Result<LoseCompletion, String> {
@@ -133,6 +136,7 @@ impl SimArgs {
                 connect_push: Some(self.connect_push),
                 retention: self.retention,
                 retention_mode: Some(self.retention_mode),
+                ignore_close: Some(self.ignore_close),
             },
         }
     }

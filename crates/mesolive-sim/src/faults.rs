@@ -110,6 +110,9 @@ pub struct FaultPatch {
     pub retention: Option<u64>,
     /// How a cursor older than the retained history is answered.
     pub retention_mode: Option<RetentionMode>,
+    /// Never answer a client's Close (message or WebSocket close frame) until cleared: the
+    /// connection is held open, unanswered, until the simulator closes it.
+    pub ignore_close: Option<bool>,
 }
 
 /// The active faults, as `GET /faults` shows them.
@@ -137,6 +140,8 @@ pub struct Faults {
     pub retention: u64,
     /// How a cursor older than them is answered.
     pub retention_mode: RetentionMode,
+    /// Whether clients' Close handshakes go unanswered.
+    pub ignore_close: bool,
 }
 
 /// Fault kinds as counted in `GET /stats` (`faults_injected`).
@@ -159,6 +164,8 @@ pub enum FaultKind {
     /// The 401 switch turned on (counted per activation: the hub host does not report each
     /// refused request).
     RejectAuth,
+    /// The switch that leaves Close handshakes unanswered turned on (counted per activation).
+    IgnoreClose,
     /// Connections dropped on request.
     ConnectionDrop,
     /// An outage window started.
@@ -179,6 +186,7 @@ impl FaultKind {
             FaultKind::FailPrepare => "fail_prepare",
             FaultKind::HoldProcessing => "hold_processing",
             FaultKind::RejectAuth => "reject_auth",
+            FaultKind::IgnoreClose => "ignore_close",
             FaultKind::ConnectionDrop => "connection_drop",
             FaultKind::Outage => "outage",
             FaultKind::Retention => "retention",
@@ -226,6 +234,7 @@ impl Faults {
         self.connect_push = patch.connect_push.unwrap_or(self.connect_push);
         self.retention = patch.retention.unwrap_or(self.retention);
         self.retention_mode = patch.retention_mode.unwrap_or(self.retention_mode);
+        self.ignore_close = patch.ignore_close.unwrap_or(self.ignore_close);
     }
 
     /// Uses up one lost Completion of `method`, if one is pending.

@@ -1,19 +1,4 @@
-//! The MesoLive simulator: a faithful stand-in for the MesoLive service, like `vault server
-//! -dev`. It serves the three hubs over real WebSockets with the SignalR JSON protocol on
-//! 127.0.0.1 (bearer token checked), and an admin HTTP API on a second port to drive it and to
-//! make it misbehave. Every integration, fault and performance test of the daemon runs on it.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), mesolive_sim::SimError> {
-//! use mesolive_sim::{SimOptions, Simulator};
-//! let sim = Simulator::start(SimOptions::default()).await?; // free ports, seed 1
-//! println!("{} {} {}", sim.hub_base_url(), sim.admin_url(), sim.token());
-//! sim.shutdown().await;
-//! # Ok(()) }
-//! ```
-//!
-//! Layout (one job per module; imports only go down this list's dependencies, no file imports
-//! one that imports it back):
+//! The MesoLive simulator (see the README below). Layout, one job per module:
 //!
 //! ```text
 //! lib.rs       Simulator::start → RunningSim (ports, URLs, token, shutdown)
@@ -31,6 +16,7 @@
 //! admin.rs     the admin HTTP API; faults.rs  fault set; stats.rs  counters, request log
 //! admin_client.rs  a client of that API, for the demo and the benchmarks
 //! ```
+#![doc = include_str!("../README.md")]
 
 mod admin;
 mod admin_client;
@@ -194,6 +180,9 @@ impl Simulator {
         let hosts = Arc::new(Hosts::new(&sim, &options.token));
         if sim.faults().reject_auth {
             hosts.reject_auth(true);
+        }
+        if sim.faults().ignore_close {
+            hosts.ignore_close(true);
         }
         sim.spawn(Arc::clone(&sim).dispatch(live_events));
         if let Some(every) = options.timing.signal_interval {

@@ -218,6 +218,13 @@ impl Hosts {
         self.drop_connections(None)
     }
 
+    /// Leaves every client's Close handshake unanswered (`true`), or answers it again.
+    pub(crate) fn ignore_close(&self, ignore: bool) {
+        self.control.ignore_close(ignore);
+        self.data.ignore_close(ignore);
+        self.event.ignore_close(ignore);
+    }
+
     /// Answers 401 to every negotiate and upgrade (`true`), or checks the token again.
     pub(crate) fn reject_auth(&self, reject: bool) {
         let auth = if reject {

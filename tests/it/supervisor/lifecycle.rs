@@ -310,7 +310,7 @@ async fn health_probe_and_a_second_signal_stop_at_once() {
             .status()
             .unwrap()
     };
-    let ops = daemon.ops.to_string();
+    let ops = daemon.ops().expect("ops address logged").to_string();
     let healthy = tokio::task::block_in_place(|| probe(ops.clone()));
     assert!(healthy.success(), "health probe of a ready daemon");
     sim.emit(2000).await;

@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use mesolive_api::client::{EventHub, HubClient};
 use mesolive_sim::{AdminClient, RunningSim, SimOptions, Simulator};
+use mesolive_supervisor::daemon::ops_addr_in_log;
 use mesolive_supervisor::store::{QuarantinedEvent, Store};
 use serde_json::{Value, json};
 use signalr::{ConnectOptions, Connection};
@@ -159,8 +160,9 @@ impl Sim {
     }
 }
 
-/// A free loopback port (bound then released; fine for tests on one machine).
-pub(crate) fn free_port() -> u16 {
+/// A loopback port nothing listens on (bound, then released): a hub address that refuses
+/// connections. The daemon's own ops port is never chosen this way: it binds port 0.
+pub(crate) fn unused_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -182,7 +184,12 @@ pub(crate) struct Resources {
 pub(crate) struct Daemon {
     child: Option<Child>,
     pub db: PathBuf,
-    pub ops: SocketAddr,
+    /// The ops address the current process bound (read from its standard output).
+    ops: std::sync::Mutex<Option<SocketAddr>>,
+    /// Its standard output (appended across restarts): the bound ops address, nothing else.
+    out: PathBuf,
+    /// Where the current process's lines start in `out`.
+    out_from: usize,
     pub log: PathBuf,
     env: Vec<(String, String)>,
     http: reqwest::Client,
@@ -223,28 +230,35 @@ impl Daemon {
     }
 
     /// Spawns the daemon; its stderr goes to `<dir>/daemon.log` (appended across restarts).
+    /// Its ops listener binds any free port, which the probes read from the log.
     pub(crate) fn spawn(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
-        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut daemon = Daemon::new(sim, dir, extra);
+        daemon.start();
+        daemon
+    }
+
+    /// A daemon not started yet.
+    fn new(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
         let mut env = Daemon::env(sim, dir, extra);
-        env.push(("MESOLIVE__OPS__LISTEN".into(), ops.to_string()));
+        env.push(("MESOLIVE__OPS__LISTEN".into(), "127.0.0.1:0".into()));
         let db = env
             .iter()
             .find(|(key, _)| key == "MESOLIVE__DATABASE__PATH")
             .map(|(_, path)| PathBuf::from(path))
             .expect("a database path");
-        let mut daemon = Daemon {
+        Daemon {
             child: None,
             db,
-            ops,
+            ops: std::sync::Mutex::new(None),
+            out: dir.join("daemon.out"),
+            out_from: 0,
             log: dir.join("daemon.log"),
             env,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
                 .expect("http client"),
-        };
-        daemon.start();
-        daemon
+        }
     }
 
     /// Drops one variable from the environment of the next start.
@@ -254,6 +268,13 @@ impl Daemon {
 
     /// (Re)starts the process with the same environment.
     pub(crate) fn start(&mut self) {
+        self.out_from = std::fs::metadata(&self.out).map_or(0, |m| m.len() as usize);
+        *self.ops.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.out)
+            .expect("output file");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -263,7 +284,7 @@ impl Daemon {
             .arg("run")
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(log)
             .spawn()
             .expect("daemon spawns");
@@ -360,7 +381,10 @@ impl Daemon {
 
     /// `mesolive_errors_total{kind}`, 0 when never counted or while the listener is not up.
     pub(crate) async fn errors(&self, kind: &str) -> f64 {
-        let url = format!("http://{}/metrics", self.ops);
+        let Some(ops) = self.ops() else {
+            return 0.0;
+        };
+        let url = format!("http://{ops}/metrics");
         let Ok(response) = self.http.get(url).send().await else {
             return 0.0;
         };
@@ -400,8 +424,18 @@ impl Daemon {
         String::from_utf8(output.stdout).expect("UTF-8")
     }
 
+    /// The ops address the running process bound, once it has said so.
+    pub(crate) fn ops(&self) -> Option<SocketAddr> {
+        let mut known = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.is_none() {
+            let out = std::fs::read_to_string(&self.out).unwrap_or_default();
+            *known = ops_addr_in_log(out.get(self.out_from..).unwrap_or_default());
+        }
+        *known
+    }
+
     pub(crate) async fn readyz(&self) -> Option<u16> {
-        let url = format!("http://{}/readyz", self.ops);
+        let url = format!("http://{}/readyz", self.ops()?);
         self.http
             .get(url)
             .send()
@@ -419,7 +453,8 @@ impl Daemon {
     }
 
     pub(crate) async fn metrics(&self) -> String {
-        let url = format!("http://{}/metrics", self.ops);
+        let ops = self.ops().expect("the daemon logged its ops address");
+        let url = format!("http://{ops}/metrics");
         self.http
             .get(url)
             .send()

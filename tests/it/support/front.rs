@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::pem::PemObject;
@@ -61,6 +62,7 @@ pub(crate) struct Front {
     addr: SocketAddr,
     tls: bool,
     behaviour: Arc<Mutex<Behaviour>>,
+    silent: Arc<AtomicUsize>,
     serving: JoinHandle<()>,
 }
 
@@ -69,11 +71,15 @@ impl Front {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
         let behaviour = Arc::new(Mutex::new(Behaviour::Pass));
-        let shared = behaviour.clone();
+        let silent = Arc::new(AtomicUsize::new(0));
+        let (shared, held) = (behaviour.clone(), silent.clone());
         let with_tls = tls.is_some();
         let serving = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let behaviour = *shared.lock().unwrap();
+                if behaviour == Behaviour::Silent {
+                    held.fetch_add(1, Ordering::SeqCst);
+                }
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     match tls {
@@ -92,8 +98,14 @@ impl Front {
             addr,
             tls: with_tls,
             behaviour,
+            silent,
             serving,
         }
+    }
+
+    /// Connections accepted while [`Behaviour::Silent`]: held open, never answered.
+    pub(crate) fn held_silent(&self) -> usize {
+        self.silent.load(Ordering::SeqCst)
     }
 
     /// The origin to give the daemon as `hubs.base_url`.

@@ -11,6 +11,7 @@ mod session;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -241,6 +242,8 @@ struct HostShared<H> {
     options: HubOptions,
     auth: RwLock<Option<ServerAuth>>,
     refuse_until: Mutex<Option<Instant>>,
+    /// Whether a client's Close message is left unanswered (see [`HubHost::ignore_close`]).
+    ignore_close: AtomicBool,
     /// Connections by connection token.
     registry: Mutex<HashMap<String, Slot>>,
 }
@@ -266,6 +269,7 @@ impl<H: Hub> HubHost<H> {
                 options,
                 auth,
                 refuse_until: Mutex::new(None),
+                ignore_close: AtomicBool::new(false),
                 registry: Mutex::new(HashMap::new()),
             }),
         }
@@ -310,6 +314,14 @@ impl<H: Hub> HubHost<H> {
     /// Answers 503 to negotiate and upgrade requests for `duration` (`Duration::ZERO` stops).
     pub fn refuse_for(&self, duration: Duration) {
         *lock(&self.shared.refuse_until) = Some(Instant::now() + duration);
+    }
+
+    /// A server that never answers the close handshake (`true`): a client's Close message
+    /// makes its connection stop reading — the WebSocket close frame that follows is never
+    /// answered — and the connection is held open until the host closes or aborts it. For
+    /// testing a client's bound on closing.
+    pub fn ignore_close(&self, ignore: bool) {
+        self.shared.ignore_close.store(ignore, Ordering::Relaxed);
     }
 
     /// Replaces the token check (`None`: anyone may connect); applies to new requests.

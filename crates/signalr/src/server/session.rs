@@ -8,6 +8,7 @@
 //! Streams run in tasks of their own. Everything stops on the connection's `closing` token.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket};
@@ -431,6 +432,11 @@ impl<'a, H: Hub> Reader<'a, H> {
             Message::Ping => {
                 self.connection.count_ping_received();
                 self.timeout_armed = true;
+            }
+            Message::Close { .. } if self.host.ignore_close.load(Ordering::Relaxed) => {
+                tracing::debug!("ignoring the client's Close: holding the connection unanswered");
+                self.connection.closing_token().cancelled().await;
+                return Err(End::Closing);
             }
             Message::Close { .. } => {
                 return Err(End::Close {

@@ -1,0 +1,314 @@
+//! The daemon: assembles the supervision tree from the kit (`supervisor/`) and the tasks
+//! (`tasks/`), starts it in runbook order, runs it until it is stopped, and stops it.
+//!
+//! ```text
+//! daemon (owns the drain, the children's TaskTracker and the ops listener)
+//! ├── link/control  ┐ each connects (retrying while unreachable), verifies, publishes its
+//! ├── link/data     │ connection; a lost connection is a restart (backoff + intensity)
+//! ├── link/event    ┘
+//! ├── event_pump        depends on event: replays, subscribes and catches up per connection
+//! ├── monitors          depends on data (streams) and control (bootstrap)
+//! ├── workflows         depends on control; signal → prepare → execute
+//! ├── reconciler        depends on control; on start, after every reconnect, on a timer
+//! ├── dedupe            prunes the dedupe set
+//! └── upkeep            health/metrics HTTP, sd_notify watchdog, state gauges
+//! ```
+//!
+//! * `start`: hubs in runbook order (Control → Data → Event), the pump live, the monitors
+//!   bootstrapped, a reconciliation — and only then READY.
+//! * `stop`: the drain's phases — intake closed, in-flight work within the grace, children
+//!   stopped, in-flight intents marked for reconciliation, hubs closed Event → Data → Control.
+//! * `upkeep`: the ops listener, the watchdog and the gauges, which answer until the end.
+//!
+//! In-process use (the demo, the benchmarks): [`Daemon::build`], then [`Daemon::ops_addr`],
+//! [`Daemon::ops`] and [`Daemon::drain`] before [`Daemon::run_until_stopped`].
+
+mod start;
+mod stop;
+mod upkeep;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ConfigError, Settings, SynchronousMode};
+use crate::exit;
+use crate::ops::http::{self, OpsState};
+use crate::ops::notify::Notifier;
+use crate::ops::signals::Termination;
+use crate::store::{Store, StoreError, StoreOptions, Synchronous};
+use crate::supervisor::child::Fatal;
+use crate::supervisor::context::{Ctx, HubLinkSenders, hub_links};
+use crate::supervisor::drain::Drain;
+use crate::supervisor::links::Connector;
+use crate::tasks::dedupe;
+
+/// Most time the last steps (the ops tasks, closing the store) may take.
+const CLOSE_BUDGET: Duration = Duration::from_secs(5);
+
+/// Why the daemon stopped with a non-zero status.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A setting is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state database cannot be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ops listener cannot bind.
+    #[error("ops.listen {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS trust settings cannot be loaded.
+    #[error("hubs.extra_ca_file: {0}")]
+    Tls(#[source] signalr::tls::TlsError),
+    /// A fatal condition during the run.
+    #[error(transparent)]
+    Fatal(#[from] Fatal),
+}
+
+impl DaemonError {
+    /// The process exit status (see the README's table).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Config(_) | DaemonError::Tls(_) => exit::CONFIG,
+            DaemonError::Store(StoreError::Locked { .. } | StoreError::Busy { .. }) => {
+                exit::TEMP_FAIL
+            }
+            DaemonError::Store(_) => exit::IO_ERROR,
+            DaemonError::Listen { .. } => exit::FAILURE,
+            DaemonError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
+            DaemonError::Fatal(Fatal::Setup(_)) => exit::CONFIG,
+            DaemonError::Fatal(Fatal::Store(_)) => exit::IO_ERROR,
+            DaemonError::Fatal(Fatal::CursorAhead { .. }) => exit::PROTOCOL,
+            DaemonError::Fatal(Fatal::HistoryGap { .. }) => exit::NO_INPUT,
+            DaemonError::Fatal(Fatal::Intensity(_)) => exit::FAILURE,
+        }
+    }
+}
+
+/// The store options that `[database]` asks for.
+pub fn store_options(settings: &Settings) -> StoreOptions {
+    StoreOptions {
+        synchronous: match settings.database.synchronous {
+            SynchronousMode::Full => Synchronous::Full,
+            SynchronousMode::Normal => Synchronous::Normal,
+        },
+        busy_timeout: settings.database.busy_timeout,
+        read_pool_size: settings.database.read_pool_size,
+    }
+}
+
+/// `mesolive-supervisor run`: runs the daemon until SIGTERM/SIGINT or a fatal condition.
+pub async fn run(settings: Settings, notifier: Notifier) -> Result<(), DaemonError> {
+    let termination = Termination::install();
+    let daemon = Daemon::build(settings, notifier).await?;
+    // Standard output carries this one line and nothing else, whatever `log.filter` says:
+    // whoever asked for port 0 learns the port from it.
+    println!("{OPS_BOUND}{}", daemon.ops_addr());
+    let signals = tokio::spawn(stop_on_signals(termination, daemon.drain()));
+    let result = daemon.run_until_stopped().await;
+    signals.abort();
+    result
+}
+
+/// Maps termination signals onto `drain`: the first closes intake (a graceful stop), the
+/// next one — or the first, if the stop had already begun — forces it.
+pub async fn stop_on_signals(mut termination: Termination, drain: Drain) {
+    loop {
+        let name = termination.next().await;
+        if drain.close_intake() {
+            tracing::info!(
+                signal = name,
+                "stopping gracefully (send it again to stop at once)"
+            );
+        } else {
+            tracing::warn!(signal = name, "second signal: stopping at once");
+            drain.force();
+            return;
+        }
+    }
+}
+
+/// Awaits `work` for at most [`CLOSE_BUDGET`], and not at all once the stop is forced;
+/// whether it finished.
+async fn finished_unless_forced<T>(drain: &Drain, work: impl Future<Output = T>) -> bool {
+    tokio::select! {
+        finished = timeout(CLOSE_BUDGET, work) => finished.is_ok(),
+        _ = drain.forced() => false,
+    }
+}
+
+/// What precedes the bound ops address on the daemon's standard output (and in its log).
+/// Whoever starts the daemon with `ops.listen` on port 0 (the tests, the benchmark's child
+/// process) reads the port from that line with [`ops_addr_in_log`]; writer and reader of the
+/// line are kept together here.
+const OPS_BOUND: &str = "ops listening on ";
+
+/// The ops address the daemon's output or log (text or JSON) says it bound, from the last such
+/// line.
+pub fn ops_addr_in_log(log: &str) -> Option<SocketAddr> {
+    log.lines().rev().find_map(|line| {
+        let rest = line.split(OPS_BOUND).nth(1)?;
+        let addr = rest.split(|c: char| c == '"' || c.is_whitespace()).next()?;
+        addr.parse().ok()
+    })
+}
+
+/// A daemon whose store is open and whose ops listener is bound, not yet connected.
+#[derive(Debug)]
+pub struct Daemon {
+    ctx: Arc<Ctx>,
+    senders: HubLinkSenders,
+    connector: Connector,
+    listener: TcpListener,
+    ops_addr: SocketAddr,
+    ops: OpsState,
+    notifier: Notifier,
+}
+
+impl Daemon {
+    /// Checks the trust settings, opens the store and binds the ops listener — everything that
+    /// fails on a setting or the database, before any hub is touched.
+    pub async fn build(settings: Settings, notifier: Notifier) -> Result<Daemon, DaemonError> {
+        let listen = settings.ops.listen;
+        let tls =
+            signalr::tls::client_config(&settings.hubs.extra_ca_file).map_err(DaemonError::Tls)?;
+        let store =
+            Arc::new(Store::open(&settings.database.path, &store_options(&settings)).await?);
+        let listener = http::bind(listen)
+            .await
+            .map_err(|source| DaemonError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let ops_addr = listener
+            .local_addr()
+            .map_err(|source| DaemonError::Listen {
+                addr: listen,
+                source,
+            })?;
+        tracing::info!(ops_listen = %ops_addr, "{OPS_BOUND}{ops_addr}");
+        let ops = OpsState::default();
+        let (senders, links) = hub_links();
+        let connector = Connector::new(&settings, Some(tls)).with_metrics(ops.metrics.clone());
+        let ctx = Arc::new(Ctx::new(
+            Arc::new(settings),
+            store,
+            ops.metrics.clone(),
+            ops.health.clone(),
+            links,
+            Drain::new(),
+        ));
+        Ok(Daemon {
+            ctx,
+            senders,
+            connector,
+            listener,
+            ops_addr,
+            ops,
+            notifier,
+        })
+    }
+
+    /// The address the ops listener actually bound (`ops.listen` may ask for port 0).
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
+    /// Health and metrics, as `/readyz` and `/metrics` serve them.
+    pub fn ops(&self) -> OpsState {
+        self.ops.clone()
+    }
+
+    /// The stop handle: `close_intake()` stops it as SIGTERM would, `force()` as a second one.
+    pub fn drain(&self) -> Drain {
+        self.ctx.drain().clone()
+    }
+
+    /// Starts in runbook order and runs until the drain is closed (a signal, the caller, a
+    /// fatal condition), then stops; the fatal condition that stopped it, if any, is the error.
+    pub async fn run_until_stopped(self) -> Result<(), DaemonError> {
+        let Daemon {
+            ctx,
+            senders,
+            connector,
+            listener,
+            ops,
+            notifier,
+            ..
+        } = self;
+        let (stop_serving, serving_stopped) = oneshot::channel::<()>();
+        let upkeep = [
+            tokio::spawn(http::serve(listener, ops, async {
+                let _ = serving_stopped.await;
+            })),
+            tokio::spawn(upkeep::refresh_gauges(ctx.clone())),
+            tokio::spawn(upkeep::watchdog(ctx.clone(), notifier.clone())),
+        ];
+        let children = TaskTracker::new();
+        children.spawn(dedupe::run(ctx.clone()));
+        notifier.status("starting: connecting the Control Hub");
+        let started =
+            start::in_runbook_order(&ctx, &children, &connector, &Arc::new(senders), &notifier)
+                .await;
+        if started {
+            ctx.health().set_started();
+            notifier.ready("running");
+            tracing::info!("ready");
+        }
+        ctx.drain().intake_closed().await;
+        stop::in_order(&ctx, &children, &notifier).await;
+        let _ = stop_serving.send(());
+        let drain = ctx.drain().clone();
+        for task in upkeep {
+            let abort = task.abort_handle();
+            if !finished_unless_forced(&drain, task).await {
+                abort.abort();
+            }
+        }
+        let fatal = drain.take_fatal();
+        if let Ok(ctx) = Arc::try_unwrap(ctx)
+            && let Ok(store) = Arc::try_unwrap(ctx.into_store())
+        {
+            finished_unless_forced(&drain, store.close()).await;
+        }
+        match fatal {
+            Some(fatal) => Err(fatal.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_ops_address_is_read_back_from_text_and_json_logs() {
+        let text = "2026-12-05T01:00:00Z  INFO ops listening on 127.0.0.1:41234\n";
+        assert_eq!(ops_addr_in_log(text), Some(([127, 0, 0, 1], 41234).into()));
+        let json = concat!(
+            r#"{"level":"INFO","fields":{"message":"ops listening on 127.0.0.1:1","ops_listen":"127.0.0.1:1"}}"#,
+            "\n",
+            r#"{"level":"INFO","fields":{"message":"ops listening on [::1]:9187","ops_listen":"[::1]:9187"}}"#,
+        );
+        assert_eq!(
+            ops_addr_in_log(json),
+            Some("[::1]:9187".parse().expect("an address")),
+            "the last start wins"
+        );
+        assert_eq!(ops_addr_in_log("no such line\n"), None);
+    }
+}

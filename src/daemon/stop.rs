@@ -1,0 +1,62 @@
+//! The stop, following the drain's phases, and never waiting on a server:
+//!
+//! 1. intake closed (the first signal): no new workflow or intent, no hub (re)connected, any
+//!    connect in flight dropped;
+//! 2. in-flight workflows get what is left of `supervisor.shutdown_grace` (counted from the
+//!    first signal), then are abandoned;
+//! 3. the children stop (each aborted if it has not returned within its stop budget);
+//! 4. in-flight intents are marked `abandoned`, for the reconciler on the next start;
+//! 5. the hubs close Event → Data → Control, each bounded by [`HUB_CLOSE`].
+//!
+//! A forced stop (a second signal, a fatal condition) skips every wait that is left; step 4
+//! still runs, so the store is consistent either way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{Instant, timeout_at};
+use tokio_util::task::TaskTracker;
+
+use crate::ops::notify::Notifier;
+use crate::supervisor::context::Ctx;
+
+/// Most time closing one hub may take: a server that does not answer the close handshake is
+/// dropped after it (a close answered within it is one round trip; the three hubs close one
+/// after the other).
+pub(super) const HUB_CLOSE: Duration = Duration::from_millis(400);
+
+/// Stops the children and closes the hubs; returns once the store is consistent.
+pub(super) async fn in_order(ctx: &Arc<Ctx>, children: &TaskTracker, notifier: &Notifier) {
+    let drain = ctx.drain();
+    notifier.stopping();
+    ctx.health().set_stopping();
+    drain.close_intake();
+    let grace = ctx.settings().supervisor.shutdown_grace;
+    let deadline = Instant::now() + grace;
+    tracing::info!(grace = ?grace, "stopping: no new signals or intents; waiting for in-flight workflows");
+    tokio::select! {
+        _ = drain.idle() => {}
+        _ = tokio::time::sleep_until(deadline) => tracing::warn!("shutdown grace elapsed with workflows in flight"),
+        _ = drain.forced() => {}
+    }
+    drain.stop_children();
+    children.close();
+    tokio::select! {
+        _ = timeout_at(deadline, children.wait()) => {}
+        _ = drain.forced() => {}
+    }
+    match ctx.store().abandon_in_flight_intents().await {
+        Ok(n) if n > 0 => tracing::info!(
+            intents = n,
+            "in-flight intents left for reconciliation on next start"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::error!(error = %err, "could not mark in-flight intents"),
+    }
+    tokio::select! {
+        _ = ctx.links().close(HUB_CLOSE) => {}
+        _ = drain.forced() => {}
+    }
+    let cursor = ctx.store().cursor().await.ok().flatten();
+    tracing::info!(cursor = ?cursor, forced = drain.is_forced(), "stopped");
+}
