@@ -495,6 +495,22 @@ pub struct LatestReading {
     pub oldest: Option<i64>,
 }
 
+impl LatestReading {
+    /// Reads a `GetLatestEventSeqId` payload: the FACT model, and the oldest EventSeqId under
+    /// any of its INFERRED names.
+    fn read(data: Value) -> Result<LatestReading, HubError> {
+        let oldest = data
+            .as_object()
+            .and_then(|object| super::wire::field(object, history::OLDEST_EVENT_SEQ_ID))
+            .and_then(Value::as_i64);
+        let latest: LatestEventSeqId = decode_as(methods::GET_LATEST_EVENT_SEQ_ID, data)?;
+        Ok(LatestReading {
+            latest: latest.latest_event_seq_id,
+            oldest,
+        })
+    }
+}
+
 /// Event Hub: subscriptions and replayable history (callbacks come through the connection).
 #[derive(Debug, Clone)]
 pub struct EventHub(pub HubClient);
@@ -523,15 +539,7 @@ impl EventHub {
     pub async fn latest_reading(&self) -> Result<LatestReading, HubError> {
         let method = methods::GET_LATEST_EVENT_SEQ_ID;
         let data = self.0.call_value(method, serde_json::json!({})).await?;
-        let oldest = data
-            .as_object()
-            .and_then(|object| super::wire::field(object, history::OLDEST_EVENT_SEQ_ID))
-            .and_then(Value::as_i64);
-        let latest: LatestEventSeqId = decode_as(method, data)?;
-        Ok(LatestReading {
-            latest: latest.latest_event_seq_id,
-            oldest,
-        })
+        LatestReading::read(data)
     }
 
     /// One page of history strictly after `after_seq_id`.
@@ -553,5 +561,26 @@ impl EventHub {
             method: method.into(),
             reason: "not a history page".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_latest_reading_gives_the_oldest_event_only_when_the_server_tells_it() {
+        let fact = json!({"LatestEventSeqId": 5004, "SnapshotTime": "2024-05-01T14:30:00Z"});
+        assert_eq!(
+            LatestReading::read(fact).unwrap(),
+            LatestReading {
+                latest: 5004,
+                oldest: None
+            }
+        );
+        let told = json!({"latestEventSeqId": 5004, "oldestAvailableEventSeqId": 4005});
+        assert_eq!(LatestReading::read(told).unwrap().oldest, Some(4005));
+        assert!(LatestReading::read(json!({"Oldest": 1})).is_err());
     }
 }
