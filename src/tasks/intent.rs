@@ -236,7 +236,8 @@ fn outcome_payload(intent: &IntentRecord) -> Value {
     intent.outcome.clone().unwrap_or(Value::Null)
 }
 
-fn failure_reason(intent: &IntentRecord) -> String {
+/// The reason stored with a failed intent.
+pub(crate) fn failure_reason(intent: &IntentRecord) -> String {
     intent
         .outcome
         .as_ref()

@@ -1,0 +1,729 @@
+//! The workflow's next step, decided from what the I/O gathered: a pure function of the stored
+//! workflow and the [`Facts`], so every state × fact combination is unit-tested without a
+//! store, a hub or a clock.
+//!
+//! The runner calls [`decide`] again after every change it performs: an intent that was sent
+//! is a fact on the next round (completed, failed, or still in flight), never an assumption.
+
+use serde_json::Value;
+
+use crate::config::AutomationMode;
+use crate::store::{JobStatus, WorkflowChange, WorkflowRecord, WorkflowState};
+use mesolive_api::FlowKind;
+use mesolive_api::lenient::decode_ref;
+use mesolive_api::models::{OrderState, PreparedPlan};
+
+/// What the store says of one keyed intent of the workflow.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) enum IntentFact {
+    /// No intent under this key yet.
+    #[default]
+    NotSent,
+    /// Committed but not settled (pending, sent, unknown, abandoned): sending it again with
+    /// the same key settles it.
+    InFlight,
+    /// Completed, with the server's payload.
+    Completed(Value),
+    /// Refused or failed, with the reason.
+    Failed(String),
+}
+
+/// The prepare job as stored (from its completion event or a poll).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct JobFact {
+    /// Where it is.
+    pub status: JobStatus,
+    /// The prepare result, when completed.
+    pub result: Option<Value>,
+    /// The failure reason, when failed.
+    pub error: Option<String>,
+}
+
+/// One live order of a leg group.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OrderFact {
+    /// The live order id.
+    pub order_id: i64,
+    /// Its last known state (`Unknown` while only the link to its intent is known).
+    pub state: OrderState,
+}
+
+/// One leg group of the plan: its execution intent and the orders it produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct GroupFact {
+    /// The `SendOrder` / `ApplyPaperFills` intent.
+    pub execute: IntentFact,
+    /// The orders linked to that intent (live only).
+    pub orders: Vec<OrderFact>,
+}
+
+/// Everything [`decide`] may look at besides the workflow itself. The I/O gathers the facts
+/// the workflow's state needs; the others keep their defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Facts {
+    /// `automation.mode` now.
+    pub mode: AutomationMode,
+    /// Whether the workflow's signal instance is still On.
+    pub signal_on: bool,
+    /// Whether the account is a known paper account (execution by paper fills).
+    pub paper: bool,
+    /// The adjustment operation: as the signal's condition names it, else as configured.
+    pub adjustment_operation: Option<String>,
+    /// The prepare intent.
+    pub prepare: IntentFact,
+    /// The intent cancelling the prepare job.
+    pub cancel_job: IntentFact,
+    /// The prepare job, once known.
+    pub job: Option<JobFact>,
+    /// Per leg group of the plan (by group id).
+    pub groups: Vec<(i64, GroupFact)>,
+}
+
+impl Default for Facts {
+    fn default() -> Self {
+        Facts {
+            mode: AutomationMode::Observe,
+            signal_on: false,
+            paper: false,
+            adjustment_operation: None,
+            prepare: IntentFact::NotSent,
+            cancel_job: IntentFact::NotSent,
+            job: None,
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// A keyed call the workflow makes next.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Call {
+    /// `StartPreparePosition*` (with the adjustment operation, for adjustments).
+    Prepare { operation: Option<String> },
+    /// `CancelPreparePosition*` of the workflow's job.
+    CancelJob { job_id: String },
+    /// `ApplyPaperFills` (paper) or `SendOrder` (live) of one leg group.
+    Execute { group: i64, paper: bool },
+}
+
+impl Call {
+    /// The step's part of the idempotency key: the same call always derives the same key.
+    pub(crate) fn step(&self) -> String {
+        match self {
+            Call::Prepare { .. } => "prep".to_owned(),
+            Call::CancelJob { .. } => "cancel".to_owned(),
+            Call::Execute { group, .. } => format!("exec-g{group}"),
+        }
+    }
+}
+
+/// What the runner does next.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Change {
+    /// Nothing until the server answers (an event, a poll, a reconnect).
+    Wait,
+    /// Record a change of the workflow (a transition with its reason, the plan…).
+    Record(WorkflowChange),
+    /// Send (or settle) a keyed call.
+    Send(Call),
+    /// The prepare call returned this JobId: store the job, then `preparing`.
+    StartJob { job_id: String },
+    /// A leg group was executed: link its orders, then record the group done.
+    GroupSent { group: i64, order_ids: Vec<i64> },
+}
+
+fn to(state: WorkflowState, reason: &str) -> Change {
+    Change::Record(WorkflowChange::to(state).because(reason))
+}
+
+/// The next step of an active workflow; `Wait` for a final one.
+pub(crate) fn decide(workflow: &WorkflowRecord, facts: &Facts) -> Change {
+    match workflow.state {
+        WorkflowState::Requested => requested(workflow, facts),
+        WorkflowState::Preparing => preparing(workflow, facts),
+        WorkflowState::Prepared => prepared(facts),
+        WorkflowState::Executing => executing(workflow, facts),
+        _ => Change::Wait,
+    }
+}
+
+fn requested(workflow: &WorkflowRecord, facts: &Facts) -> Change {
+    match &facts.prepare {
+        IntentFact::NotSent => {
+            if !facts.signal_on {
+                return to(
+                    WorkflowState::Cancelled,
+                    "signal went Off before the prepare was sent",
+                );
+            }
+            let operation = match workflow.kind {
+                FlowKind::Adjustment => match &facts.adjustment_operation {
+                    Some(operation) => Some(operation.clone()),
+                    None => {
+                        return to(
+                            WorkflowState::Cancelled,
+                            "the adjustment signal names no operation and automation.adjustment_operation is empty",
+                        );
+                    }
+                },
+                _ => None,
+            };
+            let missing = match workflow.kind {
+                FlowKind::Entry => workflow
+                    .account
+                    .is_none()
+                    .then_some("entry without an account"),
+                FlowKind::Exit => workflow
+                    .position_id
+                    .is_none()
+                    .then_some("exit without a position"),
+                FlowKind::Adjustment => workflow
+                    .position_id
+                    .is_none()
+                    .then_some("adjustment without a position"),
+            };
+            if let Some(reason) = missing {
+                return to(WorkflowState::Failed, reason);
+            }
+            Change::Send(Call::Prepare { operation })
+        }
+        // Sent before: the same call settles it (never a new key).
+        IntentFact::InFlight => Change::Send(Call::Prepare {
+            operation: facts.adjustment_operation.clone(),
+        }),
+        IntentFact::Completed(data) => match mesolive_api::wire::field_str(data, "JobId") {
+            Some(job_id) => Change::StartJob { job_id },
+            None => to(WorkflowState::Failed, "prepare returned no JobId"),
+        },
+        IntentFact::Failed(reason) => {
+            to(WorkflowState::Failed, &format!("prepare refused: {reason}"))
+        }
+    }
+}
+
+fn preparing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
+    let Some(job_id) = workflow.job_id.clone() else {
+        return Change::Record(WorkflowChange::to(WorkflowState::Requested));
+    };
+    if let Some(job) = &facts.job {
+        match job.status {
+            JobStatus::Completed => {
+                return plan_outcome(job.result.clone().unwrap_or(Value::Null));
+            }
+            JobStatus::Failed | JobStatus::Cancelled => {
+                let error = job.error.as_deref().unwrap_or("job failed");
+                return to(WorkflowState::Failed, &format!("prepare job: {error}"));
+            }
+            JobStatus::Pending | JobStatus::Running => {}
+        }
+    }
+    if facts.signal_on {
+        return Change::Wait;
+    }
+    // The signal went Off while preparing: cancel the job (best effort), then stop.
+    match &facts.cancel_job {
+        IntentFact::NotSent | IntentFact::InFlight => Change::Send(Call::CancelJob { job_id }),
+        IntentFact::Completed(_) => to(
+            WorkflowState::Cancelled,
+            "signal went Off while preparing; job cancelled",
+        ),
+        IntentFact::Failed(_) => to(
+            WorkflowState::Cancelled,
+            "signal went Off while preparing; job cancel refused (best effort)",
+        ),
+    }
+}
+
+/// What a completed prepare job's result leads to.
+fn plan_outcome(result: Value) -> Change {
+    match decode_ref::<PreparedPlan>(&result) {
+        Ok(plan) if !plan.allowed() => to(
+            WorkflowState::Cancelled,
+            "the server's gate (EntryAllowed/AdjustmentAllowed) is closed",
+        ),
+        Ok(plan)
+            if plan
+                .operation
+                .as_ref()
+                .is_some_and(|op| op.as_str() == "UpdateVars") =>
+        {
+            Change::Record(
+                WorkflowChange::to(WorkflowState::Done)
+                    .plan(result)
+                    .because("UpdateVars is applied by the server; nothing to execute"),
+            )
+        }
+        Ok(plan) if plan.leg_group_ids().is_empty() => Change::Record(
+            WorkflowChange::to(WorkflowState::Failed)
+                .plan(result)
+                .because("the plan has no leg groups"),
+        ),
+        Ok(_) => Change::Record(WorkflowChange::to(WorkflowState::Prepared).plan(result)),
+        Err(err) => to(
+            WorkflowState::Failed,
+            &format!("unreadable prepare result: {err}"),
+        ),
+    }
+}
+
+fn prepared(facts: &Facts) -> Change {
+    if facts.mode == AutomationMode::Observe {
+        return to(
+            WorkflowState::Observed,
+            "observe mode: would execute the prepared plan",
+        );
+    }
+    Change::Record(WorkflowChange::to(WorkflowState::Executing))
+}
+
+/// The plan of a workflow, when it has a readable one.
+pub(crate) fn plan_of(workflow: &WorkflowRecord) -> Option<PreparedPlan> {
+    workflow
+        .plan
+        .as_ref()
+        .and_then(|p| decode_ref::<PreparedPlan>(p).ok())
+}
+
+fn executing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
+    let Some(plan) = plan_of(workflow) else {
+        return to(WorkflowState::Failed, "executing without a readable plan");
+    };
+    let group_fact = |group: i64| {
+        facts
+            .groups
+            .iter()
+            .find(|(g, _)| *g == group)
+            .map(|(_, fact)| fact.clone())
+            .unwrap_or_default()
+    };
+    for group in plan.leg_group_ids() {
+        if workflow.groups_done.contains(&group) {
+            continue;
+        }
+        return match group_fact(group).execute {
+            IntentFact::NotSent | IntentFact::InFlight => Change::Send(Call::Execute {
+                group,
+                paper: facts.paper,
+            }),
+            IntentFact::Completed(data) => Change::GroupSent {
+                group,
+                order_ids: mesolive_api::wire::order_ids(&data),
+            },
+            IntentFact::Failed(reason) => to(
+                WorkflowState::Failed,
+                &format!("leg group {group}: {reason}"),
+            ),
+        };
+    }
+    if facts.paper {
+        return to(WorkflowState::Done, "every leg group filled on paper");
+    }
+    // Live execution is done when every order of the plan filled; failed if one was not.
+    let mut all_filled = true;
+    for group in plan.leg_group_ids() {
+        let fact = group_fact(group);
+        if fact.orders.is_empty() {
+            all_filled = false;
+        }
+        for order in &fact.orders {
+            match order.state {
+                OrderState::Filled => {}
+                OrderState::Rejected | OrderState::Cancelled | OrderState::Expired => {
+                    return to(
+                        WorkflowState::Failed,
+                        &format!("order {} {}", order.order_id, order.state),
+                    );
+                }
+                _ => all_filled = false,
+            }
+        }
+    }
+    if all_filled {
+        return to(WorkflowState::Done, "every order filled");
+    }
+    Change::Wait
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::Timestamp;
+
+    fn workflow(kind: FlowKind, state: WorkflowState) -> WorkflowRecord {
+        WorkflowRecord {
+            id: 7,
+            kind,
+            scope: "scope".into(),
+            signal_key: "signal".into(),
+            signal_instance: "instance".into(),
+            strategy_id: 101,
+            account: Some("PAPER-1".into()),
+            position_id: (kind != FlowKind::Entry).then_some(5),
+            condition: None,
+            state,
+            job_id: (state != WorkflowState::Requested).then(|| "job-1".into()),
+            plan: None,
+            groups_done: Vec::new(),
+            reason: None,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        }
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            mode: AutomationMode::Paper,
+            signal_on: true,
+            ..Facts::default()
+        }
+    }
+
+    fn plan(groups: &[i64]) -> Value {
+        let leg_groups: serde_json::Map<String, Value> = groups
+            .iter()
+            .map(|g| (g.to_string(), json!([format!("leg{g}")])))
+            .collect();
+        json!({"ExecPlanId": 9, "LegGroups": leg_groups})
+    }
+
+    fn executing_with(groups_done: &[i64]) -> WorkflowRecord {
+        let mut w = workflow(FlowKind::Entry, WorkflowState::Executing);
+        w.plan = Some(plan(&[1, 2]));
+        w.groups_done = groups_done.to_vec();
+        w
+    }
+
+    fn state_of(change: &Change) -> Option<WorkflowState> {
+        match change {
+            Change::Record(change) => change.state,
+            _ => None,
+        }
+    }
+
+    fn reason_of(change: &Change) -> String {
+        match change {
+            Change::Record(change) => change.reason.clone().unwrap_or_default(),
+            other => panic!("not a recorded change: {other:?}"),
+        }
+    }
+
+    fn job(status: JobStatus, result: Option<Value>) -> Option<JobFact> {
+        Some(JobFact {
+            status,
+            result,
+            error: Some("boom".into()),
+        })
+    }
+
+    #[test]
+    fn a_requested_workflow_sends_its_prepare_while_the_signal_holds() {
+        let w = workflow(FlowKind::Exit, WorkflowState::Requested);
+        assert_eq!(
+            decide(&w, &facts()),
+            Change::Send(Call::Prepare { operation: None })
+        );
+        let off = Facts {
+            signal_on: false,
+            ..facts()
+        };
+        assert_eq!(state_of(&decide(&w, &off)), Some(WorkflowState::Cancelled));
+    }
+
+    #[test]
+    fn a_prepare_already_sent_is_settled_even_if_the_signal_went_off() {
+        let w = workflow(FlowKind::Entry, WorkflowState::Requested);
+        let f = Facts {
+            signal_on: false,
+            prepare: IntentFact::InFlight,
+            ..facts()
+        };
+        assert_eq!(
+            decide(&w, &f),
+            Change::Send(Call::Prepare { operation: None })
+        );
+    }
+
+    #[test]
+    fn the_prepare_outcome_starts_the_job_or_fails_the_workflow() {
+        let w = workflow(FlowKind::Entry, WorkflowState::Requested);
+        let done = Facts {
+            prepare: IntentFact::Completed(json!({"JobId": "J1"})),
+            ..facts()
+        };
+        assert_eq!(
+            decide(&w, &done),
+            Change::StartJob {
+                job_id: "J1".into()
+            }
+        );
+        let no_job = Facts {
+            prepare: IntentFact::Completed(json!({})),
+            ..facts()
+        };
+        assert_eq!(reason_of(&decide(&w, &no_job)), "prepare returned no JobId");
+        let refused = Facts {
+            prepare: IntentFact::Failed("position 5 is closed".into()),
+            ..facts()
+        };
+        let change = decide(&w, &refused);
+        assert_eq!(state_of(&change), Some(WorkflowState::Failed));
+        assert!(reason_of(&change).ends_with("is closed"));
+    }
+
+    #[test]
+    fn an_adjustment_needs_an_operation_and_a_position_needs_an_id() {
+        let w = workflow(FlowKind::Adjustment, WorkflowState::Requested);
+        assert_eq!(
+            state_of(&decide(&w, &facts())),
+            Some(WorkflowState::Cancelled)
+        );
+        let named = Facts {
+            adjustment_operation: Some("AddLegs".into()),
+            ..facts()
+        };
+        assert_eq!(
+            decide(&w, &named),
+            Change::Send(Call::Prepare {
+                operation: Some("AddLegs".into())
+            })
+        );
+        let mut orphan = workflow(FlowKind::Exit, WorkflowState::Requested);
+        orphan.position_id = None;
+        assert_eq!(
+            reason_of(&decide(&orphan, &facts())),
+            "exit without a position"
+        );
+        let mut no_account = workflow(FlowKind::Entry, WorkflowState::Requested);
+        no_account.account = None;
+        assert_eq!(
+            reason_of(&decide(&no_account, &facts())),
+            "entry without an account"
+        );
+    }
+
+    #[test]
+    fn a_preparing_workflow_follows_its_job() {
+        let w = workflow(FlowKind::Entry, WorkflowState::Preparing);
+        assert_eq!(decide(&w, &facts()), Change::Wait);
+        let running = Facts {
+            job: job(JobStatus::Running, None),
+            ..facts()
+        };
+        assert_eq!(decide(&w, &running), Change::Wait);
+        for status in [JobStatus::Failed, JobStatus::Cancelled] {
+            let failed = Facts {
+                job: job(status, None),
+                ..facts()
+            };
+            assert_eq!(reason_of(&decide(&w, &failed)), "prepare job: boom");
+        }
+        let completed = Facts {
+            job: job(JobStatus::Completed, Some(plan(&[1, 2]))),
+            ..facts()
+        };
+        assert_eq!(
+            state_of(&decide(&w, &completed)),
+            Some(WorkflowState::Prepared)
+        );
+        let mut lost = w.clone();
+        lost.job_id = None;
+        assert_eq!(
+            state_of(&decide(&lost, &facts())),
+            Some(WorkflowState::Requested)
+        );
+    }
+
+    #[test]
+    fn a_completed_job_is_judged_by_its_plan() {
+        let w = workflow(FlowKind::Adjustment, WorkflowState::Preparing);
+        let with = |result: Value| Facts {
+            job: job(JobStatus::Completed, Some(result)),
+            ..facts()
+        };
+        let closed =
+            json!({"ExecPlanId": 1, "LegGroups": {"1": ["a"]}, "AdjustmentAllowed": false});
+        assert_eq!(
+            state_of(&decide(&w, &with(closed))),
+            Some(WorkflowState::Cancelled)
+        );
+        let vars = json!({"ExecPlanId": 1, "Operation": "UpdateVars"});
+        assert_eq!(
+            state_of(&decide(&w, &with(vars))),
+            Some(WorkflowState::Done)
+        );
+        let empty = json!({"ExecPlanId": 1});
+        assert_eq!(
+            reason_of(&decide(&w, &with(empty))),
+            "the plan has no leg groups"
+        );
+        let unreadable = json!("not a plan");
+        assert!(reason_of(&decide(&w, &with(unreadable))).starts_with("unreadable"));
+    }
+
+    #[test]
+    fn the_signal_going_off_while_preparing_cancels_the_job() {
+        let w = workflow(FlowKind::Entry, WorkflowState::Preparing);
+        let off = Facts {
+            signal_on: false,
+            job: job(JobStatus::Running, None),
+            ..facts()
+        };
+        assert_eq!(
+            decide(&w, &off),
+            Change::Send(Call::CancelJob {
+                job_id: "job-1".into()
+            })
+        );
+        for (cancel, reason) in [
+            (IntentFact::Completed(json!({})), "job cancelled"),
+            (IntentFact::Failed("too late".into()), "best effort"),
+        ] {
+            let settled = Facts {
+                cancel_job: cancel,
+                ..off.clone()
+            };
+            let change = decide(&w, &settled);
+            assert_eq!(state_of(&change), Some(WorkflowState::Cancelled));
+            assert!(reason_of(&change).contains(reason));
+        }
+        // A job that completed before the Off was seen still counts.
+        let completed = Facts {
+            job: job(JobStatus::Completed, Some(plan(&[1]))),
+            ..off
+        };
+        assert_eq!(
+            state_of(&decide(&w, &completed)),
+            Some(WorkflowState::Prepared)
+        );
+    }
+
+    #[test]
+    fn a_prepared_plan_is_executed_unless_observing() {
+        let w = workflow(FlowKind::Exit, WorkflowState::Prepared);
+        assert_eq!(
+            state_of(&decide(&w, &facts())),
+            Some(WorkflowState::Executing)
+        );
+        let observe = Facts {
+            mode: AutomationMode::Observe,
+            ..facts()
+        };
+        assert_eq!(
+            state_of(&decide(&w, &observe)),
+            Some(WorkflowState::Observed)
+        );
+    }
+
+    #[test]
+    fn leg_groups_are_executed_in_order_each_once() {
+        let paper = Facts {
+            paper: true,
+            ..facts()
+        };
+        assert_eq!(
+            decide(&executing_with(&[]), &paper),
+            Change::Send(Call::Execute {
+                group: 1,
+                paper: true
+            })
+        );
+        let sent = Facts {
+            groups: vec![(
+                1,
+                GroupFact {
+                    execute: IntentFact::Completed(json!({"LiveOrderIds": [44]})),
+                    orders: Vec::new(),
+                },
+            )],
+            ..paper.clone()
+        };
+        assert_eq!(
+            decide(&executing_with(&[]), &sent),
+            Change::GroupSent {
+                group: 1,
+                order_ids: vec![44]
+            }
+        );
+        assert_eq!(
+            decide(&executing_with(&[1]), &paper),
+            Change::Send(Call::Execute {
+                group: 2,
+                paper: true
+            })
+        );
+        assert_eq!(
+            state_of(&decide(&executing_with(&[1, 2]), &paper)),
+            Some(WorkflowState::Done)
+        );
+        let refused = Facts {
+            groups: vec![(
+                1,
+                GroupFact {
+                    execute: IntentFact::Failed("no".into()),
+                    orders: Vec::new(),
+                },
+            )],
+            ..paper
+        };
+        assert_eq!(
+            reason_of(&decide(&executing_with(&[]), &refused)),
+            "leg group 1: no"
+        );
+        let mut unreadable = executing_with(&[]);
+        unreadable.plan = None;
+        assert_eq!(
+            state_of(&decide(&unreadable, &facts())),
+            Some(WorkflowState::Failed)
+        );
+    }
+
+    fn live_orders(states: [OrderState; 2]) -> Facts {
+        let [first, second] = states;
+        let group = |order_id: i64, state: OrderState| GroupFact {
+            execute: IntentFact::Completed(json!({})),
+            orders: vec![OrderFact { order_id, state }],
+        };
+        Facts {
+            groups: vec![(1, group(11, first)), (2, group(12, second))],
+            ..facts()
+        }
+    }
+
+    #[test]
+    fn live_execution_ends_with_its_orders() {
+        let w = executing_with(&[1, 2]);
+        let filled = live_orders([OrderState::Filled, OrderState::Filled]);
+        assert_eq!(reason_of(&decide(&w, &filled)), "every order filled");
+        let working = live_orders([OrderState::Filled, OrderState::Working]);
+        assert_eq!(decide(&w, &working), Change::Wait);
+        for bad in [
+            OrderState::Rejected,
+            OrderState::Cancelled,
+            OrderState::Expired,
+        ] {
+            let failed = live_orders([OrderState::Filled, bad]);
+            assert_eq!(state_of(&decide(&w, &failed)), Some(WorkflowState::Failed));
+        }
+        let unknown = Facts {
+            groups: Vec::new(),
+            ..facts()
+        };
+        assert_eq!(decide(&w, &unknown), Change::Wait);
+    }
+
+    #[test]
+    fn a_final_workflow_has_nothing_to_do() {
+        for state in [
+            WorkflowState::Done,
+            WorkflowState::Failed,
+            WorkflowState::Cancelled,
+            WorkflowState::Observed,
+        ] {
+            assert_eq!(
+                decide(&workflow(FlowKind::Exit, state), &facts()),
+                Change::Wait
+            );
+        }
+    }
+}

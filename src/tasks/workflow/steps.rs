@@ -1,0 +1,372 @@
+//! The workflow's I/O: opening workflows for signal instances, gathering the [`Facts`] a
+//! decision needs from the store and the directory, and performing the [`Change`] decided —
+//! keyed intents through [`intent::execute`], store writes, one log line and one metric per
+//! transition. No decision is taken here.
+
+use serde_json::Value;
+
+use super::DriveError;
+use super::admission::{self, Applicant};
+use super::decide::{Call, Change, Facts, GroupFact, IntentFact, JobFact, OrderFact, plan_of};
+use crate::config::OrderStyle;
+use crate::store::{
+    IntentState, JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalRecord, SignalState,
+    StoreError, WorkflowChange, WorkflowRecord, WorkflowState,
+};
+use crate::supervisor::context::Ctx;
+use crate::tasks::intent::{self, IntentOutcome};
+use mesolive_api::FlowKind;
+use mesolive_api::client::ControlHub;
+use mesolive_api::events::AdjustmentSignalEvent;
+use mesolive_api::lenient::decode;
+use mesolive_api::models::{OrderState, PreparedPlan};
+use mesolive_api::wire::{args, methods};
+
+/// Whether a performed change moved the workflow (decide again) or it must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    Advanced,
+    Waiting,
+}
+
+/// Creates a workflow for every signal instance that is On and has none yet, admitted or not
+/// by [`admission::admit`].
+pub(super) async fn open_workflows(ctx: &Ctx) -> Result<(), StoreError> {
+    for signal in ctx.store().signals().await? {
+        if signal.state != SignalState::On {
+            continue;
+        }
+        let new = new_workflow(ctx, &signal).await?;
+        if let Some(created) = ctx.store().create_workflow(&new).await? {
+            ctx.metrics().workflow(created.state.as_str());
+            tracing::info!(
+                workflow = created.id,
+                kind = created.kind.as_str(),
+                strategy = created.strategy_id,
+                position = ?created.position_id,
+                account = ?created.account,
+                state = created.state.as_str(),
+                reason = created.reason.as_deref().unwrap_or(""),
+                "workflow opened"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn new_workflow(ctx: &Ctx, signal: &SignalRecord) -> Result<NewWorkflow, StoreError> {
+    let kind = signal.kind;
+    let position = match signal.position_id {
+        Some(id) => ctx.store().position(id).await?,
+        None => None,
+    };
+    let account = signal
+        .account
+        .clone()
+        .or_else(|| position.as_ref().map(|p| p.account.clone()))
+        .filter(|a| !a.is_empty());
+    let automation = &ctx.settings().automation;
+    let open_positions = if kind == FlowKind::Entry {
+        ctx.store()
+            .open_positions()
+            .await?
+            .iter()
+            .filter(|p| {
+                p.strategy_id == signal.strategy_id
+                    && Some(p.account.as_str()) == account.as_deref()
+            })
+            .count()
+    } else {
+        0
+    };
+    let (state, reason) = admission::admit(&Applicant {
+        kind,
+        strategy_id: signal.strategy_id,
+        account: account.as_deref(),
+        allowed: automation.allows(signal.strategy_id),
+        mode: automation.mode,
+        paper: account.as_deref().and_then(|a| ctx.directory().is_paper(a)),
+        open_positions,
+        max_open_positions: automation.max_open_positions_for(signal.strategy_id),
+    });
+    Ok(NewWorkflow {
+        kind,
+        scope: admission::scope(
+            kind,
+            signal.strategy_id,
+            account.as_deref(),
+            signal.position_id,
+        ),
+        signal_key: signal.signal_key.clone(),
+        signal_instance: signal.instance.clone(),
+        strategy_id: signal.strategy_id,
+        account,
+        position_id: signal.position_id,
+        condition: signal.condition.clone(),
+        state,
+        reason,
+    })
+}
+
+/// The idempotency key of one step of a workflow: the same step always derives the same key.
+fn intent_key(ctx: &Ctx, workflow: &WorkflowRecord, step: &str) -> String {
+    format!("{}-w{}-{step}", ctx.store().instance_id(), workflow.id)
+}
+
+/// What the store says of the intent under `key`.
+async fn intent_fact(ctx: &Ctx, key: &str) -> Result<IntentFact, StoreError> {
+    Ok(match ctx.store().intent(key).await? {
+        None => IntentFact::NotSent,
+        Some(stored) => match stored.state {
+            IntentState::Completed => IntentFact::Completed(stored.outcome.unwrap_or(Value::Null)),
+            IntentState::Failed => IntentFact::Failed(intent::failure_reason(&stored)),
+            _ => IntentFact::InFlight,
+        },
+    })
+}
+
+/// Gathers the facts the workflow's current state is decided on.
+pub(super) async fn gather(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Facts, StoreError> {
+    let mut facts = Facts {
+        mode: ctx.settings().automation.mode,
+        signal_on: signal_still_on(ctx, workflow).await?,
+        ..Facts::default()
+    };
+    match workflow.state {
+        WorkflowState::Requested => {
+            facts.prepare = intent_fact(ctx, &intent_key(ctx, workflow, "prep")).await?;
+            if workflow.kind == FlowKind::Adjustment {
+                facts.adjustment_operation = adjustment_operation(ctx, workflow).await?;
+            }
+        }
+        WorkflowState::Preparing => {
+            if let Some(job_id) = &workflow.job_id {
+                facts.job = ctx.store().prepare_job(job_id).await?.map(|job| JobFact {
+                    status: job.status,
+                    result: job.result,
+                    error: job.error,
+                });
+            }
+            facts.cancel_job = intent_fact(ctx, &intent_key(ctx, workflow, "cancel")).await?;
+        }
+        WorkflowState::Executing => {
+            let plan = plan_of(workflow);
+            facts.paper = ctx
+                .directory()
+                .is_paper(&execution_account(workflow, plan.as_ref()))
+                == Some(true);
+            for group in plan.map(|p| p.leg_group_ids()).unwrap_or_default() {
+                let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
+                let orders = ctx
+                    .store()
+                    .orders_for_intent(&key)
+                    .await?
+                    .into_iter()
+                    .map(|order| OrderFact {
+                        order_id: order.order_id,
+                        state: OrderState::from_name(order.state.as_deref().unwrap_or("")),
+                    })
+                    .collect();
+                let execute = intent_fact(ctx, &key).await?;
+                facts.groups.push((group, GroupFact { execute, orders }));
+            }
+        }
+        _ => {}
+    }
+    Ok(facts)
+}
+
+async fn signal_still_on(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<bool, StoreError> {
+    Ok(ctx
+        .store()
+        .signal(&workflow.signal_key)
+        .await?
+        .is_some_and(|s| s.state == SignalState::On && s.instance == workflow.signal_instance))
+}
+
+/// The operation of an adjustment: as the signal's condition names it, else as configured.
+async fn adjustment_operation(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+) -> Result<Option<String>, StoreError> {
+    let named = ctx
+        .store()
+        .signal(&workflow.signal_key)
+        .await?
+        .and_then(|signal| decode::<AdjustmentSignalEvent>(signal.payload).ok())
+        .and_then(|event| event.condition)
+        .and_then(|condition| mesolive_api::wire::adjustment_operation(&condition));
+    let configured = &ctx.settings().automation.adjustment_operation;
+    Ok(named.or_else(|| (!configured.is_empty()).then(|| configured.clone())))
+}
+
+/// The account a plan executes on: the workflow's, else the plan's.
+fn execution_account(workflow: &WorkflowRecord, plan: Option<&PreparedPlan>) -> String {
+    workflow
+        .account
+        .clone()
+        .or_else(|| plan.and_then(|p| p.broker_account_id.clone()))
+        .unwrap_or_default()
+}
+
+/// Performs one decided change.
+pub(super) async fn perform(
+    ctx: &Ctx,
+    control: &ControlHub,
+    workflow: &WorkflowRecord,
+    change: Change,
+) -> Result<Step, DriveError> {
+    match change {
+        Change::Wait => Ok(Step::Waiting),
+        Change::Record(change) => record(ctx, workflow, change).await,
+        Change::Send(call) => send(ctx, control, workflow, &call).await,
+        Change::StartJob { job_id } => {
+            ctx.store()
+                .upsert_prepare_job(&PrepareJobUpdate {
+                    job_id: job_id.clone(),
+                    kind: workflow.kind,
+                    intent_key: Some(intent_key(ctx, workflow, "prep")),
+                    strategy_id: workflow.strategy_id,
+                    position_id: workflow.position_id,
+                    account: workflow.account.clone(),
+                    status: JobStatus::Pending,
+                    result: None,
+                    error: None,
+                })
+                .await?;
+            record(
+                ctx,
+                workflow,
+                WorkflowChange::to(WorkflowState::Preparing).job(&job_id),
+            )
+            .await
+        }
+        Change::GroupSent { group, order_ids } => {
+            let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
+            for order_id in order_ids {
+                ctx.store()
+                    .link_order_to_intent(order_id, &key, workflow.strategy_id)
+                    .await?;
+            }
+            record(ctx, workflow, WorkflowChange::default().group_done(group)).await
+        }
+    }
+}
+
+/// Records a change: the store first, then one log line and one metric per transition.
+async fn record(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+    change: WorkflowChange,
+) -> Result<Step, DriveError> {
+    ctx.store().update_workflow(workflow.id, &change).await?;
+    if let Some(state) = change.state {
+        ctx.metrics().workflow(state.as_str());
+        tracing::info!(
+            workflow = workflow.id,
+            from = workflow.state.as_str(),
+            to = state.as_str(),
+            reason = change.reason.as_deref().unwrap_or(""),
+            "workflow transition"
+        );
+    }
+    ctx.wake().workflows.notify_one();
+    Ok(Step::Advanced)
+}
+
+/// Sends (or settles) one keyed call. Its outcome is committed by [`intent::execute`] and
+/// becomes a fact on the next decision; an unsettled one waits for a later wake-up.
+async fn send(
+    ctx: &Ctx,
+    control: &ControlHub,
+    workflow: &WorkflowRecord,
+    call: &Call,
+) -> Result<Step, DriveError> {
+    let key = intent_key(ctx, workflow, &call.step());
+    let (operation, call_args) = request(ctx, workflow, call, &key);
+    let new = NewIntent {
+        key,
+        operation,
+        workflow_id: Some(workflow.id.to_string()),
+        args: call_args,
+    };
+    match intent::execute(ctx.store(), control, &new).await? {
+        IntentOutcome::Unsettled => Ok(Step::Waiting),
+        IntentOutcome::Completed(_) | IntentOutcome::Failed(_) => Ok(Step::Advanced),
+    }
+}
+
+/// The method and arguments of a call. For a key already stored, the stored arguments are
+/// what is sent: these only matter the first time.
+fn request(ctx: &Ctx, workflow: &WorkflowRecord, call: &Call, key: &str) -> (String, Value) {
+    let automation = &ctx.settings().automation;
+    match call {
+        Call::Prepare { operation } => (
+            methods::start_prepare(workflow.kind),
+            prepare_args(ctx, workflow, key, operation.as_deref()),
+        ),
+        Call::CancelJob { job_id } => (
+            methods::cancel_prepare(workflow.kind),
+            args::cancel_job(job_id, key),
+        ),
+        Call::Execute { group, paper } => {
+            // decide() executes only workflows with a readable plan.
+            let Some(plan) = plan_of(workflow) else {
+                return (methods::APPLY_PAPER_FILLS.to_owned(), Value::Null);
+            };
+            let account = execution_account(workflow, Some(&plan));
+            if *paper {
+                return (
+                    methods::APPLY_PAPER_FILLS.to_owned(),
+                    args::paper_fills(key, &account, &plan, *group),
+                );
+            }
+            let multiplier = (workflow.kind == FlowKind::Entry)
+                .then(|| automation.qty_multiplier_for(workflow.strategy_id));
+            let limit = match automation.order_type {
+                OrderStyle::Market => None,
+                OrderStyle::LimitMid => plan.group_mid(*group),
+            };
+            (
+                methods::SEND_ORDER.to_owned(),
+                args::send_order(key, &account, &plan, *group, multiplier, limit),
+            )
+        }
+    }
+}
+
+/// `StartPreparePosition*` arguments; decide() checked the account, position and operation.
+fn prepare_args(ctx: &Ctx, workflow: &WorkflowRecord, key: &str, operation: Option<&str>) -> Value {
+    let position_id = workflow.position_id.unwrap_or_default();
+    match workflow.kind {
+        FlowKind::Entry => {
+            let directory = ctx.directory();
+            let strategy = directory.strategies.get(&workflow.strategy_id);
+            let symbol = strategy
+                .and_then(|s| s.symbol.clone())
+                .unwrap_or_else(|| ctx.settings().hubs.probe_symbol.clone());
+            let name = format!(
+                "{}-w{}",
+                strategy
+                    .and_then(|s| s.name.clone())
+                    .unwrap_or_else(|| format!("strategy{}", workflow.strategy_id)),
+                workflow.id
+            );
+            args::prepare_entry(
+                key,
+                &name,
+                workflow.strategy_id,
+                workflow.account.as_deref().unwrap_or_default(),
+                &ctx.settings().automation.leg_selection_constraint,
+                &symbol,
+            )
+        }
+        FlowKind::Exit => args::prepare_exit(key, position_id),
+        FlowKind::Adjustment => args::prepare_adjustment(
+            key,
+            position_id,
+            operation.unwrap_or_default(),
+            workflow.condition.as_deref(),
+        ),
+    }
+}
