@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -278,14 +277,14 @@ struct Streaming<'a>(&'a Metrics);
 
 impl<'a> Streaming<'a> {
     fn new(metrics: &'a Metrics) -> Self {
-        metrics.monitors_streaming.fetch_add(1, Ordering::Relaxed);
+        metrics.monitors_streaming.inc();
         Streaming(metrics)
     }
 }
 
 impl Drop for Streaming<'_> {
     fn drop(&mut self) {
-        self.0.monitors_streaming.fetch_sub(1, Ordering::Relaxed);
+        self.0.monitors_streaming.dec();
     }
 }
 
