@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod demo;
 pub mod exit;
 pub mod ops;
+pub mod risk;
 pub mod store;
 pub mod supervisor;
 pub mod table;

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use crate::store::TradingState;
 use mesolive_api::Hub;
 
 /// Every metric the daemon exports. Shared as `Arc<Metrics>`.
@@ -52,6 +53,12 @@ pub struct Metrics {
     pub stream_items: AtomicU64,
     /// Snapshot resyncs done.
     pub snapshot_resyncs: AtomicU64,
+    /// Configuration reloads applied (SIGHUP, `ctl reload`).
+    pub config_reloads: AtomicU64,
+    /// Configuration reloads refused: an invalid file, or a key that cannot change live.
+    pub config_reload_failures: AtomicU64,
+    /// The trading state, as its index in [`TradingState::ALL`].
+    trading_state: AtomicI64,
     hub_reconnects: [AtomicU64; 3],
     hub_connected: [AtomicI64; 3],
     labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
@@ -101,6 +108,26 @@ impl Metrics {
     /// Counts one error of a kind (decode, api, store, …) — bad input is always counted.
     pub fn error(&self, kind: &str) {
         self.bump("mesolive_errors_total", kind);
+    }
+
+    /// Records the trading state now (`mesolive_trading_state{state}`).
+    pub fn set_trading_state(&self, state: TradingState) {
+        let index = TradingState::ALL
+            .iter()
+            .position(|s| *s == state)
+            .unwrap_or(0);
+        self.trading_state
+            .store(i64::try_from(index).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Counts one call refused by a risk rule.
+    pub fn risk_refused(&self, rule: &str) {
+        self.bump("mesolive_risk_refusals_total", rule);
+    }
+
+    /// Counts one trading-state switch made by a risk rule.
+    pub fn risk_switched(&self, rule: &str) {
+        self.bump("mesolive_risk_switches_total", rule);
     }
 
     /// Counts one workflow decision or transition, by outcome.
@@ -288,6 +315,32 @@ impl Metrics {
                 load(&self.hub_reconnects[hub as usize])
             );
         }
+        let trading = gauge(&self.trading_state);
+        let states: Vec<(String, i64)> = TradingState::ALL
+            .iter()
+            .zip(0..)
+            .map(|(state, index)| (state.as_str().to_owned(), i64::from(index == trading)))
+            .collect();
+        labelled_family(
+            &mut out,
+            "gauge",
+            "mesolive_trading_state",
+            "1 for the current trading state (active, reduce_only, halted), 0 for the others.",
+            "state",
+            &states,
+        );
+        counter(
+            &mut out,
+            "mesolive_config_reloads_total",
+            "Configuration reloads applied.",
+            load(&self.config_reloads),
+        );
+        counter(
+            &mut out,
+            "mesolive_config_reload_failures_total",
+            "Configuration reloads refused (invalid file, or a key that cannot change live).",
+            load(&self.config_reload_failures),
+        );
         labelled_family(
             &mut out,
             "gauge",
@@ -320,6 +373,16 @@ impl Metrics {
                     "mesolive_workflow_transitions_total",
                     "Workflow transitions by outcome.",
                     "outcome",
+                ),
+                (
+                    "mesolive_risk_refusals_total",
+                    "Workflows refused by a risk rule (the call was not sent).",
+                    "rule",
+                ),
+                (
+                    "mesolive_risk_switches_total",
+                    "Trading-state switches made by a risk rule.",
+                    "rule",
                 ),
             ];
             for (family, help, label) in families {
