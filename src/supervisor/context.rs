@@ -172,6 +172,9 @@ pub struct Directory {
     pub accounts: HashMap<String, LiveAccount>,
     /// Strategies by id.
     pub strategies: HashMap<i64, LiveStrategy>,
+    /// The data provider of a connected agent (ListAgents), for free-standing data calls when
+    /// `hubs.probe_provider` is empty.
+    pub data_provider: Option<String>,
 }
 
 impl Directory {
