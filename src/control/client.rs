@@ -86,13 +86,16 @@ async fn exchange(stream: UnixStream, request: &Request) -> io::Result<Reply> {
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
     line.push('\n');
-    write.write_all(line.as_bytes()).await?;
+    // A daemon that refuses this peer answers before reading and closes: the write may then
+    // fail, and the answer that says why is still there to read.
+    let written = write.write_all(line.as_bytes()).await;
     let mut answer = String::new();
     let mut reader = BufReader::new(read).take(MAX_LINE as u64 * 16);
     tokio::time::timeout(ANSWER_TIMEOUT, reader.read_line(&mut answer))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer within 30 s"))??;
     if answer.trim().is_empty() {
+        written?;
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the daemon closed the connection without an answer",

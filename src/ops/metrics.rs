@@ -62,6 +62,7 @@ pub struct Metrics {
     hub_reconnects: [AtomicU64; 3],
     hub_connected: [AtomicI64; 3],
     labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
+    daily_pnl: Mutex<Vec<(String, f64)>>,
     state_gauges: Mutex<StateGauges>,
 }
 
@@ -128,6 +129,14 @@ impl Metrics {
     /// Counts one trading-state switch made by a risk rule.
     pub fn risk_switched(&self, rule: &str) {
         self.bump("mesolive_risk_switches_total", rule);
+    }
+
+    /// Replaces the realized PnL of the trading day per account, as the daily-loss watcher
+    /// last computed it.
+    pub fn set_daily_pnl(&self, per_account: Vec<(String, f64)>) {
+        if let Ok(mut current) = self.daily_pnl.lock() {
+            *current = per_account;
+        }
     }
 
     /// Counts one workflow decision or transition, by outcome.
@@ -329,6 +338,21 @@ impl Metrics {
             "state",
             &states,
         );
+        header(
+            &mut out,
+            "gauge",
+            "mesolive_risk_daily_realized_pnl",
+            "Realized PnL of the trading day per account (while risk.max_daily_loss is set).",
+        );
+        if let Ok(per_account) = self.daily_pnl.lock() {
+            for (account, pnl) in per_account.iter() {
+                let account = account.replace('\\', "\\\\").replace('"', "\\\"");
+                let _ = writeln!(
+                    out,
+                    "mesolive_risk_daily_realized_pnl{{account=\"{account}\"}} {pnl}"
+                );
+            }
+        }
         counter(
             &mut out,
             "mesolive_config_reloads_total",

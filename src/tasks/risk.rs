@@ -1,5 +1,6 @@
 //! The daily-loss watcher: every [`TICK`], the realized PnL of the trading day per account
-//! (from the position updates the store keeps) is checked against `risk.max_daily_loss`; an
+//! (from the position updates the store keeps; exported as
+//! `mesolive_risk_daily_realized_pnl{account}`) is checked against `risk.max_daily_loss`; an
 //! account that reached it switches the trading state to `risk.on_daily_loss`, once per account
 //! and trading day (recorded in the store, so neither the next check nor a restart undoes an
 //! operator's resume). Only reads and one transaction per switch: it runs while halted too.
@@ -43,6 +44,12 @@ async fn check_daily_loss(ctx: &Ctx) -> Result<(), StoreError> {
     let zone = limits.timezone();
     let day = risk::trading_day(chrono::Utc::now(), zone);
     let movements = ctx.store().realized_pnl_movements(day.start).await?;
+    ctx.metrics().set_daily_pnl(
+        risk::realized_by_account(&movements)
+            .into_iter()
+            .map(|(account, pnl)| (account, pnl.try_into().unwrap_or(0.0)))
+            .collect(),
+    );
     for loss in risk::daily_losses(&movements, limit) {
         let reason = loss.reason(&day, zone);
         let switched = ctx
