@@ -110,7 +110,7 @@ pub async fn run(settings: &Settings, check: &Check) -> Vec<CheckReport> {
             provider,
             seconds,
         } => {
-            let provider = provider.clone().or(configured);
+            let provider = provider.clone().filter(|p| !p.is_empty()).or(configured);
             vec![data(&connector, symbol, provider, *seconds).await]
         }
         Check::Events { seconds } => vec![events(&connector, *seconds).await],
@@ -192,7 +192,7 @@ async fn agents(connector: &Connector) -> CheckReport {
 
 /// Every field the agents carry, as the server named them (the model was not recovered, so
 /// nothing is left out and no column is blank for all of them): the INFERRED names first, then
-/// the others in order of appearance. An entry that is not an object is shown raw.
+/// the others by name. An entry that is not an object is shown raw.
 fn agent_table(agents: &[Value]) -> (Vec<String>, Vec<Vec<String>>) {
     const INFERRED: [&str; 4] = ["Name", "Connector", "Connected", "LastSnapshotTime"];
     let mut headers: Vec<String> = Vec::new();
@@ -636,4 +636,30 @@ async fn first_position_id(control: &HubClient) -> Option<i64> {
     page.items
         .iter()
         .find_map(|item| field(item.as_object()?, &["Id"]).and_then(Value::as_i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn agents_show_every_field_the_server_sent() {
+        let agents = [
+            json!({"Provider": "IBKR", "Connector": "TWS", "IsConnected": true}),
+            json!({"Provider": "TastyTrade", "Connector": "API", "IsConnected": false, "Region": "US"}),
+        ];
+        let (headers, rows) = agent_table(&agents);
+        assert_eq!(headers, ["CONNECTOR", "ISCONNECTED", "PROVIDER", "REGION"]);
+        assert_eq!(rows[0], ["TWS", "true", "IBKR", ""]);
+        assert_eq!(rows[1], ["API", "false", "TastyTrade", "US"]);
+        let inferred = [json!({"name": "Agent-1", "connected": true, "lastSnapshotTime": "t"})];
+        let (headers, rows) = agent_table(&inferred);
+        assert_eq!(headers, ["NAME", "CONNECTED", "LASTSNAPSHOTTIME"]);
+        assert_eq!(rows[0], ["Agent-1", "true", "t"]);
+        let (headers, rows) = agent_table(&[json!("an agent as text")]);
+        assert_eq!(headers, ["RAW"]);
+        assert_eq!(rows[0], ["\"an agent as text\""]);
+    }
 }

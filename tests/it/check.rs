@@ -80,3 +80,42 @@ async fn a_refused_key_fails_with_one_line() {
     assert!(stderr.contains("credentials refused"), "{stderr}");
     assert!(!stderr.contains("not-the-key"));
 }
+
+/// `check data` against a server that refuses underlying data without a Provider (as the API
+/// says the real one does): with `--provider` it uses that one; without, the provider of a
+/// connected agent from ListAgents, and it says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_data_names_a_provider_or_picks_a_connected_agents() {
+    let mut options = SimOptions::default();
+    options.faults.require_provider = Some(true);
+    let sim = Sim::start(options).await;
+    let token = sim.running.token().to_owned();
+    let data = |args: &[&str]| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["check", "data", "--seconds", "2"])
+            .args(args)
+            .env_clear()
+            .env("MESOLIVE_API_KEY", &token)
+            .env("MESOLIVE__HUBS__BASE_URL", sim.running.hub_base_url());
+        tokio::task::block_in_place(|| command.output()).expect("check runs")
+    };
+    let given = data(&["--provider", "IBKR"]);
+    let stdout = String::from_utf8_lossy(&given.stdout);
+    assert_eq!(given.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("with provider IBKR (given)"), "{stdout}");
+
+    let picked = data(&[]);
+    let stdout = String::from_utf8_lossy(&picked.stdout);
+    assert_eq!(picked.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("with provider IBKR (of a connected agent (ListAgents))"),
+        "{stdout}"
+    );
+    let requests = sim.requests().await;
+    let streams = requests
+        .iter()
+        .filter(|(_, m)| m == "StreamUnderlyingData")
+        .count();
+    assert_eq!(streams, 2, "{requests:?}");
+}
