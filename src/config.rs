@@ -1009,6 +1009,56 @@ mod tests {
     }
 
     #[test]
+    fn every_risk_limit_is_validated_naming_its_key_and_value() {
+        let refused = |key: &str, value: &str| {
+            let env = [(key.to_owned(), value.to_owned())].into_iter().collect();
+            match Settings::load_from(None, env) {
+                Err(err) => err.to_string(),
+                Ok(_) => panic!("{key}={value} accepted"),
+            }
+        };
+        for (key, name) in [
+            (
+                "MESOLIVE__RISK__MAX_ENTRIES_PER_DAY",
+                "risk.max_entries_per_day = 0",
+            ),
+            (
+                "MESOLIVE__RISK__MAX_ORDERS_PER_MINUTE",
+                "risk.max_orders_per_minute = 0",
+            ),
+            (
+                "MESOLIVE__RISK__MAX_OPEN_POSITIONS_TOTAL",
+                "risk.max_open_positions_total = 0",
+            ),
+        ] {
+            assert!(refused(key, "0").starts_with(&format!("config: {name}")));
+        }
+        assert!(
+            refused("MESOLIVE__RISK__MAX_DAILY_LOSS", "-5")
+                .starts_with("config: risk.max_daily_loss = -5")
+        );
+        assert!(
+            refused("MESOLIVE__RISK__ON_DAILY_LOSS", "active")
+                .starts_with("config: risk.on_daily_loss = \"active\"")
+        );
+        assert!(
+            refused("MESOLIVE__RISK__DAY_TIMEZONE", "Mars/Olympus")
+                .starts_with("config: risk.day_timezone = \"Mars/Olympus\"")
+        );
+        let limits = settings(&[
+            ("MESOLIVE__RISK__MAX_DAILY_LOSS", "750.5"),
+            ("MESOLIVE__RISK__DAY_TIMEZONE", "Europe/London"),
+        ])
+        .risk;
+        assert_eq!(
+            limits.max_daily_loss,
+            Some(rust_decimal::Decimal::new(7505, 1))
+        );
+        assert_eq!(limits.timezone(), chrono_tz::Europe::London);
+        assert_eq!(limits.max_entries_per_day, None);
+    }
+
+    #[test]
     fn only_automation_risk_and_the_log_filter_apply_live() {
         for key in [
             "automation.mode",

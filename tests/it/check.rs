@@ -1,13 +1,14 @@
 //! `check …` as a process against the simulator: the runbook checks pass in order, `probe`
-//! confirms every INFERRED wire detail the simulator shares with the daemon, and a refused key
-//! fails with one line.
+//! confirms every INFERRED wire detail the simulator shares with the daemon, a refused key
+//! fails with one line, and data is asked for with a provider when the server requires one.
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use mesolive_sim::SimOptions;
 use serde_json::Value;
 
-use crate::support::daemon::{BIN, Sim};
+use crate::support::daemon::{BIN, Daemon, Sim};
 
 fn check(sim: &Sim, key: &str, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -118,4 +119,40 @@ async fn check_data_names_a_provider_or_picks_a_connected_agents() {
         .filter(|(_, m)| m == "StreamUnderlyingData")
         .count();
     assert_eq!(streams, 2, "{requests:?}");
+}
+
+/// The daemon's startup Data Hub proof, with no `hubs.probe_provider` and no open position,
+/// asks for the underlying with a connected agent's provider (the server requires one) instead
+/// of skipping the proof.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_startup_data_proof_uses_a_connected_agents_provider() {
+    let mut options = SimOptions {
+        positions: 0,
+        ..SimOptions::default()
+    };
+    options.faults.require_provider = Some(true);
+    let sim = Sim::start(options).await;
+    let dir = testkit::temp_dir();
+    let daemon = Daemon::spawn(&sim, dir.path(), &[("MESOLIVE__HUBS__PROBE_PROVIDER", "")]);
+    daemon.wait_ready(Duration::from_secs(20)).await;
+    daemon
+        .wait_log(
+            &[
+                "data hub verified",
+                "underlying SPX from provider IBKR (a connected agent)",
+            ],
+            Duration::from_secs(10),
+        )
+        .await;
+    let requests = sim.requests().await;
+    assert!(
+        requests.iter().any(|(_, m)| m == "GetUnderlyingSnapshot"),
+        "{requests:?}"
+    );
+    assert_eq!(
+        daemon
+            .metric("mesolive_errors_total{kind=\"data_probe\"}")
+            .await,
+        None
+    );
 }

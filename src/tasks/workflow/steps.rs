@@ -266,7 +266,16 @@ async fn record(
     workflow: &WorkflowRecord,
     change: WorkflowChange,
 ) -> Result<Step, DriveError> {
-    ctx.store().update_workflow(workflow.id, &change).await?;
+    let updated = ctx.store().update_workflow(workflow.id, &change).await?;
+    if change.state.is_some_and(|state| state != updated.state) {
+        // It ended meanwhile (an operator cancelled it): a final state stays.
+        tracing::info!(
+            workflow = workflow.id,
+            state = updated.state.as_str(),
+            "workflow already ended; change not applied"
+        );
+        return Ok(Step::Advanced);
+    }
     if let Some(state) = change.state {
         ctx.metrics().workflow(state.as_str());
         tracing::info!(
