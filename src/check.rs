@@ -38,6 +38,8 @@ pub enum Check {
     Data {
         /// The symbol.
         symbol: String,
+        /// The data provider; `None`: `hubs.probe_provider`, else that of a connected agent.
+        provider: Option<String>,
         /// How long to listen.
         seconds: u64,
     },
@@ -98,12 +100,19 @@ pub async fn run(settings: &Settings, check: &Check) -> Vec<CheckReport> {
         Ok(tls) => Connector::new(settings, Some(tls)),
         Err(err) => return vec![CheckReport::new("tls", false, err.to_string())],
     };
-    let provider = Some(settings.hubs.probe_provider.as_str()).filter(|p| !p.is_empty());
+    let configured = Some(settings.hubs.probe_provider.clone()).filter(|p| !p.is_empty());
     match check {
         Check::Agents => vec![agents(&connector).await],
         Check::Accounts { limit } => vec![accounts(&connector, *limit).await],
         Check::Strategies { limit } => vec![strategies(&connector, *limit).await],
-        Check::Data { symbol, seconds } => vec![data(&connector, symbol, provider, *seconds).await],
+        Check::Data {
+            symbol,
+            provider,
+            seconds,
+        } => {
+            let provider = provider.clone().filter(|p| !p.is_empty()).or(configured);
+            vec![data(&connector, symbol, provider, *seconds).await]
+        }
         Check::Events { seconds } => vec![events(&connector, *seconds).await],
         Check::All {
             symbol,
@@ -115,7 +124,7 @@ pub async fn run(settings: &Settings, check: &Check) -> Vec<CheckReport> {
                 accounts(&connector, *limit).await,
                 strategies(&connector, *limit).await,
             ];
-            reports.push(data(&connector, symbol, provider, *seconds).await);
+            reports.push(data(&connector, symbol, configured, *seconds).await);
             reports.push(events(&connector, *seconds).await);
             reports
         }
@@ -163,27 +172,79 @@ async fn agents(connector: &Connector) -> CheckReport {
         Ok(control) => control,
         Err(report) => return report,
     };
-    match control.list_agents().await {
+    match control.list_agents_raw().await {
         Ok(agents) if agents.is_empty() => {
             CheckReport::new("agents", false, "no agent or connector is connected".into())
         }
         Ok(agents) => {
-            let rows = agents
-                .iter()
-                .map(|a| {
-                    vec![
-                        a.name.clone().unwrap_or_default(),
-                        a.connector.clone().unwrap_or_default(),
-                        a.connected.map(|c| c.to_string()).unwrap_or_default(),
-                        a.last_snapshot_time.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            CheckReport::new("agents", true, format!("{} agent(s)", agents.len()))
-                .table(&["NAME", "CONNECTOR", "CONNECTED", "LAST SNAPSHOT"], rows)
+            let (headers, rows) = agent_table(&agents);
+            let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+            let picked = match wire::agents::pick_provider(&agents) {
+                Some(provider) => format!("; data provider of a connected agent: {provider}"),
+                None => "; no connected agent names a data provider".to_owned(),
+            };
+            CheckReport::new("agents", true, format!("{} agent(s){picked}", agents.len()))
+                .table(&headers, rows)
         }
         Err(err) => failed("agents", err),
     }
+}
+
+/// Every field the agents carry, as the server named them (the model was not recovered, so
+/// nothing is left out and no column is blank for all of them): the INFERRED names first, then
+/// the others by name. An entry that is not an object is shown raw.
+fn agent_table(agents: &[Value]) -> (Vec<String>, Vec<Vec<String>>) {
+    const INFERRED: [&str; 4] = ["Name", "Connector", "Connected", "LastSnapshotTime"];
+    let mut headers: Vec<String> = Vec::new();
+    for name in INFERRED {
+        if let Some(key) = agents
+            .iter()
+            .filter_map(Value::as_object)
+            .find_map(|object| wire::field_key(object, &[name]))
+        {
+            headers.push(key.clone());
+        }
+    }
+    for object in agents.iter().filter_map(Value::as_object) {
+        for key in object.keys() {
+            if !headers.iter().any(|h| h.eq_ignore_ascii_case(key)) {
+                headers.push(key.clone());
+            }
+        }
+    }
+    let raw_column = agents.iter().any(|agent| !agent.is_object());
+    let rows = agents
+        .iter()
+        .map(|agent| {
+            let mut row: Vec<String> = headers
+                .iter()
+                .map(|header| {
+                    agent
+                        .as_object()
+                        .and_then(|object| wire::field(object, &[header]))
+                        .map(|value| match value {
+                            Value::String(text) => text.clone(),
+                            Value::Null => String::new(),
+                            other => other.to_string(),
+                        })
+                        .unwrap_or_default()
+                })
+                .collect();
+            if raw_column {
+                row.push(if agent.is_object() {
+                    String::new()
+                } else {
+                    agent.to_string()
+                });
+            }
+            row
+        })
+        .collect();
+    let mut headers: Vec<String> = headers.iter().map(|h| h.to_ascii_uppercase()).collect();
+    if raw_column {
+        headers.push("RAW".into());
+    }
+    (headers, rows)
 }
 
 async fn accounts(connector: &Connector, limit: u32) -> CheckReport {
@@ -252,14 +313,31 @@ async fn strategies(connector: &Connector, limit: u32) -> CheckReport {
 async fn data(
     connector: &Connector,
     symbol: &str,
-    provider: Option<&str>,
+    provider: Option<String>,
     seconds: u64,
 ) -> CheckReport {
+    let (provider, source) = match provider {
+        Some(provider) => (Some(provider), "given"),
+        None => match control(connector).await {
+            Ok(control) => match control.list_agents_raw().await {
+                Ok(agents) => (
+                    wire::agents::pick_provider(&agents),
+                    "of a connected agent (ListAgents)",
+                ),
+                Err(err) => return failed("data", err),
+            },
+            Err(report) => return report,
+        },
+    };
+    let using = match &provider {
+        Some(provider) => format!("provider {provider} ({source})"),
+        None => "no provider: no connected agent names one (use --provider)".to_owned(),
+    };
     let data = match connect(connector, Hub::Data).await {
         Ok(client) => DataHub(client),
         Err(report) => return report,
     };
-    let mut stream = match data.stream_underlying(symbol, provider) {
+    let mut stream = match data.stream_underlying(symbol, provider.as_deref()) {
         Ok(stream) => stream,
         Err(err) => return failed("data", err),
     };
@@ -274,7 +352,7 @@ async fn data(
                     items += 1;
                     last = value.to_string();
                 }
-                Some(Err(err)) => return CheckReport::new("data", false, format!("{symbol} stream failed: {err}")),
+                Some(Err(err)) => return CheckReport::new("data", false, format!("{symbol} stream failed with {using}: {err}")),
                 None => break,
             },
             _ = &mut listen => break,
@@ -284,13 +362,13 @@ async fn data(
         return CheckReport::new(
             "data",
             false,
-            format!("no {symbol} update within {seconds} s"),
+            format!("no {symbol} update within {seconds} s with {using}"),
         );
     }
     CheckReport::new(
         "data",
         true,
-        format!("{items} {symbol} update(s) in {seconds} s"),
+        format!("{items} {symbol} update(s) in {seconds} s with {using}"),
     )
     .table(&["LAST UPDATE"], vec![vec![last]])
 }
@@ -558,4 +636,30 @@ async fn first_position_id(control: &HubClient) -> Option<i64> {
     page.items
         .iter()
         .find_map(|item| field(item.as_object()?, &["Id"]).and_then(Value::as_i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn agents_show_every_field_the_server_sent() {
+        let agents = [
+            json!({"Provider": "IBKR", "Connector": "TWS", "IsConnected": true}),
+            json!({"Provider": "TastyTrade", "Connector": "API", "IsConnected": false, "Region": "US"}),
+        ];
+        let (headers, rows) = agent_table(&agents);
+        assert_eq!(headers, ["CONNECTOR", "ISCONNECTED", "PROVIDER", "REGION"]);
+        assert_eq!(rows[0], ["TWS", "true", "IBKR", ""]);
+        assert_eq!(rows[1], ["API", "false", "TastyTrade", "US"]);
+        let inferred = [json!({"name": "Agent-1", "connected": true, "lastSnapshotTime": "t"})];
+        let (headers, rows) = agent_table(&inferred);
+        assert_eq!(headers, ["NAME", "CONNECTED", "LASTSNAPSHOTTIME"]);
+        assert_eq!(rows[0], ["Agent-1", "true", "t"]);
+        let (headers, rows) = agent_table(&[json!("an agent as text")]);
+        assert_eq!(headers, ["RAW"]);
+        assert_eq!(rows[0], ["\"an agent as text\""]);
+    }
 }

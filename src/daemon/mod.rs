@@ -11,14 +11,20 @@
 //! ├── workflows         depends on control; signal → prepare → execute
 //! ├── reconciler        depends on control; on start, after every reconnect, on a timer
 //! ├── dedupe            prunes the dedupe set
-//! └── upkeep            health/metrics HTTP, sd_notify watchdog, state gauges
+//! ├── risk              the daily-loss watcher (switches the trading state)
+//! └── upkeep            health/metrics HTTP, the control socket, reload on SIGHUP,
+//!                       sd_notify watchdog, state gauges
 //! ```
 //!
 //! * `start`: hubs in runbook order (Control → Data → Event), the pump live, the monitors
 //!   bootstrapped, a reconciliation — and only then READY.
 //! * `stop`: the drain's phases — intake closed, in-flight work within the grace, children
 //!   stopped, in-flight intents marked for reconciliation, hubs closed Event → Data → Control.
-//! * `upkeep`: the ops listener, the watchdog and the gauges, which answer until the end.
+//! * `upkeep`: the ops listener, the control socket, the watchdog and the gauges, which answer
+//!   until the end.
+//!
+//! The trading state is read from the store (or initialised from `automation.initial_state`)
+//! before anything connects: a daemon halted before a restart starts halted.
 //!
 //! In-process use (the demo, the benchmarks): [`Daemon::build`], then [`Daemon::ops_addr`],
 //! [`Daemon::ops`] and [`Daemon::drain`] before [`Daemon::run_until_stopped`].
@@ -33,21 +39,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ConfigError, Settings, SynchronousMode};
+use crate::control::reload;
+use crate::control::server::{BindError, ControlSocket};
 use crate::exit;
 use crate::ops::http::{self, OpsState};
 use crate::ops::notify::Notifier;
-use crate::ops::signals::Termination;
-use crate::store::{Store, StoreError, StoreOptions, Synchronous};
-use crate::supervisor::child::Fatal;
+use crate::ops::signals::{Hangups, Termination};
+use crate::store::{ActionSource, Store, StoreError, StoreOptions, Synchronous, TradingState};
+use crate::supervisor::child::{Fatal, supervise};
 use crate::supervisor::context::{Ctx, HubLinkSenders, hub_links};
 use crate::supervisor::drain::Drain;
 use crate::supervisor::links::Connector;
-use crate::tasks::dedupe;
+use crate::tasks::{dedupe, risk};
 
 /// Most time the last steps (the ops tasks, closing the store) may take.
 const CLOSE_BUDGET: Duration = Duration::from_secs(5);
@@ -70,6 +78,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The control socket cannot be served.
+    #[error(transparent)]
+    ControlSocket(#[from] BindError),
     /// TLS trust settings cannot be loaded.
     #[error("hubs.extra_ca_file: {0}")]
     Tls(#[source] signalr::tls::TlsError),
@@ -87,7 +98,7 @@ impl DaemonError {
                 exit::TEMP_FAIL
             }
             DaemonError::Store(_) => exit::IO_ERROR,
-            DaemonError::Listen { .. } => exit::FAILURE,
+            DaemonError::Listen { .. } | DaemonError::ControlSocket(_) => exit::FAILURE,
             DaemonError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
             DaemonError::Fatal(Fatal::Setup(_)) => exit::CONFIG,
             DaemonError::Fatal(Fatal::Store(_)) => exit::IO_ERROR,
@@ -113,7 +124,10 @@ pub fn store_options(settings: &Settings) -> StoreOptions {
 /// `mesolive-supervisor run`: runs the daemon until SIGTERM/SIGINT or a fatal condition.
 pub async fn run(settings: Settings, notifier: Notifier) -> Result<(), DaemonError> {
     let termination = Termination::install();
-    let daemon = Daemon::build(settings, notifier).await?;
+    let hangups = Hangups::install();
+    let daemon = Daemon::build(settings, notifier)
+        .await?
+        .with_hangups(hangups);
     // Standard output carries this one line and nothing else, whatever `log.filter` says:
     // whoever asked for port 0 learns the port from it.
     println!("{OPS_BOUND}{}", daemon.ops_addr());
@@ -138,6 +152,19 @@ pub async fn stop_on_signals(mut termination: Termination, drain: Drain) {
             drain.force();
             return;
         }
+    }
+}
+
+/// Reloads the configuration at every SIGHUP until the children stop (a refusal is logged and
+/// counted by the reload itself).
+async fn reload_on_hangups(ctx: Arc<Ctx>, mut hangups: Hangups) {
+    loop {
+        tokio::select! {
+            _ = hangups.next() => {}
+            _ = ctx.drain().stopping() => return,
+        }
+        tracing::info!(signal = "SIGHUP", "reloading the configuration");
+        let _ = reload::reload(&ctx, ActionSource::Sighup).await;
     }
 }
 
@@ -176,6 +203,8 @@ pub struct Daemon {
     ops_addr: SocketAddr,
     ops: OpsState,
     notifier: Notifier,
+    control: ControlSocket,
+    hangups: Option<Hangups>,
 }
 
 impl Daemon {
@@ -187,6 +216,16 @@ impl Daemon {
             signalr::tls::client_config(&settings.hubs.extra_ca_file).map_err(DaemonError::Tls)?;
         let store =
             Arc::new(Store::open(&settings.database.path, &store_options(&settings)).await?);
+        let trading = store
+            .trading_state_or_init(settings.automation.initial_state)
+            .await?;
+        if trading != TradingState::Active {
+            tracing::warn!(
+                trading_state = trading.as_str(),
+                "starting with the stored trading state {trading}: `ctl resume` to trade"
+            );
+        }
+        let control = ControlSocket::bind(&settings.control_socket()).await?;
         let listener = http::bind(listen)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -201,16 +240,21 @@ impl Daemon {
             })?;
         tracing::info!(ops_listen = %ops_addr, "{OPS_BOUND}{ops_addr}");
         let ops = OpsState::default();
+        ops.metrics.set_trading_state(trading);
         let (senders, links) = hub_links();
         let connector = Connector::new(&settings, Some(tls)).with_metrics(ops.metrics.clone());
-        let ctx = Arc::new(Ctx::new(
-            Arc::new(settings),
-            store,
-            ops.metrics.clone(),
-            ops.health.clone(),
-            links,
-            Drain::new(),
-        ));
+        let ctx = Arc::new(
+            Ctx::new(
+                Arc::new(settings),
+                store,
+                ops.metrics.clone(),
+                ops.health.clone(),
+                links,
+                Drain::new(),
+            )
+            .with_trading_state(trading),
+        );
+        tracing::info!(control_socket = %control.path().display(), "control socket listening");
         Ok(Daemon {
             ctx,
             senders,
@@ -219,7 +263,16 @@ impl Daemon {
             ops_addr,
             ops,
             notifier,
+            control,
+            hangups: None,
         })
+    }
+
+    /// Reloads the configuration on every SIGHUP from `hangups` (`run` installs them; an
+    /// in-process daemon reloads through its control socket only).
+    pub fn with_hangups(mut self, hangups: Hangups) -> Daemon {
+        self.hangups = Some(hangups);
+        self
     }
 
     /// The address the ops listener actually bound (`ops.listen` may ask for port 0).
@@ -247,18 +300,27 @@ impl Daemon {
             listener,
             ops,
             notifier,
+            control,
+            hangups,
             ..
         } = self;
-        let (stop_serving, serving_stopped) = oneshot::channel::<()>();
-        let upkeep = [
-            tokio::spawn(http::serve(listener, ops, async {
-                let _ = serving_stopped.await;
-            })),
+        let serving = CancellationToken::new();
+        let mut upkeep = vec![
+            tokio::spawn(http::serve(
+                listener,
+                ops,
+                serving.clone().cancelled_owned(),
+            )),
+            tokio::spawn(control.serve(ctx.clone(), serving.clone())),
             tokio::spawn(upkeep::refresh_gauges(ctx.clone())),
             tokio::spawn(upkeep::watchdog(ctx.clone(), notifier.clone())),
         ];
+        if let Some(hangups) = hangups {
+            upkeep.push(tokio::spawn(reload_on_hangups(ctx.clone(), hangups)));
+        }
         let children = TaskTracker::new();
         children.spawn(dedupe::run(ctx.clone()));
+        children.spawn(supervise("risk", ctx.clone(), risk::run));
         notifier.status("starting: connecting the Control Hub");
         let started =
             start::in_runbook_order(&ctx, &children, &connector, &Arc::new(senders), &notifier)
@@ -270,7 +332,7 @@ impl Daemon {
         }
         ctx.drain().intake_closed().await;
         stop::in_order(&ctx, &children, &notifier).await;
-        let _ = stop_serving.send(());
+        serving.cancel();
         let drain = ctx.drain().clone();
         for task in upkeep {
             let abort = task.abort_handle();

@@ -18,8 +18,11 @@ use mesolive_api::Hub;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Atomic;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::store::TradingState;
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -113,8 +116,18 @@ pub struct Metrics {
     pub errors: Labelled,
     /// Workflow transitions by outcome.
     pub workflow_transitions: Labelled,
-    intents: StateFamily,
-    workflows: StateFamily,
+    /// Workflows refused by a risk rule, by rule.
+    pub risk_refusals: Labelled,
+    /// Trading-state switches made by a risk rule, by rule.
+    pub risk_switches: Labelled,
+    /// Configuration reloads applied (SIGHUP, `ctl reload`).
+    pub config_reloads: Counter,
+    /// Configuration reloads refused: an invalid file, or a key that cannot change live.
+    pub config_reload_failures: Counter,
+    trading_state: GaugeFamily,
+    daily_pnl: RowFamily<f64, std::sync::atomic::AtomicU64>,
+    intents: RowFamily<i64, std::sync::atomic::AtomicI64>,
+    workflows: RowFamily<i64, std::sync::atomic::AtomicI64>,
 }
 
 /// Counts by state read from the store: `(state, count)` rows.
@@ -153,10 +166,17 @@ impl Default for Metrics {
             child_restarts: Labelled::new("child"),
             errors: Labelled::new("kind"),
             workflow_transitions: Labelled::new("outcome"),
-            intents: StateFamily::default(),
-            workflows: StateFamily::default(),
+            risk_refusals: Labelled::new("rule"),
+            risk_switches: Labelled::new("rule"),
+            config_reloads: Counter::default(),
+            config_reload_failures: Counter::default(),
+            trading_state: GaugeFamily::default(),
+            daily_pnl: RowFamily::new("account"),
+            intents: RowFamily::new("state"),
+            workflows: RowFamily::new("state"),
         };
         metrics.register_all();
+        metrics.set_trading_state(TradingState::Active);
         for hub in Hub::ALL {
             let label = [("hub", hub.as_str().to_owned())];
             metrics.hub_connected.get_or_create(&label).set(0);
@@ -308,6 +328,41 @@ impl Metrics {
         for (name, help, family) in labelled {
             r.register(name, help, family.family.clone());
         }
+        let labelled = [
+            (
+                "mesolive_risk_refusals",
+                "Workflows refused by a risk rule (the call was not sent)",
+                &self.risk_refusals,
+            ),
+            (
+                "mesolive_risk_switches",
+                "Trading-state switches made by a risk rule",
+                &self.risk_switches,
+            ),
+        ];
+        for (name, help, family) in labelled {
+            r.register(name, help, family.family.clone());
+        }
+        r.register(
+            "mesolive_config_reloads",
+            "Configuration reloads applied",
+            self.config_reloads.clone(),
+        );
+        r.register(
+            "mesolive_config_reload_failures",
+            "Configuration reloads refused (invalid file, or a key that cannot change live)",
+            self.config_reload_failures.clone(),
+        );
+        r.register(
+            "mesolive_trading_state",
+            "1 for the current trading state (active, reduce_only, halted), 0 for the others",
+            self.trading_state.clone(),
+        );
+        r.register(
+            "mesolive_risk_daily_realized_pnl",
+            "Realized PnL of the trading day per account (while risk.max_daily_loss is set)",
+            self.daily_pnl.family.clone(),
+        );
         r.register(
             "mesolive_intents",
             "Intents by state",
@@ -359,6 +414,31 @@ impl Metrics {
         self.errors.inc(kind);
     }
 
+    /// Records the trading state now (`mesolive_trading_state{state}`).
+    pub fn set_trading_state(&self, current: TradingState) {
+        for state in TradingState::ALL {
+            self.trading_state
+                .get_or_create(&[("state", state.as_str().to_owned())])
+                .set(i64::from(state == current));
+        }
+    }
+
+    /// Counts one call refused by a risk rule.
+    pub fn risk_refused(&self, rule: &str) {
+        self.risk_refusals.inc(rule);
+    }
+
+    /// Counts one trading-state switch made by a risk rule.
+    pub fn risk_switched(&self, rule: &str) {
+        self.risk_switches.inc(rule);
+    }
+
+    /// Replaces the realized PnL of the trading day per account, as the daily-loss watcher
+    /// last computed it.
+    pub fn set_daily_pnl(&self, per_account: Vec<(String, f64)>) {
+        self.daily_pnl.replace(&per_account);
+    }
+
     /// Counts one workflow decision or transition, by outcome.
     pub fn workflow(&self, outcome: &str) {
         self.workflow_transitions.inc(outcome);
@@ -382,31 +462,44 @@ impl Metrics {
     }
 }
 
-/// Gauges by state, refreshed from the store as a whole.
-#[derive(Debug, Default)]
-struct StateFamily {
-    family: GaugeFamily,
-    /// The states of the last refresh, to drop those the next one no longer has.
+/// Gauges by one label, replaced as a whole from a computed set of rows (states read from the
+/// store, accounts of the risk watcher).
+#[derive(Debug)]
+struct RowFamily<N, A> {
+    label: &'static str,
+    family: Family<Label, Gauge<N, A>>,
+    /// The labels of the last replacement, to drop those the next one no longer has.
     exported: Mutex<Vec<String>>,
 }
 
-impl StateFamily {
-    /// Sets every state read, then removes the states of the previous refresh that are gone
+impl<N, A: Atomic<N> + Default> RowFamily<N, A> {
+    fn new(label: &'static str) -> Self {
+        RowFamily {
+            label,
+            family: Family::default(),
+            exported: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets every row, then removes the labels of the previous replacement that are gone
     /// (never a moment with the family empty).
-    fn replace(&self, rows: &[(String, i64)]) {
+    fn replace(&self, rows: &[(String, N)])
+    where
+        N: Copy,
+    {
         let mut exported = self.exported.lock().unwrap_or_else(PoisonError::into_inner);
-        for (state, count) in rows {
+        for (value, count) in rows {
             self.family
-                .get_or_create(&[("state", state.clone())])
+                .get_or_create(&[(self.label, value.clone())])
                 .set(*count);
         }
         for gone in exported
             .iter()
-            .filter(|s| !rows.iter().any(|(state, _)| state == *s))
+            .filter(|e| !rows.iter().any(|(value, _)| value == *e))
         {
-            self.family.remove(&[("state", gone.clone())]);
+            self.family.remove(&[(self.label, gone.clone())]);
         }
-        *exported = rows.iter().map(|(state, _)| state.clone()).collect();
+        *exported = rows.iter().map(|(value, _)| value.clone()).collect();
     }
 }
 
@@ -467,6 +560,9 @@ mod tests {
         );
         assert!(text.contains("# TYPE mesolive_events_applied counter"));
         assert_eq!(metrics.errors.value("event_decode"), 2);
+        assert_eq!(value("mesolive_trading_state{state=\"active\"}"), Some(1.0));
+        assert_eq!(value("mesolive_trading_state{state=\"halted\"}"), Some(0.0));
+        assert_eq!(value("mesolive_config_reloads_total"), Some(0.0));
         assert_eq!(metrics.errors.value("never"), 0);
     }
 

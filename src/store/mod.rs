@@ -1,6 +1,6 @@
 //! The durable state store: one SQLite file that holds everything a restart must not lose
-//! (event cursor, dedupe set, intents, prepare jobs, positions, orders, signals, and the holes
-//! in the server's history it met).
+//! (event cursor, dedupe set, intents, prepare jobs, positions, orders, signals, the holes in
+//! the server's history it met, and the trading state with the operator actions).
 //!
 //! The whole exactly-once story lives in [`Store::apply_events`]: one `BEGIN IMMEDIATE`
 //! transaction records the event keys, applies their effects and advances the cursor, so a
@@ -14,6 +14,7 @@ mod events;
 mod history;
 mod intents;
 mod jobs;
+mod operator;
 mod orders;
 mod positions;
 pub mod report;
@@ -45,6 +46,9 @@ pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutc
 pub use history::{GapForm, GapResolution, HistoryGap, HistoryGapRecord, Resync, ResyncSummary};
 pub use intents::{IntentRecord, IntentState, NewIntent};
 pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
+pub use operator::{
+    ActionKind, ActionSource, CancelRefusal, OperatorAction, PnlMovement, StateChange, TradingState,
+};
 pub use orders::{OrderRecord, OrderUpdate};
 pub use positions::{LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate};
 pub use signals::{SignalRecord, SignalSource, SignalState, SignalUpdate};

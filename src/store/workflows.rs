@@ -249,8 +249,11 @@ impl Store {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let updated: Option<WorkflowRecord> = sqlx::query_as(
+            // A final state is final: a step that was in flight when an operator cancelled
+            // the workflow does not bring it back.
             "UPDATE workflows SET
-                 state = COALESCE(?1, state),
+                 state = CASE WHEN state IN ('done', 'failed', 'cancelled', 'observed') THEN state
+                              ELSE COALESCE(?1, state) END,
                  job_id = COALESCE(?2, job_id),
                  plan = COALESCE(?3, plan),
                  groups_done = CASE WHEN ?4 IS NULL THEN groups_done

@@ -218,7 +218,7 @@ async fn connect_and_verify(
 
 /// Runbook step 1: agents, accounts and strategies answer; keeps accounts and strategies.
 async fn verify_control(ctx: &Ctx, control: &ControlHub) -> Result<(), LinkError> {
-    let agents = control.list_agents().await?;
+    let agents = control.list_agents_raw().await?;
     let accounts = control.list_accounts(LIST_PAGE_SIZE).await?;
     let strategies = control.list_strategies(LIST_PAGE_SIZE).await?;
     if agents.is_empty() {
@@ -237,15 +237,23 @@ async fn verify_control(ctx: &Ctx, control: &ControlHub) -> Result<(), LinkError
             .map(|a| (a.broker_account_id.clone(), a))
             .collect(),
         strategies: strategies.into_iter().map(|s| (s.id, s)).collect(),
+        data_provider: mesolive_api::wire::agents::pick_provider(&agents),
     });
     Ok(())
 }
 
-/// Runbook step 2: prove data flows — a snapshot of a monitored position, or of the configured
-/// probe symbol when a provider is set. A failed proof is logged and counted, not fatal: the
+/// Runbook step 2: prove data flows — a snapshot of a monitored position, or of the probe
+/// symbol from `hubs.probe_provider`, else from the provider of a connected agent (the server
+/// refuses underlying data without one). A failed proof is logged and counted, not fatal: the
 /// monitors retry on their own and the hub itself answered.
 async fn prove_data(ctx: &Ctx, data: &DataHub) {
-    let hubs = &ctx.settings().hubs;
+    let settings = ctx.settings();
+    let hubs = &settings.hubs;
+    let (provider, source) = if hubs.probe_provider.is_empty() {
+        (ctx.directory().data_provider, "a connected agent")
+    } else {
+        (Some(hubs.probe_provider.clone()), "hubs.probe_provider")
+    };
     let position = ctx
         .store()
         .open_positions()
@@ -257,13 +265,19 @@ async fn prove_data(ctx: &Ctx, data: &DataHub) {
             .position_snapshot(id)
             .await
             .map(|_| format!("position {id}")),
-        None if !hubs.probe_provider.is_empty() && !hubs.probe_symbol.is_empty() => data
-            .underlying_snapshot(&hubs.probe_symbol, Some(&hubs.probe_provider))
+        None if provider.is_some() && !hubs.probe_symbol.is_empty() => data
+            .underlying_snapshot(&hubs.probe_symbol, provider.as_deref())
             .await
-            .map(|_| format!("underlying {}", hubs.probe_symbol)),
+            .map(|_| {
+                format!(
+                    "underlying {} from provider {} ({source})",
+                    hubs.probe_symbol,
+                    provider.as_deref().unwrap_or_default()
+                )
+            }),
         None => {
             tracing::info!(
-                "data hub connected; no open position and no hubs.probe_provider, so no snapshot to prove data with"
+                "data hub connected; no open position, no hubs.probe_provider and no connected agent naming a provider, so no snapshot to prove data with"
             );
             return;
         }

@@ -10,13 +10,19 @@
 //! | other API error / hub error | `failed` with the reason |
 //! | timeout / connection lost | `unknown`: settled before the workflow may move on |
 //! | never sent (no connection) | stays `pending`: sent again later with the same key |
+//!
+//! This is also the one place the trading state's `halted` is enforced: through a closed
+//! [`SendGate`] nothing is committed and nothing is sent, while an intent already in flight is
+//! still settled by reading its idempotency record (reading is not acting). The gate is read
+//! at the moment of sending, so a halt that arrives while an intent settles holds its send.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::ops::crash;
-use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError};
+use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError, TradingState};
 use crate::supervisor::child::Unauthorized;
 use mesolive_api::client::{ControlHub, HubError};
 use mesolive_api::models::{IdempotencyRecord, IdempotencyRecordStatus, StatusCode};
@@ -48,15 +54,41 @@ pub enum IntentError {
     Unauthorized(#[from] Unauthorized),
 }
 
+/// Whether a state-changing call may leave the process now: closed while the trading state is
+/// `halted`. Follows the daemon's trading state (a watch on it), so it is read when sending.
+#[derive(Debug, Clone)]
+pub struct SendGate(watch::Receiver<TradingState>);
+
+impl SendGate {
+    /// A gate following `state`.
+    pub fn new(state: watch::Receiver<TradingState>) -> SendGate {
+        SendGate(state)
+    }
+
+    /// Whether sending is held now.
+    pub fn is_closed(&self) -> bool {
+        *self.0.borrow() == TradingState::Halted
+    }
+}
+
 /// Runs one intent to the point of a known outcome if it can. Safe to call again with the
 /// same key at any time (after a crash, a reconnect, a second wake-up): an existing intent is
-/// settled, never resent under a new key.
+/// settled, never resent under a new key. While `gate` is closed nothing new is committed or
+/// sent: an existing intent is only settled by reading.
 pub async fn execute(
     store: &Store,
     control: &ControlHub,
     intent: &NewIntent,
+    gate: &SendGate,
 ) -> Result<IntentOutcome, IntentError> {
-    let stored = store.record_intent(intent).await?;
+    let stored = if gate.is_closed() {
+        match store.intent(&intent.key).await? {
+            Some(stored) => stored,
+            None => return Ok(held(&intent.key, &intent.operation)),
+        }
+    } else {
+        store.record_intent(intent).await?
+    };
     match stored.state {
         IntentState::Completed => return Ok(IntentOutcome::Completed(outcome_payload(&stored))),
         IntentState::Failed => return Ok(IntentOutcome::Failed(failure_reason(&stored))),
@@ -69,7 +101,13 @@ pub async fn execute(
             }
         }
     }
-    send(store, control, &stored).await
+    send(store, control, &stored, gate).await
+}
+
+/// An intent not sent because trading is halted: it waits, under its key, for the resume.
+fn held(key: &str, operation: &str) -> IntentOutcome {
+    tracing::info!(intent = %key, %operation, "not sent: trading is halted");
+    IntentOutcome::Unsettled
 }
 
 /// Sends a stored intent (same key, same args) and commits what came back.
@@ -77,7 +115,11 @@ async fn send(
     store: &Store,
     control: &ControlHub,
     intent: &IntentRecord,
+    gate: &SendGate,
 ) -> Result<IntentOutcome, IntentError> {
+    if gate.is_closed() {
+        return Ok(held(&intent.key, &intent.operation));
+    }
     crash::point("intent.before_send");
     store.mark_intent_sent(&intent.key).await?;
     tracing::info!(intent = %intent.key, operation = %intent.operation, "intent sent");

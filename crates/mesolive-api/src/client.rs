@@ -276,6 +276,16 @@ pub struct ControlHub(pub HubClient);
 impl ControlHub {
     /// Connected providers/agents (runbook check 1).
     pub async fn list_agents(&self) -> Result<Vec<AgentInfo>, HubError> {
+        self.list_agents_raw()
+            .await?
+            .into_iter()
+            .map(|item| decode_as(methods::LIST_AGENTS, item))
+            .collect()
+    }
+
+    /// The agents exactly as the server sent them (the `AgentInfo` model was not recovered:
+    /// `wire::agents` reads what it can, a check shows every field).
+    pub async fn list_agents_raw(&self) -> Result<Vec<Value>, HubError> {
         let data = self
             .0
             .call_value(methods::LIST_AGENTS, serde_json::json!({}))
@@ -284,10 +294,7 @@ impl ControlHub {
             method: methods::LIST_AGENTS.into(),
             reason: "expected a list of agents".into(),
         })?;
-        page.items
-            .into_iter()
-            .map(|item| decode_as(methods::LIST_AGENTS, item))
-            .collect()
+        Ok(page.items)
     }
 
     /// Every account (paged).

@@ -72,6 +72,84 @@ pub fn adjustment_operation(condition: &Value) -> Option<String> {
     }
 }
 
+/// `ListAgents` entries (the `AgentInfo` model was not recovered, INFERRED): which field names
+/// the data provider an agent serves and whether it is connected, in the spellings seen so far.
+pub mod agents {
+    use serde_json::Value;
+
+    use super::field;
+
+    /// Fields that may name the provider, most specific first (`Name` is the last resort).
+    pub const PROVIDER_FIELDS: [&str; 4] = ["Provider", "DataProvider", "Connector", "Name"];
+    /// Fields that may say whether the agent is connected.
+    pub const CONNECTED_FIELDS: [&str; 3] = ["Connected", "IsConnected", "Online"];
+
+    /// The provider an agent serves: the first of [`PROVIDER_FIELDS`] that holds a name (or a
+    /// number, should the enum travel as one).
+    pub fn provider(agent: &Value) -> Option<String> {
+        let object = agent.as_object()?;
+        PROVIDER_FIELDS
+            .iter()
+            .find_map(|name| match field(object, &[name])? {
+                Value::String(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+                Value::Number(number) => Some(number.to_string()),
+                _ => None,
+            })
+    }
+
+    /// Whether an agent says it is connected: a boolean, or a status word (`Connected`,
+    /// `Disconnected`); `None` when it does not say.
+    pub fn connected(agent: &Value) -> Option<bool> {
+        let object = agent.as_object()?;
+        match field(object, &CONNECTED_FIELDS)? {
+            Value::Bool(connected) => Some(*connected),
+            Value::String(text) => match text.to_ascii_lowercase().as_str() {
+                "true" | "connected" | "online" => Some(true),
+                "false" | "disconnected" | "offline" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The provider to ask for free-standing data: that of the first connected agent, else of
+    /// the first that does not say (never of one that says it is disconnected).
+    pub fn pick_provider(agents: &[Value]) -> Option<String> {
+        let of = |wanted: Option<bool>| {
+            agents
+                .iter()
+                .filter(|agent| connected(agent) == wanted)
+                .find_map(provider)
+        };
+        of(Some(true)).or_else(|| of(None))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use serde_json::json;
+
+        use super::*;
+
+        #[test]
+        fn the_provider_of_a_connected_agent_is_picked_whatever_the_field_names() {
+            let inferred = [
+                json!({"Name": "Agent-IBKR", "Connector": "IBKR", "Connected": false}),
+                json!({"Name": "Agent-Paper", "Connector": "MesoLivePaper", "Connected": true}),
+            ];
+            assert_eq!(pick_provider(&inferred).as_deref(), Some("MesoLivePaper"));
+            let other = [json!({"provider": "TastyTrade", "connector": "TT", "isConnected": true})];
+            assert_eq!(pick_provider(&other).as_deref(), Some("TastyTrade"));
+            let silent = [json!({"Name": "Agent-1"})];
+            assert_eq!(pick_provider(&silent).as_deref(), Some("Agent-1"));
+            let numeric = [json!({"Provider": 2, "Status": "Connected"})];
+            assert_eq!(pick_provider(&numeric).as_deref(), Some("2"));
+            let down = [json!({"Provider": "IBKR", "IsConnected": "Disconnected"})];
+            assert_eq!(pick_provider(&down), None);
+            assert_eq!(pick_provider(&[]), None);
+        }
+    }
+}
+
 /// Hub method names (FACT unless noted in SPEC §3).
 pub mod methods {
     use crate::FlowKind;

@@ -77,6 +77,10 @@ pub struct SimArgs {
     /// Never answer a client's Close handshake until the fault is cleared through the admin API.
     #[arg(long)]
     pub ignore_close: bool,
+    /// Refuse StreamUnderlyingData / GetUnderlyingSnapshot without a Provider, as the API says
+    /// the real server does (by default a missing Provider means the first agent's connector).
+    #[arg(long)]
+    pub require_provider: bool,
 }
 
 fn lose_completion(text: &str) -> Result<LoseCompletion, String> {
@@ -137,6 +141,7 @@ impl SimArgs {
                 retention: self.retention,
                 retention_mode: Some(self.retention_mode),
                 ignore_close: Some(self.ignore_close),
+                require_provider: Some(self.require_provider),
             },
         }
     }

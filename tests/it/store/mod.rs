@@ -7,5 +7,6 @@ mod events;
 mod history_gap;
 mod model;
 mod open;
+mod operator;
 mod records;
 mod signal_recency;

@@ -322,7 +322,11 @@ async fn the_state_report_shows_cursor_counts_and_what_is_in_flight() {
     assert_eq!(count("quarantined_events", None), Some(1));
 
     let table = render_table(&summary);
-    assert!(table.contains("event cursor  42 (moved "), "{table}");
+    assert!(table.contains("event cursor   42 (moved "), "{table}");
+    assert!(
+        table.contains("trading state  none (never started)"),
+        "{table}"
+    );
     assert!(
         table.contains("send_order_5_1  SendOrder  pending"),
         "{table}"

@@ -192,6 +192,8 @@ pub(crate) struct Daemon {
     out_from: usize,
     pub log: PathBuf,
     env: Vec<(String, String)>,
+    /// `--config FILE`, when the daemon reads one.
+    config: Option<PathBuf>,
     http: reqwest::Client,
 }
 
@@ -237,8 +239,49 @@ impl Daemon {
         daemon
     }
 
-    /// A daemon not started yet.
-    fn new(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
+    /// Spawns the daemon reading `config` (`--config`) besides the environment.
+    pub(crate) fn spawn_with_config(
+        sim: &Sim,
+        dir: &Path,
+        extra: &[(&str, &str)],
+        config: &Path,
+    ) -> Daemon {
+        let mut daemon = Daemon::new(sim, dir, extra);
+        daemon.config = Some(config.to_path_buf());
+        daemon.start();
+        daemon
+    }
+
+    /// `mesolive-supervisor <args>` with this daemon's environment and configuration (`ctl`,
+    /// `config show`): a command to run, as another process would.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        command
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    }
+
+    /// Runs `mesolive-supervisor ctl <args>` against this daemon.
+    pub(crate) fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut command = self.command(&["ctl"]);
+        command.args(args);
+        tokio::task::block_in_place(|| command.output()).expect("ctl runs")
+    }
+
+    /// `ctl status --json`, parsed.
+    pub(crate) fn status(&self) -> Value {
+        let out = self.ctl(&["status", "--json"]);
+        assert!(out.status.success(), "ctl status: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// A daemon not started yet ([`Daemon::start`] starts it).
+    pub(crate) fn new(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
         let mut env = Daemon::env(sim, dir, extra);
         env.push(("MESOLIVE__OPS__LISTEN".into(), "127.0.0.1:0".into()));
         let db = env
@@ -254,6 +297,7 @@ impl Daemon {
             out_from: 0,
             log: dir.join("daemon.log"),
             env,
+            config: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -280,7 +324,11 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .arg("run")
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
