@@ -683,11 +683,6 @@ pub mod args {
     pub fn read<'a>(args: &'a Value, name: &str) -> Option<&'a Value> {
         args.as_object().and_then(|o| super::field(o, &[name]))
     }
-
-    /// The first argument of a call, or `Null`.
-    pub fn first(arguments: &[Value]) -> Value {
-        arguments.first().cloned().unwrap_or(Value::Null)
-    }
 }
 
 /// `LiveGreeks` as the simulator sends it (model not recovered, SPEC §3.2.4; INFERRED: one set

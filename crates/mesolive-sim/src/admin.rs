@@ -78,6 +78,7 @@ pub(crate) fn router(sim: Arc<Sim>, hosts: Arc<Hosts>) -> Router {
         .route("/ledger", get(ledger))
         .route("/stats", get(stats))
         .route("/requests", get(requests))
+        .route("/wire", get(wire))
         .with_state(Admin { sim, hosts })
 }
 
@@ -328,4 +329,9 @@ async fn stats(State(admin): State<Admin>) -> Answer {
 
 async fn requests(State(admin): State<Admin>) -> Answer {
     Ok(reply(&admin.sim.stats.requests()))
+}
+
+/// The wire profile in force: its spec, seed, the form of every dimension, the catalogue.
+async fn wire(State(admin): State<Admin>) -> Answer {
+    Ok(reply(&admin.sim.wire.report()))
 }

@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::faults::{FaultPatch, LoseCompletion, LossMode, OneOrMany};
 use super::sim::Timing;
+use super::wire_profile::WireProfile;
 use super::{SimError, SimOptions, Simulator};
 
 /// Flags of `sim`. Every fault the admin API sets can also be set here, active from the start.
@@ -63,6 +64,14 @@ pub struct SimArgs {
     /// Answer 401 to everyone until the fault is cleared through the admin API.
     #[arg(long)]
     pub reject_auth: bool,
+    /// The wire forms to play: `default`, `aspnet-strict`, `alt` or `random:SEED`, optionally
+    /// followed by `,dimension=form` pins and `,!dimension=form` exclusions (see `GET /wire`).
+    #[arg(long, default_value = "default", value_parser = WireProfile::parse)]
+    pub wire_profile: WireProfile,
+    /// Bind arguments like a stock ASP.NET Core server: a string where the argument model says
+    /// number (or the other way round) fails the call (`argument_binding=strict_stj`).
+    #[arg(long)]
+    pub strict_types: bool,
 }
 
 fn lose_completion(text: &str) -> Result<LoseCompletion, String> {
@@ -98,6 +107,11 @@ fn millis(duration: Option<Duration>) -> Option<u64> {
 impl SimArgs {
     /// The options these flags describe.
     pub fn options(&self) -> SimOptions {
+        let mut wire = self.wire_profile.clone();
+        if self.strict_types {
+            // A form of the catalogue: always accepted.
+            let _ = wire.pin("argument_binding", "strict_stj");
+        }
         SimOptions {
             port: self.port,
             admin_port: self.admin_port,
@@ -120,6 +134,7 @@ impl SimArgs {
                 hold_processing_ms: millis(self.hold_processing),
                 reject_auth: Some(self.reject_auth),
             },
+            wire,
         }
     }
 }
@@ -137,7 +152,9 @@ async fn stop_requested() -> std::io::Result<()> {
 pub fn run_cli(args: &SimArgs) -> Result<(), SimError> {
     let runtime = tokio::runtime::Runtime::new().map_err(SimError::Runtime)?;
     runtime.block_on(async {
-        let sim = Simulator::start(args.options()).await?;
+        let options = args.options();
+        let wire = options.wire.summary();
+        let sim = Simulator::start(options).await?;
         tracing::info!(
             hubs = %sim.hub_base_url(),
             control = %sim.hub_url(super::Hub::Control),
@@ -145,6 +162,7 @@ pub fn run_cli(args: &SimArgs) -> Result<(), SimError> {
             event = %sim.hub_url(super::Hub::Event),
             admin = %sim.admin_url(),
             seed = args.seed,
+            %wire,
             "MesoLive simulator listening; stop with Ctrl-C or SIGTERM"
         );
         stop_requested().await.map_err(SimError::Runtime)?;
