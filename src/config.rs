@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mesolive_api::wire::encode::{DecimalForm, Outbound};
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
@@ -155,6 +156,26 @@ pub struct HubSettings {
     pub probe_symbol: String,
     /// Data provider for free-standing data calls; empty means server default.
     pub probe_provider: String,
+    /// How values the daemon sends are written where the API leaves it open.
+    pub wire: WireSettings,
+}
+
+/// `[hubs.wire]`: outbound encodings the API leaves open (every encoding choice is listed in
+/// `mesolive_api::wire::encode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireSettings {
+    /// `number` (binds on every ASP.NET Core server) or `string`.
+    pub decimal: DecimalForm,
+}
+
+impl WireSettings {
+    /// The encodings the argument builders use.
+    pub fn outbound(&self) -> Outbound {
+        Outbound {
+            decimal: self.decimal,
+        }
+    }
 }
 
 /// `database.synchronous`: how hard SQLite pushes each commit to disk.

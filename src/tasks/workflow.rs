@@ -640,10 +640,11 @@ async fn execute(
             continue;
         }
         let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
+        let wire = ctx.settings.hubs.wire.outbound();
         let (operation, call_args) = if paper {
             (
                 methods::APPLY_PAPER_FILLS,
-                args::paper_fills(&key, &account, &plan, group),
+                args::paper_fills(&key, &account, &plan, group, &wire),
             )
         } else {
             let multiplier = (workflow.kind == FlowKind::Entry).then(|| {
@@ -657,8 +658,20 @@ async fn execute(
             };
             (
                 methods::SEND_ORDER,
-                args::send_order(&key, &account, &plan, group, multiplier, limit),
+                args::send_order(&key, &account, &plan, group, multiplier, limit, &wire),
             )
+        };
+        let call_args = match call_args {
+            Ok(call_args) => call_args,
+            Err(inexact) => {
+                return transition(
+                    ctx,
+                    workflow,
+                    WorkflowChange::to(WorkflowState::Failed)
+                        .because(&format!("leg group {group}: {inexact}")),
+                )
+                .await;
+            }
         };
         let new = NewIntent {
             key: key.clone(),

@@ -10,14 +10,11 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesolive_api::client::{EventHub, HubClient};
 use mesolive_sim::{AdminClient, RunningSim, SimOptions, Simulator};
 use mesolive_supervisor::store::{QuarantinedEvent, Store};
 use serde_json::{Value, json};
-use signalr::{ConnectOptions, Connection};
 use sqlx::{Connection as _, Row};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mesolive-supervisor");
@@ -160,31 +157,26 @@ impl Sim {
         self.post("/faults", patch).await;
     }
 
-    /// `(seq, EventId, callback)` of every logged event up to `latest`, read through the Event
-    /// Hub like any client.
+    /// `(seq, EventId, callback)` of every logged event up to `latest`, as the simulator's log
+    /// holds them (`GET /events`): the same whatever wire forms the hubs play.
     pub(crate) async fn history(&self, latest: i64) -> Vec<(i64, String, String)> {
-        let url = format!("{}/hubs/event/v1", self.running.hub_base_url());
-        let options = ConnectOptions::new(url.parse().expect("hub URL"))
-            .with_access_token(self.running.token());
-        let connection = Arc::new(Connection::connect(options).await.expect("event hub"));
-        let hub = EventHub(HubClient::new(connection.clone()));
         let mut events = Vec::new();
         let mut after = 0;
         while after < latest {
-            let page = hub.events_since(after, 1000, None).await.expect("history");
-            assert!(!page.events.is_empty(), "history ends before {latest}");
-            for event in page.events {
-                let payload = &event.payload;
-                let seq = payload["EventSeqId"].as_i64().expect("EventSeqId");
-                let id = payload["EventId"].as_str().expect("EventId").to_owned();
+            let page = self.get(&format!("/events?after={after}")).await;
+            let listed = page["events"].as_array().cloned().unwrap_or_default();
+            assert!(!listed.is_empty(), "the log ends before {latest}");
+            for event in listed {
+                let seq = event["event_seq_id"].as_i64().expect("event_seq_id");
+                let id = event["event_id"].as_str().expect("event_id").to_owned();
+                // The daemon counts effects per canonical callback name.
                 let target = mesolive_api::wire::callbacks::canonical_target(
-                    event.event_type.as_deref().unwrap_or("?"),
+                    event["target"].as_str().expect("target"),
                 );
                 after = seq;
                 events.push((seq, id, target));
             }
         }
-        connection.close().await;
         events
     }
 

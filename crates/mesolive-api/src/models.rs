@@ -391,22 +391,6 @@ impl PreparedPlan {
     }
 }
 
-/// Order parameters of one leg group (model not recovered; INFERRED fields).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LegGroupOrder {
-    /// Market, Limit, ...
-    pub order_type: OrderType,
-    /// Day or GTC.
-    pub time_in_force: TimeInForce,
-    /// Limit price, for Limit/StopLimit.
-    pub limit_price: Option<Decimal>,
-    /// Stop price, for Stop/StopLimit.
-    pub stop_price: Option<Decimal>,
-    /// Leg names of the group.
-    pub leg_names: Vec<String>,
-}
-
 /// Order view (`GetOrder`/`ListOrders`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

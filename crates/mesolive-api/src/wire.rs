@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | one args object per method (`arguments: [args]`) | yes | [`call_args`] |
 //! | envelope field names | `Status`, `Message`, `Error`, `Data` (+ aliases on input) | [`envelope`] |
-//! | enum encoding | member names as strings; integers accepted | `lenient_enum!` |
+//! | outbound values | decimals as exact JSON numbers (configurable), enums as names, flags `"All"` | [`encode`] |
+//! | enum encoding | member names as strings | `lenient_enum!` |
 //! | flags encoding | a single member name (`"All"`) | [`args::ALL_BLOCKS`] |
 //! | page shape | `{Items, ContinuationToken}` (+ aliases, or a bare array) | [`paging`] |
 //! | GetEventsSince args | `{AfterEventSeqId, Limit, ContinuationToken}` | [`args::events_since`] |
@@ -526,12 +527,124 @@ pub mod history {
     }
 }
 
+/// How the values the daemon sends are written (API §0, §5.0): every outbound encoding
+/// choice in one place.
+///
+/// | value | written as | open? |
+/// |---|---|---|
+/// | `Decimal` | a JSON number with the decimal's exact digits ([`DecimalForm::Number`]) | yes: `hubs.wire.decimal = "number" \| "string"` |
+/// | `int` | a JSON number | no: every reading binds numbers |
+/// | enum | its member name (`"Limit"`, `"Day"`, `"UpdateVars"`), INFERRED from API §5.0 | would need the members' integer values, which nobody documented; `check probe` reports a server that writes integers |
+/// | flags | the member name `"All"` ([`args::ALL_BLOCKS`]) | as enums; `check probe` asks a snapshot with `"All"` and with a name list |
+/// | `datetime` | none is sent | — |
+pub mod encode {
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal;
+    use serde::Deserialize;
+    use serde_json::{Number, Value};
+
+    /// `hubs.wire.decimal`: how a `Decimal` argument is written. ASP.NET Core's default JSON
+    /// hub protocol binds a decimal from a number only; a string binds only where the server
+    /// allows reading numbers from strings (UNKNOWN for MesoLive). A number binds on both.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum DecimalForm {
+        /// A JSON number carrying the decimal's exact digits (the default).
+        #[default]
+        Number,
+        /// A JSON string (`"2.35"`): rust_decimal's own serde form.
+        String,
+    }
+
+    /// A decimal that a JSON number here cannot carry digit for digit (more than about 15
+    /// significant digits): refused rather than sent rounded.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error(
+        "the decimal {0} cannot be written as a JSON number without changing a digit; not sent \
+         (hubs.wire.decimal = \"string\" would send it as text)"
+    )]
+    pub struct InexactDecimal(pub Decimal);
+
+    /// The outbound encodings in force (built from `[hubs.wire]`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct Outbound {
+        /// How decimals are written.
+        pub decimal: DecimalForm,
+    }
+
+    impl Outbound {
+        /// `value` as the configured form.
+        pub fn decimal(&self, value: Decimal) -> Result<Value, InexactDecimal> {
+            match self.decimal {
+                DecimalForm::String => Ok(Value::String(value.to_string())),
+                DecimalForm::Number => exact_number(value)
+                    .map(Value::Number)
+                    .ok_or(InexactDecimal(value)),
+            }
+        }
+
+        /// `null` for `None`, else [`Outbound::decimal`].
+        pub fn optional_decimal(&self, value: Option<Decimal>) -> Result<Value, InexactDecimal> {
+            value.map_or(Ok(Value::Null), |value| self.decimal(value))
+        }
+    }
+
+    /// The JSON number whose written text is exactly `value` (serde_json keeps numbers as
+    /// `f64` and writes the shortest text that reads back to it: for up to 15 significant
+    /// digits that text is the decimal's own; beyond, it is checked and refused).
+    fn exact_number(value: Decimal) -> Option<Number> {
+        let float = f64::from_str(&value.normalize().to_string()).ok()?;
+        let number = Number::from_f64(float)?;
+        let written = number.to_string();
+        let read_back = Decimal::from_str(&written)
+            .or_else(|_| Decimal::from_scientific(&written))
+            .ok()?;
+        (read_back == value).then_some(number)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use serde_json::json;
+
+        #[test]
+        fn decimals_are_exact_numbers_or_refused() {
+            let numbers = Outbound::default();
+            for (text, written) in [
+                ("2.35", "2.35"),
+                ("1", "1.0"),
+                ("-0.05", "-0.05"),
+                ("1234567.125", "1234567.125"),
+                ("0.0000001", "1e-7"),
+                ("123456789012.345", "123456789012.345"),
+            ] {
+                let value = Decimal::from_str(text).unwrap();
+                let json = numbers.decimal(value).unwrap();
+                assert!(json.is_number(), "{text}");
+                assert_eq!(json.to_string(), written, "{text}");
+            }
+            let long = Decimal::from_str("0.3333333333333333333333333333").unwrap();
+            assert_eq!(numbers.decimal(long), Err(InexactDecimal(long)));
+            let strings = Outbound {
+                decimal: DecimalForm::String,
+            };
+            assert_eq!(
+                strings.decimal(long),
+                Ok(json!("0.3333333333333333333333333333"))
+            );
+            assert_eq!(numbers.optional_decimal(None), Ok(Value::Null));
+        }
+    }
+}
+
 /// Argument objects (field names INFERRED unless SPEC marks them FACT).
 pub mod args {
     use rust_decimal::Decimal;
     use serde_json::{Value, json};
 
-    use crate::models::{LegGroupOrder, OrderType, PreparedPlan, TimeInForce};
+    use super::encode::{InexactDecimal, Outbound};
+    use crate::models::{OrderType, PreparedPlan, TimeInForce};
 
     /// `LiveDataInclude` / `LiveQuoteFields` value asking for everything (flags encoding INFERRED).
     pub const ALL_BLOCKS: &str = "All";
@@ -637,18 +750,26 @@ pub mod args {
     }
 
     /// `ApplyPaperFills` for one leg group at the plan's mid price (INFERRED fields).
-    pub fn paper_fills(key: &str, account: &str, plan: &PreparedPlan, group: i64) -> Value {
-        json!({
+    pub fn paper_fills(
+        key: &str,
+        account: &str,
+        plan: &PreparedPlan,
+        group: i64,
+        wire: &Outbound,
+    ) -> Result<Value, InexactDecimal> {
+        Ok(json!({
             "IdempotencyKey": key,
             "BrokerAccountId": account,
             "ExecPlanId": plan.exec_plan_id,
             "LegGroupId": group,
-            "FillPrice": plan.group_mid(group),
-        })
+            "FillPrice": wire.optional_decimal(plan.group_mid(group))?,
+        }))
     }
 
-    /// `SendOrder` for one leg group (SendOrderArgs FACT; `LegGroupOrder` fields INFERRED): a
-    /// limit order at `limit` when given, else a market order; day order; new (not replacing).
+    /// `SendOrder` for one leg group (SendOrderArgs FACT; the `LegGroupOrder` model was not
+    /// recovered: `{OrderType, TimeInForce, LimitPrice, StopPrice, LegNames}` INFERRED, API
+    /// §3.1.2): a limit order at `limit` when given, else a market order; day order; new (not
+    /// replacing).
     pub fn send_order(
         key: &str,
         account: &str,
@@ -656,27 +777,28 @@ pub mod args {
         group: i64,
         qty_multiplier: Option<Decimal>,
         limit: Option<Decimal>,
-    ) -> Value {
-        let order = LegGroupOrder {
-            order_type: if limit.is_some() {
-                OrderType::Limit
-            } else {
-                OrderType::Market
-            },
-            time_in_force: TimeInForce::Day,
-            limit_price: limit,
-            stop_price: None,
-            leg_names: plan.leg_names(group),
+        wire: &Outbound,
+    ) -> Result<Value, InexactDecimal> {
+        let order_type = if limit.is_some() {
+            OrderType::Limit
+        } else {
+            OrderType::Market
         };
-        json!({
+        Ok(json!({
             "IdempotencyKey": key,
             "ReplacesOrder": null,
             "BrokerAccountId": account,
             "ExecPlanId": plan.exec_plan_id,
-            "QtyMultiplier": qty_multiplier,
+            "QtyMultiplier": wire.optional_decimal(qty_multiplier)?,
             "LegGroupId": group,
-            "LegGroupOrder": order,
-        })
+            "LegGroupOrder": {
+                "OrderType": order_type.as_str(),
+                "TimeInForce": TimeInForce::Day.as_str(),
+                "LimitPrice": wire.optional_decimal(limit)?,
+                "StopPrice": null,
+                "LegNames": plan.leg_names(group),
+            },
+        }))
     }
 
     /// Reads an args object field by any casing (simulator side).

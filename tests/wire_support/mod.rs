@@ -1,0 +1,350 @@
+//! The core scenario every wire form is played against: the daemon as a process and a
+//! simulator playing one wire profile; startup in runbook order, a replay of history, a paper
+//! entry and exit (one of its answers lost), a live entry and exit (orders with decimals), a
+//! reconnect, SIGTERM; then the exactly-once invariants. A profile the daemon cannot work
+//! under must instead be refused loudly: one line naming the dimension and the form, and
+//! nothing acted on.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::time::{Duration, Instant};
+
+use mesolive_api::FlowKind;
+use mesolive_sim::{SimOptions, WireProfile};
+use mesolive_supervisor::store::{PositionState, WorkflowRecord, WorkflowState};
+use serde_json::json;
+
+use crate::daemon_support::{Daemon, Sim, eventually, exactly_once_violations};
+
+const PAPER_STRATEGY: i64 = 101;
+const LIVE_STRATEGY: i64 = 103;
+/// Events logged before the daemon starts: its first replay.
+const HISTORY: u64 = 300;
+/// How long one step of the scenario may take.
+const STEP: Duration = Duration::from_secs(20);
+
+/// What one profile did to the core scenario.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// The profile spec.
+    pub profile: String,
+    /// What went wrong (empty: the scenario passed, or the refusal was as loud as required).
+    pub violations: Vec<String>,
+    /// Whether the daemon refused the profile (exited naming an unsupported form).
+    pub refused: Option<String>,
+    pub elapsed: Duration,
+}
+
+fn sim_options(profile: &str) -> SimOptions {
+    let mut options = SimOptions {
+        positions: 1,
+        wire: WireProfile::parse(profile).unwrap_or_else(|err| panic!("profile {profile}: {err}")),
+        ..SimOptions::default()
+    };
+    options.timing.prepare_delay = Duration::from_millis(30);
+    options.timing.fill_delay = Duration::from_millis(30);
+    options.timing.stream_interval = Duration::from_millis(100);
+    options
+}
+
+fn daemon_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("MESOLIVE__AUTOMATION__MODE", "live"),
+        ("MESOLIVE__AUTOMATION__ALLOW_STRATEGIES", "101,103"),
+        ("MESOLIVE__AUTOMATION__ORDER_TYPE", "limit_mid"),
+        ("MESOLIVE__AUTOMATION__MAX_OPEN_POSITIONS", "5"),
+        ("MESOLIVE__EVENTS__FIRST_RUN", "all"),
+    ]
+}
+
+async fn workflows(daemon: &Daemon) -> Vec<WorkflowRecord> {
+    let store = daemon.store().await;
+    let all = store.all_workflows().await.unwrap_or_default();
+    let _ = store.close().await;
+    all
+}
+
+/// The finished workflow of `kind` on `strategy` that is not among `seen`.
+async fn finished(
+    daemon: &Daemon,
+    kind: FlowKind,
+    strategy: i64,
+    seen: &mut Vec<i64>,
+) -> Result<WorkflowRecord, String> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(done) = workflows(daemon).await.into_iter().find(|w| {
+            w.kind == kind
+                && w.strategy_id == strategy
+                && !w.state.is_active()
+                && !seen.contains(&w.id)
+        }) {
+            seen.push(done.id);
+            return Ok(done);
+        }
+        if Instant::now() >= deadline {
+            let all: Vec<String> = workflows(daemon)
+                .await
+                .iter()
+                .map(|w| {
+                    format!(
+                        "{} {} {} {:?}",
+                        w.kind.as_str(),
+                        w.strategy_id,
+                        w.state.as_str(),
+                        w.reason
+                    )
+                })
+                .collect();
+            return Err(format!(
+                "no finished {} workflow of strategy {strategy} in {STEP:?}: {all:?}",
+                kind.as_str()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The open position of `strategy` in the daemon's state.
+async fn open_position(daemon: &Daemon, strategy: i64, not: &[i64]) -> Result<i64, String> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let store = daemon.store().await;
+        let open = store.open_positions().await.unwrap_or_default();
+        let _ = store.close().await;
+        if let Some(p) = open
+            .iter()
+            .find(|p| p.strategy_id == strategy && !not.contains(&p.position_id))
+        {
+            return Ok(p.position_id);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no open position of strategy {strategy} in the daemon's state"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn closed(daemon: &Daemon, position: i64) -> bool {
+    let store = daemon.store().await;
+    let state = store
+        .position(position)
+        .await
+        .ok()
+        .flatten()
+        .map(|p| p.state);
+    let _ = store.close().await;
+    state == Some(PositionState::Closed)
+}
+
+/// The first log line of a daemon that refused the server's wire forms (`wire form not
+/// supported`), if it did.
+fn refusal(daemon: &Daemon) -> Option<String> {
+    daemon
+        .log_text()
+        .lines()
+        .find(|line| line.contains("wire form not supported"))
+        .map(str::to_owned)
+}
+
+/// Runs the core scenario against a simulator playing `profile`.
+pub(crate) async fn core_scenario(profile: &str) -> Outcome {
+    core_scenario_with(profile, &[]).await
+}
+
+/// [`core_scenario`] with settings of the daemon overridden (`MESOLIVE__…` variables).
+pub(crate) async fn core_scenario_with(profile: &str, settings: &[(&str, &str)]) -> Outcome {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sim = Sim::start(sim_options(profile)).await;
+    sim.emit(HISTORY).await;
+    let mut env = daemon_env();
+    env.extend_from_slice(settings);
+    let mut daemon = Daemon::spawn(&sim, dir.path(), &env);
+    let mut violations = Vec::new();
+    let refused = run(&sim, &mut daemon, &mut violations).await;
+    if refused.is_none() && violations.is_empty() {
+        violations.extend(exactly_once_violations(&sim, &daemon.db).await);
+        let ledger = sim.get("/ledger").await;
+        if ledger["second_effects"] != 0 {
+            violations.push(format!("second effects: {ledger}"));
+        }
+    }
+    if daemon.log_text().contains("panicked") {
+        violations.push("the daemon log shows a panic".into());
+    }
+    if !violations.is_empty() {
+        let log = daemon.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        violations.push(format!(
+            "daemon log (last lines, newest first):\n    {}",
+            tail.join("\n    ")
+        ));
+    }
+    sim.running.shutdown().await;
+    Outcome {
+        profile: profile.to_owned(),
+        violations,
+        refused,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The scenario's steps; `Some(line)` when the daemon refused the profile (then only that
+/// refusal is checked: one line, exit status, nothing acted on).
+async fn run(sim: &Sim, daemon: &mut Daemon, violations: &mut Vec<String>) -> Option<String> {
+    let deadline = Instant::now() + STEP;
+    let mut ready = false;
+    while daemon.is_running() && Instant::now() < deadline {
+        if daemon.readyz().await == Some(200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if !daemon.is_running() {
+        return refused_loudly(sim, daemon, violations).await;
+    }
+    if !ready {
+        violations.push(format!("not ready within {STEP:?}"));
+        return None;
+    }
+    if let Err(v) = steps(sim, daemon).await {
+        violations.push(v);
+        if let Some(line) = refusal(daemon) {
+            violations.push(format!("refused only after acting: {line}"));
+        }
+        return None;
+    }
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(30)).await;
+    if !status.success() {
+        violations.push(format!("SIGTERM stopped the daemon with {status}"));
+    }
+    None
+}
+
+/// A daemon that exited on its own must have said why in one line naming a dimension and a
+/// form, with exit status 76, before acting on anything.
+async fn refused_loudly(
+    sim: &Sim,
+    daemon: &mut Daemon,
+    violations: &mut Vec<String>,
+) -> Option<String> {
+    let status = daemon.wait_exit(Duration::from_secs(5)).await;
+    let Some(line) = refusal(daemon) else {
+        violations.push(format!(
+            "the daemon exited ({status}) without naming a wire form"
+        ));
+        return None;
+    };
+    if status.code() != Some(76) {
+        violations.push(format!("refused with {status}, not 76: {line}"));
+    }
+    let ledger = sim.get("/ledger").await;
+    if ledger["total_effects"] != 0 {
+        violations.push(format!("effects before the refusal: {ledger}"));
+    }
+    Some(line)
+}
+
+async fn steps(sim: &Sim, daemon: &Daemon) -> Result<(), String> {
+    runbook_order(sim).await?;
+    let latest = sim.latest_seq().await;
+    let replayed = eventually(STEP, || async { daemon.cursor().await == Some(latest) }).await;
+    if !replayed {
+        return Err(format!(
+            "replay: cursor {:?}, latest {latest}",
+            daemon.cursor().await
+        ));
+    }
+    let mut seen = Vec::new();
+    let mut positions = Vec::new();
+    sim.faults(
+        json!({"lose_completion": {"method": "ApplyPaperFills", "count": 1, "mode": "drop"}}),
+    )
+    .await;
+    for (strategy, account) in [(PAPER_STRATEGY, "PAPER-1"), (LIVE_STRATEGY, "LIVE-1")] {
+        sim.post(
+            "/signals",
+            json!({"kind": "entry", "state": "On", "strategy_id": strategy, "account": account}),
+        )
+        .await;
+        let entry = finished(daemon, FlowKind::Entry, strategy, &mut seen).await?;
+        if entry.state != WorkflowState::Done {
+            return Err(format!(
+                "{account} entry: {} ({:?})",
+                entry.state.as_str(),
+                entry.reason
+            ));
+        }
+        let position = open_position(daemon, strategy, &positions).await?;
+        positions.push(position);
+        sim.post(
+            "/signals",
+            json!({"kind": "exit", "state": "On", "strategy_id": strategy, "position_id": position}),
+        )
+        .await;
+        let exit = finished(daemon, FlowKind::Exit, strategy, &mut seen).await?;
+        if exit.state != WorkflowState::Done {
+            return Err(format!(
+                "{account} exit: {} ({:?})",
+                exit.state.as_str(),
+                exit.reason
+            ));
+        }
+        if !eventually(STEP, || closed(daemon, position)).await {
+            return Err(format!(
+                "position {position} not closed in the daemon's state"
+            ));
+        }
+    }
+    let stats = sim.get("/stats").await;
+    if stats["faults_injected"]["lose_completion"] != 1 {
+        return Err(format!("the lost answer was not lost: {stats}"));
+    }
+    let calls = sim.requests().await;
+    if !calls.iter().any(|(_, m)| m == "GetIdempotencyRecord") {
+        return Err("the lost answer was not settled through GetIdempotencyRecord".into());
+    }
+    sim.drop_connections().await;
+    sim.emit(50).await;
+    let latest = sim.latest_seq().await;
+    let recovered = eventually(STEP, || async {
+        daemon.readyz().await == Some(200) && daemon.cursor().await == Some(latest)
+    })
+    .await;
+    if !recovered {
+        return Err(format!(
+            "after a reconnect: readyz {:?}, cursor {:?}, latest {latest}",
+            daemon.readyz().await,
+            daemon.cursor().await
+        ));
+    }
+    Ok(())
+}
+
+/// Control (agents, accounts, strategies) before Data before Event; replay before subscribe.
+async fn runbook_order(sim: &Sim) -> Result<(), String> {
+    let calls = sim.requests().await;
+    let first = |hub: &str, method: Option<&str>| {
+        calls
+            .iter()
+            .position(|(h, m)| h == hub && method.is_none_or(|method| m == method))
+    };
+    let order = [
+        first("control", Some("ListAgents")),
+        first("control", Some("ListAccounts")),
+        first("control", Some("ListStrategies")),
+        first("data", None),
+        first("event", Some("GetEventsSince")),
+        first("event", Some("SubscribeToStrategies")),
+    ];
+    let in_order = order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]);
+    if in_order {
+        Ok(())
+    } else {
+        Err(format!("not in runbook order: {calls:?}"))
+    }
+}
