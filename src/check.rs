@@ -173,7 +173,10 @@ async fn agents(connector: &Connector) -> CheckReport {
                 .map(|a| {
                     vec![
                         a.name.clone().unwrap_or_default(),
-                        a.connector.clone().unwrap_or_default(),
+                        a.connector
+                            .as_ref()
+                            .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned))
+                            .unwrap_or_default(),
                         a.connected.map(|c| c.to_string()).unwrap_or_default(),
                         a.last_snapshot_time.clone().unwrap_or_default(),
                     ]
@@ -557,5 +560,5 @@ async fn first_position_id(control: &HubClient) -> Option<i64> {
     let page = wire::paging::read_page(data)?;
     page.items
         .iter()
-        .find_map(|item| field(item.as_object()?, &["Id"]).and_then(Value::as_i64))
+        .find_map(|item| field(item.as_object()?, &["Id"]).and_then(wire::int))
 }

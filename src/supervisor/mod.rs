@@ -84,7 +84,9 @@ impl SupervisorError {
             SupervisorError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
             SupervisorError::Fatal(Fatal::Setup(_)) => exit::CONFIG,
             SupervisorError::Fatal(Fatal::Store(_)) => exit::IO_ERROR,
-            SupervisorError::Fatal(Fatal::CursorAhead { .. }) => exit::PROTOCOL,
+            SupervisorError::Fatal(Fatal::CursorAhead { .. } | Fatal::Unsupported(_)) => {
+                exit::PROTOCOL
+            }
             SupervisorError::Fatal(Fatal::Intensity(_)) => exit::FAILURE,
         }
     }

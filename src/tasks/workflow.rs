@@ -375,7 +375,7 @@ async fn prepare(
     };
     match intent::execute(&ctx.store, control, &new).await? {
         IntentOutcome::Completed(data) => {
-            let Some(job_id) = mesolive_api::wire::field_str(&data, "JobId") else {
+            let Some(job_id) = mesolive_api::wire::job_id(&data) else {
                 return transition(
                     ctx,
                     workflow,
@@ -721,7 +721,21 @@ async fn orders_outcome(
     let mut all_filled = true;
     for group in plan.leg_group_ids() {
         let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
-        let orders = ctx.store.orders_for_intent(&key).await?;
+        let mut orders = ctx.store.orders_for_intent(&key).await?;
+        if orders.is_empty() {
+            // The answer named no order (INFERRED payload, docs/inferred.md execution_payload):
+            // the plan's orders of this group, as order updates reported them, are this
+            // intent's.
+            orders = ctx
+                .store
+                .orders_of_leg_group(plan.exec_plan_id, group)
+                .await?;
+            for order in &orders {
+                ctx.store
+                    .link_order_to_intent(order.order_id, &key, workflow.strategy_id)
+                    .await?;
+            }
+        }
         if orders.is_empty() {
             all_filled = false;
         }

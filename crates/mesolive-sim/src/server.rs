@@ -199,10 +199,14 @@ pub(crate) struct Hosts {
     source: TokenSource,
 }
 
-/// The bearer check of `token`, read where the profile says.
+/// The bearer check of `token`, read where the profile says. Under `query` the upgrade must
+/// carry `access_token` in its query (a browser cannot set headers on a WebSocket) and
+/// negotiate is left unchecked here: JwtBearer reads the header there, which a
+/// query-only check cannot express.
 fn bearer(token: impl Into<String>, source: TokenSource) -> ServerAuth {
     ServerAuth {
         source,
+        on_negotiate: source != TokenSource::Query,
         ..ServerAuth::bearer(token)
     }
 }

@@ -104,7 +104,7 @@ dimensions! {
         Either = "either",
         /// Only `Authorization: Bearer`.
         Header = "header",
-        /// Only `access_token` in the query.
+        /// Only `access_token` in the query of the upgrade.
         Query = "query",
     }
     /// How many SignalR arguments a method binds (API §1.3.5).

@@ -344,12 +344,21 @@ fn history(forms: &Forms, args: &Value, page: Value) -> Value {
             json!({"Events": events, "NextEventSeqId": last.map(|seq| seq + 1)})
         }
         HistoryPage::EmptyPageHasMore => match first {
-            Some(first) if args.get("ContinuationToken").is_none_or(Value::is_null) => json!({
+            Some(first) if !has_token(args) => json!({
                 "Events": [], "ContinuationToken": format!("s:{}", first - 1), "HasMore": true,
             }),
             _ => json!({"Events": events, "ContinuationToken": token, "HasMore": has_more}),
         },
     }
+}
+
+/// Whether a call's arguments (in the caller's casing) carry a continuation token.
+fn has_token(args: &Value) -> bool {
+    args.as_object().is_some_and(|object| {
+        object
+            .iter()
+            .any(|(name, value)| name.eq_ignore_ascii_case("ContinuationToken") && !value.is_null())
+    })
 }
 
 /// One history item, from the domain's `{EventSeqId, EventId, EventType, Payload}`.
