@@ -519,18 +519,25 @@ pub(crate) fn metric_value(text: &str, series: &str) -> Option<f64> {
 /// cursor is the simulator's latest EventSeqId, and nothing valid was quarantined. Returns the
 /// violations (empty when every invariant holds).
 pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
+    exactly_once_violations_after(sim, db, 0).await
+}
+
+/// [`exactly_once_violations`] for a daemon whose first cursor was `first_cursor` (a first
+/// run that started at the server's latest event): the events after it must all be applied;
+/// those at or below it count only if the daemon received them anyway (an on-connect push).
+pub(crate) async fn exactly_once_violations_after(
+    sim: &Sim,
+    db: &Path,
+    first_cursor: i64,
+) -> Vec<String> {
     let latest = sim.latest_seq().await;
-    let history = sim.history(latest).await;
+    let logged = sim.history(latest).await;
     let mut violations = Vec::new();
-    if history.len() as i64 != latest {
+    if logged.len() as i64 != latest {
         violations.push(format!(
             "the simulator logged {} events, latest is {latest}",
-            history.len()
+            logged.len()
         ));
-    }
-    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
-    for (_, _, target) in &history {
-        *expected.entry(target.clone()).or_default() += 1;
     }
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
         .await
@@ -542,6 +549,14 @@ pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String>
         .iter()
         .map(|row| row.get::<String, _>(0))
         .collect();
+    let history: Vec<&(i64, String, String)> = logged
+        .iter()
+        .filter(|(seq, id, _)| *seq > first_cursor || keys.contains(&id.to_ascii_lowercase()))
+        .collect();
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, _, target) in &history {
+        *expected.entry(target.clone()).or_default() += 1;
+    }
     let missing: Vec<i64> = history
         .iter()
         .filter(|(_, id, _)| !keys.contains(&id.to_ascii_lowercase()))

@@ -1,9 +1,18 @@
 //! The core scenario every wire form is played against: the daemon as a process and a
-//! simulator playing one wire profile; startup in runbook order, a replay of history, a paper
-//! entry and exit (one of its answers lost), a live entry and exit (orders with decimals), a
-//! reconnect, SIGTERM; then the exactly-once invariants. A profile the daemon cannot work
-//! under must instead be refused loudly: one line naming the dimension and the form, and
-//! nothing acted on.
+//! simulator playing one wire profile.
+//!
+//! 1. A first start with the default `events.first_run = latest` while an entry signal is On:
+//!    startup in runbook order, and the signal arrives only as an on-connect push (API §4.2);
+//! 2. that paper entry (one of its answers lost and settled), its exit; a live entry and exit
+//!    (orders carrying decimals);
+//! 3. a reconnect; SIGTERM; events logged while the daemon is down; a restart that replays
+//!    them; SIGTERM;
+//! 4. the exactly-once invariants from the first cursor on, and no second effect.
+//!
+//! A profile the daemon cannot work under must instead be refused loudly: one line naming the
+//! dimension and the form, exit 76, nothing acted on. The simulator options other work adds
+//! (on-connect push forms, history retention) reach this scenario through the profile: steps
+//! 1 and 3 are where a repeated push and a history that no longer reaches the cursor show.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::time::{Duration, Instant};
@@ -13,12 +22,14 @@ use mesolive_sim::{SimOptions, WireProfile};
 use mesolive_supervisor::store::{PositionState, WorkflowRecord, WorkflowState};
 use serde_json::json;
 
-use crate::daemon_support::{Daemon, Sim, eventually, exactly_once_violations};
+use crate::daemon_support::{Daemon, Sim, eventually, exactly_once_violations_after};
 
 const PAPER_STRATEGY: i64 = 101;
 const LIVE_STRATEGY: i64 = 103;
-/// Events logged before the daemon starts: its first replay.
+/// Events logged before the daemon first starts (it starts after them).
 const HISTORY: u64 = 300;
+/// Events logged while the daemon is down: the restart replays them.
+const MISSED: u64 = 100;
 /// How long one step of the scenario may take.
 const STEP: Duration = Duration::from_secs(20);
 
@@ -52,7 +63,6 @@ fn daemon_env() -> Vec<(&'static str, &'static str)> {
         ("MESOLIVE__AUTOMATION__ALLOW_STRATEGIES", "101,103"),
         ("MESOLIVE__AUTOMATION__ORDER_TYPE", "limit_mid"),
         ("MESOLIVE__AUTOMATION__MAX_OPEN_POSITIONS", "5"),
-        ("MESOLIVE__EVENTS__FIRST_RUN", "all"),
     ]
 }
 
@@ -159,13 +169,24 @@ pub(crate) async fn core_scenario_with(profile: &str, settings: &[(&str, &str)])
     let dir = tempfile::tempdir().expect("temp dir");
     let sim = Sim::start(sim_options(profile)).await;
     sim.emit(HISTORY).await;
+    // Active when the daemon first connects: pushed on connect, below its first cursor.
+    sim.post(
+        "/signals",
+        json!({"kind": "entry", "state": "On", "strategy_id": PAPER_STRATEGY, "account": "PAPER-1"}),
+    )
+    .await;
+    sim.faults(
+        json!({"lose_completion": {"method": "ApplyPaperFills", "count": 1, "mode": "drop"}}),
+    )
+    .await;
+    let first_cursor = sim.latest_seq().await;
     let mut env = daemon_env();
     env.extend_from_slice(settings);
     let mut daemon = Daemon::spawn(&sim, dir.path(), &env);
     let mut violations = Vec::new();
     let refused = run(&sim, &mut daemon, &mut violations).await;
     if refused.is_none() && violations.is_empty() {
-        violations.extend(exactly_once_violations(&sim, &daemon.db).await);
+        violations.extend(exactly_once_violations_after(&sim, &daemon.db, first_cursor).await);
         let ledger = sim.get("/ledger").await;
         if ledger["second_effects"] != 0 {
             violations.push(format!("second effects: {ledger}"));
@@ -182,6 +203,7 @@ pub(crate) async fn core_scenario_with(profile: &str, settings: &[(&str, &str)])
             tail.join("\n    ")
         ));
     }
+    drop(daemon);
     sim.running.shutdown().await;
     Outcome {
         profile: profile.to_owned(),
@@ -217,12 +239,40 @@ async fn run(sim: &Sim, daemon: &mut Daemon, violations: &mut Vec<String>) -> Op
         }
         return None;
     }
-    daemon.signal(libc::SIGTERM);
-    let status = daemon.wait_exit(Duration::from_secs(30)).await;
-    if !status.success() {
-        violations.push(format!("SIGTERM stopped the daemon with {status}"));
+    if let Err(v) = restart(sim, daemon).await {
+        violations.push(v);
     }
     None
+}
+
+/// SIGTERM, events logged while the daemon is down, a start that replays them, SIGTERM.
+async fn restart(sim: &Sim, daemon: &mut Daemon) -> Result<(), String> {
+    stop(daemon).await?;
+    sim.emit(MISSED).await;
+    daemon.start();
+    let latest = sim.latest_seq().await;
+    let replayed = eventually(STEP, || async {
+        daemon.readyz().await == Some(200) && daemon.cursor().await == Some(latest)
+    })
+    .await;
+    if !replayed {
+        return Err(format!(
+            "restart: readyz {:?}, cursor {:?}, latest {latest}",
+            daemon.readyz().await,
+            daemon.cursor().await
+        ));
+    }
+    stop(daemon).await
+}
+
+async fn stop(daemon: &mut Daemon) -> Result<(), String> {
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(30)).await;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("SIGTERM stopped the daemon with {status}"))
+    }
 }
 
 /// A daemon that exited on its own must have said why in one line naming a dimension and a
@@ -251,26 +301,17 @@ async fn refused_loudly(
 
 async fn steps(sim: &Sim, daemon: &Daemon) -> Result<(), String> {
     runbook_order(sim).await?;
-    let latest = sim.latest_seq().await;
-    let replayed = eventually(STEP, || async { daemon.cursor().await == Some(latest) }).await;
-    if !replayed {
-        return Err(format!(
-            "replay: cursor {:?}, latest {latest}",
-            daemon.cursor().await
-        ));
-    }
     let mut seen = Vec::new();
     let mut positions = Vec::new();
-    sim.faults(
-        json!({"lose_completion": {"method": "ApplyPaperFills", "count": 1, "mode": "drop"}}),
-    )
-    .await;
     for (strategy, account) in [(PAPER_STRATEGY, "PAPER-1"), (LIVE_STRATEGY, "LIVE-1")] {
-        sim.post(
-            "/signals",
-            json!({"kind": "entry", "state": "On", "strategy_id": strategy, "account": account}),
-        )
-        .await;
+        if strategy != PAPER_STRATEGY {
+            // The paper signal was pushed on connect; this one arrives live.
+            sim.post(
+                "/signals",
+                json!({"kind": "entry", "state": "On", "strategy_id": strategy, "account": account}),
+            )
+            .await;
+        }
         let entry = finished(daemon, FlowKind::Entry, strategy, &mut seen).await?;
         if entry.state != WorkflowState::Done {
             return Err(format!(
@@ -315,14 +356,15 @@ async fn steps(sim: &Sim, daemon: &Daemon) -> Result<(), String> {
         daemon.readyz().await == Some(200) && daemon.cursor().await == Some(latest)
     })
     .await;
-    if !recovered {
-        return Err(format!(
+    if recovered {
+        Ok(())
+    } else {
+        Err(format!(
             "after a reconnect: readyz {:?}, cursor {:?}, latest {latest}",
             daemon.readyz().await,
             daemon.cursor().await
-        ));
+        ))
     }
-    Ok(())
 }
 
 /// Control (agents, accounts, strategies) before Data before Event; replay before subscribe.
