@@ -252,17 +252,26 @@ async fn strategies(connector: &Connector, limit: u32) -> CheckReport {
     }
 }
 
+/// What `check data` says when no provider is configured: the server refuses underlying data
+/// without one (API §3.2.1), so the check cannot run, and the reason is ours to name.
+const NO_PROVIDER: &str = "hubs.probe_provider is empty, and MesoLive requires a data provider \
+     for underlying data (API §3.2.1): set it (MESOLIVE__HUBS__PROBE_PROVIDER) to a provider your \
+     agents serve (check agents lists them)";
+
 async fn data(
     connector: &Connector,
     symbol: &str,
     provider: Option<&str>,
     seconds: u64,
 ) -> CheckReport {
+    let Some(provider) = provider else {
+        return CheckReport::new("data", false, NO_PROVIDER.into());
+    };
     let data = match connect(connector, Hub::Data).await {
         Ok(client) => DataHub(client),
         Err(report) => return report,
     };
-    let mut stream = match data.stream_underlying(symbol, provider) {
+    let mut stream = match data.stream_underlying(symbol, Some(provider)) {
         Ok(stream) => stream,
         Err(err) => return failed("data", err),
     };

@@ -154,7 +154,8 @@ pub struct HubSettings {
     pub max_pending_callbacks: usize,
     /// Symbol used to prove the Data Hub works when no position is open.
     pub probe_symbol: String,
-    /// Data provider for free-standing data calls; empty means server default.
+    /// Data provider for free-standing data calls (the server requires one, API §3.2.1); empty
+    /// means none is configured: the underlying proof and `check data` cannot run.
     pub probe_provider: String,
     /// How values the daemon sends are written where the API leaves it open.
     pub wire: WireSettings,

@@ -102,8 +102,8 @@ fn unknown_enum_members_are_kept_and_reported() {
     }
     // An integer could only be a guess at an undocumented value: refused, naming the form.
     let numeric = with_field(sample("OnOrderUpdate"), "State", json!(42));
-    let refused = HubEvent::from_callback("OnOrderUpdate", &numeric)
-        .expect_err("an integer is not a member");
+    let refused =
+        HubEvent::from_callback("OnOrderUpdate", &numeric).expect_err("an integer is not a member");
     assert!(
         refused.reason.contains("enum_encoding=numeric"),
         "{}",
