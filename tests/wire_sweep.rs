@@ -27,6 +27,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("flags_encoding", "numeric_only"),
     ("history_item_payload", "numeric_type"),
     ("history_item_payload", "untyped"),
+    ("history_args", "other_name"),
 ];
 
 fn refused(dimension: &str, form: &str) -> bool {

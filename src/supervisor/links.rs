@@ -14,7 +14,7 @@ use crate::config::{HubSettings, Settings};
 use crate::ops::metrics::Metrics;
 use mesolive_api::Hub;
 use mesolive_api::client::{ControlHub, DataHub, EventHub, HubClient, HubError, Learned};
-use mesolive_api::wire::{args, methods};
+use mesolive_api::wire::{args, history, methods};
 use signalr::{ConnectOptions, Connection, MalformedRecordHook, SignalrError};
 
 /// Page size for the Control Hub lists read at verification.
@@ -235,7 +235,7 @@ async fn connect_and_verify(
     match hub {
         Hub::Control => verify_control(ctx, &ControlHub(client.clone())).await?,
         Hub::Data => prove_data(ctx, &DataHub(client.clone())).await?,
-        Hub::Event => {}
+        Hub::Event => verify_event(&EventHub(client.clone())).await?,
     }
     Ok(client)
 }
@@ -262,6 +262,22 @@ async fn verify_control(ctx: &Ctx, control: &ControlHub) -> Result<(), LinkError
             .collect(),
         strategies: strategies.into_iter().map(|s| (s.id, s)).collect(),
     });
+    Ok(())
+}
+
+/// Runbook step 3, before the pump replays anything: the newest history item is readable and
+/// a replay starts where it is asked to. A server whose history items carry no readable type,
+/// or that does not read the sequence argument, is refused here, at connect, rather than at a
+/// replay after events were acted on live.
+async fn verify_event(event: &EventHub) -> Result<(), LinkError> {
+    let latest = event.latest_seq_id().await?;
+    if latest > 1 {
+        let after = latest - 1;
+        let page = event.events_since(after, 1, None).await?;
+        if let Some(ignored) = history::ignores_cursor(after, &page) {
+            return Err(LinkError::Fatal(Fatal::Unsupported(ignored.to_string())));
+        }
+    }
     Ok(())
 }
 

@@ -674,6 +674,26 @@ pub mod history {
         pub payload: Value,
     }
 
+    impl HistoricEvent {
+        /// The event's EventSeqId, if it has a readable one.
+        pub fn seq_id(&self) -> Option<i64> {
+            field(self.payload.as_object()?, &["EventSeqId"]).and_then(super::int)
+        }
+    }
+
+    /// A page asked for after `after` that starts below it: the server did not read the
+    /// sequence argument (it expects another name), so every replay would start from its
+    /// beginning and a page without a token would never reach the cursor.
+    pub fn ignores_cursor(after: i64, page: &HistoryPage) -> Option<Unsupported> {
+        let first = page.events.first()?.seq_id()?;
+        (first < after).then(|| Unsupported {
+            dimension: "history_args",
+            form: "other_name",
+            seen: format!("GetEventsSince after {after} answered from EventSeqId {first}"),
+            why: "the server does not read AfterEventSeqId (API §3.3 leaves the name open), so a replay cannot start at the cursor",
+        })
+    }
+
     /// One page of history.
     #[derive(Debug, Clone, PartialEq)]
     pub struct HistoryPage {
