@@ -61,3 +61,92 @@ async fn check_data_without_a_provider_names_the_setting() {
         text(&with_provider)
     );
 }
+
+/// `check probe`'s lines (`ok  name summary` / `FAIL name summary`).
+fn probe(sim: &Sim) -> String {
+    let out = tokio::task::block_in_place(|| check(sim, &["probe"], &[]));
+    text(&out)
+}
+
+fn line<'a>(said: &'a str, check: &str) -> &'a str {
+    said.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(check))
+        .unwrap_or_else(|| panic!("no {check} line in:\n{said}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_reports_every_form_on_todays_server() {
+    let sim = Sim::start(sim_options("default")).await;
+    let said = probe(&sim);
+    for check in [
+        "envelope", "casing", "enums", "paging", "history", "not", "flags", "decimals",
+    ] {
+        assert!(line(&said, check).starts_with("ok"), "{check}: {said}");
+    }
+    assert!(
+        line(&said, "casing").contains("property_casing=pascal"),
+        "{said}"
+    );
+    assert!(
+        line(&said, "decimals").contains("exact JSON numbers"),
+        "{said}"
+    );
+}
+
+/// Each form the daemon refuses is a FAIL line naming it, in the words the daemon stops with;
+/// forms it meets are named too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_names_the_forms_it_finds() {
+    for (profile, check, ok, form) in [
+        (
+            "aspnet-strict",
+            "envelope",
+            false,
+            "status_code_spelling=numeric",
+        ),
+        ("aspnet-strict", "casing", true, "property_casing=camel"),
+        (
+            "aspnet-strict",
+            "flags",
+            false,
+            "flags_encoding=numeric_only",
+        ),
+        (
+            "default,enum_encoding=numeric",
+            "enums",
+            false,
+            "enum_encoding=numeric",
+        ),
+        (
+            "default,history_item_payload=untyped",
+            "history",
+            false,
+            "history_item_payload=untyped",
+        ),
+        (
+            "default,history_args=other_name",
+            "history",
+            false,
+            "history_args=other_name",
+        ),
+        (
+            "default,idempotency_not_found=hub_error",
+            "not",
+            false,
+            "idempotency_not_found=hub_error",
+        ),
+        (
+            "default,page_wrapper=bare_array",
+            "paging",
+            true,
+            "page_wrapper=bare_array",
+        ),
+    ] {
+        let sim = Sim::start(sim_options(profile)).await;
+        sim.emit(5).await;
+        let said = probe(&sim);
+        let found = line(&said, check);
+        assert_eq!(found.starts_with("ok"), ok, "{profile}: {found}");
+        assert!(found.contains(form), "{profile}: {found}");
+    }
+}

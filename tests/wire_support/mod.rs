@@ -24,6 +24,56 @@ use serde_json::json;
 
 use crate::daemon_support::{Daemon, Sim, eventually, exactly_once_violations_after};
 
+/// The forms the daemon refuses (exit 76, one line naming the form, nothing acted on); it meets
+/// every other form the simulator plays (`docs/inferred.md` says which and why).
+pub(crate) const REFUSED: &[(&str, &str)] = &[
+    ("status_code_spelling", "numeric"),
+    ("enum_encoding", "numeric"),
+    ("flags_encoding", "numeric_only"),
+    ("history_item_payload", "numeric_type"),
+    ("history_item_payload", "untyped"),
+    ("history_args", "other_name"),
+];
+
+/// Forms the daemon meets in the core scenario but that a fault campaign must not draw: a
+/// server that throws for a key it never saw cannot tell the daemon that a call killed before
+/// it left was never received, so such an intent waits (logged at every attempt) and is never
+/// resent; the campaign's SIGKILLs make that certain, and it counts the wait as a stuck workflow.
+const UNSETTLEABLE: &[(&str, &str)] = &[("idempotency_not_found", "hub_error")];
+
+/// Whether the daemon refuses `dimension=form`.
+pub(crate) fn refused(dimension: &str, form: &str) -> bool {
+    REFUSED.contains(&(dimension, form))
+}
+
+/// The spec of a `random:SEED` profile drawn from the forms the daemon meets; `campaign` also
+/// keeps out the forms a fault campaign cannot survive by design.
+pub(crate) fn random_profile(seed: u64, campaign: bool) -> String {
+    let extra = if campaign { UNSETTLEABLE } else { &[] };
+    let exclusions: String = REFUSED
+        .iter()
+        .chain(extra)
+        .map(|(dimension, form)| format!(",!{dimension}={form}"))
+        .collect();
+    format!("random:{seed}{exclusions}")
+}
+
+/// The forms of `spec` that are not today's, as `dimension=form` (for reports).
+pub(crate) fn changed_forms(spec: &str) -> Vec<String> {
+    let Ok(profile) = WireProfile::parse(spec) else {
+        return vec![format!("unparsable: {spec}")];
+    };
+    let today = mesolive_sim::Forms::default().pairs();
+    profile
+        .forms()
+        .pairs()
+        .into_iter()
+        .zip(today)
+        .filter(|(mine, today)| mine != today)
+        .map(|((dimension, form), _)| format!("{dimension}={form}"))
+        .collect()
+}
+
 const PAPER_STRATEGY: i64 = 101;
 const LIVE_STRATEGY: i64 = 103;
 /// Events logged before the daemon first starts (it starts after them).
