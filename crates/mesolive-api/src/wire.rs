@@ -1,6 +1,8 @@
-//! Every MesoLive wire detail that SPEC.md marks INFERRED, in one place, shared by the daemon's
-//! clients and the simulator so both change together. When `check probe` against a live server
-//! says otherwise, correct it here (and the tests in `tests/hubs_wire.rs`).
+//! Every MesoLive wire detail that the API document (`docs/mesolive-api.md`) marks INFERRED, in
+//! one place: the daemon's readings, and the builders of the simulator's default answers. The
+//! simulator plays every other form from its own code (`mesolive-sim`'s `wire_profile`), so a
+//! reading here that is wrong fails a test instead of agreeing with itself. When `check probe`
+//! against a live server says otherwise, correct it here.
 //!
 //! | detail | reading implemented | where |
 //! |---|---|---|
