@@ -1239,6 +1239,111 @@ mod tests {
     }
 
     #[test]
+    fn other_forms_read_leniently() {
+        // envelope payload under a name nobody guessed; Error as text
+        let e = envelope::Envelope::from_result(
+            json!({"status": "badRequest", "error": "no such account", "response": {"A": 1}}),
+        );
+        assert_eq!(e.data, json!({"A": 1}));
+        assert_eq!(
+            e.error.and_then(|e| e.detail).as_deref(),
+            Some("no such account")
+        );
+        let extra = envelope::Envelope::from_result(
+            json!({"Status": "Success", "TraceId": "t", "Response": [1]}),
+        );
+        assert_eq!(extra.data, json!([1]));
+        // unknown keys
+        for not_found in [
+            json!({"Status": "Success"}),
+            json!({"Status": "Success", "Data": {}}),
+            json!({"Status": "BadRequest", "Error": {"Code": "IdempotencyKeyNotFound"}}),
+        ] {
+            assert!(
+                envelope::Envelope::from_result(not_found.clone()).is_not_found(),
+                "{not_found}"
+            );
+        }
+        assert!(!envelope::Envelope::from_result(json!({"Status": "BadRequest"})).is_not_found());
+        assert!(envelope::unsupported(&json!({"Status": 0, "Data": null})).is_some());
+        assert!(envelope::unsupported(&json!({"Status": "Success"})).is_none());
+        // ids
+        assert_eq!(order_ids(&json!(901)), vec![901]);
+        assert_eq!(order_ids(&json!(["901", 902])), vec![901, 902]);
+        assert_eq!(order_ids(&json!({"orderIds": ["7"]})), vec![7]);
+        assert_eq!(order_ids(&Value::Null), Vec::<i64>::new());
+        assert_eq!(job_id(&json!("j-1")).as_deref(), Some("j-1"));
+        assert_eq!(job_id(&json!({"jobId": 17})).as_deref(), Some("17"));
+        // callbacks
+        assert_eq!(
+            callback_payload(vec![json!(101), json!({"OrderId": 1})]),
+            json!({"OrderId": 1})
+        );
+        assert_eq!(
+            callback_payload(vec![json!("{\"OrderId\":1}")]),
+            json!({"OrderId": 1})
+        );
+        assert_eq!(callback_payload(vec![json!(5)]), json!(5));
+        assert_eq!(callback_payload(Vec::new()), Value::Null);
+        assert_eq!(
+            stream_item(json!({"status": "Success", "data": {"Mark": 1}})),
+            json!({"Mark": 1})
+        );
+        assert_eq!(
+            callbacks::canonical_target("OnEntryPreparationCompleted"),
+            "OnPositionEntryPreparationCompleted"
+        );
+        assert_eq!(
+            callbacks::canonical_target("OnAgentStatusChanged"),
+            "OnAgentStatus"
+        );
+    }
+
+    #[test]
+    fn arguments_follow_the_servers_casing() {
+        assert_eq!(Casing::of(&json!({"status": 1})), Some(Casing::Camel));
+        assert_eq!(Casing::of(&json!({"Status": 1})), Some(Casing::Pascal));
+        assert_eq!(Casing::of(&json!([1])), None);
+        assert_eq!(
+            Casing::Camel
+                .args(json!({"PnlFields": "All", "LegGroupOrder": {"LegNames": ["ShortPut"]}})),
+            json!({"pnlFields": "All", "legGroupOrder": {"legNames": ["ShortPut"]}})
+        );
+        for (pascal, camel) in [
+            ("IBKR", "ibkr"),
+            ("PnL", "pnL"),
+            ("EventSeqId", "eventSeqId"),
+        ] {
+            assert_eq!(camel_case(pascal), camel);
+        }
+    }
+
+    #[test]
+    fn unreadable_history_is_named() {
+        for (item, form) in [
+            (
+                json!({"EventSeqId": 5, "EventType": 4, "Payload": {}}),
+                "numeric_type",
+            ),
+            (json!({"EventSeqId": 5, "OrderId": 1}), "untyped"),
+        ] {
+            let page = history::read_page(json!({"Events": [item]})).unwrap();
+            assert_eq!(page.unreadable.map(|u| u.form), Some(form));
+        }
+        let typed = history::read_page(
+            json!({"Events": [{"$type": "OrderUpdateEvent", "EventSeqId": "5", "OrderId": 1}]}),
+        )
+        .unwrap();
+        assert!(typed.unreadable.is_none());
+        assert_eq!(typed.events[0].seq_id(), Some(5));
+        assert!(history::ignores_cursor(4, &typed).is_none());
+        assert_eq!(
+            history::ignores_cursor(9, &typed).map(|u| u.form),
+            Some("other_name")
+        );
+    }
+
+    #[test]
     fn history_wrapper_and_string_payload() {
         let page = history::read_page(json!({
             "events": [
