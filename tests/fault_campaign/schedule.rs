@@ -200,7 +200,11 @@ impl Schedule {
         Schedule {
             seed,
             variant,
-            wire: random_profile(seed ^ WIRE_STREAM, true),
+            // Orders are always bound strictly, like a stock ASP.NET Core server.
+            wire: format!(
+                "{},argument_binding=strict_stj",
+                random_profile(seed ^ WIRE_STREAM, true)
+            ),
             steps,
         }
     }

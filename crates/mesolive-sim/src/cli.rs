@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::faults::{FaultPatch, LoseCompletion, LossMode, OneOrMany};
 use super::sim::Timing;
-use super::wire_profile::WireProfile;
+use super::wire_profile::{ArgumentBinding, WireProfile};
 use super::{SimError, SimOptions, Simulator};
 
 /// Flags of `sim`. Every fault the admin API sets can also be set here, active from the start.
@@ -110,7 +110,7 @@ impl SimArgs {
         let mut wire = self.wire_profile.clone();
         if self.strict_types {
             // A form of the catalogue: always accepted.
-            let _ = wire.pin("argument_binding", "strict_stj");
+            let _ = wire.pin("argument_binding", ArgumentBinding::StrictStj.name());
         }
         SimOptions {
             port: self.port,

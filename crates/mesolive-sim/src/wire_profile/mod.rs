@@ -128,6 +128,15 @@ impl WireProfile {
         })
     }
 
+    /// Today's forms, arguments bound like a stock ASP.NET Core server (`--strict-types`): what
+    /// the tests that execute orders run against.
+    pub fn strict_types() -> WireProfile {
+        let mut profile = WireProfile::default();
+        // A form of the catalogue: always accepted.
+        let _ = profile.pin("argument_binding", "strict_stj");
+        profile
+    }
+
     /// The forms in force.
     pub fn forms(&self) -> &Forms {
         &self.forms
