@@ -143,8 +143,8 @@ async fn control(connector: &Connector) -> Result<ControlHub, CheckReport> {
 }
 
 async fn connect(connector: &Connector, hub: Hub) -> Result<HubClient, CheckReport> {
-    match connector.connect(hub).await {
-        Ok(connection) => Ok(HubClient::new(connection)),
+    match connector.client(hub).await {
+        Ok(client) => Ok(client),
         Err(err) => {
             let reason = match &err {
                 SignalrError::Unauthorized { .. } => format!("credentials refused: {err}"),
@@ -486,12 +486,19 @@ async fn flags(control: &HubClient, data: &HubClient) -> CheckReport {
     CheckReport::new("flags", ok, summary).table(&["RAW"], vec![vec![raw_text]])
 }
 
+/// One call, its answer as received; the arguments in the casing the server answers in (it
+/// may bind no other), learned from the probe's first answer.
 async fn raw(client: &HubClient, method: &str, call_args: Value) -> Result<Value, String> {
-    client
+    let casing = client.casing();
+    let answer = client
         .connection()
-        .invoke_raw(method, wire::call_args(call_args))
+        .invoke_raw(method, wire::call_args(casing.args(call_args)))
         .await
-        .map_err(|err| err.to_string())
+        .map_err(|err| err.to_string());
+    if let Ok(result) = &answer {
+        client.observe(result);
+    }
+    answer
 }
 
 fn raw_answer(answer: &Result<Value, String>) -> String {

@@ -36,10 +36,15 @@ pub(crate) const REFUSED: &[(&str, &str)] = &[
 ];
 
 /// Forms the daemon meets in the core scenario but that a fault campaign must not draw: a
-/// server that throws for a key it never saw cannot tell the daemon that a call killed before
-/// it left was never received, so such an intent waits (logged at every attempt) and is never
-/// resent; the campaign's SIGKILLs make that certain, and it counts the wait as a stuck workflow.
-const UNSETTLEABLE: &[(&str, &str)] = &[("idempotency_not_found", "hub_error")];
+/// server that throws for a key it never saw, or says so only in an error code that another
+/// form of the profile may drop (`envelope_error_fields=message_only` or `error_as_string`),
+/// cannot tell the daemon that a call killed before it left was never received, so such an
+/// intent waits (logged at every attempt) and is never resent; the campaign's SIGKILLs make
+/// that certain, and it counts the wait as a stuck workflow.
+const UNSETTLEABLE: &[(&str, &str)] = &[
+    ("idempotency_not_found", "hub_error"),
+    ("idempotency_not_found", "other_status"),
+];
 
 /// Whether the daemon refuses `dimension=form`.
 pub(crate) fn refused(dimension: &str, form: &str) -> bool {

@@ -221,6 +221,16 @@ impl HubClient {
         &self.connection
     }
 
+    /// The casing the server answers in, as far as the clients sharing this one learned it.
+    pub fn casing(&self) -> Casing {
+        self.learned.casing()
+    }
+
+    /// Learns the server's casing from a result received outside [`HubClient::call_value`].
+    pub fn observe(&self, result: &Value) {
+        self.learned.observe(result);
+    }
+
     /// Invokes `method` with one args object written in the server's casing (or with no
     /// argument, for a method without fields on a server that binds none); the raw result.
     async fn invoke(&self, method: &str, args: Value) -> Result<Value, HubError> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -117,7 +118,11 @@ struct EventsQuery {
 
 /// The log as the simulator holds it (sequence, EventId, callback of each event after
 /// `after`), whatever wire profile the hubs play: what tests compare a client's view with.
-async fn events(State(admin): State<Admin>, Query(query): Query<EventsQuery>) -> Answer {
+async fn events(
+    State(admin): State<Admin>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Answer {
+    let Query(query) = query.map_err(|rejection| BadRequest(rejection.body_text()))?;
     let limit = query.limit.unwrap_or(MAX_LISTED).min(MAX_LISTED);
     let world = admin.sim.world();
     let (events, more) = world.log.since(query.after, limit);
