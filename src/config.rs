@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mesolive_api::wire::encode::{DecimalForm, Outbound};
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
@@ -160,8 +161,29 @@ pub struct HubSettings {
     pub max_pending_callbacks: usize,
     /// Symbol used to prove the Data Hub works when no position is open.
     pub probe_symbol: String,
-    /// Data provider for free-standing data calls; empty means server default.
+    /// Data provider for free-standing data calls (the server requires one, API §3.2.1); empty
+    /// means none is configured: the underlying proof and `check data` cannot run.
     pub probe_provider: String,
+    /// How values the daemon sends are written where the API leaves it open.
+    pub wire: WireSettings,
+}
+
+/// `[hubs.wire]`: outbound encodings the API leaves open (every encoding choice is listed in
+/// `mesolive_api::wire::encode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireSettings {
+    /// `number` (binds on every ASP.NET Core server) or `string`.
+    pub decimal: DecimalForm,
+}
+
+impl WireSettings {
+    /// The encodings the argument builders use.
+    pub fn outbound(&self) -> Outbound {
+        Outbound {
+            decimal: self.decimal,
+        }
+    }
 }
 
 /// `database.synchronous`: how hard SQLite pushes each commit to disk.

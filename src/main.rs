@@ -55,7 +55,7 @@ enum Command {
     },
     /// Run the MesoLive simulator alone.
     #[cfg(feature = "sim")]
-    Sim(mesolive_sim::SimArgs),
+    Sim(Box<mesolive_sim::SimArgs>),
     /// End-to-end benchmarks against the built-in simulator (median of several runs).
     #[cfg(feature = "sim")]
     Bench {

@@ -102,7 +102,7 @@ impl DaemonError {
             DaemonError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
             DaemonError::Fatal(Fatal::Setup(_)) => exit::CONFIG,
             DaemonError::Fatal(Fatal::Store(_)) => exit::IO_ERROR,
-            DaemonError::Fatal(Fatal::CursorAhead { .. }) => exit::PROTOCOL,
+            DaemonError::Fatal(Fatal::CursorAhead { .. } | Fatal::Unsupported(_)) => exit::PROTOCOL,
             DaemonError::Fatal(Fatal::HistoryGap { .. }) => exit::NO_INPUT,
             DaemonError::Fatal(Fatal::Intensity(_)) => exit::FAILURE,
         }

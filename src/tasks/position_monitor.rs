@@ -248,7 +248,7 @@ async fn stream_until_failure(
     loop {
         tokio::select! {
             item = stream.next() => match item {
-                Some(Ok(value)) => match decode_as::<PositionDataEntry>(methods::STREAM_POSITION_DATA, value) {
+                Some(Ok(value)) => match decode_as::<PositionDataEntry>(methods::STREAM_POSITION_DATA, mesolive_api::wire::stream_item(value)) {
                     Ok(entry) => {
                         Metrics::add(&ctx.metrics().stream_items, 1);
                         streaming.get_or_insert_with(|| Streaming::new(ctx.metrics()));

@@ -21,5 +21,6 @@ mod stopping;
 mod store;
 mod supervisor;
 mod support;
+mod wire;
 mod workflow_crash_matrix;
 mod workflows;

@@ -217,7 +217,7 @@ fn requested(workflow: &WorkflowRecord, facts: &Facts) -> Change {
         IntentFact::InFlight => Change::Send(Call::Prepare {
             operation: facts.adjustment_operation.clone(),
         }),
-        IntentFact::Completed(data) => match mesolive_api::wire::field_str(data, "JobId") {
+        IntentFact::Completed(data) => match mesolive_api::wire::job_id(data) {
             Some(job_id) => Change::StartJob { job_id },
             None => to(WorkflowState::Failed, "prepare returned no JobId"),
         },

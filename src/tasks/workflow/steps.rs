@@ -22,6 +22,7 @@ use mesolive_api::client::ControlHub;
 use mesolive_api::events::AdjustmentSignalEvent;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{OrderState, PreparedPlan};
+use mesolive_api::wire::encode::InexactDecimal;
 use mesolive_api::wire::{args, methods};
 
 /// Whether a performed change moved the workflow (decide again) or it must wait.
@@ -162,12 +163,22 @@ pub(super) async fn gather(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Facts
                 .directory()
                 .is_paper(&execution_account(workflow, plan.as_ref()))
                 == Some(true);
+            let plan_id = plan.as_ref().map(|p| p.exec_plan_id);
             for group in plan.map(|p| p.leg_group_ids()).unwrap_or_default() {
                 let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
-                let orders = ctx
-                    .store()
-                    .orders_for_intent(&key)
-                    .await?
+                let mut orders = ctx.store().orders_for_intent(&key).await?;
+                if let (true, Some(plan_id)) = (orders.is_empty(), plan_id) {
+                    // The answer named no order (INFERRED payload, docs/inferred.md
+                    // execution_payload): the plan's orders of this group, as order updates
+                    // reported them, are this intent's.
+                    orders = ctx.store().orders_of_leg_group(plan_id, group).await?;
+                    for order in &orders {
+                        ctx.store()
+                            .link_order_to_intent(order.order_id, &key, workflow.strategy_id)
+                            .await?;
+                    }
+                }
+                let orders = orders
                     .into_iter()
                     .map(|order| OrderFact {
                         order_id: order.order_id,
@@ -299,7 +310,17 @@ async fn send(
     call: &Call,
 ) -> Result<Step, DriveError> {
     let key = intent_key(ctx, workflow, &call.step());
-    let (operation, call_args) = request(ctx, workflow, call, &key);
+    let (operation, call_args) = match request(ctx, workflow, call, &key) {
+        Ok(request) => request,
+        Err(inexact) => {
+            return record(
+                ctx,
+                workflow,
+                WorkflowChange::to(WorkflowState::Failed).because(&inexact.to_string()),
+            )
+            .await;
+        }
+    };
     let new = NewIntent {
         key,
         operation,
@@ -400,29 +421,37 @@ async fn risk_verdict(
 }
 
 /// The method and arguments of a call. For a key already stored, the stored arguments are
-/// what is sent: these only matter the first time.
-fn request(ctx: &Ctx, workflow: &WorkflowRecord, call: &Call, key: &str) -> (String, Value) {
-    let automation = &ctx.settings().automation;
+/// what is sent: these only matter the first time. A decimal a JSON number cannot carry digit
+/// for digit is refused (`hubs.wire.decimal`), never rounded.
+fn request(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+    call: &Call,
+    key: &str,
+) -> Result<(String, Value), InexactDecimal> {
+    let settings = ctx.settings();
+    let automation = &settings.automation;
+    let wire = settings.hubs.wire.outbound();
     match call {
-        Call::Prepare { operation } => (
+        Call::Prepare { operation } => Ok((
             methods::start_prepare(workflow.kind),
             prepare_args(ctx, workflow, key, operation.as_deref()),
-        ),
-        Call::CancelJob { job_id } => (
+        )),
+        Call::CancelJob { job_id } => Ok((
             methods::cancel_prepare(workflow.kind),
             args::cancel_job(job_id, key),
-        ),
+        )),
         Call::Execute { group, paper } => {
             // decide() executes only workflows with a readable plan.
             let Some(plan) = plan_of(workflow) else {
-                return (methods::APPLY_PAPER_FILLS.to_owned(), Value::Null);
+                return Ok((methods::APPLY_PAPER_FILLS.to_owned(), Value::Null));
             };
             let account = execution_account(workflow, Some(&plan));
             if *paper {
-                return (
+                return Ok((
                     methods::APPLY_PAPER_FILLS.to_owned(),
-                    args::paper_fills(key, &account, &plan, *group),
-                );
+                    args::paper_fills(key, &account, &plan, *group, &wire)?,
+                ));
             }
             let multiplier = (workflow.kind == FlowKind::Entry)
                 .then(|| automation.qty_multiplier_for(workflow.strategy_id));
@@ -430,10 +459,10 @@ fn request(ctx: &Ctx, workflow: &WorkflowRecord, call: &Call, key: &str) -> (Str
                 OrderStyle::Market => None,
                 OrderStyle::LimitMid => plan.group_mid(*group),
             };
-            (
+            Ok((
                 methods::SEND_ORDER.to_owned(),
-                args::send_order(key, &account, &plan, *group, multiplier, limit),
-            )
+                args::send_order(key, &account, &plan, *group, multiplier, limit, &wire)?,
+            ))
         }
     }
 }

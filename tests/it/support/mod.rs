@@ -9,3 +9,4 @@ pub(crate) mod events;
 pub(crate) mod front;
 pub(crate) mod fs;
 pub(crate) mod store;
+pub(crate) mod wire;
