@@ -60,6 +60,12 @@ pub struct StateGauges {
     pub intents: Vec<(String, i64)>,
     /// Workflows by state.
     pub workflows: Vec<(String, i64)>,
+    /// Age in seconds of the oldest active workflow (0 if none).
+    pub workflow_oldest_active_seconds: i64,
+    /// Active workflows past their deadline.
+    pub workflows_overdue: i64,
+    /// Age in seconds of the oldest intent not settled (0 if none).
+    pub intent_oldest_in_flight_seconds: i64,
 }
 
 impl Metrics {
@@ -101,6 +107,11 @@ impl Metrics {
     /// Counts one workflow decision or transition, by outcome.
     pub fn workflow(&self, outcome: &str) {
         self.bump("mesolive_workflow_transitions_total", outcome);
+    }
+
+    /// Counts one retry (a new attempt at a signal instance), by workflow kind.
+    pub fn workflow_retry(&self, kind: &str) {
+        self.bump("mesolive_workflow_retries_total", kind);
     }
 
     fn bump(&self, family: &'static str, label: &str) {
@@ -287,6 +298,27 @@ impl Metrics {
             "state",
             &gauges.workflows,
         );
+        single(
+            &mut out,
+            "gauge",
+            "mesolive_workflow_oldest_active_seconds",
+            "Age of the oldest active workflow (0 if none).",
+            gauges.workflow_oldest_active_seconds,
+        );
+        single(
+            &mut out,
+            "gauge",
+            "mesolive_workflows_overdue",
+            "Active workflows past their deadline.",
+            gauges.workflows_overdue,
+        );
+        single(
+            &mut out,
+            "gauge",
+            "mesolive_intent_oldest_in_flight_seconds",
+            "Age of the oldest intent not settled: pending, sent, unknown or abandoned (0 if none).",
+            gauges.intent_oldest_in_flight_seconds,
+        );
         if let Ok(map) = self.labelled.lock() {
             let families = [
                 (
@@ -303,6 +335,11 @@ impl Metrics {
                     "mesolive_workflow_transitions_total",
                     "Workflow transitions by outcome.",
                     "outcome",
+                ),
+                (
+                    "mesolive_workflow_retries_total",
+                    "New attempts at a signal instance after a failed workflow, by kind.",
+                    "kind",
                 ),
             ];
             for (family, help, label) in families {

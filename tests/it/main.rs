@@ -19,4 +19,5 @@ mod store;
 mod supervisor;
 mod support;
 mod workflow_crash_matrix;
+mod workflow_retries;
 mod workflows;

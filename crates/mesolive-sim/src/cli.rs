@@ -66,6 +66,10 @@ pub struct SimArgs {
     /// Never answer a client's Close handshake until the fault is cleared through the admin API.
     #[arg(long)]
     pub ignore_close: bool,
+    /// Leave every broker order Working (never filled) until the fault is cleared through the
+    /// admin API; CancelOrder still cancels it.
+    #[arg(long)]
+    pub never_fill: bool,
 }
 
 fn lose_completion(text: &str) -> Result<LoseCompletion, String> {
@@ -123,6 +127,7 @@ impl SimArgs {
                 hold_processing_ms: millis(self.hold_processing),
                 reject_auth: Some(self.reject_auth),
                 ignore_close: Some(self.ignore_close),
+                never_fill: Some(self.never_fill),
             },
         }
     }

@@ -77,6 +77,9 @@ pub struct FaultPatch {
     /// Never answer a client's Close (message or WebSocket close frame) until cleared: the
     /// connection is held open, unanswered, until the simulator closes it.
     pub ignore_close: Option<bool>,
+    /// Leave every new broker order Working (never filled) until cleared; a CancelOrder still
+    /// cancels it.
+    pub never_fill: Option<bool>,
 }
 
 /// The active faults, as `GET /faults` shows them.
@@ -100,6 +103,8 @@ pub struct Faults {
     pub reject_auth: bool,
     /// Whether clients' Close handshakes go unanswered.
     pub ignore_close: bool,
+    /// Whether new broker orders stay Working.
+    pub never_fill: bool,
 }
 
 /// Fault kinds as counted in `GET /stats` (`faults_injected`).
@@ -124,6 +129,8 @@ pub enum FaultKind {
     RejectAuth,
     /// The switch that leaves Close handshakes unanswered turned on (counted per activation).
     IgnoreClose,
+    /// A broker order left Working: it will never fill.
+    NeverFill,
     /// Connections dropped on request.
     ConnectionDrop,
     /// An outage window started.
@@ -143,6 +150,7 @@ impl FaultKind {
             FaultKind::HoldProcessing => "hold_processing",
             FaultKind::RejectAuth => "reject_auth",
             FaultKind::IgnoreClose => "ignore_close",
+            FaultKind::NeverFill => "never_fill",
             FaultKind::ConnectionDrop => "connection_drop",
             FaultKind::Outage => "outage",
         }
@@ -187,6 +195,7 @@ impl Faults {
         self.hold_processing_ms = patch.hold_processing_ms.unwrap_or(self.hold_processing_ms);
         self.reject_auth = patch.reject_auth.unwrap_or(self.reject_auth);
         self.ignore_close = patch.ignore_close.unwrap_or(self.ignore_close);
+        self.never_fill = patch.never_fill.unwrap_or(self.never_fill);
     }
 
     /// Uses up one lost Completion of `method`, if one is pending.
