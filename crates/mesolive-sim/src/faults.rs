@@ -308,6 +308,16 @@ mod tests {
     }
 
     #[test]
+    fn never_fill_stays_on_until_cleared() {
+        let mut faults = Faults::default();
+        faults.apply(patch(json!({"never_fill": true})));
+        faults.apply(patch(json!({"suppress_events": 1})));
+        assert!(faults.never_fill);
+        faults.apply(patch(json!({"never_fill": false})));
+        assert!(!faults.never_fill);
+    }
+
+    #[test]
     fn unknown_fault_names_are_rejected() {
         assert!(serde_json::from_value::<FaultPatch>(json!({"lose_completions": 1})).is_err());
         assert!(serde_json::from_value::<FaultPatch>(json!({"suppress_events": -1})).is_err());
