@@ -266,6 +266,26 @@ pub struct AutomationSettings {
     /// A prepare job silent for this long is polled with GetPreparePosition*Status.
     #[serde(with = "humantime_serde")]
     pub job_poll_after: Duration,
+    /// A prepare job not finished this long after it started is polled, then cancelled.
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// A live order not final this long after the last leg group was sent is cancelled.
+    #[serde(with = "humantime_serde")]
+    pub order_timeout: Duration,
+    /// Retry a failed exit or adjustment while its signal stays On.
+    pub exit_retry: bool,
+    /// Retry a failed entry while its signal stays On (off: an entry is tried once).
+    pub entry_retry: bool,
+    /// The first retry's delay; each further retry waits twice as long.
+    #[serde(with = "humantime_serde")]
+    pub exit_retry_backoff: Duration,
+    /// The longest delay between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub exit_retry_backoff_max: Duration,
+    /// Most retries after the first attempt of one signal instance; unset: no limit while the
+    /// signal holds.
+    #[serde(default)]
+    pub exit_retry_max: Option<u32>,
     /// Per-strategy overrides of the sizing and limits above, keyed by strategy id.
     #[serde(default)]
     pub strategies: HashMap<String, StrategyOverrides>,
@@ -724,6 +744,23 @@ impl Settings {
             }
         }
         positive("automation.job_poll_after", auto.job_poll_after)?;
+        positive("automation.job_timeout", auto.job_timeout)?;
+        positive("automation.order_timeout", auto.order_timeout)?;
+        positive("automation.exit_retry_backoff", auto.exit_retry_backoff)?;
+        if auto.exit_retry_backoff_max < auto.exit_retry_backoff {
+            return Err(invalid(
+                "automation.exit_retry_backoff_max",
+                &quoted(&humantime::format_duration(auto.exit_retry_backoff_max).to_string()),
+                "a duration at least automation.exit_retry_backoff",
+            ));
+        }
+        if auto.exit_retry_max == Some(0) {
+            return Err(invalid(
+                "automation.exit_retry_max",
+                "0",
+                "at least 1 (leave it unset for no limit, or set automation.exit_retry = false)",
+            ));
+        }
         self.risk.validate()?;
         let socket = self.control_socket();
         if socket.as_os_str().len() > MAX_SOCKET_PATH {

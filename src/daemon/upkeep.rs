@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use crate::ops::metrics::StateGauges;
 use crate::ops::notify::Notifier;
+use crate::store::Timestamp;
 use crate::supervisor::context::Ctx;
 
-/// How often the store-derived gauges (intents, workflows by state) are refreshed.
+/// How often the store-derived gauges (intents, workflows by state, the oldest of each, the
+/// overdue workflows) are refreshed.
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
 /// Refreshes the store-derived gauges until the children stop.
@@ -19,10 +21,17 @@ pub(super) async fn refresh_gauges(ctx: Arc<Ctx>) {
             _ = tick.tick() => {}
             _ = ctx.drain().stopping() => return,
         }
-        if let Ok(summary) = ctx.store().state_counts().await {
+        if let Ok(counts) = ctx.store().state_counts().await {
+            let now = Timestamp::now();
+            let age = |since: Option<Timestamp>| {
+                since.map_or(0, |at| (now.unix_millis() - at.unix_millis()).max(0) / 1000)
+            };
             ctx.metrics().set_state_gauges(StateGauges {
-                intents: summary.intents,
-                workflows: summary.workflows,
+                workflow_oldest_active_seconds: age(counts.oldest_active_workflow),
+                workflows_overdue: counts.overdue_workflows,
+                intent_oldest_in_flight_seconds: age(counts.oldest_intent_in_flight),
+                intents: counts.intents,
+                workflows: counts.workflows,
             });
         }
     }

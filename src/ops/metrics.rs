@@ -116,6 +116,8 @@ pub struct Metrics {
     pub errors: Labelled,
     /// Workflow transitions by outcome.
     pub workflow_transitions: Labelled,
+    /// New attempts at a signal instance after a failed workflow, by workflow kind.
+    pub workflow_retries: Labelled,
     /// Workflows refused by a risk rule, by rule.
     pub risk_refusals: Labelled,
     /// Trading-state switches made by a risk rule, by rule.
@@ -128,6 +130,9 @@ pub struct Metrics {
     daily_pnl: RowFamily<f64, std::sync::atomic::AtomicU64>,
     intents: RowFamily<i64, std::sync::atomic::AtomicI64>,
     workflows: RowFamily<i64, std::sync::atomic::AtomicI64>,
+    workflow_oldest_active_seconds: Gauge,
+    workflows_overdue: Gauge,
+    intent_oldest_in_flight_seconds: Gauge,
 }
 
 /// Counts by state read from the store: `(state, count)` rows.
@@ -137,6 +142,12 @@ pub struct StateGauges {
     pub intents: Vec<(String, i64)>,
     /// Workflows by state.
     pub workflows: Vec<(String, i64)>,
+    /// Age in seconds of the oldest active workflow (0 if none).
+    pub workflow_oldest_active_seconds: i64,
+    /// Active workflows past their deadline.
+    pub workflows_overdue: i64,
+    /// Age in seconds of the oldest intent not settled (0 if none).
+    pub intent_oldest_in_flight_seconds: i64,
 }
 
 impl Default for Metrics {
@@ -166,6 +177,7 @@ impl Default for Metrics {
             child_restarts: Labelled::new("child"),
             errors: Labelled::new("kind"),
             workflow_transitions: Labelled::new("outcome"),
+            workflow_retries: Labelled::new("kind"),
             risk_refusals: Labelled::new("rule"),
             risk_switches: Labelled::new("rule"),
             config_reloads: Counter::default(),
@@ -174,6 +186,9 @@ impl Default for Metrics {
             daily_pnl: RowFamily::new("account"),
             intents: RowFamily::new("state"),
             workflows: RowFamily::new("state"),
+            workflow_oldest_active_seconds: Gauge::default(),
+            workflows_overdue: Gauge::default(),
+            intent_oldest_in_flight_seconds: Gauge::default(),
         };
         metrics.register_all();
         metrics.set_trading_state(TradingState::Active);
@@ -294,6 +309,21 @@ impl Metrics {
                 "Monitored positions with stale data",
                 &self.positions_stale,
             ),
+            (
+                "mesolive_workflow_oldest_active_seconds",
+                "Age of the oldest active workflow (0 if none)",
+                &self.workflow_oldest_active_seconds,
+            ),
+            (
+                "mesolive_workflows_overdue",
+                "Active workflows past their deadline",
+                &self.workflows_overdue,
+            ),
+            (
+                "mesolive_intent_oldest_in_flight_seconds",
+                "Age of the oldest intent not settled: pending, sent, unknown or abandoned (0 if none)",
+                &self.intent_oldest_in_flight_seconds,
+            ),
         ];
         for (name, help, gauge) in gauges {
             r.register(name, help, gauge.clone());
@@ -323,6 +353,11 @@ impl Metrics {
                 "mesolive_workflow_transitions",
                 "Workflow transitions by outcome",
                 &self.workflow_transitions,
+            ),
+            (
+                "mesolive_workflow_retries",
+                "New attempts at a signal instance after a failed workflow, by kind",
+                &self.workflow_retries,
             ),
         ];
         for (name, help, family) in labelled {
@@ -444,10 +479,20 @@ impl Metrics {
         self.workflow_transitions.inc(outcome);
     }
 
+    /// Counts one retry (a new attempt at a signal instance), by workflow kind.
+    pub fn workflow_retry(&self, kind: &str) {
+        self.workflow_retries.inc(kind);
+    }
+
     /// Replaces the store-derived gauges.
     pub fn set_state_gauges(&self, gauges: StateGauges) {
         self.intents.replace(&gauges.intents);
         self.workflows.replace(&gauges.workflows);
+        self.workflow_oldest_active_seconds
+            .set(gauges.workflow_oldest_active_seconds);
+        self.workflows_overdue.set(gauges.workflows_overdue);
+        self.intent_oldest_in_flight_seconds
+            .set(gauges.intent_oldest_in_flight_seconds);
     }
 
     /// Renders every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).

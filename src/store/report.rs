@@ -136,7 +136,18 @@ pub fn render_table(summary: &StoreSummary) -> String {
     );
     out.push_str(&columns(
         &[
-            "ID", "KIND", "STATE", "STRATEGY", "ACCOUNT", "POSITION", "JOB", "UPDATED", "REASON",
+            "ID",
+            "KIND",
+            "STATE",
+            "ATTEMPT",
+            "STRATEGY",
+            "ACCOUNT",
+            "POSITION",
+            "JOB",
+            "DEADLINE",
+            "NEXT ATTEMPT",
+            "UPDATED",
+            "REASON",
         ],
         summary
             .workflows
@@ -146,11 +157,37 @@ pub fn render_table(summary: &StoreSummary) -> String {
                     w.id.to_string(),
                     w.kind.as_str().to_owned(),
                     w.state.as_str().to_owned(),
+                    w.attempt.to_string(),
                     w.strategy_id.to_string(),
                     optional(&w.account),
                     optional(&w.position_id),
                     optional(&w.job_id),
+                    optional(&w.deadline),
+                    optional(&w.retry_at),
                     w.updated_at.to_string(),
+                    optional(&w.reason),
+                ]
+            })
+            .collect(),
+    ));
+
+    section(
+        &mut out,
+        "Past their deadline",
+        summary.overdue_workflows.len(),
+    );
+    out.push_str(&columns(
+        &["WORKFLOW", "KIND", "STATE", "ATTEMPT", "DEADLINE", "REASON"],
+        summary
+            .overdue_workflows
+            .iter()
+            .map(|w| {
+                vec![
+                    w.id.to_string(),
+                    w.kind.as_str().to_owned(),
+                    w.state.as_str().to_owned(),
+                    w.attempt.to_string(),
+                    optional(&w.deadline),
                     optional(&w.reason),
                 ]
             })

@@ -42,6 +42,8 @@ pub struct StoreSummary {
     pub prepare_jobs_in_flight: Vec<PrepareJobRecord>,
     /// Workflows with steps left, then the newest finished ones.
     pub workflows: Vec<WorkflowRecord>,
+    /// Active workflows past their deadline, the most overdue first.
+    pub overdue_workflows: Vec<WorkflowRecord>,
     /// Positions a monitor runs for.
     pub monitored_positions: Vec<PositionRecord>,
     /// The newest quarantined events, newest first.
@@ -96,6 +98,7 @@ impl Store {
             intents_in_flight: intents::in_states(&mut tx, &intents::IN_FLIGHT).await?,
             prepare_jobs_in_flight: jobs::in_flight(&mut tx).await?,
             workflows: workflows::listed(&mut tx, WORKFLOWS_LISTED).await?,
+            overdue_workflows: workflows::overdue(&mut tx, Timestamp::now()).await?,
             monitored_positions: positions::monitored(&mut tx).await?,
             quarantined_events: events::latest_quarantined(&mut tx, QUARANTINE_LISTED).await?,
             history_gaps: history::all(&mut tx).await?,

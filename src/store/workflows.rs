@@ -1,6 +1,7 @@
-//! Workflows: one durable state machine per signal instance (signal → prepare → execute).
-//! The uniqueness rules live here as indexes: one workflow per signal instance, and at most one
-//! active workflow per scope (strategy+account for entries, the position otherwise).
+//! Workflows: one durable state machine per attempt at a signal instance (signal → prepare →
+//! execute). The uniqueness rules live here as indexes: one workflow per signal instance and
+//! attempt, and at most one active workflow per scope (strategy+account for entries, the
+//! position otherwise).
 
 use std::fmt;
 
@@ -100,6 +101,10 @@ pub struct NewWorkflow {
     pub state: WorkflowState,
     /// Why it starts final, if it does.
     pub reason: Option<String>,
+    /// 1 for the first workflow of the signal instance, then one more per retry.
+    pub attempt: i64,
+    /// When its first step must be done by (`None` when it starts final).
+    pub deadline: Option<Timestamp>,
 }
 
 /// A stored workflow.
@@ -134,8 +139,14 @@ pub struct WorkflowRecord {
     /// Leg groups executed so far.
     #[sqlx(json)]
     pub groups_done: Vec<i64>,
-    /// Why it is where it is (decisions, failures).
+    /// Why it is where it is (decisions, failures, whether it is retried).
     pub reason: Option<String>,
+    /// 1 for the first workflow of the signal instance, then one more per retry.
+    pub attempt: i64,
+    /// When the current step must be done by; `None` once final.
+    pub deadline: Option<Timestamp>,
+    /// A final workflow: when the next attempt of its signal instance may open.
+    pub retry_at: Option<Timestamp>,
     /// When it was opened.
     pub created_at: Timestamp,
     /// When it last changed.
@@ -155,6 +166,10 @@ pub struct WorkflowChange {
     pub group_done: Option<i64>,
     /// Why.
     pub reason: Option<String>,
+    /// The new deadline of an active workflow (a final state clears it).
+    pub deadline: Option<Timestamp>,
+    /// When the next attempt may open (a final workflow that is retried).
+    pub retry_at: Option<Timestamp>,
 }
 
 impl WorkflowChange {
@@ -189,23 +204,39 @@ impl WorkflowChange {
         self.group_done = Some(group);
         self
     }
+
+    /// With the deadline of the (new) current step.
+    pub fn deadline(mut self, deadline: Timestamp) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// With the time the next attempt may open.
+    pub fn retry_at(mut self, at: Timestamp) -> Self {
+        self.retry_at = Some(at);
+        self
+    }
+}
+
+/// Every [`WorkflowRecord`] column, for `SELECT` and `RETURNING`.
+macro_rules! workflow_columns {
+    () => {
+        "id, kind, scope, signal_key, signal_instance, strategy_id, account, position_id, \
+         condition, state, job_id, plan, groups_done, reason, attempt, deadline, retry_at, \
+         created_at, updated_at"
+    };
 }
 
 /// `SELECT` of every [`WorkflowRecord`] column, followed by the given clause.
 macro_rules! select_workflows {
     ($clause:literal) => {
-        concat!(
-            "SELECT id, kind, scope, signal_key, signal_instance, strategy_id, account, position_id,
-                    condition, state, job_id, plan, groups_done, reason, created_at, updated_at
-             FROM workflows ",
-            $clause
-        )
+        concat!("SELECT ", workflow_columns!(), " FROM workflows ", $clause)
     };
 }
 
 impl Store {
-    /// Opens a workflow unless its signal instance already has one or its scope has an active
-    /// one (then `None`: nothing to do now).
+    /// Opens a workflow unless its signal instance already has this attempt or its scope has
+    /// an active workflow (then `None`: nothing to do now).
     pub async fn create_workflow(
         &self,
         new: &NewWorkflow,
@@ -213,15 +244,15 @@ impl Store {
         let now = Timestamp::now();
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        let created = sqlx::query_as(
+        let created = sqlx::query_as(concat!(
             "INSERT INTO workflows (kind, scope, signal_key, signal_instance, strategy_id, account,
-                                    position_id, condition, state, reason, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                    position_id, condition, state, reason, attempt, deadline,
+                                    created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT DO NOTHING
-             RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
-                       position_id, condition, state, job_id, plan, groups_done, reason,
-                       created_at, updated_at",
-        )
+             RETURNING ",
+            workflow_columns!()
+        ))
         .bind(new.kind.as_str())
         .bind(&new.scope)
         .bind(&new.signal_key)
@@ -232,6 +263,8 @@ impl Store {
         .bind(&new.condition)
         .bind(new.state)
         .bind(&new.reason)
+        .bind(new.attempt)
+        .bind(new.deadline)
         .bind(now)
         .bind(now)
         .fetch_optional(&mut *tx)
@@ -248,9 +281,9 @@ impl Store {
     ) -> Result<WorkflowRecord, StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        let updated: Option<WorkflowRecord> = sqlx::query_as(
-            // A final state is final: a step that was in flight when an operator cancelled
-            // the workflow does not bring it back.
+        // A final state is final: a step that was in flight when an operator cancelled the
+        // workflow does not bring it back, nor give it a next attempt.
+        let updated: Option<WorkflowRecord> = sqlx::query_as(concat!(
             "UPDATE workflows SET
                  state = CASE WHEN state IN ('done', 'failed', 'cancelled', 'observed') THEN state
                               ELSE COALESCE(?1, state) END,
@@ -261,12 +294,15 @@ impl Store {
                          SELECT value AS g FROM json_each(groups_done) UNION SELECT ?4 ORDER BY g))
                      END,
                  reason = COALESCE(?5, reason),
-                 updated_at = ?6
+                 updated_at = ?6,
+                 deadline = CASE WHEN COALESCE(?1, state) IN ('requested', 'preparing', 'prepared', 'executing')
+                     THEN COALESCE(?8, deadline) END,
+                 retry_at = CASE WHEN state IN ('done', 'failed', 'cancelled', 'observed')
+                     THEN retry_at ELSE COALESCE(?9, retry_at) END
              WHERE id = ?7
-             RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
-                       position_id, condition, state, job_id, plan, groups_done, reason,
-                       created_at, updated_at",
-        )
+             RETURNING ",
+            workflow_columns!()
+        ))
         .bind(change.state)
         .bind(&change.job_id)
         .bind(change.plan.as_ref().map(serde_json::Value::to_string))
@@ -274,6 +310,8 @@ impl Store {
         .bind(&change.reason)
         .bind(Timestamp::now())
         .bind(id)
+        .bind(change.deadline)
+        .bind(change.retry_at)
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -302,6 +340,52 @@ impl Store {
         .await?)
     }
 
+    /// The latest attempt at a signal instance, if any.
+    pub async fn latest_attempt(
+        &self,
+        signal_key: &str,
+        signal_instance: &str,
+    ) -> Result<Option<WorkflowRecord>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        Ok(sqlx::query_as(select_workflows!(
+            "WHERE signal_key = ? AND signal_instance = ? ORDER BY attempt DESC LIMIT 1"
+        ))
+        .bind(signal_key)
+        .bind(signal_instance)
+        .fetch_optional(&mut *reader)
+        .await?)
+    }
+
+    /// Final workflows whose signal instance has a next attempt planned.
+    pub async fn planned_retries(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let mut reader = self.readers.acquire().await?;
+        Ok(sqlx::query_as(select_workflows!(
+            "WHERE retry_at IS NOT NULL
+               AND state NOT IN ('requested', 'preparing', 'prepared', 'executing')
+             ORDER BY id"
+        ))
+        .fetch_all(&mut *reader)
+        .await?)
+    }
+
+    /// Drops the planned next attempt of a final workflow, appending why to its reason.
+    pub async fn drop_retry(&self, id: i64, why: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = begin_write(&mut writer).await?;
+        sqlx::query(
+            "UPDATE workflows SET retry_at = NULL,
+                 reason = COALESCE(reason || '; ', '') || ?, updated_at = ?
+             WHERE id = ? AND retry_at IS NOT NULL",
+        )
+        .bind(why)
+        .bind(Timestamp::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every workflow, oldest first (tests, audits).
     pub async fn all_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
         let mut reader = self.readers.acquire().await?;
@@ -321,8 +405,41 @@ impl Store {
             sqlx::query_as("SELECT state, COUNT(*) FROM workflows GROUP BY state ORDER BY state")
                 .fetch_all(&mut *reader)
                 .await?;
-        Ok(StateCounts { intents, workflows })
+        let (oldest_active_workflow, overdue_workflows): (Option<Timestamp>, i64) = sqlx::query_as(
+            "SELECT MIN(created_at), COALESCE(SUM(deadline < ?), 0) FROM workflows
+             WHERE state IN ('requested', 'preparing', 'prepared', 'executing')",
+        )
+        .bind(Timestamp::now())
+        .fetch_one(&mut *reader)
+        .await?;
+        let (oldest_intent_in_flight,): (Option<Timestamp>,) = sqlx::query_as(
+            "SELECT MIN(created_at) FROM intents
+             WHERE state IN ('pending', 'sent', 'unknown', 'abandoned')",
+        )
+        .fetch_one(&mut *reader)
+        .await?;
+        Ok(StateCounts {
+            intents,
+            workflows,
+            oldest_active_workflow,
+            oldest_intent_in_flight,
+            overdue_workflows,
+        })
     }
+}
+
+/// Active workflows past their deadline at `now`, the most overdue first (the `state` report).
+pub(super) async fn overdue(
+    conn: &mut sqlx::SqliteConnection,
+    now: Timestamp,
+) -> Result<Vec<WorkflowRecord>, StoreError> {
+    Ok(sqlx::query_as(select_workflows!(
+        "WHERE state IN ('requested', 'preparing', 'prepared', 'executing') AND deadline < ?
+         ORDER BY deadline"
+    ))
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// The active workflows, then the `finished` newest finished ones (the `state` report).
@@ -346,11 +463,17 @@ pub(super) async fn listed(
     Ok(listed)
 }
 
-/// Rows per state of the intents and workflows tables.
+/// Rows per state of the intents and workflows tables, and what is old or late among them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateCounts {
     /// `(state, count)` of intents.
     pub intents: Vec<(String, i64)>,
     /// `(state, count)` of workflows.
     pub workflows: Vec<(String, i64)>,
+    /// When the oldest active workflow was opened.
+    pub oldest_active_workflow: Option<Timestamp>,
+    /// When the oldest intent not settled (pending, sent, unknown, abandoned) was committed.
+    pub oldest_intent_in_flight: Option<Timestamp>,
+    /// Active workflows past their deadline.
+    pub overdue_workflows: i64,
 }

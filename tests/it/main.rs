@@ -23,4 +23,5 @@ mod supervisor;
 mod support;
 mod wire;
 mod workflow_crash_matrix;
+mod workflow_retries;
 mod workflows;

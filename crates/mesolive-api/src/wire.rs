@@ -1133,6 +1133,11 @@ pub mod args {
         json!({"JobId": job_id, "IdempotencyKey": key})
     }
 
+    /// `CancelOrder` (INFERRED fields: the key, the live order id, its account).
+    pub fn cancel_order(key: &str, order_id: i64, account: &str) -> Value {
+        json!({"IdempotencyKey": key, "OrderId": order_id, "BrokerAccountId": account})
+    }
+
     /// `StreamPositionData` / `GetPositionSnapshot` asking for every block (fields FACT).
     pub fn position_data(position_id: i64) -> Value {
         json!({

@@ -150,9 +150,13 @@ fn adjustment_operation(args: &Value) -> Result<PositionAdjustmentOperation, Fai
 
 fn send_order(sim: &Arc<Sim>, world: &mut World, key: &str, args: &Value) -> CallResult {
     let (answer, order_id) = world.send_order(key, args, sim.stats.elapsed_ms())?;
-    sim.after(sim.timing.fill_delay, move |world| {
-        world.fill_order(order_id)
-    });
+    if sim.faults().never_fill {
+        sim.stats.fault(super::faults::FaultKind::NeverFill);
+    } else {
+        sim.after(sim.timing.fill_delay, move |world| {
+            world.fill_order(order_id)
+        });
+    }
     Ok(answer)
 }
 
