@@ -1,6 +1,6 @@
 //! The durable state store: one SQLite file that holds everything a restart must not lose
-//! (event cursor, dedupe set, intents, prepare jobs, positions, orders, signals, and the holes
-//! in the server's history it met).
+//! (event cursor, dedupe set, intents, prepare jobs, positions, orders, signals, the holes
+//! in the server's history it met, and the notification outbox).
 //!
 //! The whole exactly-once story lives in [`Store::apply_events`]: one `BEGIN IMMEDIATE`
 //! transaction records the event keys, applies their effects and advances the cursor, so a
@@ -15,6 +15,7 @@ mod history;
 mod intents;
 mod jobs;
 mod orders;
+mod outbox;
 mod positions;
 pub mod report;
 mod signals;
@@ -36,7 +37,7 @@ use sqlx::sqlite::{
 };
 use sqlx::types::Text;
 use sqlx::{Connection, Row, Sqlite, Transaction};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, watch};
 
 use dedupe::DedupeIndex;
 
@@ -46,6 +47,9 @@ pub use history::{GapForm, GapResolution, HistoryGap, HistoryGapRecord, Resync, 
 pub use intents::{IntentRecord, IntentState, NewIntent};
 pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
 pub use orders::{OrderRecord, OrderUpdate};
+pub use outbox::{
+    Notification, NotificationFailure, OutboxStatus, OutboxSummary, SinkProgress, SinkRegistration,
+};
 pub use positions::{LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate};
 pub use signals::{SignalRecord, SignalSource, SignalState, SignalUpdate};
 pub use summary::{StateCount, StoreSummary};
@@ -112,6 +116,8 @@ pub struct Store {
     instance_id: String,
     /// Held for the life of the store: another daemon on the same file gets `Locked`.
     _instance_lock: Option<File>,
+    /// Fires after a commit that queued a notification (the senders follow it).
+    outbox: watch::Sender<()>,
 }
 
 impl Store {
@@ -163,6 +169,7 @@ impl Store {
             readers,
             instance_id,
             _instance_lock: Some(instance_lock),
+            outbox: watch::Sender::new(()),
         })
     }
 
@@ -197,6 +204,7 @@ impl Store {
             readers,
             instance_id,
             _instance_lock: None,
+            outbox: watch::Sender::new(()),
         })
     }
 
