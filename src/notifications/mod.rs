@@ -18,6 +18,7 @@
 //! | a fatal exit (restart intensity exceeded, …) | the daemon, best effort before it exits |
 //! | the trading state, a risk refusal or switch (issue 14); leader/standby (failover) | their own store transactions, through `store::outbox::enqueue` |
 
+pub mod conditions;
 pub mod delivery;
 pub mod notice;
 pub mod sink;

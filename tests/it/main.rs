@@ -14,6 +14,7 @@ mod fuzz_decoders;
 mod history_gap;
 mod hostile_server;
 mod local_faults;
+mod notifications;
 mod security;
 mod sim_cli;
 mod stopping;

@@ -5,8 +5,12 @@
 
 use std::time::Duration;
 
+use mesolive_api::FlowKind;
 use mesolive_supervisor::notifications::{Kind, Notice, Severity};
-use mesolive_supervisor::store::{SinkRegistration, Store};
+use mesolive_supervisor::store::{
+    Effect, EventRecord, IntentState, NewIntent, NewWorkflow, SinkRegistration, Store,
+    WorkflowChange, WorkflowState,
+};
 use serde_json::json;
 
 use crate::support::store::{open, temp_db};
@@ -294,4 +298,140 @@ async fn pruning_forgets_only_what_every_sink_took_and_ids_are_never_reused() {
         next.seq > last.seq,
         "a seq is never given out twice, even once every row was pruned"
     );
+}
+
+#[tokio::test]
+async fn causes_queue_their_notification_in_their_own_transaction() {
+    let (_dir, path) = temp_db();
+    let store = open(&path).await;
+    store
+        .open_outbox(&[sink("a", Severity::Info, &[])], 100, &start())
+        .await
+        .unwrap();
+    take_all(&store, "a").await;
+
+    // A workflow: nothing while it is active; one notice when it ends; none for a change after.
+    let workflow = store
+        .create_workflow(&NewWorkflow {
+            kind: FlowKind::Entry,
+            scope: "entry:101:PAPER-1".into(),
+            signal_key: "entry/101/PAPER-1".into(),
+            signal_instance: "i1".into(),
+            strategy_id: 101,
+            account: Some("PAPER-1".into()),
+            position_id: None,
+            condition: None,
+            state: WorkflowState::Requested,
+            reason: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .update_workflow(workflow.id, &WorkflowChange::to(WorkflowState::Preparing))
+        .await
+        .unwrap();
+    assert_eq!(store.next_notification("a").await.unwrap(), None);
+    store
+        .update_workflow(
+            workflow.id,
+            &WorkflowChange::to(WorkflowState::Failed).because("prepare job failed: no legs"),
+        )
+        .await
+        .unwrap();
+    store
+        .update_workflow(workflow.id, &WorkflowChange::default().because("again"))
+        .await
+        .unwrap();
+    let failed = store.next_notification("a").await.unwrap().unwrap();
+    assert_eq!(failed.kind, "workflow_failed");
+    assert_eq!(failed.severity, Severity::Warning);
+    assert_eq!(failed.data["workflow"], workflow.id);
+    store.notification_delivered("a", &failed).await.unwrap();
+    assert_eq!(store.next_notification("a").await.unwrap(), None);
+
+    // A workflow opened cancelled (admission said no).
+    store
+        .create_workflow(&NewWorkflow {
+            kind: FlowKind::Entry,
+            scope: "entry:102:PAPER-1".into(),
+            signal_key: "entry/102/PAPER-1".into(),
+            signal_instance: "i2".into(),
+            strategy_id: 102,
+            account: Some("PAPER-1".into()),
+            position_id: None,
+            condition: None,
+            state: WorkflowState::Cancelled,
+            reason: Some("strategy 102 not in automation.allow_strategies".into()),
+        })
+        .await
+        .unwrap();
+    // A batch with two quarantined events: one notice for the batch.
+    let quarantine = |seq: i64| EventRecord {
+        key: format!("bad-{seq}"),
+        seq_id: Some(seq),
+        target: "OnOrderUpdate".into(),
+        effect: Effect::Quarantine {
+            raw: "{}".into(),
+            error: "missing OrderId".into(),
+        },
+    };
+    store
+        .apply_events(&[quarantine(1), quarantine(2)])
+        .await
+        .unwrap();
+    store.apply_events(&[quarantine(1)]).await.unwrap();
+    // An intent answered DuplicateRequest, settled through its record.
+    let key = "db-w1-prep";
+    store
+        .record_intent(&NewIntent {
+            key: key.into(),
+            operation: "StartPreparePositionEntry".into(),
+            workflow_id: Some("1".into()),
+            args: json!({}),
+        })
+        .await
+        .unwrap();
+    store.mark_intent_sent(key).await.unwrap();
+    store
+        .settle_intent_after_answer(
+            key,
+            IntentState::Completed,
+            Some(&json!({"JobId": "j"})),
+            "DuplicateRequest",
+        )
+        .await
+        .unwrap();
+    // A plain settlement is not news.
+    store
+        .record_intent(&NewIntent {
+            key: "db-w1-exec-g1".into(),
+            operation: "ApplyPaperFills".into(),
+            workflow_id: Some("1".into()),
+            args: json!({}),
+        })
+        .await
+        .unwrap();
+    store
+        .settle_intent("db-w1-exec-g1", IntentState::Completed, Some(&json!({})))
+        .await
+        .unwrap();
+
+    let mut kinds = Vec::new();
+    while let Some(next) = store.next_notification("a").await.unwrap() {
+        store.notification_delivered("a", &next).await.unwrap();
+        kinds.push((next.kind, next.text));
+    }
+    assert_eq!(kinds.len(), 3, "{kinds:#?}");
+    assert_eq!(kinds[0].0, "workflow_cancelled");
+    assert!(kinds[0].1.ends_with("not in automation.allow_strategies"));
+    assert_eq!(
+        kinds[1],
+        (
+            "events_quarantined".to_owned(),
+            "2 events quarantined (first: OnOrderUpdate 1: missing OrderId)".to_owned()
+        )
+    );
+    assert_eq!(kinds[2].0, "intent_duplicate");
+    assert!(kinds[2].1.contains("db-w1-prep answered DuplicateRequest"));
 }

@@ -192,6 +192,8 @@ pub(crate) struct Daemon {
     out_from: usize,
     pub log: PathBuf,
     env: Vec<(String, String)>,
+    /// A `--config` file, for what the environment cannot say (arrays of tables).
+    config: Option<PathBuf>,
     http: reqwest::Client,
 }
 
@@ -237,6 +239,22 @@ impl Daemon {
         daemon
     }
 
+    /// As [`Daemon::spawn`], with `toml` written to `<dir>/config.toml` and passed as
+    /// `--config` (the environment still wins over it).
+    pub(crate) fn spawn_with_config(
+        sim: &Sim,
+        dir: &Path,
+        extra: &[(&str, &str)],
+        toml: &str,
+    ) -> Daemon {
+        let mut daemon = Daemon::new(sim, dir, extra);
+        let path = dir.join("config.toml");
+        std::fs::write(&path, toml).expect("config file written");
+        daemon.config = Some(path);
+        daemon.start();
+        daemon
+    }
+
     /// A daemon not started yet.
     fn new(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
         let mut env = Daemon::env(sim, dir, extra);
@@ -254,6 +272,7 @@ impl Daemon {
             out_from: 0,
             log: dir.join("daemon.log"),
             env,
+            config: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -280,7 +299,11 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .arg("run")
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
