@@ -13,6 +13,7 @@ use mesolive_supervisor::daemon;
 #[cfg(feature = "sim")]
 use mesolive_supervisor::demo::{self, DemoOptions};
 use mesolive_supervisor::exit;
+use mesolive_supervisor::notifications::command as notify_command;
 use mesolive_supervisor::ops::notify::Notifier;
 use mesolive_supervisor::ops::{http, logging};
 use mesolive_supervisor::store::report::{ReportFormat, state_report};
@@ -88,6 +89,17 @@ enum Command {
     },
     /// Probe the running daemon's /readyz (the Docker HEALTHCHECK).
     Health,
+    /// Operator notifications (`notify.sinks`).
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NotifyCommand {
+    /// Send one test notification to every sink and print what each answered.
+    Test,
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +225,28 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Notify {
+            command: NotifyCommand::Test,
+        } => block_on(async move {
+            match notify_command::send_test(&settings).await {
+                Ok(answers) => {
+                    print!("{}", notify_command::render(&answers));
+                    let refused = answers.iter().filter(|a| !a.delivered).count();
+                    if refused == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        fail(
+                            exit::FAILURE,
+                            format!(
+                                "{refused} of {} sinks did not take the test notification",
+                                answers.len()
+                            ),
+                        )
+                    }
+                }
+                Err(err) => fail(err.exit_code(), err),
+            }
+        }),
         Command::Check { check, json } => {
             if let Err(err) = settings.require_api_key() {
                 return fail(exit::CONFIG, err);

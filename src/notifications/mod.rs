@@ -4,7 +4,7 @@
 //! never loses one and never invents one (`store::outbox`); conditions observed over time are
 //! written when observed ([`conditions`], from the daemon's upkeep). One loop per sink delivers
 //! them in order, at least once, each under a stable id ([`delivery`]), in the sink's format
-//! ([`sink`]).
+//! ([`sink`]). `mesolive-supervisor notify test` ([`command`]) sends one straight to every sink.
 //!
 //! Where notifications come from:
 //!
@@ -18,6 +18,7 @@
 //! | a fatal exit (restart intensity exceeded, …) | the daemon, best effort before it exits |
 //! | the trading state, a risk refusal or switch (issue 14); leader/standby (failover) | their own store transactions, through `store::outbox::enqueue` |
 
+pub mod command;
 pub mod conditions;
 pub mod delivery;
 pub mod notice;

@@ -2,7 +2,8 @@
 //! receiver on a real socket: a scripted scenario arrives exactly, in order and signed; a
 //! notification committed before a SIGKILL is delivered after the restart under the same id; a
 //! receiver down for a while gets everything once back; 4xx is not retried, 5xx and timeouts
-//! are; the outbox's bound drops the oldest and counts them.
+//! are; the outbox's bound drops the oldest and counts them; `notify test` reaches every sink
+//! format and prints each answer.
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use serde_json::json;
 use sqlx::Connection;
 use testkit::{wait_for, wait_some};
 
-use crate::support::daemon::{Daemon, Sim};
+use crate::support::daemon::{BIN, Daemon, Sim};
 use crate::support::events::sample;
 use crate::support::receiver::{Answer, Attempt, Receiver, signed_by};
 
@@ -425,4 +426,117 @@ async fn past_max_pending_the_oldest_are_dropped_counted_and_said() {
     })
     .await;
     assert_eq!(receiver.accepted().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_reaches_every_sink_in_its_format_and_prints_each_answer() {
+    let receiver = Receiver::start().await;
+    let dir = testkit::temp_dir();
+    let hmac = dir.path().join("webhook-secret");
+    std::fs::write(&hmac, WEBHOOK_SECRET).expect("secret written");
+    set_private(&hmac);
+    let token = dir.path().join("telegram-token");
+    std::fs::write(&token, "4242:bot-token-distinctive\n").expect("token written");
+    set_private(&token);
+    let config = dir.path().join("config.toml");
+    let toml = format!(
+        r#"
+[notify]
+timeout = "2s"
+
+[[notify.sinks]]
+kind = "webhook"
+url = "{webhook}"
+secret_file = "{hmac}"
+
+[[notify.sinks]]
+kind = "slack"
+url = "{slack}"
+
+[[notify.sinks]]
+kind = "discord"
+url = "{discord}"
+
+[[notify.sinks]]
+kind = "telegram"
+url = "{telegram}"
+secret_file = "{token}"
+chat_id = "-100777"
+"#,
+        webhook = receiver.url("/hook"),
+        slack = receiver.url("/services/T0/B0/slack-token"),
+        discord = receiver.url("/api/webhooks/1/discord-token"),
+        telegram = receiver.url("/tg"),
+        hmac = hmac.display(),
+        token = token.display(),
+    );
+    std::fs::write(&config, toml).expect("config written");
+    let run = || {
+        tokio::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["notify", "test"])
+            .env_clear()
+            .output()
+    };
+
+    let output = run().await.expect("notify test runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for label in [
+        "webhook 127.0.0.1",
+        "slack 127.0.0.1",
+        "discord 127.0.0.1",
+        "telegram 127.0.0.1",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.contains(label) && line.contains("delivered: HTTP 200")),
+            "{label}: {stdout}"
+        );
+    }
+    let attempts = receiver.attempts();
+    let at = |path: &str| {
+        attempts
+            .iter()
+            .find(|a| a.path == path)
+            .unwrap_or_else(|| panic!("a POST to {path}: {attempts:#?}"))
+    };
+    let webhook = at("/hook");
+    assert_eq!(webhook.kind(), "test");
+    assert!(webhook.id().starts_with("test-"));
+    assert!(signed_by(
+        WEBHOOK_SECRET,
+        &webhook.raw,
+        webhook.signature.as_deref()
+    ));
+    let slack = &at("/services/T0/B0/slack-token").body;
+    assert!(
+        slack["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[INFO] test notification from mesolive-supervisor")),
+        "{slack}"
+    );
+    assert!(at("/api/webhooks/1/discord-token").body["content"].is_string());
+    let telegram = at("/tg/bot4242:bot-token-distinctive/sendMessage");
+    assert_eq!(telegram.body["chat_id"], "-100777");
+    assert!(telegram.body["text"].is_string());
+    assert!(telegram.signature.is_none() && slack.get("id").is_none());
+
+    // One sink refusing: its answer is printed, the others still get theirs, the status says so.
+    receiver.script(&[Answer::Status(403)]);
+    let output = run().await.expect("notify test runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(stdout.matches("delivered: HTTP 200").count(), 3, "{stdout}");
+    assert!(stdout.contains("refused: HTTP 403"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("1 of 4 sinks"),
+        "{output:?}"
+    );
+    assert!(
+        !stdout.contains("bot-token") && !stdout.contains("slack-token"),
+        "a sink is named by kind and host, never its URL: {stdout}"
+    );
 }
