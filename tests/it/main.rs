@@ -14,6 +14,7 @@ mod fuzz_decoders;
 mod history_gap;
 mod hostile_server;
 mod local_faults;
+mod monitoring_pack;
 mod notifications;
 mod security;
 mod sim_cli;
