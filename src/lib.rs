@@ -13,6 +13,8 @@
 //!             the ops listener, watchdog and gauges; the in-process API (demo, bench)
 //! demo        simulator + daemon in one process with a live view (`demo`)
 //! exit        process exit statuses (sysexits)
+//! notifications  telling the operator: notices, sinks (webhook, Slack, Discord, Telegram),
+//!             delivery from the store's outbox, conditions over time, `notify test`
 //! risk        risk limits, decided without I/O (calls, daily loss, the trading day)
 //! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs,
 //!             positions, orders, signals, workflows, and the `state` report
@@ -32,6 +34,7 @@ pub mod daemon;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod exit;
+pub mod notifications;
 pub mod ops;
 pub mod risk;
 pub mod store;

@@ -10,10 +10,12 @@
 //! ├── monitors          depends on data (streams) and control (bootstrap)
 //! ├── workflows         depends on control; signal → prepare → execute
 //! ├── reconciler        depends on control; on start, after every reconnect, on a timer
-//! ├── dedupe            prunes the dedupe set
+//! ├── dedupe            prunes the dedupe set and the delivered notifications
 //! ├── risk              the daily-loss watcher (switches the trading state)
+//! ├── notifications     delivers the outbox to every sink, in order, at least once
 //! └── upkeep            health/metrics HTTP, the control socket, reload on SIGHUP,
-//!                       sd_notify watchdog, state gauges
+//!                       sd_notify watchdog, state gauges,
+//!                       conditions over time (hub down, not ready) written to the outbox
 //! ```
 //!
 //! * `start`: hubs in runbook order (Control → Data → Event), the pump live, the monitors
@@ -43,10 +45,13 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ConfigError, Settings, SynchronousMode};
+use crate::config::{ConfigError, FirstRun, Settings, SynchronousMode};
 use crate::control::reload;
 use crate::control::server::{BindError, ControlSocket};
 use crate::exit;
+use crate::notifications::delivery;
+use crate::notifications::notice;
+use crate::notifications::sink::{self, Sink};
 use crate::ops::http::{self, OpsState};
 use crate::ops::notify::Notifier;
 use crate::ops::signals::{Hangups, Termination};
@@ -59,6 +64,9 @@ use crate::tasks::{dedupe, risk};
 
 /// Most time the last steps (the ops tasks, closing the store) may take.
 const CLOSE_BUDGET: Duration = Duration::from_secs(5);
+
+/// Most time the notice of a fatal condition may take to be written before the exit.
+const LAST_WORDS: Duration = Duration::from_secs(1);
 
 /// Why the daemon stopped with a non-zero status.
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +107,20 @@ impl DaemonError {
             }
             DaemonError::Store(_) => exit::IO_ERROR,
             DaemonError::Listen { .. } | DaemonError::ControlSocket(_) => exit::FAILURE,
-            DaemonError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
-            DaemonError::Fatal(Fatal::Setup(_)) => exit::CONFIG,
-            DaemonError::Fatal(Fatal::Store(_)) => exit::IO_ERROR,
-            DaemonError::Fatal(Fatal::CursorAhead { .. } | Fatal::Unsupported(_)) => exit::PROTOCOL,
-            DaemonError::Fatal(Fatal::HistoryGap { .. }) => exit::NO_INPUT,
-            DaemonError::Fatal(Fatal::Intensity(_)) => exit::FAILURE,
+            DaemonError::Fatal(fatal) => fatal_exit_code(fatal),
         }
+    }
+}
+
+/// The exit status a fatal condition ends the daemon with.
+fn fatal_exit_code(fatal: &Fatal) -> u8 {
+    match fatal {
+        Fatal::Unauthorized(_) => exit::NO_PERMISSION,
+        Fatal::Setup(_) => exit::CONFIG,
+        Fatal::Store(_) => exit::IO_ERROR,
+        Fatal::CursorAhead { .. } | Fatal::Unsupported(_) => exit::PROTOCOL,
+        Fatal::HistoryGap { .. } => exit::NO_INPUT,
+        Fatal::Intensity(_) => exit::FAILURE,
     }
 }
 
@@ -205,6 +220,10 @@ pub struct Daemon {
     notifier: Notifier,
     control: ControlSocket,
     hangups: Option<Hangups>,
+    sinks: Arc<[Sink]>,
+    notify_client: reqwest::Client,
+    /// Notifications the outbox had dropped before this start (the counter counts from here).
+    dropped_before: i64,
 }
 
 impl Daemon {
@@ -214,6 +233,12 @@ impl Daemon {
         let listen = settings.ops.listen;
         let tls =
             signalr::tls::client_config(&settings.hubs.extra_ca_file).map_err(DaemonError::Tls)?;
+        let sinks: Arc<[Sink]> = Sink::all(&settings.notify)?.into();
+        let notify_client = sink::client(&tls, settings.notify.timeout).map_err(|err| {
+            DaemonError::Tls(signalr::tls::TlsError::Rustls(
+                err.without_url().to_string(),
+            ))
+        })?;
         let store =
             Arc::new(Store::open(&settings.database.path, &store_options(&settings)).await?);
         let trading = store
@@ -226,6 +251,19 @@ impl Daemon {
             );
         }
         let control = ControlSocket::bind(&settings.control_socket()).await?;
+        let start = notice::started(
+            env!("CARGO_PKG_VERSION"),
+            &settings.automation.mode.to_string(),
+            store.cursor().await?,
+            match settings.events.first_run {
+                FirstRun::Latest => "the server's latest event",
+                FirstRun::All => "the start of the server's history",
+            },
+        );
+        let registrations: Vec<_> = sinks.iter().map(Sink::registration).collect();
+        let outbox = store
+            .open_outbox(&registrations, settings.notify.max_pending, &start)
+            .await?;
         let listener = http::bind(listen)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -265,6 +303,9 @@ impl Daemon {
             notifier,
             control,
             hangups: None,
+            sinks,
+            notify_client,
+            dropped_before: outbox.dropped,
         })
     }
 
@@ -302,6 +343,9 @@ impl Daemon {
             notifier,
             control,
             hangups,
+            sinks,
+            notify_client,
+            dropped_before,
             ..
         } = self;
         let serving = CancellationToken::new();
@@ -312,14 +356,21 @@ impl Daemon {
                 serving.clone().cancelled_owned(),
             )),
             tokio::spawn(control.serve(ctx.clone(), serving.clone())),
-            tokio::spawn(upkeep::refresh_gauges(ctx.clone())),
+            tokio::spawn(upkeep::refresh_gauges(ctx.clone(), dropped_before)),
             tokio::spawn(upkeep::watchdog(ctx.clone(), notifier.clone())),
+            tokio::spawn(upkeep::watch_conditions(ctx.clone())),
         ];
         if let Some(hangups) = hangups {
             upkeep.push(tokio::spawn(reload_on_hangups(ctx.clone(), hangups)));
         }
         let children = TaskTracker::new();
         children.spawn(dedupe::run(ctx.clone()));
+        if !sinks.is_empty() {
+            // First of all: the hubs may not come up, and that too is to be told.
+            children.spawn(supervise("notifications", ctx.clone(), move |ctx| {
+                delivery::run(ctx, sinks.clone(), notify_client.clone())
+            }));
+        }
         children.spawn(supervise("risk", ctx.clone(), risk::run));
         notifier.status("starting: connecting the Control Hub");
         let started =
@@ -341,6 +392,19 @@ impl Daemon {
             }
         }
         let fatal = drain.take_fatal();
+        if let Some(fatal) = &fatal {
+            // Best effort: delivered after the next start if not before.
+            let last_words = notice::fatal(fatal, fatal_exit_code(fatal));
+            match timeout(LAST_WORDS, ctx.store().notify(&last_words)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "could not queue the notification of the fatal condition")
+                }
+                Err(_) => {
+                    tracing::warn!("queuing the notification of the fatal condition took too long")
+                }
+            }
+        }
         if let Ok(ctx) = Arc::try_unwrap(ctx)
             && let Ok(store) = Arc::try_unwrap(ctx.into_store())
         {

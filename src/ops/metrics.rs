@@ -108,6 +108,17 @@ pub struct Metrics {
     pub stream_items: Counter,
     /// Snapshot resyncs done.
     pub snapshot_resyncs: Counter,
+    /// 1 while `/readyz` would answer 200 (set when rendered).
+    pub ready: Gauge,
+    /// Notifications some sink still has to take (refreshed from the store).
+    pub notifications_pending: Gauge,
+    /// Notifications a sink accepted (one per notification and sink).
+    pub notifications_delivered: Counter,
+    /// Notifications a sink refused for good (4xx): not retried.
+    pub notifications_failed: Counter,
+    /// Notifications dropped to keep the outbox within `notify.max_pending` (since this process
+    /// started; refreshed from the store).
+    pub notifications_dropped: Counter,
     hub_connected: GaugeFamily,
     hub_reconnects: CounterFamily,
     /// Restarts per supervised child.
@@ -172,6 +183,11 @@ impl Default for Metrics {
             stream_restarts: Counter::default(),
             stream_items: Counter::default(),
             snapshot_resyncs: Counter::default(),
+            ready: Gauge::default(),
+            notifications_pending: Gauge::default(),
+            notifications_delivered: Counter::default(),
+            notifications_failed: Counter::default(),
+            notifications_dropped: Counter::default(),
             hub_connected: GaugeFamily::default(),
             hub_reconnects: CounterFamily::default(),
             child_restarts: Labelled::new("child"),
@@ -274,6 +290,21 @@ impl Metrics {
                 "Position snapshot resyncs",
                 &self.snapshot_resyncs,
             ),
+            (
+                "mesolive_notifications_delivered",
+                "Notifications a sink accepted (per notification and sink)",
+                &self.notifications_delivered,
+            ),
+            (
+                "mesolive_notifications_failed",
+                "Notifications a sink refused for good (4xx), not retried",
+                &self.notifications_failed,
+            ),
+            (
+                "mesolive_notifications_dropped",
+                "Notifications dropped to keep the outbox within notify.max_pending",
+                &self.notifications_dropped,
+            ),
         ];
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
@@ -323,6 +354,16 @@ impl Metrics {
                 "mesolive_intent_oldest_in_flight_seconds",
                 "Age of the oldest intent not settled: pending, sent, unknown or abandoned (0 if none)",
                 &self.intent_oldest_in_flight_seconds,
+            ),
+            (
+                "mesolive_ready",
+                "1 while /readyz answers 200 (hubs connected, caught up, not stopping)",
+                &self.ready,
+            ),
+            (
+                "mesolive_notifications_pending",
+                "Notifications some sink still has to take",
+                &self.notifications_pending,
             ),
         ];
         for (name, help, gauge) in gauges {
@@ -495,6 +536,17 @@ impl Metrics {
             .set(gauges.intent_oldest_in_flight_seconds);
     }
 
+    /// Follows the outbox: `pending` now, and `dropped_since_start` (the store's total less
+    /// what it was when this process started) for the counter, which only moves up.
+    pub fn set_outbox(&self, pending: i64, dropped_since_start: i64) {
+        self.notifications_pending.set(pending);
+        let dropped = u64::try_from(dropped_since_start).unwrap_or(0);
+        let counted = self.notifications_dropped.get();
+        if dropped > counted {
+            self.notifications_dropped.inc_by(dropped - counted);
+        }
+    }
+
     /// Renders every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let cursor = self.cursor.get();
@@ -609,6 +661,28 @@ mod tests {
         assert_eq!(value("mesolive_trading_state{state=\"halted\"}"), Some(0.0));
         assert_eq!(value("mesolive_config_reloads_total"), Some(0.0));
         assert_eq!(metrics.errors.value("never"), 0);
+    }
+
+    #[test]
+    fn the_outbox_gauge_follows_the_store_and_the_dropped_counter_only_rises() {
+        let metrics = Metrics::default();
+        metrics.set_outbox(4, 3);
+        metrics.set_outbox(2, 5);
+        metrics.set_outbox(1, 0);
+        let text = metrics.render();
+        assert_eq!(
+            series_value(&text, "mesolive_notifications_pending"),
+            Some(1.0)
+        );
+        assert_eq!(
+            series_value(&text, "mesolive_notifications_dropped_total"),
+            Some(5.0)
+        );
+        assert_eq!(
+            series_value(&text, "mesolive_notifications_delivered_total"),
+            Some(0.0)
+        );
+        assert_eq!(series_value(&text, "mesolive_ready"), Some(0.0));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use super::jobs::{self, PrepareJobUpdate};
 use super::orders::{self, OrderUpdate};
 use super::positions::{self, LegUpdate, PositionUpdate};
 use super::signals::{self, SignalUpdate};
-use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text};
+use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text, outbox};
+use crate::notifications::notice::{self, Quarantined};
 
 /// One event as the store sees it: its identity, its place in the sequence, and what it changes.
 /// The event pump builds these from the hub's wire models.
@@ -107,14 +108,22 @@ impl Store {
     /// advanced so far in this batch), or if its key is already in the dedupe set; otherwise
     /// record the key, apply the effect and count it. The cursor moves to the highest sequence
     /// id seen, never backwards; records without one never move it. Any failure rolls the whole
-    /// batch back (cursor, dedupe set, effects and counts exactly as before).
+    /// batch back (cursor, dedupe set, effects and counts exactly as before). Quarantined
+    /// events are notified in the same transaction.
     pub async fn apply_events(&self, batch: &[EventRecord]) -> Result<BatchOutcome, StoreError> {
         let (mut writer, mut dedupe) = self.writer_with_dedupe().await?;
         let committed = commit_batch(&mut writer, &mut dedupe, batch).await;
-        dedupe.follow(committed, |index, (outcome, recorded)| {
+        let outcome = dedupe.follow(committed, |index, (outcome, recorded)| {
             index.record(recorded);
             outcome
-        })
+        })?;
+        let quarantined = batch.iter().zip(&outcome.outcomes).any(|(record, result)| {
+            *result == RecordOutcome::Applied && matches!(record.effect, Effect::Quarantine { .. })
+        });
+        if quarantined {
+            self.outbox_changed();
+        }
+        Ok(outcome)
     }
 
     /// The last processed `EventSeqId`, or `None` before the first event / initialisation.
@@ -361,6 +370,17 @@ async fn apply_effects(
     positions::upsert_legs(conn, &leg_updates, now).await?;
     orders::upsert(conn, &order_updates, now).await?;
     jobs::upsert(conn, &job_updates, now).await?;
+    if !quarantined.is_empty() {
+        let listed: Vec<Quarantined<'_>> = quarantined
+            .iter()
+            .map(|q| Quarantined {
+                target: q.target,
+                seq_id: q.seq_id,
+                error: q.error,
+            })
+            .collect();
+        outbox::enqueue(conn, &notice::events_quarantined(&listed)).await?;
+    }
     execute_for_rows(
         conn,
         "INSERT INTO quarantined_events (event_key, seq_id, target, raw, error, quarantined_at)

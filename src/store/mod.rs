@@ -1,6 +1,7 @@
 //! The durable state store: one SQLite file that holds everything a restart must not lose
 //! (event cursor, dedupe set, intents, prepare jobs, positions, orders, signals, the holes in
-//! the server's history it met, and the trading state with the operator actions).
+//! the server's history it met, the trading state with the operator actions, and the
+//! notification outbox).
 //!
 //! The whole exactly-once story lives in [`Store::apply_events`]: one `BEGIN IMMEDIATE`
 //! transaction records the event keys, applies their effects and advances the cursor, so a
@@ -16,6 +17,7 @@ mod intents;
 mod jobs;
 mod operator;
 mod orders;
+mod outbox;
 mod positions;
 pub mod report;
 mod signals;
@@ -37,7 +39,7 @@ use sqlx::sqlite::{
 };
 use sqlx::types::Text;
 use sqlx::{Connection, Row, Sqlite, Transaction};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, watch};
 
 use dedupe::DedupeIndex;
 
@@ -50,6 +52,9 @@ pub use operator::{
     ActionKind, ActionSource, CancelRefusal, OperatorAction, PnlMovement, StateChange, TradingState,
 };
 pub use orders::{OrderRecord, OrderUpdate};
+pub use outbox::{
+    Notification, NotificationFailure, OutboxStatus, OutboxSummary, SinkProgress, SinkRegistration,
+};
 pub use positions::{LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate};
 pub use signals::{SignalRecord, SignalSource, SignalState, SignalUpdate};
 pub use summary::{StateCount, StoreSummary};
@@ -116,6 +121,8 @@ pub struct Store {
     instance_id: String,
     /// Held for the life of the store: another daemon on the same file gets `Locked`.
     _instance_lock: Option<File>,
+    /// Fires after a commit that queued a notification (the senders follow it).
+    outbox: watch::Sender<()>,
 }
 
 impl Store {
@@ -167,6 +174,7 @@ impl Store {
             readers,
             instance_id,
             _instance_lock: Some(instance_lock),
+            outbox: watch::Sender::new(()),
         })
     }
 
@@ -201,6 +209,7 @@ impl Store {
             readers,
             instance_id,
             _instance_lock: None,
+            outbox: watch::Sender::new(()),
         })
     }
 

@@ -245,6 +245,54 @@ pub fn render_table(summary: &StoreSummary) -> String {
             .collect(),
     ));
 
+    let outbox = &summary.notifications;
+    section(&mut out, "Notification sinks", outbox.sinks.len());
+    out.push_str(&columns(
+        &[],
+        vec![
+            vec!["pending".into(), outbox.status.pending.to_string()],
+            vec!["dropped (ever)".into(), outbox.status.dropped.to_string()],
+        ],
+    ));
+    out.push_str(&columns(
+        &["SINK", "DELIVERED UP TO", "PENDING", "LAST DELIVERED"],
+        outbox
+            .sinks
+            .iter()
+            .map(|s| {
+                vec![
+                    s.label.clone(),
+                    s.delivered_seq.to_string(),
+                    s.pending.to_string(),
+                    optional(&s.delivered_at),
+                ]
+            })
+            .collect(),
+    ));
+
+    section(
+        &mut out,
+        "Notifications refused (newest)",
+        outbox.failures.len(),
+    );
+    out.push_str(&columns(
+        &["AT", "SINK", "SEQ", "KIND", "STATUS", "ANSWER"],
+        outbox
+            .failures
+            .iter()
+            .map(|f| {
+                vec![
+                    f.failed_at.to_string(),
+                    f.label.clone(),
+                    f.seq.to_string(),
+                    f.kind.clone(),
+                    optional(&f.status),
+                    f.reason.clone(),
+                ]
+            })
+            .collect(),
+    ));
+
     section(
         &mut out,
         "Quarantined events (newest)",

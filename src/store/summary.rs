@@ -7,6 +7,7 @@ use super::history::{self, HistoryGapRecord};
 use super::intents::{self, IntentRecord};
 use super::jobs::{self, PrepareJobRecord};
 use super::operator::{self, OperatorAction, TradingState};
+use super::outbox::{self, OutboxSummary};
 use super::positions::{self, PositionRecord};
 use super::workflows::{self, WorkflowRecord};
 use super::{Store, StoreError, Timestamp};
@@ -50,6 +51,8 @@ pub struct StoreSummary {
     pub quarantined_events: Vec<QuarantinedEvent>,
     /// Every hole met in the server's history, oldest first.
     pub history_gaps: Vec<HistoryGapRecord>,
+    /// The notification outbox: pending, dropped, each sink's progress, the newest refusals.
+    pub notifications: OutboxSummary,
 }
 
 /// Rows of one table in one state (`state` is `None` for tables without one). For
@@ -84,7 +87,8 @@ impl Store {
              UNION ALL SELECT 'orders', state, COUNT(*) FROM orders GROUP BY state
              UNION ALL SELECT 'signals', state, COUNT(*) FROM signals GROUP BY state
              UNION ALL SELECT 'workflows', state, COUNT(*) FROM workflows GROUP BY state
-             UNION ALL SELECT 'quarantined_events', NULL, COUNT(*) FROM quarantined_events",
+             UNION ALL SELECT 'quarantined_events', NULL, COUNT(*) FROM quarantined_events
+             UNION ALL SELECT 'notifications', NULL, COUNT(*) FROM notifications",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -102,6 +106,7 @@ impl Store {
             monitored_positions: positions::monitored(&mut tx).await?,
             quarantined_events: events::latest_quarantined(&mut tx, QUARANTINE_LISTED).await?,
             history_gaps: history::all(&mut tx).await?,
+            notifications: outbox::summary(&mut tx).await?,
         };
         tx.commit().await?;
         Ok(summary)

@@ -7,7 +7,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Store, StoreError, Timestamp, begin_write};
+use super::{Store, StoreError, Timestamp, begin_write, outbox};
+use crate::notifications::notice;
 use mesolive_api::FlowKind;
 
 /// Where a workflow is. `done`, `failed`, `cancelled` and `observed` are final.
@@ -236,7 +237,8 @@ macro_rules! select_workflows {
 
 impl Store {
     /// Opens a workflow unless its signal instance already has this attempt or its scope has
-    /// an active workflow (then `None`: nothing to do now).
+    /// an active workflow (then `None`: nothing to do now). One opened final (`cancelled` by
+    /// admission) is notified in the same transaction.
     pub async fn create_workflow(
         &self,
         new: &NewWorkflow,
@@ -269,11 +271,19 @@ impl Store {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
+        let finished = created.as_ref().and_then(notice::workflow_finished);
+        if let Some(notice) = &finished {
+            outbox::enqueue(&mut tx, notice).await?;
+        }
         tx.commit().await?;
+        if finished.is_some() {
+            self.outbox_changed();
+        }
         Ok(created)
     }
 
-    /// Applies one change and returns the workflow as it now is.
+    /// Applies one change and returns the workflow as it now is. A move from an active state to
+    /// `done`, `failed` or `cancelled` is notified in the same transaction.
     pub async fn update_workflow(
         &self,
         id: i64,
@@ -281,6 +291,11 @@ impl Store {
     ) -> Result<WorkflowRecord, StoreError> {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
+        let before: Option<WorkflowState> =
+            sqlx::query_scalar("SELECT state FROM workflows WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         // A final state is final: a step that was in flight when an operator cancelled the
         // workflow does not bring it back, nor give it a next attempt.
         let updated: Option<WorkflowRecord> = sqlx::query_as(concat!(
@@ -314,7 +329,17 @@ impl Store {
         .bind(change.retry_at)
         .fetch_optional(&mut *tx)
         .await?;
+        let finished = updated
+            .as_ref()
+            .filter(|_| before.is_some_and(WorkflowState::is_active))
+            .and_then(notice::workflow_finished);
+        if let Some(notice) = &finished {
+            outbox::enqueue(&mut tx, notice).await?;
+        }
         tx.commit().await?;
+        if finished.is_some() {
+            self.outbox_changed();
+        }
         updated.ok_or(StoreError::NotFound {
             what: "workflow",
             id: id.to_string(),

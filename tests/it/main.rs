@@ -14,6 +14,8 @@ mod fuzz_decoders;
 mod history_gap;
 mod hostile_server;
 mod local_faults;
+mod monitoring_pack;
+mod notifications;
 mod operator;
 mod security;
 mod sim_cli;

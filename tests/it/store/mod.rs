@@ -1,6 +1,6 @@
 //! The state store on real SQLite files: opening and migrating, recording events, the records
 //! the daemon keeps, a model-based property test, a writer SIGKILLed mid-write, and the
-//! newer-wins rule of re-asserted signal states.
+//! newer-wins rule of re-asserted signal states, and the notification outbox.
 
 mod crash;
 mod events;
@@ -8,5 +8,6 @@ mod history_gap;
 mod model;
 mod open;
 mod operator;
+mod outbox;
 mod records;
 mod signal_recency;
