@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::store::{IntentRecord, WorkflowRecord, WorkflowState};
+use crate::store::{IntentRecord, TradingState, WorkflowRecord, WorkflowState};
 use crate::supervisor::child::Fatal;
 
 /// How urgent a notification is; sinks take those at or above their `min_severity`.
@@ -315,6 +315,60 @@ pub fn workflow_finished(workflow: &WorkflowRecord) -> Option<Notice> {
         "job": workflow.job_id,
         "reason": workflow.reason,
     })))
+}
+
+/// A workflow a risk rule refused (its call was not sent; the workflow is cancelled).
+pub fn risk_refused(workflow: &WorkflowRecord, rule: &str) -> Notice {
+    let reason = workflow.reason.as_deref().unwrap_or_default();
+    Notice::new(
+        Kind::RiskRefusal,
+        Severity::Warning,
+        format!(
+            "{} workflow {} refused by risk.{rule} (strategy {}): {reason}",
+            workflow.kind.as_str(),
+            workflow.id,
+            workflow.strategy_id
+        ),
+    )
+    .with_data(json!({
+        "workflow": workflow.id,
+        "flow": workflow.kind.as_str(),
+        "rule": rule,
+        "strategy": workflow.strategy_id,
+        "account": workflow.account,
+        "reason": reason,
+    }))
+}
+
+/// The trading state moved `from` → `to`, by `source` (operator, risk rule, configuration).
+pub fn trading_state(from: TradingState, to: TradingState, reason: &str, source: &str) -> Notice {
+    let severity = match to {
+        TradingState::Active => Severity::Info,
+        TradingState::ReduceOnly | TradingState::Halted => Severity::Warning,
+    };
+    Notice::new(
+        Kind::TradingState,
+        severity,
+        format!("trading state {from} → {to} ({source}): {reason}"),
+    )
+    .with_data(json!({"from": from.as_str(), "to": to.as_str(), "source": source, "reason": reason}))
+}
+
+/// A risk rule fired for an account on a trading day and switched the trading state (or
+/// found it already as strict).
+pub fn risk_switch(rule: &str, account: &str, from: TradingState, to: TradingState, reason: &str) -> Notice {
+    Notice::new(
+        Kind::RiskSwitch,
+        Severity::Critical,
+        format!("risk.{rule} fired for account {account}: trading state {from} → {to}: {reason}"),
+    )
+    .with_data(json!({
+        "rule": rule,
+        "account": account,
+        "from": from.as_str(),
+        "to": to.as_str(),
+        "reason": reason,
+    }))
 }
 
 /// An intent the server answered `answer` (`DuplicateRequest` or `Conflict`), now settled

@@ -12,7 +12,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{FromRow, Row, SqliteConnection};
 
 use super::workflows::WorkflowRecord;
-use super::{Store, StoreError, Timestamp, begin_write, decimal_column};
+use super::{Store, StoreError, Timestamp, begin_write, decimal_column, outbox};
+use crate::notifications::notice;
 
 /// What the daemon may send. Ordered from the least to the most restrictive.
 #[derive(
@@ -251,8 +252,13 @@ impl Store {
                 source,
             )
             .await?;
+            let told = notice::trading_state(from, to, reason, source.as_str());
+            outbox::enqueue(&mut tx, &told).await?;
         }
         tx.commit().await?;
+        if change.changed() {
+            self.outbox_changed();
+        }
         Ok(change)
     }
 
@@ -306,7 +312,10 @@ impl Store {
             )
             .await?;
         }
+        let told = notice::risk_switch(rule, account, from, change.to, reason);
+        outbox::enqueue(&mut tx, &told).await?;
         tx.commit().await?;
+        self.outbox_changed();
         Ok(Some(change))
     }
 
@@ -345,18 +354,7 @@ impl Store {
         let mut writer = self.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let now = Timestamp::now();
-        let cancelled: Option<WorkflowRecord> = sqlx::query_as(
-            "UPDATE workflows SET state = 'cancelled', reason = ?, updated_at = ?
-             WHERE id = ? AND state IN ('requested', 'preparing', 'prepared', 'executing')
-             RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
-                       position_id, condition, state, job_id, plan, groups_done, reason,
-                       created_at, updated_at",
-        )
-        .bind(reason)
-        .bind(now)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let cancelled = super::workflows::cancel_active(&mut tx, id, reason, now).await?;
         let Some(cancelled) = cancelled else {
             let state: Option<super::WorkflowState> =
                 sqlx::query_scalar("SELECT state FROM workflows WHERE id = ?")
@@ -379,6 +377,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.outbox_changed();
         Ok(Ok(cancelled))
     }
 

@@ -171,6 +171,8 @@ pub struct WorkflowChange {
     pub deadline: Option<Timestamp>,
     /// When the next attempt may open (a final workflow that is retried).
     pub retry_at: Option<Timestamp>,
+    /// The risk rule that refused the workflow (notified as a refusal, not a cancellation).
+    pub refused_by: Option<&'static str>,
 }
 
 impl WorkflowChange {
@@ -215,6 +217,12 @@ impl WorkflowChange {
     /// With the time the next attempt may open.
     pub fn retry_at(mut self, at: Timestamp) -> Self {
         self.retry_at = Some(at);
+        self
+    }
+
+    /// Refused by the risk rule `rule`.
+    pub fn refused_by(mut self, rule: &'static str) -> Self {
+        self.refused_by = Some(rule);
         self
     }
 }
@@ -332,7 +340,10 @@ impl Store {
         let finished = updated
             .as_ref()
             .filter(|_| before.is_some_and(WorkflowState::is_active))
-            .and_then(notice::workflow_finished);
+            .and_then(|workflow| match change.refused_by {
+                Some(rule) => Some(notice::risk_refused(workflow, rule)),
+                None => notice::workflow_finished(workflow),
+            });
         if let Some(notice) = &finished {
             outbox::enqueue(&mut tx, notice).await?;
         }
@@ -501,4 +512,29 @@ pub struct StateCounts {
     pub oldest_intent_in_flight: Option<Timestamp>,
     /// Active workflows past their deadline.
     pub overdue_workflows: i64,
+}
+
+/// Cancels workflow `id` if it is active (a final state is never changed again), and queues
+/// its notification in the same transaction; `None` when it is unknown or already final.
+pub(super) async fn cancel_active(
+    tx: &mut sqlx::SqliteConnection,
+    id: i64,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Option<WorkflowRecord>, StoreError> {
+    let cancelled: Option<WorkflowRecord> = sqlx::query_as(concat!(
+        "UPDATE workflows SET state = 'cancelled', reason = ?, updated_at = ?, deadline = NULL
+         WHERE id = ? AND state IN ('requested', 'preparing', 'prepared', 'executing')
+         RETURNING ",
+        workflow_columns!()
+    ))
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(notice) = cancelled.as_ref().and_then(notice::workflow_finished) {
+        outbox::enqueue(tx, &notice).await?;
+    }
+    Ok(cancelled)
 }

@@ -469,7 +469,9 @@ async fn send(
                 return record(
                     ctx,
                     workflow,
-                    WorkflowChange::to(WorkflowState::Cancelled).because(&breach.reason),
+                    WorkflowChange::to(WorkflowState::Cancelled)
+                        .because(&breach.reason)
+                        .refused_by(breach.rule),
                 )
                 .await;
             }
