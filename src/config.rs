@@ -17,8 +17,8 @@ use mesolive_api::wire::encode::{DecimalForm, Outbound};
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
-use crate::store::TradingState;
 use crate::notifications::notice::Severity;
+use crate::store::TradingState;
 
 /// The embedded defaults; the single source of every key's default value.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -552,7 +552,7 @@ pub struct LogSettings {
 }
 
 /// `notify.sinks[N].kind`: the format a sink takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkKind {
     /// A generic JSON webhook (`id`, `kind`, `severity`, `at`, `text`, `data`), signed with
@@ -582,13 +582,14 @@ impl SinkKind {
 pub const TELEGRAM_API: &str = "https://api.telegram.org";
 
 /// `[[notify.sinks]]`: one place notifications go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkSettings {
     /// The format.
     pub kind: SinkKind,
-    /// The webhook URL; for telegram the Bot API's origin (default [`TELEGRAM_API`]).
-    #[serde(default)]
+    /// The webhook URL; for telegram the Bot API's origin (default [`TELEGRAM_API`]). `config
+    /// show` prints a fingerprint, never the URL (it often carries a token).
+    #[serde(default, serialize_with = "fingerprint")]
     pub url: String,
     /// webhook: the HMAC key (optional); telegram: the bot token (required). Never in TOML.
     #[serde(default)]
@@ -607,8 +608,20 @@ pub struct SinkSettings {
     pub secret: Option<Secret>,
 }
 
+/// A value shown only as a fingerprint: enough to see that it changed (a reload compares the
+/// shown values), nothing to read it back from.
+fn fingerprint<S: serde::Serializer>(value: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    use std::hash::{Hash, Hasher};
+    if value.is_empty() {
+        return serializer.serialize_str("");
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    serializer.serialize_str(&format!("<redacted {:08x}>", hasher.finish() >> 32))
+}
+
 /// `[notify]`: operator notifications through a durable outbox.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySettings {
     /// The least severity a sink takes unless it says otherwise.

@@ -351,12 +351,20 @@ pub fn trading_state(from: TradingState, to: TradingState, reason: &str, source:
         severity,
         format!("trading state {from} → {to} ({source}): {reason}"),
     )
-    .with_data(json!({"from": from.as_str(), "to": to.as_str(), "source": source, "reason": reason}))
+    .with_data(
+        json!({"from": from.as_str(), "to": to.as_str(), "source": source, "reason": reason}),
+    )
 }
 
 /// A risk rule fired for an account on a trading day and switched the trading state (or
 /// found it already as strict).
-pub fn risk_switch(rule: &str, account: &str, from: TradingState, to: TradingState, reason: &str) -> Notice {
+pub fn risk_switch(
+    rule: &str,
+    account: &str,
+    from: TradingState,
+    to: TradingState,
+    reason: &str,
+) -> Notice {
     Notice::new(
         Kind::RiskSwitch,
         Severity::Critical,
@@ -507,6 +515,9 @@ mod tests {
             plan: None,
             groups_done: vec![],
             reason: reason.map(str::to_owned),
+            attempt: 1,
+            deadline: None,
+            retry_at: None,
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),
         }

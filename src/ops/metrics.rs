@@ -628,10 +628,13 @@ mod tests {
         metrics.set_state_gauges(StateGauges {
             intents: vec![("completed".into(), 4)],
             workflows: vec![("done".into(), 2), ("failed".into(), 1)],
+            workflows_overdue: 1,
+            ..StateGauges::default()
         });
         let text = metrics.render();
         let value = |series: &str| series_value(&text, series);
         assert_eq!(value("mesolive_events_applied_total"), Some(3.0), "{text}");
+        assert_eq!(value("mesolive_workflows_overdue"), Some(1.0), "{text}");
         assert_eq!(value("mesolive_event_cursor"), Some(10.0));
         assert_eq!(
             value("mesolive_event_latest_seq"),
@@ -691,10 +694,11 @@ mod tests {
         metrics.set_state_gauges(StateGauges {
             intents: vec![("sent".into(), 1)],
             workflows: vec![("executing".into(), 1)],
+            ..StateGauges::default()
         });
         metrics.set_state_gauges(StateGauges {
             intents: vec![("completed".into(), 1)],
-            workflows: vec![],
+            ..StateGauges::default()
         });
         let text = metrics.render();
         assert_eq!(

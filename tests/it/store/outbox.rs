@@ -323,6 +323,8 @@ async fn causes_queue_their_notification_in_their_own_transaction() {
             condition: None,
             state: WorkflowState::Requested,
             reason: None,
+            attempt: 1,
+            deadline: None,
         })
         .await
         .unwrap()
@@ -363,6 +365,8 @@ async fn causes_queue_their_notification_in_their_own_transaction() {
             condition: None,
             state: WorkflowState::Cancelled,
             reason: Some("strategy 102 not in automation.allow_strategies".into()),
+            attempt: 1,
+            deadline: None,
         })
         .await
         .unwrap();
