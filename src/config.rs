@@ -377,7 +377,7 @@ pub enum FirstRun {
 }
 
 /// `events.on_history_gap`: what to do when the server no longer has the events after the
-/// cursor (SPEC §6.3).
+/// cursor (API §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnHistoryGap {

@@ -1,5 +1,5 @@
-//! The Control Hub's methods (SPEC §3.1): reads, paged lists, prepare jobs, orders and paper
-//! fills. Every state-changing call is keyed and goes through the idempotency records (SPEC
+//! The Control Hub's methods (API §3.1): reads, paged lists, prepare jobs, orders and paper
+//! fills. Every state-changing call is keyed and goes through the idempotency records (API
 //! §6.1) before it touches the world.
 
 use std::sync::Arc;
@@ -334,7 +334,7 @@ fn list_orders(world: &World, args: &Value) -> CallResult {
     )
 }
 
-/// The record of a key; an unknown key is `NotFound` (SPEC §6.1 INFERRED reading, see
+/// The record of a key; an unknown key is `NotFound` (API §6.1 INFERRED reading, see
 /// [`mesolive_api::wire::envelope::Envelope::is_not_found`]).
 fn get_idempotency_record(world: &World, args: &Value) -> CallResult {
     let key = call::req_str(args, "IdempotencyKey")?;

@@ -1,4 +1,4 @@
-//! The Event Hub's methods (SPEC §3.3): the latest EventSeqId, paged replay from the log, and
+//! The Event Hub's methods (API §3.3): the latest EventSeqId, paged replay from the log, and
 //! strategy-group membership for live callbacks; plus what a new connection is told on connect.
 
 use std::collections::BTreeSet;

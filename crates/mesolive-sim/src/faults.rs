@@ -18,9 +18,9 @@ pub enum LossMode {
 }
 
 /// What a new Event Hub connection is told of the active signals and errors before anything
-/// else (SPEC §4.2, §6.5: the server may push the current state on connect, and those pushes
+/// else (API §4.2, §6.5: the server may push the current state on connect, and those pushes
 /// may lack EventId/EventSeqId or carry values already below the caller's cursor). Every form
-/// SPEC allows is a behaviour the daemon must handle, not a fault; it lives here so it can be
+/// the API allows is a behaviour the daemon must handle, not a fault; it lives here so it can be
 /// set like one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -35,7 +35,7 @@ pub enum ConnectPush {
 }
 
 /// How a server that keeps only its latest events answers a `GetEventsSince` whose cursor is
-/// older than them (SPEC §6.3: retention is UNKNOWN; a cursor older than it shows up "as an
+/// older than them (API §6.3: retention is UNKNOWN; a cursor older than it shows up "as an
 /// error or a gap").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
