@@ -22,8 +22,13 @@
 //! table       aligned plain-text tables for CLI output
 //! supervisor/ the kit below the tasks: supervise (restart policy), drain (the stop's phases),
 //!             Ctx, hub links
-//! tasks/      event_pump, position_monitor, workflow, intent, reconciler, effects, risk
+//! tasks/      event_pump (+ sequencer: pure), resync, position_monitor, workflow/ (admission,
+//!             decide: pure; steps, retry), intent (+ the send gate), reconciler, effects, risk
 //! ```
+//!
+//! Below `daemon/` nothing imports it: the tasks use the kit (`supervisor/`), the kit uses
+//! neither. Decisions are pure functions beside their I/O (`tasks::sequencer`,
+//! `tasks::workflow::decide`, `risk`, `notifications::conditions`) and are unit-tested alone.
 
 #[cfg(feature = "sim")]
 pub mod bench;
