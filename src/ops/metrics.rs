@@ -51,6 +51,11 @@ impl Labelled {
         }
     }
 
+    /// Makes the series of `value` exist at 0 (a family with no series prints nothing).
+    fn touch(&self, value: &str) {
+        let _series = self.family.get_or_create(&[(self.label, value.to_owned())]);
+    }
+
     /// Counts one occurrence for `value`.
     fn inc(&self, value: &str) {
         self.family
@@ -208,6 +213,12 @@ impl Default for Metrics {
         };
         metrics.register_all();
         metrics.set_trading_state(TradingState::Active);
+        for rule in crate::risk::rules::ALL {
+            metrics.risk_refusals.touch(rule);
+        }
+        metrics
+            .risk_switches
+            .touch(crate::risk::rules::MAX_DAILY_LOSS);
         for hub in Hub::ALL {
             let label = [("hub", hub.as_str().to_owned())];
             metrics.hub_connected.get_or_create(&label).set(0);

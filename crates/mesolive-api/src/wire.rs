@@ -498,6 +498,10 @@ pub mod envelope {
     const MESSAGE: &[&str] = &["Message"];
     const ERROR: &[&str] = &["Error"];
     const DATA: &[&str] = &["Data", "Payload", "Result", "Value"];
+    /// Members a server may add to every envelope that are never its payload (ASP.NET Core
+    /// writes `traceId` into problem details): left out when the payload is found by
+    /// elimination, so `{"Status":"Success","TraceId":"…"}` reads as a success without data.
+    const METADATA: &[&str] = &["TraceId", "RequestId", "CorrelationId", "Timestamp"];
 
     fn status_of(object: &Map<String, Value>) -> StatusCode {
         field(object, STATUS)
@@ -506,14 +510,15 @@ pub mod envelope {
     }
 
     /// The key of the payload: a known name, else the one member that is not the status, the
-    /// message or the error (INFERRED: the envelope's payload name was never documented). When
+    /// message, the error or metadata such as a trace id (INFERRED: the envelope's payload name
+    /// was never documented). When
     /// several unknown members are left, the one holding an object or a list; `None` when that
     /// still leaves a choice (or nothing).
     fn data_key(object: &Map<String, Value>) -> Option<&String> {
         if let Some(key) = field_key(object, DATA) {
             return Some(key);
         }
-        let envelope = [STATUS, MESSAGE, ERROR].concat();
+        let envelope = [STATUS, MESSAGE, ERROR, METADATA].concat();
         let others: Vec<&String> = object
             .keys()
             .filter(|key| !envelope.iter().any(|name| key.eq_ignore_ascii_case(name)))
@@ -1423,9 +1428,15 @@ mod tests {
             json!({"Status": "Success", "TraceId": "t", "Response": [1]}),
         );
         assert_eq!(extra.data, json!([1]));
+        // a bare string payload beside a trace id; no payload at all but a trace id
+        let bare = envelope::Envelope::from_result(
+            json!({"Status": "Success", "traceId": "t", "Response": "job-1"}),
+        );
+        assert_eq!(bare.data, json!("job-1"));
         // unknown keys
         for not_found in [
             json!({"Status": "Success"}),
+            json!({"Status": "Success", "TraceId": "00-trace"}),
             json!({"Status": "Success", "Data": {}}),
             json!({"Status": "BadRequest", "Error": {"Code": "IdempotencyKeyNotFound"}}),
         ] {

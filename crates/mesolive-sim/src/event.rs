@@ -52,7 +52,10 @@ fn events_since(sim: &Sim, args: &Value) -> CallResult {
             .find_map(Result::transpose)
             .transpose()?
             .unwrap_or(0),
-    };
+    }
+    // A server that reads its argument inclusively was asked from 0 as from -1: the whole
+    // history, never a cursor older than it.
+    .max(0);
     let limit = call::limit(args)?;
     let (retention, mode) = {
         let faults = sim.faults();
