@@ -1171,9 +1171,16 @@ pub mod args {
         args
     }
 
-    /// `GetUnderlyingSnapshot` / `StreamUnderlyingData` (provider required by the server).
+    /// `GetUnderlyingSnapshot` / `StreamUnderlyingData` (provider required by the server). The
+    /// symbol goes both ways the API allows (API §3.2.3: `Symbol`, or a `LiveUnderlying`), so a
+    /// server binding either finds it.
     pub fn underlying(symbol: &str, provider: Option<&str>) -> Value {
-        json!({"Symbol": symbol, "PriceFields": ALL_BLOCKS, "Provider": provider})
+        json!({
+            "Symbol": symbol,
+            "Underlying": {"Symbol": symbol},
+            "PriceFields": ALL_BLOCKS,
+            "Provider": provider,
+        })
     }
 
     /// `StartPreparePositionEntry` (fields FACT; `Underlying` shape INFERRED).

@@ -261,6 +261,9 @@ async fn scenario(profile: &str, settings: &[(&str, &str)], faults: Value) -> Ou
     if daemon.log_text().contains("panicked") {
         violations.push("the daemon log shows a panic".into());
     }
+    if refused.is_none() && daemon.log_text().contains("the proof snapshot failed") {
+        violations.push("the Data Hub proof snapshot failed (runbook step 2)".into());
+    }
     if !violations.is_empty() {
         let log = daemon.log_text();
         let tail: Vec<&str> = log.lines().rev().take(15).collect();
