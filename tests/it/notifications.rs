@@ -167,8 +167,14 @@ async fn a_scripted_run_notifies_exactly_its_causes_in_order_and_signed() {
     sim.post("/outage", json!({"ms": 4_000})).await;
     accepted(&receiver, 10, &daemon).await;
     daemon.wait_ready(READY).await;
-    // HALT (issue 14): `mesolive-supervisor ctl halt` here; expect a `trading_state` notification
-    // (halted) next, then `ctl resume` and `trading_state` (active).
+    // A halt and a resume by the operator.
+    let halted = daemon.ctl(&["halt", "--reason", "scripted halt"]);
+    assert!(halted.status.success(), "ctl halt: {halted:?}");
+    accepted(&receiver, 11, &daemon).await;
+    let resumed = daemon.ctl(&["resume"]);
+    assert!(resumed.status.success(), "ctl resume: {resumed:?}");
+    accepted(&receiver, 12, &daemon).await;
+    let metrics = daemon.metrics().await;
 
     daemon.signal(libc::SIGTERM);
     assert_eq!(daemon.wait_exit(SOON).await.code(), Some(0));
@@ -186,6 +192,8 @@ async fn a_scripted_run_notifies_exactly_its_causes_in_order_and_signed() {
             "hub_up control",
             "hub_up data",
             "hub_up event",
+            "trading_state",
+            "trading_state",
         ],
         "log: {}",
         daemon.log.display()
@@ -224,9 +232,31 @@ async fn a_scripted_run_notifies_exactly_its_causes_in_order_and_signed() {
         "{failed}"
     );
     assert_eq!(received[4].body["severity"], "critical");
-    let state: serde_json::Value =
-        serde_json::from_str(&daemon.state_json()).expect("state --json");
+    let halt = &received[10].body;
+    assert_eq!(halt["severity"], "warning", "{halt}");
+    assert_eq!(halt["data"]["to"], "halted", "{halt}");
+    assert_eq!(halt["data"]["source"], "ctl", "{halt}");
+    assert!(
+        halt["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("scripted halt")),
+        "{halt}"
+    );
+    assert_eq!(received[11].body["data"]["to"], "active");
+    let state_text = daemon.state_json();
+    let state: serde_json::Value = serde_json::from_str(&state_text).expect("state --json");
     assert_eq!(state["notifications"]["pending"], 0, "{state}");
+    // The HMAC key never leaves the sink: not in the log, `state` or `/metrics`.
+    for (what, text) in [
+        ("log", daemon.log_text()),
+        ("state", state_text),
+        ("metrics", metrics),
+    ] {
+        assert!(
+            !text.contains(WEBHOOK_SECRET),
+            "the webhook secret is in the {what}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
