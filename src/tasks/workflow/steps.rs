@@ -318,7 +318,10 @@ pub(super) async fn perform(
 ) -> Result<Step, DriveError> {
     match change {
         Change::Wait => Ok(Step::Waiting),
-        Change::Record(change) => record(ctx, workflow, change).await,
+        Change::Record(change) => {
+            settle_cancelled_job(ctx, workflow, &change).await?;
+            record(ctx, workflow, change).await
+        }
         Change::Send(call) => send(ctx, control, workflow, &call).await,
         Change::PollJob { job_id } => poll_job(ctx, control, workflow, &job_id).await,
         Change::StartJob { job_id, deadline } => {
@@ -367,6 +370,37 @@ pub(super) async fn perform(
     }
 }
 
+/// A workflow leaving `preparing` for good after its job's cancel completed: the server took
+/// the cancel, so the job is stored cancelled unless it already ended. Otherwise a server that
+/// names a cancelled job in a way the daemon does not read (`Aborted`) would leave it
+/// "running" in the store, and polled, for ever.
+async fn settle_cancelled_job(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+    change: &WorkflowChange,
+) -> Result<(), StoreError> {
+    let (WorkflowState::Preparing, Some(job_id), Some(next)) =
+        (workflow.state, workflow.job_id.as_deref(), change.state)
+    else {
+        return Ok(());
+    };
+    if next.is_active() {
+        return Ok(());
+    }
+    if let IntentFact::Completed(_) = intent_fact(ctx, &intent_key(ctx, workflow, "cancel")).await?
+    {
+        ctx.store()
+            .set_prepare_job_status(
+                job_id,
+                JobStatus::Cancelled,
+                None,
+                Some("cancelled by the daemon: its CancelPreparePosition call completed"),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Asks the server where a prepare job past its deadline is, and stores the answer (which
 /// also restamps the job as heard of). A poll that fails waits for the next wake-up.
 async fn poll_job(
@@ -377,7 +411,7 @@ async fn poll_job(
 ) -> Result<Step, DriveError> {
     match control.prepare_status(workflow.kind, job_id).await {
         Ok(status) => {
-            let new_status = job_status(&status.status);
+            let new_status = job_status(&status.effective_status());
             ctx.store()
                 .set_prepare_job_status(
                     job_id,
