@@ -622,12 +622,16 @@ pub mod envelope {
         }
 
         /// INFERRED: how GetIdempotencyRecord says "never seen this key": `NotFound`, a
-        /// success without a record (no data, `null`, `{}`), or a failure whose error code
-        /// says the key was not found (`IdempotencyKeyNotFound`, `KeyNotFound`).
+        /// success without a record (no data, `null`, `{}`, or an object that names no
+        /// `IdempotencyKey`: a record always names its key, and a server adding its own members
+        /// to every object turns `{}` into `{"ServerRevision": 7}`), or a failure whose error
+        /// code says the key was not found (`IdempotencyKeyNotFound`, `KeyNotFound`).
         pub fn is_not_found(&self) -> bool {
             let no_record = match &self.data {
                 Value::Null => true,
-                Value::Object(object) => object.is_empty(),
+                Value::Object(object) => {
+                    super::field(object, &["IdempotencyKey"]).is_none_or(Value::is_null)
+                }
                 _ => false,
             };
             let code_says_not_found = self
@@ -1444,6 +1448,7 @@ mod tests {
         for not_found in [
             json!({"Status": "Success"}),
             json!({"Status": "Success", "TraceId": "00-trace"}),
+            json!({"Status": "Success", "Data": {"ServerRevision": 7}}),
             json!({"Status": "Success", "Data": {}}),
             json!({"Status": "BadRequest", "Error": {"Code": "IdempotencyKeyNotFound"}}),
         ] {
