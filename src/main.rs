@@ -15,6 +15,7 @@ use mesolive_supervisor::demo::{self, DemoOptions};
 use mesolive_supervisor::exit;
 use mesolive_supervisor::ops::notify::Notifier;
 use mesolive_supervisor::ops::{http, logging};
+use mesolive_supervisor::store::Location;
 use mesolive_supervisor::store::report::{ReportFormat, state_report};
 
 /// Runs MesoLive automation restart-safely: hubs in runbook order, durable event cursor,
@@ -82,7 +83,7 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
-        /// Database file (default: database.path).
+        /// SQLite database file (default: database.url if set, else database.path).
         #[arg(long, value_name = "PATH")]
         database: Option<PathBuf>,
     },
@@ -188,14 +189,17 @@ fn main() -> ExitCode {
             })
         }
         Command::State { json, database } => {
-            let path = database.unwrap_or_else(|| settings.database.path.clone());
+            let location = match database {
+                Some(path) => Location::Sqlite(path),
+                None => settings.store_location(),
+            };
             let format = if json {
                 ReportFormat::Json
             } else {
                 ReportFormat::Table
             };
             block_on(async move {
-                match state_report(&path, format).await {
+                match state_report(&location, format).await {
                     Ok(report) => {
                         println!("{report}");
                         ExitCode::SUCCESS

@@ -6,13 +6,13 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Store, StoreError, Timestamp, begin_write};
+use super::{Store, StoreError, Timestamp, begin_write, on_postgres, postgres};
 use mesolive_api::FlowKind;
 
 /// Where a workflow is. `done`, `failed`, `cancelled` and `observed` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum WorkflowState {
     /// Opened; the prepare call is next.
     Requested,
@@ -202,6 +202,7 @@ macro_rules! select_workflows {
         )
     };
 }
+pub(super) use select_workflows;
 
 impl Store {
     /// Opens a workflow unless its signal instance already has one or its scope has an active
@@ -210,8 +211,9 @@ impl Store {
         &self,
         new: &NewWorkflow,
     ) -> Result<Option<WorkflowRecord>, StoreError> {
+        let db = on_postgres!(self, pg => postgres::workflows::create(pg, new));
         let now = Timestamp::now();
-        let mut writer = self.writer().await?;
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let created = sqlx::query_as(
             "INSERT INTO workflows (kind, scope, signal_key, signal_instance, strategy_id, account,
@@ -246,7 +248,8 @@ impl Store {
         id: i64,
         change: &WorkflowChange,
     ) -> Result<WorkflowRecord, StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::update(pg, id, change));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let updated: Option<WorkflowRecord> = sqlx::query_as(
             "UPDATE workflows SET
@@ -282,7 +285,8 @@ impl Store {
 
     /// One workflow.
     pub async fn workflow(&self, id: i64) -> Result<Option<WorkflowRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::get(pg, id));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_workflows!("WHERE id = ?"))
             .bind(id)
             .fetch_optional(&mut *reader)
@@ -291,7 +295,8 @@ impl Store {
 
     /// Workflows with steps left, oldest first.
     pub async fn active_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::active(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_workflows!(
             "WHERE state IN ('requested', 'preparing', 'prepared', 'executing') ORDER BY id"
         ))
@@ -301,7 +306,8 @@ impl Store {
 
     /// Every workflow, oldest first (tests, audits).
     pub async fn all_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::all(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_workflows!("ORDER BY id"))
             .fetch_all(&mut *reader)
             .await?)
@@ -309,7 +315,8 @@ impl Store {
 
     /// Intents and workflows counted by state, for the metrics gauges.
     pub async fn state_counts(&self) -> Result<StateCounts, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::state_counts(pg));
+        let mut reader = db.readers.acquire().await?;
         let intents =
             sqlx::query_as("SELECT state, COUNT(*) FROM intents GROUP BY state ORDER BY state")
                 .fetch_all(&mut *reader)

@@ -58,7 +58,9 @@ async fn the_dedupe_set_of_an_older_schema_is_carried_over() {
     let older = dir.path().join("older-migrations");
     std::fs::create_dir_all(&older).unwrap();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let current = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let current = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join("sqlite");
     for name in ["0001_state_store.sql", "0002_workflows.sql"] {
         std::fs::copy(current.join(name), older.join(name)).unwrap();
     }
