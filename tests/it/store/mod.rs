@@ -5,6 +5,7 @@
 mod crash;
 mod events;
 mod history_gap;
+mod lease;
 mod model;
 mod open;
 mod records;

@@ -8,4 +8,5 @@ pub(crate) mod daemon;
 pub(crate) mod events;
 pub(crate) mod front;
 pub(crate) mod fs;
+pub(crate) mod pg;
 pub(crate) mod store;
