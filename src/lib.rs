@@ -12,6 +12,7 @@
 //!             the ops listener, watchdog and gauges; the in-process API (demo, bench)
 //! demo        simulator + daemon in one process with a live view (`demo`)
 //! exit        process exit statuses (sysexits)
+//! ha/         failover: the send gate and the leader's lease loop (the lease is the store's)
 //! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs,
 //!             positions, orders, signals, workflows, and the `state` report
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
@@ -29,6 +30,7 @@ pub mod daemon;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod exit;
+pub mod ha;
 pub mod ops;
 pub mod store;
 pub mod supervisor;

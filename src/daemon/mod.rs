@@ -2,7 +2,7 @@
 //! (`tasks/`), starts it in runbook order, runs it until it is stopped, and stops it.
 //!
 //! ```text
-//! daemon (owns the drain, the children's TaskTracker and the ops listener)
+//! daemon (owns the drain and the ops listener; per term: the children's TaskTracker)
 //! ├── link/control  ┐ each connects (retrying while unreachable), verifies, publishes its
 //! ├── link/data     │ connection; a lost connection is a restart (backoff + intensity)
 //! ├── link/event    ┘
@@ -19,12 +19,18 @@
 //! * `stop`: the drain's phases — intake closed, in-flight work within the grace, children
 //!   stopped, in-flight intents marked for reconciliation, hubs closed Event → Data → Control.
 //! * `upkeep`: the ops listener, the watchdog and the gauges, which answer until the end.
+//! * `roles`: alone on its database (SQLite, or PostgreSQL without failover), the daemon runs
+//!   one term; in a failover group it stands by until it holds the lease, leads for a term,
+//!   and goes back to standby when it loses the lease — never exiting for that.
+//! * `term`: one run of the tree above (a term as leader), started and stopped in order.
 //!
 //! In-process use (the demo, the benchmarks): [`Daemon::build`], then [`Daemon::ops_addr`],
 //! [`Daemon::ops`] and [`Daemon::drain`] before [`Daemon::run_until_stopped`].
 
+mod roles;
 mod start;
 mod stop;
+mod term;
 mod upkeep;
 
 use std::future::Future;
@@ -35,19 +41,16 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{ConfigError, Settings, SynchronousMode};
 use crate::exit;
 use crate::ops::http::{self, OpsState};
 use crate::ops::notify::Notifier;
 use crate::ops::signals::Termination;
-use crate::store::{Store, StoreError, StoreOptions, Synchronous};
+use crate::store::{StoreError, StoreOptions, Synchronous};
 use crate::supervisor::child::Fatal;
-use crate::supervisor::context::{Ctx, HubLinkSenders, hub_links};
 use crate::supervisor::drain::Drain;
 use crate::supervisor::links::Connector;
-use crate::tasks::dedupe;
 
 /// Most time the last steps (the ops tasks, closing the store) may take.
 const CLOSE_BUDGET: Duration = Duration::from_secs(5);
@@ -86,6 +89,9 @@ impl DaemonError {
             DaemonError::Store(StoreError::Locked { .. } | StoreError::Busy { .. }) => {
                 exit::TEMP_FAIL
             }
+            DaemonError::Store(StoreError::InvalidUrl { .. } | StoreError::Refused { .. }) => {
+                exit::CONFIG
+            }
             DaemonError::Store(_) => exit::IO_ERROR,
             DaemonError::Listen { .. } => exit::FAILURE,
             DaemonError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
@@ -94,6 +100,7 @@ impl DaemonError {
             DaemonError::Fatal(Fatal::CursorAhead { .. }) => exit::PROTOCOL,
             DaemonError::Fatal(Fatal::HistoryGap { .. }) => exit::NO_INPUT,
             DaemonError::Fatal(Fatal::Intensity(_)) => exit::FAILURE,
+            DaemonError::Fatal(Fatal::LeaseHeld { .. } | Fatal::LeaseLost(_)) => exit::TEMP_FAIL,
         }
     }
 }
@@ -166,27 +173,25 @@ pub fn ops_addr_in_log(log: &str) -> Option<SocketAddr> {
     })
 }
 
-/// A daemon whose store is open and whose ops listener is bound, not yet connected.
+/// A daemon whose ops listener is bound and whose settings are checked, not yet connected.
 #[derive(Debug)]
 pub struct Daemon {
-    ctx: Arc<Ctx>,
-    senders: HubLinkSenders,
+    settings: Arc<Settings>,
     connector: Connector,
     listener: TcpListener,
     ops_addr: SocketAddr,
     ops: OpsState,
     notifier: Notifier,
+    drain: Drain,
 }
 
 impl Daemon {
-    /// Checks the trust settings, opens the store and binds the ops listener — everything that
-    /// fails on a setting or the database, before any hub is touched.
+    /// Checks the trust settings and binds the ops listener — everything that fails on a
+    /// setting, before the database or any hub is touched.
     pub async fn build(settings: Settings, notifier: Notifier) -> Result<Daemon, DaemonError> {
         let listen = settings.ops.listen;
         let tls =
             signalr::tls::client_config(&settings.hubs.extra_ca_file).map_err(DaemonError::Tls)?;
-        let store =
-            Arc::new(Store::open(&settings.database.path, &store_options(&settings)).await?);
         let listener = http::bind(listen)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -201,24 +206,15 @@ impl Daemon {
             })?;
         tracing::info!(ops_listen = %ops_addr, "{OPS_BOUND}{ops_addr}");
         let ops = OpsState::default();
-        let (senders, links) = hub_links();
         let connector = Connector::new(&settings, Some(tls)).with_metrics(ops.metrics.clone());
-        let ctx = Arc::new(Ctx::new(
-            Arc::new(settings),
-            store,
-            ops.metrics.clone(),
-            ops.health.clone(),
-            links,
-            Drain::new(),
-        ));
         Ok(Daemon {
-            ctx,
-            senders,
+            settings: Arc::new(settings),
             connector,
             listener,
             ops_addr,
             ops,
             notifier,
+            drain: Drain::new(),
         })
     }
 
@@ -234,60 +230,70 @@ impl Daemon {
 
     /// The stop handle: `close_intake()` stops it as SIGTERM would, `force()` as a second one.
     pub fn drain(&self) -> Drain {
-        self.ctx.drain().clone()
+        self.drain.clone()
     }
 
-    /// Starts in runbook order and runs until the drain is closed (a signal, the caller, a
-    /// fatal condition), then stops; the fatal condition that stopped it, if any, is the error.
+    /// Opens the store, then runs in the role the settings give — alone on its database, or
+    /// one of a failover group (standby until it holds the lease, leader while it does) —
+    /// until the drain is closed (a signal, the caller, a fatal condition). The fatal
+    /// condition that stopped it, if any, is the error.
     pub async fn run_until_stopped(self) -> Result<(), DaemonError> {
         let Daemon {
-            ctx,
-            senders,
+            settings,
             connector,
             listener,
             ops,
             notifier,
+            drain,
             ..
         } = self;
         let (stop_serving, serving_stopped) = oneshot::channel::<()>();
-        let upkeep = [
-            tokio::spawn(http::serve(listener, ops, async {
-                let _ = serving_stopped.await;
-            })),
-            tokio::spawn(upkeep::refresh_gauges(ctx.clone())),
-            tokio::spawn(upkeep::watchdog(ctx.clone(), notifier.clone())),
-        ];
-        let children = TaskTracker::new();
-        children.spawn(dedupe::run(ctx.clone()));
-        notifier.status("starting: connecting the Control Hub");
-        let started =
-            start::in_runbook_order(&ctx, &children, &connector, &Arc::new(senders), &notifier)
-                .await;
-        if started {
-            ctx.health().set_started();
-            notifier.ready("running");
-            tracing::info!("ready");
-        }
-        ctx.drain().intake_closed().await;
-        stop::in_order(&ctx, &children, &notifier).await;
-        let _ = stop_serving.send(());
-        let drain = ctx.drain().clone();
-        for task in upkeep {
-            let abort = task.abort_handle();
-            if !finished_unless_forced(&drain, task).await {
-                abort.abort();
+        let serving = tokio::spawn(http::serve(listener, ops.clone(), async {
+            let _ = serving_stopped.await;
+        }));
+        let process = roles::Process {
+            settings,
+            connector,
+            ops,
+            notifier,
+            drain: drain.clone(),
+        };
+        let result = match roles::open_store(&process).await {
+            Ok(Some(store)) => {
+                let store = Arc::new(store);
+                let upkeep = [
+                    tokio::spawn(upkeep::refresh_gauges(
+                        store.clone(),
+                        process.ops.metrics.clone(),
+                        drain.clone(),
+                    )),
+                    tokio::spawn(upkeep::watchdog(
+                        process.ops.health.clone(),
+                        process.notifier.clone(),
+                        drain.clone(),
+                    )),
+                ];
+                let result = roles::run(&process, &store).await;
+                for task in upkeep {
+                    let abort = task.abort_handle();
+                    if !finished_unless_forced(&drain, task).await {
+                        abort.abort();
+                    }
+                }
+                if let Ok(store) = Arc::try_unwrap(store) {
+                    finished_unless_forced(&drain, store.close()).await;
+                }
+                result
             }
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
+        };
+        let _ = stop_serving.send(());
+        let abort = serving.abort_handle();
+        if !finished_unless_forced(&drain, serving).await {
+            abort.abort();
         }
-        let fatal = drain.take_fatal();
-        if let Ok(ctx) = Arc::try_unwrap(ctx)
-            && let Ok(store) = Arc::try_unwrap(ctx.into_store())
-        {
-            finished_unless_forced(&drain, store.close()).await;
-        }
-        match fatal {
-            Some(fatal) => Err(fatal.into()),
-            None => Ok(()),
-        }
+        result
     }
 }
 

@@ -1,26 +1,28 @@
-//! What runs beside the children until the end: the store-derived gauges and the systemd
-//! watchdog (the ops listener itself is `ops::http`).
+//! What runs beside the children until the end, whatever the role: the store-derived gauges
+//! and the systemd watchdog (the ops listener itself is `ops::http`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ops::metrics::StateGauges;
+use crate::ops::health::Health;
+use crate::ops::metrics::{Metrics, StateGauges};
 use crate::ops::notify::Notifier;
-use crate::supervisor::context::Ctx;
+use crate::store::Store;
+use crate::supervisor::drain::Drain;
 
 /// How often the store-derived gauges (intents, workflows by state) are refreshed.
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
-/// Refreshes the store-derived gauges until the children stop.
-pub(super) async fn refresh_gauges(ctx: Arc<Ctx>) {
+/// Refreshes the store-derived gauges until the daemon stops.
+pub(super) async fn refresh_gauges(store: Arc<Store>, metrics: Arc<Metrics>, drain: Drain) {
     let mut tick = tokio::time::interval(GAUGE_REFRESH);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = ctx.drain().stopping() => return,
+            _ = drain.stopping() => return,
         }
-        if let Ok(summary) = ctx.store().state_counts().await {
-            ctx.metrics().set_state_gauges(StateGauges {
+        if let Ok(summary) = store.state_counts().await {
+            metrics.set_state_gauges(StateGauges {
                 intents: summary.intents,
                 workflows: summary.workflows,
             });
@@ -28,8 +30,9 @@ pub(super) async fn refresh_gauges(ctx: Arc<Ctx>) {
     }
 }
 
-/// Sends `WATCHDOG=1` at half of `WATCHDOG_USEC` while the event pump loop turns.
-pub(super) async fn watchdog(ctx: Arc<Ctx>, notifier: Notifier) {
+/// Sends `WATCHDOG=1` at half of `WATCHDOG_USEC` while the loop that drives the role turns (the
+/// event pump while leading, the lease loop while standing by).
+pub(super) async fn watchdog(health: Arc<Health>, notifier: Notifier, drain: Drain) {
     let Some(period) = Notifier::watchdog_period() else {
         return;
     };
@@ -37,9 +40,9 @@ pub(super) async fn watchdog(ctx: Arc<Ctx>, notifier: Notifier) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = ctx.drain().stopping() => return,
+            _ = drain.stopping() => return,
         }
-        if ctx.health().pump_alive(period * 2) {
+        if health.pump_alive(period * 2) {
             notifier.watchdog();
         } else {
             tracing::warn!("event pump silent: withholding the watchdog ping");

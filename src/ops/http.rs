@@ -1,4 +1,5 @@
-//! The ops listener: `/healthz` (the process answers), `/readyz` (hubs connected and caught up),
+//! The ops listener: `/healthz` (the process answers), `/readyz` (hubs connected and caught up;
+//! 503 `standby` on a standby),
 //! `/metrics` (Prometheus text). Loopback by default (`ops.listen`); it exposes no secrets and
 //! accepts no input.
 
@@ -13,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use super::health::Health;
+use super::health::{Health, Role};
 use super::metrics::Metrics;
 
 /// What the handlers read (and what the demo's live view watches).
@@ -37,6 +38,8 @@ pub fn router(state: OpsState) -> Router {
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     if state.health.ready() {
         (StatusCode::OK, "ready\n")
+    } else if state.health.role() == Role::Standby {
+        (StatusCode::SERVICE_UNAVAILABLE, "standby\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }

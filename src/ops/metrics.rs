@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use mesolive_api::Hub;
 
 /// Every metric the daemon exports. Shared as `Arc<Metrics>`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Events whose effect was applied (exactly once).
     pub events_applied: AtomicU64,
@@ -52,11 +52,52 @@ pub struct Metrics {
     pub stream_items: AtomicU64,
     /// Snapshot resyncs done.
     pub snapshot_resyncs: AtomicU64,
+    /// Failover only (else not exported): 1 while leading, 0 while standing by.
+    leader: AtomicI64,
+    /// Failover: the epoch of the lease last held.
+    pub lease_epoch: AtomicI64,
+    /// Failover: times this process became leader.
+    pub takeovers: AtomicU64,
     hub_reconnects: [AtomicU64; 3],
     hub_connected: [AtomicI64; 3],
     labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
     state_gauges: Mutex<StateGauges>,
 }
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            events_applied: AtomicU64::default(),
+            events_duplicate: AtomicU64::default(),
+            events_quarantined: AtomicU64::default(),
+            events_unsequenced: AtomicU64::default(),
+            events_reasserted: AtomicU64::default(),
+            event_batches: AtomicU64::default(),
+            events_pruned: AtomicU64::default(),
+            gap_catchups: AtomicU64::default(),
+            history_gaps: AtomicU64::default(),
+            cursor: AtomicI64::default(),
+            latest_seq: AtomicI64::default(),
+            monitors_running: AtomicI64::default(),
+            positions_stale: AtomicI64::default(),
+            monitors_streaming: AtomicI64::default(),
+            stream_restarts: AtomicU64::default(),
+            stream_items: AtomicU64::default(),
+            snapshot_resyncs: AtomicU64::default(),
+            leader: AtomicI64::new(NOT_EXPORTED),
+            lease_epoch: AtomicI64::default(),
+            takeovers: AtomicU64::default(),
+            hub_reconnects: Default::default(),
+            hub_connected: Default::default(),
+            labelled: Mutex::default(),
+            state_gauges: Mutex::default(),
+        }
+    }
+}
+
+/// `leader` of a daemon without failover: the leadership gauges are not exported at all (an
+/// alert on `mesolive_leader == 0` must never fire for it).
+const NOT_EXPORTED: i64 = -1;
 
 /// Counts by state read from the store: `(state, count)` rows.
 #[derive(Debug, Default, Clone)]
@@ -86,6 +127,12 @@ impl Metrics {
     /// Records that a hub connection came up (or went down).
     pub fn hub_connected(&self, hub: Hub, connected: bool) {
         self.hub_connected[hub as usize].store(i64::from(connected), Ordering::Relaxed);
+    }
+
+    /// Failover: this process leads (`true`) or stands by; the leadership gauges are exported
+    /// from the first call on.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.store(i64::from(leader), Ordering::Relaxed);
     }
 
     /// Counts one reconnect of a hub.
@@ -260,6 +307,29 @@ impl Metrics {
             "Position snapshot resyncs.",
             load(&self.snapshot_resyncs),
         );
+        let leader = gauge(&self.leader);
+        if leader != NOT_EXPORTED {
+            single(
+                &mut out,
+                "gauge",
+                "mesolive_leader",
+                "1 while this daemon holds its group's lease, 0 while it stands by.",
+                leader,
+            );
+            single(
+                &mut out,
+                "gauge",
+                "mesolive_lease_epoch",
+                "Epoch (fencing token) of the lease this daemon last held.",
+                gauge(&self.lease_epoch),
+            );
+            counter(
+                &mut out,
+                "mesolive_takeovers_total",
+                "Times this daemon became its group's leader.",
+                load(&self.takeovers),
+            );
+        }
         header(
             &mut out,
             "gauge",

@@ -1,4 +1,5 @@
-//! What every child of the supervisor shares ([`Ctx`]): settings, the store, metrics, health,
+//! What every child of the supervisor shares ([`Ctx`]): settings, the store, the send gate,
+//! metrics, health,
 //! the current hub connections, change notifications and the drain. Fields are private: a
 //! child reads through accessors and changes shared state through the few methods here.
 
@@ -12,6 +13,7 @@ use tokio::time::timeout;
 
 use super::drain::Drain;
 use crate::config::Settings;
+use crate::ha::SendGate;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::store::Store;
@@ -180,6 +182,7 @@ impl Directory {
 pub struct Ctx {
     settings: Arc<Settings>,
     store: Arc<Store>,
+    gate: Arc<SendGate>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     links: HubLinks,
@@ -192,10 +195,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The context of one daemon run.
+    /// The context of one daemon run (or, with failover, of one term as leader).
     pub fn new(
         settings: Arc<Settings>,
         store: Arc<Store>,
+        gate: Arc<SendGate>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         links: HubLinks,
@@ -204,6 +208,7 @@ impl Ctx {
         Ctx {
             settings,
             store,
+            gate,
             metrics,
             health,
             links,
@@ -222,6 +227,11 @@ impl Ctx {
     /// The state database.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Whether a state-changing call may be sent now (always, without a lease).
+    pub fn gate(&self) -> &SendGate {
+        &self.gate
     }
 
     /// Counters and gauges.

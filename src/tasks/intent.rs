@@ -10,11 +10,16 @@
 //! | other API error / hub error | `failed` with the reason |
 //! | timeout / connection lost | `unknown`: settled before the workflow may move on |
 //! | never sent (no connection) | stays `pending`: sent again later with the same key |
+//!
+//! Nothing is sent while the send gate ([`SendGate`]) is closed: a leader whose lease may be
+//! about to expire (or is gone) sends nothing; the intent stays committed, and whoever leads
+//! next settles it with the same key.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::ha::SendGate;
 use crate::ops::crash;
 use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError};
 use crate::supervisor::child::Unauthorized;
@@ -53,6 +58,7 @@ pub enum IntentError {
 /// settled, never resent under a new key.
 pub async fn execute(
     store: &Store,
+    gate: &SendGate,
     control: &ControlHub,
     intent: &NewIntent,
 ) -> Result<IntentOutcome, IntentError> {
@@ -69,17 +75,23 @@ pub async fn execute(
             }
         }
     }
-    send(store, control, &stored).await
+    send(store, gate, control, &stored).await
 }
 
 /// Sends a stored intent (same key, same args) and commits what came back.
 async fn send(
     store: &Store,
+    gate: &SendGate,
     control: &ControlHub,
     intent: &IntentRecord,
 ) -> Result<IntentOutcome, IntentError> {
     crash::point("intent.before_send");
+    gate.check()?;
     store.mark_intent_sent(&intent.key).await?;
+    // Checked again right before the wire: the commit above may have taken a while. Closed
+    // now, the intent is `sent` without having left: the next leader's GetIdempotencyRecord
+    // says the server never saw it, and it goes out once, with this key.
+    gate.check()?;
     tracing::info!(intent = %intent.key, operation = %intent.operation, "intent sent");
     let answer = control
         .keyed_call(&intent.operation, intent.args.clone())

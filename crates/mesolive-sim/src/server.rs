@@ -60,8 +60,12 @@ impl Hub for ControlHub {
         method: &str,
         arguments: Vec<Value>,
     ) -> Reply {
-        self.0.stats.call(HubKind::Control, method);
-        let envelope = control::invoke(&self.0, method, &args::first(&arguments));
+        let args = args::first(&arguments);
+        let key = args.get("IdempotencyKey").and_then(Value::as_str);
+        self.0
+            .stats
+            .call(HubKind::Control, method, connection.id(), key);
+        let envelope = control::invoke(&self.0, method, &args);
         answer(&self.0, connection, method, envelope)
     }
 }
@@ -76,18 +80,22 @@ impl Hub for DataHub {
         method: &str,
         arguments: Vec<Value>,
     ) -> Reply {
-        self.0.stats.call(HubKind::Data, method);
+        self.0
+            .stats
+            .call(HubKind::Data, method, connection.id(), None);
         let envelope = data::invoke(&self.0, method, &args::first(&arguments));
         answer(&self.0, connection, method, envelope)
     }
 
     fn stream(
         &self,
-        _: &ServerConnection,
+        connection: &ServerConnection,
         method: &str,
         arguments: Vec<Value>,
     ) -> Result<HubItems, String> {
-        self.0.stats.call(HubKind::Data, method);
+        self.0
+            .stats
+            .call(HubKind::Data, method, connection.id(), None);
         data::stream(&self.0, method, &args::first(&arguments))
             .unwrap_or_else(|| Err(unknown_method_error(method)))
     }
@@ -119,7 +127,9 @@ impl Hub for EventHub {
         method: &str,
         arguments: Vec<Value>,
     ) -> Reply {
-        self.0.stats.call(HubKind::Event, method);
+        self.0
+            .stats
+            .call(HubKind::Event, method, connection.id(), None);
         let envelope = event::invoke(&self.0, connection.id(), method, &args::first(&arguments));
         answer(&self.0, connection, method, envelope)
     }

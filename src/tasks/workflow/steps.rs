@@ -290,7 +290,7 @@ async fn send(
         workflow_id: Some(workflow.id.to_string()),
         args: call_args,
     };
-    match intent::execute(ctx.store(), control, &new).await? {
+    match intent::execute(ctx.store(), ctx.gate(), control, &new).await? {
         IntentOutcome::Unsettled => Ok(Step::Waiting),
         IntentOutcome::Completed(_) | IntentOutcome::Failed(_) => Ok(Step::Advanced),
     }
