@@ -15,7 +15,7 @@ use mesolive_supervisor::daemon::ops_addr_in_log;
 use mesolive_supervisor::store::{QuarantinedEvent, Store};
 use serde_json::{Value, json};
 use signalr::{ConnectOptions, Connection};
-use sqlx::{Connection as _, Row};
+use sqlx::Connection as _;
 use testkit::wait_for;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mesolive-supervisor");
@@ -444,6 +444,26 @@ impl Daemon {
             .map(|r| r.status().as_u16())
     }
 
+    /// `/readyz` status and body, `None` while the listener is not up.
+    pub(crate) async fn readyz_answer(&self) -> Option<(u16, String)> {
+        let url = format!("http://{}/readyz", self.ops()?);
+        let response = self.http.get(url).send().await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.unwrap_or_default()))
+    }
+
+    /// The ids of every hub connection this daemon logged (its log is kept across restarts).
+    pub(crate) fn connection_ids(&self) -> HashSet<String> {
+        self.log_text()
+            .lines()
+            .filter(|line| line.contains("hub connected"))
+            .filter_map(|line| {
+                let value: Value = serde_json::from_str(line).ok()?;
+                Some(value["fields"]["connection_id"].as_str()?.to_owned())
+            })
+            .collect()
+    }
+
     pub(crate) async fn wait_ready(&self, timeout: Duration) {
         let what = format!("daemon ready (log: {})", self.log.display());
         wait_for(&what, timeout, || async {
@@ -504,12 +524,113 @@ pub(crate) fn metric_value(text: &str, series: &str) -> Option<f64> {
     mesolive_supervisor::ops::metrics::series_value(text, series)
 }
 
-/// The exactly-once invariants between the simulator's event log and a daemon's database,
+/// What the exactly-once invariants read from a daemon's database.
+pub(crate) struct StoreFacts {
+    /// Every key in the dedupe set.
+    keys: HashSet<String>,
+    /// Effects applied per callback.
+    applied: BTreeMap<String, i64>,
+    /// EventSeqIds processed more than once.
+    twice: i64,
+    cursor: Option<i64>,
+    /// `(seq, target, error)` of every quarantined event.
+    quarantined: Vec<(i64, String, String)>,
+}
+
+/// The facts of an SQLite database (read-only, safe while the daemon runs).
+async fn sqlite_facts(db: &Path) -> StoreFacts {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .expect("database readable");
+    let facts = StoreFacts {
+        keys: sqlx::query_scalar("SELECT event_key FROM processed_events")
+            .fetch_all(&mut conn)
+            .await
+            .expect("processed_events")
+            .into_iter()
+            .collect(),
+        applied: sqlx::query_as("SELECT target, applied FROM event_stats")
+            .fetch_all(&mut conn)
+            .await
+            .expect("event_stats")
+            .into_iter()
+            .collect(),
+        twice: sqlx::query_scalar(
+            "SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("processed_events"),
+        cursor: sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
+            .fetch_optional(&mut conn)
+            .await
+            .expect("cursor"),
+        quarantined: sqlx::query_as(
+            "SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("quarantined_events"),
+    };
+    let _ = conn.close().await;
+    facts
+}
+
+/// The facts of a PostgreSQL schema.
+pub(crate) async fn postgres_facts(url: &str, schema: &str) -> StoreFacts {
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("postgres reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("SET search_path = {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("search_path");
+    let facts = StoreFacts {
+        keys: sqlx::query_scalar("SELECT event_key FROM processed_events")
+            .fetch_all(&mut conn)
+            .await
+            .expect("processed_events")
+            .into_iter()
+            .collect(),
+        applied: sqlx::query_as("SELECT target, applied FROM event_stats")
+            .fetch_all(&mut conn)
+            .await
+            .expect("event_stats")
+            .into_iter()
+            .collect(),
+        twice: sqlx::query_scalar(
+            "SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("processed_events"),
+        cursor: sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
+            .fetch_optional(&mut conn)
+            .await
+            .expect("cursor"),
+        quarantined: sqlx::query_as(
+            "SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("quarantined_events"),
+    };
+    let _ = conn.close().await;
+    facts
+}
+
+/// The exactly-once invariants between the simulator's event log and a daemon's SQLite
+/// database (see [`violations`]).
+pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
+    violations(sim, sqlite_facts(db).await).await
+}
+
+/// The exactly-once invariants between the simulator's event log and a database's facts,
 /// checked after quiescence: every logged EventId is in the dedupe set, effects applied per
 /// callback equal the events logged per callback, no EventSeqId was processed twice, the
 /// cursor is the simulator's latest EventSeqId, and nothing valid was quarantined. Returns the
 /// violations (empty when every invariant holds).
-pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
+pub(crate) async fn violations(sim: &Sim, facts: StoreFacts) -> Vec<String> {
     let latest = sim.latest_seq().await;
     let history = sim.history(latest).await;
     let mut violations = Vec::new();
@@ -523,19 +644,9 @@ pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String>
     for (_, _, target) in &history {
         *expected.entry(target.clone()).or_default() += 1;
     }
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .expect("database readable");
-    let keys: HashSet<String> = sqlx::query("SELECT event_key FROM processed_events")
-        .fetch_all(&mut conn)
-        .await
-        .expect("processed_events")
-        .iter()
-        .map(|row| row.get::<String, _>(0))
-        .collect();
     let missing: Vec<i64> = history
         .iter()
-        .filter(|(_, id, _)| !keys.contains(&id.to_ascii_lowercase()))
+        .filter(|(_, id, _)| !facts.keys.contains(&id.to_ascii_lowercase()))
         .map(|(seq, _, _)| *seq)
         .collect();
     if !missing.is_empty() {
@@ -545,42 +656,23 @@ pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String>
             missing.len()
         ));
     }
-    let applied: BTreeMap<String, i64> = sqlx::query("SELECT target, applied FROM event_stats")
-        .fetch_all(&mut conn)
-        .await
-        .expect("event_stats")
-        .iter()
-        .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
-        .collect();
-    if applied != expected {
+    if facts.applied != expected {
         violations.push(format!(
-            "effects applied per callback {applied:?} != events logged per callback {expected:?}"
+            "effects applied per callback {:?} != events logged per callback {expected:?}",
+            facts.applied
         ));
     }
-    let twice: i64 =
-        sqlx::query_scalar("SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events")
-            .fetch_one(&mut conn)
-            .await
-            .expect("processed_events");
-    if twice != 0 {
-        violations.push(format!("{twice} EventSeqIds processed twice"));
+    if facts.twice != 0 {
+        violations.push(format!("{} EventSeqIds processed twice", facts.twice));
     }
-    let cursor: Option<i64> = sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
-        .fetch_optional(&mut conn)
-        .await
-        .expect("cursor")
-        .flatten();
-    if cursor != Some(latest) {
-        violations.push(format!("cursor {cursor:?} != latest EventSeqId {latest}"));
+    if facts.cursor != Some(latest) {
+        violations.push(format!(
+            "cursor {:?} != latest EventSeqId {latest}",
+            facts.cursor
+        ));
     }
-    let quarantined: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events")
-            .fetch_all(&mut conn)
-            .await
-            .expect("quarantined_events");
-    if !quarantined.is_empty() {
-        violations.push(format!("valid events quarantined: {quarantined:?}"));
+    if !facts.quarantined.is_empty() {
+        violations.push(format!("valid events quarantined: {:?}", facts.quarantined));
     }
-    let _ = conn.close().await;
     violations
 }
