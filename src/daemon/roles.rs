@@ -17,6 +17,7 @@
 //! not verify are settings: exit 78.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::term;
 use super::{DaemonError, store_options};
@@ -26,7 +27,7 @@ use crate::ha::{BootInstant, SendGate};
 use crate::ops::health::Role;
 use crate::ops::http::OpsState;
 use crate::ops::notify::Notifier;
-use crate::store::{LeaseGrant, LeaseRequest, Store};
+use crate::store::{LeaseGrant, LeaseRecord, LeaseRequest, Store};
 use crate::supervisor::child::{Fatal, sleep_unless_stopped};
 use crate::supervisor::drain::Drain;
 use crate::supervisor::links::Connector;
@@ -224,12 +225,35 @@ async fn standby(
                 tracing::warn!(error = %err, "trying the lease failed; retrying");
             }
         }
+        let wait = match store.leases().await {
+            Ok(leases) => next_try(
+                leases.iter().find(|lease| lease.group == request.group),
+                times,
+            ),
+            Err(_) => times.period(),
+        };
         tokio::select! {
-            _ = tokio::time::sleep(times.period()) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = process.drain.intake_closed() => return None,
         }
     }
 }
+
+/// When a standby tries again: every ttl/3, or just after the lease it saw expires if that is
+/// sooner (measured on the server's clock: how long it had left when read), so a takeover
+/// does not wait for the next period.
+fn next_try(lease: Option<&LeaseRecord>, times: LeaseTimes) -> Duration {
+    let Some(lease) = lease.filter(|lease| lease.is_held()) else {
+        return times.period().min(EXPIRY_SLACK);
+    };
+    let left = lease.expires_at.unix_millis() - lease.read_at.unix_millis();
+    let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+    (left + EXPIRY_SLACK).min(times.period())
+}
+
+/// How long after a lease's expiry a standby tries it (the statement's own latency covers the
+/// rest).
+const EXPIRY_SLACK: Duration = Duration::from_millis(50);
 
 /// One term as leader of `grant`: the keeper renews the lease beside it and stops the term at
 /// once when the lease is lost; a process stop releases the lease, so a standby takes over
@@ -289,6 +313,51 @@ async fn release(store: &Store, grant: &LeaseGrant) {
     match store.release_lease(grant).await {
         Ok(()) => tracing::info!(epoch = grant.epoch, "lease released"),
         Err(err) => tracing::warn!(error = %err, "lease not released; it expires by itself"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Timestamp;
+
+    fn lease(holder: Option<&str>, expires_in_ms: i64) -> LeaseRecord {
+        let read_at = Timestamp::from(
+            chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap_or_default(),
+        );
+        let expires_at = Timestamp::from(
+            chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + expires_in_ms)
+                .unwrap_or_default(),
+        );
+        LeaseRecord {
+            group: "default".into(),
+            holder: holder.map(str::to_owned),
+            epoch: 1,
+            acquired_at: read_at,
+            renewed_at: read_at,
+            expires_at,
+            read_at,
+        }
+    }
+
+    #[test]
+    fn a_standby_tries_again_just_after_the_lease_expires_or_each_period() {
+        let times = LeaseTimes {
+            ttl: Duration::from_secs(9),
+            margin: Duration::from_secs(2),
+        };
+        assert_eq!(
+            next_try(Some(&lease(Some("a"), 1_000)), times),
+            Duration::from_millis(1_050)
+        );
+        assert_eq!(
+            next_try(Some(&lease(Some("a"), 8_000)), times),
+            Duration::from_secs(3)
+        );
+        // Free or expired (a race, or a release): try again at once.
+        assert_eq!(next_try(Some(&lease(None, 8_000)), times), EXPIRY_SLACK);
+        assert_eq!(next_try(Some(&lease(Some("a"), -5)), times), EXPIRY_SLACK);
+        assert_eq!(next_try(None, times), EXPIRY_SLACK);
     }
 }
 

@@ -202,12 +202,13 @@ async fn postgres_restarted_and_stopped_under_both_daemons_loses_and_repeats_not
     // while the database is gone; one leads again after it is back.
     group.entry_on(STRATEGIES[1]).await;
     group.cluster.stop();
+    let stopped = std::time::Instant::now();
     group.sim.emit(500).await;
     wait_for("no leader while PostgreSQL is down", TTL * 2, || async {
         group.roles().await == Roles::Leaderless
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(30).saturating_sub(TTL * 2)).await;
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
     group.cluster.start_server();
     let leader = group.leader(STARTUP * 2).await;
     group.wait_standby(1 - leader, STARTUP).await;
