@@ -180,6 +180,12 @@ impl Store {
         }
     }
 
+    /// Drops a PostgreSQL schema and every table in it: the benchmark's scratch schemas. (An
+    /// SQLite database is a file: its owner removes it.)
+    pub async fn drop_schema(location: &PostgresLocation) -> Result<(), StoreError> {
+        postgres::drop_schema(location).await
+    }
+
     /// This database's identity: a short random id created with the database, part of every
     /// idempotency key derived from it, so a fresh database never reuses an old key.
     pub fn instance_id(&self) -> &str {

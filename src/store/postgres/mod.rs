@@ -180,6 +180,21 @@ impl Postgres {
     }
 }
 
+/// [`crate::store::Store::drop_schema`].
+pub(in crate::store) async fn drop_schema(location: &PostgresLocation) -> Result<(), StoreError> {
+    let describe = location.describe();
+    let pool = pool_of_one(connect_options(location, &StoreOptions::default())?);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        location.schema
+    )))
+    .execute(&pool)
+    .await
+    .map_err(|e| StoreError::connecting(&describe, e))?;
+    pool.close().await;
+    Ok(())
+}
+
 /// The connection settings: the URL (with its `sslmode` and `sslrootcert`), the password kept
 /// apart, the schema as search path, and the server-side timeouts.
 fn connect_options(
