@@ -75,7 +75,8 @@ pub async fn serve(
 }
 
 /// `mesolive-supervisor health`: probes `/readyz` of a running daemon (Docker HEALTHCHECK).
-/// An unspecified listen address (`0.0.0.0`) is probed on loopback.
+/// A failover standby (503 `standby`) is healthy: it is doing its job. An unspecified listen
+/// address (`0.0.0.0`) is probed on loopback.
 pub async fn probe_ready(listen: SocketAddr) -> Result<(), String> {
     let mut target = listen;
     if target.ip().is_unspecified() {
@@ -95,9 +96,13 @@ pub async fn probe_ready(listen: SocketAddr) -> Result<(), String> {
         .send()
         .await
         .map_err(|err| format!("{url}: {err}"))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("{url}: {}", response.status()))
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
     }
+    let body = response.text().await.unwrap_or_default();
+    if status == StatusCode::SERVICE_UNAVAILABLE && body.trim() == "standby" {
+        return Ok(());
+    }
+    Err(format!("{url}: {status}"))
 }
