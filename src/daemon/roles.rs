@@ -316,6 +316,14 @@ async fn release(store: &Store, grant: &LeaseGrant) {
     }
 }
 
+/// The process's stop reaches the term: intake closed, then forced.
+async fn follow(process: Drain, term: Drain) {
+    process.intake_closed().await;
+    term.close_intake();
+    process.forced().await;
+    term.force();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,12 +367,4 @@ mod tests {
         assert_eq!(next_try(Some(&lease(Some("a"), -5)), times), EXPIRY_SLACK);
         assert_eq!(next_try(None, times), EXPIRY_SLACK);
     }
-}
-
-/// The process's stop reaches the term: intake closed, then forced.
-async fn follow(process: Drain, term: Drain) {
-    process.intake_closed().await;
-    term.close_intake();
-    process.forced().await;
-    term.force();
 }

@@ -106,11 +106,11 @@ pub struct Store {
     instance_id: String,
 }
 
-/// Where the state is kept.
+/// Where the state is kept. (Boxed: one store per process, reached through a pointer either way.)
 #[derive(Debug)]
 enum Backend {
-    Sqlite(Sqlite),
-    Postgres(postgres::Postgres),
+    Sqlite(Box<Sqlite>),
+    Postgres(Box<postgres::Postgres>),
 }
 
 /// The SQLite backend of `$store`, or — when it is PostgreSQL — return from the enclosing
@@ -134,7 +134,7 @@ impl Store {
     pub async fn open(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store, StoreError> {
         let (db, instance_id) = Sqlite::open(path.as_ref(), options).await?;
         Ok(Store {
-            backend: Backend::Sqlite(db),
+            backend: Backend::Sqlite(Box::new(db)),
             instance_id,
         })
     }
@@ -144,7 +144,7 @@ impl Store {
     pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let (db, instance_id) = Sqlite::open_read_only(path.as_ref()).await?;
         Ok(Store {
-            backend: Backend::Sqlite(db),
+            backend: Backend::Sqlite(Box::new(db)),
             instance_id,
         })
     }
@@ -158,7 +158,7 @@ impl Store {
             Location::Postgres(pg) => {
                 let (db, instance_id) = postgres::Postgres::open(pg, options).await?;
                 Ok(Store {
-                    backend: Backend::Postgres(db),
+                    backend: Backend::Postgres(Box::new(db)),
                     instance_id,
                 })
             }
@@ -173,7 +173,7 @@ impl Store {
             Location::Postgres(pg) => {
                 let (db, instance_id) = postgres::Postgres::open_read_only(pg).await?;
                 Ok(Store {
-                    backend: Backend::Postgres(db),
+                    backend: Backend::Postgres(Box::new(db)),
                     instance_id,
                 })
             }
@@ -210,9 +210,9 @@ impl Store {
     /// Dropping the store also releases everything; this only waits for it.
     pub async fn close(self) -> Result<(), StoreError> {
         match self.backend {
-            Backend::Sqlite(db) => db.close().await,
+            Backend::Sqlite(db) => (*db).close().await,
             Backend::Postgres(db) => {
-                db.close().await;
+                (*db).close().await;
                 Ok(())
             }
         }
