@@ -198,7 +198,7 @@ impl Group {
         let ledger = self.ledger().await;
         assert_eq!(ledger["second_effects"], 0, "second effects: {ledger}");
         let facts = postgres_facts(&self.cluster.url(), &self.schema).await;
-        let found = violations(&self.sim, facts).await;
+        let found = violations(&self.sim, &facts).await;
         assert!(found.is_empty(), "exactly-once violated: {found:#?}");
     }
 

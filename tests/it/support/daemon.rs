@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mesolive_api::client::{EventHub, HubClient};
 use mesolive_sim::{AdminClient, RunningSim, SimOptions, Simulator};
 use mesolive_supervisor::daemon::ops_addr_in_log;
-use mesolive_supervisor::store::{QuarantinedEvent, Store};
+use mesolive_supervisor::store::{Location, PostgresLocation, QuarantinedEvent, Store};
 use serde_json::{Value, json};
 use signalr::{ConnectOptions, Connection};
 use sqlx::Connection as _;
@@ -183,7 +183,10 @@ pub(crate) struct Resources {
 /// `mesolive-supervisor run` as a child process with a temp database and short timings.
 pub(crate) struct Daemon {
     child: Option<Child>,
+    /// The SQLite file (unused when the daemon is on PostgreSQL).
     pub db: PathBuf,
+    /// Where its state is: the SQLite file, or the PostgreSQL schema its environment names.
+    pub location: Location,
     /// The ops address the current process bound (read from its standard output).
     ops: std::sync::Mutex<Option<SocketAddr>>,
     /// Its standard output (appended across restarts): the bound ops address, nothing else.
@@ -246,9 +249,19 @@ impl Daemon {
             .find(|(key, _)| key == "MESOLIVE__DATABASE__PATH")
             .map(|(_, path)| PathBuf::from(path))
             .expect("a database path");
+        let var = |name: &str| env.iter().find(|(key, _)| key == name).map(|(_, v)| v.clone());
+        let location = match var("MESOLIVE__DATABASE__URL") {
+            Some(url) => Location::Postgres(PostgresLocation {
+                url,
+                password: None,
+                schema: var("MESOLIVE__DATABASE__SCHEMA").unwrap_or_else(|| "mesolive".into()),
+            }),
+            None => Location::Sqlite(db.clone()),
+        };
         Daemon {
             child: None,
             db,
+            location,
             ops: std::sync::Mutex::new(None),
             out: dir.join("daemon.out"),
             out_from: 0,
@@ -492,14 +505,22 @@ impl Daemon {
 
     /// Opens the daemon's database read-only (safe while it runs).
     pub(crate) async fn store(&self) -> Store {
-        Store::open_read_only(&self.db)
+        Store::connect_read_only(&self.location)
             .await
             .expect("database readable")
     }
 
+    /// The facts the exactly-once invariants read from its database.
+    pub(crate) async fn facts(&self) -> StoreFacts {
+        match &self.location {
+            Location::Sqlite(path) => sqlite_facts(path).await,
+            Location::Postgres(pg) => postgres_facts(&pg.url, &pg.schema).await,
+        }
+    }
+
     /// The cursor, or `None` while the database is not created and migrated yet.
     pub(crate) async fn cursor_if_any(&self) -> Option<i64> {
-        let store = Store::open_read_only(&self.db).await.ok()?;
+        let store = Store::connect_read_only(&self.location).await.ok()?;
         let cursor = store.cursor().await.ok().flatten();
         let _ = store.close().await;
         cursor
@@ -535,10 +556,12 @@ pub(crate) struct StoreFacts {
     cursor: Option<i64>,
     /// `(seq, target, error)` of every quarantined event.
     quarantined: Vec<(i64, String, String)>,
+    /// Intents per operation.
+    pub intents: BTreeMap<String, i64>,
 }
 
 /// The facts of an SQLite database (read-only, safe while the daemon runs).
-async fn sqlite_facts(db: &Path) -> StoreFacts {
+pub(crate) async fn sqlite_facts(db: &Path) -> StoreFacts {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
         .await
         .expect("database readable");
@@ -571,6 +594,12 @@ async fn sqlite_facts(db: &Path) -> StoreFacts {
         .fetch_all(&mut conn)
         .await
         .expect("quarantined_events"),
+        intents: sqlx::query_as("SELECT operation, COUNT(*) FROM intents GROUP BY operation")
+            .fetch_all(&mut conn)
+            .await
+            .expect("intents")
+            .into_iter()
+            .collect(),
     };
     let _ = conn.close().await;
     facts
@@ -614,6 +643,12 @@ pub(crate) async fn postgres_facts(url: &str, schema: &str) -> StoreFacts {
         .fetch_all(&mut conn)
         .await
         .expect("quarantined_events"),
+        intents: sqlx::query_as("SELECT operation, COUNT(*) FROM intents GROUP BY operation")
+            .fetch_all(&mut conn)
+            .await
+            .expect("intents")
+            .into_iter()
+            .collect(),
     };
     let _ = conn.close().await;
     facts
@@ -622,7 +657,7 @@ pub(crate) async fn postgres_facts(url: &str, schema: &str) -> StoreFacts {
 /// The exactly-once invariants between the simulator's event log and a daemon's SQLite
 /// database (see [`violations`]).
 pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
-    violations(sim, sqlite_facts(db).await).await
+    violations(sim, &sqlite_facts(db).await).await
 }
 
 /// The exactly-once invariants between the simulator's event log and a database's facts,
@@ -630,7 +665,7 @@ pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String>
 /// callback equal the events logged per callback, no EventSeqId was processed twice, the
 /// cursor is the simulator's latest EventSeqId, and nothing valid was quarantined. Returns the
 /// violations (empty when every invariant holds).
-pub(crate) async fn violations(sim: &Sim, facts: StoreFacts) -> Vec<String> {
+pub(crate) async fn violations(sim: &Sim, facts: &StoreFacts) -> Vec<String> {
     let latest = sim.latest_seq().await;
     let history = sim.history(latest).await;
     let mut violations = Vec::new();
