@@ -184,12 +184,12 @@ fn event_burst(criterion: &mut Criterion, runtime: &Runtime) {
 
 async fn open_positions(control: &Connection) -> Vec<i64> {
     let mut ids = Vec::new();
-    let mut token: Option<String> = None;
+    let mut token: Option<serde_json::Value> = None;
     loop {
         let raw = control
             .invoke_raw(
                 "ListPositions",
-                wire::call_args(args::open_positions(Some(1000), token.as_deref())),
+                wire::call_args(args::open_positions(Some(1000), token.as_ref())),
             )
             .await
             .expect("ListPositions");

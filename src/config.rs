@@ -6,16 +6,17 @@
 //! The API key is a [`ApiKey`]: it comes from `MESOLIVE_API_KEY` or `hubs.api_key_file`, never
 //! from a TOML file, and its `Debug`/`Display` are redacted so it cannot reach a log line.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use mesolive_api::wire::encode::{DecimalForm, Outbound};
+use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
-use crate::store::{Location, PostgresLocation, is_plain_identifier};
+use crate::store::{Location, PostgresLocation, TradingState, is_plain_identifier};
 
 /// The embedded defaults; the single source of every key's default value.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -98,7 +99,7 @@ impl fmt::Display for ApiKey {
 }
 
 /// Everything the daemon can be told, after layering and validation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Where the three hubs are and how to talk to them.
@@ -113,22 +114,27 @@ pub struct Settings {
     pub events: EventSettings,
     /// Position monitoring.
     pub monitor: MonitorSettings,
-    /// Health and metrics listener.
+    /// Health and metrics listener, control socket.
     pub ops: OpsSettings,
     /// Active/standby failover.
     pub ha: HaSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Risk limits checked before an intent is committed.
+    pub risk: RiskSettings,
     /// The API key, from the environment or `hubs.api_key_file`; never from TOML.
     #[serde(skip)]
     pub api_key: Option<ApiKey>,
+    /// The `--config` file these settings were read from (a reload reads it again).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
     /// Non-fatal findings (e.g. a key file readable by others), logged once logging is up.
     #[serde(skip)]
     pub warnings: Vec<String>,
 }
 
 /// `[hubs]`: hub URLs, credentials and SignalR timing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubSettings {
     /// Origin of the hubs, e.g. `https://mesolive.io`.
@@ -161,12 +167,33 @@ pub struct HubSettings {
     pub max_pending_callbacks: usize,
     /// Symbol used to prove the Data Hub works when no position is open.
     pub probe_symbol: String,
-    /// Data provider for free-standing data calls; empty means server default.
+    /// Data provider for free-standing data calls (the server requires one, API §3.2.1); empty
+    /// means none is configured: the underlying proof and `check data` cannot run.
     pub probe_provider: String,
+    /// How values the daemon sends are written where the API leaves it open.
+    pub wire: WireSettings,
+}
+
+/// `[hubs.wire]`: outbound encodings the API leaves open (every encoding choice is listed in
+/// `mesolive_api::wire::encode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireSettings {
+    /// `number` (binds on every ASP.NET Core server) or `string`.
+    pub decimal: DecimalForm,
+}
+
+impl WireSettings {
+    /// The encodings the argument builders use.
+    pub fn outbound(&self) -> Outbound {
+        Outbound {
+            decimal: self.decimal,
+        }
+    }
 }
 
 /// `database.synchronous`: how hard SQLite pushes each commit to disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SynchronousMode {
     /// Every commit survives power loss.
@@ -176,7 +203,7 @@ pub enum SynchronousMode {
 }
 
 /// `[database]`: where the state is kept (an SQLite file, or PostgreSQL when `url` is set).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// Path of the SQLite file (ignored when `url` is set).
@@ -217,7 +244,7 @@ impl fmt::Debug for Password {
 }
 
 /// `[ha]`: active/standby failover on a shared PostgreSQL store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HaSettings {
     /// Run as one of an active/standby group (needs `database.url`).
@@ -235,7 +262,7 @@ pub struct HaSettings {
 }
 
 /// `automation.mode`: the explicit answer to "may this process trade?".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AutomationMode {
     /// Record signals and intended actions; send nothing.
@@ -257,7 +284,7 @@ impl fmt::Display for AutomationMode {
 }
 
 /// `automation.order_type`: how live leg-group orders are priced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStyle {
     /// A limit order at the plan's mid price (market order when the plan has no price).
@@ -267,7 +294,7 @@ pub enum OrderStyle {
 }
 
 /// `[automation]`: what the daemon may do on signals.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutomationSettings {
     /// observe | paper | live.
@@ -292,10 +319,15 @@ pub struct AutomationSettings {
     /// Per-strategy overrides of the sizing and limits above, keyed by strategy id.
     #[serde(default)]
     pub strategies: HashMap<String, StrategyOverrides>,
+    /// The trading state a database that has none starts in (a fresh database); afterwards
+    /// the stored state wins, so a halted daemon starts halted.
+    pub initial_state: TradingState,
+    /// Whether adjustments are sent while the trading state is `reduce_only`.
+    pub adjust_in_reduce_only: bool,
 }
 
 /// `[automation.strategies.<id>]`: one strategy's own sizing and limits.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyOverrides {
     /// Overrides `automation.qty_multiplier`.
@@ -330,7 +362,7 @@ impl AutomationSettings {
 }
 
 /// `[supervisor]`: restart policy and shutdown.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SupervisorSettings {
     /// First retry delay.
@@ -354,7 +386,7 @@ pub struct SupervisorSettings {
 }
 
 /// `events.first_run`: where a daemon with no cursor starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FirstRun {
     /// Start at the server's latest EventSeqId; take state from Control Hub reads.
@@ -365,7 +397,7 @@ pub enum FirstRun {
 
 /// `events.on_history_gap`: what to do when the server no longer has the events after the
 /// cursor (SPEC §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnHistoryGap {
     /// Resync the state from the Control Hub, move the cursor past the hole, go on.
@@ -385,7 +417,7 @@ impl OnHistoryGap {
 }
 
 /// `[events]`: replay, batching and dedupe.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventSettings {
     /// Where a first run starts.
@@ -402,7 +434,7 @@ pub struct EventSettings {
 }
 
 /// `[monitor]`: position monitoring.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorSettings {
     /// Period of the snapshot resync per position.
@@ -414,12 +446,94 @@ pub struct MonitorSettings {
 }
 
 /// `[ops]`: the health/metrics listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpsSettings {
     /// Listen address of `/healthz`, `/readyz`, `/metrics` (port 0: any free port; the daemon
     /// logs the one it bound).
     pub listen: SocketAddr,
+    /// Unix socket of `ctl`; empty: `mesolive-supervisor.sock` beside the database.
+    pub control_socket: PathBuf,
+}
+
+/// The control socket's file name when `ops.control_socket` is empty.
+pub const CONTROL_SOCKET_NAME: &str = "mesolive-supervisor.sock";
+
+/// Longest Unix socket path the kernel accepts (`sun_path` holds 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// `[risk]`: limits checked before an intent is committed. An absent key is no limit.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskSettings {
+    /// Entries started per account per trading day.
+    #[serde(default)]
+    pub max_entries_per_day: Option<u32>,
+    /// State-changing calls per account in any 60-second window.
+    #[serde(default)]
+    pub max_orders_per_minute: Option<u32>,
+    /// Open positions (and entries in flight) per account, all strategies together.
+    #[serde(default)]
+    pub max_open_positions_total: Option<u32>,
+    /// Realized loss per account per trading day that switches the trading state.
+    #[serde(default)]
+    pub max_daily_loss: Option<rust_decimal::Decimal>,
+    /// The state `max_daily_loss` switches to: reduce_only or halted.
+    pub on_daily_loss: TradingState,
+    /// IANA time zone of the trading day, e.g. `America/New_York`.
+    pub day_timezone: String,
+}
+
+impl RiskSettings {
+    /// The trading day's time zone (validated at load; New York should it ever not parse).
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.day_timezone
+            .parse()
+            .unwrap_or(chrono_tz::America::New_York)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("risk.max_entries_per_day", self.max_entries_per_day),
+            ("risk.max_orders_per_minute", self.max_orders_per_minute),
+            (
+                "risk.max_open_positions_total",
+                self.max_open_positions_total,
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(
+                    key,
+                    "0",
+                    "at least 1 (leave the key out for no limit; reduce_only stops entries)",
+                ));
+            }
+        }
+        if let Some(loss) = self.max_daily_loss
+            && loss <= rust_decimal::Decimal::ZERO
+        {
+            return Err(invalid(
+                "risk.max_daily_loss",
+                &loss.to_string(),
+                "a loss above zero, e.g. 500 (leave the key out for no limit)",
+            ));
+        }
+        if self.on_daily_loss == TradingState::Active {
+            return Err(invalid(
+                "risk.on_daily_loss",
+                "\"active\"",
+                "\"reduce_only\" or \"halted\"",
+            ));
+        }
+        if self.day_timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(invalid(
+                "risk.day_timezone",
+                &quoted(&self.day_timezone),
+                "an IANA time zone such as \"America/New_York\"",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Checks `ops.listen` as written, before deserializing, so a bad value is reported naming its
@@ -437,7 +551,7 @@ fn check_listen(config: &config::Config) -> Result<(), ConfigError> {
 }
 
 /// `log.format`: human or machine logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One human-readable line per event.
@@ -447,7 +561,7 @@ pub enum LogFormat {
 }
 
 /// `[log]`: logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// text | json.
@@ -489,19 +603,95 @@ impl Settings {
                     .required(true),
             );
         }
-        builder = builder.add_source(
-            config::Environment::with_prefix("MESOLIVE")
-                .prefix_separator("__")
-                .separator("__")
-                .source(Some(env.into_iter().collect())),
-        );
+        builder = builder.add_source(environment(env));
         let config = builder.build()?;
         check_listen(&config)?;
         let mut settings: Settings = config.try_deserialize()?;
         settings.validate()?;
         settings.api_key = settings.read_api_key(api_key_env)?;
         settings.database.password = settings.read_password(password_env)?;
+        settings.config_file = config_file.map(Path::to_path_buf);
         Ok(settings)
+    }
+
+    /// The control socket: `ops.control_socket`, or `mesolive-supervisor.sock` in the
+    /// database's directory.
+    pub fn control_socket(&self) -> PathBuf {
+        if !self.ops.control_socket.as_os_str().is_empty() {
+            return self.ops.control_socket.clone();
+        }
+        self.database
+            .path
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(CONTROL_SOCKET_NAME)
+    }
+
+    /// Every key with its effective value, dotted (`hubs.base_url`) and sorted: what
+    /// `config show` prints and what a reload compares. The API key is not among them.
+    pub fn keys(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut keys = BTreeMap::new();
+        if let Ok(value) = serde_json::to_value(self) {
+            flatten("", value, &mut keys);
+        }
+        keys
+    }
+
+    /// Every key with its effective value and the layer it came from, then the API key
+    /// (redacted): `config show`.
+    pub fn show(&self) -> Result<Vec<ShownKey>, ConfigError> {
+        self.show_with(std::env::vars().collect())
+    }
+
+    /// As [`Settings::show`], with the environment given explicitly (tests).
+    pub fn show_with(&self, env: HashMap<String, String>) -> Result<Vec<ShownKey>, ConfigError> {
+        let mut from_file = BTreeMap::new();
+        if let Some(path) = &self.config_file {
+            let file = config::Config::builder()
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml))
+                .build()?;
+            flatten("", file.try_deserialize()?, &mut from_file);
+        }
+        let mut from_env = BTreeMap::new();
+        let environment = config::Config::builder()
+            .add_source(environment(env.clone()))
+            .build()?;
+        flatten("", environment.try_deserialize()?, &mut from_env);
+        let mut shown: Vec<ShownKey> = self
+            .keys()
+            .into_iter()
+            .map(|(key, value)| {
+                let layer = if from_env.contains_key(&key) {
+                    Layer::Environment
+                } else if from_file.contains_key(&key) {
+                    Layer::File
+                } else {
+                    Layer::Default
+                };
+                let value = match value {
+                    serde_json::Value::String(text) => quoted(&text),
+                    other => other.to_string(),
+                };
+                ShownKey { key, value, layer }
+            })
+            .collect();
+        let key_layer = if !self.hubs.api_key_file.as_os_str().is_empty() {
+            Layer::KeyFile
+        } else if env.get(API_KEY_ENV).is_some_and(|k| !k.trim().is_empty()) {
+            Layer::Environment
+        } else {
+            Layer::Default
+        };
+        shown.push(ShownKey {
+            key: "api_key".into(),
+            value: if self.api_key.is_some() {
+                ApiKey::new("").to_string()
+            } else {
+                "(not set)".into()
+            },
+            layer: key_layer,
+        });
+        Ok(shown)
     }
 
     /// The API key, or the error a command that must talk to MesoLive reports.
@@ -640,6 +830,15 @@ impl Settings {
             }
         }
         positive("automation.job_poll_after", auto.job_poll_after)?;
+        self.risk.validate()?;
+        let socket = self.control_socket();
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(invalid(
+                "ops.control_socket",
+                &quoted(&socket.display().to_string()),
+                "a path of at most 107 bytes (a Unix socket limit): set ops.control_socket",
+            ));
+        }
         self.supervisor.validate()?;
         let ev = &self.events;
         if ev.replay_page_size == 0 {
@@ -846,6 +1045,91 @@ impl SupervisorSettings {
     }
 }
 
+/// The `MESOLIVE__SECTION__KEY` layer over `env`.
+fn environment(env: HashMap<String, String>) -> config::Environment {
+    config::Environment::with_prefix("MESOLIVE")
+        .prefix_separator("__")
+        .separator("__")
+        .source(Some(env.into_iter().collect()))
+}
+
+/// Where a key's effective value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// The embedded `config/default.toml`.
+    Default,
+    /// The `--config` file.
+    File,
+    /// A `MESOLIVE__*` variable (or `MESOLIVE_API_KEY`).
+    Environment,
+    /// The file named by `hubs.api_key_file` (the API key only).
+    KeyFile,
+}
+
+impl Layer {
+    /// The name `config show` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Default => "default",
+            Layer::File => "file",
+            Layer::Environment => "environment",
+            Layer::KeyFile => "hubs.api_key_file",
+        }
+    }
+}
+
+/// One line of `config show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShownKey {
+    /// Dotted key.
+    pub key: String,
+    /// Effective value as TOML-ish text (strings quoted).
+    pub value: String,
+    /// Where it came from.
+    pub layer: Layer,
+}
+
+/// Flattens a JSON tree into dotted keys; arrays and scalars are values.
+fn flatten(prefix: &str, value: serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                let dotted = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&dotted, value, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other);
+        }
+    }
+}
+
+/// The keys whose effective value differs between `old` and `new` (set or unset included).
+pub fn changed_keys(old: &Settings, new: &Settings) -> Vec<String> {
+    let (old, new) = (old.keys(), new.keys());
+    let mut changed: Vec<String> = old
+        .iter()
+        .filter(|(key, value)| new.get(*key) != Some(*value))
+        .map(|(key, _)| key.clone())
+        .chain(new.keys().filter(|key| !old.contains_key(*key)).cloned())
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+/// Whether a key can change while the daemon runs: `automation.*`, `risk.*` and `log.filter`
+/// are read at every use; every other key was used to build something at start (connections,
+/// the store, listeners, the restart policy, the event pump) and needs a restart.
+pub fn applies_live(key: &str) -> bool {
+    key.starts_with("automation.") || key.starts_with("risk.") || key == "log.filter"
+}
+
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -905,5 +1189,156 @@ fn ids_from_list_or_csv<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<i64>, D:
                 })
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(env: &[(&str, &str)]) -> Settings {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load_from(None, env).expect("valid settings")
+    }
+
+    #[test]
+    fn changed_keys_name_every_key_that_differs_set_or_unset() {
+        let old = settings(&[]);
+        assert!(changed_keys(&old, &old.clone()).is_empty());
+        let new = settings(&[
+            ("MESOLIVE__AUTOMATION__MODE", "paper"),
+            ("MESOLIVE__RISK__MAX_ENTRIES_PER_DAY", "3"),
+            ("MESOLIVE__HUBS__BASE_URL", "https://example.test"),
+        ]);
+        assert_eq!(
+            changed_keys(&old, &new),
+            [
+                "automation.mode",
+                "hubs.base_url",
+                "risk.max_entries_per_day"
+            ]
+        );
+        // Unsetting a limit is a change too.
+        assert_eq!(
+            changed_keys(&new, &old),
+            [
+                "automation.mode",
+                "hubs.base_url",
+                "risk.max_entries_per_day"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_risk_limit_is_validated_naming_its_key_and_value() {
+        let refused = |key: &str, value: &str| {
+            let env = [(key.to_owned(), value.to_owned())].into_iter().collect();
+            match Settings::load_from(None, env) {
+                Err(err) => err.to_string(),
+                Ok(_) => panic!("{key}={value} accepted"),
+            }
+        };
+        for (key, name) in [
+            (
+                "MESOLIVE__RISK__MAX_ENTRIES_PER_DAY",
+                "risk.max_entries_per_day = 0",
+            ),
+            (
+                "MESOLIVE__RISK__MAX_ORDERS_PER_MINUTE",
+                "risk.max_orders_per_minute = 0",
+            ),
+            (
+                "MESOLIVE__RISK__MAX_OPEN_POSITIONS_TOTAL",
+                "risk.max_open_positions_total = 0",
+            ),
+        ] {
+            assert!(refused(key, "0").starts_with(&format!("config: {name}")));
+        }
+        assert!(
+            refused("MESOLIVE__RISK__MAX_DAILY_LOSS", "-5")
+                .starts_with("config: risk.max_daily_loss = -5")
+        );
+        assert!(
+            refused("MESOLIVE__RISK__ON_DAILY_LOSS", "active")
+                .starts_with("config: risk.on_daily_loss = \"active\"")
+        );
+        assert!(
+            refused("MESOLIVE__RISK__DAY_TIMEZONE", "Mars/Olympus")
+                .starts_with("config: risk.day_timezone = \"Mars/Olympus\"")
+        );
+        let limits = settings(&[
+            ("MESOLIVE__RISK__MAX_DAILY_LOSS", "750.5"),
+            ("MESOLIVE__RISK__DAY_TIMEZONE", "Europe/London"),
+        ])
+        .risk;
+        assert_eq!(
+            limits.max_daily_loss,
+            Some(rust_decimal::Decimal::new(7505, 1))
+        );
+        assert_eq!(limits.timezone(), chrono_tz::Europe::London);
+        assert_eq!(limits.max_entries_per_day, None);
+    }
+
+    #[test]
+    fn only_automation_risk_and_the_log_filter_apply_live() {
+        for key in [
+            "automation.mode",
+            "automation.strategies.101.qty_multiplier",
+            "risk.max_daily_loss",
+            "log.filter",
+        ] {
+            assert!(applies_live(key), "{key}");
+        }
+        for key in [
+            "hubs.base_url",
+            "database.path",
+            "ops.listen",
+            "ops.control_socket",
+            "supervisor.shutdown_grace",
+            "events.batch_max",
+            "monitor.stale_after",
+            "log.format",
+        ] {
+            assert!(!applies_live(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn config_show_names_the_layer_of_each_key_and_redacts_the_key() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("mesolive.toml");
+        std::fs::write(
+            &file,
+            "[automation]\nmode = \"paper\"\n[risk]\nmax_entries_per_day = 4\n",
+        )
+        .expect("config written");
+        let env: HashMap<String, String> = [
+            ("MESOLIVE__AUTOMATION__MODE", "live"),
+            ("MESOLIVE__AUTOMATION__ALLOW_STRATEGIES", "101"),
+            ("MESOLIVE_API_KEY", "secret-key-value"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let loaded = Settings::load_from(Some(&file), env.clone()).expect("valid");
+        let shown = loaded.show_with(env).expect("shown");
+        let layer = |key: &str| {
+            shown
+                .iter()
+                .find(|s| s.key == key)
+                .map(|s| (s.value.clone(), s.layer))
+                .unwrap_or_else(|| panic!("{key} not shown: {shown:?}"))
+        };
+        assert_eq!(
+            layer("automation.mode"),
+            ("\"live\"".into(), Layer::Environment)
+        );
+        assert_eq!(layer("risk.max_entries_per_day"), ("4".into(), Layer::File));
+        assert_eq!(layer("risk.day_timezone").1, Layer::Default);
+        assert_eq!(layer("api_key"), ("<redacted>".into(), Layer::Environment));
+        assert!(!format!("{shown:?}").contains("secret-key-value"));
     }
 }

@@ -9,7 +9,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -171,7 +170,7 @@ impl View {
 
     async fn line(&mut self, ops: &OpsState, database: &std::path::Path, faults: u64) -> String {
         let m = &self.metrics;
-        let applied = m.events_applied.load(Ordering::Relaxed);
+        let applied = m.events_applied.get();
         let elapsed = self.last_at.elapsed().as_secs_f64().max(0.001);
         let rate = (applied.saturating_sub(self.last_applied)) as f64 / elapsed;
         self.last_applied = applied;
@@ -194,9 +193,9 @@ impl View {
             } else {
                 "recovering"
             },
-            m.cursor.load(Ordering::Relaxed),
+            m.cursor.get(),
             rate,
-            m.monitors_running.load(Ordering::Relaxed),
+            m.monitors_running.get(),
             signals,
             done,
             active,

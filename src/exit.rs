@@ -10,6 +10,8 @@ pub const IO_ERROR: u8 = 74;
 /// The server no longer has the event history after the persisted cursor and
 /// `events.on_history_gap = "stop"` (EX_NOINPUT: the input needed is gone).
 pub const NO_INPUT: u8 = 66;
+/// No daemon answers on the control socket (`ctl status`, `ctl reload`, `ctl cancel-workflow`).
+pub const UNAVAILABLE: u8 = 69;
 /// Another daemon already holds the state database.
 pub const TEMP_FAIL: u8 = 75;
 /// The server's event sequence is behind the persisted cursor (its history restarted, or the

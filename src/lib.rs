@@ -8,30 +8,34 @@
 //! bench/      end-to-end benchmarks against the simulator (`bench`)
 //! check       runbook health checks and the INFERRED-details probe (`check …`)
 //! config      layered settings (embedded default → --config file → MESOLIVE__* env), validation
+//! control/    operator control: trading state changes, the control socket and `ctl`, reload
 //! daemon/     assembles the tree: start in runbook order, run until stopped, stop E → D → C,
 //!             the ops listener, watchdog and gauges; the in-process API (demo, bench)
 //! demo        simulator + daemon in one process with a live view (`demo`)
 //! exit        process exit statuses (sysexits)
 //! ha/         failover: the send gate and the leader's lease loop (the lease is the store's)
-//! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs,
+//! risk        risk limits, decided without I/O (calls, daily loss, the trading day)
+//! store/      SQLite or PostgreSQL state: migrations, the lease, the cursor+dedupe+effects transaction, intents, jobs,
 //!             positions, orders, signals, workflows, and the `state` report
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
 //! table       aligned plain-text tables for CLI output
 //! supervisor/ the kit below the tasks: supervise (restart policy), drain (the stop's phases),
 //!             Ctx, hub links
-//! tasks/      event_pump, position_monitor, workflow, intent, reconciler, effects
+//! tasks/      event_pump, position_monitor, workflow, intent, reconciler, effects, risk
 //! ```
 
 #[cfg(feature = "sim")]
 pub mod bench;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod daemon;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod exit;
 pub mod ha;
 pub mod ops;
+pub mod risk;
 pub mod store;
 pub mod supervisor;
 pub mod table;

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use mesolive_supervisor::bench::{self, BenchOptions};
 use mesolive_supervisor::check::{self, Check};
 use mesolive_supervisor::config::Settings;
+use mesolive_supervisor::control::client;
+use mesolive_supervisor::control::protocol::Request;
 use mesolive_supervisor::daemon;
 #[cfg(feature = "sim")]
 use mesolive_supervisor::demo::{self, DemoOptions};
@@ -16,7 +18,9 @@ use mesolive_supervisor::exit;
 use mesolive_supervisor::ops::notify::Notifier;
 use mesolive_supervisor::ops::{http, logging};
 use mesolive_supervisor::store::Location;
+use mesolive_supervisor::store::TradingState;
 use mesolive_supervisor::store::report::{ReportFormat, state_report};
+use mesolive_supervisor::table::columns;
 
 /// Runs MesoLive automation restart-safely: hubs in runbook order, durable event cursor,
 /// position monitors, reconnect recovery, keyed intents.
@@ -52,7 +56,7 @@ enum Command {
     },
     /// Run the MesoLive simulator alone.
     #[cfg(feature = "sim")]
-    Sim(mesolive_sim::SimArgs),
+    Sim(Box<mesolive_sim::SimArgs>),
     /// End-to-end benchmarks against the built-in simulator (median of several runs).
     #[cfg(feature = "sim")]
     Bench {
@@ -90,6 +94,71 @@ enum Command {
     },
     /// Probe the running daemon's /readyz (the Docker HEALTHCHECK).
     Health,
+    /// Control the running daemon over its control socket (ops.control_socket).
+    Ctl {
+        #[command(subcommand)]
+        command: CtlCommand,
+        /// Why (recorded with the action).
+        #[arg(long, global = true, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// The configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CtlCommand {
+    /// Trading state, role, hubs, cursor and lag, active workflows, last operator actions.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send nothing that changes state (reads, settling and monitoring go on).
+    Halt,
+    /// Start no entries (nor adjustments unless allowed); exits go on.
+    ReduceOnly,
+    /// Trade again: the paused workflows continue.
+    Resume,
+    /// Re-read the configuration (as SIGHUP does).
+    Reload,
+    /// Cancel an active workflow.
+    CancelWorkflow {
+        /// The workflow id (`state` and `ctl status` list them).
+        id: i64,
+    },
+}
+
+impl CtlCommand {
+    fn request(self, reason: Option<String>) -> (Request, bool) {
+        let state = |state| Request::SetState {
+            state,
+            reason: reason.clone(),
+        };
+        match self {
+            CtlCommand::Status { json } => (Request::Status, json),
+            CtlCommand::Halt => (state(TradingState::Halted), false),
+            CtlCommand::ReduceOnly => (state(TradingState::ReduceOnly), false),
+            CtlCommand::Resume => (state(TradingState::Active), false),
+            CtlCommand::Reload => (Request::Reload, false),
+            CtlCommand::CancelWorkflow { id } => (
+                Request::CancelWorkflow {
+                    id,
+                    reason: reason.clone(),
+                },
+                false,
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// The effective configuration, each key with the layer it came from (the key redacted).
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,11 +177,14 @@ enum CheckCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Data Hub: an underlying stream yields updates (provider: hubs.probe_provider).
+    /// Data Hub: an underlying stream yields updates.
     Data {
         /// Underlying symbol.
         #[arg(long, default_value = "SPX")]
         symbol: String,
+        /// Data provider (default: hubs.probe_provider, else that of a connected agent).
+        #[arg(long, value_name = "P")]
+        provider: Option<String>,
         /// How long to listen.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -145,7 +217,15 @@ impl From<CheckCommand> for Check {
             CheckCommand::Agents => Check::Agents,
             CheckCommand::Accounts { limit } => Check::Accounts { limit },
             CheckCommand::Strategies { limit } => Check::Strategies { limit },
-            CheckCommand::Data { symbol, seconds } => Check::Data { symbol, seconds },
+            CheckCommand::Data {
+                symbol,
+                provider,
+                seconds,
+            } => Check::Data {
+                symbol,
+                provider,
+                seconds,
+            },
             CheckCommand::Events { seconds } => Check::Events { seconds },
             CheckCommand::All {
                 symbol,
@@ -209,6 +289,31 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Ctl { command, reason } => {
+            let (request, json) = command.request(reason);
+            block_on(async move {
+                let outcome = client::run(&settings, request, json).await;
+                if outcome.code == exit::OK {
+                    println!("{}", outcome.text);
+                    ExitCode::SUCCESS
+                } else {
+                    fail(outcome.code, outcome.text)
+                }
+            })
+        }
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => match settings.show() {
+            Ok(keys) => {
+                let rows = keys
+                    .into_iter()
+                    .map(|k| vec![k.key, k.value, k.layer.as_str().to_owned()])
+                    .collect();
+                print!("{}", columns(&["KEY", "VALUE", "FROM"], rows));
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(exit::CONFIG, err),
+        },
         Command::Health => {
             let listen = settings.ops.listen;
             block_on(async move {

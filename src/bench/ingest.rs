@@ -6,7 +6,6 @@
 //! (7) The same with `database.synchronous` full/normal × `events.batch_max` 1/16/256/512, to
 //! show what the defaults buy.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::harness::{BenchSim, Scratch, progress, rate};
@@ -136,19 +135,19 @@ async fn measure(sim: &BenchSim, daemon: &InProcess, burst: u64) -> Result<f64, 
         })
         .await?;
     let metrics = &daemon.ops.metrics;
-    let seen_before = metrics.latest_seq.load(Ordering::Relaxed);
-    let applied_before = metrics.events_applied.load(Ordering::Relaxed);
+    let seen_before = metrics.latest_seq.get();
+    let applied_before = metrics.events_applied.get();
     let last = sim.admin.emit(burst).await?;
     let started = daemon
         .wait("the burst to reach the pump", BURST_LIMIT, |ops| {
-            ops.metrics.latest_seq.load(Ordering::Relaxed) > seen_before
+            ops.metrics.latest_seq.get() > seen_before
         })
         .await?;
     let committed = daemon
         .wait("the cursor to commit the burst", BURST_LIMIT, |ops| {
-            ops.metrics.cursor.load(Ordering::Relaxed) >= last
+            ops.metrics.cursor.get() >= last
         })
         .await?;
-    let applied = metrics.events_applied.load(Ordering::Relaxed) - applied_before;
+    let applied = metrics.events_applied.get() - applied_before;
     Ok(rate(applied, committed - started))
 }

@@ -3,7 +3,6 @@
 //! connections again to the daemon being ready (all hubs up, pump resubscribed and caught up)
 //! with every monitor streaming again (`monitors_streaming` back to the number of positions).
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::harness::{BenchSim, Scratch, progress, seconds};
@@ -54,9 +53,9 @@ fn recovered(ops: &OpsState, positions: usize, latest: i64) -> bool {
     let positions = i64::try_from(positions).unwrap_or(i64::MAX);
     let metrics = &ops.metrics;
     ops.health.ready()
-        && metrics.cursor.load(Ordering::Relaxed) >= latest
-        && metrics.monitors_running.load(Ordering::Relaxed) == positions
-        && metrics.monitors_streaming.load(Ordering::Relaxed) == positions
+        && metrics.cursor.get() >= latest
+        && metrics.monitors_running.get() == positions
+        && metrics.monitors_streaming.get() == positions
 }
 
 async fn once(sim: &BenchSim, daemon: &InProcess, sizes: &Sizes) -> Result<Duration, BenchError> {

@@ -2,7 +2,6 @@
 //! (`events.first_run = "all"`, a fresh database): connect the hubs in runbook order, page
 //! through `GetEventsSince`, commit every page, subscribe, catch up — until the pump is live.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::harness::{BenchSim, Scratch, progress, rate, seconds};
@@ -57,7 +56,7 @@ pub(super) async fn once(base: &Settings, backlog: u64) -> Result<Duration, Benc
     let daemon = InProcess::start(settings.clone()).await?;
     let caught_up = daemon
         .wait("the pump to catch up", REPLAY_LIMIT, |ops| {
-            ops.health.caught_up() && ops.metrics.cursor.load(Ordering::Relaxed) >= latest
+            ops.health.caught_up() && ops.metrics.cursor.get() >= latest
         })
         .await;
     let stopped = daemon.stop().await;

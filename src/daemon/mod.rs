@@ -11,18 +11,25 @@
 //! ├── workflows         depends on control; signal → prepare → execute
 //! ├── reconciler        depends on control; on start, after every reconnect, on a timer
 //! ├── dedupe            prunes the dedupe set
-//! └── upkeep            health/metrics HTTP, sd_notify watchdog, state gauges
+//! ├── risk              the daily-loss watcher (switches the trading state)
+//! └── upkeep            health/metrics HTTP, the control socket, reload on SIGHUP,
+//!                       sd_notify watchdog, state gauges
 //! ```
 //!
 //! * `start`: hubs in runbook order (Control → Data → Event), the pump live, the monitors
 //!   bootstrapped, a reconciliation — and only then READY.
 //! * `stop`: the drain's phases — intake closed, in-flight work within the grace, children
 //!   stopped, in-flight intents marked for reconciliation, hubs closed Event → Data → Control.
-//! * `upkeep`: the ops listener, the watchdog and the gauges, which answer until the end.
+//! * `upkeep`: the ops listener, the control socket, reload on SIGHUP, the watchdog and the
+//!   gauges, which answer until the end (the control socket and reloads act on the term
+//!   running, if any: a standby has none).
 //! * `roles`: alone on its database (SQLite, or PostgreSQL without failover), the daemon runs
 //!   one term; in a failover group it stands by until it holds the lease, leads for a term,
 //!   and goes back to standby when it loses the lease — never exiting for that.
-//! * `term`: one run of the tree above (a term as leader), started and stopped in order.
+//! * `term`: one run of the tree above (a term as leader), started and stopped in order. The
+//!   trading state is read from the store (or initialised from `automation.initial_state`)
+//!   before anything connects: a daemon halted before a restart (or a leader halted before a
+//!   takeover) starts halted.
 //!
 //! In-process use (the demo, the benchmarks): [`Daemon::build`], then [`Daemon::ops_addr`],
 //! [`Daemon::ops`] and [`Daemon::drain`] before [`Daemon::run_until_stopped`].
@@ -39,15 +46,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Settings, SynchronousMode};
+use crate::control::reload;
+use crate::control::server::{BindError, ControlSocket, Terms};
 use crate::exit;
 use crate::ops::http::{self, OpsState};
 use crate::ops::notify::Notifier;
-use crate::ops::signals::Termination;
-use crate::store::{StoreError, StoreOptions, Synchronous};
+use crate::ops::signals::{Hangups, Termination};
+use crate::store::{ActionSource, StoreError, StoreOptions, Synchronous};
 use crate::supervisor::child::Fatal;
 use crate::supervisor::drain::Drain;
 use crate::supervisor::links::Connector;
@@ -73,6 +82,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The control socket cannot be served.
+    #[error(transparent)]
+    ControlSocket(#[from] BindError),
     /// TLS trust settings cannot be loaded.
     #[error("hubs.extra_ca_file: {0}")]
     Tls(#[source] signalr::tls::TlsError),
@@ -93,11 +105,11 @@ impl DaemonError {
                 exit::CONFIG
             }
             DaemonError::Store(_) => exit::IO_ERROR,
-            DaemonError::Listen { .. } => exit::FAILURE,
+            DaemonError::Listen { .. } | DaemonError::ControlSocket(_) => exit::FAILURE,
             DaemonError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
             DaemonError::Fatal(Fatal::Setup(_)) => exit::CONFIG,
             DaemonError::Fatal(Fatal::Store(_)) => exit::IO_ERROR,
-            DaemonError::Fatal(Fatal::CursorAhead { .. }) => exit::PROTOCOL,
+            DaemonError::Fatal(Fatal::CursorAhead { .. } | Fatal::Unsupported(_)) => exit::PROTOCOL,
             DaemonError::Fatal(Fatal::HistoryGap { .. }) => exit::NO_INPUT,
             DaemonError::Fatal(Fatal::Intensity(_)) => exit::FAILURE,
             DaemonError::Fatal(Fatal::LeaseHeld { .. } | Fatal::LeaseLost(_)) => exit::TEMP_FAIL,
@@ -120,7 +132,10 @@ pub fn store_options(settings: &Settings) -> StoreOptions {
 /// `mesolive-supervisor run`: runs the daemon until SIGTERM/SIGINT or a fatal condition.
 pub async fn run(settings: Settings, notifier: Notifier) -> Result<(), DaemonError> {
     let termination = Termination::install();
-    let daemon = Daemon::build(settings, notifier).await?;
+    let hangups = Hangups::install();
+    let daemon = Daemon::build(settings, notifier)
+        .await?
+        .with_hangups(hangups);
     // Standard output carries this one line and nothing else, whatever `log.filter` says:
     // whoever asked for port 0 learns the port from it.
     println!("{OPS_BOUND}{}", daemon.ops_addr());
@@ -144,6 +159,29 @@ pub async fn stop_on_signals(mut termination: Termination, drain: Drain) {
             tracing::warn!(signal = name, "second signal: stopping at once");
             drain.force();
             return;
+        }
+    }
+}
+
+/// Reloads the configuration of the running term at every SIGHUP until the process stops (a
+/// refusal is logged and counted by the reload itself). A standby has no term: it keeps the
+/// settings it started with.
+async fn reload_on_hangups(terms: Terms, mut hangups: Hangups, drain: Drain) {
+    loop {
+        tokio::select! {
+            _ = hangups.next() => {}
+            _ = drain.stopping() => return,
+        }
+        let term = terms.borrow().clone();
+        match term {
+            Some(ctx) => {
+                tracing::info!(signal = "SIGHUP", "reloading the configuration");
+                let _ = reload::reload(&ctx, ActionSource::Sighup).await;
+            }
+            None => tracing::warn!(
+                signal = "SIGHUP",
+                "not reloaded: no term is running (standing by, or starting); restart to change the settings"
+            ),
         }
     }
 }
@@ -183,15 +221,18 @@ pub struct Daemon {
     ops: OpsState,
     notifier: Notifier,
     drain: Drain,
+    control: ControlSocket,
+    hangups: Option<Hangups>,
 }
 
 impl Daemon {
-    /// Checks the trust settings and binds the ops listener — everything that fails on a
-    /// setting, before the database or any hub is touched.
+    /// Checks the trust settings, binds the control socket and the ops listener — everything
+    /// that fails on a setting, before the database or any hub is touched.
     pub async fn build(settings: Settings, notifier: Notifier) -> Result<Daemon, DaemonError> {
         let listen = settings.ops.listen;
         let tls =
             signalr::tls::client_config(&settings.hubs.extra_ca_file).map_err(DaemonError::Tls)?;
+        let control = ControlSocket::bind(&settings.control_socket()).await?;
         let listener = http::bind(listen)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -207,6 +248,7 @@ impl Daemon {
         tracing::info!(ops_listen = %ops_addr, "{OPS_BOUND}{ops_addr}");
         let ops = OpsState::default();
         let connector = Connector::new(&settings, Some(tls)).with_metrics(ops.metrics.clone());
+        tracing::info!(control_socket = %control.path().display(), "control socket listening");
         Ok(Daemon {
             settings: Arc::new(settings),
             connector,
@@ -215,7 +257,16 @@ impl Daemon {
             ops,
             notifier,
             drain: Drain::new(),
+            control,
+            hangups: None,
         })
+    }
+
+    /// Reloads the configuration on every SIGHUP from `hangups` (`run` installs them; an
+    /// in-process daemon reloads through its control socket only).
+    pub fn with_hangups(mut self, hangups: Hangups) -> Daemon {
+        self.hangups = Some(hangups);
+        self
     }
 
     /// The address the ops listener actually bound (`ops.listen` may ask for port 0).
@@ -245,23 +296,31 @@ impl Daemon {
             ops,
             notifier,
             drain,
+            control,
+            hangups,
             ..
         } = self;
-        let (stop_serving, serving_stopped) = oneshot::channel::<()>();
-        let serving = tokio::spawn(http::serve(listener, ops.clone(), async {
-            let _ = serving_stopped.await;
-        }));
-        let process = roles::Process {
-            settings,
-            connector,
-            ops,
-            notifier,
-            drain: drain.clone(),
-        };
+        let serving = CancellationToken::new();
+        let process = roles::Process::new(settings, connector, ops, notifier, drain.clone());
+        let mut upkeep = vec![
+            tokio::spawn(http::serve(
+                listener,
+                process.ops.clone(),
+                serving.clone().cancelled_owned(),
+            )),
+            tokio::spawn(control.serve(process.terms(), serving.clone())),
+        ];
+        if let Some(hangups) = hangups {
+            upkeep.push(tokio::spawn(reload_on_hangups(
+                process.terms(),
+                hangups,
+                drain.clone(),
+            )));
+        }
         let result = match roles::open_store(&process).await {
             Ok(Some(store)) => {
                 let store = Arc::new(store);
-                let upkeep = [
+                let beside = [
                     tokio::spawn(upkeep::refresh_gauges(
                         store.clone(),
                         process.ops.metrics.clone(),
@@ -274,7 +333,7 @@ impl Daemon {
                     )),
                 ];
                 let result = roles::run(&process, &store).await;
-                for task in upkeep {
+                for task in beside {
                     let abort = task.abort_handle();
                     if !finished_unless_forced(&drain, task).await {
                         abort.abort();
@@ -288,10 +347,12 @@ impl Daemon {
             Ok(None) => Ok(()),
             Err(err) => Err(err),
         };
-        let _ = stop_serving.send(());
-        let abort = serving.abort_handle();
-        if !finished_unless_forced(&drain, serving).await {
-            abort.abort();
+        serving.cancel();
+        for task in upkeep {
+            let abort = task.abort_handle();
+            if !finished_unless_forced(&drain, task).await {
+                abort.abort();
+            }
         }
         result
     }

@@ -16,12 +16,15 @@
 //! do the same retrying more slowly. A bad URL, refused credentials or a certificate that does
 //! not verify are settings: exit 78.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::term;
 use super::{DaemonError, store_options};
 use crate::config::Settings;
+use crate::control::server::Terms;
 use crate::ha::keeper::{self, LeaseTimes, Loss};
 use crate::ha::{BootInstant, SendGate};
 use crate::ops::health::Role;
@@ -29,6 +32,7 @@ use crate::ops::http::OpsState;
 use crate::ops::notify::Notifier;
 use crate::store::{LeaseGrant, LeaseRecord, LeaseRequest, Store};
 use crate::supervisor::child::{Fatal, sleep_unless_stopped};
+use crate::supervisor::context::Ctx;
 use crate::supervisor::drain::Drain;
 use crate::supervisor::links::Connector;
 use crate::supervisor::policy::backoff;
@@ -36,20 +40,70 @@ use crate::supervisor::policy::backoff;
 /// What lives as long as the process, whatever its role.
 #[derive(Debug)]
 pub(super) struct Process {
-    pub(super) settings: Arc<Settings>,
+    /// The settings the next term starts with: those the process started with, as the last
+    /// term's reloads left them.
+    settings: RwLock<Arc<Settings>>,
     pub(super) connector: Connector,
     pub(super) ops: OpsState,
     pub(super) notifier: Notifier,
     /// The process's stop (signals, the caller).
     pub(super) drain: Drain,
+    /// The term running, if any (the control socket and reloads act on it).
+    terms: watch::Sender<Option<Arc<Ctx>>>,
+}
+
+impl Process {
+    pub(super) fn new(
+        settings: Arc<Settings>,
+        connector: Connector,
+        ops: OpsState,
+        notifier: Notifier,
+        drain: Drain,
+    ) -> Process {
+        Process {
+            settings: RwLock::new(settings),
+            connector,
+            ops,
+            notifier,
+            drain,
+            terms: watch::Sender::new(None),
+        }
+    }
+
+    /// The current settings.
+    pub(super) fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Follows the term running.
+    pub(super) fn terms(&self) -> Terms {
+        self.terms.subscribe()
+    }
+
+    /// A term started on `ctx`.
+    pub(super) fn term_started(&self, ctx: &Arc<Ctx>) {
+        self.terms.send_replace(Some(ctx.clone()));
+    }
+
+    /// The term on `ctx` ended: its settings (reloads included) are the next term's.
+    pub(super) fn term_ended(&self, ctx: &Ctx) {
+        self.terms.send_replace(None);
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = ctx.settings();
+    }
 }
 
 /// Opens the configured store, retrying while a PostgreSQL server is unreachable; `None` if
 /// the daemon was asked to stop meanwhile.
 pub(super) async fn open_store(process: &Process) -> Result<Option<Store>, DaemonError> {
-    let settings = &process.settings;
+    let settings = process.settings();
     let location = settings.store_location();
-    let options = store_options(settings);
+    let options = store_options(&settings);
     let mut delays = backoff(&settings.supervisor);
     loop {
         let err = match Store::connect(&location, &options).await {
@@ -83,7 +137,7 @@ pub(super) async fn run(process: &Process, store: &Arc<Store>) -> Result<(), Dae
         .await;
         return take_fatal(&process.drain);
     }
-    if process.settings.ha.enabled {
+    if process.settings().ha.enabled {
         failover(process, store).await
     } else {
         alone_on_postgres(process, store).await
@@ -116,8 +170,8 @@ enum TermEnd {
 /// PostgreSQL without failover: take the lease (waiting out the lease of a predecessor that
 /// died, at most one ttl), lead, and end the process if it is lost.
 async fn alone_on_postgres(process: &Process, store: &Arc<Store>) -> Result<(), DaemonError> {
-    let settings = &process.settings;
-    let request = request(settings);
+    let settings = process.settings();
+    let request = request(&settings);
     let times = LeaseTimes::of(&settings.ha);
     let gate = Arc::new(SendGate::leased(&request.group));
     store.fence_off(&request.group);
@@ -161,8 +215,8 @@ async fn alone_on_postgres(process: &Process, store: &Arc<Store>) -> Result<(), 
 
 /// Failover: standby until the lease is ours, leader while it is, standby again after.
 async fn failover(process: &Process, store: &Arc<Store>) -> Result<(), DaemonError> {
-    let settings = &process.settings;
-    let request = request(settings);
+    let settings = process.settings();
+    let request = request(&settings);
     let health = &process.ops.health;
     let metrics = &process.ops.metrics;
     store.fence_off(&request.group);
@@ -201,7 +255,7 @@ async fn standby(
     gate: &SendGate,
     announced: &mut bool,
 ) -> Option<LeaseGrant> {
-    let times = LeaseTimes::of(&process.settings.ha);
+    let times = LeaseTimes::of(&process.settings().ha);
     loop {
         if process.drain.is_intake_closed() {
             return None;
@@ -265,7 +319,7 @@ async fn lead(
     gate: Arc<SendGate>,
     ready: &str,
 ) -> Result<TermEnd, DaemonError> {
-    let times = LeaseTimes::of(&process.settings.ha);
+    let times = LeaseTimes::of(&process.settings().ha);
     let term_drain = Drain::new();
     let following = tokio::spawn(follow(process.drain.clone(), term_drain.clone()));
     let (term_over, keeper_stop) = tokio::sync::oneshot::channel::<()>();

@@ -1,6 +1,10 @@
 //! One term: the supervision tree of the module doc, built on a fresh context, started in
 //! runbook order, run until its drain closes, and stopped in order. A daemon alone on its
 //! database runs one term for its whole life; a failover leader one per lease it holds.
+//!
+//! The term starts in the trading state the store holds (written from
+//! `automation.initial_state` on a database that has none): what an operator or a risk rule
+//! decided outlives a restart and a takeover alike.
 
 use std::sync::Arc;
 
@@ -9,10 +13,11 @@ use tokio_util::task::TaskTracker;
 use super::roles::Process;
 use super::{start, stop};
 use crate::ha::SendGate;
-use crate::store::Store;
+use crate::store::{Store, TradingState};
+use crate::supervisor::child::{Fatal, supervise};
 use crate::supervisor::context::{Ctx, hub_links};
 use crate::supervisor::drain::Drain;
-use crate::tasks::dedupe;
+use crate::tasks::{dedupe, risk};
 
 /// Runs one term on `drain` until it closes; `ready` is the status announced once started
 /// (`running`, or `leader`).
@@ -23,18 +28,28 @@ pub(super) async fn run(
     drain: Drain,
     ready: &str,
 ) {
+    let settings = process.settings();
+    let Some(trading) = trading_state(store, &settings, &drain).await else {
+        return;
+    };
+    process.ops.metrics.set_trading_state(trading);
     let (senders, links) = hub_links();
-    let ctx = Arc::new(Ctx::new(
-        process.settings.clone(),
-        store.clone(),
-        gate,
-        process.ops.metrics.clone(),
-        process.ops.health.clone(),
-        links,
-        drain,
-    ));
+    let ctx = Arc::new(
+        Ctx::new(
+            settings,
+            store.clone(),
+            gate,
+            process.ops.metrics.clone(),
+            process.ops.health.clone(),
+            links,
+            drain,
+        )
+        .with_trading_state(trading),
+    );
+    process.term_started(&ctx);
     let children = TaskTracker::new();
     children.spawn(dedupe::run(ctx.clone()));
+    children.spawn(supervise("risk", ctx.clone(), risk::run));
     let notifier = &process.notifier;
     notifier.status("starting: connecting the Control Hub");
     let started = start::in_runbook_order(
@@ -59,4 +74,37 @@ pub(super) async fn run(
         stop::Cause::SteppingDown
     };
     stop::in_order(&ctx, &children, notifier, cause).await;
+    process.term_ended(&ctx);
+}
+
+/// The stored trading state, initialised from `automation.initial_state` on a database that
+/// has none. `None` when the term cannot start: the lease was lost meanwhile (the term's drain
+/// is closed by the lease keeper, waited for here), or the store failed (escalated: fatal).
+async fn trading_state(
+    store: &Store,
+    settings: &crate::config::Settings,
+    drain: &Drain,
+) -> Option<TradingState> {
+    match store
+        .trading_state_or_init(settings.automation.initial_state)
+        .await
+    {
+        Ok(trading) => {
+            if trading != TradingState::Active {
+                tracing::warn!(
+                    trading_state = trading.as_str(),
+                    "starting with the stored trading state {trading}: `ctl resume` to trade"
+                );
+            }
+            Some(trading)
+        }
+        Err(err) if err.is_leadership_lost() => {
+            drain.intake_closed().await;
+            None
+        }
+        Err(err) => {
+            drain.escalate(Fatal::Store(err));
+            None
+        }
+    }
 }

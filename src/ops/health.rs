@@ -21,6 +21,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// The name `ctl status` shows: `primary` (alone on its database), `standby` or `leader`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Single => "primary",
+            Role::Standby => "standby",
+            Role::Leader => "leader",
+        }
+    }
+
     fn from_u8(value: u8) -> Role {
         match value {
             1 => Role::Standby,

@@ -15,7 +15,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use super::health::{Health, Role};
-use super::metrics::Metrics;
+use super::metrics::{self, Metrics};
 
 /// What the handlers read (and what the demo's live view watches).
 #[derive(Debug, Clone, Default)]
@@ -47,10 +47,7 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
 }

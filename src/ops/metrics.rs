@@ -1,103 +1,147 @@
-//! Process metrics, rendered in the Prometheus text exposition format on `/metrics`.
+//! Process metrics, exposed on `/metrics` in the OpenMetrics text format through
+//! `prometheus-client` (the Prometheus project's Rust client).
 //!
-//! Hot counters are plain atomics (the event pump bumps them per batch); labelled families that
-//! change rarely (restarts per child, errors per kind) live behind a mutex. Gauges that the
-//! store knows better (intents and workflows by state) are refreshed by the supervisor through
-//! [`Metrics::set_state_gauges`].
+//! Every metric is registered once, at construction; the handles are atomics, so the event
+//! pump bumps its counters per batch without a lock. Labelled families whose labels are not
+//! known in advance (restarts per child, errors per kind) create a series on first use. Gauges
+//! that the store knows better (intents and workflows by state) are refreshed by the daemon
+//! through [`Metrics::set_state_gauges`].
+//!
+//! Counters are registered without their `_total` suffix, which the OpenMetrics encoder adds:
+//! the names Prometheus stores are the ones the README, the dashboard and the alert rules use.
+//!
+//! The failover metrics (leader, lease epoch, takeovers) live in a registry of their own,
+//! exported from the first [`Metrics::set_leader`] on: a daemon without failover never shows
+//! `mesolive_leader`, so an alert on `mesolive_leader == 0` never fires for it.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use mesolive_api::Hub;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Atomic;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-/// Every metric the daemon exports. Shared as `Arc<Metrics>`.
-#[derive(Debug)]
-pub struct Metrics {
-    /// Events whose effect was applied (exactly once).
-    pub events_applied: AtomicU64,
-    /// Events skipped as already processed (replay/live overlap, on-connect pushes).
-    pub events_duplicate: AtomicU64,
-    /// Events that could not be decoded (or came out of sequence) and went to quarantine.
-    pub events_quarantined: AtomicU64,
-    /// Events received without an EventSeqId (on-connect pushes): deduplicated by key, they
-    /// never move the cursor.
-    pub events_unsequenced: AtomicU64,
-    /// States (signals, errors, agent status) at or below the cursor with a key never seen,
-    /// applied as re-assertions (an on-connect push repeating its original EventSeqId).
-    pub events_reasserted: AtomicU64,
-    /// Store transactions committed by the event pump.
-    pub event_batches: AtomicU64,
-    /// Dedupe keys forgotten because they outlived `events.dedupe_window`.
-    pub events_pruned: AtomicU64,
-    /// Gap catch-ups triggered by a live EventSeqId jump.
-    pub gap_catchups: AtomicU64,
-    /// Holes met in the server's history (events it no longer had after the cursor).
-    pub history_gaps: AtomicU64,
-    /// Last committed EventSeqId.
-    pub cursor: AtomicI64,
-    /// Newest EventSeqId known to exist on the server.
-    pub latest_seq: AtomicI64,
-    /// Position monitor tasks running.
-    pub monitors_running: AtomicI64,
-    /// Monitored positions whose latest data is older than `monitor.stale_after`.
-    pub positions_stale: AtomicI64,
-    /// Position monitors whose current stream has delivered at least one item: after a
-    /// reconnect, recovery is complete when this is back to `monitors_running`.
-    pub monitors_streaming: AtomicI64,
-    /// Position stream (re)starts after a failure or reconnect.
-    pub stream_restarts: AtomicU64,
-    /// Position stream items received.
-    pub stream_items: AtomicU64,
-    /// Snapshot resyncs done.
-    pub snapshot_resyncs: AtomicU64,
-    /// Failover only (else not exported): 1 while leading, 0 while standing by.
-    leader: AtomicI64,
-    /// Failover: the epoch of the lease last held.
-    pub lease_epoch: AtomicI64,
-    /// Failover: times this process became leader.
-    pub takeovers: AtomicU64,
-    hub_reconnects: [AtomicU64; 3],
-    hub_connected: [AtomicI64; 3],
-    labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
-    state_gauges: Mutex<StateGauges>,
+use crate::store::TradingState;
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One label, named by its family (`hub`, `kind`, `state`, …).
+type Label = [(&'static str, String); 1];
+
+/// Counters by one label.
+type CounterFamily = Family<Label, Counter>;
+
+/// Gauges by one label.
+type GaugeFamily = Family<Label, Gauge>;
+
+/// A counter family and the name of its one label.
+#[derive(Debug, Default)]
+pub struct Labelled {
+    label: &'static str,
+    family: CounterFamily,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            events_applied: AtomicU64::default(),
-            events_duplicate: AtomicU64::default(),
-            events_quarantined: AtomicU64::default(),
-            events_unsequenced: AtomicU64::default(),
-            events_reasserted: AtomicU64::default(),
-            event_batches: AtomicU64::default(),
-            events_pruned: AtomicU64::default(),
-            gap_catchups: AtomicU64::default(),
-            history_gaps: AtomicU64::default(),
-            cursor: AtomicI64::default(),
-            latest_seq: AtomicI64::default(),
-            monitors_running: AtomicI64::default(),
-            positions_stale: AtomicI64::default(),
-            monitors_streaming: AtomicI64::default(),
-            stream_restarts: AtomicU64::default(),
-            stream_items: AtomicU64::default(),
-            snapshot_resyncs: AtomicU64::default(),
-            leader: AtomicI64::new(NOT_EXPORTED),
-            lease_epoch: AtomicI64::default(),
-            takeovers: AtomicU64::default(),
-            hub_reconnects: Default::default(),
-            hub_connected: Default::default(),
-            labelled: Mutex::default(),
-            state_gauges: Mutex::default(),
+impl Labelled {
+    fn new(label: &'static str) -> Self {
+        Labelled {
+            label,
+            family: CounterFamily::default(),
         }
+    }
+
+    /// Counts one occurrence for `value`.
+    fn inc(&self, value: &str) {
+        self.family
+            .get_or_create(&[(self.label, value.to_owned())])
+            .inc();
+    }
+
+    /// The count for `value` so far (0 if never counted).
+    pub fn value(&self, value: &str) -> u64 {
+        self.family
+            .get(&[(self.label, value.to_owned())])
+            .map_or(0, |counter| counter.get())
     }
 }
 
-/// `leader` of a daemon without failover: the leadership gauges are not exported at all (an
-/// alert on `mesolive_leader == 0` must never fire for it).
-const NOT_EXPORTED: i64 = -1;
+/// Every metric the daemon exports. Shared as `Arc<Metrics>`.
+pub struct Metrics {
+    registry: Registry,
+    /// Events whose effect was applied (exactly once).
+    pub events_applied: Counter,
+    /// Events skipped as already processed (replay/live overlap, on-connect pushes).
+    pub events_duplicate: Counter,
+    /// Events that could not be decoded (or came out of sequence) and went to quarantine.
+    pub events_quarantined: Counter,
+    /// Events received without an EventSeqId (on-connect pushes): deduplicated by key, they
+    /// never move the cursor.
+    pub events_unsequenced: Counter,
+    /// States (signals, errors, agent status) at or below the cursor with a key never seen,
+    /// applied as re-assertions (an on-connect push repeating its original EventSeqId).
+    pub events_reasserted: Counter,
+    /// Store transactions committed by the event pump.
+    pub event_batches: Counter,
+    /// Dedupe keys forgotten because they outlived `events.dedupe_window`.
+    pub events_pruned: Counter,
+    /// Gap catch-ups triggered by a live EventSeqId jump.
+    pub gap_catchups: Counter,
+    /// Holes met in the server's history (events it no longer had after the cursor).
+    pub history_gaps: Counter,
+    /// Last committed EventSeqId.
+    pub cursor: Gauge,
+    /// Newest EventSeqId known to exist on the server (never below the cursor when exported).
+    pub latest_seq: Gauge,
+    /// `latest_seq - cursor`, computed when rendered.
+    lag: Gauge,
+    /// Position monitor tasks running.
+    pub monitors_running: Gauge,
+    /// Monitored positions whose latest data is older than `monitor.stale_after`.
+    pub positions_stale: Gauge,
+    /// Position monitors whose current stream has delivered at least one item: after a
+    /// reconnect, recovery is complete when this is back to `monitors_running`.
+    pub monitors_streaming: Gauge,
+    /// Position stream (re)starts after a failure or reconnect.
+    pub stream_restarts: Counter,
+    /// Position stream items received.
+    pub stream_items: Counter,
+    /// Snapshot resyncs done.
+    pub snapshot_resyncs: Counter,
+    hub_connected: GaugeFamily,
+    hub_reconnects: CounterFamily,
+    /// Restarts per supervised child.
+    pub child_restarts: Labelled,
+    /// Errors by kind.
+    pub errors: Labelled,
+    /// Workflow transitions by outcome.
+    pub workflow_transitions: Labelled,
+    /// Workflows refused by a risk rule, by rule.
+    pub risk_refusals: Labelled,
+    /// Trading-state switches made by a risk rule, by rule.
+    pub risk_switches: Labelled,
+    /// Configuration reloads applied (SIGHUP, `ctl reload`).
+    pub config_reloads: Counter,
+    /// Configuration reloads refused: an invalid file, or a key that cannot change live.
+    pub config_reload_failures: Counter,
+    trading_state: GaugeFamily,
+    daily_pnl: RowFamily<f64, std::sync::atomic::AtomicU64>,
+    intents: RowFamily<i64, std::sync::atomic::AtomicI64>,
+    workflows: RowFamily<i64, std::sync::atomic::AtomicI64>,
+    /// The failover metrics, exported once `exporting_failover` is set.
+    failover: Registry,
+    exporting_failover: AtomicBool,
+    /// Failover: 1 while leading, 0 while standing by.
+    leader: Gauge,
+    /// Failover: the epoch of the lease last held.
+    pub lease_epoch: Gauge,
+    /// Failover: times this process became leader.
+    pub takeovers: Counter,
+}
 
 /// Counts by state read from the store: `(state, count)` rows.
 #[derive(Debug, Default, Clone)]
@@ -108,305 +152,405 @@ pub struct StateGauges {
     pub workflows: Vec<(String, i64)>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut metrics = Metrics {
+            registry: Registry::default(),
+            events_applied: Counter::default(),
+            events_duplicate: Counter::default(),
+            events_quarantined: Counter::default(),
+            events_unsequenced: Counter::default(),
+            events_reasserted: Counter::default(),
+            event_batches: Counter::default(),
+            events_pruned: Counter::default(),
+            gap_catchups: Counter::default(),
+            history_gaps: Counter::default(),
+            cursor: Gauge::default(),
+            latest_seq: Gauge::default(),
+            lag: Gauge::default(),
+            monitors_running: Gauge::default(),
+            positions_stale: Gauge::default(),
+            monitors_streaming: Gauge::default(),
+            stream_restarts: Counter::default(),
+            stream_items: Counter::default(),
+            snapshot_resyncs: Counter::default(),
+            hub_connected: GaugeFamily::default(),
+            hub_reconnects: CounterFamily::default(),
+            child_restarts: Labelled::new("child"),
+            errors: Labelled::new("kind"),
+            workflow_transitions: Labelled::new("outcome"),
+            risk_refusals: Labelled::new("rule"),
+            risk_switches: Labelled::new("rule"),
+            config_reloads: Counter::default(),
+            config_reload_failures: Counter::default(),
+            trading_state: GaugeFamily::default(),
+            daily_pnl: RowFamily::new("account"),
+            intents: RowFamily::new("state"),
+            workflows: RowFamily::new("state"),
+            failover: Registry::default(),
+            exporting_failover: AtomicBool::new(false),
+            leader: Gauge::default(),
+            lease_epoch: Gauge::default(),
+            takeovers: Counter::default(),
+        };
+        metrics.register_all();
+        metrics.set_trading_state(TradingState::Active);
+        for hub in Hub::ALL {
+            let label = [("hub", hub.as_str().to_owned())];
+            metrics.hub_connected.get_or_create(&label).set(0);
+            metrics.hub_reconnects.get_or_create(&label).inc_by(0);
+        }
+        metrics
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("cursor", &self.cursor.get())
+            .field("events_applied", &self.events_applied.get())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Metrics {
+    fn register_all(&mut self) {
+        let r = &mut self.registry;
+        let counters = [
+            (
+                "mesolive_events_applied",
+                "Events applied exactly once",
+                &self.events_applied,
+            ),
+            (
+                "mesolive_events_duplicate",
+                "Events skipped as already processed",
+                &self.events_duplicate,
+            ),
+            (
+                "mesolive_events_quarantined",
+                "Events quarantined: undecodable, or out of sequence",
+                &self.events_quarantined,
+            ),
+            (
+                "mesolive_events_unsequenced",
+                "Events received without an EventSeqId (on-connect pushes)",
+                &self.events_unsequenced,
+            ),
+            (
+                "mesolive_events_reasserted",
+                "States at or below the cursor applied as re-assertions (signals, errors, agent status)",
+                &self.events_reasserted,
+            ),
+            (
+                "mesolive_event_batches",
+                "Event store transactions committed",
+                &self.event_batches,
+            ),
+            (
+                "mesolive_events_pruned",
+                "Dedupe keys forgotten after the dedupe window",
+                &self.events_pruned,
+            ),
+            (
+                "mesolive_gap_catchups",
+                "Catch-ups triggered by an EventSeqId jump",
+                &self.gap_catchups,
+            ),
+            (
+                "mesolive_history_gaps",
+                "Holes in the server's history met after the cursor (resynced from the Control Hub)",
+                &self.history_gaps,
+            ),
+            (
+                "mesolive_stream_restarts",
+                "Position stream restarts",
+                &self.stream_restarts,
+            ),
+            (
+                "mesolive_stream_items",
+                "Position stream items received",
+                &self.stream_items,
+            ),
+            (
+                "mesolive_snapshot_resyncs",
+                "Position snapshot resyncs",
+                &self.snapshot_resyncs,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        let gauges = [
+            (
+                "mesolive_event_cursor",
+                "Last committed EventSeqId",
+                &self.cursor,
+            ),
+            (
+                "mesolive_event_latest_seq",
+                "Newest EventSeqId known on the server",
+                &self.latest_seq,
+            ),
+            (
+                "mesolive_event_lag",
+                "Events known on the server but not yet committed",
+                &self.lag,
+            ),
+            (
+                "mesolive_monitors_running",
+                "Position monitor tasks running",
+                &self.monitors_running,
+            ),
+            (
+                "mesolive_monitors_streaming",
+                "Position monitors whose current stream has delivered an item",
+                &self.monitors_streaming,
+            ),
+            (
+                "mesolive_positions_stale",
+                "Monitored positions with stale data",
+                &self.positions_stale,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            r.register(name, help, gauge.clone());
+        }
+        r.register(
+            "mesolive_hub_connected",
+            "1 while the hub connection is up",
+            self.hub_connected.clone(),
+        );
+        r.register(
+            "mesolive_hub_reconnects",
+            "Hub reconnects after a lost connection",
+            self.hub_reconnects.clone(),
+        );
+        let labelled = [
+            (
+                "mesolive_child_restarts",
+                "Restarts per supervised child",
+                &self.child_restarts,
+            ),
+            (
+                "mesolive_errors",
+                "Errors by kind (bad input is always counted)",
+                &self.errors,
+            ),
+            (
+                "mesolive_workflow_transitions",
+                "Workflow transitions by outcome",
+                &self.workflow_transitions,
+            ),
+        ];
+        for (name, help, family) in labelled {
+            r.register(name, help, family.family.clone());
+        }
+        let labelled = [
+            (
+                "mesolive_risk_refusals",
+                "Workflows refused by a risk rule (the call was not sent)",
+                &self.risk_refusals,
+            ),
+            (
+                "mesolive_risk_switches",
+                "Trading-state switches made by a risk rule",
+                &self.risk_switches,
+            ),
+        ];
+        for (name, help, family) in labelled {
+            r.register(name, help, family.family.clone());
+        }
+        r.register(
+            "mesolive_config_reloads",
+            "Configuration reloads applied",
+            self.config_reloads.clone(),
+        );
+        r.register(
+            "mesolive_config_reload_failures",
+            "Configuration reloads refused (invalid file, or a key that cannot change live)",
+            self.config_reload_failures.clone(),
+        );
+        r.register(
+            "mesolive_trading_state",
+            "1 for the current trading state (active, reduce_only, halted), 0 for the others",
+            self.trading_state.clone(),
+        );
+        r.register(
+            "mesolive_risk_daily_realized_pnl",
+            "Realized PnL of the trading day per account (while risk.max_daily_loss is set)",
+            self.daily_pnl.family.clone(),
+        );
+        r.register(
+            "mesolive_intents",
+            "Intents by state",
+            self.intents.family.clone(),
+        );
+        r.register(
+            "mesolive_workflows",
+            "Workflows by state",
+            self.workflows.family.clone(),
+        );
+        let f = &mut self.failover;
+        f.register(
+            "mesolive_leader",
+            "1 while this daemon holds its group's lease, 0 while it stands by",
+            self.leader.clone(),
+        );
+        f.register(
+            "mesolive_lease_epoch",
+            "Epoch (fencing token) of the lease this daemon last held",
+            self.lease_epoch.clone(),
+        );
+        f.register(
+            "mesolive_takeovers",
+            "Times this daemon became its group's leader",
+            self.takeovers.clone(),
+        );
+    }
+
     /// Adds `n` to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    pub fn add(counter: &Counter, n: u64) {
+        counter.inc_by(n);
     }
 
     /// Sets a gauge.
-    pub fn set(gauge: &AtomicI64, value: i64) {
-        gauge.store(value, Ordering::Relaxed);
+    pub fn set(gauge: &Gauge, value: i64) {
+        gauge.set(value);
     }
 
     /// Raises a gauge to `value` if it is higher (a high-water mark).
-    pub fn raise(gauge: &AtomicI64, value: i64) {
-        gauge.fetch_max(value, Ordering::Relaxed);
+    pub fn raise(gauge: &Gauge, value: i64) {
+        gauge.inner().fetch_max(value, Ordering::Relaxed);
     }
 
     /// Records that a hub connection came up (or went down).
     pub fn hub_connected(&self, hub: Hub, connected: bool) {
-        self.hub_connected[hub as usize].store(i64::from(connected), Ordering::Relaxed);
+        self.hub_connected
+            .get_or_create(&[("hub", hub.as_str().to_owned())])
+            .set(i64::from(connected));
     }
 
-    /// Failover: this process leads (`true`) or stands by; the leadership gauges are exported
+    /// Failover: this process leads (`true`) or stands by; the failover metrics are exported
     /// from the first call on.
     pub fn set_leader(&self, leader: bool) {
-        self.leader.store(i64::from(leader), Ordering::Relaxed);
+        self.leader.set(i64::from(leader));
+        self.exporting_failover.store(true, Ordering::Relaxed);
     }
 
     /// Counts one reconnect of a hub.
     pub fn hub_reconnected(&self, hub: Hub) {
-        self.hub_reconnects[hub as usize].fetch_add(1, Ordering::Relaxed);
+        self.hub_reconnects
+            .get_or_create(&[("hub", hub.as_str().to_owned())])
+            .inc();
     }
 
     /// Counts one restart of a supervised child.
     pub fn child_restarted(&self, child: &str) {
-        self.bump("mesolive_child_restarts_total", child);
+        self.child_restarts.inc(child);
     }
 
     /// Counts one error of a kind (decode, api, store, …) — bad input is always counted.
     pub fn error(&self, kind: &str) {
-        self.bump("mesolive_errors_total", kind);
+        self.errors.inc(kind);
+    }
+
+    /// Records the trading state now (`mesolive_trading_state{state}`).
+    pub fn set_trading_state(&self, current: TradingState) {
+        for state in TradingState::ALL {
+            self.trading_state
+                .get_or_create(&[("state", state.as_str().to_owned())])
+                .set(i64::from(state == current));
+        }
+    }
+
+    /// Counts one call refused by a risk rule.
+    pub fn risk_refused(&self, rule: &str) {
+        self.risk_refusals.inc(rule);
+    }
+
+    /// Counts one trading-state switch made by a risk rule.
+    pub fn risk_switched(&self, rule: &str) {
+        self.risk_switches.inc(rule);
+    }
+
+    /// Replaces the realized PnL of the trading day per account, as the daily-loss watcher
+    /// last computed it.
+    pub fn set_daily_pnl(&self, per_account: Vec<(String, f64)>) {
+        self.daily_pnl.replace(&per_account);
     }
 
     /// Counts one workflow decision or transition, by outcome.
     pub fn workflow(&self, outcome: &str) {
-        self.bump("mesolive_workflow_transitions_total", outcome);
-    }
-
-    fn bump(&self, family: &'static str, label: &str) {
-        if let Ok(mut map) = self.labelled.lock() {
-            *map.entry((family, label.to_owned())).or_default() += 1;
-        }
-    }
-
-    /// A labelled counter's current value (tests and the demo view).
-    pub fn labelled_value(&self, family: &str, label: &str) -> u64 {
-        self.labelled
-            .lock()
-            .ok()
-            .and_then(|map| {
-                map.iter()
-                    .find(|((f, l), _)| *f == family && l == label)
-                    .map(|(_, v)| *v)
-            })
-            .unwrap_or(0)
+        self.workflow_transitions.inc(outcome);
     }
 
     /// Replaces the store-derived gauges.
     pub fn set_state_gauges(&self, gauges: StateGauges) {
-        if let Ok(mut current) = self.state_gauges.lock() {
-            *current = gauges;
-        }
+        self.intents.replace(&gauges.intents);
+        self.workflows.replace(&gauges.workflows);
     }
 
-    /// Renders every metric in the Prometheus text format.
+    /// Renders every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let gauges = self
-            .state_gauges
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_default();
-        let mut out = String::with_capacity(4096);
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let gauge = |g: &AtomicI64| g.load(Ordering::Relaxed);
-        counter(
-            &mut out,
-            "mesolive_events_applied_total",
-            "Events applied exactly once.",
-            load(&self.events_applied),
-        );
-        counter(
-            &mut out,
-            "mesolive_events_duplicate_total",
-            "Events skipped as already processed.",
-            load(&self.events_duplicate),
-        );
-        counter(
-            &mut out,
-            "mesolive_events_quarantined_total",
-            "Events quarantined: undecodable, or out of sequence.",
-            load(&self.events_quarantined),
-        );
-        counter(
-            &mut out,
-            "mesolive_events_unsequenced_total",
-            "Events received without an EventSeqId (on-connect pushes).",
-            load(&self.events_unsequenced),
-        );
-        counter(
-            &mut out,
-            "mesolive_events_reasserted_total",
-            "States at or below the cursor applied as re-assertions (on-connect pushes).",
-            load(&self.events_reasserted),
-        );
-        counter(
-            &mut out,
-            "mesolive_event_batches_total",
-            "Event store transactions committed.",
-            load(&self.event_batches),
-        );
-        counter(
-            &mut out,
-            "mesolive_events_pruned_total",
-            "Dedupe keys forgotten after the dedupe window.",
-            load(&self.events_pruned),
-        );
-        counter(
-            &mut out,
-            "mesolive_gap_catchups_total",
-            "Catch-ups triggered by an EventSeqId jump.",
-            load(&self.gap_catchups),
-        );
-        counter(
-            &mut out,
-            "mesolive_history_gaps_total",
-            "Holes met in the server's event history (events it no longer had after the cursor).",
-            load(&self.history_gaps),
-        );
-        let cursor = gauge(&self.cursor);
-        let latest = gauge(&self.latest_seq).max(cursor);
-        single(
-            &mut out,
-            "gauge",
-            "mesolive_event_cursor",
-            "Last committed EventSeqId.",
-            cursor,
-        );
-        single(
-            &mut out,
-            "gauge",
-            "mesolive_event_latest_seq",
-            "Newest EventSeqId known on the server.",
-            latest,
-        );
-        single(
-            &mut out,
-            "gauge",
-            "mesolive_event_lag",
-            "Events known on the server but not yet committed.",
-            latest - cursor,
-        );
-        single(
-            &mut out,
-            "gauge",
-            "mesolive_monitors_running",
-            "Position monitor tasks running.",
-            gauge(&self.monitors_running),
-        );
-        single(
-            &mut out,
-            "gauge",
-            "mesolive_monitors_streaming",
-            "Position monitors whose current stream has delivered an item.",
-            gauge(&self.monitors_streaming),
-        );
-        single(
-            &mut out,
-            "gauge",
-            "mesolive_positions_stale",
-            "Monitored positions with stale data.",
-            gauge(&self.positions_stale),
-        );
-        counter(
-            &mut out,
-            "mesolive_stream_restarts_total",
-            "Position stream restarts.",
-            load(&self.stream_restarts),
-        );
-        counter(
-            &mut out,
-            "mesolive_stream_items_total",
-            "Position stream items received.",
-            load(&self.stream_items),
-        );
-        counter(
-            &mut out,
-            "mesolive_snapshot_resyncs_total",
-            "Position snapshot resyncs.",
-            load(&self.snapshot_resyncs),
-        );
-        let leader = gauge(&self.leader);
-        if leader != NOT_EXPORTED {
-            single(
-                &mut out,
-                "gauge",
-                "mesolive_leader",
-                "1 while this daemon holds its group's lease, 0 while it stands by.",
-                leader,
-            );
-            single(
-                &mut out,
-                "gauge",
-                "mesolive_lease_epoch",
-                "Epoch (fencing token) of the lease this daemon last held.",
-                gauge(&self.lease_epoch),
-            );
-            counter(
-                &mut out,
-                "mesolive_takeovers_total",
-                "Times this daemon became its group's leader.",
-                load(&self.takeovers),
-            );
+        let cursor = self.cursor.get();
+        Metrics::raise(&self.latest_seq, cursor);
+        self.lag.set(self.latest_seq.get() - cursor);
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = encode_registry(&mut out, &self.registry);
+        if self.exporting_failover.load(Ordering::Relaxed) {
+            let _ = encode_registry(&mut out, &self.failover);
         }
-        header(
-            &mut out,
-            "gauge",
-            "mesolive_hub_connected",
-            "1 while the hub connection is up.",
-        );
-        for hub in Hub::ALL {
-            let _ = writeln!(
-                out,
-                "mesolive_hub_connected{{hub=\"{}\"}} {}",
-                hub.as_str(),
-                gauge(&self.hub_connected[hub as usize])
-            );
-        }
-        header(
-            &mut out,
-            "counter",
-            "mesolive_hub_reconnects_total",
-            "Hub reconnects after a lost connection.",
-        );
-        for hub in Hub::ALL {
-            let _ = writeln!(
-                out,
-                "mesolive_hub_reconnects_total{{hub=\"{}\"}} {}",
-                hub.as_str(),
-                load(&self.hub_reconnects[hub as usize])
-            );
-        }
-        labelled_family(
-            &mut out,
-            "gauge",
-            "mesolive_intents",
-            "Intents by state.",
-            "state",
-            &gauges.intents,
-        );
-        labelled_family(
-            &mut out,
-            "gauge",
-            "mesolive_workflows",
-            "Workflows by state.",
-            "state",
-            &gauges.workflows,
-        );
-        if let Ok(map) = self.labelled.lock() {
-            let families = [
-                (
-                    "mesolive_child_restarts_total",
-                    "Restarts per supervised child.",
-                    "child",
-                ),
-                (
-                    "mesolive_errors_total",
-                    "Errors by kind (bad input is always counted).",
-                    "kind",
-                ),
-                (
-                    "mesolive_workflow_transitions_total",
-                    "Workflow transitions by outcome.",
-                    "outcome",
-                ),
-            ];
-            for (family, help, label) in families {
-                let rows: Vec<(String, i64)> = map
-                    .iter()
-                    .filter(|((f, _), _)| *f == family)
-                    .map(|((_, l), v)| (l.clone(), i64::try_from(*v).unwrap_or(i64::MAX)))
-                    .collect();
-                labelled_family(&mut out, "counter", family, help, label, &rows);
-            }
-        }
+        let _ = encode_eof(&mut out);
         out
     }
 }
 
-/// Reads one series (`name` or `name{labels}`) from Prometheus text: what a probe of another
-/// process's `/metrics` needs (the benchmark's child daemon, the process tests).
+/// Gauges by one label, replaced as a whole from a computed set of rows (states read from the
+/// store, accounts of the risk watcher).
+#[derive(Debug)]
+struct RowFamily<N, A> {
+    label: &'static str,
+    family: Family<Label, Gauge<N, A>>,
+    /// The labels of the last replacement, to drop those the next one no longer has.
+    exported: Mutex<Vec<String>>,
+}
+
+impl<N, A: Atomic<N> + Default> RowFamily<N, A> {
+    fn new(label: &'static str) -> Self {
+        RowFamily {
+            label,
+            family: Family::default(),
+            exported: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets every row, then removes the labels of the previous replacement that are gone
+    /// (never a moment with the family empty).
+    fn replace(&self, rows: &[(String, N)])
+    where
+        N: Copy,
+    {
+        let mut exported = self.exported.lock().unwrap_or_else(PoisonError::into_inner);
+        for (value, count) in rows {
+            self.family
+                .get_or_create(&[(self.label, value.clone())])
+                .set(*count);
+        }
+        for gone in exported
+            .iter()
+            .filter(|e| !rows.iter().any(|(value, _)| value == *e))
+        {
+            self.family.remove(&[(self.label, gone.clone())]);
+        }
+        *exported = rows.iter().map(|(value, _)| value.clone()).collect();
+    }
+}
+
+/// Reads one series (`name` or `name{labels}`) from Prometheus or OpenMetrics text: what a
+/// probe of another process's `/metrics` needs (the benchmark's child daemon, the process
+/// tests).
 pub fn series_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
@@ -416,34 +560,100 @@ pub fn series_value(text: &str, series: &str) -> Option<f64> {
         })
 }
 
-fn header(out: &mut String, kind: &str, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn single(out: &mut String, kind: &str, name: &str, help: &str, value: i64) {
-    header(out, kind, name, help);
-    let _ = writeln!(out, "{name} {value}");
-}
+    #[test]
+    fn names_and_labels_are_the_documented_ones() {
+        let metrics = Metrics::default();
+        Metrics::add(&metrics.events_applied, 3);
+        Metrics::set(&metrics.cursor, 10);
+        Metrics::raise(&metrics.latest_seq, 7);
+        metrics.error("event_decode");
+        metrics.error("event_decode");
+        metrics.hub_connected(Hub::Event, true);
+        metrics.set_state_gauges(StateGauges {
+            intents: vec![("completed".into(), 4)],
+            workflows: vec![("done".into(), 2), ("failed".into(), 1)],
+        });
+        let text = metrics.render();
+        let value = |series: &str| series_value(&text, series);
+        assert_eq!(value("mesolive_events_applied_total"), Some(3.0), "{text}");
+        assert_eq!(value("mesolive_event_cursor"), Some(10.0));
+        assert_eq!(
+            value("mesolive_event_latest_seq"),
+            Some(10.0),
+            "never below the cursor"
+        );
+        assert_eq!(value("mesolive_event_lag"), Some(0.0));
+        assert_eq!(
+            value("mesolive_errors_total{kind=\"event_decode\"}"),
+            Some(2.0)
+        );
+        assert_eq!(value("mesolive_hub_connected{hub=\"event\"}"), Some(1.0));
+        assert_eq!(value("mesolive_hub_connected{hub=\"data\"}"), Some(0.0));
+        assert_eq!(
+            value("mesolive_hub_reconnects_total{hub=\"control\"}"),
+            Some(0.0)
+        );
+        assert_eq!(value("mesolive_intents{state=\"completed\"}"), Some(4.0));
+        assert_eq!(value("mesolive_workflows{state=\"failed\"}"), Some(1.0));
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics text ends with # EOF"
+        );
+        assert!(text.contains("# TYPE mesolive_events_applied counter"));
+        assert_eq!(metrics.errors.value("event_decode"), 2);
+        assert_eq!(value("mesolive_trading_state{state=\"active\"}"), Some(1.0));
+        assert_eq!(value("mesolive_trading_state{state=\"halted\"}"), Some(0.0));
+        assert_eq!(value("mesolive_config_reloads_total"), Some(0.0));
+        assert_eq!(metrics.errors.value("never"), 0);
+        assert_eq!(value("mesolive_leader"), None, "no failover: not exported");
+    }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    header(out, "counter", name, help);
-    let _ = writeln!(out, "{name} {value}");
-}
+    #[test]
+    fn the_failover_metrics_appear_once_a_role_is_taken() {
+        let metrics = Metrics::default();
+        metrics.set_leader(false);
+        assert_eq!(
+            series_value(&metrics.render(), "mesolive_leader"),
+            Some(0.0)
+        );
+        metrics.set_leader(true);
+        Metrics::set(&metrics.lease_epoch, 4);
+        Metrics::add(&metrics.takeovers, 1);
+        let text = metrics.render();
+        assert_eq!(series_value(&text, "mesolive_leader"), Some(1.0));
+        assert_eq!(series_value(&text, "mesolive_lease_epoch"), Some(4.0));
+        assert_eq!(series_value(&text, "mesolive_takeovers_total"), Some(1.0));
+        assert!(text.ends_with("# EOF\n"), "one EOF, at the end");
+        assert_eq!(text.matches("# EOF").count(), 1);
+    }
 
-fn labelled_family(
-    out: &mut String,
-    kind: &str,
-    name: &str,
-    help: &str,
-    label: &str,
-    rows: &[(String, i64)],
-) {
-    header(out, kind, name, help);
-    for (value_label, value) in rows {
-        let escaped = value_label
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n");
-        let _ = writeln!(out, "{name}{{{label}=\"{escaped}\"}} {value}");
+    #[test]
+    fn a_state_gone_from_the_store_leaves_the_family() {
+        let metrics = Metrics::default();
+        metrics.set_state_gauges(StateGauges {
+            intents: vec![("sent".into(), 1)],
+            workflows: vec![("executing".into(), 1)],
+        });
+        metrics.set_state_gauges(StateGauges {
+            intents: vec![("completed".into(), 1)],
+            workflows: vec![],
+        });
+        let text = metrics.render();
+        assert_eq!(
+            series_value(&text, "mesolive_intents{state=\"sent\"}"),
+            None
+        );
+        assert_eq!(
+            series_value(&text, "mesolive_intents{state=\"completed\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            series_value(&text, "mesolive_workflows{state=\"executing\"}"),
+            None
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! SIGTERM / SIGINT as a stream of stop requests. What a request means (the first drains, the
-//! second forces) is the daemon's business; this module only installs the handlers early and
+//! SIGTERM / SIGINT as a stream of stop requests, SIGHUP as a stream of reload requests. What a
+//! request means (the first stop drains, the second forces; a reload re-reads the
+//! configuration) is the daemon's business; this module only installs the handlers early and
 //! names what arrived.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -37,6 +38,33 @@ impl Termination {
         tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// SIGHUP, caught from the moment [`Hangups::install`] ran (its default action would end the
+/// process).
+#[derive(Debug)]
+pub struct Hangups {
+    handler: Option<Signal>,
+}
+
+impl Hangups {
+    /// Installs the SIGHUP handler now. Must be called inside the runtime.
+    pub fn install() -> Hangups {
+        let handler = signal(SignalKind::hangup())
+            .inspect_err(|err| tracing::error!(error = %err, "cannot install the SIGHUP handler; reload with `ctl reload`"))
+            .ok();
+        Hangups { handler }
+    }
+
+    /// Resolves at the next SIGHUP; never if the handler could not be installed.
+    pub async fn next(&mut self) {
+        match &mut self.handler {
+            Some(hangup) => {
+                hangup.recv().await;
+            }
+            None => std::future::pending().await,
         }
     }
 }

@@ -36,6 +36,16 @@ impl fmt::Debug for PostgresLocation {
     }
 }
 
+impl Location {
+    /// How an operator reads it: the SQLite file, or the PostgreSQL URL and schema.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres(pg) => pg.describe(),
+        }
+    }
+}
+
 impl PostgresLocation {
     /// How an operator reads it: the URL (which carries no password) and the schema.
     pub fn describe(&self) -> String {

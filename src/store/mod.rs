@@ -1,6 +1,7 @@
 //! The durable state store: everything a restart must not lose (event cursor, dedupe set,
-//! intents, prepare jobs, positions, orders, signals, workflows, and the holes in the server's
-//! history it met), in one of two backends behind the same API:
+//! intents, prepare jobs, positions, orders, signals, workflows, the holes in the server's
+//! history it met, and the trading state with the operator actions), in one of two backends
+//! behind the same API:
 //!
 //! * **SQLite** (the default, `database.path`): one file, one writer connection with
 //!   `BEGIN IMMEDIATE`, a small read-only pool, a lock file against a second daemon;
@@ -28,6 +29,7 @@ mod intents;
 mod jobs;
 mod lease;
 mod location;
+mod operator;
 mod orders;
 mod positions;
 mod postgres;
@@ -54,6 +56,9 @@ pub use intents::{IntentRecord, IntentState, NewIntent};
 pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
 pub use lease::{LeaseGrant, LeaseRecord, LeaseRequest};
 pub use location::{Location, PostgresLocation, is_plain_identifier};
+pub use operator::{
+    ActionKind, ActionSource, CancelRefusal, OperatorAction, PnlMovement, StateChange, TradingState,
+};
 pub use orders::{OrderRecord, OrderUpdate};
 pub use positions::{LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate};
 pub use signals::{SignalRecord, SignalSource, SignalState, SignalUpdate};

@@ -172,6 +172,24 @@ impl Store {
                 .await?,
         )
     }
+
+    /// The orders of one leg group of a plan, as order updates reported them (for an execution
+    /// whose answer named no order).
+    pub async fn orders_of_leg_group(
+        &self,
+        exec_plan_id: i64,
+        leg_group_id: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let db = on_postgres!(self, pg => postgres::orders::of_leg_group(pg, exec_plan_id, leg_group_id));
+        let mut reader = db.readers.acquire().await?;
+        Ok(sqlx::query_as(select_orders!(
+            "WHERE exec_plan_id = ? AND leg_group_id = ? ORDER BY order_id"
+        ))
+        .bind(exec_plan_id)
+        .bind(leg_group_id)
+        .fetch_all(&mut *reader)
+        .await?)
+    }
 }
 
 /// Insert or update orders, later updates of an order winning; fields an update does not carry

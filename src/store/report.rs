@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Location, Store, StoreError, StoreSummary};
+use super::{Location, OperatorAction, Store, StoreError, StoreSummary};
 use crate::table::columns;
 
 /// How `state` prints.
@@ -45,6 +45,12 @@ pub fn render_table(summary: &StoreSummary) -> String {
         vec![
             vec!["database".into(), summary.database.clone()],
             vec!["event cursor".into(), cursor],
+            vec![
+                "trading state".into(),
+                summary
+                    .trading_state
+                    .map_or_else(|| "none (never started)".to_owned(), |s| s.to_string()),
+            ],
         ],
     ));
 
@@ -67,6 +73,13 @@ pub fn render_table(summary: &StoreSummary) -> String {
                 .collect(),
         ));
     }
+
+    section(
+        &mut out,
+        "Operator actions (newest)",
+        summary.operator_actions.len(),
+    );
+    out.push_str(&operator_actions_table(&summary.operator_actions));
 
     section(&mut out, "Counts", summary.counts.len());
     out.push_str(&columns(
@@ -236,6 +249,27 @@ pub fn render_table(summary: &StoreSummary) -> String {
             .collect(),
     ));
     out
+}
+
+/// Operator actions as aligned columns (`state` and `ctl status`).
+pub fn operator_actions_table(actions: &[OperatorAction]) -> String {
+    columns(
+        &["AT", "ACTION", "FROM", "TO", "WORKFLOW", "SOURCE", "REASON"],
+        actions
+            .iter()
+            .map(|a| {
+                vec![
+                    a.at.to_string(),
+                    a.action.as_str().to_owned(),
+                    optional(&a.from_state),
+                    optional(&a.to_state),
+                    optional(&a.workflow_id),
+                    a.source.as_str().to_owned(),
+                    a.reason.clone(),
+                ]
+            })
+            .collect(),
+    )
 }
 
 /// A blank line and a section title with its row count.

@@ -7,6 +7,7 @@ use super::history::{self, HistoryGapRecord};
 use super::intents::{self, IntentRecord};
 use super::jobs::{self, PrepareJobRecord};
 use super::lease::LeaseRecord;
+use super::operator::{self, OperatorAction, TradingState};
 use super::positions::{self, PositionRecord};
 use super::workflows::{self, WorkflowRecord};
 use super::{Store, StoreError, Timestamp, on_postgres, postgres};
@@ -16,6 +17,9 @@ pub(super) const WORKFLOWS_LISTED: u32 = 20;
 
 /// How many quarantined events the summary lists (the count covers all of them).
 pub(super) const QUARANTINE_LISTED: u32 = 20;
+
+/// How many operator actions the summary lists, newest first.
+pub(super) const ACTIONS_LISTED: u32 = 10;
 
 /// What an operator needs to see of the state: where the event stream stands, what is still in
 /// flight, and what needs a human.
@@ -27,6 +31,10 @@ pub struct StoreSummary {
     pub cursor: Option<i64>,
     /// When the cursor last moved.
     pub cursor_updated_at: Option<Timestamp>,
+    /// The trading state (`None`: never started on this database).
+    pub trading_state: Option<TradingState>,
+    /// The newest operator actions, newest first.
+    pub operator_actions: Vec<OperatorAction>,
     /// Row counts per table and state.
     pub counts: Vec<StateCount>,
     /// The leadership lease of each group (PostgreSQL; empty on SQLite).
@@ -87,6 +95,8 @@ impl Store {
             leases: Vec::new(),
             cursor: cursor.map(|(seq, _)| seq),
             cursor_updated_at: cursor.map(|(_, at)| at),
+            trading_state: operator::stored_state(&mut tx).await?,
+            operator_actions: operator::latest_actions(&mut tx, ACTIONS_LISTED).await?,
             counts,
             intents_in_flight: intents::in_states(&mut tx, &intents::IN_FLIGHT).await?,
             prepare_jobs_in_flight: jobs::in_flight(&mut tx).await?,

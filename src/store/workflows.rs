@@ -204,6 +204,16 @@ macro_rules! select_workflows {
 }
 pub(super) use select_workflows;
 
+/// Every [`WorkflowRecord`] column, for `RETURNING`.
+macro_rules! returning_workflow {
+    () => {
+        " RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
+                    position_id, condition, state, job_id, plan, groups_done, reason,
+                    created_at, updated_at"
+    };
+}
+pub(super) use returning_workflow;
+
 impl Store {
     /// Opens a workflow unless its signal instance already has one or its scope has an active
     /// one (then `None`: nothing to do now).
@@ -215,15 +225,13 @@ impl Store {
         let now = Timestamp::now();
         let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        let created = sqlx::query_as(
+        let created = sqlx::query_as(concat!(
             "INSERT INTO workflows (kind, scope, signal_key, signal_instance, strategy_id, account,
                                     position_id, condition, state, reason, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT DO NOTHING
-             RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
-                       position_id, condition, state, job_id, plan, groups_done, reason,
-                       created_at, updated_at",
-        )
+             ON CONFLICT DO NOTHING",
+            returning_workflow!()
+        ))
         .bind(new.kind.as_str())
         .bind(&new.scope)
         .bind(&new.signal_key)
@@ -251,9 +259,12 @@ impl Store {
         let db = on_postgres!(self, pg => postgres::workflows::update(pg, id, change));
         let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        let updated: Option<WorkflowRecord> = sqlx::query_as(
+        // A final state is final: a step that was in flight when an operator cancelled the
+        // workflow does not bring it back.
+        let updated: Option<WorkflowRecord> = sqlx::query_as(concat!(
             "UPDATE workflows SET
-                 state = COALESCE(?1, state),
+                 state = CASE WHEN state IN ('done', 'failed', 'cancelled', 'observed') THEN state
+                              ELSE COALESCE(?1, state) END,
                  job_id = COALESCE(?2, job_id),
                  plan = COALESCE(?3, plan),
                  groups_done = CASE WHEN ?4 IS NULL THEN groups_done
@@ -262,11 +273,9 @@ impl Store {
                      END,
                  reason = COALESCE(?5, reason),
                  updated_at = ?6
-             WHERE id = ?7
-             RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
-                       position_id, condition, state, job_id, plan, groups_done, reason,
-                       created_at, updated_at",
-        )
+             WHERE id = ?7",
+            returning_workflow!()
+        ))
         .bind(change.state)
         .bind(&change.job_id)
         .bind(change.plan.as_ref().map(serde_json::Value::to_string))

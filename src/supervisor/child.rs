@@ -84,6 +84,10 @@ pub enum Fatal {
     /// The state database failed in a way a restart of the child cannot fix.
     #[error("state database: {0}")]
     Store(#[source] StoreError),
+    /// The server writes a wire form the daemon cannot read without guessing (the text names
+    /// the dimension and the form, `docs/inferred.md`); stopping before anything is acted on.
+    #[error("{0}")]
+    Unsupported(String),
     /// The server's latest EventSeqId is below the persisted cursor: its history restarted, or
     /// this database belongs to another account or server. Continuing would skip every event
     /// up to the old cursor without applying it.

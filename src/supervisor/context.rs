@@ -1,7 +1,12 @@
 //! What every child of the supervisor shares ([`Ctx`]): settings, the store, the send gate,
-//! metrics, health,
-//! the current hub connections, change notifications and the drain. Fields are private: a
-//! child reads through accessors and changes shared state through the few methods here.
+//! metrics, health, the current hub connections, change notifications, the drain and the
+//! trading state. Fields are private: a child reads through accessors and changes shared state
+//! through the few methods here.
+//!
+//! Settings can be replaced while the daemon runs (a reload): [`Ctx::settings`] hands out the
+//! current snapshot, whole, so a reader never sees half of an old and half of a new one. The
+//! trading state is the store's (persisted first); the copy here is a watch channel updated on
+//! every change, so the hot path never queries the store for it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,7 +21,7 @@ use crate::config::Settings;
 use crate::ha::SendGate;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, TradingState};
 use mesolive_api::Hub;
 use mesolive_api::client::{ControlHub, DataHub, EventHub, HubClient};
 use mesolive_api::models::{LiveAccount, LiveStrategy};
@@ -168,6 +173,9 @@ pub struct Directory {
     pub accounts: HashMap<String, LiveAccount>,
     /// Strategies by id.
     pub strategies: HashMap<i64, LiveStrategy>,
+    /// The data provider of a connected agent (ListAgents), for free-standing data calls when
+    /// `hubs.probe_provider` is empty.
+    pub data_provider: Option<String>,
 }
 
 impl Directory {
@@ -180,7 +188,7 @@ impl Directory {
 /// Everything a child needs. Shared as `Arc<Ctx>`.
 #[derive(Debug)]
 pub struct Ctx {
-    settings: Arc<Settings>,
+    settings: RwLock<Arc<Settings>>,
     store: Arc<Store>,
     gate: Arc<SendGate>,
     metrics: Arc<Metrics>,
@@ -192,6 +200,8 @@ pub struct Ctx {
     /// The Control Hub generation whose position listing the monitors last bootstrapped from
     /// (0: not yet); startup waits for it before READY.
     bootstrapped: watch::Sender<u64>,
+    /// The trading state as last committed to the store.
+    trading: watch::Sender<TradingState>,
 }
 
 impl Ctx {
@@ -206,7 +216,7 @@ impl Ctx {
         drain: Drain,
     ) -> Ctx {
         Ctx {
-            settings,
+            settings: RwLock::new(settings),
             store,
             gate,
             metrics,
@@ -216,12 +226,48 @@ impl Ctx {
             drain,
             directory: RwLock::default(),
             bootstrapped: watch::Sender::new(0),
+            trading: watch::Sender::new(TradingState::Active),
         }
     }
 
-    /// Validated settings.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// Starts in `state` (the store's, read before the children start).
+    pub fn with_trading_state(self, state: TradingState) -> Ctx {
+        self.trading.send_replace(state);
+        self
+    }
+
+    /// The current settings: one consistent snapshot (a reload replaces it whole).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the settings after a reload was validated (readers holding the old snapshot
+    /// finish with it).
+    pub fn replace_settings(&self, settings: Arc<Settings>) {
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = settings;
+    }
+
+    /// The trading state now.
+    pub fn trading_state(&self) -> TradingState {
+        *self.trading.borrow()
+    }
+
+    /// Follows the trading state (the trading gate reads it at the moment of sending).
+    pub fn subscribe_trading_state(&self) -> watch::Receiver<TradingState> {
+        self.trading.subscribe()
+    }
+
+    /// Publishes a trading state the store has committed; wakes the workflow runner (paused
+    /// workflows continue on a resume).
+    pub fn publish_trading_state(&self, state: TradingState) {
+        self.trading.send_replace(state);
+        self.wake.workflows.notify_one();
     }
 
     /// The state database.

@@ -13,7 +13,8 @@ use super::policy::backoff;
 use crate::config::{HubSettings, Settings};
 use crate::ops::metrics::Metrics;
 use mesolive_api::Hub;
-use mesolive_api::client::{ControlHub, DataHub, HubClient, HubError};
+use mesolive_api::client::{ControlHub, DataHub, EventHub, HubClient, HubError, Learned};
+use mesolive_api::wire::{args, history, methods};
 use signalr::{ConnectOptions, Connection, MalformedRecordHook, SignalrError};
 
 /// Page size for the Control Hub lists read at verification.
@@ -26,6 +27,8 @@ pub struct Connector {
     api_key: Option<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
     metrics: Option<Arc<Metrics>>,
+    /// What the clients learned of the server's wire forms, shared by the three hubs.
+    learned: Arc<Learned>,
 }
 
 impl Connector {
@@ -36,6 +39,7 @@ impl Connector {
             api_key: settings.api_key.as_ref().map(|k| k.expose().to_owned()),
             tls,
             metrics: None,
+            learned: Arc::default(),
         }
     }
 
@@ -80,6 +84,12 @@ impl Connector {
         }
         Connection::connect(options).await.map(Arc::new)
     }
+
+    /// A client of `hub` that shares what the other hubs' clients learned of the server.
+    pub async fn client(&self, hub: Hub) -> Result<HubClient, SignalrError> {
+        let connection = self.connect(hub).await?;
+        Ok(HubClient::sharing(connection, Arc::clone(&self.learned)))
+    }
 }
 
 /// Why connecting or verifying a hub did not work this time.
@@ -96,6 +106,9 @@ impl From<HubError> for LinkError {
     fn from(err: HubError) -> Self {
         match err {
             HubError::Unauthorized(source) => LinkError::Fatal(Unauthorized(source).into()),
+            HubError::Unsupported { source, .. } => {
+                LinkError::Fatal(Fatal::Unsupported(source.to_string()))
+            }
             other => LinkError::Retry {
                 kind: "verify",
                 reason: other.to_string(),
@@ -214,18 +227,18 @@ async fn connect_and_verify(
     connector: &Connector,
     hub: Hub,
 ) -> Result<HubClient, LinkError> {
-    let client = HubClient::new(connector.connect(hub).await?);
+    let client = connector.client(hub).await?;
     match hub {
         Hub::Control => verify_control(ctx, &ControlHub(client.clone())).await?,
-        Hub::Data => prove_data(ctx, &DataHub(client.clone())).await,
-        Hub::Event => {}
+        Hub::Data => prove_data(ctx, &DataHub(client.clone())).await?,
+        Hub::Event => verify_event(&EventHub(client.clone())).await?,
     }
     Ok(client)
 }
 
 /// Runbook step 1: agents, accounts and strategies answer; keeps accounts and strategies.
 async fn verify_control(ctx: &Ctx, control: &ControlHub) -> Result<(), LinkError> {
-    let agents = control.list_agents().await?;
+    let agents = control.list_agents_raw().await?;
     let accounts = control.list_accounts(LIST_PAGE_SIZE).await?;
     let strategies = control.list_strategies(LIST_PAGE_SIZE).await?;
     if agents.is_empty() {
@@ -244,42 +257,81 @@ async fn verify_control(ctx: &Ctx, control: &ControlHub) -> Result<(), LinkError
             .map(|a| (a.broker_account_id.clone(), a))
             .collect(),
         strategies: strategies.into_iter().map(|s| (s.id, s)).collect(),
+        data_provider: mesolive_api::wire::agents::pick_provider(&agents),
     });
     Ok(())
 }
 
-/// Runbook step 2: prove data flows — a snapshot of a monitored position, or of the configured
-/// probe symbol when a provider is set. A failed proof is logged and counted, not fatal: the
-/// monitors retry on their own and the hub itself answered.
-async fn prove_data(ctx: &Ctx, data: &DataHub) {
-    let hubs = &ctx.settings().hubs;
+/// Runbook step 3, before the pump replays anything: the newest history item is readable and
+/// a replay starts where it is asked to. A server whose history items carry no readable type,
+/// or that does not read the sequence argument, is refused here, at connect, rather than at a
+/// replay after events were acted on live.
+async fn verify_event(event: &EventHub) -> Result<(), LinkError> {
+    let latest = event.latest_seq_id().await?;
+    if latest > 1 {
+        let after = latest - 1;
+        let page = event.events_since(after, 1, None).await?;
+        if let Some(ignored) = history::ignores_cursor(after, &page) {
+            return Err(LinkError::Fatal(Fatal::Unsupported(ignored.to_string())));
+        }
+    }
+    Ok(())
+}
+
+/// Runbook step 2: prove data flows — a snapshot of a monitored position, or of the probe
+/// symbol from `hubs.probe_provider`, else from the provider of a connected agent (the server
+/// refuses underlying data without one). A failed proof is logged and counted, not fatal: the
+/// monitors retry on their own and the hub itself answered. A proof refused because the
+/// server binds flags only as integers is fatal: no monitor could ever stream.
+async fn prove_data(ctx: &Ctx, data: &DataHub) -> Result<(), LinkError> {
+    let settings = ctx.settings();
+    let hubs = &settings.hubs;
+    let (provider, source) = if hubs.probe_provider.is_empty() {
+        (ctx.directory().data_provider, "a connected agent")
+    } else {
+        (Some(hubs.probe_provider.clone()), "hubs.probe_provider")
+    };
     let position = ctx
         .store()
         .open_positions()
         .await
         .ok()
         .and_then(|positions| positions.first().map(|p| p.position_id));
-    let proof = match position {
-        Some(id) => data
-            .position_snapshot(id)
-            .await
-            .map(|_| format!("position {id}")),
-        None if !hubs.probe_provider.is_empty() && !hubs.probe_symbol.is_empty() => data
-            .underlying_snapshot(&hubs.probe_symbol, Some(&hubs.probe_provider))
-            .await
-            .map(|_| format!("underlying {}", hubs.probe_symbol)),
+    let (method, call_args, what) = match position {
+        Some(id) => (
+            methods::GET_POSITION_SNAPSHOT,
+            args::position_data(id),
+            format!("position {id}"),
+        ),
+        None if provider.is_some() && !hubs.probe_symbol.is_empty() => (
+            methods::GET_UNDERLYING_SNAPSHOT,
+            args::underlying(&hubs.probe_symbol, provider.as_deref()),
+            format!(
+                "underlying {} from provider {} ({source})",
+                hubs.probe_symbol,
+                provider.as_deref().unwrap_or_default()
+            ),
+        ),
         None => {
             tracing::info!(
-                "data hub connected; no open position and no hubs.probe_provider, so no snapshot to prove data with"
+                "data hub connected; no open position, no hubs.probe_provider and no connected agent naming a provider, so no snapshot to prove data with"
             );
-            return;
+            return Ok(());
         }
     };
-    match proof {
-        Ok(what) => tracing::info!(snapshot = %what, "data hub verified"),
+    match data.0.call_value(method, call_args.clone()).await {
+        Ok(_) => tracing::info!(snapshot = %what, "data hub verified"),
+        Err(err) if err.is_binding() => {
+            if let Some(refused) = data.flags_refused(method, call_args).await {
+                return Err(LinkError::Fatal(Fatal::Unsupported(refused.to_string())));
+            }
+            ctx.metrics().error("data_probe");
+            tracing::warn!(error = %err, "data hub connected but the server refused the proof snapshot's arguments");
+        }
         Err(err) => {
             ctx.metrics().error("data_probe");
             tracing::warn!(error = %err, "data hub connected but the proof snapshot failed");
         }
     }
+    Ok(())
 }

@@ -296,7 +296,11 @@ fn effect(header: &EventHeader, body: &EventBody, payload: &Value) -> Effect {
             account: e.broker_account_id.clone(),
             exec_plan_id: e.exec_plan_id,
             leg_group_id: e.leg_group_id,
-            state: e.state.to_string(),
+            state: e
+                .state
+                .clone()
+                .effective(e.filled_qty, e.remaining_qty)
+                .to_string(),
             filled_qty: e.filled_qty,
             avg_fill_price: e.avg_fill_price,
         }),
@@ -313,7 +317,7 @@ fn effect(header: &EventHeader, body: &EventBody, payload: &Value) -> Effect {
                 .result
                 .as_ref()
                 .and_then(|r| mesolive_api::wire::field(r.as_object()?, &["PositionId"]))
-                .and_then(Value::as_i64),
+                .and_then(mesolive_api::wire::int),
             account: event.broker_account_id.clone(),
             status: job_status(status),
             result: event.result.clone(),

@@ -194,6 +194,9 @@ impl Session {
                 Ok(()) => return Ok(true),
                 Err(PumpError::Stopped) => return Ok(false),
                 Err(PumpError::Hub(err)) => {
+                    if let Some(unsupported) = err.unsupported() {
+                        return Err(Fatal::Unsupported(unsupported.to_string()).into());
+                    }
                     tracing::warn!(error = %err, "event hub session ended; waiting for the next connection");
                     return Ok(true);
                 }
@@ -472,7 +475,7 @@ impl Session {
         let mut pending: Vec<EventRecord> = Vec::with_capacity(batch.len());
         let mut went_backwards = false;
         for callback in batch {
-            let payload = callback.arguments.into_iter().next().unwrap_or(Value::Null);
+            let payload = mesolive_api::wire::callback_payload(callback.arguments);
             let mut record = self.record_payload(&callback.target, &payload);
             if let Some(seq) = record.seq_id {
                 Metrics::raise(&self.ctx.metrics().latest_seq, seq);

@@ -11,17 +11,25 @@
 //! | timeout / connection lost | `unknown`: settled before the workflow may move on |
 //! | never sent (no connection) | stays `pending`: sent again later with the same key |
 //!
-//! Nothing is sent while the send gate ([`SendGate`]) is closed: a leader whose lease may be
-//! about to expire (or is gone) sends nothing; the intent stays committed, and whoever leads
-//! next settles it with the same key.
+//! Two gates hold a send:
+//!
+//! * the send gate ([`SendGate`], failover): a leader whose lease may be about to expire (or
+//!   is gone) sends nothing; the intent stays committed, and whoever leads next settles it with
+//!   the same key;
+//! * the trading gate ([`TradingGate`]): this is the one place the trading state's `halted` is
+//!   enforced. Through a closed trading gate nothing is committed and nothing is sent, while an
+//!   intent already in flight is still settled by reading its idempotency record (reading is
+//!   not acting). It is read at the moment of sending, so a halt that arrives while an intent
+//!   settles holds its send.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::ha::SendGate;
 use crate::ops::crash;
-use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError};
+use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError, TradingState};
 use crate::supervisor::child::Unauthorized;
 use mesolive_api::client::{ControlHub, HubError};
 use mesolive_api::models::{IdempotencyRecord, IdempotencyRecordStatus, StatusCode};
@@ -53,16 +61,44 @@ pub enum IntentError {
     Unauthorized(#[from] Unauthorized),
 }
 
+/// Whether a state-changing call may leave the process now as far as the operator is
+/// concerned: closed while the trading state is `halted`. Follows the daemon's trading state (a
+/// watch on it), so it is read when sending.
+#[derive(Debug, Clone)]
+pub struct TradingGate(watch::Receiver<TradingState>);
+
+impl TradingGate {
+    /// A gate following `state`.
+    pub fn new(state: watch::Receiver<TradingState>) -> TradingGate {
+        TradingGate(state)
+    }
+
+    /// Whether sending is held now.
+    pub fn is_closed(&self) -> bool {
+        *self.0.borrow() == TradingState::Halted
+    }
+}
+
 /// Runs one intent to the point of a known outcome if it can. Safe to call again with the
 /// same key at any time (after a crash, a reconnect, a second wake-up): an existing intent is
-/// settled, never resent under a new key.
+/// settled, never resent under a new key. While `trading` is closed nothing new is committed or
+/// sent: an existing intent is only settled by reading. While `gate` is closed nothing is sent
+/// (`LeadershipLost`).
 pub async fn execute(
     store: &Store,
     gate: &SendGate,
     control: &ControlHub,
     intent: &NewIntent,
+    trading: &TradingGate,
 ) -> Result<IntentOutcome, IntentError> {
-    let stored = store.record_intent(intent).await?;
+    let stored = if trading.is_closed() {
+        match store.intent(&intent.key).await? {
+            Some(stored) => stored,
+            None => return Ok(held(&intent.key, &intent.operation)),
+        }
+    } else {
+        store.record_intent(intent).await?
+    };
     match stored.state {
         IntentState::Completed => return Ok(IntentOutcome::Completed(outcome_payload(&stored))),
         IntentState::Failed => return Ok(IntentOutcome::Failed(failure_reason(&stored))),
@@ -75,7 +111,13 @@ pub async fn execute(
             }
         }
     }
-    send(store, gate, control, &stored).await
+    send(store, gate, control, &stored, trading).await
+}
+
+/// An intent not sent because trading is halted: it waits, under its key, for the resume.
+fn held(key: &str, operation: &str) -> IntentOutcome {
+    tracing::info!(intent = %key, %operation, "not sent: trading is halted");
+    IntentOutcome::Unsettled
 }
 
 /// Sends a stored intent (same key, same args) and commits what came back.
@@ -84,7 +126,11 @@ async fn send(
     gate: &SendGate,
     control: &ControlHub,
     intent: &IntentRecord,
+    trading: &TradingGate,
 ) -> Result<IntentOutcome, IntentError> {
+    if trading.is_closed() {
+        return Ok(held(&intent.key, &intent.operation));
+    }
     crash::point("intent.before_send");
     gate.check()?;
     store.mark_intent_sent(&intent.key).await?;

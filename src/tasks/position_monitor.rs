@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -249,7 +248,7 @@ async fn stream_until_failure(
     loop {
         tokio::select! {
             item = stream.next() => match item {
-                Some(Ok(value)) => match decode_as::<PositionDataEntry>(methods::STREAM_POSITION_DATA, value) {
+                Some(Ok(value)) => match decode_as::<PositionDataEntry>(methods::STREAM_POSITION_DATA, mesolive_api::wire::stream_item(value)) {
                     Ok(entry) => {
                         Metrics::add(&ctx.metrics().stream_items, 1);
                         streaming.get_or_insert_with(|| Streaming::new(ctx.metrics()));
@@ -278,14 +277,14 @@ struct Streaming<'a>(&'a Metrics);
 
 impl<'a> Streaming<'a> {
     fn new(metrics: &'a Metrics) -> Self {
-        metrics.monitors_streaming.fetch_add(1, Ordering::Relaxed);
+        metrics.monitors_streaming.inc();
         Streaming(metrics)
     }
 }
 
 impl Drop for Streaming<'_> {
     fn drop(&mut self) {
-        self.0.monitors_streaming.fetch_sub(1, Ordering::Relaxed);
+        self.0.monitors_streaming.dec();
     }
 }
 

@@ -120,7 +120,7 @@ async fn poll_jobs(
         }
         match control.prepare_status(job.kind, &job.job_id).await {
             Ok(status) => {
-                let new_status = job_status(&status.status);
+                let new_status = job_status(&status.effective_status());
                 ctx.store()
                     .set_prepare_job_status(
                         &job.job_id,

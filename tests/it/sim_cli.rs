@@ -97,3 +97,27 @@ async fn sim_runs_with_its_fault_flags_and_stops_on_sigterm() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// `sim --wire-profile random:SEED` prints the forms it plays at start.
+#[test]
+fn sim_prints_a_random_profile_at_start() {
+    let mut child = Command::new(BIN)
+        .args(["sim", "--port", "0", "--admin-port", "0"])
+        .args(["--wire-profile", "random:4242", "--strict-types"])
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.contains("admin="));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the listening line");
+    assert!(line.contains("random:4242"), "{line}");
+    assert!(line.contains("argument_binding=strict_stj"), "{line}");
+}

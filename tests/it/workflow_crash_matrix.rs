@@ -8,7 +8,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use mesolive_api::FlowKind;
-use mesolive_sim::SimOptions;
+use mesolive_sim::{SimOptions, WireProfile};
 use mesolive_supervisor::ops::crash::CRASH_AT_ENV;
 use mesolive_supervisor::store::WorkflowState;
 use serde_json::json;
@@ -67,6 +67,7 @@ async fn every_step_boundary_crash_recovers_without_a_second_effect() {
 async fn run(case: Case) {
     let mut options = SimOptions {
         positions: usize::from(case.flow == FlowKind::Exit),
+        wire: WireProfile::strict_types(),
         ..SimOptions::default()
     };
     options.timing.prepare_delay = Duration::from_millis(20);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mesolive_api::FlowKind;
 use mesolive_api::wire::methods;
-use mesolive_sim::SimOptions;
+use mesolive_sim::{SimOptions, WireProfile};
 use mesolive_supervisor::store::{WorkflowRecord, WorkflowState};
 use serde_json::{Value, json};
 use testkit::{wait_for, wait_some};
@@ -16,9 +16,11 @@ use crate::support::daemon::{BIN, Daemon, Sim};
 const PAPER_STRATEGY: i64 = 101;
 const LIVE_STRATEGY: i64 = 103;
 
+/// Quick jobs and fills, arguments bound like a stock ASP.NET Core server (`--strict-types`).
 fn quick_sim() -> SimOptions {
     let mut options = SimOptions {
         positions: 0,
+        wire: WireProfile::strict_types(),
         ..SimOptions::default()
     };
     options.timing.prepare_delay = Duration::from_millis(30);

@@ -3,6 +3,7 @@
 //! do next ([`HubError`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -10,17 +11,23 @@ use serde_json::Value;
 use super::lenient::decode;
 use super::models::{
     AgentInfo, IdempotencyRecord, LatestEventSeqId, LiveAccount, LiveLeg, LivePosition,
-    LiveStrategy, MesoLiveApiError, Order, PositionDataEntry, PrepareJobStarted,
-    PrepareStatusResult, StatusCode, SubscriptionResult,
+    LiveStrategy, MesoLiveApiError, Order, PositionDataEntry, PrepareStatusResult, StatusCode,
+    SubscriptionResult,
 };
-use super::wire::envelope::Envelope;
+use super::wire::envelope::{self, Envelope};
 use super::wire::history::{self, HistoryPage};
-use super::wire::{args, call_args, methods, paging};
+use super::wire::{Casing, Unsupported, args, call_args, methods, paging};
 use crate::FlowKind;
 use signalr::{Connection, HubStream, SignalrError};
 
 /// Most pages a paged list is followed for (a server handing out tokens forever is a bug).
 const MAX_PAGES: usize = 10_000;
+/// Most empty history pages followed by their token before a page with events.
+const MAX_EMPTY_PAGES: usize = 100;
+/// What ASP.NET Core says when a method takes fewer arguments than it was given.
+const EXPECTS_NO_ARGUMENT: &str = "argument(s) but target expects 0";
+/// ASP.NET Core's text for arguments that do not bind to the method's types.
+const BINDING_ERROR: &str = "Error binding arguments";
 
 /// A hub call that did not produce the expected payload, sorted by what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +72,15 @@ pub enum HubError {
         /// What was wrong.
         reason: String,
     },
+    /// The server writes a form the daemon cannot read without guessing: nothing may be
+    /// acted on (the daemon stops, naming the dimension and the form).
+    #[error("{method}: {source}")]
+    Unsupported {
+        /// The hub method.
+        method: String,
+        /// The dimension, form and what was seen.
+        source: Unsupported,
+    },
 }
 
 /// A response envelope whose status was not `Success`.
@@ -99,6 +115,21 @@ impl HubError {
             | HubError::NotSent { source, .. } => Some(source),
             _ => None,
         }
+    }
+
+    /// The wire form behind an [`HubError::Unsupported`].
+    pub fn unsupported(&self) -> Option<&Unsupported> {
+        match self {
+            HubError::Unsupported { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the server refused the arguments' types or count (ASP.NET Core's binding
+    /// error): the method never ran.
+    pub fn is_binding(&self) -> bool {
+        matches!(self, HubError::Server { message, .. }
+            if message.contains(BINDING_ERROR) || message.contains("argument(s) but target expects"))
     }
 
     /// Whether the call's effect may have happened without us seeing the answer.
@@ -166,16 +197,51 @@ impl HubError {
     }
 }
 
+/// What a client learned about the server's wire forms from its answers, shared by the clients
+/// of one server (the three hubs are one service).
+#[derive(Debug, Default)]
+pub struct Learned {
+    /// The server writes camelCase: arguments go out in camelCase too.
+    camel: AtomicBool,
+    /// Methods without fields take no argument at all (`[]`, not `[{}]`).
+    no_argument: AtomicBool,
+}
+
+impl Learned {
+    fn casing(&self) -> Casing {
+        if self.camel.load(Ordering::Relaxed) {
+            Casing::Camel
+        } else {
+            Casing::Pascal
+        }
+    }
+
+    fn observe(&self, result: &Value) {
+        if let Some(casing) = Casing::of(result) {
+            self.camel.store(casing == Casing::Camel, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One hub connection with envelope handling; the three typed clients wrap it.
 #[derive(Debug, Clone)]
 pub struct HubClient {
     connection: Arc<Connection>,
+    learned: Arc<Learned>,
 }
 
 impl HubClient {
     /// Wraps a connected hub.
     pub fn new(connection: Arc<Connection>) -> Self {
-        HubClient { connection }
+        HubClient::sharing(connection, Arc::default())
+    }
+
+    /// Wraps a connected hub that shares what the clients of the same server learned.
+    pub fn sharing(connection: Arc<Connection>, learned: Arc<Learned>) -> Self {
+        HubClient {
+            connection,
+            learned,
+        }
     }
 
     /// The underlying connection (state, callbacks, close).
@@ -183,23 +249,54 @@ impl HubClient {
         &self.connection
     }
 
+    /// The casing the server answers in, as far as the clients sharing this one learned it.
+    pub fn casing(&self) -> Casing {
+        self.learned.casing()
+    }
+
+    /// Learns the server's casing from a result received outside [`HubClient::call_value`].
+    pub fn observe(&self, result: &Value) {
+        self.learned.observe(result);
+    }
+
+    /// Invokes `method` with one args object written in the server's casing (or with no
+    /// argument, for a method without fields on a server that binds none); the raw result.
+    async fn invoke(&self, method: &str, args: Value) -> Result<Value, HubError> {
+        let empty = args.as_object().is_some_and(|object| object.is_empty());
+        let arguments = if empty && self.learned.no_argument.load(Ordering::Relaxed) {
+            Vec::new()
+        } else {
+            call_args(self.learned.casing().args(args))
+        };
+        let result = match self.connection.invoke_raw(method, arguments).await {
+            Err(SignalrError::Hub { message, .. })
+                if empty && message.contains(EXPECTS_NO_ARGUMENT) =>
+            {
+                self.learned.no_argument.store(true, Ordering::Relaxed);
+                self.connection.invoke_raw(method, Vec::new()).await
+            }
+            other => other,
+        }
+        .map_err(|err| HubError::from_transport(method, err))?;
+        self.learned.observe(&result);
+        if let Some(source) = envelope::unsupported(&result) {
+            return Err(HubError::Unsupported {
+                method: method.to_owned(),
+                source,
+            });
+        }
+        Ok(result)
+    }
+
     /// Calls `method` with one args object and returns the decoded envelope, whatever its status.
     pub async fn call_envelope(&self, method: &str, args: Value) -> Result<Envelope, HubError> {
-        let result = self
-            .connection
-            .invoke_raw(method, call_args(args))
-            .await
-            .map_err(|err| HubError::from_transport(method, err))?;
+        let result = self.invoke(method, args).await?;
         Ok(Envelope::from_result(result))
     }
 
     /// Calls `method` and returns the payload of a successful envelope (`Null` when absent).
     pub async fn call_value(&self, method: &str, args: Value) -> Result<Value, HubError> {
-        let result = self
-            .connection
-            .invoke_raw(method, call_args(args))
-            .await
-            .map_err(|err| HubError::from_transport(method, err))?;
+        let result = self.invoke(method, args).await?;
         Envelope::into_data(result).map_err(|envelope| failure(method, *envelope))
     }
 
@@ -218,12 +315,12 @@ impl HubClient {
     pub async fn call_paged<T: DeserializeOwned>(
         &self,
         method: &str,
-        make_args: impl Fn(Option<&str>) -> Value,
+        make_args: impl Fn(Option<&Value>) -> Value,
     ) -> Result<Vec<T>, HubError> {
         let mut items = Vec::new();
-        let mut token: Option<String> = None;
+        let mut token: Option<Value> = None;
         for _ in 0..MAX_PAGES {
-            let data = self.call_value(method, make_args(token.as_deref())).await?;
+            let data = self.call_value(method, make_args(token.as_ref())).await?;
             let page = paging::read_page(data).ok_or_else(|| HubError::Decode {
                 method: method.to_owned(),
                 reason: "not a page (expected an array or an object with items)".into(),
@@ -242,10 +339,11 @@ impl HubClient {
         })
     }
 
-    /// Opens a server-to-client stream (items are not enveloped; decode with [`decode_as`]).
+    /// Opens a server-to-client stream (items are not enveloped, API §3.2; read each with
+    /// [`crate::wire::stream_item`], then [`decode_as`]).
     pub fn stream(&self, method: &str, args: Value) -> Result<HubStream<Value>, HubError> {
         self.connection
-            .stream::<Value>(method, call_args(args))
+            .stream::<Value>(method, call_args(self.learned.casing().args(args)))
             .map_err(|err| HubError::from_transport(method, err))
     }
 }
@@ -276,6 +374,16 @@ pub struct ControlHub(pub HubClient);
 impl ControlHub {
     /// Connected providers/agents (runbook check 1).
     pub async fn list_agents(&self) -> Result<Vec<AgentInfo>, HubError> {
+        self.list_agents_raw()
+            .await?
+            .into_iter()
+            .map(|item| decode_as(methods::LIST_AGENTS, item))
+            .collect()
+    }
+
+    /// The agents exactly as the server sent them (the `AgentInfo` model was not recovered:
+    /// `wire::agents` reads what it can, a check shows every field).
+    pub async fn list_agents_raw(&self) -> Result<Vec<Value>, HubError> {
         let data = self
             .0
             .call_value(methods::LIST_AGENTS, serde_json::json!({}))
@@ -284,19 +392,33 @@ impl ControlHub {
             method: methods::LIST_AGENTS.into(),
             reason: "expected a list of agents".into(),
         })?;
-        page.items
-            .into_iter()
-            .map(|item| decode_as(methods::LIST_AGENTS, item))
-            .collect()
+        Ok(page.items)
     }
 
-    /// Every account (paged).
+    /// Every account (paged). An account's `BrokerType` (an enum the API requires) written
+    /// as an integer means the server writes enums as integers, whose values nobody
+    /// documented: that is refused here, at the first read, before anything is acted on.
     pub async fn list_accounts(&self, page_size: u32) -> Result<Vec<LiveAccount>, HubError> {
-        self.0
+        let accounts: Vec<LiveAccount> = self
+            .0
             .call_paged(methods::LIST_ACCOUNTS, |token| {
                 args::page(Some(page_size), token)
             })
-            .await
+            .await?;
+        if let Some(account) = accounts
+            .iter()
+            .find(|a| a.broker_type.as_ref().is_some_and(Value::is_number))
+        {
+            let seen = format!(
+                "ListAccounts BrokerType = {}",
+                account.broker_type.as_ref().unwrap_or(&Value::Null)
+            );
+            return Err(HubError::Unsupported {
+                method: methods::LIST_ACCOUNTS.into(),
+                source: Unsupported::numeric_enum(seen),
+            });
+        }
+        Ok(accounts)
     }
 
     /// Every strategy (paged).
@@ -376,15 +498,6 @@ impl ControlHub {
             .await
     }
 
-    /// Starts a prepare job; the caller has committed the intent (key + args) already.
-    pub async fn start_prepare(
-        &self,
-        kind: FlowKind,
-        args: Value,
-    ) -> Result<PrepareJobStarted, HubError> {
-        self.0.call(&methods::start_prepare(kind), args).await
-    }
-
     /// Polls a prepare job.
     pub async fn prepare_status(
         &self,
@@ -441,6 +554,29 @@ impl ControlHub {
 pub struct DataHub(pub HubClient);
 
 impl DataHub {
+    /// After `method` refused `args` with a binding error: the refusal of the flags encoding
+    /// when the same call binds once its flags are left out (the server then binds flags only
+    /// as integers, whose values nobody documented); `None` when the flags are not the cause.
+    pub async fn flags_refused(&self, method: &str, args: Value) -> Option<Unsupported> {
+        let shown: Vec<String> = args
+            .as_object()?
+            .iter()
+            .filter(|(name, _)| args::FLAGS.iter().any(|f| f.eq_ignore_ascii_case(name)))
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        let without = self.0.call_value(method, args::without_flags(args)).await;
+        let binds = !matches!(&without, Err(err) if err.is_binding());
+        binds.then(|| Unsupported {
+            dimension: "flags_encoding",
+            form: "numeric_only",
+            seen: format!(
+                "{method} refuses {} and binds without them",
+                shown.join(" ")
+            ),
+            why: "the flags' integer values were never documented (API §5.0)",
+        })
+    }
+
     /// One position's current prices/greeks/PnL.
     pub async fn position_snapshot(&self, position_id: i64) -> Result<PositionDataEntry, HubError> {
         self.0
@@ -550,16 +686,38 @@ impl EventHub {
         continuation: Option<&str>,
     ) -> Result<HistoryPage, HubError> {
         let method = methods::GET_EVENTS_SINCE;
-        let data = self
-            .0
-            .call_value(
-                method,
-                args::events_since(after_seq_id, limit, continuation),
-            )
-            .await?;
-        history::read_page(data).ok_or_else(|| HubError::Decode {
+        let mut token = continuation.map(str::to_owned);
+        for _ in 0..MAX_EMPTY_PAGES {
+            let data = self
+                .0
+                .call_value(
+                    method,
+                    args::events_since(after_seq_id, limit, token.as_deref()),
+                )
+                .await?;
+            let page = history::read_page(data).ok_or_else(|| HubError::Decode {
+                method: method.into(),
+                reason: "not a history page".into(),
+            })?;
+            if let Some(source) = page.unreadable {
+                return Err(HubError::Unsupported {
+                    method: method.into(),
+                    source,
+                });
+            }
+            // A filtered server may answer an empty page that says more follow: follow it.
+            match (&page.continuation, page.has_more) {
+                (Some(next), Some(true))
+                    if page.events.is_empty() && token.as_ref() != Some(next) =>
+                {
+                    token = Some(next.clone());
+                }
+                _ => return Ok(page),
+            }
+        }
+        Err(HubError::Decode {
             method: method.into(),
-            reason: "not a history page".into(),
+            reason: format!("{MAX_EMPTY_PAGES} empty pages in a row that said more follow"),
         })
     }
 }

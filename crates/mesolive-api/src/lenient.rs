@@ -7,11 +7,13 @@
 //! * struct fields match case-insensitively (`EventSeqId`, `eventSeqId`, `eventseqid`), while
 //!   dictionary keys (leg names, ids) are left exactly as sent;
 //! * unknown fields are ignored;
-//! * enums declared with [`lenient_enum!`](crate::lenient_enum) accept any casing, keep
-//!   unknown members as `Unknown(text)`, and accept integers (kept as their decimal text)
-//!   because numeric values were never documented.
+//! * integers also come as text (`"EventSeqId":"42"`, a server writing numbers as strings);
+//! * enums declared with [`lenient_enum!`](crate::lenient_enum) accept any casing and keep
+//!   unknown members as `Unknown(text)`; an integer is refused with an error naming
+//!   `enum_encoding=numeric`: the members' values were never documented, so reading one would
+//!   be a guess.
 //!
-//! Outbound payloads are serialized plainly (PascalCase, enum names as strings).
+//! Outbound payloads are built in [`crate::wire`] (PascalCase, enum names as strings).
 
 use serde::Deserializer;
 use serde::de::value::BorrowedStrDeserializer;
@@ -54,6 +56,26 @@ impl<'de> Deserializer<'de> for Lenient<'de> {
         }
     }
 
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match integer_text(self.0) {
+            Some(Ok(n)) => visitor.visit_i64(n),
+            Some(Err(())) => self.0.deserialize_any(visitor),
+            None => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.deserialize_i64(visitor)
+    }
+
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.deserialize_i64(visitor)
+    }
+
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.deserialize_i64(visitor)
+    }
+
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.0 {
             Value::Null => visitor.visit_none(),
@@ -91,9 +113,18 @@ impl<'de> Deserializer<'de> for Lenient<'de> {
     }
 
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bool i8 i16 i128 u8 u16 u128 f32 f64 char str string
         bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
     }
+}
+
+/// An integer written as text: `Some(Ok(n))` for `"42"`, `Some(Err(()))` for other text,
+/// `None` for anything that is not text.
+fn integer_text(value: &Value) -> Option<Result<i64, ()>> {
+    let Value::String(text) = value else {
+        return None;
+    };
+    Some(text.trim().parse::<i64>().map_err(drop))
 }
 
 /// Map access that renames keys to the struct's declared field names, ignoring case. A value
@@ -164,8 +195,10 @@ impl<'de> MapAccess<'de> for LenientMap<'de> {
 /// }
 /// let on: Light = mesolive_api::lenient::decode(serde_json::json!("on")).unwrap();
 /// assert_eq!(on, Light::On);
-/// let odd: Light = mesolive_api::lenient::decode(serde_json::json!(7)).unwrap();
-/// assert_eq!(odd, Light::Unknown("7".into()));
+/// let odd: Light = mesolive_api::lenient::decode(serde_json::json!("Blinking")).unwrap();
+/// assert_eq!(odd, Light::Unknown("Blinking".into()));
+/// let numeric = mesolive_api::lenient::decode::<Light>(serde_json::json!(1));
+/// assert!(numeric.unwrap_err().to_string().contains("enum_encoding=numeric"));
 /// ```
 #[macro_export]
 macro_rules! lenient_enum {
@@ -174,7 +207,7 @@ macro_rules! lenient_enum {
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub enum $name {
             $($(#[$vmeta])* #[allow(missing_docs)] $variant,)+
-            /// A member this build does not know (text as sent, or the integer's decimal form).
+            /// A member this build does not know (its text as sent).
             Unknown(String),
         }
 
@@ -220,9 +253,16 @@ macro_rules! lenient_enum {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 match <::serde_json::Value as ::serde::Deserialize>::deserialize(d)? {
                     ::serde_json::Value::String(text) => Ok($name::from_name(&text)),
-                    ::serde_json::Value::Number(n) => Ok($name::Unknown(n.to_string())),
+                    ::serde_json::Value::Number(n) => Err(<D::Error as ::serde::de::Error>::custom(format!(
+                        concat!(
+                            "wire form not supported: enum_encoding=numeric (seen: ",
+                            stringify!($name),
+                            " {}); the members' integer values were never documented"
+                        ),
+                        n
+                    ))),
                     other => Err(<D::Error as ::serde::de::Error>::custom(format!(
-                        concat!("expected a ", stringify!($name), " name or number, got {}"),
+                        concat!("expected a ", stringify!($name), " name, got {}"),
                         other
                     ))),
                 }
@@ -270,9 +310,19 @@ mod tests {
     }
 
     #[test]
+    fn integers_also_come_as_text() {
+        let o: Outer =
+            decode(json!({"EventSeqId": " 42", "Legs": {"a": {"LegId": "7"}}, "List": []}))
+                .unwrap();
+        assert_eq!(o.event_seq_id, Some(42));
+        assert_eq!(o.legs["a"], Inner { leg_id: 7 });
+        assert!(decode::<Outer>(json!({"EventSeqId": "4.2", "Legs": {}, "List": []})).is_err());
+    }
+
+    #[test]
     fn wrong_types_are_errors_naming_the_field_not_panics() {
         let error = decode::<Outer>(json!({"EventSeqId": "x", "Legs": {}, "List": []}))
-            .expect_err("a string is not an i64");
+            .expect_err("text that is not a number is not an i64");
         assert!(error.to_string().starts_with("EventSeqId: "), "{error}");
         let nested = decode::<Outer>(json!({"legs": {"put": {"legId": true}}, "List": []}))
             .expect_err("a bool is not an i64");

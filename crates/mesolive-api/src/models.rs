@@ -37,6 +37,17 @@ impl PreparationStatus {
             PreparationStatus::Completed | PreparationStatus::Failed | PreparationStatus::Cancelled
         )
     }
+
+    /// The member a spelling this build does not list stands for, where the API's meaning is
+    /// unambiguous (`Canceled` is `Cancelled`); every other member as it is.
+    pub fn normalized(self) -> PreparationStatus {
+        match self {
+            PreparationStatus::Unknown(text) if text.eq_ignore_ascii_case("Canceled") => {
+                PreparationStatus::Cancelled
+            }
+            other => other,
+        }
+    }
 }
 
 lenient_enum! {
@@ -60,6 +71,28 @@ lenient_enum! {
 }
 
 impl OrderState {
+    /// The state an order update stands for: its member (`Canceled` read as `Cancelled`), or
+    /// `Filled` when the member is one this build does not know but the update says nothing
+    /// remains and something filled (FACT fields `FilledQty`, `RemainingQty`).
+    pub fn effective(
+        self,
+        filled: Option<rust_decimal::Decimal>,
+        remaining: Option<rust_decimal::Decimal>,
+    ) -> OrderState {
+        match self {
+            OrderState::Unknown(text) if text.eq_ignore_ascii_case("Canceled") => {
+                OrderState::Cancelled
+            }
+            OrderState::Unknown(_)
+                if remaining.is_some_and(|r| r.is_zero())
+                    && filled.is_some_and(|f| !f.is_zero()) =>
+            {
+                OrderState::Filled
+            }
+            other => other,
+        }
+    }
+
     /// Whether the order will not change any more.
     pub fn is_terminal(&self) -> bool {
         matches!(
@@ -113,17 +146,22 @@ pub struct MesoLiveApiError {
     pub validation_errors: Option<HashMap<String, Vec<String>>>,
 }
 
-/// A connected provider/connector (model not recovered: a few INFERRED fields, the rest kept raw).
+/// A connected provider/connector (model not recovered: a few INFERRED fields under the names
+/// a server may use; only the count of agents is acted on, the rest is shown by
+/// `check agents`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AgentInfo {
     /// Provider or connector name.
     pub name: Option<String>,
-    /// Connector type.
-    pub connector: Option<String>,
+    /// Connector type: a name, or whatever the server writes (an integer, an object), kept raw.
+    #[serde(alias = "Provider")]
+    pub connector: Option<Value>,
     /// Whether it is connected now.
+    #[serde(alias = "IsConnected")]
     pub connected: Option<bool>,
     /// When it last produced a snapshot.
+    #[serde(alias = "LastSnapshotUtc")]
     pub last_snapshot_time: Option<String>,
 }
 
@@ -292,14 +330,6 @@ pub struct IdempotencyRecord {
     pub response_data: Option<String>,
 }
 
-/// What `StartPreparePosition*` returns (wrapper name unknown; INFERRED: it carries `JobId`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct PrepareJobStarted {
-    /// Id of the server-side job.
-    pub job_id: String,
-}
-
 /// What `SendOrder` / `ApplyPaperFills` return (INFERRED: the live order ids).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -308,6 +338,22 @@ pub struct ExecutionAccepted {
     pub live_order_ids: Option<Vec<i64>>,
     /// The plan executed.
     pub exec_plan_id: Option<i64>,
+}
+
+impl PrepareStatusResult {
+    /// The job's status as the daemon acts on it: the member (normalized), or, for a member
+    /// this build does not know, `Completed` when the job carries a result and `Failed` when
+    /// it carries an error (the API sets `Result` only when Completed and `Error` only when
+    /// Failed, §3.1.5).
+    pub fn effective_status(&self) -> PreparationStatus {
+        match self.status.clone().normalized() {
+            PreparationStatus::Unknown(_) if self.result.as_ref().is_some_and(|r| !r.is_null()) => {
+                PreparationStatus::Completed
+            }
+            PreparationStatus::Unknown(_) if self.error.is_some() => PreparationStatus::Failed,
+            status => status,
+        }
+    }
 }
 
 /// `GetPreparePosition*Status` result; `Result` is kept raw and decoded by kind.
@@ -389,22 +435,6 @@ impl PreparedPlan {
     pub fn allowed(&self) -> bool {
         self.entry_allowed != Some(false) && self.adjustment_allowed != Some(false)
     }
-}
-
-/// Order parameters of one leg group (model not recovered; INFERRED fields).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct LegGroupOrder {
-    /// Market, Limit, ...
-    pub order_type: OrderType,
-    /// Day or GTC.
-    pub time_in_force: TimeInForce,
-    /// Limit price, for Limit/StopLimit.
-    pub limit_price: Option<Decimal>,
-    /// Stop price, for Stop/StopLimit.
-    pub stop_price: Option<Decimal>,
-    /// Leg names of the group.
-    pub leg_names: Vec<String>,
 }
 
 /// Order view (`GetOrder`/`ListOrders`).
@@ -524,6 +554,49 @@ mod tests {
         let p: LivePrices = decode(json!({"bid": 1.1, "ASK": "1.3", "mark": null})).unwrap();
         assert_eq!(p.bid, Some(Decimal::new(11, 1)));
         assert_eq!(p.mid(), Some(Decimal::new(12, 1)));
+    }
+
+    #[test]
+    fn unknown_members_read_by_what_the_fields_say() {
+        let done = OrderState::Unknown("Done".into());
+        assert_eq!(
+            done.clone()
+                .effective(Some(Decimal::ONE), Some(Decimal::ZERO)),
+            OrderState::Filled
+        );
+        assert_eq!(
+            done.clone()
+                .effective(Some(Decimal::ZERO), Some(Decimal::ONE)),
+            done
+        );
+        assert_eq!(
+            OrderState::Unknown("canceled".into()).effective(None, None),
+            OrderState::Cancelled
+        );
+        let job = |status: &str, result: Value, error: Option<&str>| PrepareStatusResult {
+            job_id: "j".into(),
+            status: PreparationStatus::from_name(status),
+            result: Some(result),
+            error: error.map(str::to_owned),
+            created_at: None,
+            updated_at: None,
+        };
+        assert_eq!(
+            job("Succeeded", json!({"ExecPlanId": 1}), None).effective_status(),
+            PreparationStatus::Completed
+        );
+        assert_eq!(
+            job("Error", Value::Null, Some("no legs")).effective_status(),
+            PreparationStatus::Failed
+        );
+        assert_eq!(
+            job("Aborted", Value::Null, None).effective_status(),
+            PreparationStatus::Unknown("Aborted".into())
+        );
+        assert_eq!(
+            job("Canceled", Value::Null, None).effective_status(),
+            PreparationStatus::Cancelled
+        );
     }
 
     #[test]

@@ -1,20 +1,169 @@
-//! Every MesoLive wire detail that SPEC.md marks INFERRED, in one place, shared by the daemon's
-//! clients and the simulator so both change together. When `check probe` against a live server
-//! says otherwise, correct it here (and the tests in `tests/hubs_wire.rs`).
+//! Every MesoLive wire detail that the API document (`docs/mesolive-api.md`) marks INFERRED, in
+//! one place: the daemon's readings, and the builders of the simulator's default answers. The
+//! simulator plays every other form from its own code (`mesolive-sim`'s `wire_profile`), so a
+//! reading here that is wrong fails a test instead of agreeing with itself. When `check probe`
+//! against a live server says otherwise, correct it here.
 //!
 //! | detail | reading implemented | where |
 //! |---|---|---|
 //! | one args object per method (`arguments: [args]`) | yes | [`call_args`] |
 //! | envelope field names | `Status`, `Message`, `Error`, `Data` (+ aliases on input) | [`envelope`] |
-//! | enum encoding | member names as strings; integers accepted | `lenient_enum!` |
+//! | outbound values | decimals as exact JSON numbers (configurable), enums as names, flags `"All"` | [`encode`] |
+//! | enum encoding | member names as strings | `lenient_enum!` |
 //! | flags encoding | a single member name (`"All"`) | [`args::ALL_BLOCKS`] |
 //! | page shape | `{Items, ContinuationToken}` (+ aliases, or a bare array) | [`paging`] |
 //! | GetEventsSince args | `{AfterEventSeqId, Limit, ContinuationToken}` | [`args::events_since`] |
 //! | GetEventsSince result | `{Events:[{EventSeqId, EventId, EventType, Payload}], ContinuationToken, HasMore}` | [`history`] |
 //! | callback names of entry/exit prep and agent status | `OnPosition{Entry,Exit}Preparation{Completed,Failed}`, `OnAgentStatus` | [`callbacks`] |
 //! | GetIdempotencyRecord for an unknown key | a non-success status (`NotFound`) or null data | [`envelope::Envelope::is_not_found`] |
+//! | forms read leniently | camelCase (and args sent back in the server's casing), integers as text, `Status` names in any case, other payload / token / type names, bare ids, enveloped stream items, callback arguments | [`Casing`], `lenient.rs`, [`envelope`], [`paging`], [`history`], [`callback_payload`], [`stream_item`] |
+//! | forms refused loudly | enums or `Status` as integers, history items without a readable type | [`Unsupported`] |
+//!
+//! The forms of every dimension, and which of them the daemon meets or refuses, are in
+//! `docs/inferred.md`.
 
 use serde_json::{Map, Value};
+
+/// A wire form the daemon cannot work under (the meaning of the values was never documented):
+/// the dimension and form of `docs/inferred.md`, and what was seen. The daemon stops on it
+/// before acting on anything rather than misread the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("wire form not supported: {dimension}={form} (seen: {seen}); {why}")]
+pub struct Unsupported {
+    /// The dimension id.
+    pub dimension: &'static str,
+    /// The form seen.
+    pub form: &'static str,
+    /// What was seen, abridged.
+    pub seen: String,
+    /// Why the daemon cannot read it.
+    pub why: &'static str,
+}
+
+impl Unsupported {
+    /// Enum members written as integers (no values are documented).
+    pub fn numeric_enum(seen: String) -> Unsupported {
+        Unsupported {
+            dimension: "enum_encoding",
+            form: "numeric",
+            seen,
+            why: "MesoLive's enum values were never documented (API §5.0), so an integer cannot be read as a member",
+        }
+    }
+}
+
+/// At most this many characters of a value go into an error message.
+const SEEN_CHARS: usize = 160;
+
+/// A value, abridged for an error message.
+pub fn abridged(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(SEEN_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// How the server writes property names; the daemon writes its arguments the same way, so a
+/// server that binds only its own casing binds them too (API §1.3.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Casing {
+    /// PascalCase, as the API documents (and the default until the server has answered).
+    #[default]
+    Pascal,
+    /// camelCase (ASP.NET Core SignalR's default policy).
+    Camel,
+}
+
+impl Casing {
+    /// The casing of a result's property names (`None`: nothing to tell by).
+    pub fn of(result: &Value) -> Option<Casing> {
+        let first = result.as_object()?.keys().next()?.chars().next()?;
+        if first.is_ascii_lowercase() {
+            Some(Casing::Camel)
+        } else if first.is_ascii_uppercase() {
+            Some(Casing::Pascal)
+        } else {
+            None
+        }
+    }
+
+    /// An args object written in this casing (names only; values stay as they are).
+    pub fn args(self, args: Value) -> Value {
+        match (self, args) {
+            (Casing::Camel, Value::Object(object)) => Value::Object(
+                object
+                    .into_iter()
+                    .map(|(name, value)| (camel_case(&name), Casing::Camel.args(value)))
+                    .collect(),
+            ),
+            (_, other) => other,
+        }
+    }
+}
+
+/// System.Text.Json's camelCase: the leading capitals are lowered, except the last one of a
+/// run followed by a lowercase letter (`PnlFields` → `pnlFields`, `IBKR` → `ibkr`).
+pub fn camel_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = chars.clone();
+    for (i, c) in chars.iter().enumerate() {
+        if !c.is_uppercase() {
+            break;
+        }
+        if i > 0 && chars.get(i + 1).is_some_and(|next| next.is_lowercase()) {
+            break;
+        }
+        out[i] = c.to_lowercase().next().unwrap_or(*c);
+    }
+    out.into_iter().collect()
+}
+
+/// An integer, as a JSON number or as its text (a server writing numbers as strings).
+pub fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The payload of an Event Hub callback: its one object argument (API §1.3.7, INFERRED), or
+/// the last object when the server puts something before it (a strategy id), or that object
+/// written as JSON text.
+pub fn callback_payload(arguments: Vec<Value>) -> Value {
+    let mut parsed: Vec<Value> = arguments
+        .into_iter()
+        .map(|argument| match argument {
+            Value::String(text) if text.trim_start().starts_with('{') => {
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            }
+            other => other,
+        })
+        .collect();
+    match parsed.iter().rposition(Value::is_object) {
+        Some(index) => parsed.swap_remove(index),
+        None => parsed.into_iter().next().unwrap_or(Value::Null),
+    }
+}
+
+/// A Data Hub stream item: the model itself (API §3.2: streams are not enveloped), or the
+/// payload of an envelope around it.
+pub fn stream_item(item: Value) -> Value {
+    match envelope::Envelope::into_data(item) {
+        Ok(data) => data,
+        Err(envelope) => envelope.raw,
+    }
+}
+
+/// The job id a `StartPreparePosition*` answer carries: `{JobId}` (INFERRED), or the id itself.
+pub fn job_id(answer: &Value) -> Option<String> {
+    match answer {
+        Value::String(id) if !id.is_empty() => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        other => field_str(other, "JobId"),
+    }
+}
 
 /// Wraps an args object as the SignalR `arguments` array (INFERRED: exactly one argument).
 pub fn call_args(args: Value) -> Vec<Value> {
@@ -46,19 +195,23 @@ pub fn field_str(value: &Value, name: &str) -> Option<String> {
     }
 }
 
-/// The live order ids an execution call returned (INFERRED: `LiveOrderIds`, or `OrderIds`, or
-/// a single `OrderId`).
+/// The live order ids an execution call returned (INFERRED: `LiveOrderIds`, `OrderIds`, a
+/// single `OrderId`, or the ids bare: a number or a list; numbers may come as text).
 pub fn order_ids(value: &Value) -> Vec<i64> {
-    let Some(object) = value.as_object() else {
-        return Vec::new();
-    };
-    if let Some(Value::Array(ids)) = field(object, &["LiveOrderIds", "OrderIds"]) {
-        return ids.iter().filter_map(Value::as_i64).collect();
+    let listed = |ids: &Vec<Value>| ids.iter().filter_map(int).collect();
+    match value {
+        Value::Array(ids) => listed(ids),
+        Value::Object(object) => {
+            if let Some(Value::Array(ids)) = field(object, &["LiveOrderIds", "OrderIds"]) {
+                return listed(ids);
+            }
+            field(object, &["OrderId", "LiveOrderId"])
+                .and_then(int)
+                .into_iter()
+                .collect()
+        }
+        bare => int(bare).into_iter().collect(),
     }
-    field(object, &["OrderId", "LiveOrderId"])
-        .and_then(Value::as_i64)
-        .into_iter()
-        .collect()
 }
 
 /// The adjustment operation an adjustment signal's condition evaluation names, if any
@@ -69,6 +222,84 @@ pub fn adjustment_operation(condition: &Value) -> Option<String> {
     match field(object, &["Operation", "AdjustmentOperation"])? {
         Value::String(name) if !name.is_empty() => Some(name.clone()),
         _ => None,
+    }
+}
+
+/// `ListAgents` entries (the `AgentInfo` model was not recovered, INFERRED): which field names
+/// the data provider an agent serves and whether it is connected, in the spellings seen so far.
+pub mod agents {
+    use serde_json::Value;
+
+    use super::field;
+
+    /// Fields that may name the provider, most specific first (`Name` is the last resort).
+    pub const PROVIDER_FIELDS: [&str; 4] = ["Provider", "DataProvider", "Connector", "Name"];
+    /// Fields that may say whether the agent is connected.
+    pub const CONNECTED_FIELDS: [&str; 3] = ["Connected", "IsConnected", "Online"];
+
+    /// The provider an agent serves: the first of [`PROVIDER_FIELDS`] that holds a name (or a
+    /// number, should the enum travel as one).
+    pub fn provider(agent: &Value) -> Option<String> {
+        let object = agent.as_object()?;
+        PROVIDER_FIELDS
+            .iter()
+            .find_map(|name| match field(object, &[name])? {
+                Value::String(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
+                Value::Number(number) => Some(number.to_string()),
+                _ => None,
+            })
+    }
+
+    /// Whether an agent says it is connected: a boolean, or a status word (`Connected`,
+    /// `Disconnected`); `None` when it does not say.
+    pub fn connected(agent: &Value) -> Option<bool> {
+        let object = agent.as_object()?;
+        match field(object, &CONNECTED_FIELDS)? {
+            Value::Bool(connected) => Some(*connected),
+            Value::String(text) => match text.to_ascii_lowercase().as_str() {
+                "true" | "connected" | "online" => Some(true),
+                "false" | "disconnected" | "offline" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The provider to ask for free-standing data: that of the first connected agent, else of
+    /// the first that does not say (never of one that says it is disconnected).
+    pub fn pick_provider(agents: &[Value]) -> Option<String> {
+        let of = |wanted: Option<bool>| {
+            agents
+                .iter()
+                .filter(|agent| connected(agent) == wanted)
+                .find_map(provider)
+        };
+        of(Some(true)).or_else(|| of(None))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use serde_json::json;
+
+        use super::*;
+
+        #[test]
+        fn the_provider_of_a_connected_agent_is_picked_whatever_the_field_names() {
+            let inferred = [
+                json!({"Name": "Agent-IBKR", "Connector": "IBKR", "Connected": false}),
+                json!({"Name": "Agent-Paper", "Connector": "MesoLivePaper", "Connected": true}),
+            ];
+            assert_eq!(pick_provider(&inferred).as_deref(), Some("MesoLivePaper"));
+            let other = [json!({"provider": "TastyTrade", "connector": "TT", "isConnected": true})];
+            assert_eq!(pick_provider(&other).as_deref(), Some("TastyTrade"));
+            let silent = [json!({"Name": "Agent-1"})];
+            assert_eq!(pick_provider(&silent).as_deref(), Some("Agent-1"));
+            let numeric = [json!({"Provider": 2, "Status": "Connected"})];
+            assert_eq!(pick_provider(&numeric).as_deref(), Some("2"));
+            let down = [json!({"Provider": "IBKR", "IsConnected": "Disconnected"})];
+            assert_eq!(pick_provider(&down), None);
+            assert_eq!(pick_provider(&[]), None);
+        }
     }
 }
 
@@ -219,10 +450,23 @@ pub mod callbacks {
             (Some(on), Some(rest)) if !rest.is_empty() && on.eq_ignore_ascii_case("on") => rest,
             _ => bare,
         };
-        KNOWN
-            .iter()
-            .find(|known| known[2..].eq_ignore_ascii_case(bare))
-            .map_or_else(|| name.to_owned(), Clone::clone)
+        let known = |bare: &str| {
+            KNOWN
+                .iter()
+                .find(|known| known[2..].eq_ignore_ascii_case(bare))
+                .cloned()
+        };
+        // The INFERRED names may lack `Position` (`OnEntryPreparationCompleted`) or end in
+        // `Changed` (`OnAgentStatusChanged`).
+        known(bare)
+            .or_else(|| known(&format!("Position{bare}")))
+            .or_else(|| {
+                let stem = bare.get(..bare.len().checked_sub(7)?)?;
+                bare.get(stem.len()..)?
+                    .eq_ignore_ascii_case("Changed")
+                    .then(|| known(stem))?
+            })
+            .unwrap_or_else(|| name.to_owned())
     }
 
     /// For a canonical preparation target, its kind and outcome.
@@ -246,7 +490,7 @@ pub mod callbacks {
 pub mod envelope {
     use serde_json::{Map, Value, json};
 
-    use super::{field, field_key};
+    use super::{Unsupported, field, field_key};
     use crate::lenient::decode_ref;
     use crate::models::{MesoLiveApiError, StatusCode};
 
@@ -259,6 +503,56 @@ pub mod envelope {
         field(object, STATUS)
             .and_then(|v| decode_ref::<StatusCode>(v).ok())
             .unwrap_or(StatusCode::Unknown("?".into()))
+    }
+
+    /// The key of the payload: a known name, else the one member that is not the status, the
+    /// message or the error (INFERRED: the envelope's payload name was never documented). When
+    /// several unknown members are left, the one holding an object or a list; `None` when that
+    /// still leaves a choice (or nothing).
+    fn data_key(object: &Map<String, Value>) -> Option<&String> {
+        if let Some(key) = field_key(object, DATA) {
+            return Some(key);
+        }
+        let envelope = [STATUS, MESSAGE, ERROR].concat();
+        let others: Vec<&String> = object
+            .keys()
+            .filter(|key| !envelope.iter().any(|name| key.eq_ignore_ascii_case(name)))
+            .collect();
+        if let [only] = others.as_slice() {
+            return Some(only);
+        }
+        let structured: Vec<&String> = others
+            .into_iter()
+            .filter(|key| object[key.as_str()].is_object() || object[key.as_str()].is_array())
+            .collect();
+        match structured.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+
+    /// A result whose `Status` is written as an integer: the daemon cannot tell Success from
+    /// a failure without the documented values.
+    pub fn unsupported(raw: &Value) -> Option<Unsupported> {
+        let status = field(raw.as_object()?, STATUS)?;
+        status.is_number().then(|| Unsupported {
+            dimension: "status_code_spelling",
+            form: "numeric",
+            seen: format!("Status = {status}"),
+            why: "the StatusCode values were never documented (API §2.2), so Success cannot be told from a failure",
+        })
+    }
+
+    /// The `Error` member: the `MesoLiveApiError` object, or a plain text taken as its detail.
+    fn error_of(value: &Value) -> Option<MesoLiveApiError> {
+        match value {
+            Value::Null => None,
+            Value::String(text) => Some(MesoLiveApiError {
+                detail: Some(text.clone()),
+                ..MesoLiveApiError::default()
+            }),
+            other => decode_ref::<MesoLiveApiError>(other).ok(),
+        }
     }
 
     /// A decoded envelope; `raw` is kept for logs and for `check probe`.
@@ -291,10 +585,10 @@ pub mod envelope {
             };
             let status = status_of(object);
             let message = field(object, MESSAGE).and_then(|v| v.as_str().map(str::to_owned));
-            let error = field(object, ERROR)
-                .filter(|v| !v.is_null())
-                .and_then(|v| decode_ref::<MesoLiveApiError>(v).ok());
-            let data = field(object, DATA).cloned().unwrap_or(Value::Null);
+            let error = field(object, ERROR).and_then(error_of);
+            let data = data_key(object)
+                .map(|key| object[key.as_str()].clone())
+                .unwrap_or(Value::Null);
             Envelope {
                 status,
                 message,
@@ -316,16 +610,29 @@ pub mod envelope {
             if status_of(&object) != StatusCode::Success {
                 return Err(Box::new(Envelope::from_result(Value::Object(object))));
             }
-            Ok(field_key(&object, DATA)
+            Ok(data_key(&object)
                 .cloned()
                 .and_then(|key| object.remove(&key))
                 .unwrap_or(Value::Null))
         }
 
-        /// INFERRED: how GetIdempotencyRecord says "never seen this key".
+        /// INFERRED: how GetIdempotencyRecord says "never seen this key": `NotFound`, a
+        /// success without a record (no data, `null`, `{}`), or a failure whose error code
+        /// says the key was not found (`IdempotencyKeyNotFound`, `KeyNotFound`).
         pub fn is_not_found(&self) -> bool {
+            let no_record = match &self.data {
+                Value::Null => true,
+                Value::Object(object) => object.is_empty(),
+                _ => false,
+            };
+            let code_says_not_found = self
+                .error
+                .as_ref()
+                .and_then(|e| e.code.as_deref())
+                .is_some_and(|code| code.to_ascii_lowercase().ends_with("notfound"));
             matches!(self.status, StatusCode::NotFound)
-                || (self.status == StatusCode::Success && self.data.is_null())
+                || (self.status == StatusCode::Success && no_record)
+                || (self.status != StatusCode::Success && code_says_not_found)
         }
     }
 
@@ -364,15 +671,21 @@ pub mod paging {
     use super::field;
 
     const ITEMS: &[&str] = &["Items", "Data", "Results", "Values", "Records"];
-    const TOKEN: &[&str] = &["ContinuationToken", "NextContinuationToken", "NextToken"];
+    const TOKEN: &[&str] = &[
+        "ContinuationToken",
+        "NextContinuationToken",
+        "NextToken",
+        "NextPageToken",
+    ];
 
     /// One page: raw items and the token for the next page (`None` on the last page).
     #[derive(Debug, Clone, PartialEq)]
     pub struct RawPage {
         /// Items as received.
         pub items: Vec<Value>,
-        /// Opaque token to send back, if more pages exist.
-        pub continuation: Option<String>,
+        /// The token to send back, as received (opaque: usually text, possibly an object or
+        /// a number), if more pages exist.
+        pub continuation: Option<Value>,
     }
 
     /// Reads a page payload: a bare array, or an object with an items array and a token.
@@ -384,9 +697,12 @@ pub mod paging {
             }),
             Value::Object(object) => {
                 let continuation = field(&object, TOKEN)
-                    .and_then(|v| v.as_str())
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned);
+                    .filter(|token| match token {
+                        Value::String(text) => !text.is_empty(),
+                        Value::Null => false,
+                        _ => true,
+                    })
+                    .cloned();
                 let items = field(&object, ITEMS)
                     .or_else(|| object.values().find(|v| v.is_array()))
                     .and_then(|v| v.as_array().cloned())?;
@@ -413,7 +729,7 @@ pub mod paging {
 pub mod history {
     use serde_json::{Value, json};
 
-    use super::{field, field_key};
+    use super::{Unsupported, abridged, field, field_key};
 
     const EVENTS: &[&str] = &["Events", "Items", "Data", "Results"];
     const TYPE: &[&str] = &[
@@ -423,6 +739,7 @@ pub mod history {
         "CallbackName",
         "EventName",
         "Name",
+        "$type",
     ];
     const PAYLOAD: &[&str] = &["Payload", "Event", "Data", "EventData", "Body"];
     const TOKEN: &[&str] = &["ContinuationToken", "NextContinuationToken"];
@@ -437,6 +754,26 @@ pub mod history {
         pub payload: Value,
     }
 
+    impl HistoricEvent {
+        /// The event's EventSeqId, if it has a readable one.
+        pub fn seq_id(&self) -> Option<i64> {
+            field(self.payload.as_object()?, &["EventSeqId"]).and_then(super::int)
+        }
+    }
+
+    /// A page asked for after `after` that starts below it: the server did not read the
+    /// sequence argument (it expects another name), so every replay would start from its
+    /// beginning and a page without a token would never reach the cursor.
+    pub fn ignores_cursor(after: i64, page: &HistoryPage) -> Option<Unsupported> {
+        let first = page.events.first()?.seq_id()?;
+        (first < after).then(|| Unsupported {
+            dimension: "history_args",
+            form: "other_name",
+            seen: format!("GetEventsSince after {after} answered from EventSeqId {first}"),
+            why: "the server does not read AfterEventSeqId (API §3.3 leaves the name open), so a replay cannot start at the cursor",
+        })
+    }
+
     /// One page of history.
     #[derive(Debug, Clone, PartialEq)]
     pub struct HistoryPage {
@@ -446,6 +783,26 @@ pub mod history {
         pub continuation: Option<String>,
         /// Whether the server says more pages exist (`None`: not stated).
         pub has_more: Option<bool>,
+        /// Set when an item carries no type name (none, or an integer): its event could only
+        /// be guessed, so the page must not be applied.
+        pub unreadable: Option<Unsupported>,
+    }
+
+    /// Why an item's type cannot be read, if it cannot: an integer (API §4.1 gives names, no
+    /// numbers), or no type at all.
+    fn unreadable_type(item: &Value) -> Option<Unsupported> {
+        let seen = abridged(item);
+        let form = match item.as_object().and_then(|object| field(object, TYPE)) {
+            Some(Value::String(_)) => return None,
+            Some(_) => "numeric_type",
+            None => "untyped",
+        };
+        Some(Unsupported {
+            dimension: "history_item_payload",
+            form,
+            seen,
+            why: "a history item must name its callback or model (API §3.3, §4.1); guessing the event from its fields could misread it",
+        })
     }
 
     /// Reads a `GetEventsSince` payload: an object with an events array (or a bare array).
@@ -470,10 +827,12 @@ pub mod history {
             Value::Null => (Vec::new(), None, Some(false)),
             _ => return None,
         };
+        let unreadable = items.iter().find_map(unreadable_type);
         Some(HistoryPage {
             events: items.into_iter().map(read_item).collect(),
             continuation,
             has_more,
+            unreadable,
         })
     }
 
@@ -585,18 +944,130 @@ pub mod history {
     }
 }
 
+/// How the values the daemon sends are written (API §0, §5.0): every outbound encoding
+/// choice in one place.
+///
+/// | value | written as | open? |
+/// |---|---|---|
+/// | `Decimal` | a JSON number with the decimal's exact digits ([`DecimalForm::Number`]) | yes: `hubs.wire.decimal = "number" \| "string"` |
+/// | `int` | a JSON number | no: every reading binds numbers |
+/// | enum | its member name (`"Limit"`, `"Day"`, `"UpdateVars"`), INFERRED from API §5.0 | would need the members' integer values, which nobody documented; `check probe` reports a server that writes integers |
+/// | flags | the member name `"All"` ([`args::ALL_BLOCKS`]) | as enums; `check probe` asks a snapshot with `"All"` and with a name list |
+/// | `datetime` | none is sent | — |
+pub mod encode {
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal;
+    use serde::Deserialize;
+    use serde_json::{Number, Value};
+
+    /// `hubs.wire.decimal`: how a `Decimal` argument is written. ASP.NET Core's default JSON
+    /// hub protocol binds a decimal from a number only; a string binds only where the server
+    /// allows reading numbers from strings (UNKNOWN for MesoLive). A number binds on both.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum DecimalForm {
+        /// A JSON number carrying the decimal's exact digits (the default).
+        #[default]
+        Number,
+        /// A JSON string (`"2.35"`): rust_decimal's own serde form.
+        String,
+    }
+
+    /// A decimal that a JSON number here cannot carry digit for digit (more than about 15
+    /// significant digits): refused rather than sent rounded.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error(
+        "the decimal {0} cannot be written as a JSON number without changing a digit; not sent \
+         (hubs.wire.decimal = \"string\" would send it as text)"
+    )]
+    pub struct InexactDecimal(pub Decimal);
+
+    /// The outbound encodings in force (built from `[hubs.wire]`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct Outbound {
+        /// How decimals are written.
+        pub decimal: DecimalForm,
+    }
+
+    impl Outbound {
+        /// `value` as the configured form.
+        pub fn decimal(&self, value: Decimal) -> Result<Value, InexactDecimal> {
+            match self.decimal {
+                DecimalForm::String => Ok(Value::String(value.to_string())),
+                DecimalForm::Number => exact_number(value)
+                    .map(Value::Number)
+                    .ok_or(InexactDecimal(value)),
+            }
+        }
+
+        /// `null` for `None`, else [`Outbound::decimal`].
+        pub fn optional_decimal(&self, value: Option<Decimal>) -> Result<Value, InexactDecimal> {
+            value.map_or(Ok(Value::Null), |value| self.decimal(value))
+        }
+    }
+
+    /// The JSON number whose written text is exactly `value` (serde_json keeps numbers as
+    /// `f64` and writes the shortest text that reads back to it: for up to 15 significant
+    /// digits that text is the decimal's own; beyond, it is checked and refused).
+    fn exact_number(value: Decimal) -> Option<Number> {
+        let float = f64::from_str(&value.normalize().to_string()).ok()?;
+        let number = Number::from_f64(float)?;
+        let written = number.to_string();
+        let read_back = Decimal::from_str(&written)
+            .or_else(|_| Decimal::from_scientific(&written))
+            .ok()?;
+        (read_back == value).then_some(number)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use serde_json::json;
+
+        #[test]
+        fn decimals_are_exact_numbers_or_refused() {
+            let numbers = Outbound::default();
+            for (text, written) in [
+                ("2.35", "2.35"),
+                ("1", "1.0"),
+                ("-0.05", "-0.05"),
+                ("1234567.125", "1234567.125"),
+                ("0.0000001", "1e-7"),
+                ("123456789012.345", "123456789012.345"),
+            ] {
+                let value = Decimal::from_str(text).unwrap();
+                let json = numbers.decimal(value).unwrap();
+                assert!(json.is_number(), "{text}");
+                assert_eq!(json.to_string(), written, "{text}");
+            }
+            let long = Decimal::from_str("0.3333333333333333333333333333").unwrap();
+            assert_eq!(numbers.decimal(long), Err(InexactDecimal(long)));
+            let strings = Outbound {
+                decimal: DecimalForm::String,
+            };
+            assert_eq!(
+                strings.decimal(long),
+                Ok(json!("0.3333333333333333333333333333"))
+            );
+            assert_eq!(numbers.optional_decimal(None), Ok(Value::Null));
+        }
+    }
+}
+
 /// Argument objects (field names INFERRED unless SPEC marks them FACT).
 pub mod args {
     use rust_decimal::Decimal;
     use serde_json::{Value, json};
 
-    use crate::models::{LegGroupOrder, OrderType, PreparedPlan, TimeInForce};
+    use super::encode::{InexactDecimal, Outbound};
+    use crate::models::{OrderType, PreparedPlan, TimeInForce};
 
     /// `LiveDataInclude` / `LiveQuoteFields` value asking for everything (flags encoding INFERRED).
     pub const ALL_BLOCKS: &str = "All";
 
-    /// A paged list request.
-    pub fn page(limit: Option<u32>, continuation: Option<&str>) -> Value {
+    /// A paged list request; `continuation` is the token exactly as the server gave it.
+    pub fn page(limit: Option<u32>, continuation: Option<&Value>) -> Value {
         json!({"Limit": limit, "ContinuationToken": continuation})
     }
 
@@ -604,13 +1075,13 @@ pub mod args {
     pub fn positions_of_strategy(
         strategy_id: i64,
         limit: Option<u32>,
-        continuation: Option<&str>,
+        continuation: Option<&Value>,
     ) -> Value {
         json!({"LiveStrategyId": strategy_id, "Limit": limit, "ContinuationToken": continuation})
     }
 
     /// `ListPositions` restricted to open positions.
-    pub fn open_positions(limit: Option<u32>, continuation: Option<&str>) -> Value {
+    pub fn open_positions(limit: Option<u32>, continuation: Option<&Value>) -> Value {
         json!({super::OPEN_ONLY_ARG: true, "Limit": limit, "ContinuationToken": continuation})
     }
 
@@ -623,7 +1094,7 @@ pub mod args {
     pub fn legs_of_position(
         position_id: i64,
         limit: Option<u32>,
-        continuation: Option<&str>,
+        continuation: Option<&Value>,
     ) -> Value {
         json!({"LivePositionId": position_id, "Limit": limit, "ContinuationToken": continuation})
     }
@@ -632,7 +1103,7 @@ pub mod args {
     pub fn orders_of_plan(
         exec_plan_id: i64,
         limit: Option<u32>,
-        continuation: Option<&str>,
+        continuation: Option<&Value>,
     ) -> Value {
         json!({"ExecPlanId": exec_plan_id, "Limit": limit, "ContinuationToken": continuation})
     }
@@ -670,6 +1141,24 @@ pub mod args {
             "IncludePosition": ALL_BLOCKS, "IncludeLegs": ALL_BLOCKS, "IncludeLegGroups": ALL_BLOCKS,
             "Provider": null,
         })
+    }
+
+    /// The flags arguments of the Data Hub (`LiveQuoteFields`, `LiveDataInclude`).
+    pub const FLAGS: &[&str] = &[
+        "PriceFields",
+        "GreekFields",
+        "PnlFields",
+        "IncludePosition",
+        "IncludeLegs",
+        "IncludeLegGroups",
+    ];
+
+    /// `args` without its flags arguments (to tell whether a server refuses them).
+    pub fn without_flags(mut args: Value) -> Value {
+        if let Some(object) = args.as_object_mut() {
+            object.retain(|name, _| !FLAGS.iter().any(|flag| flag.eq_ignore_ascii_case(name)));
+        }
+        args
     }
 
     /// `GetUnderlyingSnapshot` / `StreamUnderlyingData` (provider required by the server).
@@ -719,18 +1208,26 @@ pub mod args {
     }
 
     /// `ApplyPaperFills` for one leg group at the plan's mid price (INFERRED fields).
-    pub fn paper_fills(key: &str, account: &str, plan: &PreparedPlan, group: i64) -> Value {
-        json!({
+    pub fn paper_fills(
+        key: &str,
+        account: &str,
+        plan: &PreparedPlan,
+        group: i64,
+        wire: &Outbound,
+    ) -> Result<Value, InexactDecimal> {
+        Ok(json!({
             "IdempotencyKey": key,
             "BrokerAccountId": account,
             "ExecPlanId": plan.exec_plan_id,
             "LegGroupId": group,
-            "FillPrice": plan.group_mid(group),
-        })
+            "FillPrice": wire.optional_decimal(plan.group_mid(group))?,
+        }))
     }
 
-    /// `SendOrder` for one leg group (SendOrderArgs FACT; `LegGroupOrder` fields INFERRED): a
-    /// limit order at `limit` when given, else a market order; day order; new (not replacing).
+    /// `SendOrder` for one leg group (SendOrderArgs FACT; the `LegGroupOrder` model was not
+    /// recovered: `{OrderType, TimeInForce, LimitPrice, StopPrice, LegNames}` INFERRED, API
+    /// §3.1.2): a limit order at `limit` when given, else a market order; day order; new (not
+    /// replacing).
     pub fn send_order(
         key: &str,
         account: &str,
@@ -738,37 +1235,33 @@ pub mod args {
         group: i64,
         qty_multiplier: Option<Decimal>,
         limit: Option<Decimal>,
-    ) -> Value {
-        let order = LegGroupOrder {
-            order_type: if limit.is_some() {
-                OrderType::Limit
-            } else {
-                OrderType::Market
-            },
-            time_in_force: TimeInForce::Day,
-            limit_price: limit,
-            stop_price: None,
-            leg_names: plan.leg_names(group),
+        wire: &Outbound,
+    ) -> Result<Value, InexactDecimal> {
+        let order_type = if limit.is_some() {
+            OrderType::Limit
+        } else {
+            OrderType::Market
         };
-        json!({
+        Ok(json!({
             "IdempotencyKey": key,
             "ReplacesOrder": null,
             "BrokerAccountId": account,
             "ExecPlanId": plan.exec_plan_id,
-            "QtyMultiplier": qty_multiplier,
+            "QtyMultiplier": wire.optional_decimal(qty_multiplier)?,
             "LegGroupId": group,
-            "LegGroupOrder": order,
-        })
+            "LegGroupOrder": {
+                "OrderType": order_type.as_str(),
+                "TimeInForce": TimeInForce::Day.as_str(),
+                "LimitPrice": wire.optional_decimal(limit)?,
+                "StopPrice": null,
+                "LegNames": plan.leg_names(group),
+            },
+        }))
     }
 
     /// Reads an args object field by any casing (simulator side).
     pub fn read<'a>(args: &'a Value, name: &str) -> Option<&'a Value> {
         args.as_object().and_then(|o| super::field(o, &[name]))
-    }
-
-    /// The first argument of a call, or `Null`.
-    pub fn first(arguments: &[Value]) -> Value {
-        arguments.first().cloned().unwrap_or(Value::Null)
     }
 }
 
@@ -907,6 +1400,111 @@ mod tests {
         assert_eq!(
             failed.map_err(|e| (e.status, e.data)),
             Err((crate::models::StatusCode::Conflict, json!(5)))
+        );
+    }
+
+    #[test]
+    fn other_forms_read_leniently() {
+        // envelope payload under a name nobody guessed; Error as text
+        let e = envelope::Envelope::from_result(
+            json!({"status": "badRequest", "error": "no such account", "response": {"A": 1}}),
+        );
+        assert_eq!(e.data, json!({"A": 1}));
+        assert_eq!(
+            e.error.and_then(|e| e.detail).as_deref(),
+            Some("no such account")
+        );
+        let extra = envelope::Envelope::from_result(
+            json!({"Status": "Success", "TraceId": "t", "Response": [1]}),
+        );
+        assert_eq!(extra.data, json!([1]));
+        // unknown keys
+        for not_found in [
+            json!({"Status": "Success"}),
+            json!({"Status": "Success", "Data": {}}),
+            json!({"Status": "BadRequest", "Error": {"Code": "IdempotencyKeyNotFound"}}),
+        ] {
+            assert!(
+                envelope::Envelope::from_result(not_found.clone()).is_not_found(),
+                "{not_found}"
+            );
+        }
+        assert!(!envelope::Envelope::from_result(json!({"Status": "BadRequest"})).is_not_found());
+        assert!(envelope::unsupported(&json!({"Status": 0, "Data": null})).is_some());
+        assert!(envelope::unsupported(&json!({"Status": "Success"})).is_none());
+        // ids
+        assert_eq!(order_ids(&json!(901)), vec![901]);
+        assert_eq!(order_ids(&json!(["901", 902])), vec![901, 902]);
+        assert_eq!(order_ids(&json!({"orderIds": ["7"]})), vec![7]);
+        assert_eq!(order_ids(&Value::Null), Vec::<i64>::new());
+        assert_eq!(job_id(&json!("j-1")).as_deref(), Some("j-1"));
+        assert_eq!(job_id(&json!({"jobId": 17})).as_deref(), Some("17"));
+        // callbacks
+        assert_eq!(
+            callback_payload(vec![json!(101), json!({"OrderId": 1})]),
+            json!({"OrderId": 1})
+        );
+        assert_eq!(
+            callback_payload(vec![json!("{\"OrderId\":1}")]),
+            json!({"OrderId": 1})
+        );
+        assert_eq!(callback_payload(vec![json!(5)]), json!(5));
+        assert_eq!(callback_payload(Vec::new()), Value::Null);
+        assert_eq!(
+            stream_item(json!({"status": "Success", "data": {"Mark": 1}})),
+            json!({"Mark": 1})
+        );
+        assert_eq!(
+            callbacks::canonical_target("OnEntryPreparationCompleted"),
+            "OnPositionEntryPreparationCompleted"
+        );
+        assert_eq!(
+            callbacks::canonical_target("OnAgentStatusChanged"),
+            "OnAgentStatus"
+        );
+    }
+
+    #[test]
+    fn arguments_follow_the_servers_casing() {
+        assert_eq!(Casing::of(&json!({"status": 1})), Some(Casing::Camel));
+        assert_eq!(Casing::of(&json!({"Status": 1})), Some(Casing::Pascal));
+        assert_eq!(Casing::of(&json!([1])), None);
+        assert_eq!(
+            Casing::Camel
+                .args(json!({"PnlFields": "All", "LegGroupOrder": {"LegNames": ["ShortPut"]}})),
+            json!({"pnlFields": "All", "legGroupOrder": {"legNames": ["ShortPut"]}})
+        );
+        for (pascal, camel) in [
+            ("IBKR", "ibkr"),
+            ("PnL", "pnL"),
+            ("EventSeqId", "eventSeqId"),
+        ] {
+            assert_eq!(camel_case(pascal), camel);
+        }
+    }
+
+    #[test]
+    fn unreadable_history_is_named() {
+        for (item, form) in [
+            (
+                json!({"EventSeqId": 5, "EventType": 4, "Payload": {}}),
+                "numeric_type",
+            ),
+            (json!({"EventSeqId": 5, "OrderId": 1}), "untyped"),
+        ] {
+            let page = history::read_page(json!({"Events": [item]})).unwrap();
+            assert_eq!(page.unreadable.map(|u| u.form), Some(form));
+        }
+        let typed = history::read_page(
+            json!({"Events": [{"$type": "OrderUpdateEvent", "EventSeqId": "5", "OrderId": 1}]}),
+        )
+        .unwrap();
+        assert!(typed.unreadable.is_none());
+        assert_eq!(typed.events[0].seq_id(), Some(5));
+        assert!(history::ignores_cursor(4, &typed).is_none());
+        assert_eq!(
+            history::ignores_cursor(9, &typed).map(|u| u.form),
+            Some("other_name")
         );
     }
 

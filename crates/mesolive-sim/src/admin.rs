@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,6 +66,7 @@ fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, BadRequest> {
 pub(crate) fn router(sim: Arc<Sim>, hosts: Arc<Hosts>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/events", get(events))
         .route("/events/emit", post(emit))
         .route("/events/inject", post(inject))
         .route("/raw", post(raw))
@@ -78,6 +80,7 @@ pub(crate) fn router(sim: Arc<Sim>, hosts: Arc<Hosts>) -> Router {
         .route("/ledger", get(ledger))
         .route("/stats", get(stats))
         .route("/requests", get(requests))
+        .route("/wire", get(wire))
         .with_state(Admin { sim, hosts })
 }
 
@@ -100,6 +103,34 @@ async fn emit(State(admin): State<Admin>, bytes: Bytes) -> Answer {
         "first_event_seq_id": first,
         "latest_event_seq_id": world.log.latest(),
     })))
+}
+
+/// Most events one `GET /events` lists.
+const MAX_LISTED: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<usize>,
+}
+
+/// The log as the simulator holds it (sequence, EventId, callback of each event after
+/// `after`), whatever wire profile the hubs play: what tests compare a client's view with.
+async fn events(
+    State(admin): State<Admin>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Answer {
+    let Query(query) = query.map_err(|rejection| BadRequest(rejection.body_text()))?;
+    let limit = query.limit.unwrap_or(MAX_LISTED).min(MAX_LISTED);
+    let world = admin.sim.world();
+    let (events, more) = world.log.since(query.after, limit);
+    let listed: Vec<Value> = events
+        .iter()
+        .map(|e| json!({"event_seq_id": e.seq, "event_id": e.id, "target": e.target}))
+        .collect();
+    Ok(Json(json!({"events": listed, "more": more})))
 }
 
 #[derive(Default, Deserialize)]
@@ -333,4 +364,9 @@ async fn stats(State(admin): State<Admin>) -> Answer {
 
 async fn requests(State(admin): State<Admin>) -> Answer {
     Ok(reply(&admin.sim.stats.requests()))
+}
+
+/// The wire profile in force: its spec, seed, the form of every dimension, the catalogue.
+async fn wire(State(admin): State<Admin>) -> Answer {
+    Ok(reply(&admin.sim.wire.report()))
 }

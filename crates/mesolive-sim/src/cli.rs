@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::faults::{ConnectPush, FaultPatch, LoseCompletion, LossMode, OneOrMany, RetentionMode};
 use super::sim::Timing;
+use super::wire_profile::{ArgumentBinding, WireProfile};
 use super::{SimError, SimOptions, Simulator};
 
 /// Flags of `sim`. Every fault the admin API sets can also be set here, active from the start.
@@ -77,6 +78,18 @@ pub struct SimArgs {
     /// Never answer a client's Close handshake until the fault is cleared through the admin API.
     #[arg(long)]
     pub ignore_close: bool,
+    /// Refuse StreamUnderlyingData / GetUnderlyingSnapshot without a Provider, as the API says
+    /// the real server does (by default a missing Provider means the first agent's connector).
+    #[arg(long)]
+    pub require_provider: bool,
+    /// The wire forms to play: `default`, `aspnet-strict`, `alt` or `random:SEED`, optionally
+    /// followed by `,dimension=form` pins and `,!dimension=form` exclusions (see `GET /wire`).
+    #[arg(long, default_value = "default", value_parser = WireProfile::parse)]
+    pub wire_profile: WireProfile,
+    /// Bind arguments like a stock ASP.NET Core server: a string where the argument model says
+    /// number (or the other way round) fails the call (`argument_binding=strict_stj`).
+    #[arg(long)]
+    pub strict_types: bool,
 }
 
 fn lose_completion(text: &str) -> Result<LoseCompletion, String> {
@@ -112,6 +125,11 @@ fn millis(duration: Option<Duration>) -> Option<u64> {
 impl SimArgs {
     /// The options these flags describe.
     pub fn options(&self) -> SimOptions {
+        let mut wire = self.wire_profile.clone();
+        if self.strict_types {
+            // A form of the catalogue: always accepted.
+            let _ = wire.pin("argument_binding", ArgumentBinding::StrictStj.name());
+        }
         SimOptions {
             port: self.port,
             admin_port: self.admin_port,
@@ -137,7 +155,9 @@ impl SimArgs {
                 retention: self.retention,
                 retention_mode: Some(self.retention_mode),
                 ignore_close: Some(self.ignore_close),
+                require_provider: Some(self.require_provider),
             },
+            wire,
         }
     }
 }
@@ -155,7 +175,9 @@ async fn stop_requested() -> std::io::Result<()> {
 pub fn run_cli(args: &SimArgs) -> Result<(), SimError> {
     let runtime = tokio::runtime::Runtime::new().map_err(SimError::Runtime)?;
     runtime.block_on(async {
-        let sim = Simulator::start(args.options()).await?;
+        let options = args.options();
+        let wire = options.wire.summary();
+        let sim = Simulator::start(options).await?;
         tracing::info!(
             hubs = %sim.hub_base_url(),
             control = %sim.hub_url(super::Hub::Control),
@@ -163,6 +185,7 @@ pub fn run_cli(args: &SimArgs) -> Result<(), SimError> {
             event = %sim.hub_url(super::Hub::Event),
             admin = %sim.admin_url(),
             seed = args.seed,
+            %wire,
             "MesoLive simulator listening; stop with Ctrl-C or SIGTERM"
         );
         stop_requested().await.map_err(SimError::Runtime)?;

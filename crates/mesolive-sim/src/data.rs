@@ -1,7 +1,8 @@
 //! The Data Hub (SPEC §3.2, §6.4): position and underlying snapshots, and streams of them.
 //! A stream computes its item when it is polled, at most once per interval, so a slow client
 //! gets the latest value instead of a backlog (nothing is buffered on its behalf). A position
-//! stream ends with a Completion when the position closes. Underlying data requires `Provider`.
+//! stream ends with a Completion when the position closes. Underlying data requires `Provider`
+//! when the `require_provider` fault is set (as the API says the real server does).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -244,9 +245,10 @@ fn position_entry(world: &mut World, position_id: i64, sel: &Selection) -> CallR
     Ok(to_value(&view))
 }
 
-/// The symbol and provider of an underlying call; a missing provider is an error.
-fn underlying_args(args: &Value) -> Result<(String, Fields), Failure> {
-    if call::opt_str(args, "Provider")?.is_none() {
+/// The symbol and fields of an underlying call; a missing provider is an error when
+/// `require_provider` (as the API says), else the server's default serves it.
+fn underlying_args(args: &Value, require_provider: bool) -> Result<(String, Fields), Failure> {
+    if call::opt_str(args, "Provider")?.is_none() && require_provider {
         return Err(Failure::invalid(
             "Provider",
             "Provider is required for free-standing data (underlying, contract, combo)",
@@ -271,7 +273,7 @@ pub(crate) fn invoke(sim: &Sim, method: &str, args: &Value) -> Option<Value> {
             let sel = Selection::read(args)?;
             position_entry(&mut sim.world(), id, &sel)
         }),
-        methods::GET_UNDERLYING_SNAPSHOT => underlying_args(args)
+        methods::GET_UNDERLYING_SNAPSHOT => underlying_args(args, sim.faults().require_provider)
             .map(|(symbol, fields)| underlying_entry(&mut sim.world(), &symbol, fields)),
         _ => return None,
     };
@@ -356,7 +358,7 @@ fn position_stream(sim: &Arc<Sim>, args: &Value) -> Result<Items, Failure> {
 }
 
 fn underlying_stream(sim: &Arc<Sim>, args: &Value) -> Result<Items, Failure> {
-    let (symbol, fields) = underlying_args(args)?;
+    let (symbol, fields) = underlying_args(args, sim.faults().require_provider)?;
     let state = (Arc::clone(sim), ticker(sim));
     Ok(stream::unfold(state, move |(sim, mut ticker)| {
         let symbol = symbol.clone();
@@ -408,11 +410,15 @@ mod tests {
     }
 
     #[test]
-    fn underlying_needs_a_provider() {
-        assert!(underlying_args(&json!({"Symbol": "SPX"})).is_err());
-        assert!(underlying_args(&json!({"Symbol": "SPX", "Provider": ""})).is_err());
-        let (symbol, _) =
-            underlying_args(&json!({"Underlying": {"Symbol": "RUT"}, "Provider": "IBKR"})).unwrap();
+    fn underlying_needs_a_provider_when_required() {
+        assert!(underlying_args(&json!({"Symbol": "SPX"}), true).is_err());
+        assert!(underlying_args(&json!({"Symbol": "SPX", "Provider": ""}), true).is_err());
+        assert!(underlying_args(&json!({"Symbol": "SPX"}), false).is_ok());
+        let (symbol, _) = underlying_args(
+            &json!({"Underlying": {"Symbol": "RUT"}, "Provider": "IBKR"}),
+            true,
+        )
+        .unwrap();
         assert_eq!(symbol, "RUT");
     }
 }

@@ -113,6 +113,9 @@ pub struct FaultPatch {
     /// Never answer a client's Close (message or WebSocket close frame) until cleared: the
     /// connection is held open, unanswered, until the simulator closes it.
     pub ignore_close: Option<bool>,
+    /// Refuse StreamUnderlyingData / GetUnderlyingSnapshot without a `Provider`, as the API
+    /// says the real server does (otherwise the first agent's connector serves them).
+    pub require_provider: Option<bool>,
 }
 
 /// The active faults, as `GET /faults` shows them.
@@ -142,6 +145,8 @@ pub struct Faults {
     pub retention_mode: RetentionMode,
     /// Whether clients' Close handshakes go unanswered.
     pub ignore_close: bool,
+    /// Whether underlying data without a `Provider` is refused.
+    pub require_provider: bool,
 }
 
 /// Fault kinds as counted in `GET /stats` (`faults_injected`).
@@ -235,6 +240,7 @@ impl Faults {
         self.retention = patch.retention.unwrap_or(self.retention);
         self.retention_mode = patch.retention_mode.unwrap_or(self.retention_mode);
         self.ignore_close = patch.ignore_close.unwrap_or(self.ignore_close);
+        self.require_provider = patch.require_provider.unwrap_or(self.require_provider);
     }
 
     /// Uses up one lost Completion of `method`, if one is pending.

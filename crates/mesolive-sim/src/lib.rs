@@ -14,6 +14,7 @@
 //! control.rs data.rs event.rs   the hub methods; call.rs  lenient args, envelopes, paging
 //! server.rs    the hubs (mesolive_api::Hub) on signalr's HubHost, connection switches
 //! admin.rs     the admin HTTP API; faults.rs  fault set; stats.rs  counters, request log
+//! wire_profile/  the wire forms a profile plays: arguments in, envelopes, pages, items out
 //! admin_client.rs  a client of that API, for the demo and the benchmarks
 //! ```
 #![doc = include_str!("../README.md")]
@@ -41,6 +42,7 @@ mod server;
 mod signals;
 mod sim;
 mod stats;
+mod wire_profile;
 mod world;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -61,6 +63,7 @@ pub use seed::{LIVE_ACCOUNT, PAPER_ACCOUNT};
 pub use signals::SignalKind;
 pub use sim::Timing;
 pub use stats::{RequestRecord, StatsReport};
+pub use wire_profile::{Forms, WireProfile, WireReport};
 
 use self::server::Hosts;
 use self::sim::Sim;
@@ -88,6 +91,8 @@ pub struct SimOptions {
     pub timing: Timing,
     /// Faults active from the start.
     pub faults: FaultPatch,
+    /// The wire forms played (`default`: what the daemon's reading expects).
+    pub wire: WireProfile,
 }
 
 impl Default for SimOptions {
@@ -100,6 +105,7 @@ impl Default for SimOptions {
             positions: 2,
             timing: Timing::default(),
             faults: FaultPatch::default(),
+            wire: WireProfile::default(),
         }
     }
 }
@@ -176,6 +182,7 @@ impl Simulator {
             options.positions,
             options.timing,
             options.faults,
+            options.wire,
         );
         let hosts = Arc::new(Hosts::new(&sim, &options.token));
         if sim.faults().reject_auth {

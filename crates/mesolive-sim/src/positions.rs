@@ -277,7 +277,7 @@ impl World {
                 let event = AgentStatusEvent {
                     status: Some(Value::String(states::AGENT_CONNECTED.into())),
                     message: Some(format!("{name} heartbeat")),
-                    connector: agent.and_then(|a| a.connector.clone()).map(Value::String),
+                    connector: agent.and_then(|a| a.connector.clone()),
                 };
                 self.emit(callbacks::AGENT_STATUS, None, &event);
                 continue;

@@ -18,20 +18,25 @@ use serde_json::Value;
 
 use super::faults::{FaultKind, LossMode};
 use super::live::LivePeer;
+use futures_util::StreamExt;
+
 use super::sim::Sim;
+use super::wire_profile::{Answer, AuthTokenLocation};
 use super::{control, data, event};
 use mesolive_api::Hub as HubKind;
-use mesolive_api::wire::args;
 use signalr::{
-    Hub, HubHost, HubItems, HubOptions, Reply, ServerAuth, ServerConnection, unknown_method_error,
+    Hub, HubHost, HubItems, HubOptions, Reply, ServerAuth, ServerConnection, TokenSource,
+    unknown_method_error,
 };
 
-/// The Completion of a call, unless the lose-completion fault takes it: then the effect stands
-/// and the caller gets nothing (`silence`) or loses its connection (`drop`).
+/// The Completion of a call: the domain's envelope in the profile's wire forms, unless the
+/// lose-completion fault takes it (then the effect stands and the caller gets nothing
+/// (`silence`) or loses its connection (`drop`)).
 fn answer(
     sim: &Sim,
     connection: &ServerConnection,
     method: &str,
+    args: &Value,
     envelope: Option<Value>,
 ) -> Reply {
     let Some(envelope) = envelope else {
@@ -39,7 +44,10 @@ fn answer(
     };
     let lost = sim.faults().take_lost_completion(method);
     match lost {
-        None => Reply::Value(envelope),
+        None => match sim.wire.reply(method, args, envelope) {
+            Answer::Value(value) => Reply::Value(value),
+            Answer::Error(text) => Reply::Error(text),
+        },
         Some(mode) => {
             sim.stats.fault(FaultKind::LoseCompletion);
             if mode == LossMode::Drop {
@@ -47,6 +55,33 @@ fn answer(
             }
             Reply::Swallow
         }
+    }
+}
+
+/// A call of `hub`: counted (with its connection and idempotency key), bound to its argument
+/// model (a call that does not bind fails before the method runs, like ASP.NET Core's),
+/// handled by `handle`, answered.
+fn call(
+    sim: &Sim,
+    hub: HubKind,
+    connection: &ServerConnection,
+    method: &str,
+    arguments: Vec<Value>,
+    handle: impl FnOnce(&Value) -> Option<Value>,
+) -> Reply {
+    let bound = sim.wire.bind(method, arguments);
+    let key = bound
+        .as_ref()
+        .ok()
+        .and_then(|args| args.get("IdempotencyKey"))
+        .and_then(Value::as_str);
+    sim.stats.call(hub, method, connection.id(), key);
+    match bound {
+        Ok(args) => {
+            let envelope = handle(&args);
+            answer(sim, connection, method, &args, envelope)
+        }
+        Err(text) => Reply::Error(text),
     }
 }
 
@@ -60,13 +95,14 @@ impl Hub for ControlHub {
         method: &str,
         arguments: Vec<Value>,
     ) -> Reply {
-        let args = args::first(&arguments);
-        let key = args.get("IdempotencyKey").and_then(Value::as_str);
-        self.0
-            .stats
-            .call(HubKind::Control, method, connection.id(), key);
-        let envelope = control::invoke(&self.0, method, &args);
-        answer(&self.0, connection, method, envelope)
+        call(
+            &self.0,
+            HubKind::Control,
+            connection,
+            method,
+            arguments,
+            |args| control::invoke(&self.0, method, args),
+        )
     }
 }
 
@@ -80,11 +116,14 @@ impl Hub for DataHub {
         method: &str,
         arguments: Vec<Value>,
     ) -> Reply {
-        self.0
-            .stats
-            .call(HubKind::Data, method, connection.id(), None);
-        let envelope = data::invoke(&self.0, method, &args::first(&arguments));
-        answer(&self.0, connection, method, envelope)
+        call(
+            &self.0,
+            HubKind::Data,
+            connection,
+            method,
+            arguments,
+            |args| data::invoke(&self.0, method, args),
+        )
     }
 
     fn stream(
@@ -93,32 +132,47 @@ impl Hub for DataHub {
         method: &str,
         arguments: Vec<Value>,
     ) -> Result<HubItems, String> {
-        self.0
-            .stats
-            .call(HubKind::Data, method, connection.id(), None);
-        data::stream(&self.0, method, &args::first(&arguments))
+        let sim = &self.0;
+        sim.stats.call(HubKind::Data, method, connection.id(), None);
+        let args = sim.wire.bind(method, arguments)?;
+        let items = data::stream(sim, method, &args)
             .unwrap_or_else(|| Err(unknown_method_error(method)))
+            .map_err(|text| sim.wire.stream_refusal(method, text))?;
+        let wire = Arc::clone(sim);
+        Ok(items
+            .map(move |item| item.map(|value| wire.wire.stream_item(value)))
+            .boxed())
     }
 }
 
 /// `/hubs/event/v1`.
 pub(crate) struct EventHub(Arc<Sim>);
 
-impl LivePeer for ServerConnection {
+/// An Event Hub connection as live delivery sees it: every callback (live events and
+/// on-connect pushes) leaves in the profile's wire forms.
+struct Peer {
+    connection: ServerConnection,
+    sim: Arc<Sim>,
+}
+
+impl LivePeer for Peer {
     async fn send(&self, target: &str, payload: Value) -> bool {
-        ServerConnection::send(self, target, vec![payload])
-            .await
-            .is_ok()
+        let (target, arguments) = self.sim.wire.callback(target, payload);
+        self.connection.send(&target, arguments).await.is_ok()
     }
 
     fn close(&self, reason: &str) {
-        ServerConnection::close(self, Some(reason.to_owned()), true);
+        self.connection.close(Some(reason.to_owned()), true);
     }
 }
 
 impl Hub for EventHub {
     async fn on_connected(&self, connection: &ServerConnection) {
-        event::connected(&self.0, connection.id(), Arc::new(connection.clone())).await;
+        let peer = Peer {
+            connection: connection.clone(),
+            sim: Arc::clone(&self.0),
+        };
+        event::connected(&self.0, connection.id(), Arc::new(peer)).await;
     }
 
     async fn invoke(
@@ -127,11 +181,14 @@ impl Hub for EventHub {
         method: &str,
         arguments: Vec<Value>,
     ) -> Reply {
-        self.0
-            .stats
-            .call(HubKind::Event, method, connection.id(), None);
-        let envelope = event::invoke(&self.0, connection.id(), method, &args::first(&arguments));
-        answer(&self.0, connection, method, envelope)
+        call(
+            &self.0,
+            HubKind::Event,
+            connection,
+            method,
+            arguments,
+            |args| event::invoke(&self.0, connection.id(), method, args),
+        )
     }
 
     async fn on_disconnected(&self, connection: &ServerConnection) {
@@ -145,13 +202,32 @@ pub(crate) struct Hosts {
     data: HubHost<DataHub>,
     event: HubHost<EventHub>,
     token: String,
+    /// Where the token is accepted (the profile's `auth_token_location`).
+    source: TokenSource,
+}
+
+/// The bearer check of `token`, read where the profile says. Under `query` the upgrade must
+/// carry `access_token` in its query (a browser cannot set headers on a WebSocket) and
+/// negotiate is left unchecked here: JwtBearer reads the header there, which a
+/// query-only check cannot express.
+fn bearer(token: impl Into<String>, source: TokenSource) -> ServerAuth {
+    ServerAuth {
+        source,
+        on_negotiate: source != TokenSource::Query,
+        ..ServerAuth::bearer(token)
+    }
 }
 
 impl Hosts {
     /// Hosts for the three hubs, each checking `token` on negotiate and upgrade.
     pub(crate) fn new(sim: &Arc<Sim>, token: &str) -> Hosts {
+        let source = match sim.wire.forms().auth_token_location {
+            AuthTokenLocation::Either => TokenSource::Either,
+            AuthTokenLocation::Header => TokenSource::Header,
+            AuthTokenLocation::Query => TokenSource::Query,
+        };
         let options = || HubOptions {
-            auth: Some(ServerAuth::bearer(token)),
+            auth: Some(bearer(token, source)),
             ..HubOptions::default()
         };
         Hosts {
@@ -163,6 +239,7 @@ impl Hosts {
             data: HubHost::new(HubKind::Data.path(), DataHub(Arc::clone(sim)), options()),
             event: HubHost::new(HubKind::Event.path(), EventHub(Arc::clone(sim)), options()),
             token: token.to_owned(),
+            source,
         }
     }
 
@@ -242,9 +319,9 @@ impl Hosts {
             let impossible: String = std::iter::repeat_with(fastrand::alphanumeric)
                 .take(48)
                 .collect();
-            ServerAuth::bearer(impossible)
+            bearer(impossible, self.source)
         } else {
-            ServerAuth::bearer(self.token.clone())
+            bearer(self.token.clone(), self.source)
         };
         self.control.set_auth(Some(auth.clone()));
         self.data.set_auth(Some(auth.clone()));

@@ -14,6 +14,7 @@ use super::event_log::LoggedEvent;
 use super::faults::{FaultKind, FaultPatch, Faults, LiveFate};
 use super::live::LiveRegistry;
 use super::stats::Stats;
+use super::wire_profile::WireProfile;
 use super::world::World;
 use mesolive_api::wire::callbacks;
 
@@ -50,6 +51,8 @@ pub(crate) struct Sim {
     faults: Mutex<Faults>,
     pub stats: Stats,
     pub timing: Timing,
+    /// The wire forms played (fixed for the simulator's life).
+    pub wire: WireProfile,
     pub live: LiveRegistry,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
@@ -65,6 +68,7 @@ impl Sim {
         positions: usize,
         timing: Timing,
         faults: FaultPatch,
+        wire: WireProfile,
     ) -> (Arc<Sim>, mpsc::UnboundedReceiver<Arc<LoggedEvent>>) {
         let (live_tx, mut live_rx) = mpsc::unbounded_channel();
         let (closed_tx, closed) = watch::channel(0);
@@ -80,6 +84,7 @@ impl Sim {
             faults: Mutex::new(active),
             stats: Stats::default(),
             timing,
+            wire,
             live: LiveRegistry::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),

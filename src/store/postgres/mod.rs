@@ -16,6 +16,7 @@ pub(super) mod history;
 pub(super) mod intents;
 pub(super) mod jobs;
 pub(super) mod lease;
+pub(super) mod operator;
 pub(super) mod orders;
 pub(super) mod positions;
 pub(super) mod signals;

@@ -75,6 +75,21 @@ pub(in crate::store) async fn for_intent(
     )
 }
 
+/// [`crate::store::Store::orders_of_leg_group`].
+pub(in crate::store) async fn of_leg_group(
+    db: &Postgres,
+    exec_plan_id: i64,
+    leg_group_id: i64,
+) -> Result<Vec<OrderRecord>, StoreError> {
+    Ok(sqlx::query_as(select_orders!(
+        "WHERE exec_plan_id = $1 AND leg_group_id = $2 ORDER BY order_id"
+    ))
+    .bind(exec_plan_id)
+    .bind(leg_group_id)
+    .fetch_all(&mut *db.reader().await?)
+    .await?)
+}
+
 /// Insert or update orders, later updates of an order winning; the link to an intent is never
 /// overwritten by an event.
 pub(super) async fn upsert(

@@ -1,7 +1,7 @@
 //! The `state` snapshot on PostgreSQL, read in one repeatable-read transaction.
 
-use super::{Postgres, events, history, intents, jobs, lease, positions, workflows};
-use crate::store::summary::{QUARANTINE_LISTED, WORKFLOWS_LISTED};
+use super::{Postgres, events, history, intents, jobs, lease, operator, positions, workflows};
+use crate::store::summary::{ACTIONS_LISTED, QUARANTINE_LISTED, WORKFLOWS_LISTED};
 use crate::store::{StoreError, StoreSummary, Timestamp};
 
 /// [`crate::store::Store::summary`].
@@ -34,6 +34,8 @@ pub(in crate::store) async fn summary(db: &Postgres) -> Result<StoreSummary, Sto
         database: db.describe().to_owned(),
         cursor: cursor.map(|(seq, _)| seq),
         cursor_updated_at: cursor.map(|(_, at)| at),
+        trading_state: operator::stored_state(&mut tx).await?,
+        operator_actions: operator::latest_actions(&mut tx, ACTIONS_LISTED).await?,
         counts,
         leases,
         intents_in_flight: intents::in_flight(&mut tx).await?,

@@ -3,19 +3,10 @@
 use sqlx::PgConnection;
 
 use super::Postgres;
-use crate::store::workflows::select_workflows;
+use crate::store::workflows::{returning_workflow, select_workflows};
 use crate::store::{
     NewWorkflow, StateCounts, StoreError, Timestamp, WorkflowChange, WorkflowRecord,
 };
-
-/// Every [`WorkflowRecord`] column, for `RETURNING`.
-macro_rules! returning_workflow {
-    () => {
-        " RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
-                    position_id, condition, state, job_id, plan, groups_done, reason,
-                    created_at, updated_at"
-    };
-}
 
 /// [`crate::store::Store::create_workflow`].
 pub(in crate::store) async fn create(
@@ -55,9 +46,11 @@ pub(in crate::store) async fn update(
     change: &WorkflowChange,
 ) -> Result<WorkflowRecord, StoreError> {
     let mut write = db.begin_write().await?;
+    // A final state is final (see `store/workflows.rs`).
     let updated: Option<WorkflowRecord> = sqlx::query_as(concat!(
         "UPDATE workflows SET
-             state = COALESCE($1, state),
+             state = CASE WHEN state IN ('done', 'failed', 'cancelled', 'observed') THEN state
+                          ELSE COALESCE($1, state) END,
              job_id = COALESCE($2, job_id),
              plan = COALESCE($3, plan),
              groups_done = CASE WHEN $4::bigint IS NULL THEN groups_done

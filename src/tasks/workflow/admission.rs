@@ -1,9 +1,10 @@
 //! Admission: whether a signal instance may lead to actions at all, decided once when its
-//! workflow is opened, from the configured mode, the allow list, the account and the limits.
+//! workflow is opened, from the configured mode, the allow list, the account, the trading
+//! state and the limits.
 //! Pure: the I/O gathers the [`Applicant`], these functions decide.
 
 use crate::config::AutomationMode;
-use crate::store::WorkflowState;
+use crate::store::{TradingState, WorkflowState};
 use mesolive_api::FlowKind;
 
 /// What admission looks at for one signal instance.
@@ -25,6 +26,30 @@ pub(crate) struct Applicant<'a> {
     pub open_positions: usize,
     /// The strategy's `max_open_positions` (entries).
     pub max_open_positions: u32,
+    /// The trading state now.
+    pub trading_state: TradingState,
+    /// `automation.adjust_in_reduce_only`.
+    pub adjust_in_reduce_only: bool,
+}
+
+/// Why a workflow of `kind` does not start in `state`, if it does not: reduce_only starts no
+/// entry, and no adjustment unless `automation.adjust_in_reduce_only`. (Halted starts
+/// everything, to wait in `requested` for the resume.)
+pub(crate) fn refused_by_trading_state(
+    kind: FlowKind,
+    state: TradingState,
+    adjust_in_reduce_only: bool,
+) -> Option<String> {
+    match (state, kind) {
+        (TradingState::ReduceOnly, FlowKind::Entry) => {
+            Some("trading state reduce_only: entries are not started".to_owned())
+        }
+        (TradingState::ReduceOnly, FlowKind::Adjustment) if !adjust_in_reduce_only => Some(
+            "trading state reduce_only: adjustments are refused (automation.adjust_in_reduce_only = false)"
+                .to_owned(),
+        ),
+        _ => None,
+    }
 }
 
 /// The state a new workflow starts in, and why when it starts final.
@@ -64,6 +89,13 @@ pub(crate) fn admit(applicant: &Applicant<'_>) -> (WorkflowState, Option<String>
                 "paper mode: account {account} is not a known paper account"
             )),
         );
+    }
+    if let Some(reason) = refused_by_trading_state(
+        applicant.kind,
+        applicant.trading_state,
+        applicant.adjust_in_reduce_only,
+    ) {
+        return (WorkflowState::Cancelled, Some(reason));
     }
     if applicant.kind == FlowKind::Entry
         && applicant.open_positions >= applicant.max_open_positions as usize
@@ -109,6 +141,8 @@ mod tests {
             paper: Some(true),
             open_positions: 0,
             max_open_positions: 1,
+            trading_state: TradingState::Active,
+            adjust_in_reduce_only: false,
         }
     }
 
@@ -184,6 +218,28 @@ mod tests {
             ..full
         };
         assert_eq!(admit(&roomy).0, WorkflowState::Requested);
+    }
+
+    #[test]
+    fn reduce_only_starts_exits_only_and_halted_starts_everything_to_wait() {
+        let in_state = |kind, trading_state, adjust_in_reduce_only| Applicant {
+            trading_state,
+            adjust_in_reduce_only,
+            ..applicant(kind)
+        };
+        let entry = in_state(FlowKind::Entry, TradingState::ReduceOnly, true);
+        assert_eq!(admit(&entry).0, WorkflowState::Cancelled);
+        assert!(reason(&entry).contains("trading state reduce_only"));
+        let adjustment = in_state(FlowKind::Adjustment, TradingState::ReduceOnly, false);
+        assert!(reason(&adjustment).contains("automation.adjust_in_reduce_only = false"));
+        let allowed = in_state(FlowKind::Adjustment, TradingState::ReduceOnly, true);
+        assert_eq!(admit(&allowed).0, WorkflowState::Requested);
+        let exit = in_state(FlowKind::Exit, TradingState::ReduceOnly, false);
+        assert_eq!(admit(&exit).0, WorkflowState::Requested);
+        for kind in [FlowKind::Entry, FlowKind::Exit, FlowKind::Adjustment] {
+            let halted = in_state(kind, TradingState::Halted, false);
+            assert_eq!(admit(&halted), (WorkflowState::Requested, None));
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@
 
 use serde_json::Value;
 
+use super::admission::refused_by_trading_state;
 use crate::config::AutomationMode;
-use crate::store::{JobStatus, WorkflowChange, WorkflowRecord, WorkflowState};
+use crate::store::{JobStatus, TradingState, WorkflowChange, WorkflowRecord, WorkflowState};
 use mesolive_api::FlowKind;
 use mesolive_api::lenient::decode_ref;
 use mesolive_api::models::{OrderState, PreparedPlan};
@@ -63,6 +64,11 @@ pub(crate) struct GroupFact {
 pub(crate) struct Facts {
     /// `automation.mode` now.
     pub mode: AutomationMode,
+    /// The trading state now: halted sends nothing new (an intent in flight is still
+    /// settled); reduce_only starts and executes no entry (and no adjustment unless allowed).
+    pub trading_state: TradingState,
+    /// `automation.adjust_in_reduce_only`.
+    pub adjust_in_reduce_only: bool,
     /// Whether the workflow's signal instance is still On.
     pub signal_on: bool,
     /// Whether the account is a known paper account (execution by paper fills).
@@ -83,6 +89,8 @@ impl Default for Facts {
     fn default() -> Self {
         Facts {
             mode: AutomationMode::Observe,
+            trading_state: TradingState::Active,
+            adjust_in_reduce_only: false,
             signal_on: false,
             paper: false,
             adjustment_operation: None,
@@ -135,12 +143,24 @@ fn to(state: WorkflowState, reason: &str) -> Change {
     Change::Record(WorkflowChange::to(state).because(reason))
 }
 
+impl Facts {
+    /// Whether nothing new may be sent now (trading halted).
+    fn halted(&self) -> bool {
+        self.trading_state == TradingState::Halted
+    }
+
+    /// Why the trading state keeps a workflow of `kind` from going further, if it does.
+    fn refusal(&self, kind: FlowKind) -> Option<String> {
+        refused_by_trading_state(kind, self.trading_state, self.adjust_in_reduce_only)
+    }
+}
+
 /// The next step of an active workflow; `Wait` for a final one.
 pub(crate) fn decide(workflow: &WorkflowRecord, facts: &Facts) -> Change {
     match workflow.state {
         WorkflowState::Requested => requested(workflow, facts),
         WorkflowState::Preparing => preparing(workflow, facts),
-        WorkflowState::Prepared => prepared(facts),
+        WorkflowState::Prepared => prepared(workflow, facts),
         WorkflowState::Executing => executing(workflow, facts),
         _ => Change::Wait,
     }
@@ -149,6 +169,10 @@ pub(crate) fn decide(workflow: &WorkflowRecord, facts: &Facts) -> Change {
 fn requested(workflow: &WorkflowRecord, facts: &Facts) -> Change {
     match &facts.prepare {
         IntentFact::NotSent => {
+            // Halted: the workflow waits here; on the resume its signal decides.
+            if facts.halted() {
+                return Change::Wait;
+            }
             if !facts.signal_on {
                 return to(
                     WorkflowState::Cancelled,
@@ -184,13 +208,16 @@ fn requested(workflow: &WorkflowRecord, facts: &Facts) -> Change {
             if let Some(reason) = missing {
                 return to(WorkflowState::Failed, reason);
             }
+            if let Some(reason) = facts.refusal(workflow.kind) {
+                return to(WorkflowState::Cancelled, &reason);
+            }
             Change::Send(Call::Prepare { operation })
         }
         // Sent before: the same call settles it (never a new key).
         IntentFact::InFlight => Change::Send(Call::Prepare {
             operation: facts.adjustment_operation.clone(),
         }),
-        IntentFact::Completed(data) => match mesolive_api::wire::field_str(data, "JobId") {
+        IntentFact::Completed(data) => match mesolive_api::wire::job_id(data) {
             Some(job_id) => Change::StartJob { job_id },
             None => to(WorkflowState::Failed, "prepare returned no JobId"),
         },
@@ -221,6 +248,7 @@ fn preparing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
     }
     // The signal went Off while preparing: cancel the job (best effort), then stop.
     match &facts.cancel_job {
+        IntentFact::NotSent if facts.halted() => Change::Wait,
         IntentFact::NotSent | IntentFact::InFlight => Change::Send(Call::CancelJob { job_id }),
         IntentFact::Completed(_) => to(
             WorkflowState::Cancelled,
@@ -265,7 +293,16 @@ fn plan_outcome(result: Value) -> Change {
     }
 }
 
-fn prepared(facts: &Facts) -> Change {
+fn prepared(workflow: &WorkflowRecord, facts: &Facts) -> Change {
+    if facts.halted() {
+        return Change::Wait;
+    }
+    if let Some(reason) = facts.refusal(workflow.kind) {
+        return to(
+            WorkflowState::Cancelled,
+            &format!("{reason} (the prepared plan is not executed)"),
+        );
+    }
     if facts.mode == AutomationMode::Observe {
         return to(
             WorkflowState::Observed,
@@ -300,6 +337,8 @@ fn executing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
             continue;
         }
         return match group_fact(group).execute {
+            // Halted mid-execution: the groups left wait for the resume.
+            IntentFact::NotSent if facts.halted() => Change::Wait,
             IntentFact::NotSent | IntentFact::InFlight => Change::Send(Call::Execute {
                 group,
                 paper: facts.paper,
@@ -710,6 +749,99 @@ mod tests {
             ..facts()
         };
         assert_eq!(decide(&w, &unknown), Change::Wait);
+    }
+
+    fn halted() -> Facts {
+        Facts {
+            trading_state: TradingState::Halted,
+            ..facts()
+        }
+    }
+
+    #[test]
+    fn halted_sends_nothing_new_but_settles_what_is_in_flight() {
+        let requested = workflow(FlowKind::Entry, WorkflowState::Requested);
+        assert_eq!(decide(&requested, &halted()), Change::Wait);
+        // Even with the signal gone Off: it is cancelled on the resume, not while halted.
+        let off = Facts {
+            signal_on: false,
+            ..halted()
+        };
+        assert_eq!(decide(&requested, &off), Change::Wait);
+        let in_flight = Facts {
+            prepare: IntentFact::InFlight,
+            ..halted()
+        };
+        assert_eq!(
+            decide(&requested, &in_flight),
+            Change::Send(Call::Prepare { operation: None })
+        );
+        let preparing = workflow(FlowKind::Entry, WorkflowState::Preparing);
+        assert_eq!(decide(&preparing, &off), Change::Wait);
+        // A job that completed is read while halted; the plan then waits.
+        let completed = Facts {
+            job: job(JobStatus::Completed, Some(plan(&[1]))),
+            ..halted()
+        };
+        assert_eq!(
+            state_of(&decide(&preparing, &completed)),
+            Some(WorkflowState::Prepared)
+        );
+        let prepared = workflow(FlowKind::Exit, WorkflowState::Prepared);
+        assert_eq!(decide(&prepared, &halted()), Change::Wait);
+        let paper = Facts {
+            paper: true,
+            ..halted()
+        };
+        assert_eq!(decide(&executing_with(&[1]), &paper), Change::Wait);
+    }
+
+    #[test]
+    fn reduce_only_stops_entries_before_they_send_or_execute() {
+        let reduce = Facts {
+            trading_state: TradingState::ReduceOnly,
+            ..facts()
+        };
+        let entry = workflow(FlowKind::Entry, WorkflowState::Requested);
+        let change = decide(&entry, &reduce);
+        assert_eq!(state_of(&change), Some(WorkflowState::Cancelled));
+        assert!(reason_of(&change).contains("reduce_only"));
+        let prepared = workflow(FlowKind::Entry, WorkflowState::Prepared);
+        assert!(reason_of(&decide(&prepared, &reduce)).contains("not executed"));
+        // An entry already executing completes: half a position is worse than a whole one.
+        let paper = Facts {
+            paper: true,
+            ..reduce.clone()
+        };
+        assert_eq!(
+            decide(&executing_with(&[1]), &paper),
+            Change::Send(Call::Execute {
+                group: 2,
+                paper: true
+            })
+        );
+        let exit = workflow(FlowKind::Exit, WorkflowState::Requested);
+        assert_eq!(
+            decide(&exit, &reduce),
+            Change::Send(Call::Prepare { operation: None })
+        );
+        let adjustment = workflow(FlowKind::Adjustment, WorkflowState::Requested);
+        let named = Facts {
+            adjustment_operation: Some("AddLegs".into()),
+            ..reduce.clone()
+        };
+        assert_eq!(
+            state_of(&decide(&adjustment, &named)),
+            Some(WorkflowState::Cancelled)
+        );
+        let allowed = Facts {
+            adjust_in_reduce_only: true,
+            ..named
+        };
+        assert!(matches!(
+            decide(&adjustment, &allowed),
+            Change::Send(Call::Prepare { .. })
+        ));
     }
 
     #[test]

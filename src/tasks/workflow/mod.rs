@@ -60,7 +60,11 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
         if !ctx.drain().is_intake_closed() {
             let control = ctx.links().current_control();
             if let Some(control) = control {
-                if let Err(err) = steps::open_workflows(&ctx).await {
+                // Signals are only as current as the event pump: none is acted on while it
+                // replays, catches up or resyncs a hole in the server's history.
+                if ctx.health().caught_up()
+                    && let Err(err) = steps::open_workflows(&ctx).await
+                {
                     break Err(ChildError::store("opening workflows", err));
                 }
                 match ctx.store().active_workflows().await {

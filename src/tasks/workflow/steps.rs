@@ -1,7 +1,8 @@
 //! The workflow's I/O: opening workflows for signal instances, gathering the [`Facts`] a
 //! decision needs from the store and the directory, and performing the [`Change`] decided —
-//! keyed intents through [`intent::execute`], store writes, one log line and one metric per
-//! transition. No decision is taken here.
+//! keyed intents through [`intent::execute`] (after the risk rules of [`crate::risk`] allowed a
+//! new one), store writes, one log line and one metric per transition. No decision is taken
+//! here.
 
 use serde_json::Value;
 
@@ -9,17 +10,19 @@ use super::DriveError;
 use super::admission::{self, Applicant};
 use super::decide::{Call, Change, Facts, GroupFact, IntentFact, JobFact, OrderFact, plan_of};
 use crate::config::OrderStyle;
+use crate::risk::{self, CallFacts, CallKind, Verdict};
 use crate::store::{
     IntentState, JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalRecord, SignalState,
-    StoreError, WorkflowChange, WorkflowRecord, WorkflowState,
+    StoreError, Timestamp, WorkflowChange, WorkflowRecord, WorkflowState,
 };
 use crate::supervisor::context::Ctx;
-use crate::tasks::intent::{self, IntentOutcome};
+use crate::tasks::intent::{self, IntentOutcome, TradingGate};
 use mesolive_api::FlowKind;
 use mesolive_api::client::ControlHub;
 use mesolive_api::events::AdjustmentSignalEvent;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{OrderState, PreparedPlan};
+use mesolive_api::wire::encode::InexactDecimal;
 use mesolive_api::wire::{args, methods};
 
 /// Whether a performed change moved the workflow (decide again) or it must wait.
@@ -88,6 +91,8 @@ async fn new_workflow(ctx: &Ctx, signal: &SignalRecord) -> Result<NewWorkflow, S
         paper: account.as_deref().and_then(|a| ctx.directory().is_paper(a)),
         open_positions,
         max_open_positions: automation.max_open_positions_for(signal.strategy_id),
+        trading_state: ctx.trading_state(),
+        adjust_in_reduce_only: automation.adjust_in_reduce_only,
     });
     Ok(NewWorkflow {
         kind,
@@ -127,8 +132,11 @@ async fn intent_fact(ctx: &Ctx, key: &str) -> Result<IntentFact, StoreError> {
 
 /// Gathers the facts the workflow's current state is decided on.
 pub(super) async fn gather(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Facts, StoreError> {
+    let settings = ctx.settings();
     let mut facts = Facts {
-        mode: ctx.settings().automation.mode,
+        mode: settings.automation.mode,
+        trading_state: ctx.trading_state(),
+        adjust_in_reduce_only: settings.automation.adjust_in_reduce_only,
         signal_on: signal_still_on(ctx, workflow).await?,
         ..Facts::default()
     };
@@ -155,12 +163,22 @@ pub(super) async fn gather(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Facts
                 .directory()
                 .is_paper(&execution_account(workflow, plan.as_ref()))
                 == Some(true);
+            let plan_id = plan.as_ref().map(|p| p.exec_plan_id);
             for group in plan.map(|p| p.leg_group_ids()).unwrap_or_default() {
                 let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
-                let orders = ctx
-                    .store()
-                    .orders_for_intent(&key)
-                    .await?
+                let mut orders = ctx.store().orders_for_intent(&key).await?;
+                if let (true, Some(plan_id)) = (orders.is_empty(), plan_id) {
+                    // The answer named no order (INFERRED payload, docs/inferred.md
+                    // execution_payload): the plan's orders of this group, as order updates
+                    // reported them, are this intent's.
+                    orders = ctx.store().orders_of_leg_group(plan_id, group).await?;
+                    for order in &orders {
+                        ctx.store()
+                            .link_order_to_intent(order.order_id, &key, workflow.strategy_id)
+                            .await?;
+                    }
+                }
+                let orders = orders
                     .into_iter()
                     .map(|order| OrderFact {
                         order_id: order.order_id,
@@ -259,7 +277,16 @@ async fn record(
     workflow: &WorkflowRecord,
     change: WorkflowChange,
 ) -> Result<Step, DriveError> {
-    ctx.store().update_workflow(workflow.id, &change).await?;
+    let updated = ctx.store().update_workflow(workflow.id, &change).await?;
+    if change.state.is_some_and(|state| state != updated.state) {
+        // It ended meanwhile (an operator cancelled it): a final state stays.
+        tracing::info!(
+            workflow = workflow.id,
+            state = updated.state.as_str(),
+            "workflow already ended; change not applied"
+        );
+        return Ok(Step::Advanced);
+    }
     if let Some(state) = change.state {
         ctx.metrics().workflow(state.as_str());
         tracing::info!(
@@ -283,43 +310,148 @@ async fn send(
     call: &Call,
 ) -> Result<Step, DriveError> {
     let key = intent_key(ctx, workflow, &call.step());
-    let (operation, call_args) = request(ctx, workflow, call, &key);
+    let (operation, call_args) = match request(ctx, workflow, call, &key) {
+        Ok(request) => request,
+        Err(inexact) => {
+            return record(
+                ctx,
+                workflow,
+                WorkflowChange::to(WorkflowState::Failed).because(&inexact.to_string()),
+            )
+            .await;
+        }
+    };
     let new = NewIntent {
         key,
         operation,
         workflow_id: Some(workflow.id.to_string()),
         args: call_args,
     };
-    match intent::execute(ctx.store(), ctx.gate(), control, &new).await? {
+    let trading = TradingGate::new(ctx.subscribe_trading_state());
+    if !trading.is_closed() && ctx.store().intent(&new.key).await?.is_none() {
+        // A new intent: the risk rules are checked and the intent committed under one lock,
+        // so two workflows cannot both take the last unit of a limit.
+        let _checking = RISK_CHECKS.lock().await;
+        match risk_verdict(ctx, workflow, call).await? {
+            Verdict::Allow => {
+                ctx.store().record_intent(&new).await?;
+            }
+            Verdict::Refuse(breach) => {
+                ctx.metrics().risk_refused(breach.rule);
+                tracing::warn!(workflow = workflow.id, rule = breach.rule, reason = %breach.reason, "risk limit: workflow refused");
+                return record(
+                    ctx,
+                    workflow,
+                    WorkflowChange::to(WorkflowState::Cancelled).because(&breach.reason),
+                )
+                .await;
+            }
+            Verdict::Wait(breach) => {
+                tracing::info!(workflow = workflow.id, rule = breach.rule, reason = %breach.reason, "risk limit: call waits for the window");
+                return Ok(Step::Waiting);
+            }
+        }
+    }
+    match intent::execute(ctx.store(), ctx.gate(), control, &new, &trading).await? {
         IntentOutcome::Unsettled => Ok(Step::Waiting),
         IntentOutcome::Completed(_) | IntentOutcome::Failed(_) => Ok(Step::Advanced),
     }
 }
 
+/// Held while a new intent is checked against the risk rules and committed.
+static RISK_CHECKS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What the risk rules say of a new call of `workflow`, from the counts of its account.
+async fn risk_verdict(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+    call: &Call,
+) -> Result<Verdict, StoreError> {
+    let settings = ctx.settings();
+    let limits = &settings.risk;
+    let Some(account) = workflow.account.as_deref() else {
+        return Ok(Verdict::Allow);
+    };
+    let kind = match (call, workflow.kind) {
+        (Call::Prepare { .. }, FlowKind::Entry) => CallKind::OpeningEntry,
+        (Call::Prepare { .. }, FlowKind::Adjustment) => CallKind::OpeningAdjustment,
+        _ => CallKind::FollowUp,
+    };
+    let store = ctx.store();
+    let mut facts = CallFacts {
+        kind,
+        calls_in_window: 0,
+        entries_today: 0,
+        open_positions: 0,
+    };
+    if limits.max_orders_per_minute.is_some() {
+        let since = Timestamp::now().minus(risk::ORDER_WINDOW);
+        facts.calls_in_window = store.account_intents_since(account, None, since).await?;
+    }
+    if kind == CallKind::OpeningEntry {
+        if limits.max_entries_per_day.is_some() {
+            let day = risk::trading_day(chrono::Utc::now(), limits.timezone());
+            let prepare = methods::start_prepare(FlowKind::Entry);
+            facts.entries_today = store
+                .account_intents_since(account, Some(&prepare), day.start)
+                .await?;
+        }
+        if limits.max_open_positions_total.is_some() {
+            let open = store
+                .open_positions()
+                .await?
+                .iter()
+                .filter(|p| p.account == account)
+                .count();
+            let opening = store
+                .active_workflows()
+                .await?
+                .iter()
+                .filter(|w| {
+                    w.id != workflow.id
+                        && w.kind == FlowKind::Entry
+                        && w.account.as_deref() == Some(account)
+                        && w.state != WorkflowState::Requested
+                })
+                .count();
+            facts.open_positions = u32::try_from(open + opening).unwrap_or(u32::MAX);
+        }
+    }
+    Ok(risk::check_call(limits, account, &facts))
+}
+
 /// The method and arguments of a call. For a key already stored, the stored arguments are
-/// what is sent: these only matter the first time.
-fn request(ctx: &Ctx, workflow: &WorkflowRecord, call: &Call, key: &str) -> (String, Value) {
-    let automation = &ctx.settings().automation;
+/// what is sent: these only matter the first time. A decimal a JSON number cannot carry digit
+/// for digit is refused (`hubs.wire.decimal`), never rounded.
+fn request(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+    call: &Call,
+    key: &str,
+) -> Result<(String, Value), InexactDecimal> {
+    let settings = ctx.settings();
+    let automation = &settings.automation;
+    let wire = settings.hubs.wire.outbound();
     match call {
-        Call::Prepare { operation } => (
+        Call::Prepare { operation } => Ok((
             methods::start_prepare(workflow.kind),
             prepare_args(ctx, workflow, key, operation.as_deref()),
-        ),
-        Call::CancelJob { job_id } => (
+        )),
+        Call::CancelJob { job_id } => Ok((
             methods::cancel_prepare(workflow.kind),
             args::cancel_job(job_id, key),
-        ),
+        )),
         Call::Execute { group, paper } => {
             // decide() executes only workflows with a readable plan.
             let Some(plan) = plan_of(workflow) else {
-                return (methods::APPLY_PAPER_FILLS.to_owned(), Value::Null);
+                return Ok((methods::APPLY_PAPER_FILLS.to_owned(), Value::Null));
             };
             let account = execution_account(workflow, Some(&plan));
             if *paper {
-                return (
+                return Ok((
                     methods::APPLY_PAPER_FILLS.to_owned(),
-                    args::paper_fills(key, &account, &plan, *group),
-                );
+                    args::paper_fills(key, &account, &plan, *group, &wire)?,
+                ));
             }
             let multiplier = (workflow.kind == FlowKind::Entry)
                 .then(|| automation.qty_multiplier_for(workflow.strategy_id));
@@ -327,10 +459,10 @@ fn request(ctx: &Ctx, workflow: &WorkflowRecord, call: &Call, key: &str) -> (Str
                 OrderStyle::Market => None,
                 OrderStyle::LimitMid => plan.group_mid(*group),
             };
-            (
+            Ok((
                 methods::SEND_ORDER.to_owned(),
-                args::send_order(key, &account, &plan, *group, multiplier, limit),
-            )
+                args::send_order(key, &account, &plan, *group, multiplier, limit, &wire)?,
+            ))
         }
     }
 }

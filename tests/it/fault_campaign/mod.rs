@@ -6,6 +6,8 @@
 //!   and a 30 s resource soak.
 //! * `CAMPAIGN_SEED=<n> [CAMPAIGN_RUN_SECS=<s>] cargo test --test it
 //!   fault_campaign::bounded_campaign -- --nocapture`: replays one seed's schedule.
+//! * Every run's simulator plays a `random:` wire profile drawn from its seed (printed with
+//!   it); `CAMPAIGN_WIRE=<spec>` plays that profile instead (`default`: today's forms).
 //! * Long mode: `CAMPAIGN_MINUTES=30 cargo test --test it fault_campaign::long_campaign --
 //!   --ignored --nocapture` runs seeds back to back for that long alongside a soak of the same
 //!   length, prints the summary tables, and with `CAMPAIGN_REPORT=RELIABILITY.md` writes them
@@ -45,11 +47,16 @@ fn run_length(default: Duration) -> Duration {
 
 /// One seed in its own task, so a panic becomes a failed run that still names its seed.
 async fn run_seed(seed: u64, length: Duration) -> RunReport {
+    let mut schedule = Schedule::generate(seed, length);
+    if let Ok(wire) = std::env::var("CAMPAIGN_WIRE") {
+        schedule.wire = wire;
+    }
+    let wire = schedule.wire.clone();
     println!(
-        "run: CAMPAIGN_SEED={seed} CAMPAIGN_RUN_SECS={}",
+        "run: CAMPAIGN_SEED={seed} CAMPAIGN_RUN_SECS={} wire profile {wire}",
         length.as_secs()
     );
-    let outcome = tokio::spawn(run::run(Schedule::generate(seed, length))).await;
+    let outcome = tokio::spawn(run::run(schedule)).await;
     let report = outcome.unwrap_or_else(|err| {
         let message = match err.try_into_panic() {
             Ok(panic) => panic
@@ -61,6 +68,7 @@ async fn run_seed(seed: u64, length: Duration) -> RunReport {
         };
         RunReport {
             seed,
+            wire,
             violations: vec![format!("the run panicked: {message}")],
             ..RunReport::default()
         }

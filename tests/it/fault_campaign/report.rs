@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::run::RunReport;
+use crate::support::wire::changed_forms;
 
 /// Every run added up.
 #[derive(Debug, Default)]
@@ -21,6 +22,18 @@ pub(crate) struct Summary {
     pub second_effects: u64,
     /// `(seed, violations, kept directory)` of every run with a violation.
     pub failures: Vec<(u64, Vec<String>, Option<std::path::PathBuf>)>,
+    /// Every run's wire profile and what came of it.
+    pub profiles: Vec<Profile>,
+}
+
+/// One run's wire profile, for the table of profiles survived.
+#[derive(Debug)]
+pub(crate) struct Profile {
+    pub seed: u64,
+    pub spec: String,
+    pub events: i64,
+    pub second_effects: u64,
+    pub violations: usize,
 }
 
 fn add<K: Ord + Clone, V: Copy + std::ops::AddAssign + Default>(
@@ -47,6 +60,13 @@ impl Summary {
             self.failures
                 .push((run.seed, run.violations.clone(), run.kept.clone()));
         }
+        self.profiles.push(Profile {
+            seed: run.seed,
+            spec: run.wire.clone(),
+            events: run.facts.events,
+            second_effects: run.facts.second_effects,
+            violations: run.violations.len(),
+        });
     }
 
     pub(crate) fn violations(&self) -> usize {
@@ -105,6 +125,25 @@ impl Summary {
         );
         for (kind, n) in &self.faults_fired {
             let _ = writeln!(out, "| {kind} | {n} |");
+        }
+        let survived = self.profiles.iter().filter(|p| p.violations == 0).count();
+        let _ = writeln!(
+            out,
+            "\nWire profiles: {survived} of {} survived (the simulator played each run's `random:` profile; the forms listed are those that are not today's).\n\n| seed | wire forms played | events | second effects | violations |\n|---|---|---|---|---|",
+            self.profiles.len()
+        );
+        for profile in &self.profiles {
+            let forms = changed_forms(&profile.spec);
+            let _ = writeln!(
+                out,
+                "| {} | {} ({}) | {} | {} | {} |",
+                profile.seed,
+                forms.len(),
+                forms.join(" "),
+                profile.events,
+                profile.second_effects,
+                profile.violations
+            );
         }
         out
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use mesolive_sim::SimOptions;
+use mesolive_sim::{SimOptions, WireProfile};
 use serde_json::{Value, json};
 
 use testkit::eventually;
@@ -29,6 +29,8 @@ const STOP_BUDGET: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub(crate) struct RunReport {
     pub seed: u64,
+    /// The wire profile the simulator played.
+    pub wire: String,
     pub elapsed: Duration,
     /// Actions carried out, by kind.
     pub actions: BTreeMap<&'static str, u64>,
@@ -65,7 +67,10 @@ struct Runner {
 pub(crate) async fn run(schedule: Schedule) -> RunReport {
     let started = Instant::now();
     let dir = testkit::temp_dir();
-    let sim = Sim::start(sim_options(schedule.seed)).await;
+    let mut options = sim_options(schedule.seed);
+    options.wire = WireProfile::parse(&schedule.wire)
+        .unwrap_or_else(|err| panic!("wire profile {}: {err}", schedule.wire));
+    let sim = Sim::start(options).await;
     let env = schedule.variant.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let daemon = Daemon::spawn(&sim, dir.path(), &env);
@@ -77,6 +82,7 @@ pub(crate) async fn run(schedule: Schedule) -> RunReport {
         outage_until: Instant::now(),
         report: RunReport {
             seed: schedule.seed,
+            wire: schedule.wire.clone(),
             ..RunReport::default()
         },
     };

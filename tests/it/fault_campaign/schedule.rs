@@ -4,6 +4,12 @@
 
 use std::time::Duration;
 
+use crate::support::wire::random_profile;
+
+/// Mixed into a run's seed for its wire profile: the profile has its own random stream, so a
+/// seed's actions are what they were before runs had profiles.
+const WIRE_STREAM: u64 = 0x5749_5245_5052_4F46;
+
 /// Hub methods whose Completion the campaign loses after the effect.
 const LOSABLE: [&str; 4] = [
     "StartPreparePositionEntry",
@@ -147,6 +153,9 @@ impl Variant {
 pub(crate) struct Schedule {
     pub seed: u64,
     pub variant: Variant,
+    /// The wire profile the simulator plays (`random:` drawn from the seed, among the forms the
+    /// daemon meets and a campaign can survive).
+    pub wire: String,
     pub steps: Vec<Step>,
 }
 
@@ -196,6 +205,11 @@ impl Schedule {
         Schedule {
             seed,
             variant,
+            // Orders are always bound strictly, like a stock ASP.NET Core server.
+            wire: format!(
+                "{},argument_binding=strict_stj",
+                random_profile(seed ^ WIRE_STREAM, true)
+            ),
             steps,
         }
     }

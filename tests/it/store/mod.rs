@@ -8,5 +8,6 @@ mod history_gap;
 mod lease;
 mod model;
 mod open;
+mod operator;
 mod records;
 mod signal_recency;

@@ -328,7 +328,11 @@ on_both_backends! {
         assert_eq!(count("quarantined_events", None), Some(1));
 
         let table = render_table(&summary);
-        assert!(table.contains("event cursor  42 (moved "), "{table}");
+        assert!(table.contains("event cursor   42 (moved "), "{table}");
+        assert!(
+            table.contains("trading state  none (never started)"),
+            "{table}"
+        );
         assert!(
             table.contains("send_order_5_1  SendOrder  pending"),
             "{table}"

@@ -48,7 +48,7 @@ async fn starts_in_runbook_order_and_reports_ready() {
     );
 
     let text = daemon.metrics().await;
-    assert_prometheus_text(&text);
+    assert_openmetrics_text(&text);
     assert_eq!(
         metric_value(&text, "mesolive_hub_connected{hub=\"event\"}"),
         Some(1.0)
@@ -56,8 +56,10 @@ async fn starts_in_runbook_order_and_reports_ready() {
     assert!(metric_value(&text, "mesolive_monitors_running").is_some());
 }
 
-/// Every sample line is `name[{labels}] value`, every family has HELP and TYPE.
-fn assert_prometheus_text(text: &str) {
+/// OpenMetrics text: every sample line is `name[{labels}] value` after its family's HELP and
+/// TYPE (a counter family `x` has samples `x_total`), and the text ends with `# EOF`.
+fn assert_openmetrics_text(text: &str) {
+    assert!(text.ends_with("# EOF\n"), "no # EOF terminator: {text}");
     let mut typed = std::collections::HashSet::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -65,10 +67,15 @@ fn assert_prometheus_text(text: &str) {
             let name = parts.next().unwrap();
             let kind = parts.next().unwrap();
             assert!(["counter", "gauge"].contains(&kind), "{line}");
-            typed.insert(name.to_owned());
+            let sample = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            typed.insert(sample);
             continue;
         }
-        if line.starts_with("# HELP ") || line.is_empty() {
+        if line.starts_with("# HELP ") || line == "# EOF" || line.is_empty() {
             continue;
         }
         let (series, value) = line

@@ -6,15 +6,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use mesolive_api::client::{EventHub, HubClient};
 use mesolive_sim::{AdminClient, RunningSim, SimOptions, Simulator};
 use mesolive_supervisor::daemon::ops_addr_in_log;
 use mesolive_supervisor::store::{Location, PostgresLocation, QuarantinedEvent, Store};
 use serde_json::{Value, json};
-use signalr::{ConnectOptions, Connection};
 use sqlx::Connection as _;
 use testkit::wait_for;
 
@@ -115,31 +113,26 @@ impl Sim {
         self.post("/faults", patch).await;
     }
 
-    /// `(seq, EventId, callback)` of every logged event up to `latest`, read through the Event
-    /// Hub like any client.
+    /// `(seq, EventId, callback)` of every logged event up to `latest`, as the simulator's log
+    /// holds them (`GET /events`): the same whatever wire forms the hubs play.
     pub(crate) async fn history(&self, latest: i64) -> Vec<(i64, String, String)> {
-        let url = format!("{}/hubs/event/v1", self.running.hub_base_url());
-        let options = ConnectOptions::new(url.parse().expect("hub URL"))
-            .with_access_token(self.running.token());
-        let connection = Arc::new(Connection::connect(options).await.expect("event hub"));
-        let hub = EventHub(HubClient::new(connection.clone()));
         let mut events = Vec::new();
         let mut after = 0;
         while after < latest {
-            let page = hub.events_since(after, 1000, None).await.expect("history");
-            assert!(!page.events.is_empty(), "history ends before {latest}");
-            for event in page.events {
-                let payload = &event.payload;
-                let seq = payload["EventSeqId"].as_i64().expect("EventSeqId");
-                let id = payload["EventId"].as_str().expect("EventId").to_owned();
+            let page = self.get(&format!("/events?after={after}")).await;
+            let listed = page["events"].as_array().cloned().unwrap_or_default();
+            assert!(!listed.is_empty(), "the log ends before {latest}");
+            for event in listed {
+                let seq = event["event_seq_id"].as_i64().expect("event_seq_id");
+                let id = event["event_id"].as_str().expect("event_id").to_owned();
+                // The daemon counts effects per canonical callback name.
                 let target = mesolive_api::wire::callbacks::canonical_target(
-                    event.event_type.as_deref().unwrap_or("?"),
+                    event["target"].as_str().expect("target"),
                 );
                 after = seq;
                 events.push((seq, id, target));
             }
         }
-        connection.close().await;
         events
     }
 
@@ -195,6 +188,8 @@ pub(crate) struct Daemon {
     out_from: usize,
     pub log: PathBuf,
     env: Vec<(String, String)>,
+    /// `--config FILE`, when the daemon reads one.
+    config: Option<PathBuf>,
     http: reqwest::Client,
 }
 
@@ -240,8 +235,49 @@ impl Daemon {
         daemon
     }
 
-    /// A daemon not started yet.
-    fn new(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
+    /// Spawns the daemon reading `config` (`--config`) besides the environment.
+    pub(crate) fn spawn_with_config(
+        sim: &Sim,
+        dir: &Path,
+        extra: &[(&str, &str)],
+        config: &Path,
+    ) -> Daemon {
+        let mut daemon = Daemon::new(sim, dir, extra);
+        daemon.config = Some(config.to_path_buf());
+        daemon.start();
+        daemon
+    }
+
+    /// `mesolive-supervisor <args>` with this daemon's environment and configuration (`ctl`,
+    /// `config show`): a command to run, as another process would.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        command
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    }
+
+    /// Runs `mesolive-supervisor ctl <args>` against this daemon.
+    pub(crate) fn ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut command = self.command(&["ctl"]);
+        command.args(args);
+        tokio::task::block_in_place(|| command.output()).expect("ctl runs")
+    }
+
+    /// `ctl status --json`, parsed.
+    pub(crate) fn status(&self) -> Value {
+        let out = self.ctl(&["status", "--json"]);
+        assert!(out.status.success(), "ctl status: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// A daemon not started yet ([`Daemon::start`] starts it).
+    pub(crate) fn new(sim: &Sim, dir: &Path, extra: &[(&str, &str)]) -> Daemon {
         let mut env = Daemon::env(sim, dir, extra);
         env.push(("MESOLIVE__OPS__LISTEN".into(), "127.0.0.1:0".into()));
         let db = env
@@ -249,7 +285,11 @@ impl Daemon {
             .find(|(key, _)| key == "MESOLIVE__DATABASE__PATH")
             .map(|(_, path)| PathBuf::from(path))
             .expect("a database path");
-        let var = |name: &str| env.iter().find(|(key, _)| key == name).map(|(_, v)| v.clone());
+        let var = |name: &str| {
+            env.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, v)| v.clone())
+        };
         let location = match var("MESOLIVE__DATABASE__URL") {
             Some(url) => Location::Postgres(PostgresLocation {
                 url,
@@ -267,6 +307,7 @@ impl Daemon {
             out_from: 0,
             log: dir.join("daemon.log"),
             env,
+            config: None,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -293,7 +334,11 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        let child = command
             .arg("run")
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -660,21 +705,46 @@ pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String>
     violations(sim, &sqlite_facts(db).await).await
 }
 
+/// [`exactly_once_violations`] for a daemon whose first cursor was `first_cursor` (see
+/// [`violations_after`]).
+pub(crate) async fn exactly_once_violations_after(
+    sim: &Sim,
+    db: &Path,
+    first_cursor: i64,
+) -> Vec<String> {
+    violations_after(sim, &sqlite_facts(db).await, first_cursor).await
+}
+
 /// The exactly-once invariants between the simulator's event log and a database's facts,
 /// checked after quiescence: every logged EventId is in the dedupe set, effects applied per
 /// callback equal the events logged per callback, no EventSeqId was processed twice, the
 /// cursor is the simulator's latest EventSeqId, and nothing valid was quarantined. Returns the
 /// violations (empty when every invariant holds).
 pub(crate) async fn violations(sim: &Sim, facts: &StoreFacts) -> Vec<String> {
+    violations_after(sim, facts, 0).await
+}
+
+/// [`violations`] for a daemon whose first cursor was `first_cursor` (a first run that started
+/// at the server's latest event): the events after it must all be applied; those at or below
+/// it count only if the daemon received them anyway (an on-connect push).
+pub(crate) async fn violations_after(
+    sim: &Sim,
+    facts: &StoreFacts,
+    first_cursor: i64,
+) -> Vec<String> {
     let latest = sim.latest_seq().await;
-    let history = sim.history(latest).await;
+    let logged = sim.history(latest).await;
     let mut violations = Vec::new();
-    if history.len() as i64 != latest {
+    if logged.len() as i64 != latest {
         violations.push(format!(
             "the simulator logged {} events, latest is {latest}",
-            history.len()
+            logged.len()
         ));
     }
+    let history: Vec<&(i64, String, String)> = logged
+        .iter()
+        .filter(|(seq, id, _)| *seq > first_cursor || facts.keys.contains(&id.to_ascii_lowercase()))
+        .collect();
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();
     for (_, _, target) in &history {
         *expected.entry(target.clone()).or_default() += 1;

@@ -10,3 +10,4 @@ pub(crate) mod front;
 pub(crate) mod fs;
 pub(crate) mod pg;
 pub(crate) mod store;
+pub(crate) mod wire;

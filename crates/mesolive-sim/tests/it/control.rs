@@ -165,13 +165,13 @@ async fn paging_follows_continuation_tokens_and_filters_open_positions() {
         .await;
 
     let mut seen = Vec::new();
-    let mut token: Option<String> = None;
+    let mut token: Option<Value> = None;
     let mut pages = 0;
     loop {
         let page = ok(
             &control,
             "ListPositions",
-            args::page(Some(7), token.as_deref()),
+            args::page(Some(7), token.as_ref()),
         )
         .await;
         let page = paging::read_page(page).unwrap();

@@ -143,8 +143,21 @@ async fn streams_send_at_most_one_update_per_interval() {
 }
 
 #[tokio::test]
-async fn underlying_data_requires_a_provider() {
-    let sim = start().await;
+async fn underlying_data_requires_a_provider_when_told_to() {
+    let lenient = start().await;
+    let data = lenient.connect(Hub::Data).await;
+    // By default the server's default provider answers.
+    ok(
+        &data,
+        "GetUnderlyingSnapshot",
+        args::underlying("SPX", None),
+    )
+    .await;
+    lenient.sim.shutdown().await;
+
+    let mut options = fast_options();
+    options.faults.require_provider = Some(true);
+    let sim = start_with(options).await;
     let data = sim.connect(Hub::Data).await;
     let missing = call(
         &data,

@@ -9,3 +9,4 @@ mod data;
 mod events;
 mod faults;
 mod support;
+mod wire;
