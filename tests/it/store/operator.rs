@@ -335,11 +335,24 @@ async fn a_fenced_store_changes_no_operator_state_postgres() {
         holder: holder.into(),
         ttl: Duration::from_secs(30),
     };
-    leader.acquire_lease(&request("a")).await.unwrap().expect("free lease");
-    assert!(standby.acquire_lease(&request("b")).await.unwrap().is_none());
+    leader
+        .acquire_lease(&request("a"))
+        .await
+        .unwrap()
+        .expect("free lease");
+    assert!(
+        standby
+            .acquire_lease(&request("b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     assert_eq!(
-        leader.trading_state_or_init(TradingState::Active).await.unwrap(),
+        leader
+            .trading_state_or_init(TradingState::Active)
+            .await
+            .unwrap(),
         TradingState::Active
     );
     leader
@@ -359,7 +372,10 @@ async fn a_fenced_store_changes_no_operator_state_postgres() {
         );
     };
     fenced(
-        standby.trading_state_or_init(TradingState::Active).await.map(drop),
+        standby
+            .trading_state_or_init(TradingState::Active)
+            .await
+            .map(drop),
         "init",
     );
     fenced(
@@ -371,7 +387,13 @@ async fn a_fenced_store_changes_no_operator_state_postgres() {
     );
     fenced(
         standby
-            .risk_switch("max_daily_loss", "A", "2026-01-02", TradingState::Halted, "loss")
+            .risk_switch(
+                "max_daily_loss",
+                "A",
+                "2026-01-02",
+                TradingState::Halted,
+                "loss",
+            )
             .await
             .map(drop),
         "risk switch",
@@ -399,7 +421,12 @@ async fn a_fenced_store_changes_no_operator_state_postgres() {
     assert_eq!(actions.len(), 2, "{actions:?}");
     assert_eq!(actions[0].reason, "broker outage");
     assert_eq!(
-        standby.workflow(open.id).await.unwrap().expect("workflow").state,
+        standby
+            .workflow(open.id)
+            .await
+            .unwrap()
+            .expect("workflow")
+            .state,
         WorkflowState::Requested
     );
 }
