@@ -2,7 +2,8 @@
 //! schema. Exactly one leads; the leader is SIGKILLed in the middle of workflows (20 times,
 //! timing each takeover), paused past its lease and resumed, and PostgreSQL is restarted and
 //! stopped under both. After each: no second effect in the simulator's ledger, every event
-//! applied once, the cursor at the latest EventSeqId, every workflow final.
+//! applied once, the cursor at the latest EventSeqId, every workflow final. Operator control
+//! follows the lease: a halt outlives a takeover, and a standby refuses `ctl`.
 //!
 //! Ignored in a plain `cargo test` (they need PostgreSQL); `.ci/run` runs them:
 //! `cargo test --test it -- --ignored postgres`. `FAILOVER_KILLS=<n>` sets the number of kills
@@ -217,4 +218,62 @@ async fn postgres_restarted_and_stopped_under_both_daemons_loses_and_repeats_not
         assert!(daemon.is_running(), "no process restart");
         assert_eq!(daemon.pid(), pid);
     }
+}
+
+/// Operator control in a group: `ctl` on the standby is refused (it runs no term); a halt given
+/// to the leader outlives a SIGKILL of it (the new leader starts halted, its signal's workflow
+/// waits and nothing state-changing is sent), and a resume given to the new leader finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: cargo test --test it -- --ignored postgres"]
+async fn a_halt_outlives_a_takeover_and_a_standby_refuses_ctl_postgres() {
+    let mut group = Group::start(&[]).await;
+    let old = group.leader(STARTUP).await;
+    let new = 1 - old;
+    group.wait_standby(new, STARTUP).await;
+
+    let refused = group.daemons[new].ctl(&["halt", "--reason", "on the standby"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no term is running"),
+        "{refused:?}"
+    );
+    let halted = group.daemons[old].ctl(&["halt", "--reason", "broker outage"]);
+    assert!(halted.status.success(), "{halted:?}");
+    let status = group.daemons[old].status();
+    assert_eq!(status["trading_state"], "halted", "{status}");
+    assert_eq!(status["role"], "leader", "{status}");
+
+    kill_leader_and_time_takeover(&mut group, old).await;
+    let status = group.daemons[new].status();
+    assert_eq!(status["trading_state"], "halted", "{status}");
+    assert_eq!(status["role"], "leader", "{status}");
+    group.wait_standby(old, STARTUP).await;
+
+    group.entry_on(STRATEGIES[0]).await;
+    wait_for("the signal's workflow, waiting", STARTUP, || async {
+        group
+            .workflows()
+            .await
+            .iter()
+            .any(|w| w.state == mesolive_supervisor::store::WorkflowState::Requested)
+    })
+    .await;
+    let resumed_at = group.sim_now_ms().await;
+    let resumed = group.daemons[new].ctl(&["resume", "--reason", "outage over"]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    group.assert_quiescent_and_clean(STARTUP).await;
+    let calls = group.state_changing_calls().await;
+    assert!(!calls.is_empty(), "the resumed workflow acted");
+    let while_halted: Vec<_> = calls.iter().filter(|(at, ..)| *at < resumed_at).collect();
+    assert!(
+        while_halted.is_empty(),
+        "sent while halted: {while_halted:?}"
+    );
+    let workflows = group.workflows().await;
+    assert!(
+        workflows
+            .iter()
+            .all(|w| w.state == mesolive_supervisor::store::WorkflowState::Done),
+        "{workflows:#?}"
+    );
 }
