@@ -15,8 +15,9 @@
 //! exit        process exit statuses (sysexits)
 //! ha/         failover: the send gate and the leader's lease loop (the lease is the store's)
 //! risk        risk limits, decided without I/O (calls, daily loss, the trading day)
-//! store/      SQLite or PostgreSQL state: migrations, the lease, the cursor+dedupe+effects transaction, intents, jobs,
-//!             positions, orders, signals, workflows, and the `state` report
+//! store/      SQLite or PostgreSQL state: migrations, the lease, the cursor+dedupe+effects
+//!             transaction, intents, jobs, positions, orders, signals, workflows, the trading
+//!             state and operator actions, and the `state` report
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
 //! table       aligned plain-text tables for CLI output
 //! supervisor/ the kit below the tasks: supervise (restart policy), drain (the stop's phases),
