@@ -58,7 +58,7 @@ pub enum Check {
         /// Rows listed for accounts and strategies.
         limit: u32,
     },
-    /// The verification sequence of SPEC §8.3, raw JSON and a verdict per INFERRED detail.
+    /// The verification sequence of API §8.3, raw JSON and a verdict per INFERRED detail.
     Probe,
 }
 
@@ -428,7 +428,7 @@ async fn events(connector: &Connector, seconds: u64) -> CheckReport {
     CheckReport::new("events", ok, summary).table(&["CALLBACK", "COUNT"], rows)
 }
 
-/// SPEC §8.3: one raw call per INFERRED detail, with the raw JSON and a verdict. Every
+/// API §8.3: one raw call per INFERRED detail, with the raw JSON and a verdict. Every
 /// verdict names the wire form it saw (`docs/inferred.md`); a form the daemon refuses is a
 /// FAIL that says so, in the words the daemon stops with.
 async fn probe(connector: &Connector, outbound: Outbound) -> Vec<CheckReport> {

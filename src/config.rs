@@ -4,7 +4,8 @@
 //! expected (the CLI exits with status 78, EX_CONFIG).
 //!
 //! The API key is a [`ApiKey`]: it comes from `MESOLIVE_API_KEY` or `hubs.api_key_file`, never
-//! from a TOML file, and its `Debug`/`Display` are redacted so it cannot reach a log line.
+//! from a TOML file, and its `Debug`/`Display` are redacted so it cannot reach a log line. The
+//! notification sinks' secrets (`notify.sinks[N].secret_file`) are [`Secret`]s the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -16,6 +17,7 @@ use mesolive_api::wire::encode::{DecimalForm, Outbound};
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
+use crate::notifications::notice::Severity;
 use crate::store::{Location, PostgresLocation, TradingState, is_plain_identifier};
 
 /// The embedded defaults; the single source of every key's default value.
@@ -44,9 +46,11 @@ pub enum ConfigError {
     /// The layers could not be read or merged (syntax error, unknown key, wrong type).
     #[error("config: {0}")]
     Load(String),
-    /// The API key file named by `hubs.api_key_file` cannot be used.
-    #[error("config: hubs.api_key_file = {path:?}: {reason}")]
+    /// A secret file (`hubs.api_key_file`, `notify.sinks[N].secret_file`) cannot be used.
+    #[error("config: {key} = {path:?}: {reason}")]
     KeyFile {
+        /// The dotted key that names the file.
+        key: String,
         /// The configured path.
         path: PathBuf,
         /// Why it cannot be used (unreadable, empty).
@@ -69,30 +73,35 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The MesoLive API key. Redacted in `Debug` and `Display`; read it only with [`ApiKey::expose`]
-/// at the point where it goes on the wire.
+/// A secret read from the environment or a file (the API key, a webhook's HMAC key, a
+/// Telegram bot token). Redacted in `Debug` and `Display`; read it only with
+/// [`Secret::expose`] at the point where it is used.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+pub struct Secret(String);
 
-impl ApiKey {
-    /// Wraps a key taken from the environment, a key file, or a test.
-    pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
+/// The MesoLive API key.
+pub type ApiKey = Secret;
+
+impl Secret {
+    /// Wraps a secret taken from the environment, a file, or a test.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Secret(secret.into())
     }
 
-    /// The key itself, for the bearer header only.
+    /// The secret itself, where it goes on the wire (the bearer header, an HMAC key, a bot
+    /// token in a URL that is never logged).
     pub fn expose(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Debug for ApiKey {
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
+        f.write_str("Secret(<redacted>)")
     }
 }
 
-impl fmt::Display for ApiKey {
+impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
@@ -122,6 +131,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// Risk limits checked before an intent is committed.
     pub risk: RiskSettings,
+    /// Operator notifications.
+    pub notify: NotifySettings,
     /// The API key, from the environment or `hubs.api_key_file`; never from TOML.
     #[serde(skip)]
     pub api_key: Option<ApiKey>,
@@ -316,6 +327,26 @@ pub struct AutomationSettings {
     /// A prepare job silent for this long is polled with GetPreparePosition*Status.
     #[serde(with = "humantime_serde")]
     pub job_poll_after: Duration,
+    /// A prepare job not finished this long after it started is polled, then cancelled.
+    #[serde(with = "humantime_serde")]
+    pub job_timeout: Duration,
+    /// A live order not final this long after the last leg group was sent is cancelled.
+    #[serde(with = "humantime_serde")]
+    pub order_timeout: Duration,
+    /// Retry a failed exit or adjustment while its signal stays On.
+    pub exit_retry: bool,
+    /// Retry a failed entry while its signal stays On (off: an entry is tried once).
+    pub entry_retry: bool,
+    /// The first retry's delay; each further retry waits twice as long.
+    #[serde(with = "humantime_serde")]
+    pub exit_retry_backoff: Duration,
+    /// The longest delay between two attempts.
+    #[serde(with = "humantime_serde")]
+    pub exit_retry_backoff_max: Duration,
+    /// Most retries after the first attempt of one signal instance; unset: no limit while the
+    /// signal holds.
+    #[serde(default)]
+    pub exit_retry_max: Option<u32>,
     /// Per-strategy overrides of the sizing and limits above, keyed by strategy id.
     #[serde(default)]
     pub strategies: HashMap<String, StrategyOverrides>,
@@ -396,7 +427,7 @@ pub enum FirstRun {
 }
 
 /// `events.on_history_gap`: what to do when the server no longer has the events after the
-/// cursor (SPEC §6.3).
+/// cursor (API §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnHistoryGap {
@@ -570,6 +601,110 @@ pub struct LogSettings {
     pub filter: String,
 }
 
+/// `notify.sinks[N].kind`: the format a sink takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// A generic JSON webhook (`id`, `kind`, `severity`, `at`, `text`, `data`), signed with
+    /// HMAC-SHA256 when it has a secret.
+    Webhook,
+    /// A Slack (or Mattermost) incoming webhook: `{"text": …}`.
+    Slack,
+    /// A Discord webhook: `{"content": …}`.
+    Discord,
+    /// The Telegram Bot API's `sendMessage` (bot token from `secret_file`).
+    Telegram,
+}
+
+impl SinkKind {
+    /// The configured name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Webhook => "webhook",
+            SinkKind::Slack => "slack",
+            SinkKind::Discord => "discord",
+            SinkKind::Telegram => "telegram",
+        }
+    }
+}
+
+/// The Telegram Bot API's origin, when a telegram sink names no `url`.
+pub const TELEGRAM_API: &str = "https://api.telegram.org";
+
+/// `[[notify.sinks]]`: one place notifications go.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSettings {
+    /// The format.
+    pub kind: SinkKind,
+    /// The webhook URL; for telegram the Bot API's origin (default [`TELEGRAM_API`]). `config
+    /// show` prints a fingerprint, never the URL (it often carries a token).
+    #[serde(default, serialize_with = "fingerprint")]
+    pub url: String,
+    /// webhook: the HMAC key (optional); telegram: the bot token (required). Never in TOML.
+    #[serde(default)]
+    pub secret_file: PathBuf,
+    /// telegram: the chat to send to.
+    #[serde(default)]
+    pub chat_id: String,
+    /// The least severity this sink takes (default: `notify.min_severity`).
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// Only these notification kinds (empty: every kind).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// The secret read from `secret_file`.
+    #[serde(skip)]
+    pub secret: Option<Secret>,
+}
+
+/// A value shown only as a fingerprint: enough to see that it changed (a reload compares the
+/// shown values), nothing to read it back from.
+fn fingerprint<S: serde::Serializer>(value: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    use std::hash::{Hash, Hasher};
+    if value.is_empty() {
+        return serializer.serialize_str("");
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    serializer.serialize_str(&format!("<redacted {:08x}>", hasher.finish() >> 32))
+}
+
+/// `[notify]`: operator notifications through a durable outbox.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// The least severity a sink takes unless it says otherwise.
+    pub min_severity: Severity,
+    /// A hub down for longer than this is notified.
+    #[serde(with = "humantime_serde")]
+    pub hub_down_after: Duration,
+    /// Not ready for longer than this is notified.
+    #[serde(with = "humantime_serde")]
+    pub not_ready_after: Duration,
+    /// Most notifications kept undelivered; past it the oldest are dropped.
+    pub max_pending: u32,
+    /// Per delivery attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// First delay after a failed attempt.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Longest delay between attempts.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Where notifications go (none: nothing is queued).
+    #[serde(default)]
+    pub sinks: Vec<SinkSettings>,
+}
+
+impl SinkSettings {
+    /// The least severity this sink takes, given the `notify.min_severity` default.
+    pub fn min_severity_or(&self, default: Severity) -> Severity {
+        self.min_severity.unwrap_or(default)
+    }
+}
+
 impl Settings {
     /// Layers the embedded defaults, an optional file and the process environment, then validates.
     pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -611,6 +746,7 @@ impl Settings {
         settings.api_key = settings.read_api_key(api_key_env)?;
         settings.database.password = settings.read_password(password_env)?;
         settings.config_file = config_file.map(Path::to_path_buf);
+        settings.read_sink_secrets()?;
         Ok(settings)
     }
 
@@ -704,25 +840,34 @@ impl Settings {
         if path.as_os_str().is_empty() {
             return Ok(from_env.map(|k| ApiKey::new(k.trim())));
         }
-        let key_file_error = |reason: String| ConfigError::KeyFile {
-            path: path.clone(),
-            reason,
-        };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|err| key_file_error(format!("cannot be read: {err}")))?;
-        let key = text.lines().next().unwrap_or("").trim();
-        if key.is_empty() {
-            return Err(key_file_error(
-                "is empty: expected the API key on its first line".into(),
-            ));
+        read_secret_file(
+            "hubs.api_key_file",
+            &path,
+            "the API key",
+            &mut self.warnings,
+        )
+        .map(Some)
+    }
+
+    /// Reads every sink's `secret_file` (validated before: telegram has one).
+    fn read_sink_secrets(&mut self) -> Result<(), ConfigError> {
+        for (n, sink) in self.notify.sinks.iter_mut().enumerate() {
+            if sink.secret_file.as_os_str().is_empty() {
+                continue;
+            }
+            let what = match sink.kind {
+                SinkKind::Telegram => "the bot token",
+                _ => "the HMAC key",
+            };
+            let key = format!("notify.sinks[{n}].secret_file");
+            sink.secret = Some(read_secret_file(
+                &key,
+                &sink.secret_file,
+                what,
+                &mut self.warnings,
+            )?);
         }
-        if let Some(mode) = group_or_other_readable(&path) {
-            self.warnings.push(format!(
-                "hubs.api_key_file {} has mode {mode:o}: readable by group or others; chmod 600 it",
-                path.display()
-            ));
-        }
-        Ok(Some(ApiKey::new(key)))
+        Ok(())
     }
 
     /// Where the state is kept: PostgreSQL when `database.url` is set, else the SQLite file.
@@ -830,6 +975,23 @@ impl Settings {
             }
         }
         positive("automation.job_poll_after", auto.job_poll_after)?;
+        positive("automation.job_timeout", auto.job_timeout)?;
+        positive("automation.order_timeout", auto.order_timeout)?;
+        positive("automation.exit_retry_backoff", auto.exit_retry_backoff)?;
+        if auto.exit_retry_backoff_max < auto.exit_retry_backoff {
+            return Err(invalid(
+                "automation.exit_retry_backoff_max",
+                &quoted(&humantime::format_duration(auto.exit_retry_backoff_max).to_string()),
+                "a duration at least automation.exit_retry_backoff",
+            ));
+        }
+        if auto.exit_retry_max == Some(0) {
+            return Err(invalid(
+                "automation.exit_retry_max",
+                "0",
+                "at least 1 (leave it unset for no limit, or set automation.exit_retry = false)",
+            ));
+        }
         self.risk.validate()?;
         let socket = self.control_socket();
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
@@ -853,6 +1015,7 @@ impl Settings {
             self.monitor.snapshot_resync_interval,
         )?;
         positive("monitor.stale_after", self.monitor.stale_after)?;
+        self.notify.validate()?;
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             return Err(ConfigError::Invalid {
                 key: "log.filter".into(),
@@ -1128,6 +1291,145 @@ pub fn changed_keys(old: &Settings, new: &Settings) -> Vec<String> {
 /// the store, listeners, the restart policy, the event pump) and needs a restart.
 pub fn applies_live(key: &str) -> bool {
     key.starts_with("automation.") || key.starts_with("risk.") || key == "log.filter"
+}
+
+impl NotifySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("notify.hub_down_after", self.hub_down_after),
+            ("notify.not_ready_after", self.not_ready_after),
+            ("notify.timeout", self.timeout),
+            ("notify.backoff_initial", self.backoff_initial),
+        ] {
+            positive(key, value)?;
+        }
+        if self.backoff_max < self.backoff_initial {
+            return Err(invalid(
+                "notify.backoff_max",
+                &humantime::format_duration(self.backoff_max).to_string(),
+                "at least notify.backoff_initial",
+            ));
+        }
+        if self.max_pending < 2 {
+            return Err(invalid(
+                "notify.max_pending",
+                &self.max_pending.to_string(),
+                "at least 2",
+            ));
+        }
+        for (n, sink) in self.sinks.iter().enumerate() {
+            sink.validate(n)?;
+        }
+        Ok(())
+    }
+}
+
+impl SinkSettings {
+    /// The URL a sink posts to (telegram: the Bot API origin), checked.
+    pub fn endpoint(&self, n: usize) -> Result<Url, ConfigError> {
+        let key = format!("notify.sinks[{n}].url");
+        let text = match (self.kind, self.url.as_str()) {
+            (SinkKind::Telegram, "") => TELEGRAM_API,
+            (_, "") => {
+                return Err(invalid(
+                    &key,
+                    "\"\"",
+                    "the webhook's URL, e.g. \"https://example.org/hook\"",
+                ));
+            }
+            (_, url) => url,
+        };
+        let expected = "an absolute http:// or https:// URL";
+        // The value is never echoed: a webhook URL often carries a token in its path.
+        let url = Url::parse(text).map_err(|_| invalid(&key, "(not shown)", expected))?;
+        match url.scheme() {
+            "http" | "https" if url.host().is_some() => Ok(url),
+            _ => Err(invalid(&key, "(not shown)", expected)),
+        }
+    }
+
+    fn validate(&self, n: usize) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("notify.sinks[{n}].{field}");
+        self.endpoint(n)?;
+        let has_secret = !self.secret_file.as_os_str().is_empty();
+        match self.kind {
+            SinkKind::Telegram if !has_secret => {
+                return Err(invalid(
+                    &key("secret_file"),
+                    "\"\"",
+                    "a file holding the Telegram bot token",
+                ));
+            }
+            SinkKind::Telegram if self.chat_id.trim().is_empty() => {
+                return Err(invalid(
+                    &key("chat_id"),
+                    "\"\"",
+                    "the Telegram chat id to send to",
+                ));
+            }
+            SinkKind::Slack | SinkKind::Discord if has_secret => {
+                return Err(invalid(
+                    &key("secret_file"),
+                    &quoted(&self.secret_file.display().to_string()),
+                    "nothing: only webhook (HMAC key) and telegram (bot token) sinks read a secret file",
+                ));
+            }
+            _ => {}
+        }
+        if self.kind != SinkKind::Telegram && !self.chat_id.is_empty() {
+            return Err(invalid(
+                &key("chat_id"),
+                &quoted(&self.chat_id),
+                "nothing: only telegram sinks have a chat id",
+            ));
+        }
+        if let Some(unknown) = self
+            .kinds
+            .iter()
+            .find(|kind| crate::notifications::notice::Kind::from_name(kind).is_none())
+        {
+            let known: Vec<&str> = crate::notifications::notice::Kind::ALL
+                .iter()
+                .map(|k| k.as_str())
+                .collect();
+            return Err(invalid(
+                &key("kinds"),
+                &quoted(unknown),
+                &format!("notification kinds among {}", known.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a secret from the first line of `path` (trimmed), warning when the file is readable
+/// by group or others.
+fn read_secret_file(
+    key: &str,
+    path: &Path,
+    what: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Secret, ConfigError> {
+    let file_error = |reason: String| ConfigError::KeyFile {
+        key: key.to_owned(),
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| file_error(format!("cannot be read: {err}")))?;
+    let secret = text.lines().next().unwrap_or("").trim();
+    if secret.is_empty() {
+        return Err(file_error(format!(
+            "is empty: expected {what} on its first line"
+        )));
+    }
+    if let Some(mode) = group_or_other_readable(path) {
+        warnings.push(format!(
+            "{key} {} has mode {mode:o}: readable by group or others; chmod 600 it",
+            path.display()
+        ));
+    }
+    Ok(Secret::new(secret))
 }
 
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {

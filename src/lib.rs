@@ -14,16 +14,23 @@
 //! demo        simulator + daemon in one process with a live view (`demo`)
 //! exit        process exit statuses (sysexits)
 //! ha/         failover: the send gate and the leader's lease loop (the lease is the store's)
+//! notifications  telling the operator: notices, sinks (webhook, Slack, Discord, Telegram),
+//!             delivery from the store's outbox, conditions over time, `notify test`
 //! risk        risk limits, decided without I/O (calls, daily loss, the trading day)
 //! store/      SQLite or PostgreSQL state: migrations, the lease, the cursor+dedupe+effects
 //!             transaction, intents, jobs, positions, orders, signals, workflows, the trading
-//!             state and operator actions, and the `state` report
+//!             state and operator actions, the notification outbox, and the `state` report
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
 //! table       aligned plain-text tables for CLI output
 //! supervisor/ the kit below the tasks: supervise (restart policy), drain (the stop's phases),
 //!             Ctx, hub links
-//! tasks/      event_pump, position_monitor, workflow, intent, reconciler, effects, risk
+//! tasks/      event_pump (+ sequencer: pure), resync, position_monitor, workflow/ (admission,
+//!             decide: pure; steps, retry), intent (+ the send gate), reconciler, effects, risk
 //! ```
+//!
+//! Below `daemon/` nothing imports it: the tasks use the kit (`supervisor/`), the kit uses
+//! neither. Decisions are pure functions beside their I/O (`tasks::sequencer`,
+//! `tasks::workflow::decide`, `risk`, `notifications::conditions`) and are unit-tested alone.
 
 #[cfg(feature = "sim")]
 pub mod bench;
@@ -35,6 +42,7 @@ pub mod daemon;
 pub mod demo;
 pub mod exit;
 pub mod ha;
+pub mod notifications;
 pub mod ops;
 pub mod risk;
 pub mod store;

@@ -15,6 +15,7 @@ use mesolive_supervisor::daemon;
 #[cfg(feature = "sim")]
 use mesolive_supervisor::demo::{self, DemoOptions};
 use mesolive_supervisor::exit;
+use mesolive_supervisor::notifications::command as notify_command;
 use mesolive_supervisor::ops::notify::Notifier;
 use mesolive_supervisor::ops::{http, logging};
 use mesolive_supervisor::store::Location;
@@ -107,6 +108,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Operator notifications (`notify.sinks`).
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +165,12 @@ impl CtlCommand {
 enum ConfigCommand {
     /// The effective configuration, each key with the layer it came from (the key redacted).
     Show,
+}
+
+#[derive(Debug, Subcommand)]
+enum NotifyCommand {
+    /// Send one test notification to every sink and print what each answered.
+    Test,
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +335,28 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Notify {
+            command: NotifyCommand::Test,
+        } => block_on(async move {
+            match notify_command::send_test(&settings).await {
+                Ok(answers) => {
+                    print!("{}", notify_command::render(&answers));
+                    let refused = answers.iter().filter(|a| !a.delivered).count();
+                    if refused == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        fail(
+                            exit::FAILURE,
+                            format!(
+                                "{refused} of {} sinks did not take the test notification",
+                                answers.len()
+                            ),
+                        )
+                    }
+                }
+                Err(err) => fail(err.exit_code(), err),
+            }
+        }),
         Command::Check { check, json } => {
             if let Err(err) = settings.require_api_key() {
                 return fail(exit::CONFIG, err);

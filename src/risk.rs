@@ -27,6 +27,14 @@ pub mod rules {
     pub const MAX_OPEN_POSITIONS_TOTAL: &str = "max_open_positions_total";
     /// `risk.max_daily_loss`.
     pub const MAX_DAILY_LOSS: &str = "max_daily_loss";
+    /// Every rule, so their series exist at 0 from the start (an alert on their increase
+    /// sees the first one).
+    pub const ALL: [&str; 4] = [
+        MAX_ENTRIES_PER_DAY,
+        MAX_ORDERS_PER_MINUTE,
+        MAX_OPEN_POSITIONS_TOTAL,
+        MAX_DAILY_LOSS,
+    ];
 }
 
 /// A trading day: its name (`YYYY-MM-DD` in the zone) and the instant it began.

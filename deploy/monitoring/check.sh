@@ -4,7 +4,8 @@
 #   2. promtool test rules    tests/*.yml
 #   3. the dashboard is valid JSON, and every query in it parses as PromQL (promtool)
 #   4. conventions: every alert has severity critical|warning, summary, description and
-#      runbook_url = README anchor #runbook-<alertname lowercased>; every alert has a test case
+#      runbook_url = README anchor #runbook-<alertname lowercased>, and README.md has that
+#      `### Runbook: <AlertName>` section; every alert has a test case
 #      where it fires and one where it does not; every recording rule is tested; every dashboard
 #      panel uses ${datasource} and $instance, and only recording rules that exist
 #   5. prints `metrics:` then every metric name the dashboard and the rules read (sorted, one a
@@ -160,6 +161,10 @@ def cmd_lint():
         want = RUNBOOK + name.lower()
         if ann.get("runbook_url") and ann["runbook_url"] != want:
             problems.append("%s: runbook_url is %s, expected %s" % (name, ann["runbook_url"], want))
+    readme = open("../../README.md", encoding="utf-8").read()
+    for name in alerts:
+        if ("\n### Runbook: %s\n" % name) not in readme:
+            problems.append("%s: README.md has no '### Runbook: %s' section (its runbook_url anchor)" % (name, name))
 
     fires, quiet, tested_exprs = set(), set(), []
     test_files = sorted(glob.glob("tests/*.yml"))

@@ -10,10 +10,12 @@
 //! ├── monitors          depends on data (streams) and control (bootstrap)
 //! ├── workflows         depends on control; signal → prepare → execute
 //! ├── reconciler        depends on control; on start, after every reconnect, on a timer
-//! ├── dedupe            prunes the dedupe set
+//! ├── dedupe            prunes the dedupe set and the delivered notifications
 //! ├── risk              the daily-loss watcher (switches the trading state)
+//! ├── notifications     delivers the outbox to every sink, in order, at least once
 //! └── upkeep            health/metrics HTTP, the control socket, reload on SIGHUP,
-//!                       sd_notify watchdog, state gauges
+//!                       sd_notify watchdog, state gauges,
+//!                       conditions over time (hub down, not ready) written to the outbox
 //! ```
 //!
 //! * `start`: hubs in runbook order (Control → Data → Event), the pump live, the monitors
@@ -53,6 +55,7 @@ use crate::config::{ConfigError, Settings, SynchronousMode};
 use crate::control::reload;
 use crate::control::server::{BindError, ControlSocket, Terms};
 use crate::exit;
+use crate::notifications::sink::{self, Sink};
 use crate::ops::http::{self, OpsState};
 use crate::ops::notify::Notifier;
 use crate::ops::signals::{Hangups, Termination};
@@ -106,14 +109,21 @@ impl DaemonError {
             }
             DaemonError::Store(_) => exit::IO_ERROR,
             DaemonError::Listen { .. } | DaemonError::ControlSocket(_) => exit::FAILURE,
-            DaemonError::Fatal(Fatal::Unauthorized(_)) => exit::NO_PERMISSION,
-            DaemonError::Fatal(Fatal::Setup(_)) => exit::CONFIG,
-            DaemonError::Fatal(Fatal::Store(_)) => exit::IO_ERROR,
-            DaemonError::Fatal(Fatal::CursorAhead { .. } | Fatal::Unsupported(_)) => exit::PROTOCOL,
-            DaemonError::Fatal(Fatal::HistoryGap { .. }) => exit::NO_INPUT,
-            DaemonError::Fatal(Fatal::Intensity(_)) => exit::FAILURE,
-            DaemonError::Fatal(Fatal::LeaseHeld { .. } | Fatal::LeaseLost(_)) => exit::TEMP_FAIL,
+            DaemonError::Fatal(fatal) => fatal_exit_code(fatal),
         }
+    }
+}
+
+/// The exit status a fatal condition ends the daemon with.
+fn fatal_exit_code(fatal: &Fatal) -> u8 {
+    match fatal {
+        Fatal::Unauthorized(_) => exit::NO_PERMISSION,
+        Fatal::Setup(_) => exit::CONFIG,
+        Fatal::Store(_) => exit::IO_ERROR,
+        Fatal::CursorAhead { .. } | Fatal::Unsupported(_) => exit::PROTOCOL,
+        Fatal::HistoryGap { .. } => exit::NO_INPUT,
+        Fatal::Intensity(_) => exit::FAILURE,
+        Fatal::LeaseHeld { .. } | Fatal::LeaseLost(_) => exit::TEMP_FAIL,
     }
 }
 
@@ -223,15 +233,31 @@ pub struct Daemon {
     drain: Drain,
     control: ControlSocket,
     hangups: Option<Hangups>,
+    notifications: Notifications,
+}
+
+/// The configured notification sinks and the HTTP client that delivers to them (a term's
+/// `notifications` child).
+#[derive(Debug, Clone)]
+struct Notifications {
+    sinks: Arc<[Sink]>,
+    client: reqwest::Client,
 }
 
 impl Daemon {
-    /// Checks the trust settings, binds the control socket and the ops listener — everything
-    /// that fails on a setting, before the database or any hub is touched.
+    /// Checks the trust settings and the notification sinks, binds the control socket and the
+    /// ops listener — everything that fails on a setting, before the database or any hub is
+    /// touched.
     pub async fn build(settings: Settings, notifier: Notifier) -> Result<Daemon, DaemonError> {
         let listen = settings.ops.listen;
         let tls =
             signalr::tls::client_config(&settings.hubs.extra_ca_file).map_err(DaemonError::Tls)?;
+        let sinks: Arc<[Sink]> = Sink::all(&settings.notify)?.into();
+        let notify_client = sink::client(&tls, settings.notify.timeout).map_err(|err| {
+            DaemonError::Tls(signalr::tls::TlsError::Rustls(
+                err.without_url().to_string(),
+            ))
+        })?;
         let control = ControlSocket::bind(&settings.control_socket()).await?;
         let listener = http::bind(listen)
             .await
@@ -259,6 +285,10 @@ impl Daemon {
             drain: Drain::new(),
             control,
             hangups: None,
+            notifications: Notifications {
+                sinks,
+                client: notify_client,
+            },
         })
     }
 
@@ -298,10 +328,18 @@ impl Daemon {
             drain,
             control,
             hangups,
+            notifications,
             ..
         } = self;
         let serving = CancellationToken::new();
-        let process = roles::Process::new(settings, connector, ops, notifier, drain.clone());
+        let process = roles::Process::new(
+            settings,
+            connector,
+            ops,
+            notifier,
+            drain.clone(),
+            notifications,
+        );
         let mut upkeep = vec![
             tokio::spawn(http::serve(
                 listener,

@@ -16,17 +16,20 @@
 //! do the same retrying more slowly. A bad URL, refused credentials or a certificate that does
 //! not verify are settings: exit 78.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::timeout;
 
-use super::term;
-use super::{DaemonError, store_options};
+use super::term::{self, Standing};
+use super::{DaemonError, Notifications, fatal_exit_code, store_options};
 use crate::config::Settings;
 use crate::control::server::Terms;
 use crate::ha::keeper::{self, LeaseTimes, Loss};
 use crate::ha::{BootInstant, SendGate};
+use crate::notifications::notice;
 use crate::ops::health::Role;
 use crate::ops::http::OpsState;
 use crate::ops::notify::Notifier;
@@ -50,6 +53,10 @@ pub(super) struct Process {
     pub(super) drain: Drain,
     /// The term running, if any (the control socket and reloads act on it).
     terms: watch::Sender<Option<Arc<Ctx>>>,
+    /// The sinks a term's `notifications` child delivers to.
+    pub(super) notifications: Notifications,
+    /// Whether a term queued the start's notification (the first term of the process does).
+    start_told: AtomicBool,
 }
 
 impl Process {
@@ -59,6 +66,7 @@ impl Process {
         ops: OpsState,
         notifier: Notifier,
         drain: Drain,
+        notifications: Notifications,
     ) -> Process {
         Process {
             settings: RwLock::new(settings),
@@ -67,7 +75,19 @@ impl Process {
             notifier,
             drain,
             terms: watch::Sender::new(None),
+            notifications,
+            start_told: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the start still has to be told (true until a term told it).
+    pub(super) fn start_untold(&self) -> bool {
+        !self.start_told.load(Ordering::Acquire)
+    }
+
+    /// A term told the start.
+    pub(super) fn start_told(&self) {
+        self.start_told.store(true, Ordering::Release);
     }
 
     /// The current settings.
@@ -132,10 +152,16 @@ pub(super) async fn run(process: &Process, store: &Arc<Store>) -> Result<(), Dae
             store,
             Arc::new(SendGate::open()),
             process.drain.clone(),
-            "running",
+            Standing::Alone,
         )
         .await;
-        return take_fatal(&process.drain);
+        return match process.drain.take_fatal() {
+            Some(fatal) => {
+                last_words(store, &fatal).await;
+                Err(fatal.into())
+            }
+            None => Ok(()),
+        };
     }
     if process.settings().ha.enabled {
         failover(process, store).await
@@ -144,10 +170,22 @@ pub(super) async fn run(process: &Process, store: &Arc<Store>) -> Result<(), Dae
     }
 }
 
-fn take_fatal(drain: &Drain) -> Result<(), DaemonError> {
-    match drain.take_fatal() {
-        Some(fatal) => Err(fatal.into()),
-        None => Ok(()),
+/// Most time the notice of a fatal condition may take to be written before the exit.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
+/// Queues the notice of the fatal condition that stops the daemon, best effort (delivered after
+/// the next start if not before) — while the store still takes writes: before a lease is
+/// released.
+async fn last_words(store: &Store, fatal: &Fatal) {
+    let told = notice::fatal(fatal, fatal_exit_code(fatal));
+    match timeout(LAST_WORDS, store.notify(&told)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "could not queue the notification of the fatal condition")
+        }
+        Err(_) => {
+            tracing::warn!("queuing the notification of the fatal condition took too long")
+        }
     }
 }
 
@@ -207,7 +245,7 @@ async fn alone_on_postgres(process: &Process, store: &Arc<Store>) -> Result<(), 
             return Ok(());
         }
     };
-    match lead(process, store, &grant, gate, "running").await? {
+    match lead(process, store, &grant, gate, Standing::Alone).await? {
         TermEnd::Stopped => Ok(()),
         TermEnd::Lost(loss) => Err(Fatal::LeaseLost(loss).into()),
     }
@@ -221,11 +259,21 @@ async fn failover(process: &Process, store: &Arc<Store>) -> Result<(), DaemonErr
     let metrics = &process.ops.metrics;
     store.fence_off(&request.group);
     let mut announced = false;
+    let mut lost: Option<String> = None;
     loop {
         health.set_role(Role::Standby);
         metrics.set_leader(false);
         let gate = Arc::new(SendGate::leased(&request.group));
-        let Some(grant) = standby(process, store, &request, &gate, &mut announced).await else {
+        let Some(grant) = standby(
+            process,
+            store,
+            &request,
+            &gate,
+            &mut announced,
+            lost.as_deref(),
+        )
+        .await
+        else {
             return Ok(());
         };
         tracing::info!(group = %grant.group, epoch = grant.epoch, holder = %grant.holder, "lease acquired: taking over");
@@ -234,12 +282,13 @@ async fn failover(process: &Process, store: &Arc<Store>) -> Result<(), DaemonErr
         crate::ops::metrics::Metrics::set(&metrics.lease_epoch, grant.epoch);
         crate::ops::metrics::Metrics::add(&metrics.takeovers, 1);
         process.notifier.status("leader: starting");
-        match lead(process, store, &grant, gate, "leader").await? {
+        match lead(process, store, &grant, gate, Standing::Leader(&grant)).await? {
             TermEnd::Stopped => return Ok(()),
             TermEnd::Lost(loss) => {
                 metrics.error("leadership_lost");
                 tracing::warn!(reason = %loss, epoch = grant.epoch, "leadership lost: stopped acting; back to standby");
                 process.notifier.status("standby");
+                lost = Some(format!("epoch {}: {loss}", grant.epoch));
             }
         }
     }
@@ -247,15 +296,19 @@ async fn failover(process: &Process, store: &Arc<Store>) -> Result<(), DaemonErr
 
 /// Tries the lease every ttl/3 until it is granted (then the gate is open) or the process
 /// stops (`None`). Announces READY (and `STATUS=standby`) once it is a healthy standby: the
-/// database answered and someone else holds the lease.
+/// database answered and someone else holds the lease. Once per stretch as a standby, the
+/// `standby` notification (at start, or after the leadership `lost`) is queued in a lease
+/// transaction (the one write a standby makes).
 async fn standby(
     process: &Process,
     store: &Store,
     request: &LeaseRequest,
     gate: &SendGate,
     announced: &mut bool,
+    lost: Option<&str>,
 ) -> Option<LeaseGrant> {
     let times = LeaseTimes::of(&process.settings().ha);
+    let mut told = false;
     loop {
         if process.drain.is_intake_closed() {
             return None;
@@ -268,6 +321,15 @@ async fn standby(
             }
             Ok(None) => {
                 process.ops.health.pump_beat();
+                if !told {
+                    match store.tell_standby(request, lost).await {
+                        Ok(()) => told = true,
+                        Err(err) => {
+                            process.ops.metrics.error("notify_store");
+                            tracing::warn!(error = %err, "could not queue the standby notification; trying again");
+                        }
+                    }
+                }
                 if !*announced {
                     *announced = true;
                     process.notifier.ready("standby");
@@ -317,7 +379,7 @@ async fn lead(
     store: &Arc<Store>,
     grant: &LeaseGrant,
     gate: Arc<SendGate>,
-    ready: &str,
+    standing: Standing<'_>,
 ) -> Result<TermEnd, DaemonError> {
     let times = LeaseTimes::of(&process.settings().ha);
     let term_drain = Drain::new();
@@ -344,11 +406,12 @@ async fn lead(
             loss
         })
     };
-    term::run(process, store, gate, term_drain.clone(), ready).await;
+    term::run(process, store, gate, term_drain.clone(), standing).await;
     following.abort();
     let _ = term_over.send(());
     let loss = keeper.await.ok().flatten();
     if let Some(fatal) = term_drain.take_fatal() {
+        last_words(store, &fatal).await;
         release(store, grant).await;
         return Err(fatal.into());
     }

@@ -46,6 +46,8 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
+    // The same answer /readyz would give now.
+    Metrics::set(&state.metrics.ready, i64::from(state.health.ready()));
     (
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         state.metrics.render(),

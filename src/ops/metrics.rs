@@ -55,6 +55,11 @@ impl Labelled {
         }
     }
 
+    /// Makes the series of `value` exist at 0 (a family with no series prints nothing).
+    fn touch(&self, value: &str) {
+        let _series = self.family.get_or_create(&[(self.label, value.to_owned())]);
+    }
+
     /// Counts one occurrence for `value`.
     fn inc(&self, value: &str) {
         self.family
@@ -112,6 +117,17 @@ pub struct Metrics {
     pub stream_items: Counter,
     /// Snapshot resyncs done.
     pub snapshot_resyncs: Counter,
+    /// 1 while `/readyz` would answer 200 (set when rendered).
+    pub ready: Gauge,
+    /// Notifications some sink still has to take (refreshed from the store).
+    pub notifications_pending: Gauge,
+    /// Notifications a sink accepted (one per notification and sink).
+    pub notifications_delivered: Counter,
+    /// Notifications a sink refused for good (4xx): not retried.
+    pub notifications_failed: Counter,
+    /// Notifications dropped to keep the outbox within `notify.max_pending` (since this process
+    /// started; refreshed from the store).
+    pub notifications_dropped: Counter,
     hub_connected: GaugeFamily,
     hub_reconnects: CounterFamily,
     /// Restarts per supervised child.
@@ -120,6 +136,8 @@ pub struct Metrics {
     pub errors: Labelled,
     /// Workflow transitions by outcome.
     pub workflow_transitions: Labelled,
+    /// New attempts at a signal instance after a failed workflow, by workflow kind.
+    pub workflow_retries: Labelled,
     /// Workflows refused by a risk rule, by rule.
     pub risk_refusals: Labelled,
     /// Trading-state switches made by a risk rule, by rule.
@@ -141,6 +159,9 @@ pub struct Metrics {
     pub lease_epoch: Gauge,
     /// Failover: times this process became leader.
     pub takeovers: Counter,
+    workflow_oldest_active_seconds: Gauge,
+    workflows_overdue: Gauge,
+    intent_oldest_in_flight_seconds: Gauge,
 }
 
 /// Counts by state read from the store: `(state, count)` rows.
@@ -150,6 +171,12 @@ pub struct StateGauges {
     pub intents: Vec<(String, i64)>,
     /// Workflows by state.
     pub workflows: Vec<(String, i64)>,
+    /// Age in seconds of the oldest active workflow (0 if none).
+    pub workflow_oldest_active_seconds: i64,
+    /// Active workflows past their deadline.
+    pub workflows_overdue: i64,
+    /// Age in seconds of the oldest intent not settled (0 if none).
+    pub intent_oldest_in_flight_seconds: i64,
 }
 
 impl Default for Metrics {
@@ -174,11 +201,17 @@ impl Default for Metrics {
             stream_restarts: Counter::default(),
             stream_items: Counter::default(),
             snapshot_resyncs: Counter::default(),
+            ready: Gauge::default(),
+            notifications_pending: Gauge::default(),
+            notifications_delivered: Counter::default(),
+            notifications_failed: Counter::default(),
+            notifications_dropped: Counter::default(),
             hub_connected: GaugeFamily::default(),
             hub_reconnects: CounterFamily::default(),
             child_restarts: Labelled::new("child"),
             errors: Labelled::new("kind"),
             workflow_transitions: Labelled::new("outcome"),
+            workflow_retries: Labelled::new("kind"),
             risk_refusals: Labelled::new("rule"),
             risk_switches: Labelled::new("rule"),
             config_reloads: Counter::default(),
@@ -192,9 +225,18 @@ impl Default for Metrics {
             leader: Gauge::default(),
             lease_epoch: Gauge::default(),
             takeovers: Counter::default(),
+            workflow_oldest_active_seconds: Gauge::default(),
+            workflows_overdue: Gauge::default(),
+            intent_oldest_in_flight_seconds: Gauge::default(),
         };
         metrics.register_all();
         metrics.set_trading_state(TradingState::Active);
+        for rule in crate::risk::rules::ALL {
+            metrics.risk_refusals.touch(rule);
+        }
+        metrics
+            .risk_switches
+            .touch(crate::risk::rules::MAX_DAILY_LOSS);
         for hub in Hub::ALL {
             let label = [("hub", hub.as_str().to_owned())];
             metrics.hub_connected.get_or_create(&label).set(0);
@@ -277,6 +319,21 @@ impl Metrics {
                 "Position snapshot resyncs",
                 &self.snapshot_resyncs,
             ),
+            (
+                "mesolive_notifications_delivered",
+                "Notifications a sink accepted (per notification and sink)",
+                &self.notifications_delivered,
+            ),
+            (
+                "mesolive_notifications_failed",
+                "Notifications a sink refused for good (4xx), not retried",
+                &self.notifications_failed,
+            ),
+            (
+                "mesolive_notifications_dropped",
+                "Notifications dropped to keep the outbox within notify.max_pending",
+                &self.notifications_dropped,
+            ),
         ];
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
@@ -312,6 +369,31 @@ impl Metrics {
                 "Monitored positions with stale data",
                 &self.positions_stale,
             ),
+            (
+                "mesolive_workflow_oldest_active_seconds",
+                "Age of the oldest active workflow (0 if none)",
+                &self.workflow_oldest_active_seconds,
+            ),
+            (
+                "mesolive_workflows_overdue",
+                "Active workflows past their deadline",
+                &self.workflows_overdue,
+            ),
+            (
+                "mesolive_intent_oldest_in_flight_seconds",
+                "Age of the oldest intent not settled: pending, sent, unknown or abandoned (0 if none)",
+                &self.intent_oldest_in_flight_seconds,
+            ),
+            (
+                "mesolive_ready",
+                "1 while /readyz answers 200 (hubs connected, caught up, not stopping)",
+                &self.ready,
+            ),
+            (
+                "mesolive_notifications_pending",
+                "Notifications some sink still has to take",
+                &self.notifications_pending,
+            ),
         ];
         for (name, help, gauge) in gauges {
             r.register(name, help, gauge.clone());
@@ -341,6 +423,11 @@ impl Metrics {
                 "mesolive_workflow_transitions",
                 "Workflow transitions by outcome",
                 &self.workflow_transitions,
+            ),
+            (
+                "mesolive_workflow_retries",
+                "New attempts at a signal instance after a failed workflow, by kind",
+                &self.workflow_retries,
             ),
         ];
         for (name, help, family) in labelled {
@@ -485,10 +572,31 @@ impl Metrics {
         self.workflow_transitions.inc(outcome);
     }
 
+    /// Counts one retry (a new attempt at a signal instance), by workflow kind.
+    pub fn workflow_retry(&self, kind: &str) {
+        self.workflow_retries.inc(kind);
+    }
+
     /// Replaces the store-derived gauges.
     pub fn set_state_gauges(&self, gauges: StateGauges) {
         self.intents.replace(&gauges.intents);
         self.workflows.replace(&gauges.workflows);
+        self.workflow_oldest_active_seconds
+            .set(gauges.workflow_oldest_active_seconds);
+        self.workflows_overdue.set(gauges.workflows_overdue);
+        self.intent_oldest_in_flight_seconds
+            .set(gauges.intent_oldest_in_flight_seconds);
+    }
+
+    /// Follows the outbox: `pending` now, and `dropped_since_start` (the store's total less
+    /// what it was when this process started) for the counter, which only moves up.
+    pub fn set_outbox(&self, pending: i64, dropped_since_start: i64) {
+        self.notifications_pending.set(pending);
+        let dropped = u64::try_from(dropped_since_start).unwrap_or(0);
+        let counted = self.notifications_dropped.get();
+        if dropped > counted {
+            self.notifications_dropped.inc_by(dropped - counted);
+        }
     }
 
     /// Renders every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
@@ -576,10 +684,13 @@ mod tests {
         metrics.set_state_gauges(StateGauges {
             intents: vec![("completed".into(), 4)],
             workflows: vec![("done".into(), 2), ("failed".into(), 1)],
+            workflows_overdue: 1,
+            ..StateGauges::default()
         });
         let text = metrics.render();
         let value = |series: &str| series_value(&text, series);
         assert_eq!(value("mesolive_events_applied_total"), Some(3.0), "{text}");
+        assert_eq!(value("mesolive_workflows_overdue"), Some(1.0), "{text}");
         assert_eq!(value("mesolive_event_cursor"), Some(10.0));
         assert_eq!(
             value("mesolive_event_latest_seq"),
@@ -632,15 +743,38 @@ mod tests {
     }
 
     #[test]
+    fn the_outbox_gauge_follows_the_store_and_the_dropped_counter_only_rises() {
+        let metrics = Metrics::default();
+        metrics.set_outbox(4, 3);
+        metrics.set_outbox(2, 5);
+        metrics.set_outbox(1, 0);
+        let text = metrics.render();
+        assert_eq!(
+            series_value(&text, "mesolive_notifications_pending"),
+            Some(1.0)
+        );
+        assert_eq!(
+            series_value(&text, "mesolive_notifications_dropped_total"),
+            Some(5.0)
+        );
+        assert_eq!(
+            series_value(&text, "mesolive_notifications_delivered_total"),
+            Some(0.0)
+        );
+        assert_eq!(series_value(&text, "mesolive_ready"), Some(0.0));
+    }
+
+    #[test]
     fn a_state_gone_from_the_store_leaves_the_family() {
         let metrics = Metrics::default();
         metrics.set_state_gauges(StateGauges {
             intents: vec![("sent".into(), 1)],
             workflows: vec![("executing".into(), 1)],
+            ..StateGauges::default()
         });
         metrics.set_state_gauges(StateGauges {
             intents: vec![("completed".into(), 1)],
-            workflows: vec![],
+            ..StateGauges::default()
         });
         let text = metrics.render();
         assert_eq!(

@@ -13,8 +13,10 @@ use super::orders::{self, OrderUpdate};
 use super::positions::{self, LegUpdate, PositionUpdate};
 use super::signals::{self, SignalUpdate};
 use super::{
-    Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text, on_postgres, postgres,
+    Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text, on_postgres, outbox,
+    postgres,
 };
+use crate::notifications::notice::{self, Notice, Quarantined};
 
 /// One event as the store sees it: its identity, its place in the sequence, and what it changes.
 /// The event pump builds these from the hub's wire models.
@@ -110,8 +112,21 @@ impl Store {
     /// advanced so far in this batch), or if its key is already in the dedupe set; otherwise
     /// record the key, apply the effect and count it. The cursor moves to the highest sequence
     /// id seen, never backwards; records without one never move it. Any failure rolls the whole
-    /// batch back (cursor, dedupe set, effects and counts exactly as before).
+    /// batch back (cursor, dedupe set, effects and counts exactly as before). Quarantined
+    /// events are notified in the same transaction.
     pub async fn apply_events(&self, batch: &[EventRecord]) -> Result<BatchOutcome, StoreError> {
+        let outcome = self.commit_events(batch).await?;
+        let quarantined = batch.iter().zip(&outcome.outcomes).any(|(record, result)| {
+            *result == RecordOutcome::Applied && matches!(record.effect, Effect::Quarantine { .. })
+        });
+        if quarantined {
+            self.outbox_changed();
+        }
+        Ok(outcome)
+    }
+
+    /// The transaction of [`Store::apply_events`], in either backend.
+    async fn commit_events(&self, batch: &[EventRecord]) -> Result<BatchOutcome, StoreError> {
         let db = on_postgres!(self, pg => postgres::events::apply(pg, batch));
         let (mut writer, mut dedupe) = db.writer_with_dedupe().await?;
         let committed = commit_batch(&mut writer, &mut dedupe, batch).await;
@@ -321,6 +336,26 @@ pub(super) struct EffectRows<'b> {
     pub(super) quarantined: Vec<QuarantineRow<'b>>,
 }
 
+impl EffectRows<'_> {
+    /// The notice of the events this batch quarantined, if any (queued in the batch's
+    /// transaction).
+    pub(super) fn quarantine_notice(&self) -> Option<Notice> {
+        if self.quarantined.is_empty() {
+            return None;
+        }
+        let listed: Vec<Quarantined<'_>> = self
+            .quarantined
+            .iter()
+            .map(|q| Quarantined {
+                target: q.target,
+                seq_id: q.seq_id,
+                error: q.error,
+            })
+            .collect();
+        Some(notice::events_quarantined(&listed))
+    }
+}
+
 /// The body of [`Store::apply_events`]: returns the outcome and, once committed, the
 /// fingerprints of the keys it recorded.
 async fn commit_batch(
@@ -446,6 +481,9 @@ async fn apply_effects(
     positions::upsert_legs(conn, &rows.legs, now).await?;
     orders::upsert(conn, &rows.orders, now).await?;
     jobs::upsert(conn, &rows.jobs, now).await?;
+    if let Some(notice) = rows.quarantine_notice() {
+        outbox::enqueue(conn, &notice).await?;
+    }
     execute_for_rows(
         conn,
         "INSERT INTO quarantined_events (event_key, seq_id, target, raw, error, quarantined_at)

@@ -1,5 +1,5 @@
 //! Holes in the event history: EventSeqIds the server no longer had when the daemon asked for
-//! them (SPEC §6.3: retention is UNKNOWN; a cursor older than it shows up "as an error or a
+//! them (API §6.3: retention is UNKNOWN; a cursor older than it shows up "as an error or a
 //! gap"), and the resync from the Control Hub that answered each one — committed as one
 //! operation with the hole's record, so a crash leaves either the old state and cursor (the
 //! hole is met again) or the resynced state past the hole.

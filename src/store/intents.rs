@@ -6,7 +6,8 @@ use std::fmt;
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::{Store, StoreError, Timestamp, begin_write, on_postgres, postgres};
+use super::{Store, StoreError, Timestamp, begin_write, on_postgres, outbox, postgres};
+use crate::notifications::notice;
 
 /// Where an intent is. Completed and failed are final; the others need the reconciler after a
 /// restart (an abandoned or sent intent with `attempts > 0` may have reached the server).
@@ -167,7 +168,32 @@ impl Store {
         state: IntentState,
         outcome: Option<&serde_json::Value>,
     ) -> Result<IntentRecord, StoreError> {
-        let db = on_postgres!(self, pg => postgres::intents::settle(pg, key, state, outcome));
+        self.settle_intent_answered(key, state, outcome, None).await
+    }
+
+    /// As [`Store::settle_intent`], for an intent the server answered `answer`
+    /// (`DuplicateRequest` or `Conflict`) and that its idempotency record settles now: a final
+    /// settlement is notified in the same transaction.
+    pub async fn settle_intent_after_answer(
+        &self,
+        key: &str,
+        state: IntentState,
+        outcome: Option<&serde_json::Value>,
+        answer: &str,
+    ) -> Result<IntentRecord, StoreError> {
+        self.settle_intent_answered(key, state, outcome, Some(answer))
+            .await
+    }
+
+    async fn settle_intent_answered(
+        &self,
+        key: &str,
+        state: IntentState,
+        outcome: Option<&serde_json::Value>,
+        answer: Option<&str>,
+    ) -> Result<IntentRecord, StoreError> {
+        let db =
+            on_postgres!(self, pg => postgres::intents::settle(pg, key, state, outcome, answer));
         let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let updated = if matches!(state, IntentState::Pending | IntentState::Sent) {
@@ -187,7 +213,16 @@ impl Store {
             .await?
         };
         let stored = transitioned(&mut tx, key, state, updated).await?;
+        let settled = answer
+            .filter(|_| stored.state.is_final())
+            .map(|answer| notice::intent_settled(answer, &stored));
+        if let Some(notice) = &settled {
+            outbox::enqueue(&mut tx, notice).await?;
+        }
         tx.commit().await?;
+        if settled.is_some() {
+            self.outbox_changed();
+        }
         Ok(stored)
     }
 

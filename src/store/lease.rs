@@ -85,6 +85,17 @@ impl Store {
         postgres::lease::renew(self.shared()?, grant, ttl).await
     }
 
+    /// Queues the `standby` notification of `request.holder`: it stands by at start (`lost`
+    /// is `None`) or after losing its leadership (`lost` says how). A standby's one write: in
+    /// a lease transaction, not fenced, ordered with the leader's writes by the lease row.
+    pub async fn tell_standby(
+        &self,
+        request: &LeaseRequest,
+        lost: Option<&str>,
+    ) -> Result<(), StoreError> {
+        postgres::lease::tell_standby(self.shared()?, request, lost).await
+    }
+
     /// Give the lease up (a clean stop): another daemon may take it at once. The store refuses
     /// writes from then on.
     pub async fn release_lease(&self, grant: &LeaseGrant) -> Result<(), StoreError> {

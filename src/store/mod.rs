@@ -1,7 +1,7 @@
 //! The durable state store: everything a restart must not lose (event cursor, dedupe set,
 //! intents, prepare jobs, positions, orders, signals, workflows, the holes in the server's
-//! history it met, and the trading state with the operator actions), in one of two backends
-//! behind the same API:
+//! history it met, the trading state with the operator actions, and the notification outbox),
+//! in one of two backends behind the same API:
 //!
 //! * **SQLite** (the default, `database.path`): one file, one writer connection with
 //!   `BEGIN IMMEDIATE`, a small read-only pool, a lock file against a second daemon;
@@ -31,6 +31,7 @@ mod lease;
 mod location;
 mod operator;
 mod orders;
+mod outbox;
 mod positions;
 mod postgres;
 pub mod report;
@@ -46,6 +47,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use tokio::sync::watch;
 
 use sqlite::{Sqlite, begin_write, execute_for_rows};
 
@@ -60,6 +62,9 @@ pub use operator::{
     ActionKind, ActionSource, CancelRefusal, OperatorAction, PnlMovement, StateChange, TradingState,
 };
 pub use orders::{OrderRecord, OrderUpdate};
+pub use outbox::{
+    Notification, NotificationFailure, OutboxStatus, OutboxSummary, SinkProgress, SinkRegistration,
+};
 pub use positions::{LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate};
 pub use signals::{SignalRecord, SignalSource, SignalState, SignalUpdate};
 pub use summary::{StateCount, StoreSummary};
@@ -109,6 +114,8 @@ pub struct Store {
     backend: Backend,
     /// This database's identity (`store_meta`), part of every idempotency key derived from it.
     instance_id: String,
+    /// Fires after a commit that queued a notification (the senders follow it).
+    outbox: watch::Sender<()>,
 }
 
 /// Where the state is kept. (Boxed: one store per process, reached through a pointer either way.)
@@ -141,6 +148,7 @@ impl Store {
         Ok(Store {
             backend: Backend::Sqlite(Box::new(db)),
             instance_id,
+            outbox: watch::Sender::new(()),
         })
     }
 
@@ -151,6 +159,7 @@ impl Store {
         Ok(Store {
             backend: Backend::Sqlite(Box::new(db)),
             instance_id,
+            outbox: watch::Sender::new(()),
         })
     }
 
@@ -161,10 +170,13 @@ impl Store {
         match location {
             Location::Sqlite(path) => Store::open(path, options).await,
             Location::Postgres(pg) => {
-                let (db, instance_id) = postgres::Postgres::open(pg, options).await?;
+                let outbox = watch::Sender::new(());
+                let (db, instance_id) =
+                    postgres::Postgres::open(pg, options, outbox.clone()).await?;
                 Ok(Store {
                     backend: Backend::Postgres(Box::new(db)),
                     instance_id,
+                    outbox,
                 })
             }
         }
@@ -176,10 +188,13 @@ impl Store {
         match location {
             Location::Sqlite(path) => Store::open_read_only(path).await,
             Location::Postgres(pg) => {
-                let (db, instance_id) = postgres::Postgres::open_read_only(pg).await?;
+                let outbox = watch::Sender::new(());
+                let (db, instance_id) =
+                    postgres::Postgres::open_read_only(pg, outbox.clone()).await?;
                 Ok(Store {
                     backend: Backend::Postgres(Box::new(db)),
                     instance_id,
+                    outbox,
                 })
             }
         }

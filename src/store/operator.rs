@@ -11,8 +11,11 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::{ColumnIndex, Decode, FromRow, Row, SqliteConnection, Type};
 
-use super::workflows::{WorkflowRecord, returning_workflow};
-use super::{Store, StoreError, Timestamp, begin_write, decimal_column, on_postgres, postgres};
+use super::workflows::WorkflowRecord;
+use super::{
+    Store, StoreError, Timestamp, begin_write, decimal_column, on_postgres, outbox, postgres,
+};
+use crate::notifications::notice;
 
 /// What the daemon may send. Ordered from the least to the most restrictive.
 #[derive(
@@ -262,8 +265,13 @@ impl Store {
                 source,
             )
             .await?;
+            let told = notice::trading_state(from, to, reason, source.as_str());
+            outbox::enqueue(&mut tx, &told).await?;
         }
         tx.commit().await?;
+        if change.changed() {
+            self.outbox_changed();
+        }
         Ok(change)
     }
 
@@ -318,7 +326,10 @@ impl Store {
             )
             .await?;
         }
+        let told = notice::risk_switch(rule, account, from, change.to, reason);
+        outbox::enqueue(&mut tx, &told).await?;
         tx.commit().await?;
+        self.outbox_changed();
         Ok(Some(change))
     }
 
@@ -361,16 +372,7 @@ impl Store {
         let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let now = Timestamp::now();
-        let cancelled: Option<WorkflowRecord> = sqlx::query_as(concat!(
-            "UPDATE workflows SET state = 'cancelled', reason = ?, updated_at = ?
-             WHERE id = ? AND state IN ('requested', 'preparing', 'prepared', 'executing')",
-            returning_workflow!()
-        ))
-        .bind(reason)
-        .bind(now)
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let cancelled = super::workflows::cancel_active(&mut tx, id, reason, now).await?;
         let Some(cancelled) = cancelled else {
             let state: Option<super::WorkflowState> =
                 sqlx::query_scalar("SELECT state FROM workflows WHERE id = ?")
@@ -393,6 +395,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.outbox_changed();
         Ok(Ok(cancelled))
     }
 

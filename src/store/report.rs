@@ -155,7 +155,18 @@ pub fn render_table(summary: &StoreSummary) -> String {
     );
     out.push_str(&columns(
         &[
-            "ID", "KIND", "STATE", "STRATEGY", "ACCOUNT", "POSITION", "JOB", "UPDATED", "REASON",
+            "ID",
+            "KIND",
+            "STATE",
+            "ATTEMPT",
+            "STRATEGY",
+            "ACCOUNT",
+            "POSITION",
+            "JOB",
+            "DEADLINE",
+            "NEXT ATTEMPT",
+            "UPDATED",
+            "REASON",
         ],
         summary
             .workflows
@@ -165,11 +176,37 @@ pub fn render_table(summary: &StoreSummary) -> String {
                     w.id.to_string(),
                     w.kind.as_str().to_owned(),
                     w.state.as_str().to_owned(),
+                    w.attempt.to_string(),
                     w.strategy_id.to_string(),
                     optional(&w.account),
                     optional(&w.position_id),
                     optional(&w.job_id),
+                    optional(&w.deadline),
+                    optional(&w.retry_at),
                     w.updated_at.to_string(),
+                    optional(&w.reason),
+                ]
+            })
+            .collect(),
+    ));
+
+    section(
+        &mut out,
+        "Past their deadline",
+        summary.overdue_workflows.len(),
+    );
+    out.push_str(&columns(
+        &["WORKFLOW", "KIND", "STATE", "ATTEMPT", "DEADLINE", "REASON"],
+        summary
+            .overdue_workflows
+            .iter()
+            .map(|w| {
+                vec![
+                    w.id.to_string(),
+                    w.kind.as_str().to_owned(),
+                    w.state.as_str().to_owned(),
+                    w.attempt.to_string(),
+                    optional(&w.deadline),
                     optional(&w.reason),
                 ]
             })
@@ -222,6 +259,54 @@ pub fn render_table(summary: &StoreSummary) -> String {
                     g.form.as_str().to_owned(),
                     g.detected_at.to_string(),
                     g.resolution.as_str().to_owned(),
+                ]
+            })
+            .collect(),
+    ));
+
+    let outbox = &summary.notifications;
+    section(&mut out, "Notification sinks", outbox.sinks.len());
+    out.push_str(&columns(
+        &[],
+        vec![
+            vec!["pending".into(), outbox.status.pending.to_string()],
+            vec!["dropped (ever)".into(), outbox.status.dropped.to_string()],
+        ],
+    ));
+    out.push_str(&columns(
+        &["SINK", "DELIVERED UP TO", "PENDING", "LAST DELIVERED"],
+        outbox
+            .sinks
+            .iter()
+            .map(|s| {
+                vec![
+                    s.label.clone(),
+                    s.delivered_seq.to_string(),
+                    s.pending.to_string(),
+                    optional(&s.delivered_at),
+                ]
+            })
+            .collect(),
+    ));
+
+    section(
+        &mut out,
+        "Notifications refused (newest)",
+        outbox.failures.len(),
+    );
+    out.push_str(&columns(
+        &["AT", "SINK", "SEQ", "KIND", "STATUS", "ANSWER"],
+        outbox
+            .failures
+            .iter()
+            .map(|f| {
+                vec![
+                    f.failed_at.to_string(),
+                    f.label.clone(),
+                    f.seq.to_string(),
+                    f.kind.clone(),
+                    optional(&f.status),
+                    f.reason.clone(),
                 ]
             })
             .collect(),

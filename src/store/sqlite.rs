@@ -278,10 +278,15 @@ async fn migrate(writer: &mut SqliteConnection, path: &Path) -> Result<(), Store
     Ok(())
 }
 
-/// The read-only connection pool; connections are made on first use.
+/// The read-only connection pool; connections are made on first use and kept: no idle
+/// timeout and no maximum lifetime, so sqlx runs no reaper task. Its reaper can spin a worker
+/// thread at 100 % for good when a race wraps the pool's idle count (sqlx issue 3645, seen here
+/// in a test run), and reaping local SQLite connections buys nothing.
 fn read_pool(connect: SqliteConnectOptions, size: u32) -> SqlitePool {
     SqlitePoolOptions::new()
         .max_connections(size.max(1))
+        .idle_timeout(None)
+        .max_lifetime(None)
         .connect_lazy_with(connect.read_only(true))
 }
 

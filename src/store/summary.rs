@@ -8,6 +8,7 @@ use super::intents::{self, IntentRecord};
 use super::jobs::{self, PrepareJobRecord};
 use super::lease::LeaseRecord;
 use super::operator::{self, OperatorAction, TradingState};
+use super::outbox::{self, OutboxSummary};
 use super::positions::{self, PositionRecord};
 use super::workflows::{self, WorkflowRecord};
 use super::{Store, StoreError, Timestamp, on_postgres, postgres};
@@ -45,12 +46,16 @@ pub struct StoreSummary {
     pub prepare_jobs_in_flight: Vec<PrepareJobRecord>,
     /// Workflows with steps left, then the newest finished ones.
     pub workflows: Vec<WorkflowRecord>,
+    /// Active workflows past their deadline, the most overdue first.
+    pub overdue_workflows: Vec<WorkflowRecord>,
     /// Positions a monitor runs for.
     pub monitored_positions: Vec<PositionRecord>,
     /// The newest quarantined events, newest first.
     pub quarantined_events: Vec<QuarantinedEvent>,
     /// Every hole met in the server's history, oldest first.
     pub history_gaps: Vec<HistoryGapRecord>,
+    /// The notification outbox: pending, dropped, each sink's progress, the newest refusals.
+    pub notifications: OutboxSummary,
 }
 
 /// Rows of one table in one state (`state` is `None` for tables without one). For
@@ -86,7 +91,8 @@ impl Store {
              UNION ALL SELECT 'orders', state, COUNT(*) FROM orders GROUP BY state
              UNION ALL SELECT 'signals', state, COUNT(*) FROM signals GROUP BY state
              UNION ALL SELECT 'workflows', state, COUNT(*) FROM workflows GROUP BY state
-             UNION ALL SELECT 'quarantined_events', NULL, COUNT(*) FROM quarantined_events",
+             UNION ALL SELECT 'quarantined_events', NULL, COUNT(*) FROM quarantined_events
+             UNION ALL SELECT 'notifications', NULL, COUNT(*) FROM notifications",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -101,9 +107,11 @@ impl Store {
             intents_in_flight: intents::in_states(&mut tx, &intents::IN_FLIGHT).await?,
             prepare_jobs_in_flight: jobs::in_flight(&mut tx).await?,
             workflows: workflows::listed(&mut tx, WORKFLOWS_LISTED).await?,
+            overdue_workflows: workflows::overdue(&mut tx, Timestamp::now()).await?,
             monitored_positions: positions::monitored(&mut tx).await?,
             quarantined_events: events::latest_quarantined(&mut tx, QUARANTINE_LISTED).await?,
             history_gaps: history::all(&mut tx).await?,
+            notifications: outbox::summary(&mut tx).await?,
         };
         tx.commit().await?;
         Ok(summary)

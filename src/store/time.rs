@@ -29,6 +29,12 @@ impl Timestamp {
         Self(self.0.saturating_sub(millis))
     }
 
+    /// The instant `delay` after this one (saturating).
+    pub fn plus(self, delay: Duration) -> Self {
+        let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(millis))
+    }
+
     /// As a chrono time; `None` only for values outside chrono's range (a damaged row).
     pub fn to_datetime(self) -> Option<DateTime<Utc>> {
         DateTime::from_timestamp_millis(self.0)

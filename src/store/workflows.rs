@@ -1,12 +1,14 @@
-//! Workflows: one durable state machine per signal instance (signal → prepare → execute).
-//! The uniqueness rules live here as indexes: one workflow per signal instance, and at most one
-//! active workflow per scope (strategy+account for entries, the position otherwise).
+//! Workflows: one durable state machine per attempt at a signal instance (signal → prepare →
+//! execute). The uniqueness rules live here as indexes: one workflow per signal instance and
+//! attempt, and at most one active workflow per scope (strategy+account for entries, the
+//! position otherwise).
 
 use std::fmt;
 
 use serde::Serialize;
 
-use super::{Store, StoreError, Timestamp, begin_write, on_postgres, postgres};
+use super::{Store, StoreError, Timestamp, begin_write, on_postgres, outbox, postgres};
+use crate::notifications::notice;
 use mesolive_api::FlowKind;
 
 /// Where a workflow is. `done`, `failed`, `cancelled` and `observed` are final.
@@ -100,6 +102,10 @@ pub struct NewWorkflow {
     pub state: WorkflowState,
     /// Why it starts final, if it does.
     pub reason: Option<String>,
+    /// 1 for the first workflow of the signal instance, then one more per retry.
+    pub attempt: i64,
+    /// When its first step must be done by (`None` when it starts final).
+    pub deadline: Option<Timestamp>,
 }
 
 /// A stored workflow.
@@ -134,8 +140,14 @@ pub struct WorkflowRecord {
     /// Leg groups executed so far.
     #[sqlx(json)]
     pub groups_done: Vec<i64>,
-    /// Why it is where it is (decisions, failures).
+    /// Why it is where it is (decisions, failures, whether it is retried).
     pub reason: Option<String>,
+    /// 1 for the first workflow of the signal instance, then one more per retry.
+    pub attempt: i64,
+    /// When the current step must be done by; `None` once final.
+    pub deadline: Option<Timestamp>,
+    /// A final workflow: when the next attempt of its signal instance may open.
+    pub retry_at: Option<Timestamp>,
     /// When it was opened.
     pub created_at: Timestamp,
     /// When it last changed.
@@ -155,6 +167,12 @@ pub struct WorkflowChange {
     pub group_done: Option<i64>,
     /// Why.
     pub reason: Option<String>,
+    /// The new deadline of an active workflow (a final state clears it).
+    pub deadline: Option<Timestamp>,
+    /// When the next attempt may open (a final workflow that is retried).
+    pub retry_at: Option<Timestamp>,
+    /// The risk rule that refused the workflow (notified as a refusal, not a cancellation).
+    pub refused_by: Option<&'static str>,
 }
 
 impl WorkflowChange {
@@ -189,34 +207,47 @@ impl WorkflowChange {
         self.group_done = Some(group);
         self
     }
+
+    /// With the deadline of the (new) current step.
+    pub fn deadline(mut self, deadline: Timestamp) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// With the time the next attempt may open.
+    pub fn retry_at(mut self, at: Timestamp) -> Self {
+        self.retry_at = Some(at);
+        self
+    }
+
+    /// Refused by the risk rule `rule`.
+    pub fn refused_by(mut self, rule: &'static str) -> Self {
+        self.refused_by = Some(rule);
+        self
+    }
+}
+
+/// Every [`WorkflowRecord`] column, for `SELECT` and `RETURNING`.
+macro_rules! workflow_columns {
+    () => {
+        "id, kind, scope, signal_key, signal_instance, strategy_id, account, position_id, \
+         condition, state, job_id, plan, groups_done, reason, attempt, deadline, retry_at, \
+         created_at, updated_at"
+    };
 }
 
 /// `SELECT` of every [`WorkflowRecord`] column, followed by the given clause.
 macro_rules! select_workflows {
     ($clause:literal) => {
-        concat!(
-            "SELECT id, kind, scope, signal_key, signal_instance, strategy_id, account, position_id,
-                    condition, state, job_id, plan, groups_done, reason, created_at, updated_at
-             FROM workflows ",
-            $clause
-        )
+        concat!("SELECT ", workflow_columns!(), " FROM workflows ", $clause)
     };
 }
-pub(super) use select_workflows;
-
-/// Every [`WorkflowRecord`] column, for `RETURNING`.
-macro_rules! returning_workflow {
-    () => {
-        " RETURNING id, kind, scope, signal_key, signal_instance, strategy_id, account,
-                    position_id, condition, state, job_id, plan, groups_done, reason,
-                    created_at, updated_at"
-    };
-}
-pub(super) use returning_workflow;
+pub(super) use {select_workflows, workflow_columns};
 
 impl Store {
-    /// Opens a workflow unless its signal instance already has one or its scope has an active
-    /// one (then `None`: nothing to do now).
+    /// Opens a workflow unless its signal instance already has this attempt or its scope has
+    /// an active workflow (then `None`: nothing to do now). One opened final (`cancelled` by
+    /// admission) is notified in the same transaction.
     pub async fn create_workflow(
         &self,
         new: &NewWorkflow,
@@ -227,10 +258,12 @@ impl Store {
         let mut tx = begin_write(&mut writer).await?;
         let created = sqlx::query_as(concat!(
             "INSERT INTO workflows (kind, scope, signal_key, signal_instance, strategy_id, account,
-                                    position_id, condition, state, reason, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT DO NOTHING",
-            returning_workflow!()
+                                    position_id, condition, state, reason, attempt, deadline,
+                                    created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING
+             RETURNING ",
+            workflow_columns!()
         ))
         .bind(new.kind.as_str())
         .bind(&new.scope)
@@ -242,15 +275,25 @@ impl Store {
         .bind(&new.condition)
         .bind(new.state)
         .bind(&new.reason)
+        .bind(new.attempt)
+        .bind(new.deadline)
         .bind(now)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
+        let finished = created.as_ref().and_then(notice::workflow_finished);
+        if let Some(notice) = &finished {
+            outbox::enqueue(&mut tx, notice).await?;
+        }
         tx.commit().await?;
+        if finished.is_some() {
+            self.outbox_changed();
+        }
         Ok(created)
     }
 
-    /// Applies one change and returns the workflow as it now is.
+    /// Applies one change and returns the workflow as it now is. A move from an active state to
+    /// `done`, `failed` or `cancelled` is notified in the same transaction.
     pub async fn update_workflow(
         &self,
         id: i64,
@@ -259,8 +302,13 @@ impl Store {
         let db = on_postgres!(self, pg => postgres::workflows::update(pg, id, change));
         let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
+        let before: Option<WorkflowState> =
+            sqlx::query_scalar("SELECT state FROM workflows WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         // A final state is final: a step that was in flight when an operator cancelled the
-        // workflow does not bring it back.
+        // workflow does not bring it back, nor give it a next attempt.
         let updated: Option<WorkflowRecord> = sqlx::query_as(concat!(
             "UPDATE workflows SET
                  state = CASE WHEN state IN ('done', 'failed', 'cancelled', 'observed') THEN state
@@ -272,9 +320,14 @@ impl Store {
                          SELECT value AS g FROM json_each(groups_done) UNION SELECT ?4 ORDER BY g))
                      END,
                  reason = COALESCE(?5, reason),
-                 updated_at = ?6
-             WHERE id = ?7",
-            returning_workflow!()
+                 updated_at = ?6,
+                 deadline = CASE WHEN COALESCE(?1, state) IN ('requested', 'preparing', 'prepared', 'executing')
+                     THEN COALESCE(?8, deadline) END,
+                 retry_at = CASE WHEN state IN ('done', 'failed', 'cancelled', 'observed')
+                     THEN retry_at ELSE COALESCE(?9, retry_at) END
+             WHERE id = ?7
+             RETURNING ",
+            workflow_columns!()
         ))
         .bind(change.state)
         .bind(&change.job_id)
@@ -283,9 +336,24 @@ impl Store {
         .bind(&change.reason)
         .bind(Timestamp::now())
         .bind(id)
+        .bind(change.deadline)
+        .bind(change.retry_at)
         .fetch_optional(&mut *tx)
         .await?;
+        let finished = updated
+            .as_ref()
+            .filter(|_| before.is_some_and(WorkflowState::is_active))
+            .and_then(|workflow| match change.refused_by {
+                Some(rule) => Some(notice::risk_refused(workflow, rule)),
+                None => notice::workflow_finished(workflow),
+            });
+        if let Some(notice) = &finished {
+            outbox::enqueue(&mut tx, notice).await?;
+        }
         tx.commit().await?;
+        if finished.is_some() {
+            self.outbox_changed();
+        }
         updated.ok_or(StoreError::NotFound {
             what: "workflow",
             id: id.to_string(),
@@ -313,6 +381,55 @@ impl Store {
         .await?)
     }
 
+    /// The latest attempt at a signal instance, if any.
+    pub async fn latest_attempt(
+        &self,
+        signal_key: &str,
+        signal_instance: &str,
+    ) -> Result<Option<WorkflowRecord>, StoreError> {
+        let db = on_postgres!(self, pg => postgres::workflows::latest_attempt(pg, signal_key, signal_instance));
+        let mut reader = db.readers.acquire().await?;
+        Ok(sqlx::query_as(select_workflows!(
+            "WHERE signal_key = ? AND signal_instance = ? ORDER BY attempt DESC LIMIT 1"
+        ))
+        .bind(signal_key)
+        .bind(signal_instance)
+        .fetch_optional(&mut *reader)
+        .await?)
+    }
+
+    /// Final workflows whose signal instance has a next attempt planned.
+    pub async fn planned_retries(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
+        let db = on_postgres!(self, pg => postgres::workflows::planned_retries(pg));
+        let mut reader = db.readers.acquire().await?;
+        Ok(sqlx::query_as(select_workflows!(
+            "WHERE retry_at IS NOT NULL
+               AND state NOT IN ('requested', 'preparing', 'prepared', 'executing')
+             ORDER BY id"
+        ))
+        .fetch_all(&mut *reader)
+        .await?)
+    }
+
+    /// Drops the planned next attempt of a final workflow, appending why to its reason.
+    pub async fn drop_retry(&self, id: i64, why: &str) -> Result<(), StoreError> {
+        let db = on_postgres!(self, pg => postgres::workflows::drop_retry(pg, id, why));
+        let mut writer = db.writer().await?;
+        let mut tx = begin_write(&mut writer).await?;
+        sqlx::query(
+            "UPDATE workflows SET retry_at = NULL,
+                 reason = COALESCE(reason || '; ', '') || ?, updated_at = ?
+             WHERE id = ? AND retry_at IS NOT NULL",
+        )
+        .bind(why)
+        .bind(Timestamp::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every workflow, oldest first (tests, audits).
     pub async fn all_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
         let db = on_postgres!(self, pg => postgres::workflows::all(pg));
@@ -334,8 +451,41 @@ impl Store {
             sqlx::query_as("SELECT state, COUNT(*) FROM workflows GROUP BY state ORDER BY state")
                 .fetch_all(&mut *reader)
                 .await?;
-        Ok(StateCounts { intents, workflows })
+        let (oldest_active_workflow, overdue_workflows): (Option<Timestamp>, i64) = sqlx::query_as(
+            "SELECT MIN(created_at), COALESCE(SUM(deadline < ?), 0) FROM workflows
+             WHERE state IN ('requested', 'preparing', 'prepared', 'executing')",
+        )
+        .bind(Timestamp::now())
+        .fetch_one(&mut *reader)
+        .await?;
+        let (oldest_intent_in_flight,): (Option<Timestamp>,) = sqlx::query_as(
+            "SELECT MIN(created_at) FROM intents
+             WHERE state IN ('pending', 'sent', 'unknown', 'abandoned')",
+        )
+        .fetch_one(&mut *reader)
+        .await?;
+        Ok(StateCounts {
+            intents,
+            workflows,
+            oldest_active_workflow,
+            oldest_intent_in_flight,
+            overdue_workflows,
+        })
     }
+}
+
+/// Active workflows past their deadline at `now`, the most overdue first (the `state` report).
+pub(super) async fn overdue(
+    conn: &mut sqlx::SqliteConnection,
+    now: Timestamp,
+) -> Result<Vec<WorkflowRecord>, StoreError> {
+    Ok(sqlx::query_as(select_workflows!(
+        "WHERE state IN ('requested', 'preparing', 'prepared', 'executing') AND deadline < ?
+         ORDER BY deadline"
+    ))
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// The active workflows, then the `finished` newest finished ones (the `state` report).
@@ -359,11 +509,42 @@ pub(super) async fn listed(
     Ok(listed)
 }
 
-/// Rows per state of the intents and workflows tables.
+/// Rows per state of the intents and workflows tables, and what is old or late among them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateCounts {
     /// `(state, count)` of intents.
     pub intents: Vec<(String, i64)>,
     /// `(state, count)` of workflows.
     pub workflows: Vec<(String, i64)>,
+    /// When the oldest active workflow was opened.
+    pub oldest_active_workflow: Option<Timestamp>,
+    /// When the oldest intent not settled (pending, sent, unknown, abandoned) was committed.
+    pub oldest_intent_in_flight: Option<Timestamp>,
+    /// Active workflows past their deadline.
+    pub overdue_workflows: i64,
+}
+
+/// Cancels workflow `id` if it is active (a final state is never changed again), and queues
+/// its notification in the same transaction; `None` when it is unknown or already final.
+pub(super) async fn cancel_active(
+    tx: &mut sqlx::SqliteConnection,
+    id: i64,
+    reason: &str,
+    now: Timestamp,
+) -> Result<Option<WorkflowRecord>, StoreError> {
+    let cancelled: Option<WorkflowRecord> = sqlx::query_as(concat!(
+        "UPDATE workflows SET state = 'cancelled', reason = ?, updated_at = ?, deadline = NULL
+         WHERE id = ? AND state IN ('requested', 'preparing', 'prepared', 'executing')
+         RETURNING ",
+        workflow_columns!()
+    ))
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(notice) = cancelled.as_ref().and_then(notice::workflow_finished) {
+        outbox::enqueue(tx, &notice).await?;
+    }
+    Ok(cancelled)
 }

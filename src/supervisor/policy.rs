@@ -11,12 +11,27 @@ use crate::config::SupervisorSettings;
 
 /// Delays between attempts: initial, ×multiplier, capped, jittered; never runs out.
 pub fn backoff(settings: &SupervisorSettings) -> impl Iterator<Item = Duration> + Send + use<> {
+    backoff_between(
+        settings.backoff_initial,
+        settings.backoff_max,
+        settings.backoff_multiplier,
+        settings.backoff_jitter,
+    )
+}
+
+/// [`backoff`] with its parameters given (the notification senders' own backoff).
+pub fn backoff_between(
+    initial: Duration,
+    max: Duration,
+    multiplier: f32,
+    jitter: bool,
+) -> impl Iterator<Item = Duration> + Send + use<> {
     let builder = ExponentialBuilder::default()
-        .with_min_delay(settings.backoff_initial)
-        .with_max_delay(settings.backoff_max)
-        .with_factor(settings.backoff_multiplier)
+        .with_min_delay(initial)
+        .with_max_delay(max)
+        .with_factor(multiplier)
         .without_max_times();
-    if settings.backoff_jitter {
+    if jitter {
         builder.with_jitter().build()
     } else {
         builder.build()

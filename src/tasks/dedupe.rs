@@ -1,5 +1,6 @@
 //! Dedupe-set pruning: processed EventIds older than `events.dedupe_window` are forgotten, so
-//! the set is bounded by the window, not by uptime.
+//! the set is bounded by the window, not by uptime. Notifications every sink has taken are
+//! pruned the same way, after the same window.
 //!
 //! Forgetting is safe: a replayed event with an EventSeqId at or below the cursor is skipped by
 //! the cursor before its key is looked up; a live order, position, leg or job event at or below
@@ -7,12 +8,14 @@
 //! agent status) with a forgotten key — an on-connect push — is re-asserted, which changes
 //! nothing unless it is newer than the stored state.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
 use crate::ops::metrics::Metrics;
+use crate::store::StoreError;
 use crate::supervisor::context::Ctx;
 
 /// Longest pause between two prunes.
@@ -28,8 +31,10 @@ pub fn period(window: Duration) -> Duration {
     (window / 4).clamp(MIN_PERIOD, MAX_PERIOD)
 }
 
-/// Prunes once per [`period`] until the daemon stops taking in work. A failed prune is logged,
-/// counted (`mesolive_errors_total{kind="dedupe_prune"}`) and retried at the next period.
+/// Prunes once per [`period`] until the daemon stops taking in work: the dedupe set, then the
+/// notifications every sink has taken (same window). A failed prune is logged, counted
+/// (`mesolive_errors_total{kind="dedupe_prune"|"notification_prune"}`) and retried at the next
+/// period.
 pub async fn run(ctx: Arc<Ctx>) {
     let window = ctx.settings().events.dedupe_window;
     let mut tick = tokio::time::interval(period(window));
@@ -39,22 +44,46 @@ pub async fn run(ctx: Arc<Ctx>) {
             _ = tick.tick() => {}
             _ = ctx.drain().intake_closed() => return,
         }
-        loop {
-            match ctx.store().prune_processed_events(window, CHUNK).await {
-                Ok(pruned) => {
-                    Metrics::add(&ctx.metrics().events_pruned, pruned);
-                    if pruned > 0 {
-                        tracing::debug!(pruned, "dedupe keys older than the window forgotten");
+        let store = ctx.store();
+        let pruned = in_chunks(&ctx, "dedupe_prune", || {
+            store.prune_processed_events(window, CHUNK)
+        })
+        .await;
+        Metrics::add(&ctx.metrics().events_pruned, pruned);
+        in_chunks(&ctx, "notification_prune", || {
+            store.prune_notifications(window, CHUNK)
+        })
+        .await;
+    }
+}
+
+/// Runs `prune` (at most [`CHUNK`] rows a transaction) until a chunk comes back short, intake
+/// closes or it fails (counted under `errors_total{kind=what}`); returns how many rows went.
+async fn in_chunks<F, Fut>(ctx: &Ctx, what: &'static str, mut prune: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        match prune().await {
+            Ok(pruned) => {
+                total += pruned;
+                if pruned < u64::from(CHUNK) || ctx.drain().is_intake_closed() {
+                    if total > 0 {
+                        tracing::debug!(
+                            pruned = total,
+                            what,
+                            "rows older than the window forgotten"
+                        );
                     }
-                    if pruned < u64::from(CHUNK) || ctx.drain().is_intake_closed() {
-                        break;
-                    }
+                    return total;
                 }
-                Err(err) => {
-                    ctx.metrics().error("dedupe_prune");
-                    tracing::warn!(error = %err, "dedupe prune failed; retrying at the next period");
-                    break;
-                }
+            }
+            Err(err) => {
+                ctx.metrics().error(what);
+                tracing::warn!(error = %err, what, "prune failed; retrying at the next period");
+                return total;
             }
         }
     }

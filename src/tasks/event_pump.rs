@@ -16,7 +16,7 @@
 //!
 //! Level state is re-asserted, edges are sequenced: a live signal, error or agent-status event
 //! at or below the cursor whose key was never processed (an on-connect push repeating the
-//! original event, SPEC §4.2/§6.5) is applied as a re-assertion — it only replaces an older
+//! original event, API §4.2/§6.5) is applied as a re-assertion — it only replaces an older
 //! stored state and never moves the cursor — counted in `events_reasserted`.
 //!
 //! A server that breaks the sequence is reported, never silently followed:
@@ -28,7 +28,7 @@
 //!   instead of skipping every event up to the old cursor;
 //! * a replay page with events at or below the cursor is logged and counted.
 //!
-//! History the server no longer has is a hole, never "nothing happened" (SPEC §6.3): a replay
+//! History the server no longer has is a hole, never "nothing happened" (API §6.3): a replay
 //! page that starts past the next expected event, a `GetEventsSince` that refuses the cursor as
 //! too old, or an oldest available EventSeqId past the cursor. The hole is logged as an error,
 //! counted (`mesolive_history_gaps_total`) and, with `events.on_history_gap = "resync"` (the

@@ -159,7 +159,10 @@ async fn send(
             ) =>
         {
             tracing::info!(intent = %intent.key, status = %failure.status, "server already has this key: reading its record");
-            Ok(settle(store, control, intent).await?.into_outcome())
+            let answer = failure.status.to_string();
+            Ok(settle_answered(store, control, intent, Some(&answer))
+                .await?
+                .into_outcome())
         }
         Err(HubError::Unauthorized(err)) => Err(Unauthorized(err).into()),
         Err(err) if err.outcome_unknown() => {
@@ -224,6 +227,17 @@ pub async fn settle(
     control: &ControlHub,
     intent: &IntentRecord,
 ) -> Result<Settled, IntentError> {
+    settle_answered(store, control, intent, None).await
+}
+
+/// [`settle`], for an intent the server just answered `answer` (`DuplicateRequest`,
+/// `Conflict`) when there is one: what the record settles is then notified with the commit.
+async fn settle_answered(
+    store: &Store,
+    control: &ControlHub,
+    intent: &IntentRecord,
+    answer: Option<&str>,
+) -> Result<Settled, IntentError> {
     let deadline = tokio::time::Instant::now() + PROCESSING_DEADLINE;
     loop {
         let record = match control.idempotency_record(&intent.key).await {
@@ -241,9 +255,7 @@ pub async fn settle(
         match record.status {
             IdempotencyRecordStatus::Completed => {
                 let data = adopted_payload(&record);
-                store
-                    .settle_intent(&intent.key, IntentState::Completed, Some(&data))
-                    .await?;
+                commit_settled(store, intent, IntentState::Completed, &data, answer).await?;
                 tracing::info!(intent = %intent.key, outcome = "completed", source = "idempotency record", "intent settled");
                 return Ok(Settled::Completed(data));
             }
@@ -253,7 +265,8 @@ pub async fn settle(
                     .clone()
                     .or_else(|| record.response_message.clone())
                     .unwrap_or_else(|| "failed on the server".into());
-                record_error(store, intent, IntentState::Failed, &reason).await?;
+                let outcome = json!({ "error": reason });
+                commit_settled(store, intent, IntentState::Failed, &outcome, answer).await?;
                 tracing::warn!(intent = %intent.key, outcome = "failed", source = "idempotency record", %reason, "intent settled");
                 return Ok(Settled::Failed(reason));
             }
@@ -265,6 +278,30 @@ pub async fn settle(
             }
         }
     }
+}
+
+/// Commits what an idempotency record settled; after a `DuplicateRequest`/`Conflict` answer
+/// (`answer`) the store notifies it in the same transaction.
+async fn commit_settled(
+    store: &Store,
+    intent: &IntentRecord,
+    state: IntentState,
+    outcome: &Value,
+    answer: Option<&str>,
+) -> Result<(), StoreError> {
+    match answer {
+        Some(answer) => {
+            store
+                .settle_intent_after_answer(&intent.key, state, Some(outcome), answer)
+                .await?
+        }
+        None => {
+            store
+                .settle_intent(&intent.key, state, Some(outcome))
+                .await?
+        }
+    };
+    Ok(())
 }
 
 /// The payload to continue with, rebuilt from a completed record: the original response data

@@ -1,4 +1,4 @@
-//! The resync after a hole in the server's event history (SPEC §6.3: "fall back to a full state
+//! The resync after a hole in the server's event history (API §6.3: "fall back to a full state
 //! resync from the Control Hub and reset the cursor"): what the missing events would have told
 //! the daemon is read from the Control Hub instead, and committed together with the hole's
 //! record and the cursor past it, as one store operation

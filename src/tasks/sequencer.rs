@@ -10,7 +10,7 @@
 //! * level state is re-asserted, edges are sequenced: a live signal, error or agent-status
 //!   event at or below the cursor (or without an EventSeqId: an on-connect push) describes a
 //!   state, and applying the newest one is idempotent, so it is applied as a re-assertion that
-//!   only wins over an older stored state, without moving the cursor (SPEC §4.2, §6.5: the
+//!   only wins over an older stored state, without moving the cursor (API §4.2, §6.5: the
 //!   server pushes the active state on connect, possibly with values already below the
 //!   cursor);
 //! * a live order, position, leg or job event at or below the cursor with an EventId is either
@@ -24,7 +24,7 @@
 //!   account's): fatal; one above the cursor means events to catch up;
 //! * a replay page larger than the connection's message limit costs the connection; the next
 //!   pages ask for a quarter as many events (down to one) until the pump is live again;
-//! * history the server no longer has is a hole, never "nothing happened" (SPEC §6.3: a cursor
+//! * history the server no longer has is a hole, never "nothing happened" (API §6.3: a cursor
 //!   older than the retention shows up as an error or a gap): a replay page whose first
 //!   EventSeqId is past the next expected one (the subscription covers every strategy and the
 //!   sequence is per user, so nothing may lie between), a `GetEventsSince` that refuses the

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use mesolive_supervisor::config::{AutomationMode, ConfigError, Settings, SynchronousMode};
 
@@ -49,6 +50,16 @@ fn defaults_are_safe() {
     assert_eq!(s.hubs.data_path, "/hubs/data/v1");
     assert_eq!(s.hubs.event_path, "/hubs/event/v1");
     assert!(s.api_key.is_none());
+    let auto = &s.automation;
+    assert!(
+        auto.exit_retry && !auto.entry_retry,
+        "exits retried, entries not"
+    );
+    assert_eq!(auto.exit_retry_max, None, "no limit while the signal holds");
+    assert_eq!(auto.exit_retry_backoff, Duration::from_secs(15));
+    assert_eq!(auto.exit_retry_backoff_max, Duration::from_secs(300));
+    assert_eq!(auto.order_timeout, Duration::from_secs(120));
+    assert_eq!(auto.job_timeout, Duration::from_secs(120));
 }
 
 #[test]
@@ -167,6 +178,31 @@ fn bad_values_name_their_key() {
             "live",
             "automation.allow_strategies",
         ),
+        (
+            "MESOLIVE__AUTOMATION__JOB_TIMEOUT",
+            "0s",
+            "automation.job_timeout",
+        ),
+        (
+            "MESOLIVE__AUTOMATION__ORDER_TIMEOUT",
+            "0s",
+            "automation.order_timeout",
+        ),
+        (
+            "MESOLIVE__AUTOMATION__EXIT_RETRY_BACKOFF",
+            "0s",
+            "automation.exit_retry_backoff",
+        ),
+        (
+            "MESOLIVE__AUTOMATION__EXIT_RETRY_BACKOFF_MAX",
+            "1s",
+            "automation.exit_retry_backoff_max",
+        ),
+        (
+            "MESOLIVE__AUTOMATION__EXIT_RETRY_MAX",
+            "0",
+            "automation.exit_retry_max",
+        ),
     ];
     for (var, value, key) in cases {
         let err = load(None, &[(var, value)]).expect_err(var);
@@ -266,6 +302,16 @@ fn binary_exits_78_with_one_line_naming_the_key() {
             "hubs.base_url",
         ),
         (vec![], vec![("MESOLIVE__BOGUS__X", "1")], "bogus"),
+        (
+            vec![],
+            vec![("MESOLIVE__AUTOMATION__ORDER_TIMEOUT", "soon")],
+            "order_timeout",
+        ),
+        (
+            vec![],
+            vec![("MESOLIVE__AUTOMATION__EXIT_RETRY_MAX", "0")],
+            "automation.exit_retry_max",
+        ),
         (
             vec![],
             vec![("MESOLIVE__SUPERVISOR__RESTART_MAX", "lots")],

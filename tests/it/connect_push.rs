@@ -1,4 +1,4 @@
-//! On-connect pushes, in every form SPEC §4.2/§6.5 allows, against the daemon as a process:
+//! On-connect pushes, in every form API §4.2/§6.5 allows, against the daemon as a process:
 //! the active state the server pushes before any subscribe is current state, not a broken
 //! sequence. An exit signal active before the daemon's first start (`events.first_run =
 //! "latest"`) closes its position whether the push lacks its EventSeqId (`bare`) or repeats it

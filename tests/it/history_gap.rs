@@ -1,4 +1,4 @@
-//! History the server no longer has (SPEC §6.3), against the daemon as a process: the
+//! History the server no longer has (API §6.3), against the daemon as a process: the
 //! simulator keeps only its latest 1,000 events and refuses an older cursor (`error`) or
 //! starts the page at the oldest event it still has (`gap`). The daemon detects the hole, says
 //! it loudly (an error line, `mesolive_history_gaps_total`, `history_gaps` in `state`),

@@ -138,7 +138,7 @@ impl HubError {
     }
 
     /// Whether a refused `GetEventsSince` says its cursor is older than the history the server
-    /// keeps (SPEC §6.3; the error's form is INFERRED: [`history::says_too_old`]).
+    /// keeps (API §6.3; the error's form is INFERRED: [`history::says_too_old`]).
     pub fn history_too_old(&self) -> bool {
         match self {
             HubError::Api(failure) => {

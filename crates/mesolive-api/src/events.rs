@@ -1,4 +1,4 @@
-//! Event Hub callbacks (SPEC §4): one model per callback, a common header, and [`HubEvent`], the
+//! Event Hub callbacks (API §4): one model per callback, a common header, and [`HubEvent`], the
 //! decoded form the event pump consumes — live (a callback's `arguments[0]`) or replayed (an item
 //! of a `GetEventsSince` page).
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use flow::{FlowKind, UnknownFlowKind};
 
-/// The three MesoLive hubs (SPEC §1.1), in runbook order.
+/// The three MesoLive hubs (API §1.1), in runbook order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Hub {

@@ -1,4 +1,4 @@
-//! MesoLive payload models (SPEC.md §2–§5), PascalCase on the wire, decoded leniently through
+//! MesoLive payload models (API §2–§5), PascalCase on the wire, decoded leniently through
 //! [`crate::lenient::decode`]. Only `Option` fields may be absent; a missing required field
 //! is a decode error (the event pump quarantines such events).
 //!
@@ -15,7 +15,7 @@ use crate::lenient_enum;
 
 lenient_enum! {
     /// Outcome code of the response envelope; `DuplicateRequest` and `Conflict` drive the
-    /// idempotency flow (SPEC §6.1). Members past the first three are INFERRED.
+    /// idempotency flow (API §6.1). Members past the first three are INFERRED.
     pub enum StatusCode { Success, DuplicateRequest, Conflict, NotFound, BadRequest, ValidationError, Unauthorized, Forbidden, Timeout, InternalError }
 }
 

@@ -303,7 +303,7 @@ pub mod agents {
     }
 }
 
-/// Hub method names (FACT unless noted in SPEC §3).
+/// Hub method names (FACT unless noted in API §3).
 pub mod methods {
     use crate::FlowKind;
 
@@ -415,7 +415,7 @@ pub mod callbacks {
         format!("{PREPARATION_PREFIX}{}{outcome}", kind.infix())
     }
 
-    /// Every known target, in SPEC order.
+    /// Every known target, in the API document's order.
     pub fn all() -> Vec<String> {
         let mut names: Vec<String> = [
             ENTRY_SIGNAL,
@@ -486,7 +486,7 @@ pub mod callbacks {
     }
 }
 
-/// The response envelope `MesoLiveApiResponse<T>` (SPEC §2; field names INFERRED).
+/// The response envelope `MesoLiveApiResponse<T>` (API §2; field names INFERRED).
 pub mod envelope {
     use serde_json::{Map, Value, json};
 
@@ -498,6 +498,10 @@ pub mod envelope {
     const MESSAGE: &[&str] = &["Message"];
     const ERROR: &[&str] = &["Error"];
     const DATA: &[&str] = &["Data", "Payload", "Result", "Value"];
+    /// Members a server may add to every envelope that are never its payload (ASP.NET Core
+    /// writes `traceId` into problem details): left out when the payload is found by
+    /// elimination, so `{"Status":"Success","TraceId":"…"}` reads as a success without data.
+    const METADATA: &[&str] = &["TraceId", "RequestId", "CorrelationId", "Timestamp"];
 
     fn status_of(object: &Map<String, Value>) -> StatusCode {
         field(object, STATUS)
@@ -506,14 +510,15 @@ pub mod envelope {
     }
 
     /// The key of the payload: a known name, else the one member that is not the status, the
-    /// message or the error (INFERRED: the envelope's payload name was never documented). When
+    /// message, the error or metadata such as a trace id (INFERRED: the envelope's payload name
+    /// was never documented). When
     /// several unknown members are left, the one holding an object or a list; `None` when that
     /// still leaves a choice (or nothing).
     fn data_key(object: &Map<String, Value>) -> Option<&String> {
         if let Some(key) = field_key(object, DATA) {
             return Some(key);
         }
-        let envelope = [STATUS, MESSAGE, ERROR].concat();
+        let envelope = [STATUS, MESSAGE, ERROR, METADATA].concat();
         let others: Vec<&String> = object
             .keys()
             .filter(|key| !envelope.iter().any(|name| key.eq_ignore_ascii_case(name)))
@@ -664,7 +669,7 @@ pub mod envelope {
     }
 }
 
-/// Paged lists (`ContinuationToken`, SPEC §3.1.3; wrapper shape INFERRED).
+/// Paged lists (`ContinuationToken`, API §3.1.3; wrapper shape INFERRED).
 pub mod paging {
     use serde_json::{Value, json};
 
@@ -725,7 +730,7 @@ pub mod paging {
     }
 }
 
-/// `GetEventsSince` results (shape INFERRED, SPEC §3.3).
+/// `GetEventsSince` results (shape INFERRED, API §3.3).
 pub mod history {
     use serde_json::{Value, json};
 
@@ -875,7 +880,7 @@ pub mod history {
     }
 
     /// Error codes (`Error.Code`, or the envelope status) that say a `GetEventsSince` cursor
-    /// is older than the history the server keeps (SPEC §6.3: "an error or a gap"; the
+    /// is older than the history the server keeps (API §6.3: "an error or a gap"; the
     /// error's form is UNKNOWN, these spellings are INFERRED). Compared ignoring case.
     pub const TOO_OLD_CODES: &[&str] = &[
         "CursorTooOld",
@@ -888,7 +893,7 @@ pub mod history {
     ];
 
     /// Words of an error message (or detail) that say the same, compared ignoring case. A
-    /// message about a continuation token never counts: tokens may expire (SPEC §3.1.3), and
+    /// message about a continuation token never counts: tokens may expire (API §3.1.3), and
     /// the answer to that is to ask again, not to give history up.
     pub const TOO_OLD_WORDS: &[&str] = &[
         "older than the retained",
@@ -1055,7 +1060,7 @@ pub mod encode {
     }
 }
 
-/// Argument objects (field names INFERRED unless SPEC marks them FACT).
+/// Argument objects (field names INFERRED unless the API document marks them FACT).
 pub mod args {
     use rust_decimal::Decimal;
     use serde_json::{Value, json};
@@ -1099,7 +1104,7 @@ pub mod args {
         json!({"LivePositionId": position_id, "Limit": limit, "ContinuationToken": continuation})
     }
 
-    /// `ListOrders` of one execution plan (filter name INFERRED, SPEC §6.2).
+    /// `ListOrders` of one execution plan (filter name INFERRED, API §6.2).
     pub fn orders_of_plan(
         exec_plan_id: i64,
         limit: Option<u32>,
@@ -1131,6 +1136,11 @@ pub mod args {
     /// `CancelPreparePosition*`.
     pub fn cancel_job(job_id: &str, key: &str) -> Value {
         json!({"JobId": job_id, "IdempotencyKey": key})
+    }
+
+    /// `CancelOrder` (INFERRED fields: the key, the live order id, its account).
+    pub fn cancel_order(key: &str, order_id: i64, account: &str) -> Value {
+        json!({"IdempotencyKey": key, "OrderId": order_id, "BrokerAccountId": account})
     }
 
     /// `StreamPositionData` / `GetPositionSnapshot` asking for every block (fields FACT).
@@ -1265,7 +1275,7 @@ pub mod args {
     }
 }
 
-/// `LiveGreeks` as the simulator sends it (model not recovered, SPEC §3.2.4; INFERRED: one set
+/// `LiveGreeks` as the simulator sends it (model not recovered, API §3.2.4; INFERRED: one set
 /// of greeks at mark per block). Clients keep greeks as raw JSON.
 pub fn greeks(snapshot_time: &str, delta: f64, gamma: f64, theta: f64, vega: f64) -> Value {
     let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
@@ -1280,7 +1290,7 @@ pub fn leg_group_qtys(qty: rust_decimal::Decimal) -> Value {
     serde_json::json!({"Qty": qty})
 }
 
-/// Text values of enums whose members were never documented (SPEC §5.1, all INFERRED).
+/// Text values of enums whose members were never documented (API §5.1, all INFERRED).
 pub mod states {
     /// `LivePosition.State` of an open position.
     pub const POSITION_OPEN: &str = "Open";
@@ -1309,7 +1319,7 @@ pub const OPEN_ONLY_ARG: &str = "OpenOnly";
 /// INFERRED `AfterEventSeqId`).
 pub const EVENTS_SINCE_ARG_NAMES: &[&str] = &["AfterEventSeqId", "SinceEventSeqId", "EventSeqId"];
 
-/// How a `datetime` without an offset is read (`EventTime`): SPEC §0 says every time is UTC,
+/// How a `datetime` without an offset is read (`EventTime`): API §0 says every time is UTC,
 /// and .NET writes a DateTime of unspecified kind without an offset, so it is read as UTC.
 /// Times with `Z` or an offset are RFC 3339 (any number of fraction digits).
 pub const NAIVE_DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f";
@@ -1418,9 +1428,15 @@ mod tests {
             json!({"Status": "Success", "TraceId": "t", "Response": [1]}),
         );
         assert_eq!(extra.data, json!([1]));
+        // a bare string payload beside a trace id; no payload at all but a trace id
+        let bare = envelope::Envelope::from_result(
+            json!({"Status": "Success", "traceId": "t", "Response": "job-1"}),
+        );
+        assert_eq!(bare.data, json!("job-1"));
         // unknown keys
         for not_found in [
             json!({"Status": "Success"}),
+            json!({"Status": "Success", "TraceId": "00-trace"}),
             json!({"Status": "Success", "Data": {}}),
             json!({"Status": "BadRequest", "Error": {"Code": "IdempotencyKeyNotFound"}}),
         ] {

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::call::to_value;
+use super::domain::SignalKey;
 use super::faults::{FaultKind, FaultPatch, Faults};
 use super::server::Hosts;
 use super::signals::{SignalKind, SignalRequest};
@@ -78,6 +79,7 @@ pub(crate) fn router(sim: Arc<Sim>, hosts: Arc<Hosts>) -> Router {
         .route("/outage", post(outage))
         .route("/faults", get(faults).post(add_faults).delete(clear_faults))
         .route("/ledger", get(ledger))
+        .route("/world", get(world))
         .route("/stats", get(stats))
         .route("/requests", get(requests))
         .route("/wire", get(wire))
@@ -353,6 +355,40 @@ async fn clear_faults(State(admin): State<Admin>) -> Answer {
 
 async fn ledger(State(admin): State<Admin>) -> Answer {
     Ok(reply(&admin.sim.world().ledger.report()))
+}
+
+/// The ground truth a test checks the daemon against: open positions and active signals.
+async fn world(State(admin): State<Admin>) -> Answer {
+    let world = admin.sim.world();
+    let positions: Vec<Value> = world
+        .positions
+        .values()
+        .filter(|p| p.is_open())
+        .map(|p| json!({"id": p.id, "strategy_id": p.strategy_id, "account": p.account}))
+        .collect();
+    let signals: Vec<Value> = world
+        .signals
+        .iter()
+        .map(|(key, event)| {
+            let (kind, about) = match key {
+                SignalKey::Entry {
+                    strategy_id,
+                    account,
+                } => (
+                    "entry",
+                    json!({"strategy_id": strategy_id, "account": account}),
+                ),
+                SignalKey::Exit { position_id } => ("exit", json!({"position_id": position_id})),
+                SignalKey::Adjustment { position_id } => {
+                    ("adjustment", json!({"position_id": position_id}))
+                }
+            };
+            json!({"kind": kind, "about": about, "event_id": event.id, "seq": event.seq})
+        })
+        .collect();
+    Ok(Json(
+        json!({"open_positions": positions, "active_signals": signals}),
+    ))
 }
 
 async fn stats(State(admin): State<Admin>) -> Answer {

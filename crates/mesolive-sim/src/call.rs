@@ -9,7 +9,7 @@ use serde_json::Value;
 use mesolive_api::models::StatusCode;
 use mesolive_api::wire::{args, envelope, paging};
 
-/// Default and maximum page sizes of every paged list (SPEC §3.1.3; values INFERRED).
+/// Default and maximum page sizes of every paged list (API §3.1.3; values INFERRED).
 pub(crate) const DEFAULT_LIMIT: usize = 100;
 /// Largest `Limit` honoured; larger requests are capped, not rejected.
 pub(crate) const MAX_LIMIT: usize = 1000;

@@ -90,6 +90,10 @@ pub struct SimArgs {
     /// number (or the other way round) fails the call (`argument_binding=strict_stj`).
     #[arg(long)]
     pub strict_types: bool,
+    /// Leave every broker order Working (never filled) until the fault is cleared through the
+    /// admin API; CancelOrder still cancels it.
+    #[arg(long)]
+    pub never_fill: bool,
 }
 
 fn lose_completion(text: &str) -> Result<LoseCompletion, String> {
@@ -156,6 +160,7 @@ impl SimArgs {
                 retention_mode: Some(self.retention_mode),
                 ignore_close: Some(self.ignore_close),
                 require_provider: Some(self.require_provider),
+                never_fill: Some(self.never_fill),
             },
             wire,
         }

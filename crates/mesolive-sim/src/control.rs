@@ -1,5 +1,5 @@
-//! The Control Hub's methods (SPEC §3.1): reads, paged lists, prepare jobs, orders and paper
-//! fills. Every state-changing call is keyed and goes through the idempotency records (SPEC
+//! The Control Hub's methods (API §3.1): reads, paged lists, prepare jobs, orders and paper
+//! fills. Every state-changing call is keyed and goes through the idempotency records (API
 //! §6.1) before it touches the world.
 
 use std::sync::Arc;
@@ -150,9 +150,13 @@ fn adjustment_operation(args: &Value) -> Result<PositionAdjustmentOperation, Fai
 
 fn send_order(sim: &Arc<Sim>, world: &mut World, key: &str, args: &Value) -> CallResult {
     let (answer, order_id) = world.send_order(key, args, sim.stats.elapsed_ms())?;
-    sim.after(sim.timing.fill_delay, move |world| {
-        world.fill_order(order_id)
-    });
+    if sim.faults().never_fill {
+        sim.stats.fault(super::faults::FaultKind::NeverFill);
+    } else {
+        sim.after(sim.timing.fill_delay, move |world| {
+            world.fill_order(order_id)
+        });
+    }
     Ok(answer)
 }
 
@@ -330,7 +334,7 @@ fn list_orders(world: &World, args: &Value) -> CallResult {
     )
 }
 
-/// The record of a key; an unknown key is `NotFound` (SPEC §6.1 INFERRED reading, see
+/// The record of a key; an unknown key is `NotFound` (API §6.1 INFERRED reading, see
 /// [`mesolive_api::wire::envelope::Envelope::is_not_found`]).
 fn get_idempotency_record(world: &World, args: &Value) -> CallResult {
     let key = call::req_str(args, "IdempotencyKey")?;

@@ -1,4 +1,4 @@
-//! The Data Hub (SPEC §3.2, §6.4): position and underlying snapshots, and streams of them.
+//! The Data Hub (API §3.2, §6.4): position and underlying snapshots, and streams of them.
 //! A stream computes its item when it is polled, at most once per interval, so a slow client
 //! gets the latest value instead of a backlog (nothing is buffered on its behalf). A position
 //! stream ends with a Completion when the position closes. Underlying data requires `Provider`
@@ -143,7 +143,7 @@ impl Selection {
     }
 }
 
-/// `PositionDataEntry` and the blocks it leaves out (SPEC §3.2.2).
+/// `PositionDataEntry` and the blocks it leaves out (API §3.2.2).
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct PositionDataView {

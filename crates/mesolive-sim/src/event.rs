@@ -1,4 +1,4 @@
-//! The Event Hub's methods (SPEC §3.3): the latest EventSeqId, paged replay from the log, and
+//! The Event Hub's methods (API §3.3): the latest EventSeqId, paged replay from the log, and
 //! strategy-group membership for live callbacks; plus what a new connection is told on connect.
 
 use std::collections::BTreeSet;
@@ -52,7 +52,10 @@ fn events_since(sim: &Sim, args: &Value) -> CallResult {
             .find_map(Result::transpose)
             .transpose()?
             .unwrap_or(0),
-    };
+    }
+    // A server that reads its argument inclusively was asked from 0 as from -1: the whole
+    // history, never a cursor older than it.
+    .max(0);
     let limit = call::limit(args)?;
     let (retention, mode) = {
         let faults = sim.faults();

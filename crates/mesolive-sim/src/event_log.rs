@@ -22,7 +22,7 @@ pub(crate) struct LoggedEvent {
 }
 
 impl LoggedEvent {
-    /// The payload without `EventSeqId`, as pushed on connect (SPEC §4.2/§6.5).
+    /// The payload without `EventSeqId`, as pushed on connect (API §4.2/§6.5).
     pub(crate) fn without_seq_id(&self) -> Value {
         let mut payload = self.payload.clone();
         if let Some(object) = payload.as_object_mut() {

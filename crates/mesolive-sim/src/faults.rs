@@ -18,9 +18,9 @@ pub enum LossMode {
 }
 
 /// What a new Event Hub connection is told of the active signals and errors before anything
-/// else (SPEC §4.2, §6.5: the server may push the current state on connect, and those pushes
+/// else (API §4.2, §6.5: the server may push the current state on connect, and those pushes
 /// may lack EventId/EventSeqId or carry values already below the caller's cursor). Every form
-/// SPEC allows is a behaviour the daemon must handle, not a fault; it lives here so it can be
+/// the API allows is a behaviour the daemon must handle, not a fault; it lives here so it can be
 /// set like one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -35,7 +35,7 @@ pub enum ConnectPush {
 }
 
 /// How a server that keeps only its latest events answers a `GetEventsSince` whose cursor is
-/// older than them (SPEC §6.3: retention is UNKNOWN; a cursor older than it shows up "as an
+/// older than them (API §6.3: retention is UNKNOWN; a cursor older than it shows up "as an
 /// error or a gap").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -116,6 +116,9 @@ pub struct FaultPatch {
     /// Refuse StreamUnderlyingData / GetUnderlyingSnapshot without a `Provider`, as the API
     /// says the real server does (otherwise the first agent's connector serves them).
     pub require_provider: Option<bool>,
+    /// Leave every new broker order Working (never filled) until cleared; a CancelOrder still
+    /// cancels it.
+    pub never_fill: Option<bool>,
 }
 
 /// The active faults, as `GET /faults` shows them.
@@ -147,6 +150,8 @@ pub struct Faults {
     pub ignore_close: bool,
     /// Whether underlying data without a `Provider` is refused.
     pub require_provider: bool,
+    /// Whether new broker orders stay Working.
+    pub never_fill: bool,
 }
 
 /// Fault kinds as counted in `GET /stats` (`faults_injected`).
@@ -171,6 +176,8 @@ pub enum FaultKind {
     RejectAuth,
     /// The switch that leaves Close handshakes unanswered turned on (counted per activation).
     IgnoreClose,
+    /// A broker order left Working: it will never fill.
+    NeverFill,
     /// Connections dropped on request.
     ConnectionDrop,
     /// An outage window started.
@@ -192,6 +199,7 @@ impl FaultKind {
             FaultKind::HoldProcessing => "hold_processing",
             FaultKind::RejectAuth => "reject_auth",
             FaultKind::IgnoreClose => "ignore_close",
+            FaultKind::NeverFill => "never_fill",
             FaultKind::ConnectionDrop => "connection_drop",
             FaultKind::Outage => "outage",
             FaultKind::Retention => "retention",
@@ -241,6 +249,7 @@ impl Faults {
         self.retention_mode = patch.retention_mode.unwrap_or(self.retention_mode);
         self.ignore_close = patch.ignore_close.unwrap_or(self.ignore_close);
         self.require_provider = patch.require_provider.unwrap_or(self.require_provider);
+        self.never_fill = patch.never_fill.unwrap_or(self.never_fill);
     }
 
     /// Uses up one lost Completion of `method`, if one is pending.
@@ -375,6 +384,16 @@ mod tests {
             (1000, RetentionMode::Gap)
         );
         assert!(serde_json::from_value::<FaultPatch>(json!({"retention_mode": "lose"})).is_err());
+    }
+
+    #[test]
+    fn never_fill_stays_on_until_cleared() {
+        let mut faults = Faults::default();
+        faults.apply(patch(json!({"never_fill": true})));
+        faults.apply(patch(json!({"suppress_events": 1})));
+        assert!(faults.never_fill);
+        faults.apply(patch(json!({"never_fill": false})));
+        assert!(!faults.never_fill);
     }
 
     #[test]

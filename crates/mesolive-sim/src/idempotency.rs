@@ -1,4 +1,4 @@
-//! Idempotency records exactly as SPEC §6.1 describes them: one record per key, Processing until
+//! Idempotency records exactly as API §6.1 describes them: one record per key, Processing until
 //! the call's response is settled, then Completed or Failed. A key seen again with the same
 //! request gets `DuplicateRequest` and the original response's data; with a different request,
 //! or while still Processing, it gets `Conflict`.

@@ -1,4 +1,4 @@
-//! Async prepare jobs (SPEC §6.2): started Running by `StartPreparePosition*`, finished by a
+//! Async prepare jobs (API §6.2): started Running by `StartPreparePosition*`, finished by a
 //! timer into Completed (an execution plan and its result) or Failed, announced by
 //! `OnPosition{Kind}Preparation{Completed|Failed}`, observable by polling and through the
 //! idempotency record of the key that started them.

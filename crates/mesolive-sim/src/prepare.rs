@@ -1,4 +1,4 @@
-//! The result models of prepare jobs (SPEC §3.1.5): what an execution plan will do, priced
+//! The result models of prepare jobs (API §3.1.5): what an execution plan will do, priced
 //! at the moment the job completes.
 
 use std::collections::BTreeMap;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::PgConnection;
 
-use super::{Postgres, Write, execute_for_rows, jobs, orders, positions, signals};
+use super::{Postgres, Write, execute_for_rows, jobs, orders, outbox, positions, signals};
 use crate::store::dedupe::KeySource;
 use crate::store::events::{EffectRows, Selection};
 use crate::store::{BatchOutcome, EventRecord, QuarantinedEvent, StoreError, Timestamp, json_text};
@@ -15,7 +15,9 @@ pub(in crate::store) async fn apply(
     db: &Postgres,
     batch: &[EventRecord],
 ) -> Result<BatchOutcome, StoreError> {
-    let Write { mut tx, mut dedupe } = db.begin_write().await?;
+    let Write {
+        mut tx, mut dedupe, ..
+    } = db.begin_write().await?;
     let committed = async {
         let now = Timestamp::now();
         let index = dedupe.load(&mut *tx).await?;
@@ -70,7 +72,9 @@ pub(in crate::store) async fn prune(
     cutoff: Timestamp,
     limit: u32,
 ) -> Result<u64, StoreError> {
-    let Write { mut tx, mut dedupe } = db.begin_write().await?;
+    let Write {
+        mut tx, mut dedupe, ..
+    } = db.begin_write().await?;
     let pruned = async {
         let keys: Vec<String> = sqlx::query_scalar(
             "DELETE FROM processed_events WHERE id IN (
@@ -182,6 +186,9 @@ async fn apply_effects(
     positions::upsert_legs(conn, &rows.legs, now).await?;
     orders::upsert(conn, &rows.orders, now).await?;
     jobs::upsert(conn, &rows.jobs, now).await?;
+    if let Some(notice) = rows.quarantine_notice() {
+        outbox::enqueue(conn, &notice).await?;
+    }
     execute_for_rows(
         conn,
         "INSERT INTO quarantined_events (event_key, seq_id, target, raw, error, quarantined_at)

@@ -16,7 +16,9 @@ pub(in crate::store) async fn resync(
     gap: &HistoryGap,
     resync: &Resync,
 ) -> Result<ResyncSummary, StoreError> {
-    let Write { mut tx, mut dedupe } = db.begin_write().await?;
+    let Write {
+        mut tx, mut dedupe, ..
+    } = db.begin_write().await?;
     let committed = async {
         let now = Timestamp::now();
         let open: Vec<&PositionUpdate> = resync.open_positions.iter().collect();

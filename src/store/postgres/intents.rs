@@ -3,6 +3,7 @@
 use sqlx::PgConnection;
 
 use super::Postgres;
+use crate::notifications::notice;
 use crate::store::intents::{IN_FLIGHT, intent_columns, not_found, select_intents};
 use crate::store::{IntentRecord, IntentState, NewIntent, StoreError, Timestamp};
 
@@ -58,6 +59,7 @@ pub(in crate::store) async fn settle(
     key: &str,
     state: IntentState,
     outcome: Option<&serde_json::Value>,
+    answer: Option<&str>,
 ) -> Result<IntentRecord, StoreError> {
     let mut write = db.begin_write().await?;
     let updated = if matches!(state, IntentState::Pending | IntentState::Sent) {
@@ -77,7 +79,12 @@ pub(in crate::store) async fn settle(
         .await?
     };
     let stored = transitioned(&mut write.tx, key, state, updated).await?;
-    write.tx.commit().await?;
+    if let Some(answer) = answer.filter(|_| stored.state.is_final()) {
+        write
+            .notify(&notice::intent_settled(answer, &stored))
+            .await?;
+    }
+    write.commit().await?;
     Ok(stored)
 }
 

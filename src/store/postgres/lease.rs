@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use sqlx::Acquire;
 
-use super::Postgres;
+use super::{Postgres, outbox};
+use crate::notifications::notice;
 use crate::store::{LeaseGrant, LeaseRecord, LeaseRequest, StoreError, Timestamp};
 
 /// The server's clock in unix milliseconds.
@@ -70,6 +71,46 @@ pub(in crate::store) async fn acquire(
         epoch,
         expires_at,
     }))
+}
+
+/// Queues the `standby` notification of `request.holder` (at start, or after the leadership
+/// `lost`), naming the lease's holder. The one write a standby makes, outside the fence: it
+/// locks the lease row `FOR UPDATE`, which waits for the leader's write in flight (those hold
+/// it `FOR SHARE`) and holds the next one back until it commits, so the notification's seq
+/// becomes visible in order with the leader's.
+pub(in crate::store) async fn tell_standby(
+    db: &Postgres,
+    request: &LeaseRequest,
+    lost: Option<&str>,
+) -> Result<(), StoreError> {
+    let mut conn = db.lease_pool().acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = {}",
+        millis(request.ttl / 3).max(1)
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let lease: Option<(Option<String>, i64)> = sqlx::query_as(concat!(
+        "SELECT CASE WHEN expires_at > ",
+        server_now!(),
+        " THEN holder END, epoch FROM lease WHERE grp = $1 FOR UPDATE"
+    ))
+    .bind(&request.group)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (leader, epoch) = lease.unwrap_or_default();
+    let told = notice::standby(
+        &request.group,
+        &request.holder,
+        leader.as_deref(),
+        epoch,
+        lost,
+    );
+    outbox::enqueue(&mut tx, &told).await?;
+    tx.commit().await?;
+    db.outbox_changed();
+    Ok(())
 }
 
 /// Extends our lease; `None` when its epoch moved on (then writes are refused).

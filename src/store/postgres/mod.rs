@@ -18,6 +18,7 @@ pub(super) mod jobs;
 pub(super) mod lease;
 pub(super) mod operator;
 pub(super) mod orders;
+pub(super) mod outbox;
 pub(super) mod positions;
 pub(super) mod signals;
 pub(super) mod summary;
@@ -31,12 +32,13 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres as Pg, Transaction};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, watch};
 
 pub(super) use fence::Fence;
 
 use super::dedupe::DedupeIndex;
 use super::{PostgresLocation, StoreError, StoreOptions, Timestamp, json_text};
+use crate::notifications::Notice;
 
 /// The PostgreSQL migrations compiled into this binary (`migrations/postgres/`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -61,12 +63,36 @@ pub(in crate::store) struct Postgres {
     /// One write transaction at a time; it also guards the dedupe index.
     writer: Option<Mutex<DedupeIndex>>,
     fence: Fence,
+    /// The store's outbox signal: fired after a commit that queued a notification.
+    outbox: watch::Sender<()>,
 }
 
 /// A write transaction, fenced, holding the writer lock and the dedupe index.
 pub(super) struct Write<'a> {
     pub(super) tx: Transaction<'static, Pg>,
     pub(super) dedupe: MutexGuard<'a, DedupeIndex>,
+    outbox: &'a watch::Sender<()>,
+    /// Whether a notification was queued (the senders are woken after the commit).
+    queued: bool,
+}
+
+impl Write<'_> {
+    /// Queues `notice` in this transaction (`store::outbox::enqueue` on PostgreSQL): delivered
+    /// if and only if the transaction commits.
+    pub(super) async fn notify(&mut self, notice: &Notice) -> Result<(), StoreError> {
+        outbox::enqueue(&mut self.tx, notice).await?;
+        self.queued = true;
+        Ok(())
+    }
+
+    /// Commits, then wakes the senders if a notification was queued.
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        if self.queued {
+            self.outbox.send_replace(());
+        }
+        Ok(())
+    }
 }
 
 impl Postgres {
@@ -75,6 +101,7 @@ impl Postgres {
     pub(in crate::store) async fn open(
         location: &PostgresLocation,
         options: &StoreOptions,
+        outbox: watch::Sender<()>,
     ) -> Result<(Postgres, String), StoreError> {
         let describe = location.describe();
         let connect = connect_options(location, options)?;
@@ -102,6 +129,7 @@ impl Postgres {
             describe,
             writer: Some(Mutex::default()),
             fence: Fence::default(),
+            outbox,
         };
         Ok((db, instance_id))
     }
@@ -110,6 +138,7 @@ impl Postgres {
     /// schema migrated by a newer binary is refused.
     pub(in crate::store) async fn open_read_only(
         location: &PostgresLocation,
+        outbox: watch::Sender<()>,
     ) -> Result<(Postgres, String), StoreError> {
         let describe = location.describe();
         let connect = connect_options(location, &StoreOptions::default())?;
@@ -138,6 +167,7 @@ impl Postgres {
             describe,
             writer: None,
             fence: Fence::default(),
+            outbox,
         };
         Ok((db, instance_id))
     }
@@ -172,7 +202,18 @@ impl Postgres {
         let dedupe = writer.lock().await;
         let mut tx = self.pool.begin().await?;
         self.fence.check(&mut tx).await?;
-        Ok(Write { tx, dedupe })
+        Ok(Write {
+            tx,
+            dedupe,
+            outbox: &self.outbox,
+            queued: false,
+        })
+    }
+
+    /// Wakes the senders: a commit outside [`Write`] queued a notification (a standby's lease
+    /// transaction).
+    pub(super) fn outbox_changed(&self) {
+        self.outbox.send_replace(());
     }
 
     /// The connection for lease statements.
@@ -220,18 +261,28 @@ fn connect_options(
     ]))
 }
 
+/// The pool for reads and the serialized writes: connections made on first use and kept, as
+/// in the SQLite backend (`sqlite::read_pool`): no idle timeout and no maximum lifetime, so
+/// sqlx runs no reaper task (its maintenance task can spin a worker thread at 100 % for good,
+/// sqlx issue 3645). What a reaper would bring is had otherwise: a connection the server or the
+/// network dropped is found dead when next taken from the pool (sqlx tests an idle connection
+/// before handing it out) and replaced; the server ends sessions left idle in a transaction;
+/// and a PostgreSQL failover ends the old primary's sessions.
 fn pool(connect: PgConnectOptions, size: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(size.max(2))
-        .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_lazy_with(connect)
+    kept_connections(size.max(2)).connect_lazy_with(connect)
 }
 
+/// The lease statements' pool: one connection, kept like [`pool`]'s.
 fn pool_of_one(connect: PgConnectOptions) -> PgPool {
+    kept_connections(1).connect_lazy_with(connect)
+}
+
+fn kept_connections(size: u32) -> PgPoolOptions {
     PgPoolOptions::new()
-        .max_connections(1)
+        .max_connections(size)
         .acquire_timeout(CONNECT_TIMEOUT)
-        .connect_lazy_with(connect)
+        .idle_timeout(None)
+        .max_lifetime(None)
 }
 
 fn migrating(database: &str, error: sqlx::migrate::MigrateError) -> StoreError {

@@ -3,9 +3,9 @@
 
 use sqlx::PgConnection;
 
-use super::Postgres;
+use super::{Postgres, workflows};
+use crate::notifications::notice;
 use crate::store::operator::count_of;
-use crate::store::workflows::returning_workflow;
 use crate::store::{
     ActionKind, ActionSource, CancelRefusal, OperatorAction, PnlMovement, StateChange, StoreError,
     Timestamp, TradingState, WorkflowRecord, WorkflowState,
@@ -69,8 +69,11 @@ pub(in crate::store) async fn set_trading_state(
             source,
         )
         .await?;
+        write
+            .notify(&notice::trading_state(from, to, reason, source.as_str()))
+            .await?;
     }
-    write.tx.commit().await?;
+    write.commit().await?;
     Ok(change)
 }
 
@@ -121,7 +124,10 @@ pub(in crate::store) async fn risk_switch(
         )
         .await?;
     }
-    write.tx.commit().await?;
+    write
+        .notify(&notice::risk_switch(rule, account, from, change.to, reason))
+        .await?;
+    write.commit().await?;
     Ok(Some(change))
 }
 
@@ -156,16 +162,7 @@ pub(in crate::store) async fn cancel_workflow(
 ) -> Result<Result<WorkflowRecord, CancelRefusal>, StoreError> {
     let mut write = db.begin_write().await?;
     let now = Timestamp::now();
-    let cancelled: Option<WorkflowRecord> = sqlx::query_as(concat!(
-        "UPDATE workflows SET state = 'cancelled', reason = $1, updated_at = $2
-         WHERE id = $3 AND state IN ('requested', 'preparing', 'prepared', 'executing')",
-        returning_workflow!()
-    ))
-    .bind(reason)
-    .bind(now)
-    .bind(id)
-    .fetch_optional(&mut *write.tx)
-    .await?;
+    let cancelled = workflows::cancel_active(&mut write, id, reason, now).await?;
     let Some(cancelled) = cancelled else {
         let state: Option<WorkflowState> =
             sqlx::query_scalar("SELECT state FROM workflows WHERE id = $1")
@@ -187,7 +184,7 @@ pub(in crate::store) async fn cancel_workflow(
         source,
     )
     .await?;
-    write.tx.commit().await?;
+    write.commit().await?;
     Ok(Ok(cancelled))
 }
 

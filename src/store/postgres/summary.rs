@@ -1,6 +1,8 @@
 //! The `state` snapshot on PostgreSQL, read in one repeatable-read transaction.
 
-use super::{Postgres, events, history, intents, jobs, lease, operator, positions, workflows};
+use super::{
+    Postgres, events, history, intents, jobs, lease, operator, outbox, positions, workflows,
+};
 use crate::store::summary::{ACTIONS_LISTED, QUARANTINE_LISTED, WORKFLOWS_LISTED};
 use crate::store::{StoreError, StoreSummary, Timestamp};
 
@@ -26,7 +28,8 @@ pub(in crate::store) async fn summary(db: &Postgres) -> Result<StoreSummary, Sto
          UNION ALL SELECT 'orders', state, COUNT(*) FROM orders GROUP BY state
          UNION ALL SELECT 'signals', state, COUNT(*) FROM signals GROUP BY state
          UNION ALL SELECT 'workflows', state, COUNT(*) FROM workflows GROUP BY state
-         UNION ALL SELECT 'quarantined_events', NULL, COUNT(*) FROM quarantined_events",
+         UNION ALL SELECT 'quarantined_events', NULL, COUNT(*) FROM quarantined_events
+         UNION ALL SELECT 'notifications', NULL, COUNT(*) FROM notifications",
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -41,9 +44,11 @@ pub(in crate::store) async fn summary(db: &Postgres) -> Result<StoreSummary, Sto
         intents_in_flight: intents::in_flight(&mut tx).await?,
         prepare_jobs_in_flight: jobs::of_flight(&mut tx).await?,
         workflows: workflows::listed(&mut tx, WORKFLOWS_LISTED).await?,
+        overdue_workflows: workflows::overdue(&mut tx, Timestamp::now()).await?,
         monitored_positions: positions::of_monitored(&mut tx).await?,
         quarantined_events: events::latest_quarantined(&mut tx, QUARANTINE_LISTED).await?,
         history_gaps: history::of_all(&mut tx).await?,
+        notifications: outbox::summary(&mut tx).await?,
     };
     sqlx::query("COMMIT").execute(&mut *tx).await?;
     Ok(summary)

@@ -4,12 +4,21 @@
 //!
 //! The runner calls [`decide`] again after every change it performs: an intent that was sent
 //! is a fact on the next round (completed, failed, or still in flight), never an assumption.
+//!
+//! Every active state has a deadline (set with each transition): a prepare job past it is
+//! polled, then cancelled; live orders past it are cancelled; the workflow then fails, and a
+//! failed workflow records whether and when its signal instance gets another attempt.
+
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::admission::refused_by_trading_state;
+use super::retry::{self, RetryPlan, RetryPolicy};
 use crate::config::AutomationMode;
-use crate::store::{JobStatus, TradingState, WorkflowChange, WorkflowRecord, WorkflowState};
+use crate::store::{
+    JobStatus, Timestamp, TradingState, WorkflowChange, WorkflowRecord, WorkflowState,
+};
 use mesolive_api::FlowKind;
 use mesolive_api::lenient::decode_ref;
 use mesolive_api::models::{OrderState, PreparedPlan};
@@ -38,6 +47,8 @@ pub(crate) struct JobFact {
     pub result: Option<Value>,
     /// The failure reason, when failed.
     pub error: Option<String>,
+    /// When the daemon last heard of it (start, event, poll).
+    pub heard_at: Timestamp,
 }
 
 /// One live order of a leg group.
@@ -47,6 +58,17 @@ pub(crate) struct OrderFact {
     pub order_id: i64,
     /// Its last known state (`Unknown` while only the link to its intent is known).
     pub state: OrderState,
+    /// The workflow's `CancelOrder` intent for it.
+    pub cancel: IntentFact,
+}
+
+/// The deadlines of `[automation]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Timeouts {
+    /// `automation.job_timeout`: from the prepare call to a finished job.
+    pub job: Duration,
+    /// `automation.order_timeout`: from the last leg group sent to every order final.
+    pub order: Duration,
 }
 
 /// One leg group of the plan: its execution intent and the orders it produced.
@@ -62,6 +84,12 @@ pub(crate) struct GroupFact {
 /// the workflow's state needs; the others keep their defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Facts {
+    /// The wall clock now.
+    pub now: Timestamp,
+    /// The deadlines.
+    pub timeouts: Timeouts,
+    /// Whether and when failed workflows are retried.
+    pub retry: RetryPolicy,
     /// `automation.mode` now.
     pub mode: AutomationMode,
     /// The trading state now: halted sends nothing new (an intent in flight is still
@@ -86,8 +114,21 @@ pub(crate) struct Facts {
 }
 
 impl Default for Facts {
+    /// The configured defaults, at the epoch: tests and the I/O set what they need.
     fn default() -> Self {
         Facts {
+            now: Timestamp::from(chrono::DateTime::UNIX_EPOCH),
+            timeouts: Timeouts {
+                job: Duration::from_secs(120),
+                order: Duration::from_secs(120),
+            },
+            retry: RetryPolicy {
+                exits: true,
+                entries: false,
+                backoff: Duration::from_secs(15),
+                backoff_max: Duration::from_secs(300),
+                max_retries: None,
+            },
             mode: AutomationMode::Observe,
             trading_state: TradingState::Active,
             adjust_in_reduce_only: false,
@@ -111,6 +152,8 @@ pub(crate) enum Call {
     CancelJob { job_id: String },
     /// `ApplyPaperFills` (paper) or `SendOrder` (live) of one leg group.
     Execute { group: i64, paper: bool },
+    /// `CancelOrder` of a live order past the deadline (or left working by a failed group).
+    CancelOrder { order_id: i64 },
 }
 
 impl Call {
@@ -120,6 +163,7 @@ impl Call {
             Call::Prepare { .. } => "prep".to_owned(),
             Call::CancelJob { .. } => "cancel".to_owned(),
             Call::Execute { group, .. } => format!("exec-g{group}"),
+            Call::CancelOrder { order_id } => format!("cancel-o{order_id}"),
         }
     }
 }
@@ -133,10 +177,17 @@ pub(crate) enum Change {
     Record(WorkflowChange),
     /// Send (or settle) a keyed call.
     Send(Call),
-    /// The prepare call returned this JobId: store the job, then `preparing`.
-    StartJob { job_id: String },
-    /// A leg group was executed: link its orders, then record the group done.
-    GroupSent { group: i64, order_ids: Vec<i64> },
+    /// The prepare call returned this JobId: store the job, then `preparing` until `deadline`.
+    StartJob { job_id: String, deadline: Timestamp },
+    /// A leg group was executed: link its orders, record the group done, and give its orders
+    /// until `deadline`.
+    GroupSent {
+        group: i64,
+        order_ids: Vec<i64>,
+        deadline: Timestamp,
+    },
+    /// The prepare job is past its deadline and silent since: ask the server where it is.
+    PollJob { job_id: String },
 }
 
 fn to(state: WorkflowState, reason: &str) -> Change {
@@ -157,12 +208,67 @@ impl Facts {
 
 /// The next step of an active workflow; `Wait` for a final one.
 pub(crate) fn decide(workflow: &WorkflowRecord, facts: &Facts) -> Change {
-    match workflow.state {
+    let change = match workflow.state {
         WorkflowState::Requested => requested(workflow, facts),
         WorkflowState::Preparing => preparing(workflow, facts),
         WorkflowState::Prepared => prepared(workflow, facts),
         WorkflowState::Executing => executing(workflow, facts),
         _ => Change::Wait,
+    };
+    with_deadline_and_retry(workflow, facts, change)
+}
+
+/// The deadline of a step entered at `now`.
+pub(crate) fn deadline(state: WorkflowState, facts: &Facts) -> Option<Timestamp> {
+    match state {
+        WorkflowState::Requested | WorkflowState::Preparing => {
+            Some(facts.now.plus(facts.timeouts.job))
+        }
+        WorkflowState::Prepared | WorkflowState::Executing => {
+            Some(facts.now.plus(facts.timeouts.order))
+        }
+        _ => None,
+    }
+}
+
+fn past_deadline(workflow: &WorkflowRecord, facts: &Facts) -> bool {
+    workflow.deadline.is_some_and(|at| facts.now > at)
+}
+
+/// Completes a decided change: a new active state gets its deadline, a failure its retry
+/// plan; an active workflow without a deadline (opened before deadlines existed) gets one.
+fn with_deadline_and_retry(workflow: &WorkflowRecord, facts: &Facts, change: Change) -> Change {
+    match change {
+        Change::Record(mut change) => {
+            match change.state {
+                Some(WorkflowState::Failed) => {
+                    let plan = retry::after_failure(
+                        workflow.kind,
+                        workflow.attempt,
+                        facts.signal_on,
+                        &facts.retry,
+                        facts.now,
+                    );
+                    let reason = change.reason.take().unwrap_or_else(|| "failed".into());
+                    change.reason = Some(match plan {
+                        RetryPlan::Untouched => reason,
+                        RetryPlan::At(at) => {
+                            change.retry_at = Some(at);
+                            format!("{reason}; attempt {} at {at}", workflow.attempt + 1)
+                        }
+                        RetryPlan::Never(why) => format!("{reason}; {why}"),
+                    });
+                }
+                Some(state) => change.deadline = deadline(state, facts),
+                None => {}
+            }
+            Change::Record(change)
+        }
+        Change::Wait if workflow.deadline.is_none() => match deadline(workflow.state, facts) {
+            Some(at) => Change::Record(WorkflowChange::default().deadline(at)),
+            None => Change::Wait,
+        },
+        other => other,
     }
 }
 
@@ -218,7 +324,10 @@ fn requested(workflow: &WorkflowRecord, facts: &Facts) -> Change {
             operation: facts.adjustment_operation.clone(),
         }),
         IntentFact::Completed(data) => match mesolive_api::wire::job_id(data) {
-            Some(job_id) => Change::StartJob { job_id },
+            Some(job_id) => Change::StartJob {
+                job_id,
+                deadline: facts.now.plus(facts.timeouts.job),
+            },
             None => to(WorkflowState::Failed, "prepare returned no JobId"),
         },
         IntentFact::Failed(reason) => {
@@ -231,6 +340,10 @@ fn preparing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
     let Some(job_id) = workflow.job_id.clone() else {
         return Change::Record(WorkflowChange::to(WorkflowState::Requested));
     };
+    // A cancel sent before is settled before anything else moves the workflow.
+    if facts.cancel_job == IntentFact::InFlight {
+        return Change::Send(Call::CancelJob { job_id });
+    }
     if let Some(job) = &facts.job {
         match job.status {
             JobStatus::Completed => {
@@ -243,21 +356,36 @@ fn preparing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
             JobStatus::Pending | JobStatus::Running => {}
         }
     }
-    if facts.signal_on {
-        return Change::Wait;
+    let cancelling = facts.cancel_job != IntentFact::NotSent;
+    if facts.signal_on && !cancelling {
+        if !past_deadline(workflow, facts) {
+            return Change::Wait;
+        }
+        // Past the deadline: hear from the job once more before giving up on it.
+        let heard_since = match (&facts.job, workflow.deadline) {
+            (Some(job), Some(deadline)) => job.heard_at > deadline,
+            _ => false,
+        };
+        if !heard_since {
+            return Change::PollJob { job_id };
+        }
     }
-    // The signal went Off while preparing: cancel the job (best effort), then stop.
+    // The signal went Off, or the job stayed silent past its deadline: cancel it, then stop.
+    let why = if facts.signal_on {
+        "prepare job not finished within automation.job_timeout"
+    } else {
+        "signal went Off while preparing"
+    };
+    let state = if facts.signal_on {
+        WorkflowState::Failed
+    } else {
+        WorkflowState::Cancelled
+    };
     match &facts.cancel_job {
         IntentFact::NotSent if facts.halted() => Change::Wait,
         IntentFact::NotSent | IntentFact::InFlight => Change::Send(Call::CancelJob { job_id }),
-        IntentFact::Completed(_) => to(
-            WorkflowState::Cancelled,
-            "signal went Off while preparing; job cancelled",
-        ),
-        IntentFact::Failed(_) => to(
-            WorkflowState::Cancelled,
-            "signal went Off while preparing; job cancel refused (best effort)",
-        ),
+        IntentFact::Completed(_) => to(state, &format!("{why}; job cancelled")),
+        IntentFact::Failed(_) => to(state, &format!("{why}; job cancel refused (best effort)")),
     }
 }
 
@@ -324,19 +452,22 @@ fn executing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
     let Some(plan) = plan_of(workflow) else {
         return to(WorkflowState::Failed, "executing without a readable plan");
     };
-    let group_fact = |group: i64| {
-        facts
-            .groups
-            .iter()
-            .find(|(g, _)| *g == group)
-            .map(|(_, fact)| fact.clone())
-            .unwrap_or_default()
-    };
+    // A cancel sent before is settled before anything else moves the workflow.
+    let unsettled_cancel = facts
+        .groups
+        .iter()
+        .flat_map(|(_, group)| &group.orders)
+        .find(|order| order.cancel == IntentFact::InFlight);
+    if let Some(order) = unsettled_cancel {
+        return Change::Send(Call::CancelOrder {
+            order_id: order.order_id,
+        });
+    }
     for group in plan.leg_group_ids() {
         if workflow.groups_done.contains(&group) {
             continue;
         }
-        return match group_fact(group).execute {
+        return match group_of(facts, group).execute {
             // Halted mid-execution: the groups left wait for the resume.
             IntentFact::NotSent if facts.halted() => Change::Wait,
             IntentFact::NotSent | IntentFact::InFlight => Change::Send(Call::Execute {
@@ -346,20 +477,38 @@ fn executing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
             IntentFact::Completed(data) => Change::GroupSent {
                 group,
                 order_ids: mesolive_api::wire::order_ids(&data),
+                deadline: facts.now.plus(facts.timeouts.order),
             },
-            IntentFact::Failed(reason) => to(
-                WorkflowState::Failed,
-                &format!("leg group {group}: {reason}"),
-            ),
+            IntentFact::Failed(reason) => {
+                let reason = format!("leg group {group}: {reason}");
+                fail_after_cancelling(&plan, facts, reason)
+            }
         };
     }
     if facts.paper {
         return to(WorkflowState::Done, "every leg group filled on paper");
     }
-    // Live execution is done when every order of the plan filled; failed if one was not.
+    live_outcome(workflow, &plan, facts)
+}
+
+/// What was gathered about one leg group (nothing yet: the defaults).
+fn group_of(facts: &Facts, group: i64) -> GroupFact {
+    facts
+        .groups
+        .iter()
+        .find(|(g, _)| *g == group)
+        .map(|(_, fact)| fact.clone())
+        .unwrap_or_default()
+}
+
+/// Live execution is done when every order of the plan filled. It fails when an order ended
+/// unfilled, or when orders are still open past the deadline — after the open ones are
+/// cancelled, so a failed workflow never leaves a working order behind.
+fn live_outcome(workflow: &WorkflowRecord, plan: &PreparedPlan, facts: &Facts) -> Change {
     let mut all_filled = true;
+    let mut ended_unfilled = None;
     for group in plan.leg_group_ids() {
-        let fact = group_fact(group);
+        let fact = group_of(facts, group);
         if fact.orders.is_empty() {
             all_filled = false;
         }
@@ -367,10 +516,11 @@ fn executing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
             match order.state {
                 OrderState::Filled => {}
                 OrderState::Rejected | OrderState::Cancelled | OrderState::Expired => {
-                    return to(
-                        WorkflowState::Failed,
-                        &format!("order {} {}", order.order_id, order.state),
-                    );
+                    all_filled = false;
+                    // An order this workflow cancelled is the deadline's doing, not its own.
+                    if order.cancel == IntentFact::NotSent && ended_unfilled.is_none() {
+                        ended_unfilled = Some(format!("order {} {}", order.order_id, order.state));
+                    }
                 }
                 _ => all_filled = false,
             }
@@ -379,7 +529,51 @@ fn executing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
     if all_filled {
         return to(WorkflowState::Done, "every order filled");
     }
-    Change::Wait
+    if let Some(reason) = ended_unfilled {
+        return fail_after_cancelling(plan, facts, reason);
+    }
+    if !past_deadline(workflow, facts) {
+        return Change::Wait;
+    }
+    let reason = format!(
+        "orders not final within automation.order_timeout ({}s): cancelled through keyed CancelOrder",
+        facts.timeouts.order.as_secs()
+    );
+    fail_after_cancelling(plan, facts, reason)
+}
+
+/// Cancels the next order of the plan that is still open and not yet cancelled by this
+/// workflow; once none is left, fails with `reason` (or notes the cancels that were refused).
+fn fail_after_cancelling(plan: &PreparedPlan, facts: &Facts, reason: String) -> Change {
+    let mut refused = Vec::new();
+    for group in plan.leg_group_ids() {
+        for order in group_of(facts, group).orders {
+            if order.state.is_terminal() {
+                continue;
+            }
+            match order.cancel {
+                // Halted: the cancel is sent on the resume (an operator may cancel by hand).
+                IntentFact::NotSent if facts.halted() => return Change::Wait,
+                IntentFact::NotSent | IntentFact::InFlight => {
+                    return Change::Send(Call::CancelOrder {
+                        order_id: order.order_id,
+                    });
+                }
+                IntentFact::Completed(_) => {}
+                IntentFact::Failed(why) => {
+                    refused.push(format!("cancel of order {} refused: {why}", order.order_id))
+                }
+            }
+        }
+    }
+    if refused.is_empty() {
+        to(WorkflowState::Failed, &reason)
+    } else {
+        to(
+            WorkflowState::Failed,
+            &format!("{reason}; {}", refused.join("; ")),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -405,16 +599,35 @@ mod tests {
             plan: None,
             groups_done: Vec::new(),
             reason: None,
-            created_at: Timestamp::now(),
-            updated_at: Timestamp::now(),
+            attempt: 1,
+            deadline: state.is_active().then(|| at(120)),
+            retry_at: None,
+            created_at: at(0),
+            updated_at: at(0),
         }
+    }
+
+    /// `secs` after the test's epoch.
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from(
+            chrono::DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap_or_default(),
+        )
     }
 
     fn facts() -> Facts {
         Facts {
+            now: at(10),
             mode: AutomationMode::Paper,
             signal_on: true,
             ..Facts::default()
+        }
+    }
+
+    /// The facts once the workflow's deadline (120 s) has passed.
+    fn late() -> Facts {
+        Facts {
+            now: at(121),
+            ..facts()
         }
     }
 
@@ -452,6 +665,7 @@ mod tests {
             status,
             result,
             error: Some("boom".into()),
+            heard_at: at(5),
         })
     }
 
@@ -493,7 +707,8 @@ mod tests {
         assert_eq!(
             decide(&w, &done),
             Change::StartJob {
-                job_id: "J1".into()
+                job_id: "J1".into(),
+                deadline: at(130)
             }
         );
         let no_job = Facts {
@@ -529,10 +744,7 @@ mod tests {
         );
         let mut orphan = workflow(FlowKind::Exit, WorkflowState::Requested);
         orphan.position_id = None;
-        assert_eq!(
-            reason_of(&decide(&orphan, &facts())),
-            "exit without a position"
-        );
+        assert!(reason_of(&decide(&orphan, &facts())).starts_with("exit without a position"));
         let mut no_account = workflow(FlowKind::Entry, WorkflowState::Requested);
         no_account.account = None;
         assert_eq!(
@@ -592,10 +804,7 @@ mod tests {
             Some(WorkflowState::Done)
         );
         let empty = json!({"ExecPlanId": 1});
-        assert_eq!(
-            reason_of(&decide(&w, &with(empty))),
-            "the plan has no leg groups"
-        );
+        assert!(reason_of(&decide(&w, &with(empty))).starts_with("the plan has no leg groups"));
         let unreadable = json!("not a plan");
         assert!(reason_of(&decide(&w, &with(unreadable))).starts_with("unreadable"));
     }
@@ -681,7 +890,8 @@ mod tests {
             decide(&executing_with(&[]), &sent),
             Change::GroupSent {
                 group: 1,
-                order_ids: vec![44]
+                order_ids: vec![44],
+                deadline: at(130)
             }
         );
         assert_eq!(
@@ -721,7 +931,11 @@ mod tests {
         let [first, second] = states;
         let group = |order_id: i64, state: OrderState| GroupFact {
             execute: IntentFact::Completed(json!({})),
-            orders: vec![OrderFact { order_id, state }],
+            orders: vec![OrderFact {
+                order_id,
+                state,
+                cancel: IntentFact::NotSent,
+            }],
         };
         Facts {
             groups: vec![(1, group(11, first)), (2, group(12, second))],
@@ -755,6 +969,25 @@ mod tests {
         Facts {
             trading_state: TradingState::Halted,
             ..facts()
+        }
+    }
+
+    fn working(order_id: i64, cancel: IntentFact) -> OrderFact {
+        OrderFact {
+            order_id,
+            state: OrderState::Working,
+            cancel,
+        }
+    }
+
+    fn with_orders(first: OrderFact, second: OrderFact) -> Facts {
+        let group = |order: OrderFact| GroupFact {
+            execute: IntentFact::Completed(json!({})),
+            orders: vec![order],
+        };
+        Facts {
+            groups: vec![(1, group(first)), (2, group(second))],
+            ..late()
         }
     }
 
@@ -842,6 +1075,262 @@ mod tests {
             decide(&adjustment, &allowed),
             Change::Send(Call::Prepare { .. })
         ));
+    }
+
+    #[test]
+    fn every_new_active_state_gets_its_deadline() {
+        let prepared = workflow(FlowKind::Exit, WorkflowState::Prepared);
+        match decide(&prepared, &facts()) {
+            Change::Record(change) => {
+                assert_eq!(change.state, Some(WorkflowState::Executing));
+                assert_eq!(change.deadline, Some(at(130)), "now + order_timeout");
+            }
+            other => panic!("{other:?}"),
+        }
+        let preparing = workflow(FlowKind::Exit, WorkflowState::Preparing);
+        let mut lost = preparing.clone();
+        lost.job_id = None;
+        match decide(&lost, &facts()) {
+            Change::Record(change) => {
+                assert_eq!(change.deadline, Some(at(130)), "now + job_timeout")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A workflow opened before deadlines existed gets one instead of waiting forever.
+        let mut legacy = preparing;
+        legacy.deadline = None;
+        assert_eq!(
+            decide(&legacy, &facts()),
+            Change::Record(WorkflowChange::default().deadline(at(130)))
+        );
+        let done = decide(
+            &executing_with(&[1, 2]),
+            &Facts {
+                paper: true,
+                ..facts()
+            },
+        );
+        assert!(matches!(done, Change::Record(c) if c.deadline.is_none()));
+    }
+
+    #[test]
+    fn a_failed_exit_records_its_next_attempt_an_entry_does_not() {
+        let refused = |signal_on: bool| Facts {
+            signal_on,
+            prepare: IntentFact::Failed("busy".into()),
+            ..facts()
+        };
+        let exit = workflow(FlowKind::Exit, WorkflowState::Requested);
+        match decide(&exit, &refused(true)) {
+            Change::Record(change) => {
+                assert_eq!(change.state, Some(WorkflowState::Failed));
+                assert_eq!(change.retry_at, Some(at(25)), "now + the first backoff");
+                assert!(
+                    change
+                        .reason
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("attempt 2 at"),
+                    "{change:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut third = exit.clone();
+        third.attempt = 3;
+        assert!(
+            matches!(decide(&third, &refused(true)), Change::Record(c) if c.retry_at == Some(at(70)))
+        );
+        match decide(&exit, &refused(false)) {
+            Change::Record(change) => {
+                assert_eq!(change.retry_at, None);
+                assert!(change.reason.unwrap_or_default().ends_with("no longer On"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let entry = workflow(FlowKind::Entry, WorkflowState::Requested);
+        assert_eq!(
+            decide(&entry, &refused(true)),
+            to(WorkflowState::Failed, "prepare refused: busy")
+        );
+    }
+
+    #[test]
+    fn a_job_past_its_deadline_is_polled_then_cancelled() {
+        let w = workflow(FlowKind::Exit, WorkflowState::Preparing);
+        let silent = Facts {
+            job: job(JobStatus::Running, None),
+            ..late()
+        };
+        assert_eq!(
+            decide(&w, &silent),
+            Change::PollJob {
+                job_id: "job-1".into()
+            }
+        );
+        let still_running = Facts {
+            job: job(JobStatus::Running, None).map(|j| JobFact {
+                heard_at: at(121),
+                ..j
+            }),
+            ..late()
+        };
+        assert_eq!(
+            decide(&w, &still_running),
+            Change::Send(Call::CancelJob {
+                job_id: "job-1".into()
+            })
+        );
+        let cancelled = Facts {
+            cancel_job: IntentFact::Completed(json!({})),
+            ..still_running.clone()
+        };
+        let change = decide(&w, &cancelled);
+        assert_eq!(state_of(&change), Some(WorkflowState::Failed));
+        assert!(reason_of(&change).contains("automation.job_timeout; job cancelled"));
+        assert!(
+            reason_of(&change).contains("attempt 2"),
+            "an exit is retried"
+        );
+        // A cancel once sent is settled even if the job was heard of meanwhile.
+        let in_flight = Facts {
+            cancel_job: IntentFact::InFlight,
+            ..still_running
+        };
+        assert!(matches!(
+            decide(&w, &in_flight),
+            Change::Send(Call::CancelJob { .. })
+        ));
+        // Before the deadline a silent job is waited for.
+        assert_eq!(
+            decide(
+                &w,
+                &Facts {
+                    now: at(119),
+                    ..silent
+                }
+            ),
+            Change::Wait
+        );
+    }
+
+    #[test]
+    fn orders_past_their_deadline_are_cancelled_then_the_workflow_fails() {
+        let w = executing_with(&[1, 2]);
+        let both = with_orders(
+            working(11, IntentFact::NotSent),
+            working(12, IntentFact::NotSent),
+        );
+        assert_eq!(
+            decide(
+                &w,
+                &Facts {
+                    now: at(100),
+                    ..both.clone()
+                }
+            ),
+            Change::Wait,
+            "not before the deadline"
+        );
+        assert_eq!(
+            decide(&w, &both),
+            Change::Send(Call::CancelOrder { order_id: 11 })
+        );
+        let first_cancelled = with_orders(
+            working(11, IntentFact::Completed(json!({}))),
+            working(12, IntentFact::NotSent),
+        );
+        assert_eq!(
+            decide(&w, &first_cancelled),
+            Change::Send(Call::CancelOrder { order_id: 12 })
+        );
+        // The cancel's own order event (Cancelled) is not mistaken for an unfilled order.
+        let both_cancelled = with_orders(
+            OrderFact {
+                state: OrderState::Cancelled,
+                ..working(11, IntentFact::Completed(json!({})))
+            },
+            working(12, IntentFact::InFlight),
+        );
+        assert_eq!(
+            decide(&w, &both_cancelled),
+            Change::Send(Call::CancelOrder { order_id: 12 })
+        );
+        // A cancel whose answer was lost is settled even once its order shows Cancelled, and
+        // even once every order filled: no intent is left in flight behind a final workflow.
+        for state in [OrderState::Cancelled, OrderState::Filled] {
+            let lost = with_orders(
+                OrderFact {
+                    state: state.clone(),
+                    ..working(11, IntentFact::InFlight)
+                },
+                OrderFact {
+                    state: OrderState::Filled,
+                    ..working(12, IntentFact::NotSent)
+                },
+            );
+            assert_eq!(
+                decide(&w, &lost),
+                Change::Send(Call::CancelOrder { order_id: 11 })
+            );
+        }
+        let settled = with_orders(
+            working(11, IntentFact::Completed(json!({}))),
+            working(12, IntentFact::Failed("order 12 is already Filled".into())),
+        );
+        let change = decide(&w, &settled);
+        assert_eq!(state_of(&change), Some(WorkflowState::Failed));
+        assert!(reason_of(&change).starts_with("orders not final within automation.order_timeout"));
+        assert!(reason_of(&change).contains("cancel of order 12 refused"));
+    }
+
+    #[test]
+    fn a_failed_order_or_group_cancels_the_orders_still_working() {
+        let w = executing_with(&[1, 2]);
+        let rejected = with_orders(
+            OrderFact {
+                state: OrderState::Rejected,
+                ..working(11, IntentFact::NotSent)
+            },
+            working(12, IntentFact::NotSent),
+        );
+        let rejected = Facts {
+            now: at(10),
+            ..rejected
+        };
+        assert_eq!(
+            decide(&w, &rejected),
+            Change::Send(Call::CancelOrder { order_id: 12 })
+        );
+        let mut after = rejected.clone();
+        after.groups[1].1.orders[0].cancel = IntentFact::Completed(json!({}));
+        assert!(reason_of(&decide(&w, &after)).starts_with("order 11 Rejected"));
+
+        let half = executing_with(&[1]);
+        let group_refused = Facts {
+            now: at(10),
+            groups: vec![
+                (
+                    1,
+                    GroupFact {
+                        execute: IntentFact::Completed(json!({})),
+                        orders: vec![working(11, IntentFact::NotSent)],
+                    },
+                ),
+                (
+                    2,
+                    GroupFact {
+                        execute: IntentFact::Failed("no margin".into()),
+                        orders: Vec::new(),
+                    },
+                ),
+            ],
+            ..facts()
+        };
+        assert_eq!(
+            decide(&half, &group_refused),
+            Change::Send(Call::CancelOrder { order_id: 11 })
+        );
     }
 
     #[test]

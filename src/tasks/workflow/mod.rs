@@ -34,6 +34,7 @@ use tracing::Instrument;
 
 mod admission;
 mod decide;
+mod retry;
 mod steps;
 
 use steps::Step;
@@ -44,6 +45,23 @@ use crate::supervisor::child::{ChildError, Unauthorized};
 use crate::supervisor::context::Ctx;
 use crate::supervisor::drain::InFlight;
 use mesolive_api::client::ControlHub;
+
+/// TEST ONLY — never set in production: with this variable set to `1`, the runner ignores exit
+/// signals (opens no exit workflow). It exists so the fault campaign can show that its
+/// liveness check catches a daemon that does not do its job.
+pub const IGNORE_EXIT_SIGNALS_ENV: &str = "MESOLIVE_TEST_IGNORE_EXIT_SIGNALS";
+
+/// Whether the test-only [`IGNORE_EXIT_SIGNALS_ENV`] switch is on (read once).
+fn ignores_exit_signals() -> bool {
+    static IGNORE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IGNORE.get_or_init(|| {
+        let on = std::env::var(IGNORE_EXIT_SIGNALS_ENV).is_ok_and(|v| v == "1");
+        if on {
+            tracing::warn!("{IGNORE_EXIT_SIGNALS_ENV}=1: exit signals are ignored (test only)");
+        }
+        on
+    })
+}
 
 /// How often active workflows are re-driven without a wake-up.
 const TICK: Duration = Duration::from_secs(1);

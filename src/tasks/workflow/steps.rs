@@ -6,19 +6,24 @@
 
 use serde_json::Value;
 
-use super::DriveError;
 use super::admission::{self, Applicant};
-use super::decide::{Call, Change, Facts, GroupFact, IntentFact, JobFact, OrderFact, plan_of};
+use super::decide::{
+    self, Call, Change, Facts, GroupFact, IntentFact, JobFact, OrderFact, Timeouts, plan_of,
+};
+use super::retry::{self, Reopen, RetryPolicy};
+use super::{DriveError, ignores_exit_signals};
 use crate::config::OrderStyle;
 use crate::risk::{self, CallFacts, CallKind, Verdict};
 use crate::store::{
-    IntentState, JobStatus, NewIntent, NewWorkflow, PrepareJobUpdate, SignalRecord, SignalState,
-    StoreError, Timestamp, WorkflowChange, WorkflowRecord, WorkflowState,
+    IntentState, JobStatus, NewIntent, NewWorkflow, PositionState, PrepareJobUpdate, SignalRecord,
+    SignalState, StoreError, Timestamp, WorkflowChange, WorkflowRecord, WorkflowState,
 };
+use crate::supervisor::child::Unauthorized;
 use crate::supervisor::context::Ctx;
+use crate::tasks::effects::job_status;
 use crate::tasks::intent::{self, IntentOutcome, TradingGate};
 use mesolive_api::FlowKind;
-use mesolive_api::client::ControlHub;
+use mesolive_api::client::{ControlHub, HubError};
 use mesolive_api::events::AdjustmentSignalEvent;
 use mesolive_api::lenient::decode;
 use mesolive_api::models::{OrderState, PreparedPlan};
@@ -32,19 +37,68 @@ pub(super) enum Step {
     Waiting,
 }
 
-/// Creates a workflow for every signal instance that is On and has none yet, admitted or not
-/// by [`admission::admit`].
+/// Creates a workflow for every signal instance that is On and has none yet (admitted or not
+/// by [`admission::admit`]), and the next attempt of one whose planned retry is due (or
+/// records why there will be none, by [`retry::reopen`]).
 pub(super) async fn open_workflows(ctx: &Ctx) -> Result<(), StoreError> {
-    for signal in ctx.store().signals().await? {
+    let policy = RetryPolicy::from_settings(&ctx.settings().automation);
+    let signals = ctx.store().signals().await?;
+    // A planned attempt whose signal instance is no longer On will not come: say so.
+    for planned in ctx.store().planned_retries().await? {
+        let still_on = signals.iter().any(|s| {
+            s.signal_key == planned.signal_key
+                && s.instance == planned.signal_instance
+                && s.state == SignalState::On
+        });
+        if !still_on {
+            let why = "not retried: the signal went Off";
+            tracing::info!(workflow = planned.id, why, "no further attempt");
+            ctx.store().drop_retry(planned.id, why).await?;
+        }
+    }
+    for signal in signals {
         if signal.state != SignalState::On {
             continue;
         }
-        let new = new_workflow(ctx, &signal).await?;
+        if signal.kind == FlowKind::Exit && ignores_exit_signals() {
+            continue;
+        }
+        let attempt = match ctx
+            .store()
+            .latest_attempt(&signal.signal_key, &signal.instance)
+            .await?
+        {
+            None => 1,
+            Some(latest) => {
+                let position_open = match latest.position_id {
+                    Some(id) => ctx
+                        .store()
+                        .position(id)
+                        .await?
+                        .map(|p| p.state == PositionState::Open),
+                    None => None,
+                };
+                match retry::reopen(&latest, &policy, position_open, Timestamp::now()) {
+                    Reopen::Wait => continue,
+                    Reopen::Drop(why) => {
+                        tracing::info!(workflow = latest.id, %why, "no further attempt");
+                        ctx.store().drop_retry(latest.id, &why).await?;
+                        continue;
+                    }
+                    Reopen::Open => latest.attempt + 1,
+                }
+            }
+        };
+        let new = new_workflow(ctx, &signal, attempt).await?;
         if let Some(created) = ctx.store().create_workflow(&new).await? {
             ctx.metrics().workflow(created.state.as_str());
+            if created.attempt > 1 {
+                ctx.metrics().workflow_retry(created.kind.as_str());
+            }
             tracing::info!(
                 workflow = created.id,
                 kind = created.kind.as_str(),
+                attempt = created.attempt,
                 strategy = created.strategy_id,
                 position = ?created.position_id,
                 account = ?created.account,
@@ -57,7 +111,11 @@ pub(super) async fn open_workflows(ctx: &Ctx) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn new_workflow(ctx: &Ctx, signal: &SignalRecord) -> Result<NewWorkflow, StoreError> {
+async fn new_workflow(
+    ctx: &Ctx,
+    signal: &SignalRecord,
+    attempt: i64,
+) -> Result<NewWorkflow, StoreError> {
     let kind = signal.kind;
     let position = match signal.position_id {
         Some(id) => ctx.store().position(id).await?,
@@ -94,7 +152,14 @@ async fn new_workflow(ctx: &Ctx, signal: &SignalRecord) -> Result<NewWorkflow, S
         trading_state: ctx.trading_state(),
         adjust_in_reduce_only: automation.adjust_in_reduce_only,
     });
+    let facts = Facts {
+        now: Timestamp::now(),
+        timeouts: timeouts(ctx),
+        ..Facts::default()
+    };
     Ok(NewWorkflow {
+        deadline: decide::deadline(state, &facts),
+        attempt,
         kind,
         scope: admission::scope(
             kind,
@@ -130,10 +195,21 @@ async fn intent_fact(ctx: &Ctx, key: &str) -> Result<IntentFact, StoreError> {
     })
 }
 
+fn timeouts(ctx: &Ctx) -> Timeouts {
+    let automation = &ctx.settings().automation;
+    Timeouts {
+        job: automation.job_timeout,
+        order: automation.order_timeout,
+    }
+}
+
 /// Gathers the facts the workflow's current state is decided on.
 pub(super) async fn gather(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Facts, StoreError> {
     let settings = ctx.settings();
     let mut facts = Facts {
+        now: Timestamp::now(),
+        timeouts: timeouts(ctx),
+        retry: RetryPolicy::from_settings(&settings.automation),
         mode: settings.automation.mode,
         trading_state: ctx.trading_state(),
         adjust_in_reduce_only: settings.automation.adjust_in_reduce_only,
@@ -153,6 +229,7 @@ pub(super) async fn gather(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Facts
                     status: job.status,
                     result: job.result,
                     error: job.error,
+                    heard_at: job.updated_at,
                 });
             }
             facts.cancel_job = intent_fact(ctx, &intent_key(ctx, workflow, "cancel")).await?;
@@ -166,25 +243,30 @@ pub(super) async fn gather(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Facts
             let plan_id = plan.as_ref().map(|p| p.exec_plan_id);
             for group in plan.map(|p| p.leg_group_ids()).unwrap_or_default() {
                 let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
-                let mut orders = ctx.store().orders_for_intent(&key).await?;
-                if let (true, Some(plan_id)) = (orders.is_empty(), plan_id) {
+                let mut linked = ctx.store().orders_for_intent(&key).await?;
+                if let (true, Some(plan_id)) = (linked.is_empty(), plan_id) {
                     // The answer named no order (INFERRED payload, docs/inferred.md
                     // execution_payload): the plan's orders of this group, as order updates
                     // reported them, are this intent's.
-                    orders = ctx.store().orders_of_leg_group(plan_id, group).await?;
-                    for order in &orders {
+                    linked = ctx.store().orders_of_leg_group(plan_id, group).await?;
+                    for order in &linked {
                         ctx.store()
                             .link_order_to_intent(order.order_id, &key, workflow.strategy_id)
                             .await?;
                     }
                 }
-                let orders = orders
-                    .into_iter()
-                    .map(|order| OrderFact {
+                let mut orders = Vec::new();
+                for order in linked {
+                    let cancel = Call::CancelOrder {
+                        order_id: order.order_id,
+                    };
+                    orders.push(OrderFact {
                         order_id: order.order_id,
                         state: OrderState::from_name(order.state.as_deref().unwrap_or("")),
-                    })
-                    .collect();
+                        cancel: intent_fact(ctx, &intent_key(ctx, workflow, &cancel.step()))
+                            .await?,
+                    });
+                }
                 let execute = intent_fact(ctx, &key).await?;
                 facts.groups.push((group, GroupFact { execute, orders }));
             }
@@ -238,7 +320,8 @@ pub(super) async fn perform(
         Change::Wait => Ok(Step::Waiting),
         Change::Record(change) => record(ctx, workflow, change).await,
         Change::Send(call) => send(ctx, control, workflow, &call).await,
-        Change::StartJob { job_id } => {
+        Change::PollJob { job_id } => poll_job(ctx, control, workflow, &job_id).await,
+        Change::StartJob { job_id, deadline } => {
             ctx.store()
                 .upsert_prepare_job(&PrepareJobUpdate {
                     job_id: job_id.clone(),
@@ -255,18 +338,62 @@ pub(super) async fn perform(
             record(
                 ctx,
                 workflow,
-                WorkflowChange::to(WorkflowState::Preparing).job(&job_id),
+                WorkflowChange::to(WorkflowState::Preparing)
+                    .job(&job_id)
+                    .deadline(deadline),
             )
             .await
         }
-        Change::GroupSent { group, order_ids } => {
+        Change::GroupSent {
+            group,
+            order_ids,
+            deadline,
+        } => {
             let key = intent_key(ctx, workflow, &format!("exec-g{group}"));
             for order_id in order_ids {
                 ctx.store()
                     .link_order_to_intent(order_id, &key, workflow.strategy_id)
                     .await?;
             }
-            record(ctx, workflow, WorkflowChange::default().group_done(group)).await
+            record(
+                ctx,
+                workflow,
+                WorkflowChange::default()
+                    .group_done(group)
+                    .deadline(deadline),
+            )
+            .await
+        }
+    }
+}
+
+/// Asks the server where a prepare job past its deadline is, and stores the answer (which
+/// also restamps the job as heard of). A poll that fails waits for the next wake-up.
+async fn poll_job(
+    ctx: &Ctx,
+    control: &ControlHub,
+    workflow: &WorkflowRecord,
+    job_id: &str,
+) -> Result<Step, DriveError> {
+    match control.prepare_status(workflow.kind, job_id).await {
+        Ok(status) => {
+            let new_status = job_status(&status.status);
+            ctx.store()
+                .set_prepare_job_status(
+                    job_id,
+                    new_status,
+                    status.result.as_ref(),
+                    status.error.as_deref(),
+                )
+                .await?;
+            tracing::info!(workflow = workflow.id, job = %job_id, status = new_status.as_str(), "prepare job past its deadline polled");
+            Ok(Step::Advanced)
+        }
+        Err(HubError::Unauthorized(err)) => Err(Unauthorized(err).into()),
+        Err(err) => {
+            ctx.metrics().error("job_poll");
+            tracing::warn!(workflow = workflow.id, job = %job_id, error = %err, "prepare job past its deadline not readable now");
+            Ok(Step::Waiting)
         }
     }
 }
@@ -342,7 +469,9 @@ async fn send(
                 return record(
                     ctx,
                     workflow,
-                    WorkflowChange::to(WorkflowState::Cancelled).because(&breach.reason),
+                    WorkflowChange::to(WorkflowState::Cancelled)
+                        .because(&breach.reason)
+                        .refused_by(breach.rule),
                 )
                 .await;
             }
@@ -367,6 +496,10 @@ async fn risk_verdict(
     workflow: &WorkflowRecord,
     call: &Call,
 ) -> Result<Verdict, StoreError> {
+    // Cancels only take risk off: no rule holds them back.
+    if matches!(call, Call::CancelJob { .. } | Call::CancelOrder { .. }) {
+        return Ok(Verdict::Allow);
+    }
     let settings = ctx.settings();
     let limits = &settings.risk;
     let Some(account) = workflow.account.as_deref() else {
@@ -440,6 +573,14 @@ fn request(
         Call::CancelJob { job_id } => Ok((
             methods::cancel_prepare(workflow.kind),
             args::cancel_job(job_id, key),
+        )),
+        Call::CancelOrder { order_id } => Ok((
+            methods::CANCEL_ORDER.to_owned(),
+            args::cancel_order(
+                key,
+                *order_id,
+                &execution_account(workflow, plan_of(workflow).as_ref()),
+            ),
         )),
         Call::Execute { group, paper } => {
             // decide() executes only workflows with a readable plan.

@@ -75,12 +75,14 @@ pub(crate) async fn check(sim: &Sim, daemon: &Daemon) -> (Facts, Vec<String>) {
             .entry(workflow.state.as_str().to_owned())
             .or_default() += 1;
         if workflow.state == WorkflowState::Failed {
-            let reason = workflow.reason.as_deref().unwrap_or_default();
+            let full = workflow.reason.as_deref().unwrap_or_default();
+            // What failed, without the retry note (`; attempt N at …`, `; not retried: …`).
+            let reason = full.split("; ").next().unwrap_or_default();
             if reason.starts_with("prepare job") {
                 failed_by_prepare += 1;
             } else if !(workflow.kind == FlowKind::Exit && reason.ends_with("is closed")) {
                 violations.push(format!(
-                    "workflow {} ({}) failed without an injected failure: {reason}",
+                    "workflow {} ({}) failed without an injected failure: {full}",
                     workflow.id,
                     workflow.kind.as_str()
                 ));

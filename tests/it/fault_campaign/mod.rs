@@ -1,9 +1,11 @@
 //! The fault campaign: the daemon as a real process against the in-process simulator on a
 //! seeded, randomized schedule of faults and automation activity (see `schedule.rs`), with the
-//! invariants checked after quiescence at the end of every run (see `invariants.rs`).
+//! invariants checked after the quiet phase at the end of every run: safety (it did no harm,
+//! `invariants.rs`) and liveness (it did its job or recorded why not, `liveness.rs`).
 //!
 //! * `cargo test --test it fault_campaign` (and so `cargo test`, CI): 3 random seeds × 45 s,
-//!   and a 30 s resource soak.
+//!   a 30 s resource soak, and one 20 s run of a daemon that ignores exit signals (test-only
+//!   switch), which liveness invariant 2 must catch.
 //! * `CAMPAIGN_SEED=<n> [CAMPAIGN_RUN_SECS=<s>] cargo test --test it
 //!   fault_campaign::bounded_campaign -- --nocapture`: replays one seed's schedule.
 //! * Every run's simulator plays a `random:` wire profile drawn from its seed (printed with
@@ -14,6 +16,7 @@
 //!   into that file.
 
 mod invariants;
+mod liveness;
 mod report;
 mod resources;
 mod run;
@@ -45,8 +48,20 @@ fn run_length(default: Duration) -> Duration {
     env_u64("CAMPAIGN_RUN_SECS").map_or(default, Duration::from_secs)
 }
 
+/// Length of the run of a daemon that ignores exit signals.
+const BROKEN_RUN: Duration = Duration::from_secs(20);
+
 /// One seed in its own task, so a panic becomes a failed run that still names its seed.
 async fn run_seed(seed: u64, length: Duration) -> RunReport {
+    run_seed_with(seed, length, &[]).await
+}
+
+/// [`run_seed`] with extra daemon environment.
+async fn run_seed_with(
+    seed: u64,
+    length: Duration,
+    extra: &'static [(&'static str, &'static str)],
+) -> RunReport {
     let mut schedule = Schedule::generate(seed, length);
     if let Ok(wire) = std::env::var("CAMPAIGN_WIRE") {
         schedule.wire = wire;
@@ -56,7 +71,7 @@ async fn run_seed(seed: u64, length: Duration) -> RunReport {
         "run: CAMPAIGN_SEED={seed} CAMPAIGN_RUN_SECS={} wire profile {wire}",
         length.as_secs()
     );
-    let outcome = tokio::spawn(run::run(schedule)).await;
+    let outcome = tokio::spawn(run::run(schedule, extra)).await;
     let report = outcome.unwrap_or_else(|err| {
         let message = match err.try_into_panic() {
             Ok(panic) => panic
@@ -74,13 +89,23 @@ async fn run_seed(seed: u64, length: Duration) -> RunReport {
         }
     });
     println!(
-        "  seed {seed}: {:.0} s, {} events, {} intents, workflows {:?}, {} violations",
+        "  seed {seed}: {:.0} s, {} events, {} intents, workflows {:?}, {} safety violations, {} liveness violations (ready in {:.1} s, {} exit signals On for open positions, {} retries)",
         report.elapsed.as_secs_f64(),
         report.facts.events,
         report.facts.intents.values().sum::<i64>(),
         report.facts.workflows,
-        report.violations.len()
+        report.violations.len(),
+        report.liveness_violations.len(),
+        report.liveness.ready_secs,
+        report.liveness.exits_on,
+        report.liveness.retries,
     );
+    for violation in report.violations.iter().chain(&report.liveness_violations) {
+        println!("    - {violation}");
+    }
+    for reason in &report.liveness.reasons {
+        println!("    reason recorded: {reason}");
+    }
     report
 }
 
@@ -105,6 +130,39 @@ async fn bounded_campaign() {
     assert!(
         summary.events >= 10_000,
         "a burst of 10,000+ events per run"
+    );
+}
+
+/// A daemon that ignores exit signals (the test-only switch) does no harm — the safety
+/// invariants hold — and is caught by liveness invariant 2 within one bounded run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_catches_a_daemon_that_ignores_exit_signals() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let seed = testkit::seed("CAMPAIGN_SEED");
+    let report = run_seed_with(
+        seed,
+        BROKEN_RUN,
+        &[(
+            mesolive_supervisor::tasks::workflow::IGNORE_EXIT_SIGNALS_ENV,
+            "1",
+        )],
+    )
+    .await;
+    let caught: Vec<&String> = report
+        .liveness_violations
+        .iter()
+        .filter(|v| v.starts_with("liveness (2)") && v.contains("no workflow"))
+        .collect();
+    assert!(
+        !caught.is_empty(),
+        "seed {seed}: the broken daemon was not caught: safety {:#?}, liveness {:#?}",
+        report.violations,
+        report.liveness_violations
+    );
+    assert!(
+        report.violations.is_empty(),
+        "seed {seed}: doing nothing does no harm: {:#?}",
+        report.violations
     );
 }
 

@@ -1,10 +1,12 @@
-//! The campaign summary: runs, faults by kind, events, intents, workflows, violations, as a
-//! Markdown table (printed, and written into RELIABILITY.md by the long mode).
+//! The campaign summary: runs, faults by kind, events, intents, workflows, safety violations,
+//! and the liveness table, as Markdown (printed, and written into RELIABILITY.md by the long
+//! mode).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::liveness::{self, Liveness};
 use super::run::RunReport;
 use crate::support::wire::changed_forms;
 
@@ -20,7 +22,14 @@ pub(crate) struct Summary {
     pub workflows: BTreeMap<String, i64>,
     pub effects: u64,
     pub second_effects: u64,
-    /// `(seed, violations, kept directory)` of every run with a violation.
+    /// Liveness figures added up (`ready_secs`: the slowest run).
+    pub liveness: Liveness,
+    /// Safety violations over every run.
+    pub safety_violations: usize,
+    /// Liveness violations by invariant (1–5).
+    pub liveness_violations: [usize; 5],
+    /// `(seed, violations, kept directory)` of every run with a violation (safety, then
+    /// liveness).
     pub failures: Vec<(u64, Vec<String>, Option<std::path::PathBuf>)>,
     /// Every run's wire profile and what came of it.
     pub profiles: Vec<Profile>,
@@ -56,9 +65,27 @@ impl Summary {
         self.events += run.facts.events;
         self.effects += run.facts.effects;
         self.second_effects += run.facts.second_effects;
-        if !run.violations.is_empty() {
-            self.failures
-                .push((run.seed, run.violations.clone(), run.kept.clone()));
+        let found = &run.liveness;
+        let total = &mut self.liveness;
+        total.ready_secs = total.ready_secs.max(found.ready_secs);
+        total.exits_on += found.exits_on;
+        total.exits_with_reason += found.exits_with_reason;
+        total.exits_done += found.exits_done;
+        total.entries_on += found.entries_on;
+        total.entries_done += found.entries_done;
+        total.retries += found.retries;
+        total.open_positions += found.open_positions;
+        self.safety_violations += run.violations.len();
+        for violation in &run.liveness_violations {
+            let invariant = (1..=5).find(|n| violation.starts_with(&format!("liveness ({n})")));
+            if let Some(n) = invariant {
+                self.liveness_violations[n - 1] += 1;
+            }
+        }
+        if !run.violations.is_empty() || !run.liveness_violations.is_empty() {
+            let mut all = run.violations.clone();
+            all.extend(run.liveness_violations.iter().cloned());
+            self.failures.push((run.seed, all, run.kept.clone()));
         }
         self.profiles.push(Profile {
             seed: run.seed,
@@ -69,8 +96,44 @@ impl Summary {
         });
     }
 
-    pub(crate) fn violations(&self) -> usize {
-        self.failures.iter().map(|(_, v, _)| v.len()).sum()
+    /// The liveness table: each invariant, what it checked, and its violations.
+    fn liveness_markdown(&self) -> String {
+        let live = &self.liveness;
+        let v = &self.liveness_violations;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "| liveness invariant (checked after the quiet phase of every run) | checked | violations |\n|---|---|---|"
+        );
+        let _ = writeln!(
+            out,
+            "| (1) ready and cursor = latest EventSeqId within {} s of the faults cleared | {} runs (slowest {:.1} s) | {} |",
+            liveness::READY_WITHIN.as_secs(),
+            self.runs,
+            live.ready_secs,
+            v[0]
+        );
+        let _ = writeln!(
+            out,
+            "| (2) every exit signal still On for an open position closed it, or the store says why it may not | {} left On at the end ({} with a recorded reason); {} exits done, {} retries over the runs | {} |",
+            live.exits_on, live.exits_with_reason, live.exits_done, live.retries, v[1]
+        );
+        let _ = writeln!(
+            out,
+            "| (3) every entry signal still On acted on (done, or a recorded reason) | {} ({} done) | {} |",
+            live.entries_on, live.entries_done, v[2]
+        );
+        let _ = writeln!(
+            out,
+            "| (4) no workflow, prepare job or intent active past its deadline | {} runs | {} |",
+            self.runs, v[3]
+        );
+        let _ = writeln!(
+            out,
+            "| (5) monitored positions = the simulator's open positions, none stale | {} open positions | {} |",
+            live.open_positions, v[4]
+        );
+        out
     }
 
     /// Every failing seed with its violations and the command that replays it.
@@ -114,7 +177,13 @@ impl Summary {
         );
         let _ = writeln!(out, "| effects (orders, paper fills) | {} |", self.effects);
         let _ = writeln!(out, "| second effects | {} |", self.second_effects);
-        let _ = writeln!(out, "| violations | {} |", self.violations());
+        let _ = writeln!(out, "| safety violations | {} |", self.safety_violations);
+        let _ = writeln!(
+            out,
+            "| liveness violations | {} |",
+            self.liveness_violations.iter().sum::<usize>()
+        );
+        let _ = writeln!(out, "\n{}", self.liveness_markdown());
         let _ = writeln!(out, "\n| fault or action scheduled | count |\n|---|---|");
         for (kind, n) in &self.actions {
             let _ = writeln!(out, "| {kind} | {n} |");

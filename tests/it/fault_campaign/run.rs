@@ -1,5 +1,6 @@
 //! One run: a simulator, the daemon as a process, a schedule carried out against both, then
-//! quiescence and the invariants.
+//! the quiet phase (faults cleared, the daemon left alone until quiet), the safety invariants
+//! and the liveness invariants.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 use testkit::eventually;
 
 use super::invariants::{self, Facts};
+use super::liveness::{self, Liveness};
 use super::schedule::{Action, Schedule};
 use crate::support::daemon::{Daemon, Sim};
 
@@ -36,7 +38,12 @@ pub(crate) struct RunReport {
     pub actions: BTreeMap<&'static str, u64>,
     /// What the simulator and the daemon's database say afterwards.
     pub facts: Facts,
+    /// What the liveness phase found.
+    pub liveness: Liveness,
+    /// Safety violations (the daemon did harm or lost something).
     pub violations: Vec<String>,
+    /// Liveness violations (the daemon did not do its job and did not say why).
+    pub liveness_violations: Vec<String>,
     /// The run's directory (database, daemon log), kept when there are violations.
     pub kept: Option<std::path::PathBuf>,
 }
@@ -63,8 +70,9 @@ struct Runner {
     report: RunReport,
 }
 
-/// Carries out `schedule`, quiesces, checks the invariants.
-pub(crate) async fn run(schedule: Schedule) -> RunReport {
+/// Carries out `schedule` with the daemon's environment `extra` added, quiesces, checks the
+/// invariants.
+pub(crate) async fn run(schedule: Schedule, extra: &[(&'static str, &'static str)]) -> RunReport {
     let started = Instant::now();
     let dir = testkit::temp_dir();
     let mut options = sim_options(schedule.seed);
@@ -72,7 +80,8 @@ pub(crate) async fn run(schedule: Schedule) -> RunReport {
         .unwrap_or_else(|err| panic!("wire profile {}: {err}", schedule.wire));
     let sim = Sim::start(options).await;
     let env = schedule.variant.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend_from_slice(extra);
     let daemon = Daemon::spawn(&sim, dir.path(), &env);
     daemon.wait_ready(Duration::from_secs(30)).await;
     let mut runner = Runner {
@@ -93,14 +102,17 @@ pub(crate) async fn run(schedule: Schedule) -> RunReport {
         runner.apply(&step.action).await;
         *runner.report.actions.entry(step.action.kind()).or_default() += 1;
     }
-    runner.quiesce().await;
+    let ready = runner.quiesce().await;
     let (facts, violations) = invariants::check(&runner.sim, &runner.daemon).await;
     runner.report.facts = facts;
     runner.report.violations.extend(violations);
+    let (found, violations) = liveness::check(&runner.sim, &runner.daemon, ready).await;
+    runner.report.liveness = found;
+    runner.report.liveness_violations = violations;
     runner.stop().await;
     runner.sim.running.shutdown().await;
     let mut report = runner.report;
-    if !report.violations.is_empty() {
+    if !report.violations.is_empty() || !report.liveness_violations.is_empty() {
         report.kept = Some(dir.keep());
     }
     report.elapsed = started.elapsed();
@@ -170,6 +182,7 @@ impl Runner {
                 let ids = opened["ids"].as_array().cloned().unwrap_or_default();
                 self.churn.extend(ids.iter().filter_map(Value::as_i64));
             }
+            Action::FailedExit => self.failed_exit().await,
             Action::ClosePosition { pick } => {
                 if !self.churn.is_empty() {
                     let index = (*pick % self.churn.len() as u64) as usize;
@@ -180,6 +193,45 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Opens a position server-side, waits for the daemon to know it, fails the next prepare
+    /// and turns the position's exit signal On (left On), waiting for that prepare to fail.
+    async fn failed_exit(&mut self) {
+        let opened = self.sim.post("/positions/open", json!({"count": 1})).await;
+        let Some(position) = opened["ids"][0].as_i64() else {
+            return self.note("failed_exit_not_opened");
+        };
+        let known = eventually(Duration::from_secs(20), || async {
+            let store = self.daemon.store().await;
+            let known = store.position(position).await.ok().flatten().is_some();
+            let _ = store.close().await;
+            known
+        })
+        .await;
+        if !known {
+            return self.note("failed_exit_position_unseen");
+        }
+        let fired = |stats: Value| {
+            stats["faults_injected"]["fail_prepare"]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        let before = fired(self.sim.get("/stats").await);
+        self.sim.faults(json!({"fail_prepares": 1})).await;
+        self.toggle(json!({"kind": "exit", "position_id": position}))
+            .await;
+        let failed = eventually(Duration::from_secs(20), || async {
+            fired(self.sim.get("/stats").await) > before
+        })
+        .await;
+        if !failed {
+            self.note("failed_exit_prepare_not_failed");
+        }
+    }
+
+    fn note(&mut self, what: &'static str) {
+        *self.report.actions.entry(what).or_default() += 1;
     }
 
     async fn toggle(&mut self, signal: Value) {
@@ -209,10 +261,11 @@ impl Runner {
         self.daemon.start();
     }
 
-    async fn quiesce(&mut self) {
+    /// The quiet phase; returns how long the daemon took to be ready and caught up.
+    async fn quiesce(&mut self) -> Option<Duration> {
         tokio::time::sleep_until(self.outage_until.into()).await;
         self.keep_running();
-        settle(&self.sim, &self.daemon, &mut self.report.violations).await;
+        settle(&self.sim, &self.daemon, &mut self.report.violations).await
     }
 
     async fn stop(&mut self) {
@@ -221,24 +274,32 @@ impl Runner {
     }
 }
 
-/// Whether the daemon has no active workflow and no intent in flight.
+/// Whether the daemon has no active workflow, no attempt planned and no intent in flight.
 async fn idle(daemon: &Daemon) -> bool {
     let store = daemon.store().await;
     let active = store.active_workflows().await.unwrap_or_default();
+    let planned = store.planned_retries().await.unwrap_or_default();
     let intents = store.intents_in_flight().await.unwrap_or_default();
     let _ = store.close().await;
-    active.is_empty() && intents.is_empty()
+    active.is_empty() && planned.is_empty() && intents.is_empty()
 }
 
 /// Clears every fault, then waits for the daemon to be ready and caught up, and then for
-/// quiet: no new event, the cursor at the latest, no active workflow and no intent in flight,
-/// all holding for [`QUIET`]. What does not happen within the bounds is a violation.
-pub(crate) async fn settle(sim: &Sim, daemon: &Daemon, violations: &mut Vec<String>) {
+/// quiet: no new event, the cursor at the latest, no active workflow, no attempt planned and
+/// no intent in flight, all holding for [`QUIET`]. What does not happen within the bounds is a
+/// violation. Returns how long it took to be ready and caught up (`None`: not within bounds).
+pub(crate) async fn settle(
+    sim: &Sim,
+    daemon: &Daemon,
+    violations: &mut Vec<String>,
+) -> Option<Duration> {
     sim.delete("/faults").await;
+    let cleared = Instant::now();
     let caught_up = eventually(CATCH_UP, || async {
         daemon.readyz().await == Some(200) && daemon.cursor().await == Some(sim.latest_seq().await)
     })
     .await;
+    let ready = caught_up.then(|| cleared.elapsed());
     if !caught_up {
         violations.push(format!(
             "not ready and caught up {CATCH_UP:?} after the faults were cleared: readyz {:?}, cursor {:?}, latest {}",
@@ -266,7 +327,7 @@ pub(crate) async fn settle(sim: &Sim, daemon: &Daemon, violations: &mut Vec<Stri
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     if quiet {
-        return;
+        return ready;
     }
     violations.push(format!(
         "no quiet {SETTLE:?} after catching up: cursor {:?}, latest {}",
@@ -288,6 +349,7 @@ pub(crate) async fn settle(sim: &Sim, daemon: &Daemon, violations: &mut Vec<Stri
         violations.push(format!("intent still in flight: {intent:?}"));
     }
     let _ = store.close().await;
+    ready
 }
 
 /// SIGTERM: the daemon must stop cleanly, and its log must show no panic.

@@ -75,6 +75,10 @@ pub(crate) enum Action {
     OpenPositions(u64),
     /// Close the `pick`-th churn position server-side.
     ClosePosition { pick: u64 },
+    /// The last action of every run: a position opened server-side, its first prepare failed
+    /// on purpose, its exit signal turned On and left On — the liveness phase then checks that
+    /// the exit was seen through.
+    FailedExit,
 }
 
 impl Action {
@@ -104,6 +108,7 @@ impl Action {
             Action::Exit { .. } => "exit_signal",
             Action::OpenPositions(_) => "open_positions",
             Action::ClosePosition { .. } => "close_position",
+            Action::FailedExit => "failed_exit",
         }
     }
 }
@@ -135,6 +140,14 @@ impl Variant {
             ("MESOLIVE__AUTOMATION__ALLOW_STRATEGIES", "101,103".into()),
             ("MESOLIVE__AUTOMATION__MAX_OPEN_POSITIONS", "3".into()),
             ("MESOLIVE__AUTOMATION__ORDER_TYPE", self.order_type.into()),
+            // Retries and deadlines short enough for the quiet phase to see them through.
+            ("MESOLIVE__AUTOMATION__EXIT_RETRY_BACKOFF", "500ms".into()),
+            ("MESOLIVE__AUTOMATION__EXIT_RETRY_BACKOFF_MAX", "2s".into()),
+            (
+                "MESOLIVE__AUTOMATION__JOB_TIMEOUT",
+                format!("{}s", super::liveness::JOB_TIMEOUT.as_secs()),
+            ),
+            ("MESOLIVE__AUTOMATION__ORDER_TIMEOUT", "20s".into()),
             (
                 "MESOLIVE__HUBS__MAX_PENDING_CALLBACKS",
                 self.max_pending_callbacks.to_string(),
@@ -165,7 +178,8 @@ fn pick<T: Copy>(rng: &mut fastrand::Rng, items: &[T]) -> T {
 
 impl Schedule {
     /// The schedule of `seed` for a run of `length`: an action every 50–900 ms, one burst of
-    /// 10,000–15,000 events between 20 % and 70 % of the run, every delay cleared again.
+    /// 10,000–15,000 events between 20 % and 70 % of the run, every delay cleared again, and a
+    /// failed exit at the end.
     pub(crate) fn generate(seed: u64, length: Duration) -> Schedule {
         let mut rng = fastrand::Rng::with_seed(seed);
         let variant = Variant {
@@ -202,6 +216,10 @@ impl Schedule {
             steps.push(Step { at, action });
         }
         steps.sort_by_key(|step| step.at);
+        steps.push(Step {
+            at: length,
+            action: Action::FailedExit,
+        });
         Schedule {
             seed,
             variant,
@@ -265,6 +283,10 @@ mod tests {
             .filter(|s| matches!(s.action, Action::Burst(n) if n >= 10_000))
             .count();
         assert_eq!(bursts, 1);
+        assert_eq!(
+            schedule.steps.last().map(|s| &s.action),
+            Some(&Action::FailedExit)
+        );
         assert!(schedule.steps.windows(2).all(|w| w[0].at <= w[1].at));
         let delays = |cleared: bool| {
             schedule

@@ -41,9 +41,8 @@ async fn reconnects(daemon: &Daemon) -> Vec<Option<f64>> {
 async fn a_reload_applies_live_keys_and_refuses_the_rest_whole() {
     let sim = Sim::start(quick_sim(0)).await;
     let dir = testkit::temp_dir();
-    let config = dir.path().join("mesolive.toml");
-    write(&config, FIRST);
-    let daemon = Daemon::spawn_with_config(&sim, dir.path(), &[], &config);
+    let daemon = Daemon::spawn_with_config(&sim, dir.path(), &[], FIRST);
+    let config = dir.path().join("config.toml");
     daemon.wait_ready(Duration::from_secs(20)).await;
     let status = daemon.status();
     assert_eq!(status["risk"]["max_entries_per_day"], 5);

@@ -60,6 +60,8 @@ fn workflow(position: i64, instance: &str) -> NewWorkflow {
         condition: None,
         state: WorkflowState::Requested,
         reason: None,
+        attempt: 1,
+        deadline: None,
     }
 }
 

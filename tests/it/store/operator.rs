@@ -251,6 +251,8 @@ fn workflow(account: &str, instance: &str) -> NewWorkflow {
         condition: None,
         state: WorkflowState::Requested,
         reason: None,
+        attempt: 1,
+        deadline: None,
     }
 }
 

@@ -235,15 +235,18 @@ impl Daemon {
         daemon
     }
 
-    /// Spawns the daemon reading `config` (`--config`) besides the environment.
+    /// As [`Daemon::spawn`], with `toml` written to `<dir>/config.toml` and passed as
+    /// `--config` (the environment still wins over it).
     pub(crate) fn spawn_with_config(
         sim: &Sim,
         dir: &Path,
         extra: &[(&str, &str)],
-        config: &Path,
+        toml: &str,
     ) -> Daemon {
         let mut daemon = Daemon::new(sim, dir, extra);
-        daemon.config = Some(config.to_path_buf());
+        let path = dir.join("config.toml");
+        std::fs::write(&path, toml).expect("config file written");
+        daemon.config = Some(path);
         daemon.start();
         daemon
     }

@@ -1,6 +1,6 @@
 //! What the daemon's tests share: the daemon process and the simulator it talks to, a TCP/TLS
-//! front that misbehaves on purpose, store fixtures, a tmpfs for disk faults, and the event
-//! samples. Generic waiting, temp dirs and seeds come from `testkit`.
+//! front that misbehaves on purpose, a notification receiver, store fixtures, a tmpfs for disk
+//! faults, and the event samples. Generic waiting, temp dirs and seeds come from `testkit`.
 
 pub(crate) mod daemon;
 // The samples belong to mesolive-api's tests; one copy serves both crates.
@@ -9,5 +9,6 @@ pub(crate) mod events;
 pub(crate) mod front;
 pub(crate) mod fs;
 pub(crate) mod pg;
+pub(crate) mod receiver;
 pub(crate) mod store;
 pub(crate) mod wire;

@@ -70,6 +70,40 @@ impl TestDb {
             .await
             .expect("store opens")
     }
+
+    /// The first column of `sql`'s rows as text, read on a connection of its own (inspection
+    /// only: the store may be open meanwhile).
+    pub(crate) async fn texts(&self, sql: &'static str) -> Vec<String> {
+        match &self.location {
+            Location::Sqlite(path) => {
+                let mut conn = raw(path).await;
+                let texts = sqlx::query_scalar(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("inspection query");
+                conn.close().await.expect("close raw connection");
+                texts
+            }
+            Location::Postgres(pg) => {
+                let mut conn = sqlx::PgConnection::connect(&pg.url)
+                    .await
+                    .expect("raw connection");
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SET search_path TO {}",
+                    pg.schema
+                )))
+                .execute(&mut conn)
+                .await
+                .expect("schema");
+                let texts = sqlx::query_scalar(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("inspection query");
+                conn.close().await.expect("close raw connection");
+                texts
+            }
+        }
+    }
 }
 
 /// Defines each `async fn name(backend: Backend) { … }` as a module `name` with two tests:

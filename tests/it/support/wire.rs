@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use mesolive_api::FlowKind;
 use mesolive_sim::{SimOptions, WireProfile};
 use mesolive_supervisor::store::{PositionState, WorkflowRecord, WorkflowState};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::daemon::{Daemon, Sim, exactly_once_violations_after};
 use testkit::eventually;
@@ -220,9 +220,20 @@ pub(crate) async fn core_scenario(profile: &str) -> Outcome {
 
 /// [`core_scenario`] with settings of the daemon overridden (`MESOLIVE__…` variables).
 pub(crate) async fn core_scenario_with(profile: &str, settings: &[(&str, &str)]) -> Outcome {
+    scenario(profile, settings, json!({})).await
+}
+
+/// [`core_scenario`] against a simulator with `faults` set from the start (the forms the
+/// simulator plays as faults rather than profile dimensions: `connect_push`).
+pub(crate) async fn core_scenario_with_faults(profile: &str, faults: Value) -> Outcome {
+    scenario(profile, &[], faults).await
+}
+
+async fn scenario(profile: &str, settings: &[(&str, &str)], faults: Value) -> Outcome {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("temp dir");
     let sim = Sim::start(sim_options(profile)).await;
+    sim.faults(faults).await;
     sim.emit(HISTORY).await;
     // Active when the daemon first connects: pushed on connect, below its first cursor.
     sim.post(

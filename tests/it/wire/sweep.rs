@@ -13,7 +13,11 @@
 
 use std::time::Duration;
 
-use crate::support::wire::{Outcome, core_scenario, random_profile, refused};
+use serde_json::json;
+
+use crate::support::wire::{
+    Outcome, core_scenario, core_scenario_with_faults, random_profile, refused,
+};
 use mesolive_sim::Forms;
 
 /// Random profiles per run (`WIRE_PROFILES=<n>` for more).
@@ -119,6 +123,21 @@ sweeps! {
     preparation_status_members => "preparation_status_members",
     callback_names_inferred => "callback_names_inferred",
     callback_arguments => "callback_arguments",
+}
+
+/// The on-connect push that repeats the original event with its EventSeqId (API §4.2), which
+/// the simulator plays as a fault (`--connect-push repeat`): the scenario's first entry arrives
+/// only that way. (`none` cannot pass by design: a signal raised before a first start at the
+/// latest event is then unknown until it changes; `connect_push::` tests that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_push() {
+    let outcome = core_scenario_with_faults("default", json!({"connect_push": "repeat"})).await;
+    println!(
+        "connect_push=repeat: {:?} in {:.1} s",
+        outcome.refused,
+        outcome.elapsed.as_secs_f64()
+    );
+    assert_eq!(judge(&outcome, None), None);
 }
 
 /// `random:SEED` profiles drawn from the forms the daemon meets: every dimension at once.

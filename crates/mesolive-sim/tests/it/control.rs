@@ -1,6 +1,6 @@
 //! The simulator's Control Hub over real sockets with the project's own client: every method
 //! round-trips, paging follows tokens, prepare → execute takes effect, idempotency behaves as
-//! SPEC §6.1 says.
+//! API §6.1 says.
 
 use std::time::Duration;
 
