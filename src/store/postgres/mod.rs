@@ -110,6 +110,16 @@ impl Postgres {
             .acquire()
             .await
             .map_err(|e| StoreError::connecting(&describe, e))?;
+        // Daemons of a failover group start together: `CREATE SCHEMA IF NOT EXISTS` is not
+        // safe against a concurrent one (the loser fails on the catalog's unique index), so
+        // the schema is created under a session lock of its name, released once migrated (or
+        // with the session, if this fails: the pool is dropped).
+        let lock = format!("mesolive-supervisor schema {}", location.schema);
+        sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+            .bind(&lock)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::connecting(&describe, e))?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS {}",
             location.schema
@@ -121,6 +131,10 @@ impl Postgres {
             .run(&mut *conn)
             .await
             .map_err(|e| migrating(&describe, e))?;
+        sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(&lock)
+            .execute(&mut *conn)
+            .await?;
         let instance_id = read_instance_id(&mut conn).await?;
         drop(conn);
         let db = Postgres {
