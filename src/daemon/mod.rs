@@ -371,6 +371,9 @@ impl Daemon {
                     )),
                 ];
                 let result = roles::run(&process, &store).await;
+                // The role is over: what ran beside it stops too (a failover leader's term
+                // stopped on a drain of its own, so the process's is only closed for intake).
+                drain.stop_children();
                 for task in beside {
                     let abort = task.abort_handle();
                     if !finished_unless_forced(&drain, task).await {
