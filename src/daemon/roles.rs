@@ -298,7 +298,8 @@ async fn failover(process: &Process, store: &Arc<Store>) -> Result<(), DaemonErr
 /// stops (`None`). Announces READY (and `STATUS=standby`) once it is a healthy standby: the
 /// database answered and someone else holds the lease. Once per stretch as a standby, the
 /// `standby` notification (at start, or after the leadership `lost`) is queued in a lease
-/// transaction (the one write a standby makes).
+/// transaction (the one write a standby makes) — tried at every period until a sink registered
+/// in the database takes it (on a fresh database, the leader's first term registers them).
 async fn standby(
     process: &Process,
     store: &Store,
@@ -321,9 +322,9 @@ async fn standby(
             }
             Ok(None) => {
                 process.ops.health.pump_beat();
-                if !told {
+                if !told && !process.notifications.sinks.is_empty() {
                     match store.tell_standby(request, lost).await {
-                        Ok(()) => told = true,
+                        Ok(queued) => told = queued,
                         Err(err) => {
                             process.ops.metrics.error("notify_store");
                             tracing::warn!(error = %err, "could not queue the standby notification; trying again");

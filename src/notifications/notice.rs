@@ -426,17 +426,17 @@ pub fn standby(
     epoch: i64,
     lost: Option<&str>,
 ) -> Notice {
-    let (severity, why) = match lost {
-        None => (Severity::Info, "at start".to_owned()),
-        Some(how) => (Severity::Warning, format!("leadership lost: {how}")),
-    };
+    let why = lost.map_or_else(
+        || "at start".to_owned(),
+        |how| format!("leadership lost: {how}"),
+    );
     let led_by = leader.map_or_else(
         || format!("lease epoch {epoch}, free"),
         |leader| format!("{leader} leads at lease epoch {epoch}"),
     );
     Notice::new(
         Kind::Standby,
-        severity,
+        standby_severity(lost.is_some()),
         format!("{holder} stands by in failover group {group} ({why}); {led_by}"),
     )
     .with_data(json!({
@@ -446,6 +446,15 @@ pub fn standby(
         "epoch": epoch,
         "lost": lost,
     }))
+}
+
+/// How urgent a [`standby`] notice is: info at start, a warning after a lost leadership.
+pub fn standby_severity(lost: bool) -> Severity {
+    if lost {
+        Severity::Warning
+    } else {
+        Severity::Info
+    }
 }
 
 /// How many quarantined events a notice lists (the count covers all of them).

@@ -86,13 +86,14 @@ impl Store {
     }
 
     /// Queues the `standby` notification of `request.holder`: it stands by at start (`lost`
-    /// is `None`) or after losing its leadership (`lost` says how). A standby's one write: in
-    /// a lease transaction, not fenced, ordered with the leader's writes by the lease row.
+    /// is `None`) or after losing its leadership (`lost` says how). `false` when no sink
+    /// registered in the database wants it (yet: try again later). A standby's one write: in a
+    /// lease transaction, not fenced, ordered with the leader's writes by the lease row.
     pub async fn tell_standby(
         &self,
         request: &LeaseRequest,
         lost: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         postgres::lease::tell_standby(self.shared()?, request, lost).await
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::Acquire;
 
 use super::{Postgres, outbox};
-use crate::notifications::notice;
+use crate::notifications::notice::{self, Kind};
 use crate::store::{LeaseGrant, LeaseRecord, LeaseRequest, StoreError, Timestamp};
 
 /// The server's clock in unix milliseconds.
@@ -74,16 +74,21 @@ pub(in crate::store) async fn acquire(
 }
 
 /// Queues the `standby` notification of `request.holder` (at start, or after the leadership
-/// `lost`), naming the lease's holder. The one write a standby makes, outside the fence: it
-/// locks the lease row `FOR UPDATE`, which waits for the leader's write in flight (those hold
-/// it `FOR SHARE`) and holds the next one back until it commits, so the notification's seq
-/// becomes visible in order with the leader's.
+/// `lost`), naming the lease's holder; `false` when no registered sink wants it (yet: on a
+/// fresh database the leader's first term registers the sinks). The one write a standby makes,
+/// outside the fence: it locks the lease row `FOR UPDATE`, which waits for the leader's write
+/// in flight (those hold it `FOR SHARE`) and holds the next one back until it commits, so the
+/// notification's seq becomes visible in order with the leader's.
 pub(in crate::store) async fn tell_standby(
     db: &Postgres,
     request: &LeaseRequest,
     lost: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut conn = db.lease_pool().acquire().await?;
+    let severity = notice::standby_severity(lost.is_some());
+    if !outbox::wanted(&mut conn, Kind::Standby, severity).await? {
+        return Ok(false);
+    }
     let mut tx = conn.begin().await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SET LOCAL lock_timeout = {}",
@@ -107,10 +112,12 @@ pub(in crate::store) async fn tell_standby(
         epoch,
         lost,
     );
-    outbox::enqueue(&mut tx, &told).await?;
+    let queued = outbox::enqueue(&mut tx, &told).await?;
     tx.commit().await?;
-    db.outbox_changed();
-    Ok(())
+    if queued {
+        db.outbox_changed();
+    }
+    Ok(queued)
 }
 
 /// Extends our lease; `None` when its epoch moved on (then writes are refused).

@@ -80,8 +80,9 @@ impl Write<'_> {
     /// Queues `notice` in this transaction (`store::outbox::enqueue` on PostgreSQL): delivered
     /// if and only if the transaction commits.
     pub(super) async fn notify(&mut self, notice: &Notice) -> Result<(), StoreError> {
-        outbox::enqueue(&mut self.tx, notice).await?;
-        self.queued = true;
+        if outbox::enqueue(&mut self.tx, notice).await? {
+            self.queued = true;
+        }
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use sqlx::types::Json;
 
 use super::Postgres;
-use crate::notifications::notice::{self, Kind, Notice};
+use crate::notifications::notice::{self, Kind, Notice, Severity};
 use crate::store::outbox::FAILURES_LISTED;
 use crate::store::{
     Notification, OutboxStatus, OutboxSummary, SinkRegistration, StoreError, Timestamp,
@@ -42,8 +42,8 @@ macro_rules! pending {
 }
 
 /// `store::outbox::enqueue` on PostgreSQL: queues `notice` in the caller's transaction if a
-/// sink wants it, then holds the bound.
-pub(super) async fn enqueue(conn: &mut PgConnection, notice: &Notice) -> Result<(), StoreError> {
+/// sink wants it (then `true`), then holds the bound.
+pub(super) async fn enqueue(conn: &mut PgConnection, notice: &Notice) -> Result<bool, StoreError> {
     let queued = sqlx::query(concat!(
         "INSERT INTO notifications (kind, severity, created_at, text, data)
          SELECT n.kind, n.severity, $3, $4, $5 FROM (SELECT $1::text AS kind, $2::integer AS severity) AS n
@@ -62,7 +62,25 @@ pub(super) async fn enqueue(conn: &mut PgConnection, notice: &Notice) -> Result<
     if queued > 0 {
         hold_bound(conn).await?;
     }
-    Ok(())
+    Ok(queued > 0)
+}
+
+/// Whether a registered sink wants notices of `kind` at `severity`.
+pub(super) async fn wanted(
+    conn: &mut PgConnection,
+    kind: Kind,
+    severity: Severity,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(concat!(
+        "SELECT EXISTS (SELECT 1 FROM notification_sinks AS s,
+                        (SELECT $1::text AS kind, $2::integer AS severity) AS n WHERE ",
+        wanted!(),
+        ")"
+    ))
+    .bind(kind.as_str())
+    .bind(severity)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Drops the oldest pending notifications past `max_pending` and has one "N notifications

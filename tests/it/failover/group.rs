@@ -40,6 +40,11 @@ pub(crate) enum Roles {
 
 impl Group {
     pub(crate) async fn start(extra: &[(&str, &str)]) -> Group {
+        Group::start_with_config(extra, None).await
+    }
+
+    /// As [`Group::start`], both daemons reading `toml` as their `--config` file.
+    pub(crate) async fn start_with_config(extra: &[(&str, &str)], toml: Option<&str>) -> Group {
         let mut options = SimOptions {
             positions: 2,
             ..SimOptions::default()
@@ -68,7 +73,10 @@ impl Group {
                 ("MESOLIVE__EVENTS__FIRST_RUN", "all"),
             ];
             env.extend_from_slice(extra);
-            daemons.push(Daemon::spawn(&sim, dir.path(), &env));
+            daemons.push(match toml {
+                Some(toml) => Daemon::spawn_with_config(&sim, dir.path(), &env, toml),
+                None => Daemon::spawn(&sim, dir.path(), &env),
+            });
             dirs.push(dir);
         }
         Group {

@@ -3,7 +3,8 @@
 //! timing each takeover), paused past its lease and resumed, and PostgreSQL is restarted and
 //! stopped under both. After each: no second effect in the simulator's ledger, every event
 //! applied once, the cursor at the latest EventSeqId, every workflow final. Operator control
-//! follows the lease: a halt outlives a takeover, and a standby refuses `ctl`.
+//! follows the lease: a halt outlives a takeover, and a standby refuses `ctl`. Who leads and who
+//! stands by is notified (`leader`, `standby`).
 //!
 //! Ignored in a plain `cargo test` (they need PostgreSQL); `.ci/run` runs them:
 //! `cargo test --test it -- --ignored postgres`. `FAILOVER_KILLS=<n>` sets the number of kills
@@ -13,7 +14,10 @@ mod group;
 
 use std::time::Duration;
 
-use testkit::{env_u64, wait_for};
+use serde_json::Value;
+use testkit::{env_u64, wait_for, wait_some};
+
+use crate::support::receiver::Receiver;
 
 use group::{Group, Roles, STRATEGIES, TTL, kill_leader_and_time_takeover};
 
@@ -129,7 +133,12 @@ async fn the_standby_leads_within_ttl_plus_2s_of_a_sigkill_mid_workflow_postgres
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: cargo test --test it -- --ignored postgres"]
 async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres() {
-    let mut group = Group::start(&[]).await;
+    let receiver = Receiver::start().await;
+    let sink = format!(
+        "[[notify.sinks]]\nkind = \"webhook\"\nurl = \"{}\"\nkinds = [\"leader\", \"standby\"]\n",
+        receiver.url("/hook")
+    );
+    let mut group = Group::start_with_config(&[], Some(&sink)).await;
     let old = group.leader(STARTUP).await;
     let new = 1 - old;
     group.wait_standby(new, STARTUP).await;
@@ -181,6 +190,38 @@ async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres(
         matches!(group.roles().await, Roles::Led(n) if n == new),
         "the new leader keeps leading"
     );
+    // Who led and who stood by, as the sink was told (in the transactions that made it so):
+    // the first leader, the other standing by, the takeover, the old leader back to standby.
+    let told = wait_some("leader and standby notifications", STARTUP, || async {
+        let told: Vec<(String, Value)> = receiver
+            .accepted()
+            .iter()
+            .map(|attempt| (attempt.kind().to_owned(), attempt.body["data"].clone()))
+            .collect();
+        (told.len() >= 4).then_some(told)
+    })
+    .await;
+    let kinds: Vec<&str> = told.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["leader", "standby", "leader", "standby"],
+        "{told:#?}"
+    );
+    let holder = |n: usize| told[n].1["holder"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        holder(0),
+        holder(3),
+        "the first leader stands by at the end"
+    );
+    assert_eq!(holder(1), holder(2), "the first standby took over");
+    assert!(told[2].1["epoch"].as_i64() > told[0].1["epoch"].as_i64());
+    assert_eq!(told[1].1["lost"], Value::Null, "at start");
+    assert!(
+        told[3].1["lost"].is_string(),
+        "after losing: {:?}",
+        told[3].1
+    );
+    assert_eq!(told[3].1["leader"], told[2].1["holder"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

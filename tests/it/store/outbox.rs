@@ -454,6 +454,10 @@ async fn a_standby_queues_only_its_standby_notification_postgres() {
             .unwrap()
             .is_none()
     );
+    assert!(
+        !standby.tell_standby(&request("b"), None).await.unwrap(),
+        "no sink registered yet: nothing queued (the standby tries again later)"
+    );
     let told = [
         Notice::new(Kind::Startup, Severity::Info, "started"),
         notifications::notice::leader(&grant.group, &grant.holder, grant.epoch),
@@ -471,10 +475,13 @@ async fn a_standby_queues_only_its_standby_notification_postgres() {
         ),
         "a standby's notifications are fenced like every write"
     );
-    standby
-        .tell_standby(&request("b"), None)
-        .await
-        .expect("the standby's own notification");
+    assert!(
+        standby
+            .tell_standby(&request("b"), None)
+            .await
+            .expect("the standby's own notification"),
+        "a sink wants it"
+    );
     leader
         .notify(&notice(Kind::HubDown, Severity::Critical, "after"))
         .await
