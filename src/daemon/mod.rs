@@ -13,9 +13,9 @@
 //! ├── dedupe            prunes the dedupe set and the delivered notifications
 //! ├── risk              the daily-loss watcher (switches the trading state)
 //! ├── notifications     delivers the outbox to every sink, in order, at least once
-//! └── upkeep            health/metrics HTTP, the control socket, reload on SIGHUP,
-//!                       sd_notify watchdog, state gauges,
-//!                       conditions over time (hub down, not ready) written to the outbox
+//! ├── conditions        conditions over time (hub down, not ready) written to the outbox
+//! └── upkeep            (for the whole process) health/metrics HTTP, the control socket,
+//!                       reload on SIGHUP, sd_notify watchdog, state gauges
 //! ```
 //!
 //! * `start`: hubs in runbook order (Control → Data → Event), the pump live, the monitors
@@ -28,10 +28,11 @@
 //! * `roles`: alone on its database (SQLite, or PostgreSQL without failover), the daemon runs
 //!   one term; in a failover group it stands by until it holds the lease, leads for a term,
 //!   and goes back to standby when it loses the lease — never exiting for that.
-//! * `term`: one run of the tree above (a term as leader), started and stopped in order. The
-//!   trading state is read from the store (or initialised from `automation.initial_state`)
-//!   before anything connects: a daemon halted before a restart (or a leader halted before a
-//!   takeover) starts halted.
+//! * `term`: one run of the tree above (a term as leader), started and stopped in order. Its
+//!   first transaction opens the notification outbox (the sinks, the start once per process,
+//!   `leader` for a failover leader); the trading state is read from the store (or initialised
+//!   from `automation.initial_state`) before anything connects: a daemon halted before a
+//!   restart (or a leader halted before a takeover) starts halted.
 //!
 //! In-process use (the demo, the benchmarks): [`Daemon::build`], then [`Daemon::ops_addr`],
 //! [`Daemon::ops`] and [`Daemon::drain`] before [`Daemon::run_until_stopped`].
