@@ -9,8 +9,8 @@ use std::time::Duration;
 use mesolive_api::FlowKind;
 use mesolive_supervisor::notifications::{self, Kind, Notice, Severity};
 use mesolive_supervisor::store::{
-    Effect, EventRecord, IntentState, LeaseRequest, NewIntent, NewWorkflow, SinkRegistration,
-    Store, StoreError, StoreOptions, WorkflowChange, WorkflowState,
+    ActionSource, Effect, EventRecord, IntentState, LeaseRequest, NewIntent, NewWorkflow,
+    SinkRegistration, Store, StoreError, StoreOptions, TradingState, WorkflowChange, WorkflowState,
 };
 use serde_json::json;
 
@@ -423,6 +423,67 @@ on_both_backends! {
         );
         assert_eq!(kinds[2].0, "intent_duplicate");
         assert!(kinds[2].1.contains("db-w1-prep answered DuplicateRequest"));
+
+        // Operator control: a trading-state change (none when it already was), a risk switch,
+        // an operator cancellation of an active workflow (none for a final one).
+        store
+            .set_trading_state(TradingState::Halted, "broker outage", ActionSource::Ctl)
+            .await
+            .unwrap();
+        store
+            .set_trading_state(TradingState::Halted, "again", ActionSource::Ctl)
+            .await
+            .unwrap();
+        store
+            .risk_switch(
+                "max_daily_loss",
+                "PAPER-1",
+                "2026-01-02",
+                TradingState::ReduceOnly,
+                "loss 600 ≥ 500",
+            )
+            .await
+            .unwrap();
+        let active = store
+            .create_workflow(&NewWorkflow {
+                kind: FlowKind::Entry,
+                scope: "entry:103:PAPER-1".into(),
+                signal_key: "entry/103/PAPER-1".into(),
+                signal_instance: "i3".into(),
+                strategy_id: 103,
+                account: Some("PAPER-1".into()),
+                position_id: None,
+                condition: None,
+                state: WorkflowState::Requested,
+                reason: None,
+                attempt: 1,
+                deadline: None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .cancel_workflow(active.id, "by hand", ActionSource::Ctl)
+            .await
+            .unwrap()
+            .expect("cancelled");
+        assert!(
+            store
+                .cancel_workflow(active.id, "twice", ActionSource::Ctl)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        let mut kinds = Vec::new();
+        while let Some(next) = store.next_notification("a").await.unwrap() {
+            store.notification_delivered("a", &next).await.unwrap();
+            kinds.push(next.kind);
+        }
+        assert_eq!(
+            kinds,
+            ["trading_state", "risk_switch", "workflow_cancelled"],
+            "halted → halted and a second cancel are not news"
+        );
     }
 }
 
