@@ -18,13 +18,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
 use crate::notifications::notice::Severity;
-use crate::store::TradingState;
+use crate::store::{Location, PostgresLocation, TradingState, is_plain_identifier};
 
 /// The embedded defaults; the single source of every key's default value.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 /// Environment variable holding the API key (the alternative to `hubs.api_key_file`).
 pub const API_KEY_ENV: &str = "MESOLIVE_API_KEY";
+
+/// Environment variable holding the PostgreSQL password (the alternative to
+/// `database.password_file`), as libpq reads it.
+pub const PASSWORD_ENV: &str = "PGPASSWORD";
 
 /// A setting that cannot be used; its `Display` is the one line the operator sees.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,8 @@ pub struct Settings {
     pub monitor: MonitorSettings,
     /// Health and metrics listener, control socket.
     pub ops: OpsSettings,
+    /// Active/standby failover.
+    pub ha: HaSettings,
     /// Logging.
     pub log: LogSettings,
     /// Risk limits checked before an intent is committed.
@@ -207,12 +213,21 @@ pub enum SynchronousMode {
     Normal,
 }
 
-/// `[database]`: the state file.
+/// `[database]`: where the state is kept (an SQLite file, or PostgreSQL when `url` is set).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// Path of the SQLite file.
+    /// Path of the SQLite file (ignored when `url` is set).
     pub path: PathBuf,
+    /// `postgres://user@host:5432/db`: the state is in PostgreSQL; empty means SQLite.
+    pub url: String,
+    /// File holding the PostgreSQL password; empty means `PGPASSWORD` (never the TOML).
+    pub password_file: PathBuf,
+    /// PostgreSQL schema of the tables (created if missing).
+    pub schema: String,
+    /// The PostgreSQL password, from `password_file` or `PGPASSWORD`.
+    #[serde(skip)]
+    pub password: Option<Password>,
     /// Durability of each commit.
     pub synchronous: SynchronousMode,
     /// How long a write waits for another connection's lock.
@@ -220,6 +235,41 @@ pub struct DatabaseSettings {
     pub busy_timeout: Duration,
     /// Number of read-only connections.
     pub read_pool_size: u32,
+}
+
+/// The PostgreSQL password. Redacted in `Debug`: it cannot reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// The password itself, for the connection only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// `[ha]`: active/standby failover on a shared PostgreSQL store.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaSettings {
+    /// Run as one of an active/standby group (needs `database.url`).
+    pub enabled: bool,
+    /// Daemons with the same group share one leader.
+    pub group: String,
+    /// How long a lease lasts after each renewal (renewed every third of it).
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// A leader stops sending once its last renewal is older than `lease_ttl - safety_margin`.
+    #[serde(with = "humantime_serde")]
+    pub safety_margin: Duration,
+    /// This daemon's name in the lease (`state` shows it); empty means the host name.
+    pub node: String,
 }
 
 /// `automation.mode`: the explicit answer to "may this process trade?".
@@ -670,6 +720,7 @@ impl Settings {
             .get(API_KEY_ENV)
             .filter(|k| !k.trim().is_empty())
             .cloned();
+        let password_env = env.get(PASSWORD_ENV).filter(|p| !p.is_empty()).cloned();
         let mut builder = config::Config::builder().add_source(config::File::from_str(
             DEFAULT_TOML,
             config::FileFormat::Toml,
@@ -693,6 +744,7 @@ impl Settings {
         let mut settings: Settings = config.try_deserialize()?;
         settings.validate()?;
         settings.api_key = settings.read_api_key(api_key_env)?;
+        settings.database.password = settings.read_password(password_env)?;
         settings.config_file = config_file.map(Path::to_path_buf);
         settings.read_sink_secrets()?;
         Ok(settings)
@@ -818,12 +870,66 @@ impl Settings {
         Ok(())
     }
 
+    /// Where the state is kept: PostgreSQL when `database.url` is set, else the SQLite file.
+    pub fn store_location(&self) -> Location {
+        let db = &self.database;
+        if db.url.is_empty() {
+            return Location::Sqlite(db.path.clone());
+        }
+        Location::Postgres(PostgresLocation {
+            url: db.url.clone(),
+            password: db.password.as_ref().map(|p| p.expose().to_owned()),
+            schema: db.schema.clone(),
+        })
+    }
+
+    fn read_password(&mut self, from_env: Option<String>) -> Result<Option<Password>, ConfigError> {
+        let path = self.database.password_file.clone();
+        if self.database.url.is_empty() {
+            return Ok(None);
+        }
+        if path.as_os_str().is_empty() {
+            return Ok(from_env.map(Password));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Invalid {
+            key: "database.password_file".into(),
+            value: quoted(&path.display().to_string()),
+            expected: format!("a readable file with the password on its first line ({err})"),
+        })?;
+        let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        if password.is_empty() {
+            return Err(invalid(
+                "database.password_file",
+                &quoted(&path.display().to_string()),
+                "a file with the password on its first line (it is empty)",
+            ));
+        }
+        if let Some(mode) = group_or_other_readable(&path) {
+            self.warnings.push(format!(
+                "database.password_file {} has mode {mode:o}: readable by group or others; chmod 600 it",
+                path.display()
+            ));
+        }
+        Ok(Some(Password(password.to_owned())))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         self.hubs.validate()?;
         let db = &self.database;
-        if db.path.as_os_str().is_empty() {
+        if db.url.is_empty() && db.path.as_os_str().is_empty() {
             return Err(invalid("database.path", "\"\"", "a file path"));
         }
+        if !db.url.is_empty() {
+            check_postgres_url(&db.url)?;
+        }
+        if !is_plain_identifier(&db.schema) {
+            return Err(invalid(
+                "database.schema",
+                &quoted(&db.schema),
+                "a lower-case identifier such as \"mesolive\" (letters, digits, _)",
+            ));
+        }
+        self.ha.validate(!db.url.is_empty())?;
         if db.read_pool_size == 0 {
             return Err(invalid("database.read_pool_size", "0", "at least 1"));
         }
@@ -979,6 +1085,102 @@ impl HubSettings {
         }
         Ok(())
     }
+}
+
+impl HaSettings {
+    /// The checks that need nothing but the settings. `shared` says whether the store is
+    /// PostgreSQL: failover on an SQLite file is refused.
+    fn validate(&self, shared: bool) -> Result<(), ConfigError> {
+        if self.enabled && !shared {
+            return Err(invalid(
+                "ha.enabled",
+                "true",
+                "false, or database.url set to a PostgreSQL database (an SQLite file cannot be \
+                 shared by two daemons)",
+            ));
+        }
+        if self.group.trim().is_empty() {
+            return Err(invalid(
+                "ha.group",
+                "\"\"",
+                "a group name such as \"default\"",
+            ));
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(invalid(
+                "ha.lease_ttl",
+                &humantime::format_duration(self.lease_ttl).to_string(),
+                "at least 1s",
+            ));
+        }
+        positive("ha.safety_margin", self.safety_margin)?;
+        // Renewals come every third of the ttl: the margin must leave room for one to fail
+        // and the next to succeed before the sending deadline.
+        if self.safety_margin * 3 >= self.lease_ttl * 2 {
+            return Err(invalid(
+                "ha.safety_margin",
+                &humantime::format_duration(self.safety_margin).to_string(),
+                "less than two thirds of ha.lease_ttl",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The name this daemon holds the lease under: the node (or host) name and the process id.
+    pub fn holder(&self) -> String {
+        let node = if self.node.is_empty() {
+            host_name()
+        } else {
+            self.node.clone()
+        };
+        format!("{node}:{}", std::process::id())
+    }
+}
+
+/// The host name, or `unknown-host` if the system will not tell.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}
+
+/// `database.url` as written: a `postgres://` URL with a host, a user and no password (the
+/// password comes from `database.password_file` or `PGPASSWORD`), and a known `sslmode`.
+fn check_postgres_url(raw: &str) -> Result<(), ConfigError> {
+    let expected = "postgres://user@host:5432/dbname (optionally ?sslmode=verify-full)";
+    let shown = |url: &Url| {
+        let mut shown = url.clone();
+        let _ = shown.set_password(None);
+        quoted(shown.as_str())
+    };
+    let url = Url::parse(raw).map_err(|_| invalid("database.url", "<unparsable>", expected))?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") || url.host().is_none() {
+        return Err(invalid("database.url", &shown(&url), expected));
+    }
+    if url.password().is_some() {
+        return Err(invalid(
+            "database.url",
+            &shown(&url),
+            "a URL without a password: put it in database.password_file or PGPASSWORD",
+        ));
+    }
+    for (key, value) in url.query_pairs() {
+        if key == "sslmode"
+            && !matches!(
+                value.as_ref(),
+                "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full"
+            )
+        {
+            return Err(invalid(
+                "database.url",
+                &shown(&url),
+                "sslmode one of disable, allow, prefer, require, verify-ca, verify-full",
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl SupervisorSettings {

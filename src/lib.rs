@@ -13,11 +13,13 @@
 //!             the ops listener, watchdog and gauges; the in-process API (demo, bench)
 //! demo        simulator + daemon in one process with a live view (`demo`)
 //! exit        process exit statuses (sysexits)
+//! ha/         failover: the send gate and the leader's lease loop (the lease is the store's)
 //! notifications  telling the operator: notices, sinks (webhook, Slack, Discord, Telegram),
 //!             delivery from the store's outbox, conditions over time, `notify test`
 //! risk        risk limits, decided without I/O (calls, daily loss, the trading day)
-//! store/      SQLite state: migrations, the cursor+dedupe+effects transaction, intents, jobs,
-//!             positions, orders, signals, workflows, and the `state` report
+//! store/      SQLite or PostgreSQL state: migrations, the lease, the cursor+dedupe+effects
+//!             transaction, intents, jobs, positions, orders, signals, workflows, the trading
+//!             state and operator actions, the notification outbox, and the `state` report
 //! ops/        logging, health, metrics, systemd notify (sd_notify), termination signals
 //! table       aligned plain-text tables for CLI output
 //! supervisor/ the kit below the tasks: supervise (restart policy), drain (the stop's phases),
@@ -39,6 +41,7 @@ pub mod daemon;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod exit;
+pub mod ha;
 pub mod notifications;
 pub mod ops;
 pub mod risk;

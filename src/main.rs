@@ -18,6 +18,7 @@ use mesolive_supervisor::exit;
 use mesolive_supervisor::notifications::command as notify_command;
 use mesolive_supervisor::ops::notify::Notifier;
 use mesolive_supervisor::ops::{http, logging};
+use mesolive_supervisor::store::Location;
 use mesolive_supervisor::store::TradingState;
 use mesolive_supervisor::store::report::{ReportFormat, state_report};
 use mesolive_supervisor::table::columns;
@@ -70,8 +71,9 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Only these scenarios, e.g. `2,3` (1 transport, 2 ingest, 3 replay, 4 recovery,
-        /// 5 monitoring, 6 startup, 7 sweep); default: all.
-        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=7))]
+        /// 5 monitoring, 6 startup, 7 sweep, 8 PostgreSQL vs SQLite — needs database.url, run
+        /// only when named); default: 1-7. With database.url set, 2, 3 and 7 run on PostgreSQL.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
         only: Vec<u8>,
     },
     /// Health checks against the configured hubs, in runbook order.
@@ -87,7 +89,7 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
-        /// Database file (default: database.path).
+        /// SQLite database file (default: database.url if set, else database.path).
         #[arg(long, value_name = "PATH")]
         database: Option<PathBuf>,
     },
@@ -280,14 +282,17 @@ fn main() -> ExitCode {
             })
         }
         Command::State { json, database } => {
-            let path = database.unwrap_or_else(|| settings.database.path.clone());
+            let location = match database {
+                Some(path) => Location::Sqlite(path),
+                None => settings.store_location(),
+            };
             let format = if json {
                 ReportFormat::Json
             } else {
                 ReportFormat::Table
             };
             block_on(async move {
-                match state_report(&path, format).await {
+                match state_report(&location, format).await {
                     Ok(report) => {
                         println!("{report}");
                         ExitCode::SUCCESS

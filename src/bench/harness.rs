@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::BenchError;
+use crate::config::Settings;
+use crate::store::{Location, Store};
 use mesolive_sim::{AdminClient, RunningSim, SimOptions, Simulator};
 
 /// A simulator started for one run (a fresh world: no history, no old connections).
@@ -124,6 +126,36 @@ impl Scratch {
     /// The database file inside it.
     pub(super) fn database(&self) -> PathBuf {
         self.path.join("state.db")
+    }
+
+    /// The PostgreSQL schema of this scratch: named after its directory, unique too.
+    pub(super) fn schema(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("scratch");
+        name.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+
+    /// Drops the scratch schema from the PostgreSQL database of `settings`, if it has one.
+    pub(super) async fn drop_schema(&self, settings: &Settings) {
+        if let Location::Postgres(location) = settings.store_location()
+            && let Err(err) = Store::drop_schema(&location).await
+        {
+            progress(format_args!(
+                "scratch schema {} left: {err}",
+                location.schema
+            ));
+        }
     }
 }
 

@@ -27,13 +27,13 @@ const SWEEP_BATCHES: [usize; 4] = [1, 16, 256, 512];
 
 /// One configuration of the pump's store.
 #[derive(Debug, Clone, Copy)]
-struct StoreConfig {
-    synchronous: SynchronousMode,
-    batch_max: usize,
+pub(super) struct StoreConfig {
+    pub(super) synchronous: SynchronousMode,
+    pub(super) batch_max: usize,
 }
 
 impl StoreConfig {
-    fn label(self) -> String {
+    pub(super) fn label(self) -> String {
         let sync = match self.synchronous {
             SynchronousMode::Full => "FULL",
             SynchronousMode::Normal => "NORMAL",
@@ -93,7 +93,7 @@ pub(super) async fn sweep(
     Ok(figures)
 }
 
-async fn repeat(
+pub(super) async fn repeat(
     scenario: &str,
     base: &Settings,
     config: StoreConfig,
@@ -118,10 +118,11 @@ async fn once(base: &Settings, config: StoreConfig, burst: u64) -> Result<f64, B
     let mut settings = inproc::settings(base, &sim, &scratch);
     settings.database.synchronous = config.synchronous;
     settings.events.batch_max = config.batch_max;
-    let daemon = InProcess::start(settings).await?;
+    let daemon = InProcess::start(settings.clone()).await?;
     let measured = measure(&sim, &daemon, burst).await;
     let stopped = daemon.stop().await;
     sim.stop().await;
+    scratch.drop_schema(&settings).await;
     let per_second = measured?;
     stopped?;
     Ok(per_second)

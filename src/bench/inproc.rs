@@ -27,6 +27,9 @@ pub(super) fn settings(base: &Settings, sim: &BenchSim, scratch: &Scratch) -> Se
     settings.hubs.probe_provider = "Sim".into();
     settings.api_key = Some(ApiKey::new(sim.running.token()));
     settings.database.path = scratch.database();
+    if !settings.database.url.is_empty() {
+        settings.database.schema = scratch.schema();
+    }
     settings.ops.listen = (std::net::Ipv4Addr::LOCALHOST, 0).into();
     settings.supervisor.backoff_initial = Duration::from_millis(100);
     settings.supervisor.backoff_max = Duration::from_millis(500);

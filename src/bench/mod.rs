@@ -21,6 +21,7 @@ mod harness;
 mod ingest;
 mod inproc;
 mod monitoring;
+mod postgres;
 mod recovery;
 mod replay;
 pub mod report;
@@ -108,6 +109,8 @@ struct Sizes {
     monitoring_window: Duration,
     /// Open positions for the startup scenario.
     startup_positions: usize,
+    /// Events of the backend comparison's ingest burst and replay backlog.
+    backend_events: u64,
 }
 
 impl Sizes {
@@ -123,6 +126,7 @@ impl Sizes {
                 monitoring_positions: 50,
                 monitoring_window: Duration::from_secs(2),
                 startup_positions: 20,
+                backend_events: 2_000,
             }
         } else {
             Sizes {
@@ -135,6 +139,7 @@ impl Sizes {
                 monitoring_positions: 1_000,
                 monitoring_window: Duration::from_secs(10),
                 startup_positions: 200,
+                backend_events: 100_000,
             }
         }
     }
@@ -172,6 +177,10 @@ pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchE
     }
     if wanted(7) {
         report.extend(ingest::sweep(&base, runs, &sizes).await?);
+    }
+    // Only on demand: it needs a PostgreSQL database.
+    if options.only.contains(&8) {
+        report.extend(postgres::run(&base, runs, &sizes).await?);
     }
     Ok(report)
 }

@@ -45,14 +45,15 @@ pub(super) async fn run(
     ])
 }
 
-async fn once(base: &Settings, backlog: u64) -> Result<Duration, BenchError> {
+/// One replay of `backlog` events from a fresh database; start to caught up.
+pub(super) async fn once(base: &Settings, backlog: u64) -> Result<Duration, BenchError> {
     let sim = BenchSim::start(2).await?;
     let latest = sim.admin.emit(backlog).await?;
     let scratch = Scratch::new()?;
     let mut settings = inproc::settings(base, &sim, &scratch);
     settings.events.first_run = FirstRun::All;
     let started = Instant::now();
-    let daemon = InProcess::start(settings).await?;
+    let daemon = InProcess::start(settings.clone()).await?;
     let caught_up = daemon
         .wait("the pump to catch up", REPLAY_LIMIT, |ops| {
             ops.health.caught_up() && ops.metrics.cursor.get() >= latest
@@ -60,6 +61,7 @@ async fn once(base: &Settings, backlog: u64) -> Result<Duration, BenchError> {
         .await;
     let stopped = daemon.stop().await;
     sim.stop().await;
+    scratch.drop_schema(&settings).await;
     let elapsed = caught_up? - started;
     stopped?;
     Ok(elapsed)

@@ -5,8 +5,9 @@
 //!
 //! Exit statuses: 0 done (by the daemon, or written to the database); 1 the daemon refused
 //! (unknown workflow, reload refused); 69 no daemon answers (status, reload, cancel-workflow);
-//! 74 the database could not be written; 75 a daemon holds the database but its socket does
-//! not answer; 77 the socket refused this user; 78 the configuration is invalid.
+//! 74 the database could not be written; 75 a daemon holds the database (on PostgreSQL: the
+//! lease, perhaps on another host) but its socket does not answer here; 77 the socket refused
+//! this user; 78 the configuration is invalid.
 
 use std::io;
 use std::path::Path;
@@ -133,17 +134,23 @@ async fn no_daemon(settings: &Settings, socket: &Path, request: Request) -> Outc
         );
     };
     let reason = reason.unwrap_or_else(|| "no reason given".to_owned());
+    let database = settings.store_location().describe();
     match write_state(settings, state, &reason).await {
-        Ok(from) => Outcome::ok(format!(
-            "no daemon answers on {}: trading state {state} (was {from}) written to {}; the daemon starts {state}",
+        Ok(Written::Was(from)) => Outcome::ok(format!(
+            "no daemon answers on {}: trading state {state} (was {from}) written to {database}; the daemon starts {state}",
             socket.display(),
-            settings.database.path.display()
         )),
+        Ok(Written::LeaseHeld { holder }) => Outcome::failed(
+            exit::TEMP_FAIL,
+            format!(
+                "{holder} leads on {database} (it holds the lease of group {}): run ctl on its host, where it answers on its own control socket",
+                settings.ha.group
+            ),
+        ),
         Err(StoreError::Locked { .. }) => Outcome::failed(
             exit::TEMP_FAIL,
             format!(
-                "a daemon holds {} but does not answer on {}: is ops.control_socket the same for both?",
-                settings.database.path.display(),
+                "a daemon holds {database} but does not answer on {}: is ops.control_socket the same for both?",
                 socket.display()
             ),
         ),
@@ -151,16 +158,40 @@ async fn no_daemon(settings: &Settings, socket: &Path, request: Request) -> Outc
     }
 }
 
-/// Writes `state` to the database of a stopped daemon; the state before.
+/// What writing the trading state with no daemon answering did.
+enum Written {
+    /// Written; the state before.
+    Was(TradingState),
+    /// Not written: on a shared database, a live daemon holds the lease (elsewhere) and would
+    /// not see the change before its next term.
+    LeaseHeld { holder: String },
+}
+
+/// Writes `state` to the database of a stopped daemon.
 async fn write_state(
     settings: &Settings,
     state: TradingState,
     reason: &str,
-) -> Result<TradingState, StoreError> {
-    let store = Store::open(&settings.database.path, &store_options(settings)).await?;
-    let change = store
-        .set_trading_state(state, reason, ActionSource::Ctl)
-        .await;
+) -> Result<Written, StoreError> {
+    let store = Store::connect(&settings.store_location(), &store_options(settings)).await?;
+    let written = match leader(&store, &settings.ha.group).await {
+        Ok(Some(holder)) => Ok(Written::LeaseHeld { holder }),
+        Ok(None) => store
+            .set_trading_state(state, reason, ActionSource::Ctl)
+            .await
+            .map(|change| Written::Was(change.from)),
+        Err(err) => Err(err),
+    };
     let _ = store.close().await;
-    Ok(change?.from)
+    written
+}
+
+/// Who holds the lease of `group` now (never anyone on SQLite).
+async fn leader(store: &Store, group: &str) -> Result<Option<String>, StoreError> {
+    Ok(store
+        .leases()
+        .await?
+        .into_iter()
+        .find(|lease| lease.group == group && lease.is_held())
+        .and_then(|lease| lease.holder))
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{Failure, MAX_LINE, Reply, Request};
@@ -21,6 +22,14 @@ use crate::supervisor::context::Ctx;
 
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request waits for a term to start (a daemon still opening its store) before it is
+/// refused as one made to a standby.
+const TERM_WAIT: Duration = Duration::from_secs(5);
+
+/// The daemon's term running, if any: a request is carried out on its context. A failover
+/// standby has none (it does not act), nor has a daemon still starting.
+pub type Terms = watch::Receiver<Option<Arc<Ctx>>>;
 
 /// Why the control socket cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +92,9 @@ impl ControlSocket {
         &self.path
     }
 
-    /// Serves requests until `stop` is cancelled; each connection in its own task.
-    pub async fn serve(self, ctx: Arc<Ctx>, stop: CancellationToken) {
+    /// Serves requests on the term running (see [`Terms`]) until `stop` is cancelled; each
+    /// connection in its own task.
+    pub async fn serve(self, terms: Terms, stop: CancellationToken) {
         // SAFETY: geteuid(2) has no preconditions and touches no memory.
         let owner = unsafe { libc::geteuid() };
         loop {
@@ -98,9 +108,9 @@ impl ControlSocket {
                 },
                 _ = stop.cancelled() => return,
             };
-            let ctx = ctx.clone();
+            let terms = terms.clone();
             tokio::spawn(async move {
-                if let Err(err) = connection(&ctx, stream, owner).await {
+                if let Err(err) = connection(terms, stream, owner).await {
                     tracing::debug!(error = %err, "control socket: connection ended early");
                 }
             });
@@ -108,8 +118,8 @@ impl ControlSocket {
     }
 }
 
-/// One connection: check the peer, read one request, answer it.
-async fn connection(ctx: &Ctx, stream: UnixStream, owner: u32) -> io::Result<()> {
+/// One connection: check the peer, read one request, answer it on the term running.
+async fn connection(mut terms: Terms, stream: UnixStream, owner: u32) -> io::Result<()> {
     let peer = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
     if peer.uid() != owner && peer.uid() != 0 {
@@ -131,13 +141,29 @@ async fn connection(ctx: &Ctx, stream: UnixStream, owner: u32) -> io::Result<()>
     let mut reader = BufReader::new(read).take(MAX_LINE as u64);
     let reply = match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
         Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {
-            Ok(request) => handle(ctx, request).await,
+            Ok(request) => match term(&mut terms).await {
+                Some(ctx) => handle(&ctx, request).await,
+                None => Reply::failed(
+                    Failure::Refused,
+                    "no term is running: this daemon stands by in its failover group (the leader \
+                     acts; `mesolive-supervisor state` shows the lease), or is still starting",
+                ),
+            },
             Err(err) => Reply::failed(Failure::Invalid, format!("unreadable request: {err}")),
         },
         Ok(Err(err)) => return Err(err),
         Err(_) => Reply::failed(Failure::Invalid, "no request within 5 s"),
     };
     send(&mut write, &reply).await
+}
+
+/// The term running, waiting [`TERM_WAIT`] at most for one to start.
+async fn term(terms: &mut Terms) -> Option<Arc<Ctx>> {
+    let running = tokio::time::timeout(TERM_WAIT, terms.wait_for(Option::is_some)).await;
+    match running {
+        Ok(Ok(term)) => term.clone(),
+        _ => None,
+    }
 }
 
 async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> io::Result<()> {

@@ -22,7 +22,8 @@ const ACTIONS_SHOWN: u32 = 10;
 pub struct Status {
     /// active | reduce_only | halted.
     pub trading_state: TradingState,
-    /// The daemon's role on its database: `primary` (the SQLite store admits one daemon).
+    /// The daemon's role on its database: `primary` (alone on it), or `leader` in a failover
+    /// group (a standby runs no term, so it answers no status).
     pub role: &'static str,
     /// `/readyz`: started, hubs connected, caught up, not stopping.
     pub ready: bool,
@@ -55,7 +56,7 @@ pub async fn read(ctx: &Ctx) -> Result<Status, StoreError> {
     let settings = ctx.settings();
     Ok(Status {
         trading_state: ctx.trading_state(),
-        role: "primary",
+        role: ctx.health().role().as_str(),
         ready: ctx.health().ready(),
         mode: settings.automation.mode,
         hubs: Hub::ALL

@@ -2,7 +2,7 @@
 //! (`tasks/`), starts it in runbook order, runs it until it is stopped, and stops it.
 //!
 //! ```text
-//! daemon (owns the drain, the children's TaskTracker and the ops listener)
+//! daemon (owns the drain and the ops listener; per term: the children's TaskTracker)
 //! ├── link/control  ┐ each connects (retrying while unreachable), verifies, publishes its
 //! ├── link/data     │ connection; a lost connection is a restart (backoff + intensity)
 //! ├── link/event    ┘
@@ -13,26 +13,34 @@
 //! ├── dedupe            prunes the dedupe set and the delivered notifications
 //! ├── risk              the daily-loss watcher (switches the trading state)
 //! ├── notifications     delivers the outbox to every sink, in order, at least once
-//! └── upkeep            health/metrics HTTP, the control socket, reload on SIGHUP,
-//!                       sd_notify watchdog, state gauges,
-//!                       conditions over time (hub down, not ready) written to the outbox
+//! ├── conditions        conditions over time (hub down, not ready) written to the outbox
+//! └── upkeep            (for the whole process) health/metrics HTTP, the control socket,
+//!                       reload on SIGHUP, sd_notify watchdog, state gauges
 //! ```
 //!
 //! * `start`: hubs in runbook order (Control → Data → Event), the pump live, the monitors
 //!   bootstrapped, a reconciliation — and only then READY.
 //! * `stop`: the drain's phases — intake closed, in-flight work within the grace, children
 //!   stopped, in-flight intents marked for reconciliation, hubs closed Event → Data → Control.
-//! * `upkeep`: the ops listener, the control socket, the watchdog and the gauges, which answer
-//!   until the end.
-//!
-//! The trading state is read from the store (or initialised from `automation.initial_state`)
-//! before anything connects: a daemon halted before a restart starts halted.
+//! * `upkeep`: the ops listener, the control socket, reload on SIGHUP, the watchdog and the
+//!   gauges, which answer until the end (the control socket and reloads act on the term
+//!   running, if any: a standby has none).
+//! * `roles`: alone on its database (SQLite, or PostgreSQL without failover), the daemon runs
+//!   one term; in a failover group it stands by until it holds the lease, leads for a term,
+//!   and goes back to standby when it loses the lease — never exiting for that.
+//! * `term`: one run of the tree above (a term as leader), started and stopped in order. Its
+//!   first transaction opens the notification outbox (the sinks, the start once per process,
+//!   `leader` for a failover leader); the trading state is read from the store (or initialised
+//!   from `automation.initial_state`) before anything connects: a daemon halted before a
+//!   restart (or a leader halted before a takeover) starts halted.
 //!
 //! In-process use (the demo, the benchmarks): [`Daemon::build`], then [`Daemon::ops_addr`],
 //! [`Daemon::ops`] and [`Daemon::drain`] before [`Daemon::run_until_stopped`].
 
+mod roles;
 mod start;
 mod stop;
+mod term;
 mod upkeep;
 
 use std::future::Future;
@@ -43,30 +51,22 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::config::{ConfigError, FirstRun, Settings, SynchronousMode};
+use crate::config::{ConfigError, Settings, SynchronousMode};
 use crate::control::reload;
-use crate::control::server::{BindError, ControlSocket};
+use crate::control::server::{BindError, ControlSocket, Terms};
 use crate::exit;
-use crate::notifications::delivery;
-use crate::notifications::notice;
 use crate::notifications::sink::{self, Sink};
 use crate::ops::http::{self, OpsState};
 use crate::ops::notify::Notifier;
 use crate::ops::signals::{Hangups, Termination};
-use crate::store::{ActionSource, Store, StoreError, StoreOptions, Synchronous, TradingState};
-use crate::supervisor::child::{Fatal, supervise};
-use crate::supervisor::context::{Ctx, HubLinkSenders, hub_links};
+use crate::store::{ActionSource, StoreError, StoreOptions, Synchronous};
+use crate::supervisor::child::Fatal;
 use crate::supervisor::drain::Drain;
 use crate::supervisor::links::Connector;
-use crate::tasks::{dedupe, risk};
 
 /// Most time the last steps (the ops tasks, closing the store) may take.
 const CLOSE_BUDGET: Duration = Duration::from_secs(5);
-
-/// Most time the notice of a fatal condition may take to be written before the exit.
-const LAST_WORDS: Duration = Duration::from_secs(1);
 
 /// Why the daemon stopped with a non-zero status.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,9 @@ impl DaemonError {
             DaemonError::Store(StoreError::Locked { .. } | StoreError::Busy { .. }) => {
                 exit::TEMP_FAIL
             }
+            DaemonError::Store(StoreError::InvalidUrl { .. } | StoreError::Refused { .. }) => {
+                exit::CONFIG
+            }
             DaemonError::Store(_) => exit::IO_ERROR,
             DaemonError::Listen { .. } | DaemonError::ControlSocket(_) => exit::FAILURE,
             DaemonError::Fatal(fatal) => fatal_exit_code(fatal),
@@ -121,6 +124,7 @@ fn fatal_exit_code(fatal: &Fatal) -> u8 {
         Fatal::CursorAhead { .. } | Fatal::Unsupported(_) => exit::PROTOCOL,
         Fatal::HistoryGap { .. } => exit::NO_INPUT,
         Fatal::Intensity(_) => exit::FAILURE,
+        Fatal::LeaseHeld { .. } | Fatal::LeaseLost(_) => exit::TEMP_FAIL,
     }
 }
 
@@ -170,16 +174,26 @@ pub async fn stop_on_signals(mut termination: Termination, drain: Drain) {
     }
 }
 
-/// Reloads the configuration at every SIGHUP until the children stop (a refusal is logged and
-/// counted by the reload itself).
-async fn reload_on_hangups(ctx: Arc<Ctx>, mut hangups: Hangups) {
+/// Reloads the configuration of the running term at every SIGHUP until the process stops (a
+/// refusal is logged and counted by the reload itself). A standby has no term: it keeps the
+/// settings it started with.
+async fn reload_on_hangups(terms: Terms, mut hangups: Hangups, drain: Drain) {
     loop {
         tokio::select! {
             _ = hangups.next() => {}
-            _ = ctx.drain().stopping() => return,
+            _ = drain.stopping() => return,
         }
-        tracing::info!(signal = "SIGHUP", "reloading the configuration");
-        let _ = reload::reload(&ctx, ActionSource::Sighup).await;
+        let term = terms.borrow().clone();
+        match term {
+            Some(ctx) => {
+                tracing::info!(signal = "SIGHUP", "reloading the configuration");
+                let _ = reload::reload(&ctx, ActionSource::Sighup).await;
+            }
+            None => tracing::warn!(
+                signal = "SIGHUP",
+                "not reloaded: no term is running (standing by, or starting); restart to change the settings"
+            ),
+        }
     }
 }
 
@@ -208,27 +222,33 @@ pub fn ops_addr_in_log(log: &str) -> Option<SocketAddr> {
     })
 }
 
-/// A daemon whose store is open and whose ops listener is bound, not yet connected.
+/// A daemon whose ops listener is bound and whose settings are checked, not yet connected.
 #[derive(Debug)]
 pub struct Daemon {
-    ctx: Arc<Ctx>,
-    senders: HubLinkSenders,
+    settings: Arc<Settings>,
     connector: Connector,
     listener: TcpListener,
     ops_addr: SocketAddr,
     ops: OpsState,
     notifier: Notifier,
+    drain: Drain,
     control: ControlSocket,
     hangups: Option<Hangups>,
+    notifications: Notifications,
+}
+
+/// The configured notification sinks and the HTTP client that delivers to them (a term's
+/// `notifications` child).
+#[derive(Debug, Clone)]
+struct Notifications {
     sinks: Arc<[Sink]>,
-    notify_client: reqwest::Client,
-    /// Notifications the outbox had dropped before this start (the counter counts from here).
-    dropped_before: i64,
+    client: reqwest::Client,
 }
 
 impl Daemon {
-    /// Checks the trust settings, opens the store and binds the ops listener — everything that
-    /// fails on a setting or the database, before any hub is touched.
+    /// Checks the trust settings and the notification sinks, binds the control socket and the
+    /// ops listener — everything that fails on a setting, before the database or any hub is
+    /// touched.
     pub async fn build(settings: Settings, notifier: Notifier) -> Result<Daemon, DaemonError> {
         let listen = settings.ops.listen;
         let tls =
@@ -239,31 +259,7 @@ impl Daemon {
                 err.without_url().to_string(),
             ))
         })?;
-        let store =
-            Arc::new(Store::open(&settings.database.path, &store_options(&settings)).await?);
-        let trading = store
-            .trading_state_or_init(settings.automation.initial_state)
-            .await?;
-        if trading != TradingState::Active {
-            tracing::warn!(
-                trading_state = trading.as_str(),
-                "starting with the stored trading state {trading}: `ctl resume` to trade"
-            );
-        }
         let control = ControlSocket::bind(&settings.control_socket()).await?;
-        let start = notice::started(
-            env!("CARGO_PKG_VERSION"),
-            &settings.automation.mode.to_string(),
-            store.cursor().await?,
-            match settings.events.first_run {
-                FirstRun::Latest => "the server's latest event",
-                FirstRun::All => "the start of the server's history",
-            },
-        );
-        let registrations: Vec<_> = sinks.iter().map(Sink::registration).collect();
-        let outbox = store
-            .open_outbox(&registrations, settings.notify.max_pending, &start)
-            .await?;
         let listener = http::bind(listen)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -278,34 +274,22 @@ impl Daemon {
             })?;
         tracing::info!(ops_listen = %ops_addr, "{OPS_BOUND}{ops_addr}");
         let ops = OpsState::default();
-        ops.metrics.set_trading_state(trading);
-        let (senders, links) = hub_links();
         let connector = Connector::new(&settings, Some(tls)).with_metrics(ops.metrics.clone());
-        let ctx = Arc::new(
-            Ctx::new(
-                Arc::new(settings),
-                store,
-                ops.metrics.clone(),
-                ops.health.clone(),
-                links,
-                Drain::new(),
-            )
-            .with_trading_state(trading),
-        );
         tracing::info!(control_socket = %control.path().display(), "control socket listening");
         Ok(Daemon {
-            ctx,
-            senders,
+            settings: Arc::new(settings),
             connector,
             listener,
             ops_addr,
             ops,
             notifier,
+            drain: Drain::new(),
             control,
             hangups: None,
-            sinks,
-            notify_client,
-            dropped_before: outbox.dropped,
+            notifications: Notifications {
+                sinks,
+                client: notify_client,
+            },
         })
     }
 
@@ -328,92 +312,91 @@ impl Daemon {
 
     /// The stop handle: `close_intake()` stops it as SIGTERM would, `force()` as a second one.
     pub fn drain(&self) -> Drain {
-        self.ctx.drain().clone()
+        self.drain.clone()
     }
 
-    /// Starts in runbook order and runs until the drain is closed (a signal, the caller, a
-    /// fatal condition), then stops; the fatal condition that stopped it, if any, is the error.
+    /// Opens the store, then runs in the role the settings give — alone on its database, or
+    /// one of a failover group (standby until it holds the lease, leader while it does) —
+    /// until the drain is closed (a signal, the caller, a fatal condition). The fatal
+    /// condition that stopped it, if any, is the error.
     pub async fn run_until_stopped(self) -> Result<(), DaemonError> {
         let Daemon {
-            ctx,
-            senders,
+            settings,
             connector,
             listener,
             ops,
             notifier,
+            drain,
             control,
             hangups,
-            sinks,
-            notify_client,
-            dropped_before,
+            notifications,
             ..
         } = self;
         let serving = CancellationToken::new();
+        let process = roles::Process::new(
+            settings,
+            connector,
+            ops,
+            notifier,
+            drain.clone(),
+            notifications,
+        );
         let mut upkeep = vec![
             tokio::spawn(http::serve(
                 listener,
-                ops,
+                process.ops.clone(),
                 serving.clone().cancelled_owned(),
             )),
-            tokio::spawn(control.serve(ctx.clone(), serving.clone())),
-            tokio::spawn(upkeep::refresh_gauges(ctx.clone(), dropped_before)),
-            tokio::spawn(upkeep::watchdog(ctx.clone(), notifier.clone())),
-            tokio::spawn(upkeep::watch_conditions(ctx.clone())),
+            tokio::spawn(control.serve(process.terms(), serving.clone())),
         ];
         if let Some(hangups) = hangups {
-            upkeep.push(tokio::spawn(reload_on_hangups(ctx.clone(), hangups)));
+            upkeep.push(tokio::spawn(reload_on_hangups(
+                process.terms(),
+                hangups,
+                drain.clone(),
+            )));
         }
-        let children = TaskTracker::new();
-        children.spawn(dedupe::run(ctx.clone()));
-        if !sinks.is_empty() {
-            // First of all: the hubs may not come up, and that too is to be told.
-            children.spawn(supervise("notifications", ctx.clone(), move |ctx| {
-                delivery::run(ctx, sinks.clone(), notify_client.clone())
-            }));
-        }
-        children.spawn(supervise("risk", ctx.clone(), risk::run));
-        notifier.status("starting: connecting the Control Hub");
-        let started =
-            start::in_runbook_order(&ctx, &children, &connector, &Arc::new(senders), &notifier)
-                .await;
-        if started {
-            ctx.health().set_started();
-            notifier.ready("running");
-            tracing::info!("ready");
-        }
-        ctx.drain().intake_closed().await;
-        stop::in_order(&ctx, &children, &notifier).await;
+        let result = match roles::open_store(&process).await {
+            Ok(Some(store)) => {
+                let store = Arc::new(store);
+                let beside = [
+                    tokio::spawn(upkeep::refresh_gauges(
+                        store.clone(),
+                        process.ops.metrics.clone(),
+                        drain.clone(),
+                    )),
+                    tokio::spawn(upkeep::watchdog(
+                        process.ops.health.clone(),
+                        process.notifier.clone(),
+                        drain.clone(),
+                    )),
+                ];
+                let result = roles::run(&process, &store).await;
+                // The role is over: what ran beside it stops too (a failover leader's term
+                // stopped on a drain of its own, so the process's is only closed for intake).
+                drain.stop_children();
+                for task in beside {
+                    let abort = task.abort_handle();
+                    if !finished_unless_forced(&drain, task).await {
+                        abort.abort();
+                    }
+                }
+                if let Ok(store) = Arc::try_unwrap(store) {
+                    finished_unless_forced(&drain, store.close()).await;
+                }
+                result
+            }
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
+        };
         serving.cancel();
-        let drain = ctx.drain().clone();
         for task in upkeep {
             let abort = task.abort_handle();
             if !finished_unless_forced(&drain, task).await {
                 abort.abort();
             }
         }
-        let fatal = drain.take_fatal();
-        if let Some(fatal) = &fatal {
-            // Best effort: delivered after the next start if not before.
-            let last_words = notice::fatal(fatal, fatal_exit_code(fatal));
-            match timeout(LAST_WORDS, ctx.store().notify(&last_words)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    tracing::warn!(error = %err, "could not queue the notification of the fatal condition")
-                }
-                Err(_) => {
-                    tracing::warn!("queuing the notification of the fatal condition took too long")
-                }
-            }
-        }
-        if let Ok(ctx) = Arc::try_unwrap(ctx)
-            && let Ok(store) = Arc::try_unwrap(ctx.into_store())
-        {
-            finished_unless_forced(&drain, store.close()).await;
-        }
-        match fatal {
-            Some(fatal) => Err(fatal.into()),
-            None => Ok(()),
-        }
+        result
     }
 }
 

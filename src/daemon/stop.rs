@@ -9,7 +9,9 @@
 //! 5. the hubs close Event → Data → Control, each bounded by [`HUB_CLOSE`].
 //!
 //! A forced stop (a second signal, a fatal condition) skips every wait that is left; step 4
-//! still runs, so the store is consistent either way.
+//! still runs, so the store is consistent either way. A failover leader that lost its lease
+//! stops the same way without the grace (its children were told to stop at once, and the send
+//! gate is closed); step 4 is refused by the fencing and left to the next leader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +27,28 @@ use crate::supervisor::context::Ctx;
 /// after the other).
 pub(super) const HUB_CLOSE: Duration = Duration::from_millis(400);
 
+/// Why a term stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cause {
+    /// The process stops (a signal, the caller, a fatal condition).
+    Process,
+    /// The lease is gone: the term stops at once (its children were already told to), the
+    /// process goes back to standby. systemd is not told of a stop.
+    SteppingDown,
+}
+
 /// Stops the children and closes the hubs; returns once the store is consistent.
-pub(super) async fn in_order(ctx: &Arc<Ctx>, children: &TaskTracker, notifier: &Notifier) {
+pub(super) async fn in_order(
+    ctx: &Arc<Ctx>,
+    children: &TaskTracker,
+    notifier: &Notifier,
+    cause: Cause,
+) {
     let drain = ctx.drain();
-    notifier.stopping();
-    ctx.health().set_stopping();
+    if cause == Cause::Process {
+        notifier.stopping();
+        ctx.health().set_stopping();
+    }
     drain.close_intake();
     let grace = ctx.settings().supervisor.shutdown_grace;
     let deadline = Instant::now() + grace;
@@ -37,7 +56,8 @@ pub(super) async fn in_order(ctx: &Arc<Ctx>, children: &TaskTracker, notifier: &
     tokio::select! {
         _ = drain.idle() => {}
         _ = tokio::time::sleep_until(deadline) => tracing::warn!("shutdown grace elapsed with workflows in flight"),
-        _ = drain.forced() => {}
+        // Stepping down (or forced): no grace, the children are already stopping.
+        _ = drain.stopping() => {}
     }
     drain.stop_children();
     children.close();
@@ -51,6 +71,8 @@ pub(super) async fn in_order(ctx: &Arc<Ctx>, children: &TaskTracker, notifier: &
             "in-flight intents left for reconciliation on next start"
         ),
         Ok(_) => {}
+        // The next leader settles them as they are.
+        Err(err) if err.is_leadership_lost() => {}
         Err(err) => tracing::error!(error = %err, "could not mark in-flight intents"),
     }
     tokio::select! {

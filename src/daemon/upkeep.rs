@@ -1,6 +1,7 @@
-//! What runs beside the children until the end: the store-derived gauges, the systemd
-//! watchdog, and the conditions that only exist over time (a hub down, not ready), observed
-//! and queued as notifications (the ops listener itself is `ops::http`).
+//! What runs beside the children: for the whole process, whatever the role, the
+//! store-derived gauges and the systemd watchdog (the ops listener itself is `ops::http`); for
+//! each term, the conditions that only exist over time (a hub down, not ready), observed and
+//! queued as notifications.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,10 +11,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::notifications::Notice;
 use crate::notifications::conditions::{Conditions, Observation};
-use crate::ops::metrics::StateGauges;
+use crate::ops::health::Health;
+use crate::ops::metrics::{Metrics, StateGauges};
 use crate::ops::notify::Notifier;
-use crate::store::Timestamp;
+use crate::store::{Store, Timestamp};
 use crate::supervisor::context::Ctx;
+use crate::supervisor::drain::Drain;
 use mesolive_api::Hub;
 
 /// How often the store-derived gauges (intents, workflows by state, the oldest of each, the
@@ -25,21 +28,22 @@ const CONDITION_TICK_MAX: Duration = Duration::from_secs(1);
 /// Most condition notices kept while the store refuses writes (the oldest go first).
 const UNWRITTEN_MAX: usize = 100;
 
-/// Refreshes the store-derived gauges until the children stop; `dropped_before` is what the
-/// outbox had dropped before this start.
-pub(super) async fn refresh_gauges(ctx: Arc<Ctx>, dropped_before: i64) {
+/// Refreshes the store-derived gauges until the daemon stops (reads only: a standby shows them
+/// too). The dropped-notifications counter counts from the first read of the outbox.
+pub(super) async fn refresh_gauges(store: Arc<Store>, metrics: Arc<Metrics>, drain: Drain) {
     let mut tick = tokio::time::interval(GAUGE_REFRESH);
+    let mut dropped_before = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = ctx.drain().stopping() => return,
+            _ = drain.stopping() => return,
         }
-        if let Ok(counts) = ctx.store().state_counts().await {
+        if let Ok(counts) = store.state_counts().await {
             let now = Timestamp::now();
             let age = |since: Option<Timestamp>| {
                 since.map_or(0, |at| (now.unix_millis() - at.unix_millis()).max(0) / 1000)
             };
-            ctx.metrics().set_state_gauges(StateGauges {
+            metrics.set_state_gauges(StateGauges {
                 workflow_oldest_active_seconds: age(counts.oldest_active_workflow),
                 workflows_overdue: counts.overdue_workflows,
                 intent_oldest_in_flight_seconds: age(counts.oldest_intent_in_flight),
@@ -47,17 +51,17 @@ pub(super) async fn refresh_gauges(ctx: Arc<Ctx>, dropped_before: i64) {
                 workflows: counts.workflows,
             });
         }
-        if let Ok(outbox) = ctx.store().outbox_status().await {
-            ctx.metrics()
-                .set_outbox(outbox.pending, outbox.dropped - dropped_before);
+        if let Ok(outbox) = store.outbox_status().await {
+            let before = *dropped_before.get_or_insert(outbox.dropped);
+            metrics.set_outbox(outbox.pending, outbox.dropped - before);
         }
     }
 }
 
 /// Observes the health record a few times per threshold and queues what
-/// [`Conditions::observe`] says (a hub down, not ready, and their end), until intake closes:
-/// the stop's own not-ready is not news. A notice the store refuses now (a full disk) is kept
-/// and written at a later tick, up to [`UNWRITTEN_MAX`].
+/// [`Conditions::observe`] says (a hub down, not ready, and their end), until the term's intake
+/// closes: the stop's own not-ready is not news. A notice the store refuses now (a full disk)
+/// is kept and written at a later tick, up to [`UNWRITTEN_MAX`].
 pub(super) async fn watch_conditions(ctx: Arc<Ctx>) {
     let settings = &ctx.settings().notify;
     let shortest = settings.hub_down_after.min(settings.not_ready_after);
@@ -96,8 +100,9 @@ pub(super) async fn watch_conditions(ctx: Arc<Ctx>) {
     }
 }
 
-/// Sends `WATCHDOG=1` at half of `WATCHDOG_USEC` while the event pump loop turns.
-pub(super) async fn watchdog(ctx: Arc<Ctx>, notifier: Notifier) {
+/// Sends `WATCHDOG=1` at half of `WATCHDOG_USEC` while the loop that drives the role turns (the
+/// event pump while leading, the lease loop while standing by).
+pub(super) async fn watchdog(health: Arc<Health>, notifier: Notifier, drain: Drain) {
     let Some(period) = Notifier::watchdog_period() else {
         return;
     };
@@ -105,9 +110,9 @@ pub(super) async fn watchdog(ctx: Arc<Ctx>, notifier: Notifier) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = ctx.drain().stopping() => return,
+            _ = drain.stopping() => return,
         }
-        if ctx.health().pump_alive(period * 2) {
+        if health.pump_alive(period * 2) {
             notifier.watchdog();
         } else {
             tracing::warn!("event pump silent: withholding the watchdog ping");

@@ -13,10 +13,14 @@
 //! | a workflow reaching done, failed or cancelled | `Store::update_workflow`, `Store::create_workflow` |
 //! | an event quarantined | `Store::apply_events` (one notice per batch) |
 //! | a `DuplicateRequest`/`Conflict` intent settled | `Store::settle_intent_after_answer` |
-//! | the start (first run or not) | `Store::open_outbox`, with the sinks' registration |
-//! | ready, not ready, a hub down and back | the daemon's upkeep ([`conditions`]) |
-//! | a fatal exit (restart intensity exceeded, …) | the daemon, best effort before it exits |
-//! | the trading state, a risk refusal or switch (issue 14); leader/standby (failover) | their own store transactions, through `store::outbox::enqueue` |
+//! | the start (first run or not); a failover leader's term | `Store::open_outbox`, the term's first transaction, with the sinks' registration |
+//! | a failover daemon standing by | `Store::tell_standby`, in a lease transaction |
+//! | ready, not ready, a hub down and back | the term's upkeep ([`conditions`]) |
+//! | a fatal exit (restart intensity exceeded, …) | the daemon, best effort before it exits (and before it releases a lease) |
+//! | the trading state, a risk refusal or switch | their own store transactions, through `store::outbox::enqueue` |
+//!
+//! On PostgreSQL only the leader delivers (a delivery is a fenced write), and a standby's one
+//! write is its `standby` notification.
 
 pub mod command;
 pub mod conditions;

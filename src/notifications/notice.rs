@@ -404,6 +404,59 @@ pub fn intent_settled(answer: &str, settled: &IntentRecord) -> Notice {
     }))
 }
 
+/// This daemon took the lease of its failover group at `epoch` and leads from now on (queued in
+/// the term's first transaction, so only a term that really leads tells it). A warning: a new
+/// leader means the previous one stopped, was stopped or lost the database.
+pub fn leader(group: &str, holder: &str, epoch: i64) -> Notice {
+    Notice::new(
+        Kind::Leader,
+        Severity::Warning,
+        format!("{holder} leads failover group {group} (lease epoch {epoch})"),
+    )
+    .with_data(json!({"group": group, "holder": holder, "epoch": epoch}))
+}
+
+/// This daemon stands by in its failover group while `leader` holds the lease at `epoch` (or
+/// nobody, for a moment): at start (`lost` is `None`; info), or after losing its leadership
+/// (`lost` says how; a warning).
+pub fn standby(
+    group: &str,
+    holder: &str,
+    leader: Option<&str>,
+    epoch: i64,
+    lost: Option<&str>,
+) -> Notice {
+    let why = lost.map_or_else(
+        || "at start".to_owned(),
+        |how| format!("leadership lost: {how}"),
+    );
+    let led_by = leader.map_or_else(
+        || format!("lease epoch {epoch}, free"),
+        |leader| format!("{leader} leads at lease epoch {epoch}"),
+    );
+    Notice::new(
+        Kind::Standby,
+        standby_severity(lost.is_some()),
+        format!("{holder} stands by in failover group {group} ({why}); {led_by}"),
+    )
+    .with_data(json!({
+        "group": group,
+        "holder": holder,
+        "leader": leader,
+        "epoch": epoch,
+        "lost": lost,
+    }))
+}
+
+/// How urgent a [`standby`] notice is: info at start, a warning after a lost leadership.
+pub fn standby_severity(lost: bool) -> Severity {
+    if lost {
+        Severity::Warning
+    } else {
+        Severity::Info
+    }
+}
+
 /// How many quarantined events a notice lists (the count covers all of them).
 const QUARANTINE_LISTED: usize = 5;
 
@@ -521,6 +574,36 @@ mod tests {
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),
         }
+    }
+
+    #[test]
+    fn leadership_and_standing_by_say_who_where_and_at_which_epoch() {
+        let leader = leader("default", "host-a:41", 7);
+        assert_eq!(leader.kind, Kind::Leader);
+        assert_eq!(leader.severity, Severity::Warning);
+        assert_eq!(
+            leader.text,
+            "host-a:41 leads failover group default (lease epoch 7)"
+        );
+        assert_eq!(leader.data["epoch"], 7);
+        let at_start = standby("default", "host-b:42", Some("host-a:41"), 7, None);
+        assert_eq!(at_start.kind, Kind::Standby);
+        assert_eq!(at_start.severity, Severity::Info);
+        assert_eq!(
+            at_start.text,
+            "host-b:42 stands by in failover group default (at start); host-a:41 leads at lease epoch 7"
+        );
+        let lost = standby(
+            "default",
+            "host-a:41",
+            Some("host-b:42"),
+            8,
+            Some("epoch 7 moved on"),
+        );
+        assert_eq!(lost.severity, Severity::Warning);
+        assert!(lost.text.contains("(leadership lost: epoch 7 moved on)"));
+        assert_eq!(lost.data["leader"], "host-b:42");
+        assert_eq!(lost.data["lost"], "epoch 7 moved on");
     }
 
     #[test]

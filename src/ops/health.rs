@@ -1,7 +1,7 @@
 //! What `/healthz`, `/readyz` and the systemd watchdog report: one shared record of whether the
 //! hubs are up, the event pump is live (caught up), and the pump loop is still turning.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -9,9 +9,40 @@ use tokio::time::Instant;
 
 use mesolive_api::Hub;
 
+/// What this daemon is in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// No failover: the only daemon on its database.
+    Single,
+    /// Failover: waiting for the lease; not acting.
+    Standby,
+    /// Failover: holding the lease and acting.
+    Leader,
+}
+
+impl Role {
+    /// The name `ctl status` shows: `primary` (alone on its database), `standby` or `leader`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Single => "primary",
+            Role::Standby => "standby",
+            Role::Leader => "leader",
+        }
+    }
+
+    fn from_u8(value: u8) -> Role {
+        match value {
+            1 => Role::Standby,
+            2 => Role::Leader,
+            _ => Role::Single,
+        }
+    }
+}
+
 /// Shared health state; every field is written by the task that owns the fact.
 #[derive(Debug)]
 pub struct Health {
+    role: AtomicU8,
     started: Instant,
     hubs: [AtomicBool; 3],
     caught_up: watch::Sender<bool>,
@@ -23,6 +54,7 @@ pub struct Health {
 impl Default for Health {
     fn default() -> Self {
         Health {
+            role: AtomicU8::new(Role::Single as u8),
             started: Instant::now(),
             hubs: Default::default(),
             caught_up: watch::Sender::new(false),
@@ -34,6 +66,25 @@ impl Default for Health {
 }
 
 impl Health {
+    /// This daemon's role now.
+    pub fn role(&self) -> Role {
+        Role::from_u8(self.role.load(Ordering::Relaxed))
+    }
+
+    /// Takes up `role`. Becoming a standby (again) forgets what the last term reported: no hub
+    /// connected, not caught up, not started, not stopping.
+    pub fn set_role(&self, role: Role) {
+        if role == Role::Standby {
+            for hub in &self.hubs {
+                hub.store(false, Ordering::Relaxed);
+            }
+            self.caught_up.send_replace(false);
+            self.startup_done.store(false, Ordering::Relaxed);
+            self.stopping.store(false, Ordering::Relaxed);
+        }
+        self.role.store(role as u8, Ordering::Relaxed);
+    }
+
     /// A hub connection came up or went down.
     pub fn set_hub(&self, hub: Hub, up: bool) {
         self.hubs[hub as usize].store(up, Ordering::Relaxed);
@@ -78,15 +129,17 @@ impl Health {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
-    /// The event pump's loop turned (called at least once a second while it runs).
+    /// The loop that drives this role turned: the event pump's (at least once a second while it
+    /// runs), or a standby's lease loop.
     pub fn pump_beat(&self) {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.pump_beat_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Ready: started, every hub connected, caught up, not stopping (`/readyz`).
+    /// Ready: not a standby, started, every hub connected, caught up, not stopping (`/readyz`).
     pub fn ready(&self) -> bool {
-        self.startup_done.load(Ordering::Relaxed)
+        self.role() != Role::Standby
+            && self.startup_done.load(Ordering::Relaxed)
             && Hub::ALL.iter().all(|hub| self.hub_up(*hub))
             && self.caught_up()
             && !self.stopping.load(Ordering::Relaxed)

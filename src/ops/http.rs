@@ -1,4 +1,5 @@
-//! The ops listener: `/healthz` (the process answers), `/readyz` (hubs connected and caught up),
+//! The ops listener: `/healthz` (the process answers), `/readyz` (hubs connected and caught up;
+//! 503 `standby` on a standby),
 //! `/metrics` (Prometheus text). Loopback by default (`ops.listen`); it exposes no secrets and
 //! accepts no input.
 
@@ -13,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use super::health::Health;
+use super::health::{Health, Role};
 use super::metrics::{self, Metrics};
 
 /// What the handlers read (and what the demo's live view watches).
@@ -37,6 +38,8 @@ pub fn router(state: OpsState) -> Router {
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     if state.health.ready() {
         (StatusCode::OK, "ready\n")
+    } else if state.health.role() == Role::Standby {
+        (StatusCode::SERVICE_UNAVAILABLE, "standby\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
@@ -71,7 +74,8 @@ pub async fn serve(
 }
 
 /// `mesolive-supervisor health`: probes `/readyz` of a running daemon (Docker HEALTHCHECK).
-/// An unspecified listen address (`0.0.0.0`) is probed on loopback.
+/// A failover standby (503 `standby`) is healthy: it is doing its job. An unspecified listen
+/// address (`0.0.0.0`) is probed on loopback.
 pub async fn probe_ready(listen: SocketAddr) -> Result<(), String> {
     let mut target = listen;
     if target.ip().is_unspecified() {
@@ -91,9 +95,13 @@ pub async fn probe_ready(listen: SocketAddr) -> Result<(), String> {
         .send()
         .await
         .map_err(|err| format!("{url}: {err}"))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("{url}: {}", response.status()))
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
     }
+    let body = response.text().await.unwrap_or_default();
+    if status == StatusCode::SERVICE_UNAVAILABLE && body.trim() == "standby" {
+        return Ok(());
+    }
+    Err(format!("{url}: {status}"))
 }

@@ -9,13 +9,17 @@
 //!
 //! Counters are registered without their `_total` suffix, which the OpenMetrics encoder adds:
 //! the names Prometheus stores are the ones the README, the dashboard and the alert rules use.
+//!
+//! The failover metrics (leader, lease epoch, takeovers) live in a registry of their own,
+//! exported from the first [`Metrics::set_leader`] on: a daemon without failover never shows
+//! `mesolive_leader`, so an alert on `mesolive_leader == 0` never fires for it.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use mesolive_api::Hub;
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Atomic;
@@ -146,6 +150,15 @@ pub struct Metrics {
     daily_pnl: RowFamily<f64, std::sync::atomic::AtomicU64>,
     intents: RowFamily<i64, std::sync::atomic::AtomicI64>,
     workflows: RowFamily<i64, std::sync::atomic::AtomicI64>,
+    /// The failover metrics, exported once `exporting_failover` is set.
+    failover: Registry,
+    exporting_failover: AtomicBool,
+    /// Failover: 1 while leading, 0 while standing by.
+    leader: Gauge,
+    /// Failover: the epoch of the lease last held.
+    pub lease_epoch: Gauge,
+    /// Failover: times this process became leader.
+    pub takeovers: Counter,
     workflow_oldest_active_seconds: Gauge,
     workflows_overdue: Gauge,
     intent_oldest_in_flight_seconds: Gauge,
@@ -207,6 +220,11 @@ impl Default for Metrics {
             daily_pnl: RowFamily::new("account"),
             intents: RowFamily::new("state"),
             workflows: RowFamily::new("state"),
+            failover: Registry::default(),
+            exporting_failover: AtomicBool::new(false),
+            leader: Gauge::default(),
+            lease_epoch: Gauge::default(),
+            takeovers: Counter::default(),
             workflow_oldest_active_seconds: Gauge::default(),
             workflows_overdue: Gauge::default(),
             intent_oldest_in_flight_seconds: Gauge::default(),
@@ -460,6 +478,22 @@ impl Metrics {
             "Workflows by state",
             self.workflows.family.clone(),
         );
+        let f = &mut self.failover;
+        f.register(
+            "mesolive_leader",
+            "1 while this daemon holds its group's lease, 0 while it stands by",
+            self.leader.clone(),
+        );
+        f.register(
+            "mesolive_lease_epoch",
+            "Epoch (fencing token) of the lease this daemon last held",
+            self.lease_epoch.clone(),
+        );
+        f.register(
+            "mesolive_takeovers",
+            "Times this daemon became its group's leader",
+            self.takeovers.clone(),
+        );
     }
 
     /// Adds `n` to a counter.
@@ -482,6 +516,13 @@ impl Metrics {
         self.hub_connected
             .get_or_create(&[("hub", hub.as_str().to_owned())])
             .set(i64::from(connected));
+    }
+
+    /// Failover: this process leads (`true`) or stands by; the failover metrics are exported
+    /// from the first call on.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+        self.exporting_failover.store(true, Ordering::Relaxed);
     }
 
     /// Counts one reconnect of a hub.
@@ -565,7 +606,11 @@ impl Metrics {
         self.lag.set(self.latest_seq.get() - cursor);
         let mut out = String::with_capacity(8192);
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        if self.exporting_failover.load(Ordering::Relaxed) {
+            let _ = encode_registry(&mut out, &self.failover);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 }
@@ -675,6 +720,26 @@ mod tests {
         assert_eq!(value("mesolive_trading_state{state=\"halted\"}"), Some(0.0));
         assert_eq!(value("mesolive_config_reloads_total"), Some(0.0));
         assert_eq!(metrics.errors.value("never"), 0);
+        assert_eq!(value("mesolive_leader"), None, "no failover: not exported");
+    }
+
+    #[test]
+    fn the_failover_metrics_appear_once_a_role_is_taken() {
+        let metrics = Metrics::default();
+        metrics.set_leader(false);
+        assert_eq!(
+            series_value(&metrics.render(), "mesolive_leader"),
+            Some(0.0)
+        );
+        metrics.set_leader(true);
+        Metrics::set(&metrics.lease_epoch, 4);
+        Metrics::add(&metrics.takeovers, 1);
+        let text = metrics.render();
+        assert_eq!(series_value(&text, "mesolive_leader"), Some(1.0));
+        assert_eq!(series_value(&text, "mesolive_lease_epoch"), Some(4.0));
+        assert_eq!(series_value(&text, "mesolive_takeovers_total"), Some(1.0));
+        assert!(text.ends_with("# EOF\n"), "one EOF, at the end");
+        assert_eq!(text.matches("# EOF").count(), 1);
     }
 
     #[test]

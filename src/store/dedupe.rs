@@ -3,7 +3,8 @@
 //! The table is append-ordered (cheap to write: a commit touches a few pages at its right
 //! edge), so it cannot answer "is this key there?" without a scan. This index answers it in
 //! memory. It mirrors the table exactly because only the writer changes either, under the
-//! writer lock: it is loaded from the table on first use, extended after a commit, shrunk after
+//! writer lock (on a shared PostgreSQL store, only the lease holder writes, and the index is
+//! read again whenever this process acquires the lease): it is loaded from the table on first use, extended after a commit, shrunk after
 //! a prune, and dropped (to be loaded again) after any failed write, when what reached the
 //! disk is in doubt.
 //!
@@ -14,9 +15,6 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
-
-use sqlx::SqliteConnection;
-use sqlx::types::Json;
 
 use super::StoreError;
 
@@ -29,6 +27,16 @@ pub(super) struct DedupeIndex {
     /// `None` until loaded, and again after a failed write.
     recorded: Option<HashSet<Fingerprint>>,
     fingerprinter: Fingerprinter,
+}
+
+/// Where the index is read from: a backend's connection to its `processed_events` table.
+pub(super) trait KeySource {
+    /// The keys of at most `limit` rows with an id above `after`, in id order, and the last id.
+    fn key_chunk(
+        &mut self,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<(Vec<String>, Option<i64>), StoreError>> + Send;
 }
 
 /// Capacity the index keeps however few keys it holds: below it, shrinking saves too little to
@@ -67,16 +75,22 @@ impl DedupeIndex {
     /// The index, read from the table first if it is not loaded.
     pub(super) async fn load(
         &mut self,
-        conn: &mut SqliteConnection,
+        source: &mut impl KeySource,
     ) -> Result<Loaded<'_>, StoreError> {
         let recorded = match &mut self.recorded {
             Some(recorded) => recorded,
-            unloaded @ None => unloaded.insert(read_all(conn, &self.fingerprinter).await?),
+            unloaded @ None => unloaded.insert(read_all(source, &self.fingerprinter).await?),
         };
         Ok(Loaded {
             recorded,
             fingerprinter: &self.fingerprinter,
         })
+    }
+
+    /// Forgets what it holds, to be read again at the next use: another process may have
+    /// written the table since (a shared store whose lease this process just acquired).
+    pub(super) fn invalidate(&mut self) {
+        self.recorded = None;
     }
 
     /// Keeps the index in step with a write to the table: `update` it with what a committed
@@ -120,23 +134,16 @@ impl DedupeIndex {
 const LOAD_CHUNK: u32 = 50_000;
 
 /// The fingerprints of every key in the table, read [`LOAD_CHUNK`] keys per statement in row
-/// order. One JSON array per chunk, not a row per key: rows cross from SQLite's worker thread one
+/// order. One array per chunk, not a row per key: rows cross from SQLite's worker thread one
 /// channel message each (loading 100,000 keys took 170 ms that way, 35 ms so).
 async fn read_all(
-    conn: &mut SqliteConnection,
+    source: &mut impl KeySource,
     fingerprinter: &Fingerprinter,
 ) -> Result<HashSet<Fingerprint>, StoreError> {
     let mut recorded = HashSet::new();
     let mut after = 0;
     loop {
-        let (Json(keys), last): (Json<Vec<String>>, Option<i64>) = sqlx::query_as(
-            "SELECT json_group_array(event_key), max(id) FROM (
-                 SELECT id, event_key FROM processed_events WHERE id > ? ORDER BY id LIMIT ?)",
-        )
-        .bind(after)
-        .bind(LOAD_CHUNK)
-        .fetch_one(&mut *conn)
-        .await?;
+        let (keys, last) = source.key_chunk(after, LOAD_CHUNK).await?;
         recorded.extend(keys.iter().map(|key| fingerprinter.of(key)));
         match last {
             Some(last) if keys.len() == LOAD_CHUNK as usize => after = last,

@@ -87,6 +87,7 @@ pub enum StoreError {
     },
 
     /// The database was migrated by a newer binary; running on it could corrupt its meaning.
+    /// (`path` is the file, or the PostgreSQL server, database and schema.)
     #[error(
         "the state database {path} has schema migration {version}, which this binary does not \
          know; expected a database written by this or an older mesolive-supervisor (upgrade the \
@@ -136,7 +137,63 @@ pub enum StoreError {
         id: String,
     },
 
-    /// Any other SQLite failure (disk full, I/O error, constraint violation…).
+    /// `database.url` cannot be used as a PostgreSQL connection string.
+    #[error(
+        "database.url: {reason}; expected postgres://user@host:5432/dbname (the password in \
+         database.password_file or PGPASSWORD, never in the URL)"
+    )]
+    InvalidUrl {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The PostgreSQL server cannot be reached now (refused, timed out, starting up, shutting
+    /// down): transient, the daemon tries again with backoff.
+    #[error("the state database {database} cannot be reached: {source}; retrying")]
+    Unreachable {
+        /// The server, database and schema (never the password).
+        database: String,
+        /// What the driver said.
+        source: sqlx::Error,
+    },
+
+    /// The PostgreSQL server answered and refused us: wrong password, no such database or
+    /// role, no right to create the schema, a certificate that does not verify. Retrying cannot
+    /// help; fix the settings.
+    #[error(
+        "the state database {database} refused the connection: {source}; check database.url, \
+         database.password_file or PGPASSWORD, database.schema and the server's certificate"
+    )]
+    Refused {
+        /// The server, database and schema (never the password).
+        database: String,
+        /// What the server or the TLS layer said.
+        source: sqlx::Error,
+    },
+
+    /// A write was refused because this process no longer holds the lease it was granted
+    /// (another daemon took it, or it was never taken): nothing of the write was committed.
+    /// The daemon stops acting at once and goes back to standby.
+    #[error(
+        "leadership lost: the lease of group {group} is no longer at epoch {epoch} held by this \
+         process; nothing was committed"
+    )]
+    LeadershipLost {
+        /// The `ha.group`.
+        group: String,
+        /// The epoch this process held (0: it held none).
+        epoch: i64,
+    },
+
+    /// The lease exists only in a shared (PostgreSQL) store; SQLite's lock file excludes a
+    /// second daemon instead.
+    #[error("the state database {database} is not shared: leases need database.url (PostgreSQL)")]
+    LeaseUnsupported {
+        /// The database file.
+        database: String,
+    },
+
+    /// Any other database failure (disk full, I/O error, constraint violation…).
     #[error("state database error: {0}")]
     Sqlite(#[from] sqlx::Error),
 }
@@ -154,18 +211,60 @@ const SQLITE_NOTADB: i64 = 26;
 
 /// The primary SQLite result code of an error, if it came from SQLite.
 fn primary_code(error: &sqlx::Error) -> Option<i64> {
-    let code = error.as_database_error()?.code()?;
+    let database = error.as_database_error()?;
+    database.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    let code = database.code()?;
     code.parse::<i64>().ok().map(|extended| extended & 0xff)
+}
+
+/// The SQLSTATE of an error, if it came from PostgreSQL.
+fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    let database = error.as_database_error()?;
+    database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    Some(database.code()?.into_owned())
+}
+
+/// What a PostgreSQL failure means for the daemon, by SQLSTATE class (the metric label of
+/// [`StoreError::kind`]).
+fn postgres_kind(error: &sqlx::Error) -> Option<&'static str> {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            return Some("io");
+        }
+        sqlx::Error::Tls(_) => return Some("refused"),
+        _ => {}
+    }
+    let state = sqlstate(error)?;
+    Some(match state.as_str() {
+        // serialization failure, deadlock, lock not available
+        "40001" | "40P01" | "55P03" => "busy",
+        // disk full, out of memory, too many connections
+        "53100" | "53200" | "53300" => "full",
+        "42501" | "25006" => "readonly",
+        "XX001" | "XX002" => "corrupt",
+        "28000" | "28P01" | "3D000" => "refused",
+        // connection exception, operator intervention (shutdown, restart)
+        s if s.starts_with("08") || s.starts_with("57") => "io",
+        _ => "other",
+    })
 }
 
 impl StoreError {
     /// A short name of the failure class, for metric labels (`errors_total{kind="store_…"}`):
-    /// `busy`, `full`, `readonly`, `io`, `corrupt`, or `other`.
+    /// `busy`, `full`, `readonly`, `io`, `corrupt`, `refused`, `leadership_lost`, or `other`.
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Busy { .. } | StoreError::Locked { .. } => "busy",
             StoreError::Corrupt { .. } | StoreError::NotADatabase { .. } => "corrupt",
             StoreError::Unwritable { .. } | StoreError::ReadOnly { .. } => "readonly",
+            StoreError::Unreachable { .. } => "io",
+            StoreError::Refused { .. } | StoreError::InvalidUrl { .. } => "refused",
+            StoreError::LeadershipLost { .. } => "leadership_lost",
+            StoreError::Sqlite(error) | StoreError::Open { source: error, .. }
+                if postgres_kind(error).is_some() =>
+            {
+                postgres_kind(error).unwrap_or("other")
+            }
             StoreError::Sqlite(error) | StoreError::Open { source: error, .. } => {
                 match primary_code(error) {
                     Some(SQLITE_BUSY | SQLITE_LOCKED) => "busy",
@@ -184,6 +283,38 @@ impl StoreError {
     /// Everything else (a busy lock, a full disk, an I/O error) may pass and is retried.
     pub fn is_damage(&self) -> bool {
         self.kind() == "corrupt"
+    }
+
+    /// Whether the leadership this process held is gone (the write was fenced off).
+    pub fn is_leadership_lost(&self) -> bool {
+        matches!(self, StoreError::LeadershipLost { .. })
+    }
+
+    /// Whether opening may work if tried again later (a PostgreSQL server not reachable now).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unreachable { .. })
+    }
+
+    /// Classify an error met while connecting to the PostgreSQL `database`: refused for good
+    /// (credentials, TLS, no such database) or unreachable for now.
+    pub(super) fn connecting(database: &str, error: sqlx::Error) -> Self {
+        let database = database.to_owned();
+        match error {
+            sqlx::Error::Configuration(reason) => StoreError::InvalidUrl {
+                reason: reason.to_string(),
+            },
+            error if postgres_kind(&error) == Some("refused") => StoreError::Refused {
+                database,
+                source: error,
+            },
+            error if matches!(postgres_kind(&error), Some("io" | "busy" | "full")) => {
+                StoreError::Unreachable {
+                    database,
+                    source: error,
+                }
+            }
+            error => StoreError::Sqlite(error),
+        }
     }
 
     /// Classify an error met while opening `path`, so the operator reads what is wrong with the

@@ -5,14 +5,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::SqliteConnection;
+use sqlx::types::Json;
 
-use super::dedupe::{DedupeIndex, Fingerprint};
+use super::dedupe::{DedupeIndex, Fingerprint, KeySource, Loaded};
 use super::jobs::{self, PrepareJobUpdate};
 use super::orders::{self, OrderUpdate};
 use super::positions::{self, LegUpdate, PositionUpdate};
 use super::signals::{self, SignalUpdate};
-use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text, outbox};
-use crate::notifications::notice::{self, Quarantined};
+use super::{
+    Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text, on_postgres, outbox,
+    postgres,
+};
+use crate::notifications::notice::{self, Notice, Quarantined};
 
 /// One event as the store sees it: its identity, its place in the sequence, and what it changes.
 /// The event pump builds these from the hub's wire models.
@@ -111,12 +115,7 @@ impl Store {
     /// batch back (cursor, dedupe set, effects and counts exactly as before). Quarantined
     /// events are notified in the same transaction.
     pub async fn apply_events(&self, batch: &[EventRecord]) -> Result<BatchOutcome, StoreError> {
-        let (mut writer, mut dedupe) = self.writer_with_dedupe().await?;
-        let committed = commit_batch(&mut writer, &mut dedupe, batch).await;
-        let outcome = dedupe.follow(committed, |index, (outcome, recorded)| {
-            index.record(recorded);
-            outcome
-        })?;
+        let outcome = self.commit_events(batch).await?;
         let quarantined = batch.iter().zip(&outcome.outcomes).any(|(record, result)| {
             *result == RecordOutcome::Applied && matches!(record.effect, Effect::Quarantine { .. })
         });
@@ -126,9 +125,21 @@ impl Store {
         Ok(outcome)
     }
 
+    /// The transaction of [`Store::apply_events`], in either backend.
+    async fn commit_events(&self, batch: &[EventRecord]) -> Result<BatchOutcome, StoreError> {
+        let db = on_postgres!(self, pg => postgres::events::apply(pg, batch));
+        let (mut writer, mut dedupe) = db.writer_with_dedupe().await?;
+        let committed = commit_batch(&mut writer, &mut dedupe, batch).await;
+        dedupe.follow(committed, |index, (outcome, recorded)| {
+            index.record(recorded);
+            outcome
+        })
+    }
+
     /// The last processed `EventSeqId`, or `None` before the first event / initialisation.
     pub async fn cursor(&self) -> Result<Option<i64>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::events::cursor(pg));
+        let mut reader = db.readers.acquire().await?;
         read_cursor(&mut reader).await
     }
 
@@ -136,7 +147,8 @@ impl Store {
     /// A no-op when a cursor already exists (it never moves backwards, nor jumps forward here).
     /// Returns the cursor in force afterwards.
     pub async fn init_cursor(&self, latest_seq_id: i64) -> Result<i64, StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::events::init_cursor(pg, latest_seq_id));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let cursor = match read_cursor(&mut tx).await? {
             Some(existing) => existing,
@@ -159,7 +171,8 @@ impl Store {
         limit: u32,
     ) -> Result<u64, StoreError> {
         let cutoff = Timestamp::now().minus(older_than);
-        let (mut writer, mut dedupe) = self.writer_with_dedupe().await?;
+        let db = on_postgres!(self, pg => postgres::events::prune(pg, cutoff, limit));
+        let (mut writer, mut dedupe) = db.writer_with_dedupe().await?;
         let pruned = delete_older_keys(&mut writer, cutoff, limit).await;
         dedupe.follow(pruned, |index, keys| {
             index.forget(keys.iter().map(String::as_str));
@@ -172,13 +185,15 @@ impl Store {
         &self,
         limit: u32,
     ) -> Result<Vec<QuarantinedEvent>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::events::quarantined(pg, limit));
+        let mut reader = db.readers.acquire().await?;
         latest_quarantined(&mut reader, limit).await
     }
 
     /// Events applied per hub target since the database was created.
     pub async fn applied_event_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::events::applied_counts(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(
             sqlx::query_as("SELECT target, applied FROM event_stats ORDER BY target")
                 .fetch_all(&mut *reader)
@@ -201,6 +216,146 @@ pub(super) async fn latest_quarantined(
     .await?)
 }
 
+/// Which records of a batch are applied, decided before any write (the same in both backends):
+/// the sequence filter, then the dedupe set, in batch order.
+pub(super) struct Selection<'b> {
+    /// One outcome per input record.
+    pub(super) outcomes: Vec<RecordOutcome>,
+    /// The records to apply, in batch order.
+    pub(super) applied: Vec<&'b EventRecord>,
+    /// The fingerprints of their keys, for the index once committed.
+    pub(super) recorded: HashSet<Fingerprint>,
+    /// The cursor after the batch.
+    pub(super) cursor: Option<i64>,
+    /// Whether the cursor moved (it is then written).
+    pub(super) cursor_moved: bool,
+}
+
+impl<'b> Selection<'b> {
+    /// Skip a record whose sequence id is at or below the cursor (as advanced so far in this
+    /// batch), or whose key the dedupe set (or this batch) already holds; apply the others. A
+    /// record whose key turns out to be known still moves the cursor: the event at that
+    /// sequence id has been handled, earlier.
+    pub(super) fn of(
+        batch: &'b [EventRecord],
+        start_cursor: Option<i64>,
+        index: &Loaded<'_>,
+    ) -> Self {
+        let mut cursor = start_cursor;
+        let mut outcomes = vec![RecordOutcome::BelowCursor; batch.len()];
+        let mut applied = Vec::with_capacity(batch.len());
+        let mut recorded = HashSet::with_capacity(batch.len());
+        for (record, outcome) in batch.iter().zip(&mut outcomes) {
+            if let (Some(seq), Some(current)) = (record.seq_id, cursor)
+                && seq <= current
+            {
+                continue;
+            }
+            if let Some(seq) = record.seq_id {
+                cursor = Some(cursor.map_or(seq, |current| current.max(seq)));
+            }
+            let fingerprint = index.fingerprint(&record.key);
+            *outcome = if index.contains(fingerprint) || !recorded.insert(fingerprint) {
+                RecordOutcome::AlreadyProcessed
+            } else {
+                applied.push(record);
+                RecordOutcome::Applied
+            };
+        }
+        Selection {
+            outcomes,
+            applied,
+            recorded,
+            cursor_moved: cursor != start_cursor,
+            cursor,
+        }
+    }
+
+    /// The outcome and the recorded fingerprints, once the selection is committed.
+    pub(super) fn committed(self) -> (BatchOutcome, HashSet<Fingerprint>) {
+        let outcome = BatchOutcome {
+            outcomes: self.outcomes,
+            cursor: self.cursor,
+        };
+        (outcome, self.recorded)
+    }
+
+    /// The dedupe-set rows of the applied records.
+    pub(super) fn key_rows(&self) -> Vec<KeyRow<'b>> {
+        self.applied
+            .iter()
+            .map(|record| KeyRow {
+                key: &record.key,
+                seq_id: record.seq_id,
+                target: &record.target,
+            })
+            .collect()
+    }
+
+    /// Applied records per hub target, for the statistics.
+    pub(super) fn per_target(&self) -> HashMap<&'b str, i64> {
+        let mut per_target: HashMap<&str, i64> = HashMap::new();
+        for record in &self.applied {
+            *per_target.entry(&record.target).or_default() += 1;
+        }
+        per_target
+    }
+
+    /// The applied effects, grouped by kind (in batch order within each).
+    pub(super) fn effects(&self) -> EffectRows<'b> {
+        let mut rows = EffectRows::default();
+        for record in &self.applied {
+            match &record.effect {
+                Effect::None => {}
+                Effect::Signal(update) => rows.signals.push((update, record.key.as_str())),
+                Effect::Position(update) => rows.positions.push(update),
+                Effect::Leg(update) => rows.legs.push(update),
+                Effect::Order(update) => rows.orders.push(update),
+                Effect::Job(update) => rows.jobs.push(update),
+                Effect::Quarantine { raw, error } => rows.quarantined.push(QuarantineRow {
+                    key: &record.key,
+                    seq_id: record.seq_id,
+                    target: &record.target,
+                    raw,
+                    error,
+                }),
+            }
+        }
+        rows
+    }
+}
+
+/// The effects of a batch, one list per kind of effect (one statement each).
+#[derive(Default)]
+pub(super) struct EffectRows<'b> {
+    pub(super) signals: Vec<(&'b SignalUpdate, &'b str)>,
+    pub(super) positions: Vec<&'b PositionUpdate>,
+    pub(super) legs: Vec<&'b LegUpdate>,
+    pub(super) orders: Vec<&'b OrderUpdate>,
+    pub(super) jobs: Vec<&'b PrepareJobUpdate>,
+    pub(super) quarantined: Vec<QuarantineRow<'b>>,
+}
+
+impl EffectRows<'_> {
+    /// The notice of the events this batch quarantined, if any (queued in the batch's
+    /// transaction).
+    pub(super) fn quarantine_notice(&self) -> Option<Notice> {
+        if self.quarantined.is_empty() {
+            return None;
+        }
+        let listed: Vec<Quarantined<'_>> = self
+            .quarantined
+            .iter()
+            .map(|q| Quarantined {
+                target: q.target,
+                seq_id: q.seq_id,
+                error: q.error,
+            })
+            .collect();
+        Some(notice::events_quarantined(&listed))
+    }
+}
+
 /// The body of [`Store::apply_events`]: returns the outcome and, once committed, the
 /// fingerprints of the keys it recorded.
 async fn commit_batch(
@@ -211,40 +366,44 @@ async fn commit_batch(
     let now = Timestamp::now();
     let index = dedupe.load(writer).await?;
     let mut tx = begin_write(writer).await?;
-
-    // Sequence filter, then dedupe, in batch order. A record whose key turns out to be known
-    // still moves the cursor: the event at that sequence id has been handled, earlier.
     let start_cursor = read_cursor(&mut tx).await?;
-    let mut cursor = start_cursor;
-    let mut outcomes = vec![RecordOutcome::BelowCursor; batch.len()];
-    let mut applied = Vec::with_capacity(batch.len());
-    let mut recorded = HashSet::with_capacity(batch.len());
-    for (record, outcome) in batch.iter().zip(&mut outcomes) {
-        if let (Some(seq), Some(current)) = (record.seq_id, cursor)
-            && seq <= current
-        {
-            continue;
-        }
-        if let Some(seq) = record.seq_id {
-            cursor = Some(cursor.map_or(seq, |current| current.max(seq)));
-        }
-        let fingerprint = index.fingerprint(&record.key);
-        *outcome = if index.contains(fingerprint) || !recorded.insert(fingerprint) {
-            RecordOutcome::AlreadyProcessed
-        } else {
-            applied.push(record);
-            RecordOutcome::Applied
-        };
-    }
-
-    record_keys(&mut tx, &applied, now).await?;
-    apply_effects(&mut tx, &applied, now).await?;
-    count_applied(&mut tx, &applied).await?;
-    if let Some(seq) = cursor.filter(|_| cursor != start_cursor) {
+    let selection = Selection::of(batch, start_cursor, &index);
+    execute_for_rows(
+        &mut tx,
+        "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
+         SELECT e.value ->> 'key', e.value ->> 'seq_id', e.value ->> 'target', ?2
+         FROM jsonb_each(?1) AS e ORDER BY e.key",
+        &selection.key_rows(),
+        now,
+    )
+    .await?;
+    apply_effects(&mut tx, &selection.effects(), now).await?;
+    count_applied(&mut tx, &selection.per_target()).await?;
+    if let Some(seq) = selection.cursor.filter(|_| selection.cursor_moved) {
         write_cursor(&mut tx, seq, now).await?;
     }
     tx.commit().await?;
-    Ok((BatchOutcome { outcomes, cursor }, recorded))
+    Ok(selection.committed())
+}
+
+/// The dedupe index's loader. One JSON array per chunk: rows cross from SQLite's worker thread
+/// one message each.
+impl KeySource for SqliteConnection {
+    async fn key_chunk(
+        &mut self,
+        after: i64,
+        limit: u32,
+    ) -> Result<(Vec<String>, Option<i64>), StoreError> {
+        let (Json(keys), last): (Json<Vec<String>>, Option<i64>) = sqlx::query_as(
+            "SELECT json_group_array(event_key), max(id) FROM (
+                 SELECT id, event_key FROM processed_events WHERE id > ? ORDER BY id LIMIT ?)",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_one(self)
+        .await?;
+        Ok((keys, last))
+    }
 }
 
 /// Delete at most `limit` dedupe keys processed before `cutoff`, oldest first; returns them.
@@ -295,40 +454,15 @@ pub(super) async fn write_cursor(
 
 /// A dedupe-set row as the insert reads it.
 #[derive(Serialize)]
-struct KeyRow<'a> {
+pub(super) struct KeyRow<'a> {
     key: &'a str,
     seq_id: Option<i64>,
     target: &'a str,
 }
 
-/// Append the keys of `applied` to the dedupe set.
-async fn record_keys(
-    conn: &mut SqliteConnection,
-    applied: &[&EventRecord],
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let rows: Vec<KeyRow<'_>> = applied
-        .iter()
-        .map(|record| KeyRow {
-            key: &record.key,
-            seq_id: record.seq_id,
-            target: &record.target,
-        })
-        .collect();
-    execute_for_rows(
-        conn,
-        "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
-         SELECT e.value ->> 'key', e.value ->> 'seq_id', e.value ->> 'target', ?2
-         FROM jsonb_each(?1) AS e ORDER BY e.key",
-        &rows,
-        now,
-    )
-    .await
-}
-
 /// A quarantine row as the insert reads it.
 #[derive(Serialize)]
-struct QuarantineRow<'a> {
+pub(super) struct QuarantineRow<'a> {
     key: &'a str,
     seq_id: Option<i64>,
     target: &'a str,
@@ -336,50 +470,19 @@ struct QuarantineRow<'a> {
     error: &'a str,
 }
 
-/// Apply the effects of `applied` (in batch order): one statement per kind of effect.
+/// Apply the effects of a batch: one statement per kind of effect.
 async fn apply_effects(
     conn: &mut SqliteConnection,
-    applied: &[&EventRecord],
+    rows: &EffectRows<'_>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let mut signal_updates = Vec::new();
-    let mut position_updates = Vec::new();
-    let mut leg_updates = Vec::new();
-    let mut order_updates = Vec::new();
-    let mut job_updates = Vec::new();
-    let mut quarantined = Vec::new();
-    for record in applied {
-        match &record.effect {
-            Effect::None => {}
-            Effect::Signal(update) => signal_updates.push((update, record.key.as_str())),
-            Effect::Position(update) => position_updates.push(update),
-            Effect::Leg(update) => leg_updates.push(update),
-            Effect::Order(update) => order_updates.push(update),
-            Effect::Job(update) => job_updates.push(update),
-            Effect::Quarantine { raw, error } => quarantined.push(QuarantineRow {
-                key: &record.key,
-                seq_id: record.seq_id,
-                target: &record.target,
-                raw,
-                error,
-            }),
-        }
-    }
-    signals::upsert(conn, &signal_updates, now).await?;
-    positions::upsert_positions(conn, &position_updates, now).await?;
-    positions::upsert_legs(conn, &leg_updates, now).await?;
-    orders::upsert(conn, &order_updates, now).await?;
-    jobs::upsert(conn, &job_updates, now).await?;
-    if !quarantined.is_empty() {
-        let listed: Vec<Quarantined<'_>> = quarantined
-            .iter()
-            .map(|q| Quarantined {
-                target: q.target,
-                seq_id: q.seq_id,
-                error: q.error,
-            })
-            .collect();
-        outbox::enqueue(conn, &notice::events_quarantined(&listed)).await?;
+    signals::upsert(conn, &rows.signals, now).await?;
+    positions::upsert_positions(conn, &rows.positions, now).await?;
+    positions::upsert_legs(conn, &rows.legs, now).await?;
+    orders::upsert(conn, &rows.orders, now).await?;
+    jobs::upsert(conn, &rows.jobs, now).await?;
+    if let Some(notice) = rows.quarantine_notice() {
+        outbox::enqueue(conn, &notice).await?;
     }
     execute_for_rows(
         conn,
@@ -387,7 +490,7 @@ async fn apply_effects(
          SELECT q.value ->> 'key', q.value ->> 'seq_id', q.value ->> 'target',
                 q.value ->> 'raw', q.value ->> 'error', ?2
          FROM jsonb_each(?1) AS q WHERE true ORDER BY q.key",
-        &quarantined,
+        &rows.quarantined,
         now,
     )
     .await
@@ -396,21 +499,17 @@ async fn apply_effects(
 /// Add the applied records to the per-target statistics.
 async fn count_applied(
     conn: &mut SqliteConnection,
-    applied: &[&EventRecord],
+    per_target: &HashMap<&str, i64>,
 ) -> Result<(), StoreError> {
-    if applied.is_empty() {
+    if per_target.is_empty() {
         return Ok(());
-    }
-    let mut per_target: HashMap<&str, i64> = HashMap::new();
-    for record in applied {
-        *per_target.entry(&record.target).or_default() += 1;
     }
     sqlx::query(
         "INSERT INTO event_stats (target, applied)
          SELECT s.key, s.value FROM jsonb_each(?1) AS s WHERE true
          ON CONFLICT (target) DO UPDATE SET applied = applied + excluded.applied",
     )
-    .bind(json_text(&per_target)?)
+    .bind(json_text(per_target)?)
     .execute(conn)
     .await?;
     Ok(())

@@ -10,12 +10,14 @@ use sqlx::SqliteConnection;
 use super::events::write_cursor;
 use super::orders::{self, OrderUpdate};
 use super::positions::{self, LegUpdate, PositionUpdate};
-use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text};
+use super::{
+    Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text, on_postgres, postgres,
+};
 
 /// How a hole showed itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum GapForm {
     /// A replay page started past the next expected EventSeqId.
     Page,
@@ -39,7 +41,7 @@ impl GapForm {
 /// What was done about a hole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum GapResolution {
     /// The state was resynced from the Control Hub and the cursor moved past the hole.
     Resynced,
@@ -142,7 +144,8 @@ impl Store {
         gap: &HistoryGap,
         resync: &Resync,
     ) -> Result<ResyncSummary, StoreError> {
-        let (mut writer, mut dedupe) = self.writer_with_dedupe().await?;
+        let db = on_postgres!(self, pg => postgres::history::resync(pg, gap, resync));
+        let (mut writer, mut dedupe) = db.writer_with_dedupe().await?;
         let committed = commit_resync(&mut writer, gap, resync).await;
         dedupe.follow(committed, |index, (summary, forgotten)| {
             index.forget(forgotten.iter().map(String::as_str));
@@ -152,7 +155,8 @@ impl Store {
 
     /// Records a hole the daemon stops on (`events.on_history_gap = "stop"`).
     pub async fn record_history_gap_stop(&self, gap: &HistoryGap) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::history::record_stop(pg, gap));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         insert_gap(&mut tx, gap, GapResolution::Stopped, None, Timestamp::now()).await?;
         tx.commit().await?;
@@ -161,7 +165,8 @@ impl Store {
 
     /// Every recorded hole, oldest first.
     pub async fn history_gaps(&self) -> Result<Vec<HistoryGapRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::history::all(pg));
+        let mut reader = db.readers.acquire().await?;
         all(&mut reader).await
     }
 }
@@ -194,14 +199,7 @@ async fn commit_resync(
     orders::upsert(&mut tx, &orders, now).await?;
     let (signals_unconfirmed, forgotten) = unconfirm_signals(&mut tx, now).await?;
     write_cursor(&mut tx, gap.to, now).await?;
-    let summary = ResyncSummary {
-        open_positions: resync.open_positions.len(),
-        closed_positions: resync.closed_positions.clone(),
-        legs: resync.legs.len(),
-        orders: resync.orders.len(),
-        signals_unconfirmed,
-        cursor: gap.to,
-    };
+    let summary = resync_summary(gap, resync, signals_unconfirmed);
     insert_gap(&mut tx, gap, GapResolution::Resynced, Some(&summary), now).await?;
     tx.commit().await?;
     Ok((summary, forgotten))
@@ -225,15 +223,7 @@ async fn unconfirm_signals(
     .bind(now)
     .fetch_all(&mut *conn)
     .await?;
-    let mut signals = Vec::with_capacity(unconfirmed.len());
-    let mut keys = Vec::with_capacity(2 * unconfirmed.len());
-    for (signal, instance, event) in unconfirmed {
-        signals.push(signal);
-        keys.push(instance);
-        keys.extend(event);
-    }
-    keys.sort_unstable();
-    keys.dedup();
+    let (signals, keys) = unconfirmed_keys(unconfirmed);
     let forgotten: Vec<String> = if keys.is_empty() {
         Vec::new()
     } else {
@@ -245,18 +235,51 @@ async fn unconfirm_signals(
         .fetch_all(&mut *conn)
         .await?
     };
-    signals.sort_unstable();
     Ok((signals, forgotten))
+}
+
+/// The signals set Off (sorted) and the dedupe keys of the events behind them (their instance
+/// and their last event), from `(signal, instance, event)` rows.
+pub(super) fn unconfirmed_keys(
+    unconfirmed: Vec<(String, String, Option<String>)>,
+) -> (Vec<String>, Vec<String>) {
+    let mut signals = Vec::with_capacity(unconfirmed.len());
+    let mut keys = Vec::with_capacity(2 * unconfirmed.len());
+    for (signal, instance, event) in unconfirmed {
+        signals.push(signal);
+        keys.push(instance);
+        keys.extend(event);
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    signals.sort_unstable();
+    (signals, keys)
+}
+
+/// What a resync changed, as recorded with its hole.
+pub(super) fn resync_summary(
+    gap: &HistoryGap,
+    resync: &Resync,
+    signals_unconfirmed: Vec<String>,
+) -> ResyncSummary {
+    ResyncSummary {
+        open_positions: resync.open_positions.len(),
+        closed_positions: resync.closed_positions.clone(),
+        legs: resync.legs.len(),
+        orders: resync.orders.len(),
+        signals_unconfirmed,
+        cursor: gap.to,
+    }
 }
 
 /// A history-gap row as the insert reads it.
 #[derive(Serialize)]
-struct GapRow<'a> {
-    from: i64,
-    to: i64,
-    form: GapForm,
-    resolution: GapResolution,
-    detail: Option<&'a ResyncSummary>,
+pub(super) struct GapRow<'a> {
+    pub(super) from: i64,
+    pub(super) to: i64,
+    pub(super) form: GapForm,
+    pub(super) resolution: GapResolution,
+    pub(super) detail: Option<&'a ResyncSummary>,
 }
 
 async fn insert_gap(

@@ -6,14 +6,14 @@ use std::fmt;
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::{Store, StoreError, Timestamp, begin_write, outbox};
+use super::{Store, StoreError, Timestamp, begin_write, on_postgres, outbox, postgres};
 use crate::notifications::notice;
 
 /// Where an intent is. Completed and failed are final; the others need the reconciler after a
 /// restart (an abandoned or sent intent with `attempts > 0` may have reached the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum IntentState {
     /// Committed, not sent yet.
     Pending,
@@ -101,6 +101,7 @@ macro_rules! intent_columns {
          updated_at"
     };
 }
+pub(super) use intent_columns;
 
 /// `SELECT` of every [`IntentRecord`] column, followed by the given clause.
 macro_rules! select_intents {
@@ -108,13 +109,15 @@ macro_rules! select_intents {
         concat!("SELECT ", intent_columns!(), " FROM intents ", $clause)
     };
 }
+pub(super) use select_intents;
 
 impl Store {
     /// Commit an intent before sending it. If the key exists (a restarted process derived the
     /// same key), nothing changes and the stored row is returned: check its state before sending.
     pub async fn record_intent(&self, intent: &NewIntent) -> Result<IntentRecord, StoreError> {
+        let db = on_postgres!(self, pg => postgres::intents::record(pg, intent));
         let now = Timestamp::now();
-        let mut writer = self.writer().await?;
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         sqlx::query(
             "INSERT INTO intents (idempotency_key, operation, workflow_id, args, state, attempts,
@@ -138,7 +141,8 @@ impl Store {
     /// Record that the intent is being sent (once more): counts the attempt. Refused for a final
     /// intent, so no path can send a completed or failed intent again.
     pub async fn mark_intent_sent(&self, key: &str) -> Result<IntentRecord, StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::intents::mark_sent(pg, key));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let updated = sqlx::query_as(concat!(
             "UPDATE intents SET state = 'sent', attempts = attempts + 1, updated_at = ?
@@ -188,7 +192,9 @@ impl Store {
         outcome: Option<&serde_json::Value>,
         answer: Option<&str>,
     ) -> Result<IntentRecord, StoreError> {
-        let mut writer = self.writer().await?;
+        let db =
+            on_postgres!(self, pg => postgres::intents::settle(pg, key, state, outcome, answer));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let updated = if matches!(state, IntentState::Pending | IntentState::Sent) {
             None
@@ -223,7 +229,8 @@ impl Store {
     /// Shutdown: mark every pending or sent intent abandoned, for the reconciler to resume on the
     /// next start. Unknown intents keep their state (it already says what to do). Returns how many.
     pub async fn abandon_in_flight_intents(&self) -> Result<u64, StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::intents::abandon_in_flight(pg));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let abandoned = sqlx::query(
             "UPDATE intents SET state = 'abandoned', updated_at = ?
@@ -239,7 +246,8 @@ impl Store {
 
     /// One intent by key.
     pub async fn intent(&self, key: &str) -> Result<Option<IntentRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::intents::get(pg, key));
+        let mut reader = db.readers.acquire().await?;
         fetch_intent(&mut reader, key).await
     }
 
@@ -248,7 +256,8 @@ impl Store {
         &self,
         states: &[IntentState],
     ) -> Result<Vec<IntentRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::intents::in_states(pg, states));
+        let mut reader = db.readers.acquire().await?;
         in_states(&mut reader, states).await
     }
 
@@ -310,7 +319,7 @@ async fn transitioned(
     }
 }
 
-fn not_found(key: &str) -> StoreError {
+pub(super) fn not_found(key: &str) -> StoreError {
     StoreError::NotFound {
         what: "intent",
         id: key.to_owned(),

@@ -3,13 +3,13 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows};
+use super::{Store, StoreError, Timestamp, begin_write, execute_for_rows, on_postgres, postgres};
 use mesolive_api::FlowKind;
 
 /// Where a prepare job is. Completed, failed and cancelled are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum JobStatus {
     /// Started (a JobId was returned), no progress seen yet.
     Pending,
@@ -97,6 +97,7 @@ macro_rules! job_columns {
          created_at, updated_at"
     };
 }
+pub(super) use job_columns;
 
 /// `SELECT` of every [`PrepareJobRecord`] column, followed by the given clause.
 macro_rules! select_jobs {
@@ -104,6 +105,7 @@ macro_rules! select_jobs {
         concat!("SELECT ", job_columns!(), " FROM prepare_jobs ", $clause)
     };
 }
+pub(super) use select_jobs;
 
 /// The `SET` assignments of status, result and error from the given new values that leave a job
 /// in a final status untouched: a late poll or a replayed event cannot un-finish a job.
@@ -125,11 +127,13 @@ macro_rules! keep_final_status {
         )
     };
 }
+pub(super) use keep_final_status;
 
 impl Store {
     /// Record a job: right after `StartPreparePosition*` returned its JobId, or after a poll.
     pub async fn upsert_prepare_job(&self, update: &PrepareJobUpdate) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::jobs::upsert_one(pg, update));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         upsert(&mut tx, &[update], Timestamp::now()).await?;
         tx.commit().await?;
@@ -145,7 +149,9 @@ impl Store {
         result: Option<&serde_json::Value>,
         error: Option<&str>,
     ) -> Result<PrepareJobRecord, StoreError> {
-        let mut writer = self.writer().await?;
+        let db =
+            on_postgres!(self, pg => postgres::jobs::set_status(pg, job_id, status, result, error));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let job: Option<PrepareJobRecord> = sqlx::query_as(concat!(
             "UPDATE prepare_jobs SET ",
@@ -169,7 +175,8 @@ impl Store {
 
     /// One job by JobId.
     pub async fn prepare_job(&self, job_id: &str) -> Result<Option<PrepareJobRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::jobs::get(pg, job_id));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_jobs!("WHERE job_id = ?"))
             .bind(job_id)
             .fetch_optional(&mut *reader)
@@ -178,7 +185,8 @@ impl Store {
 
     /// Jobs not yet final, oldest first: the reconciler polls each after a restart or reconnect.
     pub async fn prepare_jobs_in_flight(&self) -> Result<Vec<PrepareJobRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::jobs::in_flight(pg));
+        let mut reader = db.readers.acquire().await?;
         in_flight(&mut reader).await
     }
 }

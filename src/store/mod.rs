@@ -1,13 +1,25 @@
-//! The durable state store: one SQLite file that holds everything a restart must not lose
-//! (event cursor, dedupe set, intents, prepare jobs, positions, orders, signals, the holes in
-//! the server's history it met, the trading state with the operator actions, and the
-//! notification outbox).
+//! The durable state store: everything a restart must not lose (event cursor, dedupe set,
+//! intents, prepare jobs, positions, orders, signals, workflows, the holes in the server's
+//! history it met, the trading state with the operator actions, and the notification outbox),
+//! in one of two backends behind the same API:
 //!
-//! The whole exactly-once story lives in [`Store::apply_events`]: one `BEGIN IMMEDIATE`
-//! transaction records the event keys, applies their effects and advances the cursor, so a
-//! crash at any instant either replays an event (the dedupe set skips it) or never saw it
-//! (replay brings it). Every other write also goes through the single writer connection with
-//! `BEGIN IMMEDIATE`; reads use a small read-only pool. No SQL lives outside this module.
+//! * **SQLite** (the default, `database.path`): one file, one writer connection with
+//!   `BEGIN IMMEDIATE`, a small read-only pool, a lock file against a second daemon;
+//! * **PostgreSQL** (`database.url`): a shared database for an active/standby pair. Every
+//!   write transaction checks the fencing token — the lease epoch this store was granted — in
+//!   the same transaction, so a daemon that lost its lease cannot commit anything (see
+//!   [`Store::acquire_lease`]).
+//!
+//! The whole exactly-once story lives in [`Store::apply_events`]: one transaction records the
+//! event keys, applies their effects and advances the cursor, so a crash at any instant either
+//! replays an event (the dedupe set skips it) or never saw it (replay brings it). No SQL lives
+//! outside this module.
+//!
+//! Layout: the domain modules (`events`, `intents`, `jobs`…) hold the records, the public
+//! methods and the SQLite statements; each method hands over to `postgres/<module>.rs` when the
+//! store is PostgreSQL ([`on_postgres!`]). Porting a table is therefore: its migration in
+//! `migrations/postgres/`, its statements in `postgres/<module>.rs`, one hand-over line per
+//! method. `sqlite` and `postgres/mod.rs` open, check and migrate their backend.
 
 mod dedupe;
 mod error;
@@ -15,39 +27,37 @@ mod events;
 mod history;
 mod intents;
 mod jobs;
+mod lease;
+mod location;
 mod operator;
 mod orders;
 mod outbox;
 mod positions;
+mod postgres;
 pub mod report;
 mod signals;
+mod sqlite;
 mod summary;
 mod time;
 mod workflows;
 
-use std::ffi::OsString;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::types::Text;
-use sqlx::{Connection, Row, Sqlite, Transaction};
-use tokio::sync::{Mutex, MutexGuard, watch};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use tokio::sync::watch;
 
-use dedupe::DedupeIndex;
+use sqlite::{Sqlite, begin_write, execute_for_rows};
 
 pub use error::StoreError;
 pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutcome};
 pub use history::{GapForm, GapResolution, HistoryGap, HistoryGapRecord, Resync, ResyncSummary};
 pub use intents::{IntentRecord, IntentState, NewIntent};
 pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
+pub use lease::{LeaseGrant, LeaseRecord, LeaseRequest};
+pub use location::{Location, PostgresLocation, is_plain_identifier};
 pub use operator::{
     ActionKind, ActionSource, CancelRefusal, OperatorAction, PnlMovement, StateChange, TradingState,
 };
@@ -61,12 +71,10 @@ pub use summary::{StateCount, StoreSummary};
 pub use time::Timestamp;
 pub use workflows::{NewWorkflow, StateCounts, WorkflowChange, WorkflowRecord, WorkflowState};
 
-/// The migrations compiled into this binary (`migrations/`).
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 ///
 /// `Full` is the default because an order intent must survive a power loss, not just a crash.
+/// PostgreSQL's durability is the server's (`synchronous_commit`, replication).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
@@ -79,24 +87,14 @@ pub enum Synchronous {
     Off,
 }
 
-impl From<Synchronous> for SqliteSynchronous {
-    fn from(level: Synchronous) -> Self {
-        match level {
-            Synchronous::Full => SqliteSynchronous::Full,
-            Synchronous::Normal => SqliteSynchronous::Normal,
-            Synchronous::Off => SqliteSynchronous::Off,
-        }
-    }
-}
-
 /// Tunables of the state store, mapped from the `database.*` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Durability of each commit.
+    /// Durability of each commit (SQLite).
     pub synchronous: Synchronous,
     /// How long a statement waits for a lock held by another connection before failing.
     pub busy_timeout: Duration,
-    /// Connections in the read-only pool (readers never block the writer under WAL).
+    /// Connections in the read-only pool (readers never block the writer).
     pub read_pool_size: u32,
 }
 
@@ -113,285 +111,132 @@ impl Default for StoreOptions {
 /// Handle to the state database. Cheap to share behind an `Arc`; all methods take `&self`.
 #[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
-    /// The one connection that writes; `None` for a store opened read-only.
-    writer: Option<Writer>,
-    readers: SqlitePool,
+    backend: Backend,
     /// This database's identity (`store_meta`), part of every idempotency key derived from it.
     instance_id: String,
-    /// Held for the life of the store: another daemon on the same file gets `Locked`.
-    _instance_lock: Option<File>,
     /// Fires after a commit that queued a notification (the senders follow it).
     outbox: watch::Sender<()>,
 }
 
+/// Where the state is kept. (Boxed: one store per process, reached through a pointer either way.)
+#[derive(Debug)]
+enum Backend {
+    Sqlite(Box<Sqlite>),
+    Postgres(Box<postgres::Postgres>),
+}
+
+/// The SQLite backend of `$store`, or — when it is PostgreSQL — return from the enclosing
+/// method with `postgres::$call` on it (awaited). Every public method starts with it.
+macro_rules! on_postgres {
+    ($store:expr, $pg:ident => $call:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite(db) => db,
+            $crate::store::Backend::Postgres($pg) => return $call.await,
+        }
+    };
+}
+use on_postgres;
+
 impl Store {
-    /// Open (creating if missing) and migrate the database at `path`, taking the
+    /// Open (creating if missing) and migrate the SQLite database at `path`, taking the
     /// single-instance lock `<path>.lock`.
     ///
     /// A file this binary cannot safely use (not a database, corrupt, migrated by a newer
     /// binary) is reported with a typed error and left byte-for-byte untouched.
     pub async fn open(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Unwritable {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let instance_lock = lock_instance(&path)?;
-        check_writable(&path)?;
-
-        let connect = SqliteConnectOptions::new()
-            .filename(&path)
-            .busy_timeout(options.busy_timeout)
-            .foreign_keys(true)
-            .synchronous(options.synchronous.into());
-        let writer_options = connect
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // Statement journals (multi-row upserts) in memory, not in a temp file created and
-            // unlinked per statement; and a page cache (16 MiB, 2 MiB by default) that holds the
-            // dedupe set's B-tree, whose random-key inserts touch a page each.
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16384");
-        let mut writer = SqliteConnection::connect_with(&writer_options)
-            .await
-            .map_err(|e| StoreError::opening(path.clone(), e))?;
-        check_integrity(&mut writer, &path).await?;
-        migrate(&mut writer, &path).await?;
-        let instance_id = read_instance_id(&mut writer).await?;
-
-        let readers = read_pool(connect, options.read_pool_size);
+        let (db, instance_id) = Sqlite::open(path.as_ref(), options).await?;
         Ok(Store {
-            path,
-            writer: Some(Writer {
-                connection: Mutex::new(writer),
-                options: writer_options,
-                dedupe: Mutex::default(),
-            }),
-            readers,
+            backend: Backend::Sqlite(Box::new(db)),
             instance_id,
-            _instance_lock: Some(instance_lock),
             outbox: watch::Sender::new(()),
         })
     }
 
-    /// Open an existing database for reading only, while a daemon may be running on it
+    /// Open an existing SQLite database for reading only, while a daemon may be running on it
     /// (the `state` subcommand): no lock, no migrations, no writes.
     pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_path_buf();
-        if !path.is_file() {
-            return Err(StoreError::Missing { path });
-        }
-        let connect = SqliteConnectOptions::new().filename(&path);
-        let readers = read_pool(connect, 1);
-        // Read the schema version now: a bad file is reported here, not at the first query, and
-        // a newer binary's schema is not misread.
-        let mut reader = readers
-            .acquire()
-            .await
-            .map_err(|e| StoreError::opening(path.clone(), e))?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
-            .fetch_all(&mut *reader)
-            .await
-            .map_err(|e| StoreError::opening(path.clone(), e))?;
-        if let Some(&version) = applied.iter().find(|v| !MIGRATOR.version_exists(**v)) {
-            return Err(StoreError::SchemaTooNew { path, version });
-        }
-        // A file last opened by an older binary may predate `store_meta`: no identity to show.
-        let instance_id = read_instance_id(&mut reader).await.unwrap_or_default();
-        drop(reader);
+        let (db, instance_id) = Sqlite::open_read_only(path.as_ref()).await?;
         Ok(Store {
-            path,
-            writer: None,
-            readers,
+            backend: Backend::Sqlite(Box::new(db)),
             instance_id,
-            _instance_lock: None,
             outbox: watch::Sender::new(()),
         })
     }
 
-    /// This database's identity: a short random id created with the file, part of every
+    /// Open the store at `location` (either backend), migrating it. On PostgreSQL, a server
+    /// that cannot be reached now is [`StoreError::Unreachable`] ([`StoreError::is_transient`]):
+    /// the daemon tries again with backoff.
+    pub async fn connect(location: &Location, options: &StoreOptions) -> Result<Store, StoreError> {
+        match location {
+            Location::Sqlite(path) => Store::open(path, options).await,
+            Location::Postgres(pg) => {
+                let outbox = watch::Sender::new(());
+                let (db, instance_id) =
+                    postgres::Postgres::open(pg, options, outbox.clone()).await?;
+                Ok(Store {
+                    backend: Backend::Postgres(Box::new(db)),
+                    instance_id,
+                    outbox,
+                })
+            }
+        }
+    }
+
+    /// Open the store at `location` for reading only (the `state` subcommand): nothing is
+    /// created, migrated or written.
+    pub async fn connect_read_only(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::Sqlite(path) => Store::open_read_only(path).await,
+            Location::Postgres(pg) => {
+                let outbox = watch::Sender::new(());
+                let (db, instance_id) =
+                    postgres::Postgres::open_read_only(pg, outbox.clone()).await?;
+                Ok(Store {
+                    backend: Backend::Postgres(Box::new(db)),
+                    instance_id,
+                    outbox,
+                })
+            }
+        }
+    }
+
+    /// Drops a PostgreSQL schema and every table in it: the benchmark's scratch schemas. (An
+    /// SQLite database is a file: its owner removes it.)
+    pub async fn drop_schema(location: &PostgresLocation) -> Result<(), StoreError> {
+        postgres::drop_schema(location).await
+    }
+
+    /// This database's identity: a short random id created with the database, part of every
     /// idempotency key derived from it, so a fresh database never reuses an old key.
     pub fn instance_id(&self) -> &str {
         &self.instance_id
     }
 
-    /// The database file this store works on.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Close the connections cleanly (checkpointing the WAL) and release the lock.
-    /// Dropping the store also releases everything; this only waits for it.
-    pub async fn close(mut self) -> Result<(), StoreError> {
-        if let Some(writer) = self.writer.take() {
-            writer.connection.into_inner().close().await?;
+    /// The database as an operator names it: the SQLite file, or the PostgreSQL server,
+    /// database and schema (never a password).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(db) => db.path.display().to_string(),
+            Backend::Postgres(db) => db.describe().to_owned(),
         }
-        self.readers.close().await;
-        Ok(())
     }
 
-    /// Lock the writer connection; fails for a store opened read-only.
-    ///
-    /// A connection still marked as inside a transaction once the rollback of a dropped
-    /// transaction has run is wedged: when a COMMIT fails after SQLite has already rolled back
-    /// (SQLITE_FULL, an I/O error), sqlx keeps its transaction depth and refuses every later
-    /// BEGIN. Such a connection is replaced by a fresh one, so a full disk that is freed again
-    /// does not need a restart.
-    async fn writer(&self) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
-        let writer = self.writer_parts()?;
-        let mut connection = writer.connection.lock().await;
-        if connection.is_in_transaction() {
-            // The rollback queued by a dropped transaction runs before this statement.
-            sqlx::query("SELECT 1").execute(&mut *connection).await?;
-            if connection.is_in_transaction() {
-                tracing::warn!(path = %self.path.display(), "the writer connection was left inside a failed transaction; opening a fresh one");
-                *connection = SqliteConnection::connect_with(&writer.options).await?;
+    /// Whether this store is shared between daemons (PostgreSQL), so leadership needs a lease.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Close the connections cleanly (checkpointing SQLite's WAL) and release the lock.
+    /// Dropping the store also releases everything; this only waits for it.
+    pub async fn close(self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite(db) => (*db).close().await,
+            Backend::Postgres(db) => {
+                (*db).close().await;
+                Ok(())
             }
         }
-        Ok(connection)
     }
-
-    /// Lock the writer connection, then the dedupe index: the writes that change
-    /// `processed_events` hold both, so the index changes in step with the table.
-    async fn writer_with_dedupe(
-        &self,
-    ) -> Result<
-        (
-            MutexGuard<'_, SqliteConnection>,
-            MutexGuard<'_, DedupeIndex>,
-        ),
-        StoreError,
-    > {
-        let connection = self.writer().await?;
-        let dedupe = self.writer_parts()?.dedupe.lock().await;
-        Ok((connection, dedupe))
-    }
-
-    fn writer_parts(&self) -> Result<&Writer, StoreError> {
-        self.writer.as_ref().ok_or_else(|| StoreError::ReadOnly {
-            path: self.path.clone(),
-        })
-    }
-}
-
-/// The writer connection and how it was opened (to open it again if a failed commit wedged it).
-#[derive(Debug)]
-struct Writer {
-    connection: Mutex<SqliteConnection>,
-    options: SqliteConnectOptions,
-    /// Which keys `processed_events` holds; locked only after `connection`.
-    dedupe: Mutex<DedupeIndex>,
-}
-
-/// Start a write transaction that takes the write lock up front, so it never fails half-way
-/// with SQLITE_BUSY on lock upgrade. Every write in the store starts here.
-async fn begin_write(
-    writer: &mut SqliteConnection,
-) -> Result<Transaction<'_, Sqlite>, sqlx::Error> {
-    writer.begin_with("BEGIN IMMEDIATE").await
-}
-
-/// Take the single-instance lock `<db>.lock`, held until the returned file is dropped.
-fn lock_instance(path: &Path) -> Result<File, StoreError> {
-    let mut lock_path = OsString::from(path.as_os_str());
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| StoreError::Unwritable {
-            path: lock_path.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StoreError::Locked {
-            path: path.to_path_buf(),
-        }),
-        Err(TryLockError::Error(source)) => Err(StoreError::Unwritable {
-            path: lock_path,
-            source,
-        }),
-    }
-}
-
-/// Refuse a database file this process cannot write (an immutable file, a read-only mount):
-/// SQLite would quietly open it read-only, and every later commit would fail instead.
-fn check_writable(path: &Path) -> Result<(), StoreError> {
-    if !path.exists() {
-        return Ok(());
-    }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map(drop)
-        .map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source: sqlx::Error::Io(source),
-        })
-}
-
-async fn read_instance_id(conn: &mut SqliteConnection) -> Result<String, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT instance_id FROM store_meta WHERE id = 1")
-            .fetch_one(conn)
-            .await?,
-    )
-}
-
-/// Refuse a damaged file before anything writes to it.
-async fn check_integrity(writer: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
-    let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
-        .fetch_all(&mut *writer)
-        .await
-        .map_err(|e| StoreError::opening(path.to_path_buf(), e))?;
-    match problems.as_slice() {
-        [ok] if ok == "ok" => Ok(()),
-        _ => Err(StoreError::Corrupt {
-            path: path.to_path_buf(),
-            detail: problems.join("; "),
-        }),
-    }
-}
-
-/// Apply the embedded migrations in one `BEGIN IMMEDIATE` transaction: all or nothing, and a
-/// refusal (schema too new) rolls back without having written a byte.
-async fn migrate(writer: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
-    let mut tx = begin_write(writer)
-        .await
-        .map_err(|e| StoreError::opening(path.to_path_buf(), e))?;
-    MIGRATOR
-        .run(&mut *tx)
-        .await
-        .map_err(|e| StoreError::migrating(path.to_path_buf(), e))?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// The read-only connection pool; connections are made on first use and kept: no idle
-/// timeout and no maximum lifetime, so sqlx runs no reaper task. Its reaper can spin a worker
-/// thread at 100 % for good when a race wraps the pool's idle count (sqlx issue 3645, seen here
-/// in a test run), and reaping local SQLite connections buys nothing.
-fn read_pool(connect: SqliteConnectOptions, size: u32) -> SqlitePool {
-    SqlitePoolOptions::new()
-        .max_connections(size.max(1))
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_lazy_with(connect.read_only(true))
-}
-
-/// Read a decimal kept as TEXT; a value that does not parse is a decode error, not a panic.
-fn decimal_column(row: &SqliteRow, column: &str) -> Result<Option<Decimal>, sqlx::Error> {
-    Ok(row
-        .try_get::<Option<Text<Decimal>>, _>(column)?
-        .map(|Text(value)| value))
 }
 
 /// `Ok` if an update touched a row, `NotFound` otherwise.
@@ -406,28 +251,6 @@ fn found(rows: u64, what: &'static str, id: impl ToString) -> Result<(), StoreEr
     }
 }
 
-/// Run one set-based statement over many rows: the rows go in as a JSON array bound to `?1`
-/// (read with `jsonb_each`, in array order) and the commit time as `?2`. One round trip to the
-/// SQLite worker per statement instead of one per row is what makes group commit fast.
-/// `jsonb_each` rather than `json_each`: its `value` is binary JSON, so each `->>` reads a
-/// field in place instead of re-rendering and re-parsing the whole row's text.
-async fn execute_for_rows<T: Serialize>(
-    conn: &mut SqliteConnection,
-    sql: &'static str,
-    rows: &[T],
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(sql)
-        .bind(json_text(rows)?)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Serialize statement input to JSON text.
 fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<String, sqlx::Error> {
     serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
@@ -439,4 +262,21 @@ fn decimal_text<S: serde::Serializer>(value: &Option<Decimal>, out: S) -> Result
         Some(decimal) => out.collect_str(decimal),
         None => out.serialize_none(),
     }
+}
+
+/// Read a decimal kept as TEXT (in both backends: it round-trips exactly); a value that does
+/// not parse is a decode error, not a panic.
+fn decimal_column<'r, R>(row: &'r R, column: &'r str) -> Result<Option<Decimal>, sqlx::Error>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get::<Option<String>, _>(column)?
+        .map(|text| text.parse::<Decimal>())
+        .transpose()
+        .map_err(|e| sqlx::Error::ColumnDecode {
+            index: column.to_owned(),
+            source: Box::new(e),
+        })
 }

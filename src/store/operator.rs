@@ -1,18 +1,20 @@
 //! Operator control in the store: the trading state (persisted like the cursor, so a halted
 //! daemon starts halted), the operator actions shown by `state` and `ctl status`, the risk
 //! switches already made (once per rule, account and trading day), and the reads the risk rules
-//! count on (realized PnL marks, intents per account). Each method is one small transaction.
+//! count on (realized PnL marks, intents per account). Each method is one small transaction;
+//! on PostgreSQL (`postgres/operator.rs`) each write is fenced like every other.
 
 use std::fmt;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow, Row, SqliteConnection};
+use sqlx::{ColumnIndex, Decode, FromRow, Row, SqliteConnection, Type};
 
 use super::workflows::WorkflowRecord;
-use super::{Store, StoreError, Timestamp, begin_write, decimal_column, outbox};
+use super::{
+    Store, StoreError, Timestamp, begin_write, decimal_column, on_postgres, outbox, postgres,
+};
 use crate::notifications::notice;
 
 /// What the daemon may send. Ordered from the least to the most restrictive.
@@ -20,7 +22,7 @@ use crate::notifications::notice;
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type,
 )]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum TradingState {
     /// Everything the automation mode allows.
     Active,
@@ -68,7 +70,7 @@ impl FromStr for TradingState {
 /// Who acted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum ActionSource {
     /// `mesolive-supervisor ctl …` (through the socket, or on the database with the daemon stopped).
     Ctl,
@@ -95,7 +97,7 @@ impl ActionSource {
 /// What was done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum ActionKind {
     /// The trading state changed.
     TradingState,
@@ -166,8 +168,15 @@ pub struct PnlMovement {
     pub latest: Decimal,
 }
 
-impl FromRow<'_, SqliteRow> for PnlMovement {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+/// Generic over the backend's row type: both keep the same columns.
+impl<'r, R> FromRow<'r, R> for PnlMovement
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(PnlMovement {
             position_id: row.try_get("position_id")?,
             account: row.try_get("account")?,
@@ -189,7 +198,8 @@ pub enum CancelRefusal {
 impl Store {
     /// The stored trading state; `None` on a database that never had one.
     pub async fn trading_state(&self) -> Result<Option<TradingState>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::operator::trading_state(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(
             sqlx::query_scalar("SELECT state FROM trading_state WHERE id = 1")
                 .fetch_optional(&mut *reader)
@@ -203,7 +213,8 @@ impl Store {
         &self,
         initial: TradingState,
     ) -> Result<TradingState, StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::operator::trading_state_or_init(pg, initial));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         if let Some(state) = current_state(&mut tx).await? {
             tx.commit().await?;
@@ -233,7 +244,9 @@ impl Store {
         reason: &str,
         source: ActionSource,
     ) -> Result<StateChange, StoreError> {
-        let mut writer = self.writer().await?;
+        let db =
+            on_postgres!(self, pg => postgres::operator::set_trading_state(pg, to, reason, source));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let from = current_state(&mut tx)
             .await?
@@ -273,7 +286,8 @@ impl Store {
         to: TradingState,
         reason: &str,
     ) -> Result<Option<StateChange>, StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::operator::risk_switch(pg, rule, account, trading_day, to, reason));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let now = Timestamp::now();
         let first = sqlx::query(
@@ -326,7 +340,9 @@ impl Store {
         reason: &str,
         source: ActionSource,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db =
+            on_postgres!(self, pg => postgres::operator::record_action(pg, action, reason, source));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         insert_action(
             &mut tx,
@@ -351,7 +367,9 @@ impl Store {
         reason: &str,
         source: ActionSource,
     ) -> Result<Result<WorkflowRecord, CancelRefusal>, StoreError> {
-        let mut writer = self.writer().await?;
+        let db =
+            on_postgres!(self, pg => postgres::operator::cancel_workflow(pg, id, reason, source));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let now = Timestamp::now();
         let cancelled = super::workflows::cancel_active(&mut tx, id, reason, now).await?;
@@ -383,7 +401,8 @@ impl Store {
 
     /// The newest `limit` operator actions, newest first.
     pub async fn operator_actions(&self, limit: u32) -> Result<Vec<OperatorAction>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::operator::actions(pg, limit));
+        let mut reader = db.readers.acquire().await?;
         latest_actions(&mut reader, limit).await
     }
 
@@ -393,7 +412,8 @@ impl Store {
         &self,
         since: Timestamp,
     ) -> Result<Vec<PnlMovement>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::operator::pnl_movements(pg, since));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(
             "WITH latest AS (
                  SELECT position_id, account, realized_pnl, MAX(id) AS id
@@ -423,7 +443,8 @@ impl Store {
         operation: Option<&str>,
         since: Timestamp,
     ) -> Result<u32, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::operator::account_intents_since(pg, account, operation, since));
+        let mut reader = db.readers.acquire().await?;
         let count: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM intents
              JOIN workflows ON intents.workflow_id = CAST(workflows.id AS TEXT)
@@ -435,8 +456,13 @@ impl Store {
         .bind(operation)
         .fetch_one(&mut *reader)
         .await?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        Ok(count_of(count))
     }
+}
+
+/// A row count as the risk rules read it.
+pub(super) fn count_of(count: i64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 async fn current_state(conn: &mut SqliteConnection) -> Result<Option<TradingState>, StoreError> {

@@ -2,11 +2,11 @@
 
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{FromRow, Row, SqliteConnection};
+use sqlx::{ColumnIndex, Decode, FromRow, Row, SqliteConnection, Type};
 
 use super::{
     Store, StoreError, Timestamp, begin_write, decimal_column, decimal_text, execute_for_rows,
+    on_postgres, postgres,
 };
 
 /// An order's latest known facts, from an `OrderUpdateEvent` or a Control Hub read.
@@ -57,8 +57,16 @@ pub struct OrderRecord {
     pub updated_at: Timestamp,
 }
 
-impl FromRow<'_, SqliteRow> for OrderRecord {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+/// Generic over the backend's row type: both keep the same columns.
+impl<'r, R> FromRow<'r, R> for OrderRecord
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Timestamp: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(Self {
             order_id: row.try_get("order_id")?,
             intent_key: row.try_get("intent_key")?,
@@ -85,11 +93,13 @@ macro_rules! select_orders {
         )
     };
 }
+pub(super) use select_orders;
 
 impl Store {
     /// Record an order's state from a Control Hub read (reconciliation backstop).
     pub async fn upsert_order(&self, update: &OrderUpdate) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::orders::upsert_one(pg, update));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         upsert(&mut tx, &[update], Timestamp::now()).await?;
         tx.commit().await?;
@@ -104,7 +114,9 @@ impl Store {
         intent_key: &str,
         strategy_id: i64,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db =
+            on_postgres!(self, pg => postgres::orders::link(pg, order_id, intent_key, strategy_id));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         sqlx::query(
             "INSERT INTO orders (order_id, intent_key, strategy_id, updated_at) VALUES (?, ?, ?, ?)
@@ -124,7 +136,8 @@ impl Store {
 
     /// One order by id.
     pub async fn order(&self, order_id: i64) -> Result<Option<OrderRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::orders::get(pg, order_id));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_orders!("WHERE order_id = ?"))
             .bind(order_id)
             .fetch_optional(&mut *reader)
@@ -135,7 +148,8 @@ impl Store {
     /// `Filled`, `Cancelled`, `Rejected`, `Expired`), by id: what a hole in the event history
     /// may have moved on.
     pub async fn unsettled_orders(&self) -> Result<Vec<OrderRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::orders::unsettled(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_orders!(
             "WHERE state IS NULL OR state NOT IN ('Filled', 'Cancelled', 'Rejected', 'Expired')
              ORDER BY order_id"
@@ -149,7 +163,8 @@ impl Store {
         &self,
         intent_key: &str,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::orders::for_intent(pg, intent_key));
+        let mut reader = db.readers.acquire().await?;
         Ok(
             sqlx::query_as(select_orders!("WHERE intent_key = ? ORDER BY order_id"))
                 .bind(intent_key)
@@ -165,7 +180,8 @@ impl Store {
         exec_plan_id: i64,
         leg_group_id: i64,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::orders::of_leg_group(pg, exec_plan_id, leg_group_id));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_orders!(
             "WHERE exec_plan_id = ? AND leg_group_id = ? ORDER BY order_id"
         ))

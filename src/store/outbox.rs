@@ -12,13 +12,18 @@
 //! the newer one again, under a new id).
 //!
 //! With no sink configured nothing is queued.
+//!
+//! On PostgreSQL (`postgres/outbox.rs`) the same statements run inside fenced transactions,
+//! queued through `Write::notify`; a seq becomes visible in the order it was given out because
+//! every write that queues one is serialized with the others (see
+//! `migrations/postgres/0009_notifications.sql`).
 
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::{Store, StoreError, Timestamp, begin_write, json_text};
+use super::{Store, StoreError, Timestamp, begin_write, json_text, on_postgres, postgres};
 use crate::notifications::notice::{self, Kind, Notice, Severity};
 
 /// Whether sink `s` wants notification `n`: its severity floor and its kinds. The one place
@@ -144,7 +149,7 @@ pub struct OutboxSummary {
 }
 
 /// How many refusals the summary lists.
-const FAILURES_LISTED: u32 = 20;
+pub(super) const FAILURES_LISTED: u32 = 20;
 
 /// Queues `notice` inside the caller's transaction: it is delivered if and only if that
 /// transaction commits. This is the one way into the outbox; a store module whose change is a
@@ -274,16 +279,18 @@ async fn read_status(conn: &mut SqliteConnection) -> Result<OutboxStatus, StoreE
 }
 
 impl Store {
-    /// At start: registers the configured sinks (a new one starts after the newest queued
-    /// notification; one no longer configured is forgotten), sets the bound, and queues the
-    /// start's notice — in one transaction. Returns the outbox's status.
+    /// At the start of a term: registers the configured sinks (a new one starts after the
+    /// newest queued notification; one no longer configured is forgotten), sets the bound, and
+    /// queues what the term tells (the start, the leadership) — in one transaction. Returns the
+    /// outbox's status.
     pub async fn open_outbox(
         &self,
         sinks: &[SinkRegistration],
         max_pending: u32,
-        start: &Notice,
+        told: &[Notice],
     ) -> Result<OutboxStatus, StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::outbox::open(pg, sinks, max_pending, told));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         sqlx::query("UPDATE notification_outbox SET max_pending = ? WHERE id = 1")
             .bind(max_pending)
@@ -315,7 +322,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        enqueue(&mut tx, start).await?;
+        for notice in told {
+            enqueue(&mut tx, notice).await?;
+        }
         let status = read_status(&mut tx).await?;
         tx.commit().await?;
         self.outbox_changed();
@@ -325,7 +334,8 @@ impl Store {
     /// Queues a notification in a transaction of its own: for conditions observed over time
     /// (a hub down, not ready) and for the last words before a fatal exit.
     pub async fn notify(&self, notice: &Notice) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::outbox::notify(pg, notice));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         enqueue(&mut tx, notice).await?;
         tx.commit().await?;
@@ -335,7 +345,8 @@ impl Store {
 
     /// The oldest notification `sink` still has to take.
     pub async fn next_notification(&self, sink: &str) -> Result<Option<Notification>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::outbox::next(pg, sink));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(concat!(
             "SELECT n.seq, n.revision, n.kind, n.severity, n.created_at, n.text, n.data
              FROM notification_sinks AS s JOIN notifications AS n ON n.seq > s.delivered_seq
@@ -355,7 +366,9 @@ impl Store {
         sink: &str,
         notification: &Notification,
     ) -> Result<bool, StoreError> {
-        let mut writer = self.writer().await?;
+        let db =
+            on_postgres!(self, pg => postgres::outbox::delivered(pg, sink, notification, None));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let moved = advance(&mut tx, sink, notification).await?;
         tx.commit().await?;
@@ -371,7 +384,8 @@ impl Store {
         status: Option<u16>,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::outbox::delivered(pg, sink, notification, Some((status, reason))));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let moved = advance(&mut tx, sink, notification).await?;
         if moved {
@@ -394,7 +408,8 @@ impl Store {
 
     /// Pending and dropped, for the gauges.
     pub async fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::outbox::status(pg));
+        let mut reader = db.readers.acquire().await?;
         read_status(&mut reader).await
     }
 
@@ -406,8 +421,9 @@ impl Store {
         older_than: Duration,
         limit: u32,
     ) -> Result<u64, StoreError> {
+        let db = on_postgres!(self, pg => postgres::outbox::prune(pg, older_than, limit));
         let cutoff = Timestamp::now().minus(older_than);
-        let mut writer = self.writer().await?;
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let pruned = sqlx::query(concat!(
             "DELETE FROM notifications WHERE seq IN (

@@ -2,19 +2,18 @@
 
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
-use sqlx::{FromRow, Row, SqliteConnection};
+use sqlx::{ColumnIndex, Decode, FromRow, Row, SqliteConnection, Type};
 
 use super::{
     Store, StoreError, Timestamp, begin_write, decimal_column, decimal_text, execute_for_rows,
-    found, json_text,
+    found, json_text, on_postgres, postgres,
 };
 
 /// Whether a position is still open. Closed is final: a position id never reopens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum PositionState {
     /// Live: has legs, is monitored.
     Open,
@@ -112,8 +111,19 @@ pub struct LegRecord {
     pub updated_at: Timestamp,
 }
 
-impl FromRow<'_, SqliteRow> for PositionRecord {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+/// Generic over the backend's row type: both keep the same columns.
+impl<'r, R> FromRow<'r, R> for PositionRecord
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Timestamp: Decode<'r, R::Database> + Type<R::Database>,
+    PositionState: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+    Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(Self {
             position_id: row.try_get("position_id")?,
             strategy_id: row.try_get("strategy_id")?,
@@ -132,8 +142,16 @@ impl FromRow<'_, SqliteRow> for PositionRecord {
     }
 }
 
-impl FromRow<'_, SqliteRow> for LegRecord {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+/// Generic over the backend's row type: both keep the same columns.
+impl<'r, R> FromRow<'r, R> for LegRecord
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Timestamp: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(Self {
             leg_id: row.try_get("leg_id")?,
             position_id: row.try_get("position_id")?,
@@ -156,12 +174,14 @@ macro_rules! select_positions {
         )
     };
 }
+pub(super) use select_positions;
 
 impl Store {
     /// Record positions from a Control Hub listing (startup bootstrap, resync), in one
     /// transaction. A closed position stays closed.
     pub async fn upsert_positions(&self, updates: &[PositionUpdate]) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::positions::upsert_positions(pg, updates));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let rows: Vec<&PositionUpdate> = updates.iter().collect();
         upsert_positions(&mut tx, &rows, Timestamp::now()).await?;
@@ -176,7 +196,8 @@ impl Store {
         snapshot: &serde_json::Value,
         taken_at: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::positions::set_snapshot(pg, position_id, snapshot, taken_at));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let updated = sqlx::query(
             "UPDATE positions SET last_snapshot = ?, snapshot_at = ?, updated_at = ?
@@ -195,7 +216,8 @@ impl Store {
 
     /// Close a position found closed outside the event stream (a resync); stops its monitoring.
     pub async fn mark_position_closed(&self, position_id: i64) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::positions::close_one(pg, position_id));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let updated = close(&mut tx, &[position_id], Timestamp::now()).await?;
         tx.commit().await?;
@@ -204,7 +226,8 @@ impl Store {
 
     /// One position by id.
     pub async fn position(&self, position_id: i64) -> Result<Option<PositionRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::positions::get(pg, position_id));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_positions!("WHERE position_id = ?"))
             .bind(position_id)
             .fetch_optional(&mut *reader)
@@ -213,7 +236,8 @@ impl Store {
 
     /// Every open position, by id.
     pub async fn open_positions(&self) -> Result<Vec<PositionRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::positions::open(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_positions!(
             "WHERE state = 'open' ORDER BY position_id"
         ))
@@ -223,13 +247,15 @@ impl Store {
 
     /// Every position a monitor should run for, by id.
     pub async fn monitored_positions(&self) -> Result<Vec<PositionRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::positions::monitored(pg));
+        let mut reader = db.readers.acquire().await?;
         monitored(&mut reader).await
     }
 
     /// The legs of a position, by id.
     pub async fn legs(&self, position_id: i64) -> Result<Vec<LegRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::positions::legs(pg, position_id));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(
             "SELECT leg_id, position_id, name, status, qty, updated_at
              FROM legs WHERE position_id = ? ORDER BY leg_id",

@@ -1,9 +1,8 @@
 //! The `state` subcommand's output: a [`StoreSummary`] as aligned plain text or as JSON.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use super::{OperatorAction, Store, StoreError, StoreSummary};
+use super::{Location, OperatorAction, Store, StoreError, StoreSummary};
 use crate::table::columns;
 
 /// How `state` prints.
@@ -15,9 +14,9 @@ pub enum ReportFormat {
     Json,
 }
 
-/// Open the database at `path` read-only (safe while the daemon runs) and render its state.
-pub async fn state_report(path: &Path, format: ReportFormat) -> Result<String, StoreError> {
-    let store = Store::open_read_only(path).await?;
+/// Open the database at `location` read-only (safe while the daemon runs) and render its state.
+pub async fn state_report(location: &Location, format: ReportFormat) -> Result<String, StoreError> {
+    let store = Store::connect_read_only(location).await?;
     let summary = store.summary().await?;
     store.close().await?;
     Ok(match format {
@@ -54,6 +53,26 @@ pub fn render_table(summary: &StoreSummary) -> String {
             ],
         ],
     ));
+
+    if !summary.leases.is_empty() {
+        section(&mut out, "Leadership lease", summary.leases.len());
+        out.push_str(&columns(
+            &["GROUP", "HOLDER", "EPOCH", "EXPIRES", "STATE"],
+            summary
+                .leases
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.group.clone(),
+                        optional(&l.holder),
+                        l.epoch.to_string(),
+                        l.expires_at.to_string(),
+                        if l.is_held() { "held" } else { "free" }.to_owned(),
+                    ]
+                })
+                .collect(),
+        ));
+    }
 
     section(
         &mut out,

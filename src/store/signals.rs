@@ -3,11 +3,12 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
-use super::{Store, StoreError, Timestamp, execute_for_rows};
+use super::{Store, StoreError, Timestamp, execute_for_rows, on_postgres, postgres};
 use mesolive_api::FlowKind;
 
 /// Whether a signal currently fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(type_name = "text")]
 pub enum SignalState {
     /// The condition holds.
     On,
@@ -120,11 +121,13 @@ macro_rules! select_signals {
         )
     };
 }
+pub(super) use select_signals;
 
 impl Store {
     /// Every signal's latest state, ordered by key.
     pub async fn signals(&self) -> Result<Vec<SignalRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::signals::all(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_signals!("ORDER BY signal_key"))
             .fetch_all(&mut *reader)
             .await?)
@@ -132,7 +135,8 @@ impl Store {
 
     /// One signal's latest state, by [`SignalUpdate::key`].
     pub async fn signal(&self, signal_key: &str) -> Result<Option<SignalRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::signals::get(pg, signal_key));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_signals!("WHERE signal_key = ?"))
             .bind(signal_key)
             .fetch_optional(&mut *reader)
@@ -143,8 +147,8 @@ impl Store {
 /// A signal row as the upsert reads it: the update, its key, the key of the event, and where
 /// the event stands (unix milliseconds for the time, as every stored instant).
 #[derive(Serialize)]
-struct KeyedSignal<'a> {
-    signal_key: String,
+pub(super) struct KeyedSignal<'a> {
+    pub(super) signal_key: String,
     event_key: &'a str,
     event_seq_id: Option<i64>,
     event_time: Option<i64>,
@@ -152,11 +156,41 @@ struct KeyedSignal<'a> {
     update: &'a SignalUpdate,
 }
 
-/// The signal upsert, with the condition under which an update replaces a stored state. An
-/// Off→On transition (or a first On) starts a new instance named after the event that caused
-/// it; the event's key, EventSeqId and EventTime are kept to judge later re-assertions.
+/// What an upsert of a signal changes on a stored one (both backends). An Off→On transition
+/// (or a first On) starts a new instance named after the event that caused it; the event's
+/// key, EventSeqId and EventTime are kept to judge later re-assertions.
+macro_rules! signal_update_set {
+    () => {
+        "instance = CASE WHEN signals.state = 'Off' AND excluded.state = 'On'
+                         THEN excluded.instance ELSE signals.instance END,
+         state = excluded.state,
+         account = COALESCE(excluded.account, signals.account),
+         payload = excluded.payload,
+         event_key = excluded.event_key,
+         event_seq_id = excluded.event_seq_id,
+         event_time = excluded.event_time,
+         updated_at = excluded.updated_at"
+    };
+}
+pub(super) use signal_update_set;
+
+/// When a re-assertion replaces a stored state: it is newer (see [`SignalSource`]).
+macro_rules! reassertion_is_newer {
+    () => {
+        "CASE
+             WHEN excluded.event_seq_id IS NOT NULL AND signals.event_seq_id IS NOT NULL
+                 THEN excluded.event_seq_id > signals.event_seq_id
+             WHEN excluded.event_time IS NOT NULL AND signals.event_time IS NOT NULL
+                 THEN excluded.event_time > signals.event_time
+             ELSE true
+         END"
+    };
+}
+pub(super) use reassertion_is_newer;
+
+/// The SQLite signal upsert, with the condition under which an update replaces a stored state.
 macro_rules! upsert_signals {
-    ($condition:literal) => {
+    ($condition:expr) => {
         concat!(
             "INSERT INTO signals
                  (signal_key, kind, state, strategy_id, position_id, account, condition, instance,
@@ -167,20 +201,28 @@ macro_rules! upsert_signals {
                     s.value ->> 'event_key', s.value ->> 'event_seq_id', s.value ->> 'event_time',
                     ?2
              FROM jsonb_each(?1) AS s WHERE true ORDER BY s.key
-             ON CONFLICT (signal_key) DO UPDATE SET
-                 instance = CASE WHEN signals.state = 'Off' AND excluded.state = 'On'
-                                 THEN excluded.instance ELSE signals.instance END,
-                 state = excluded.state,
-                 account = COALESCE(excluded.account, signals.account),
-                 payload = excluded.payload,
-                 event_key = excluded.event_key,
-                 event_seq_id = excluded.event_seq_id,
-                 event_time = excluded.event_time,
-                 updated_at = excluded.updated_at
-             WHERE ",
+             ON CONFLICT (signal_key) DO UPDATE SET ",
+            signal_update_set!(),
+            " WHERE ",
             $condition
         )
     };
+}
+
+/// The rows of signal updates, split into re-assertions and updates in sequence.
+pub(super) fn keyed_rows<'a>(
+    updates: &[(&'a SignalUpdate, &'a str)],
+) -> (Vec<KeyedSignal<'a>>, Vec<KeyedSignal<'a>>) {
+    updates
+        .iter()
+        .map(|(update, event_key)| KeyedSignal {
+            signal_key: update.key(),
+            event_key,
+            event_seq_id: update.source.seq_id,
+            event_time: update.source.time.map(Timestamp::unix_millis),
+            update,
+        })
+        .partition(|row| row.update.source.reasserted)
 }
 
 /// Store signals' new states (the event effect), later updates of a key winning: first those
@@ -192,28 +234,11 @@ pub(super) async fn upsert(
     updates: &[(&SignalUpdate, &str)],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let (reasserted, sequenced): (Vec<KeyedSignal<'_>>, Vec<KeyedSignal<'_>>) = updates
-        .iter()
-        .map(|(update, event_key)| KeyedSignal {
-            signal_key: update.key(),
-            event_key,
-            event_seq_id: update.source.seq_id,
-            event_time: update.source.time.map(Timestamp::unix_millis),
-            update,
-        })
-        .partition(|row| row.update.source.reasserted);
+    let (reasserted, sequenced) = keyed_rows(updates);
     execute_for_rows(conn, upsert_signals!("true"), &sequenced, now).await?;
     execute_for_rows(
         conn,
-        upsert_signals!(
-            "CASE
-                 WHEN excluded.event_seq_id IS NOT NULL AND signals.event_seq_id IS NOT NULL
-                     THEN excluded.event_seq_id > signals.event_seq_id
-                 WHEN excluded.event_time IS NOT NULL AND signals.event_time IS NOT NULL
-                     THEN excluded.event_time > signals.event_time
-                 ELSE true
-             END"
-        ),
+        upsert_signals!(reassertion_is_newer!()),
         &reasserted,
         now,
     )

@@ -6,17 +6,18 @@ use super::events::{self, QuarantinedEvent};
 use super::history::{self, HistoryGapRecord};
 use super::intents::{self, IntentRecord};
 use super::jobs::{self, PrepareJobRecord};
+use super::lease::LeaseRecord;
 use super::operator::{self, OperatorAction, TradingState};
 use super::outbox::{self, OutboxSummary};
 use super::positions::{self, PositionRecord};
 use super::workflows::{self, WorkflowRecord};
-use super::{Store, StoreError, Timestamp};
+use super::{Store, StoreError, Timestamp, on_postgres, postgres};
 
 /// How many finished workflows the summary lists after the active ones.
-const WORKFLOWS_LISTED: u32 = 20;
+pub(super) const WORKFLOWS_LISTED: u32 = 20;
 
 /// How many quarantined events the summary lists (the count covers all of them).
-const QUARANTINE_LISTED: u32 = 20;
+pub(super) const QUARANTINE_LISTED: u32 = 20;
 
 /// How many operator actions the summary lists, newest first.
 pub(super) const ACTIONS_LISTED: u32 = 10;
@@ -25,7 +26,7 @@ pub(super) const ACTIONS_LISTED: u32 = 10;
 /// flight, and what needs a human.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoreSummary {
-    /// The database file.
+    /// The database: the SQLite file, or the PostgreSQL server, database and schema.
     pub database: String,
     /// The last processed `EventSeqId`.
     pub cursor: Option<i64>,
@@ -37,6 +38,8 @@ pub struct StoreSummary {
     pub operator_actions: Vec<OperatorAction>,
     /// Row counts per table and state.
     pub counts: Vec<StateCount>,
+    /// The leadership lease of each group (PostgreSQL; empty on SQLite).
+    pub leases: Vec<LeaseRecord>,
     /// Intents not yet final, oldest first.
     pub intents_in_flight: Vec<IntentRecord>,
     /// Prepare jobs not yet final, oldest first.
@@ -71,7 +74,8 @@ impl Store {
     /// Everything `state` prints, read in one transaction so the parts agree with each other
     /// even while the daemon writes.
     pub async fn summary(&self) -> Result<StoreSummary, StoreError> {
-        let mut tx = self.readers.begin().await?;
+        let db = on_postgres!(self, pg => postgres::summary::summary(pg));
+        let mut tx = db.readers.begin().await?;
         let cursor: Option<(i64, Timestamp)> =
             sqlx::query_as("SELECT seq_id, updated_at FROM event_cursor WHERE id = 1")
                 .fetch_optional(&mut *tx)
@@ -93,7 +97,8 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let summary = StoreSummary {
-            database: self.path.display().to_string(),
+            database: self.describe(),
+            leases: Vec::new(),
             cursor: cursor.map(|(seq, _)| seq),
             cursor_updated_at: cursor.map(|(_, at)| at),
             trading_state: operator::stored_state(&mut tx).await?,

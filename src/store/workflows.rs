@@ -7,14 +7,14 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Store, StoreError, Timestamp, begin_write, outbox};
+use super::{Store, StoreError, Timestamp, begin_write, on_postgres, outbox, postgres};
 use crate::notifications::notice;
 use mesolive_api::FlowKind;
 
 /// Where a workflow is. `done`, `failed`, `cancelled` and `observed` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum WorkflowState {
     /// Opened; the prepare call is next.
     Requested,
@@ -242,6 +242,7 @@ macro_rules! select_workflows {
         concat!("SELECT ", workflow_columns!(), " FROM workflows ", $clause)
     };
 }
+pub(super) use {select_workflows, workflow_columns};
 
 impl Store {
     /// Opens a workflow unless its signal instance already has this attempt or its scope has
@@ -251,8 +252,9 @@ impl Store {
         &self,
         new: &NewWorkflow,
     ) -> Result<Option<WorkflowRecord>, StoreError> {
+        let db = on_postgres!(self, pg => postgres::workflows::create(pg, new));
         let now = Timestamp::now();
-        let mut writer = self.writer().await?;
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let created = sqlx::query_as(concat!(
             "INSERT INTO workflows (kind, scope, signal_key, signal_instance, strategy_id, account,
@@ -297,7 +299,8 @@ impl Store {
         id: i64,
         change: &WorkflowChange,
     ) -> Result<WorkflowRecord, StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::update(pg, id, change));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let before: Option<WorkflowState> =
             sqlx::query_scalar("SELECT state FROM workflows WHERE id = ?")
@@ -359,7 +362,8 @@ impl Store {
 
     /// One workflow.
     pub async fn workflow(&self, id: i64) -> Result<Option<WorkflowRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::get(pg, id));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_workflows!("WHERE id = ?"))
             .bind(id)
             .fetch_optional(&mut *reader)
@@ -368,7 +372,8 @@ impl Store {
 
     /// Workflows with steps left, oldest first.
     pub async fn active_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::active(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_workflows!(
             "WHERE state IN ('requested', 'preparing', 'prepared', 'executing') ORDER BY id"
         ))
@@ -382,7 +387,8 @@ impl Store {
         signal_key: &str,
         signal_instance: &str,
     ) -> Result<Option<WorkflowRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::latest_attempt(pg, signal_key, signal_instance));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_workflows!(
             "WHERE signal_key = ? AND signal_instance = ? ORDER BY attempt DESC LIMIT 1"
         ))
@@ -394,7 +400,8 @@ impl Store {
 
     /// Final workflows whose signal instance has a next attempt planned.
     pub async fn planned_retries(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::planned_retries(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_workflows!(
             "WHERE retry_at IS NOT NULL
                AND state NOT IN ('requested', 'preparing', 'prepared', 'executing')
@@ -406,7 +413,8 @@ impl Store {
 
     /// Drops the planned next attempt of a final workflow, appending why to its reason.
     pub async fn drop_retry(&self, id: i64, why: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::drop_retry(pg, id, why));
+        let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         sqlx::query(
             "UPDATE workflows SET retry_at = NULL,
@@ -424,7 +432,8 @@ impl Store {
 
     /// Every workflow, oldest first (tests, audits).
     pub async fn all_workflows(&self) -> Result<Vec<WorkflowRecord>, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::all(pg));
+        let mut reader = db.readers.acquire().await?;
         Ok(sqlx::query_as(select_workflows!("ORDER BY id"))
             .fetch_all(&mut *reader)
             .await?)
@@ -432,7 +441,8 @@ impl Store {
 
     /// Intents and workflows counted by state, for the metrics gauges.
     pub async fn state_counts(&self) -> Result<StateCounts, StoreError> {
-        let mut reader = self.readers.acquire().await?;
+        let db = on_postgres!(self, pg => postgres::workflows::state_counts(pg));
+        let mut reader = db.readers.acquire().await?;
         let intents =
             sqlx::query_as("SELECT state, COUNT(*) FROM intents GROUP BY state ORDER BY state")
                 .fetch_all(&mut *reader)

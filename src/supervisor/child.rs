@@ -103,6 +103,22 @@ pub enum Fatal {
         /// What `GetLatestEventSeqId` answered.
         latest: i64,
     },
+    /// Without failover on PostgreSQL: another daemon holds this group's lease (and renews it):
+    /// two daemons must not act on one database.
+    #[error(
+        "the lease of group {group} is held by {holder}, which is running on the same database; \
+         stop it, or set ha.enabled = true on both to run them as active and standby"
+    )]
+    LeaseHeld {
+        /// The `ha.group`.
+        group: String,
+        /// Who holds it.
+        holder: String,
+    },
+    /// Without failover on PostgreSQL: this daemon lost its lease (it could not renew it in
+    /// time); it stopped acting and exits (75) to be restarted.
+    #[error("leadership lost: {0}")]
+    LeaseLost(#[source] crate::ha::Loss),
     /// The server no longer has the events after the cursor, and the configuration says to stop
     /// rather than resync (`events.on_history_gap = "stop"`).
     #[error(
@@ -154,6 +170,12 @@ where
             Ok(Ok(())) => return,
             Ok(Err(ChildError::Fatal(fatal))) => {
                 drain.escalate(fatal);
+                return;
+            }
+            // The lease is gone: the term is ending (the lease keeper stops it); restarting
+            // would only be refused again.
+            Ok(Err(ChildError::Store { source, .. })) if source.is_leadership_lost() => {
+                tracing::info!(child = name, "leadership lost; not restarting");
                 return;
             }
             Ok(Err(failed)) => failed.to_string(),

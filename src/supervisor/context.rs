@@ -1,7 +1,7 @@
-//! What every child of the supervisor shares ([`Ctx`]): settings, the store, metrics, health,
-//! the current hub connections, change notifications, the drain and the trading state. Fields
-//! are private: a child reads through accessors and changes shared state through the few
-//! methods here.
+//! What every child of the supervisor shares ([`Ctx`]): settings, the store, the send gate,
+//! metrics, health, the current hub connections, change notifications, the drain and the
+//! trading state. Fields are private: a child reads through accessors and changes shared state
+//! through the few methods here.
 //!
 //! Settings can be replaced while the daemon runs (a reload): [`Ctx::settings`] hands out the
 //! current snapshot, whole, so a reader never sees half of an old and half of a new one. The
@@ -18,6 +18,7 @@ use tokio::time::timeout;
 
 use super::drain::Drain;
 use crate::config::Settings;
+use crate::ha::SendGate;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::store::{Store, TradingState};
@@ -189,6 +190,7 @@ impl Directory {
 pub struct Ctx {
     settings: RwLock<Arc<Settings>>,
     store: Arc<Store>,
+    gate: Arc<SendGate>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     links: HubLinks,
@@ -203,10 +205,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The context of one daemon run.
+    /// The context of one daemon run (or, with failover, of one term as leader).
     pub fn new(
         settings: Arc<Settings>,
         store: Arc<Store>,
+        gate: Arc<SendGate>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         links: HubLinks,
@@ -215,6 +218,7 @@ impl Ctx {
         Ctx {
             settings: RwLock::new(settings),
             store,
+            gate,
             metrics,
             health,
             links,
@@ -254,7 +258,7 @@ impl Ctx {
         *self.trading.borrow()
     }
 
-    /// Follows the trading state (the send gate reads it at the moment of sending).
+    /// Follows the trading state (the trading gate reads it at the moment of sending).
     pub fn subscribe_trading_state(&self) -> watch::Receiver<TradingState> {
         self.trading.subscribe()
     }
@@ -269,6 +273,11 @@ impl Ctx {
     /// The state database.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Whether a state-changing call may be sent now (always, without a lease).
+    pub fn gate(&self) -> &SendGate {
+        &self.gate
     }
 
     /// Counters and gauges.

@@ -194,7 +194,14 @@ pub async fn run_link(
     if generation > 1 {
         ctx.metrics().hub_reconnected(hub);
     }
-    tracing::info!(hub = hub.as_str(), generation, "hub connected");
+    // The connection id is the one the server knows it by (its logs, the simulator's request
+    // log): it tells which daemon sent what.
+    tracing::info!(
+        hub = hub.as_str(),
+        generation,
+        connection_id = client.connection().connection_id(),
+        "hub connected"
+    );
     ctx.wake().reconcile.notify_one();
     let reason = tokio::select! {
         reason = client.connection().closed() => reason,

@@ -11,16 +11,23 @@
 //! | timeout / connection lost | `unknown`: settled before the workflow may move on |
 //! | never sent (no connection) | stays `pending`: sent again later with the same key |
 //!
-//! This is also the one place the trading state's `halted` is enforced: through a closed
-//! [`SendGate`] nothing is committed and nothing is sent, while an intent already in flight is
-//! still settled by reading its idempotency record (reading is not acting). The gate is read
-//! at the moment of sending, so a halt that arrives while an intent settles holds its send.
+//! Two gates hold a send:
+//!
+//! * the send gate ([`SendGate`], failover): a leader whose lease may be about to expire (or
+//!   is gone) sends nothing; the intent stays committed, and whoever leads next settles it with
+//!   the same key;
+//! * the trading gate ([`TradingGate`]): this is the one place the trading state's `halted` is
+//!   enforced. Through a closed trading gate nothing is committed and nothing is sent, while an
+//!   intent already in flight is still settled by reading its idempotency record (reading is
+//!   not acting). It is read at the moment of sending, so a halt that arrives while an intent
+//!   settles holds its send.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::ha::SendGate;
 use crate::ops::crash;
 use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError, TradingState};
 use crate::supervisor::child::Unauthorized;
@@ -54,15 +61,16 @@ pub enum IntentError {
     Unauthorized(#[from] Unauthorized),
 }
 
-/// Whether a state-changing call may leave the process now: closed while the trading state is
-/// `halted`. Follows the daemon's trading state (a watch on it), so it is read when sending.
+/// Whether a state-changing call may leave the process now as far as the operator is
+/// concerned: closed while the trading state is `halted`. Follows the daemon's trading state (a
+/// watch on it), so it is read when sending.
 #[derive(Debug, Clone)]
-pub struct SendGate(watch::Receiver<TradingState>);
+pub struct TradingGate(watch::Receiver<TradingState>);
 
-impl SendGate {
+impl TradingGate {
     /// A gate following `state`.
-    pub fn new(state: watch::Receiver<TradingState>) -> SendGate {
-        SendGate(state)
+    pub fn new(state: watch::Receiver<TradingState>) -> TradingGate {
+        TradingGate(state)
     }
 
     /// Whether sending is held now.
@@ -73,15 +81,17 @@ impl SendGate {
 
 /// Runs one intent to the point of a known outcome if it can. Safe to call again with the
 /// same key at any time (after a crash, a reconnect, a second wake-up): an existing intent is
-/// settled, never resent under a new key. While `gate` is closed nothing new is committed or
-/// sent: an existing intent is only settled by reading.
+/// settled, never resent under a new key. While `trading` is closed nothing new is committed or
+/// sent: an existing intent is only settled by reading. While `gate` is closed nothing is sent
+/// (`LeadershipLost`).
 pub async fn execute(
     store: &Store,
+    gate: &SendGate,
     control: &ControlHub,
     intent: &NewIntent,
-    gate: &SendGate,
+    trading: &TradingGate,
 ) -> Result<IntentOutcome, IntentError> {
-    let stored = if gate.is_closed() {
+    let stored = if trading.is_closed() {
         match store.intent(&intent.key).await? {
             Some(stored) => stored,
             None => return Ok(held(&intent.key, &intent.operation)),
@@ -101,7 +111,7 @@ pub async fn execute(
             }
         }
     }
-    send(store, control, &stored, gate).await
+    send(store, gate, control, &stored, trading).await
 }
 
 /// An intent not sent because trading is halted: it waits, under its key, for the resume.
@@ -113,15 +123,21 @@ fn held(key: &str, operation: &str) -> IntentOutcome {
 /// Sends a stored intent (same key, same args) and commits what came back.
 async fn send(
     store: &Store,
+    gate: &SendGate,
     control: &ControlHub,
     intent: &IntentRecord,
-    gate: &SendGate,
+    trading: &TradingGate,
 ) -> Result<IntentOutcome, IntentError> {
-    if gate.is_closed() {
+    if trading.is_closed() {
         return Ok(held(&intent.key, &intent.operation));
     }
     crash::point("intent.before_send");
+    gate.check()?;
     store.mark_intent_sent(&intent.key).await?;
+    // Checked again right before the wire: the commit above may have taken a while. Closed
+    // now, the intent is `sent` without having left: the next leader's GetIdempotencyRecord
+    // says the server never saw it, and it goes out once, with this key.
+    gate.check()?;
     tracing::info!(intent = %intent.key, operation = %intent.operation, "intent sent");
     let answer = control
         .keyed_call(&intent.operation, intent.args.clone())

@@ -9,6 +9,7 @@ mod check;
 mod config;
 mod connect_push;
 mod demo;
+mod failover;
 mod fault_campaign;
 mod fuzz_decoders;
 mod history_gap;

@@ -58,8 +58,9 @@ fn answer(
     }
 }
 
-/// A call of `hub`: counted, bound to its argument model (a call that does not bind fails
-/// before the method runs, like ASP.NET Core's), handled by `handle`, answered.
+/// A call of `hub`: counted (with its connection and idempotency key), bound to its argument
+/// model (a call that does not bind fails before the method runs, like ASP.NET Core's),
+/// handled by `handle`, answered.
 fn call(
     sim: &Sim,
     hub: HubKind,
@@ -68,8 +69,14 @@ fn call(
     arguments: Vec<Value>,
     handle: impl FnOnce(&Value) -> Option<Value>,
 ) -> Reply {
-    sim.stats.call(hub, method);
-    match sim.wire.bind(method, arguments) {
+    let bound = sim.wire.bind(method, arguments);
+    let key = bound
+        .as_ref()
+        .ok()
+        .and_then(|args| args.get("IdempotencyKey"))
+        .and_then(Value::as_str);
+    sim.stats.call(hub, method, connection.id(), key);
+    match bound {
         Ok(args) => {
             let envelope = handle(&args);
             answer(sim, connection, method, &args, envelope)
@@ -121,12 +128,12 @@ impl Hub for DataHub {
 
     fn stream(
         &self,
-        _: &ServerConnection,
+        connection: &ServerConnection,
         method: &str,
         arguments: Vec<Value>,
     ) -> Result<HubItems, String> {
         let sim = &self.0;
-        sim.stats.call(HubKind::Data, method);
+        sim.stats.call(HubKind::Data, method, connection.id(), None);
         let args = sim.wire.bind(method, arguments)?;
         let items = data::stream(sim, method, &args)
             .unwrap_or_else(|| Err(unknown_method_error(method)))

@@ -21,6 +21,12 @@ pub struct RequestRecord {
     pub hub: Hub,
     /// Method name as the client sent it.
     pub method: String,
+    /// The connection that sent it (the id negotiate gave the client): tells clients apart,
+    /// e.g. which of two daemons sent a state-changing call.
+    pub connection: String,
+    /// The call's `IdempotencyKey`, when it carries one (every state-changing call does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Milliseconds since the simulator started.
     pub at_ms: u64,
 }
@@ -81,8 +87,8 @@ impl Stats {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records one hub call.
-    pub(crate) fn call(&self, hub: Hub, method: &str) {
+    /// Records one hub call of `connection`, with its idempotency key if it has one.
+    pub(crate) fn call(&self, hub: Hub, method: &str, connection: &str, key: Option<&str>) {
         let at_ms = self.elapsed_ms();
         let mut counters = self.counters();
         *counters.calls.entry(method.to_owned()).or_default() += 1;
@@ -92,6 +98,8 @@ impl Stats {
         counters.requests.push_back(RequestRecord {
             hub,
             method: method.to_owned(),
+            connection: connection.to_owned(),
+            key: key.map(str::to_owned),
             at_ms,
         });
     }

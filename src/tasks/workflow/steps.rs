@@ -21,7 +21,7 @@ use crate::store::{
 use crate::supervisor::child::Unauthorized;
 use crate::supervisor::context::Ctx;
 use crate::tasks::effects::job_status;
-use crate::tasks::intent::{self, IntentOutcome, SendGate};
+use crate::tasks::intent::{self, IntentOutcome, TradingGate};
 use mesolive_api::FlowKind;
 use mesolive_api::client::{ControlHub, HubError};
 use mesolive_api::events::AdjustmentSignalEvent;
@@ -488,8 +488,8 @@ async fn send(
         workflow_id: Some(workflow.id.to_string()),
         args: call_args,
     };
-    let gate = SendGate::new(ctx.subscribe_trading_state());
-    if !gate.is_closed() && ctx.store().intent(&new.key).await?.is_none() {
+    let trading = TradingGate::new(ctx.subscribe_trading_state());
+    if !trading.is_closed() && ctx.store().intent(&new.key).await?.is_none() {
         // A new intent: the risk rules are checked and the intent committed under one lock,
         // so two workflows cannot both take the last unit of a limit.
         let _checking = RISK_CHECKS.lock().await;
@@ -515,7 +515,7 @@ async fn send(
             }
         }
     }
-    match intent::execute(ctx.store(), control, &new, &gate).await? {
+    match intent::execute(ctx.store(), ctx.gate(), control, &new, &trading).await? {
         IntentOutcome::Unsettled => Ok(Step::Waiting),
         IntentOutcome::Completed(_) | IntentOutcome::Failed(_) => Ok(Step::Advanced),
     }

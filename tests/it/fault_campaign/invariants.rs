@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use mesolive_api::FlowKind;
 use mesolive_supervisor::store::WorkflowState;
-use sqlx::Connection as _;
 
-use crate::support::daemon::{Daemon, Sim, exactly_once_violations};
+use crate::support::daemon::{Daemon, Sim, violations};
 
 /// What a run produced, as the summary adds it up.
 #[derive(Debug, Default, Clone)]
@@ -30,7 +29,8 @@ pub(crate) struct Facts {
 ///
 /// * exactly once: every logged EventId in the dedupe set, effects per callback equal events
 ///   logged per callback, no EventSeqId twice, cursor = the latest EventSeqId, nothing valid
-///   quarantined (shared with the chaos test: `support::daemon::exactly_once_violations`);
+///   quarantined (shared with the chaos and failover tests: `support::daemon::violations`), read
+///   from the daemon's database on either backend;
 /// * zero second effects in the ledger;
 /// * no hole in the event history met (the simulator keeps its whole history);
 /// * a workflow fails only because a prepare job was failed on purpose (never more of them
@@ -38,7 +38,8 @@ pub(crate) struct Facts {
 ///   prepare (another exit of the same position, signalled while the first ran, got there
 ///   first: the server refuses the prepare).
 pub(crate) async fn check(sim: &Sim, daemon: &Daemon) -> (Facts, Vec<String>) {
-    let mut violations = exactly_once_violations(sim, &daemon.db).await;
+    let store_facts = daemon.facts().await;
+    let mut violations = violations(sim, &store_facts).await;
     let stats = sim.get("/stats").await;
     let ledger = sim.get("/ledger").await;
     let mut facts = Facts {
@@ -94,17 +95,6 @@ pub(crate) async fn check(sim: &Sim, daemon: &Daemon) -> (Facts, Vec<String>) {
             "{failed_by_prepare} workflows failed in their prepare job, {failed_prepares} prepares were failed on purpose"
         ));
     }
-
-    let mut db =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", daemon.db.display()))
-            .await
-            .expect("database readable");
-    let intents: Vec<(String, i64)> =
-        sqlx::query_as("SELECT operation, COUNT(*) FROM intents GROUP BY operation")
-            .fetch_all(&mut db)
-            .await
-            .expect("intents");
-    let _ = db.close().await;
-    facts.intents = intents.into_iter().collect();
+    facts.intents = store_facts.intents;
     (facts, violations)
 }

@@ -6,14 +6,16 @@ use std::time::Duration;
 use mesolive_api::FlowKind;
 use mesolive_supervisor::store::{
     Effect, EventRecord, JobStatus, LegUpdate, PositionState, PositionUpdate, PrepareJobUpdate,
-    RecordOutcome, SignalState, Store, StoreError, StoreOptions, Synchronous,
+    RecordOutcome, SignalState, StoreError, StoreOptions, Synchronous,
 };
 use rust_decimal::Decimal;
 use sqlx::Connection;
 
 use RecordOutcome::{AlreadyProcessed, Applied, BelowCursor};
 
-use crate::support::store::{dump, open, order_event, raw, scalar, signal_push, temp_db};
+use crate::support::store::{
+    TestDb, dump, on_both_backends, open, order_event, raw, scalar, signal_push, temp_db,
+};
 
 async fn applied_total(store: &mesolive_supervisor::store::Store) -> i64 {
     store
@@ -25,147 +27,152 @@ async fn applied_total(store: &mesolive_supervisor::store::Store) -> i64 {
         .sum()
 }
 
-#[tokio::test]
-async fn a_duplicate_event_id_is_skipped_within_a_batch_across_batches_and_reopens() {
-    let (_dir, path) = temp_db();
-    let store = open(&path).await;
-    let first = store
-        .apply_events(&[order_event(1, 10, 1), order_event(1, 10, 1)])
-        .await
-        .unwrap();
-    assert_eq!(first.outcomes, vec![Applied, BelowCursor]);
+on_both_backends! {
+    async fn a_duplicate_event_id_is_skipped_within_a_batch_across_batches_and_reopens(backend: Backend) {
+        let db = TestDb::new(backend);
+        let store = db.open().await;
+        let first = store
+            .apply_events(&[order_event(1, 10, 1), order_event(1, 10, 1)])
+            .await
+            .unwrap();
+        assert_eq!(first.outcomes, vec![Applied, BelowCursor]);
 
-    // Same EventId again without a sequence id (an on-connect push): the key dedupes it.
-    let mut push = order_event(1, 10, 99);
-    push.seq_id = None;
-    let second = store.apply_events(&[push.clone()]).await.unwrap();
-    assert_eq!(second.outcomes, vec![AlreadyProcessed]);
-    store.close().await.unwrap();
+        // Same EventId again without a sequence id (an on-connect push): the key dedupes it.
+        let mut push = order_event(1, 10, 99);
+        push.seq_id = None;
+        let second = store.apply_events(&[push.clone()]).await.unwrap();
+        assert_eq!(second.outcomes, vec![AlreadyProcessed]);
+        store.close().await.unwrap();
 
-    let store = open(&path).await;
-    let third = store.apply_events(&[push]).await.unwrap();
-    assert_eq!(third.outcomes, vec![AlreadyProcessed]);
-    let order = store.order(10).await.unwrap().unwrap();
-    assert_eq!(
-        order.filled_qty,
-        Some(Decimal::from(1)),
-        "the effect applied once"
-    );
-    assert_eq!(applied_total(&store).await, 1);
-}
-
-#[tokio::test]
-async fn every_key_of_a_window_larger_than_one_load_chunk_is_known_after_a_reopen() {
-    // The dedupe index loads 50,000 keys per statement: one more spans two chunks.
-    let (_dir, path) = temp_db();
-    let unsynced = StoreOptions {
-        synchronous: Synchronous::Off,
-        ..StoreOptions::default()
-    };
-    let store = Store::open(&path, &unsynced).await.unwrap();
-    let pushes: Vec<_> = (0..50_001)
-        .map(|n| signal_push(&format!("push-{n}"), SignalState::On))
-        .collect();
-    for batch in pushes.chunks(1_000) {
-        store.apply_events(batch).await.unwrap();
+        let store = db.open().await;
+        let third = store.apply_events(&[push]).await.unwrap();
+        assert_eq!(third.outcomes, vec![AlreadyProcessed]);
+        let order = store.order(10).await.unwrap().unwrap();
+        assert_eq!(
+            order.filled_qty,
+            Some(Decimal::from(1)),
+            "the effect applied once"
+        );
+        assert_eq!(applied_total(&store).await, 1);
     }
-    store.close().await.unwrap();
-
-    let store = open(&path).await;
-    let batch = [
-        pushes[0].clone(),
-        pushes[49_999].clone(),
-        pushes[50_000].clone(),
-        signal_push("push-new", SignalState::On),
-    ];
-    let outcome = store.apply_events(&batch).await.unwrap();
-    assert_eq!(
-        outcome.outcomes,
-        vec![
-            AlreadyProcessed,
-            AlreadyProcessed,
-            AlreadyProcessed,
-            Applied
-        ]
-    );
 }
 
-#[tokio::test]
-async fn the_first_of_two_records_with_one_key_in_a_batch_wins() {
-    let (_dir, path) = temp_db();
-    let store = open(&path).await;
-    let outcome = store
-        .apply_events(&[
-            signal_push("same", SignalState::On),
-            signal_push("same", SignalState::Off),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(outcome.outcomes, vec![Applied, AlreadyProcessed]);
-    assert_eq!(outcome.cursor, None);
-    let signals = store.signals().await.unwrap();
-    assert_eq!(signals[0].state, SignalState::On);
+on_both_backends! {
+    async fn every_key_of_a_window_larger_than_one_load_chunk_is_known_after_a_reopen(backend: Backend) {
+        // The dedupe index loads 50,000 keys per statement: one more spans two chunks.
+        let db = TestDb::new(backend);
+        let unsynced = StoreOptions {
+            synchronous: Synchronous::Off,
+            ..StoreOptions::default()
+        };
+        let store = db.open_with(&unsynced).await;
+        let pushes: Vec<_> = (0..50_001)
+            .map(|n| signal_push(&format!("push-{n}"), SignalState::On))
+            .collect();
+        for batch in pushes.chunks(1_000) {
+            store.apply_events(batch).await.unwrap();
+        }
+        store.close().await.unwrap();
+
+        let store = db.open().await;
+        let batch = [
+            pushes[0].clone(),
+            pushes[49_999].clone(),
+            pushes[50_000].clone(),
+            signal_push("push-new", SignalState::On),
+        ];
+        let outcome = store.apply_events(&batch).await.unwrap();
+        assert_eq!(
+            outcome.outcomes,
+            vec![
+                AlreadyProcessed,
+                AlreadyProcessed,
+                AlreadyProcessed,
+                Applied
+            ]
+        );
+    }
 }
 
-#[tokio::test]
-async fn the_cursor_only_moves_forward_and_only_for_events_with_a_sequence_id() {
-    let (_dir, path) = temp_db();
-    let store = open(&path).await;
-    let outcome = store
-        .apply_events(&[
-            order_event(5, 1, 5),
-            signal_push("push-a", SignalState::On),
-            order_event(3, 2, 3),
-            order_event(8, 3, 8),
-            order_event(7, 4, 7),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome.outcomes,
-        vec![Applied, Applied, BelowCursor, Applied, BelowCursor]
-    );
-    assert_eq!(outcome.cursor, Some(8));
-
-    let pushes = store
-        .apply_events(&[signal_push("push-b", SignalState::Off)])
-        .await
-        .unwrap();
-    assert_eq!(pushes.outcomes, vec![Applied]);
-    assert_eq!(
-        pushes.cursor,
-        Some(8),
-        "an event without a sequence id never moves it"
-    );
-
-    let stale = store.apply_events(&[order_event(2, 9, 2)]).await.unwrap();
-    assert_eq!(stale.outcomes, vec![BelowCursor]);
-    assert_eq!(store.cursor().await.unwrap(), Some(8));
-    assert_eq!(
-        store.order(9).await.unwrap(),
-        None,
-        "a skipped event has no effect"
-    );
-    assert_eq!(applied_total(&store).await, 4);
+on_both_backends! {
+    async fn the_first_of_two_records_with_one_key_in_a_batch_wins(backend: Backend) {
+        let db = TestDb::new(backend);
+        let store = db.open().await;
+        let outcome = store
+            .apply_events(&[
+                signal_push("same", SignalState::On),
+                signal_push("same", SignalState::Off),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(outcome.outcomes, vec![Applied, AlreadyProcessed]);
+        assert_eq!(outcome.cursor, None);
+        let signals = store.signals().await.unwrap();
+        assert_eq!(signals[0].state, SignalState::On);
+    }
 }
 
-#[tokio::test]
-async fn init_cursor_starts_a_first_run_at_the_latest_and_never_moves_an_existing_cursor() {
-    let (_dir, path) = temp_db();
-    let store = open(&path).await;
-    assert_eq!(store.init_cursor(100).await.unwrap(), 100);
-    assert_eq!(store.init_cursor(50).await.unwrap(), 100, "never backwards");
-    assert_eq!(
-        store.init_cursor(500).await.unwrap(),
-        100,
-        "a no-op once set"
-    );
-    let outcome = store
-        .apply_events(&[order_event(100, 1, 1), order_event(101, 1, 2)])
-        .await
-        .unwrap();
-    assert_eq!(outcome.outcomes, vec![BelowCursor, Applied]);
-    assert_eq!(outcome.cursor, Some(101));
+on_both_backends! {
+    async fn the_cursor_only_moves_forward_and_only_for_events_with_a_sequence_id(backend: Backend) {
+        let db = TestDb::new(backend);
+        let store = db.open().await;
+        let outcome = store
+            .apply_events(&[
+                order_event(5, 1, 5),
+                signal_push("push-a", SignalState::On),
+                order_event(3, 2, 3),
+                order_event(8, 3, 8),
+                order_event(7, 4, 7),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome.outcomes,
+            vec![Applied, Applied, BelowCursor, Applied, BelowCursor]
+        );
+        assert_eq!(outcome.cursor, Some(8));
+
+        let pushes = store
+            .apply_events(&[signal_push("push-b", SignalState::Off)])
+            .await
+            .unwrap();
+        assert_eq!(pushes.outcomes, vec![Applied]);
+        assert_eq!(
+            pushes.cursor,
+            Some(8),
+            "an event without a sequence id never moves it"
+        );
+
+        let stale = store.apply_events(&[order_event(2, 9, 2)]).await.unwrap();
+        assert_eq!(stale.outcomes, vec![BelowCursor]);
+        assert_eq!(store.cursor().await.unwrap(), Some(8));
+        assert_eq!(
+            store.order(9).await.unwrap(),
+            None,
+            "a skipped event has no effect"
+        );
+        assert_eq!(applied_total(&store).await, 4);
+    }
+}
+
+on_both_backends! {
+    async fn init_cursor_starts_a_first_run_at_the_latest_and_never_moves_an_existing_cursor(backend: Backend) {
+        let db = TestDb::new(backend);
+        let store = db.open().await;
+        assert_eq!(store.init_cursor(100).await.unwrap(), 100);
+        assert_eq!(store.init_cursor(50).await.unwrap(), 100, "never backwards");
+        assert_eq!(
+            store.init_cursor(500).await.unwrap(),
+            100,
+            "a no-op once set"
+        );
+        let outcome = store
+            .apply_events(&[order_event(100, 1, 1), order_event(101, 1, 2)])
+            .await
+            .unwrap();
+        assert_eq!(outcome.outcomes, vec![BelowCursor, Applied]);
+        assert_eq!(outcome.cursor, Some(101));
+    }
 }
 
 #[tokio::test]
@@ -287,136 +294,137 @@ async fn a_pruned_key_without_a_sequence_id_is_new_again_and_a_kept_one_is_not()
     );
 }
 
-#[tokio::test]
-async fn effects_upsert_positions_legs_jobs_signals_and_quarantine() {
-    let (_dir, path) = temp_db();
-    let store = open(&path).await;
-    let position = |status: &str, state, pnl: Option<i64>| PositionUpdate {
-        position_id: 42,
-        strategy_id: 7,
-        account: "U123".into(),
-        name: "IC 42".into(),
-        state,
-        status: status.into(),
-        realized_pnl: pnl.map(Decimal::from),
-    };
-    let event = |seq: i64, target: &str, effect| EventRecord {
-        key: format!("evt-{seq}"),
-        seq_id: Some(seq),
-        target: target.into(),
-        effect,
-    };
-    store
-        .apply_events(&[
-            event(
-                1,
-                "OnPositionUpdate",
-                Effect::Position(position("Created", PositionState::Open, None)),
-            ),
-            event(
-                2,
-                "OnLegUpdate",
-                Effect::Leg(LegUpdate {
-                    leg_id: 420,
-                    position_id: 42,
-                    name: "short put".into(),
-                    status: "Created".into(),
-                    qty: Some(Decimal::from(-1)),
-                }),
-            ),
-            event(
-                3,
-                "OnPositionEntryPreparationCompleted",
-                Effect::Job(PrepareJobUpdate {
-                    job_id: "job-1".into(),
-                    kind: FlowKind::Entry,
-                    intent_key: None,
-                    strategy_id: 7,
-                    position_id: None,
-                    account: None,
-                    status: JobStatus::Completed,
-                    result: Some(serde_json::json!({ "ExecPlanId": 5 })),
-                    error: None,
-                }),
-            ),
-            event(
-                4,
-                "OnOrderUpdate",
-                Effect::Quarantine {
-                    raw: "{\"OrderId\": \"not a number\"}".into(),
-                    error: "invalid type: string".into(),
-                },
-            ),
-            event(5, "OnAgentStatus", Effect::None),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(store.monitored_positions().await.unwrap().len(), 1);
-    assert_eq!(
-        store.legs(42).await.unwrap()[0].qty,
-        Some(Decimal::from(-1))
-    );
-    let job = store.prepare_job("job-1").await.unwrap().unwrap();
-    assert_eq!(job.status, JobStatus::Completed);
-    assert_eq!(job.result, Some(serde_json::json!({ "ExecPlanId": 5 })));
-    let quarantined = store.quarantined_events(10).await.unwrap();
-    assert_eq!(quarantined.len(), 1);
-    assert_eq!(quarantined[0].seq_id, Some(4));
-    assert_eq!(quarantined[0].raw, "{\"OrderId\": \"not a number\"}");
-
-    // Closed is final: a late PnL correction updates the PnL but does not reopen it.
-    store
-        .apply_events(&[
-            event(
-                6,
-                "OnPositionUpdate",
-                Effect::Position(position("Closed", PositionState::Closed, Some(150))),
-            ),
-            event(
-                7,
-                "OnPositionUpdate",
-                Effect::Position(position(
-                    "RealizedPnLChanged",
-                    PositionState::Open,
-                    Some(155),
-                )),
-            ),
-        ])
-        .await
-        .unwrap();
-    let closed = store.position(42).await.unwrap().unwrap();
-    assert_eq!(closed.state, PositionState::Closed);
-    assert!(!closed.monitored);
-    assert_eq!(closed.realized_pnl, Some(Decimal::from(155)));
-    assert_eq!(closed.last_status.as_deref(), Some("RealizedPnLChanged"));
-    assert!(store.monitored_positions().await.unwrap().is_empty());
-
-    // Signals keep their latest state per key.
-    store
-        .apply_events(&[
-            signal_push("p1", SignalState::On),
-            signal_push("p2", SignalState::Off),
-        ])
-        .await
-        .unwrap();
-    let signals = store.signals().await.unwrap();
-    assert_eq!(signals.len(), 1);
-    assert_eq!(signals[0].state, SignalState::Off);
-    assert_eq!(signals[0].signal_key, "entry/7/U123/-");
-    assert_eq!(
-        signals[0].payload,
-        serde_json::json!({ "State": "Off", "StrategyId": 7 }),
-        "the payload is stored as JSON text and reads back unchanged"
-    );
-    assert_eq!(
+on_both_backends! {
+    async fn effects_upsert_positions_legs_jobs_signals_and_quarantine(backend: Backend) {
+        let db = TestDb::new(backend);
+        let store = db.open().await;
+        let position = |status: &str, state, pnl: Option<i64>| PositionUpdate {
+            position_id: 42,
+            strategy_id: 7,
+            account: "U123".into(),
+            name: "IC 42".into(),
+            state,
+            status: status.into(),
+            realized_pnl: pnl.map(Decimal::from),
+        };
+        let event = |seq: i64, target: &str, effect| EventRecord {
+            key: format!("evt-{seq}"),
+            seq_id: Some(seq),
+            target: target.into(),
+            effect,
+        };
         store
-            .signal("entry/7/U123/-")
+            .apply_events(&[
+                event(
+                    1,
+                    "OnPositionUpdate",
+                    Effect::Position(position("Created", PositionState::Open, None)),
+                ),
+                event(
+                    2,
+                    "OnLegUpdate",
+                    Effect::Leg(LegUpdate {
+                        leg_id: 420,
+                        position_id: 42,
+                        name: "short put".into(),
+                        status: "Created".into(),
+                        qty: Some(Decimal::from(-1)),
+                    }),
+                ),
+                event(
+                    3,
+                    "OnPositionEntryPreparationCompleted",
+                    Effect::Job(PrepareJobUpdate {
+                        job_id: "job-1".into(),
+                        kind: FlowKind::Entry,
+                        intent_key: None,
+                        strategy_id: 7,
+                        position_id: None,
+                        account: None,
+                        status: JobStatus::Completed,
+                        result: Some(serde_json::json!({ "ExecPlanId": 5 })),
+                        error: None,
+                    }),
+                ),
+                event(
+                    4,
+                    "OnOrderUpdate",
+                    Effect::Quarantine {
+                        raw: "{\"OrderId\": \"not a number\"}".into(),
+                        error: "invalid type: string".into(),
+                    },
+                ),
+                event(5, "OnAgentStatus", Effect::None),
+            ])
             .await
-            .unwrap()
-            .map(|s| s.state),
-        Some(SignalState::Off)
-    );
-    assert_eq!(applied_total(&store).await, 9);
+            .unwrap();
+        assert_eq!(store.monitored_positions().await.unwrap().len(), 1);
+        assert_eq!(
+            store.legs(42).await.unwrap()[0].qty,
+            Some(Decimal::from(-1))
+        );
+        let job = store.prepare_job("job-1").await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Completed);
+        assert_eq!(job.result, Some(serde_json::json!({ "ExecPlanId": 5 })));
+        let quarantined = store.quarantined_events(10).await.unwrap();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].seq_id, Some(4));
+        assert_eq!(quarantined[0].raw, "{\"OrderId\": \"not a number\"}");
+
+        // Closed is final: a late PnL correction updates the PnL but does not reopen it.
+        store
+            .apply_events(&[
+                event(
+                    6,
+                    "OnPositionUpdate",
+                    Effect::Position(position("Closed", PositionState::Closed, Some(150))),
+                ),
+                event(
+                    7,
+                    "OnPositionUpdate",
+                    Effect::Position(position(
+                        "RealizedPnLChanged",
+                        PositionState::Open,
+                        Some(155),
+                    )),
+                ),
+            ])
+            .await
+            .unwrap();
+        let closed = store.position(42).await.unwrap().unwrap();
+        assert_eq!(closed.state, PositionState::Closed);
+        assert!(!closed.monitored);
+        assert_eq!(closed.realized_pnl, Some(Decimal::from(155)));
+        assert_eq!(closed.last_status.as_deref(), Some("RealizedPnLChanged"));
+        assert!(store.monitored_positions().await.unwrap().is_empty());
+
+        // Signals keep their latest state per key.
+        store
+            .apply_events(&[
+                signal_push("p1", SignalState::On),
+                signal_push("p2", SignalState::Off),
+            ])
+            .await
+            .unwrap();
+        let signals = store.signals().await.unwrap();
+        assert_eq!(signals.len(), 1);
+        assert_eq!(signals[0].state, SignalState::Off);
+        assert_eq!(signals[0].signal_key, "entry/7/U123/-");
+        assert_eq!(
+            signals[0].payload,
+            serde_json::json!({ "State": "Off", "StrategyId": 7 }),
+            "the payload is stored as JSON text and reads back unchanged"
+        );
+        assert_eq!(
+            store
+                .signal("entry/7/U123/-")
+                .await
+                .unwrap()
+                .map(|s| s.state),
+            Some(SignalState::Off)
+        );
+        assert_eq!(applied_total(&store).await, 9);
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use mesolive_supervisor::store::{
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use crate::support::store::{open, order_event, temp_db};
+use crate::support::store::{TestDb, on_both_backends, order_event};
 
 fn position(id: i64) -> PositionUpdate {
     PositionUpdate {
@@ -70,131 +70,133 @@ async fn signal_state(store: &Store, position: i64) -> SignalState {
     store.signal(&key).await.unwrap().expect("stored").state
 }
 
-#[tokio::test]
-async fn a_resync_replaces_what_the_hole_hid_in_one_operation() {
-    let (_dir, path) = temp_db();
-    let store = open(&path).await;
-    store
-        .upsert_positions(&[position(1), position(2)])
-        .await
-        .unwrap();
-    store
-        .apply_events(&[
-            order_event(10, 5, 0),
-            // Position 1's exit signal: On, its workflow finished.
-            exit_signal("on-1", 1, Some(11), SignalState::On),
-            // Position 2's exit signal: On, its workflow still running.
-            exit_signal("on-2", 2, Some(12), SignalState::On),
-        ])
-        .await
-        .unwrap();
-    let finished = store.create_workflow(&workflow(1, "on-1")).await.unwrap();
-    let finished = finished.expect("opened");
-    store
-        .update_workflow(
-            finished.id,
-            &mesolive_supervisor::store::WorkflowChange::to(WorkflowState::Done),
-        )
-        .await
-        .unwrap();
-    store.create_workflow(&workflow(2, "on-2")).await.unwrap();
-
-    let gap = HistoryGap {
-        from: 13,
-        to: 5_012,
-        form: GapForm::Page,
-    };
-    let resync = Resync {
-        open_positions: vec![position(2), position(3)],
-        closed_positions: vec![1],
-        legs: vec![LegUpdate {
-            leg_id: 30,
-            position_id: 3,
-            name: "ShortPut".into(),
-            status: "Open".into(),
-            qty: Some(Decimal::from(-1)),
-        }],
-        orders: vec![OrderUpdate {
-            order_id: 5,
-            strategy_id: 7,
-            account: Some("U123".into()),
-            exec_plan_id: Some(905),
-            leg_group_id: None,
-            state: "Filled".into(),
-            filled_qty: Some(Decimal::from(1)),
-            avg_fill_price: None,
-        }],
-    };
-    let summary = store.resync_after_history_gap(&gap, &resync).await.unwrap();
-    assert_eq!(summary.cursor, 5_012);
-    assert_eq!(summary.closed_positions, vec![1]);
-    assert_eq!(summary.signals_unconfirmed, vec!["exit/101/PAPER-1/1"]);
-
-    assert_eq!(store.cursor().await.unwrap(), Some(5_012));
-    let open: Vec<i64> = store
-        .open_positions()
-        .await
-        .unwrap()
-        .iter()
-        .map(|p| p.position_id)
-        .collect();
-    assert_eq!(open, vec![2, 3]);
-    assert_eq!(store.legs(3).await.unwrap().len(), 1);
-    let order = store.order(5).await.unwrap().expect("order");
-    assert_eq!(order.state.as_deref(), Some("Filled"));
-    // The signal no running workflow acts on is Off until asserted again; the other stays On.
-    assert_eq!(signal_state(&store, 1).await, SignalState::Off);
-    assert_eq!(signal_state(&store, 2).await, SignalState::On);
-
-    let gaps = store.history_gaps().await.unwrap();
-    assert_eq!(gaps.len(), 1);
-    let recorded = &gaps[0];
-    assert_eq!(
-        (recorded.from, recorded.to, recorded.events),
-        (13, 5_012, 5_000)
-    );
-    assert_eq!(
-        (recorded.form, recorded.resolution),
-        (GapForm::Page, GapResolution::Resynced)
-    );
-    assert_eq!(recorded.detail.as_ref(), Some(&summary));
-
-    // The server still asserts position 1's signal: its On, pushed again, is applied again —
-    // to the same instance, which already had its workflow.
-    let pushed = store
-        .apply_events(&[exit_signal("on-1", 1, None, SignalState::On)])
-        .await
-        .unwrap();
-    assert_eq!(pushed.outcomes, vec![RecordOutcome::Applied]);
-    assert_eq!(signal_state(&store, 1).await, SignalState::On);
-    let signal = store.signal("exit/101/PAPER-1/1").await.unwrap().unwrap();
-    assert_eq!(signal.instance, "on-1");
-    assert!(
+on_both_backends! {
+    async fn a_resync_replaces_what_the_hole_hid_in_one_operation(backend: Backend) {
+        let db = TestDb::new(backend);
+        let store = db.open().await;
         store
-            .create_workflow(&workflow(1, "on-1"))
+            .upsert_positions(&[position(1), position(2)])
+            .await
+            .unwrap();
+        store
+            .apply_events(&[
+                order_event(10, 5, 0),
+                // Position 1's exit signal: On, its workflow finished.
+                exit_signal("on-1", 1, Some(11), SignalState::On),
+                // Position 2's exit signal: On, its workflow still running.
+                exit_signal("on-2", 2, Some(12), SignalState::On),
+            ])
+            .await
+            .unwrap();
+        let finished = store.create_workflow(&workflow(1, "on-1")).await.unwrap();
+        let finished = finished.expect("opened");
+        store
+            .update_workflow(
+                finished.id,
+                &mesolive_supervisor::store::WorkflowChange::to(WorkflowState::Done),
+            )
+            .await
+            .unwrap();
+        store.create_workflow(&workflow(2, "on-2")).await.unwrap();
+
+        let gap = HistoryGap {
+            from: 13,
+            to: 5_012,
+            form: GapForm::Page,
+        };
+        let resync = Resync {
+            open_positions: vec![position(2), position(3)],
+            closed_positions: vec![1],
+            legs: vec![LegUpdate {
+                leg_id: 30,
+                position_id: 3,
+                name: "ShortPut".into(),
+                status: "Open".into(),
+                qty: Some(Decimal::from(-1)),
+            }],
+            orders: vec![OrderUpdate {
+                order_id: 5,
+                strategy_id: 7,
+                account: Some("U123".into()),
+                exec_plan_id: Some(905),
+                leg_group_id: None,
+                state: "Filled".into(),
+                filled_qty: Some(Decimal::from(1)),
+                avg_fill_price: None,
+            }],
+        };
+        let summary = store.resync_after_history_gap(&gap, &resync).await.unwrap();
+        assert_eq!(summary.cursor, 5_012);
+        assert_eq!(summary.closed_positions, vec![1]);
+        assert_eq!(summary.signals_unconfirmed, vec!["exit/101/PAPER-1/1"]);
+
+        assert_eq!(store.cursor().await.unwrap(), Some(5_012));
+        let open: Vec<i64> = store
+            .open_positions()
             .await
             .unwrap()
-            .is_none(),
-        "one workflow per signal instance"
-    );
+            .iter()
+            .map(|p| p.position_id)
+            .collect();
+        assert_eq!(open, vec![2, 3]);
+        assert_eq!(store.legs(3).await.unwrap().len(), 1);
+        let order = store.order(5).await.unwrap().expect("order");
+        assert_eq!(order.state.as_deref(), Some("Filled"));
+        // The signal no running workflow acts on is Off until asserted again; the other stays On.
+        assert_eq!(signal_state(&store, 1).await, SignalState::Off);
+        assert_eq!(signal_state(&store, 2).await, SignalState::On);
+
+        let gaps = store.history_gaps().await.unwrap();
+        assert_eq!(gaps.len(), 1);
+        let recorded = &gaps[0];
+        assert_eq!(
+            (recorded.from, recorded.to, recorded.events),
+            (13, 5_012, 5_000)
+        );
+        assert_eq!(
+            (recorded.form, recorded.resolution),
+            (GapForm::Page, GapResolution::Resynced)
+        );
+        assert_eq!(recorded.detail.as_ref(), Some(&summary));
+
+        // The server still asserts position 1's signal: its On, pushed again, is applied again —
+        // to the same instance, which already had its workflow.
+        let pushed = store
+            .apply_events(&[exit_signal("on-1", 1, None, SignalState::On)])
+            .await
+            .unwrap();
+        assert_eq!(pushed.outcomes, vec![RecordOutcome::Applied]);
+        assert_eq!(signal_state(&store, 1).await, SignalState::On);
+        let signal = store.signal("exit/101/PAPER-1/1").await.unwrap().unwrap();
+        assert_eq!(signal.instance, "on-1");
+        assert!(
+            store
+                .create_workflow(&workflow(1, "on-1"))
+                .await
+                .unwrap()
+                .is_none(),
+            "one workflow per signal instance"
+        );
+    }
 }
 
-#[tokio::test]
-async fn a_hole_the_daemon_stops_on_is_recorded_and_nothing_else_changes() {
-    let (_dir, path) = temp_db();
-    let store = open(&path).await;
-    store.apply_events(&[order_event(4, 5, 0)]).await.unwrap();
-    let gap = HistoryGap {
-        from: 5,
-        to: 5_004,
-        form: GapForm::Refused,
-    };
-    store.record_history_gap_stop(&gap).await.unwrap();
-    assert_eq!(store.cursor().await.unwrap(), Some(4));
-    let gaps = store.history_gaps().await.unwrap();
-    assert_eq!(gaps.len(), 1);
-    assert_eq!(gaps[0].resolution, GapResolution::Stopped);
-    assert_eq!(gaps[0].detail, None);
-    let summary = store.summary().await.unwrap();
-    assert_eq!(summary.history_gaps, gaps);
+on_both_backends! {
+    async fn a_hole_the_daemon_stops_on_is_recorded_and_nothing_else_changes(backend: Backend) {
+        let db = TestDb::new(backend);
+        let store = db.open().await;
+        store.apply_events(&[order_event(4, 5, 0)]).await.unwrap();
+        let gap = HistoryGap {
+            from: 5,
+            to: 5_004,
+            form: GapForm::Refused,
+        };
+        store.record_history_gap_stop(&gap).await.unwrap();
+        assert_eq!(store.cursor().await.unwrap(), Some(4));
+        let gaps = store.history_gaps().await.unwrap();
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(gaps[0].resolution, GapResolution::Stopped);
+        assert_eq!(gaps[0].detail, None);
+        let summary = store.summary().await.unwrap();
+        assert_eq!(summary.history_gaps, gaps);
+    }
 }

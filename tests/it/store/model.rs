@@ -8,7 +8,7 @@ use mesolive_supervisor::store::{EventRecord, RecordOutcome};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::support::store::{open, order_event, temp_db};
+use crate::support::store::{Backend, TestDb, order_event};
 
 /// What the store must do, written as plainly as possible.
 #[derive(Default)]
@@ -51,41 +51,61 @@ fn batches() -> impl Strategy<Value = Vec<Vec<(u8, Option<i64>, i64)>>> {
     proptest::collection::vec(proptest::collection::vec(record, 0..8), 1..6)
 }
 
+/// One case: the batches applied to a fresh store on `backend` and to the model agree.
+fn store_matches_model(backend: Backend, batches: Vec<Vec<(u8, Option<i64>, i64)>>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let db = TestDb::new(backend);
+        let store = db.open().await;
+        let mut model = Model::default();
+        let mut unique = 0;
+        for spec in batches {
+            let batch: Vec<(EventRecord, i64, i64)> = spec
+                .into_iter()
+                .map(|(key, seq, order_id)| {
+                    unique += 1;
+                    let mut record = order_event(0, order_id, unique);
+                    record.key = format!("k{key}");
+                    record.seq_id = seq;
+                    (record, order_id, unique)
+                })
+                .collect();
+            let records: Vec<EventRecord> = batch.iter().map(|(r, _, _)| r.clone()).collect();
+            let outcome = store.apply_events(&records).await.unwrap();
+            assert_eq!(outcome.outcomes, model.apply(&batch));
+            assert_eq!(outcome.cursor, model.cursor);
+        }
+        assert_eq!(store.cursor().await.unwrap(), model.cursor);
+        for (order_id, filled) in &model.filled {
+            let order = store.order(*order_id).await.unwrap().unwrap();
+            assert_eq!(order.filled_qty, Some(Decimal::from(*filled)));
+        }
+        let applied: i64 = store
+            .applied_event_counts()
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(applied as usize, model.applied);
+        store.close().await.unwrap();
+    });
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
     #[test]
     fn the_store_matches_the_model(batches in batches()) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let (_dir, path) = temp_db();
-            let store = open(&path).await;
-            let mut model = Model::default();
-            let mut unique = 0;
-            for spec in batches {
-                let batch: Vec<(EventRecord, i64, i64)> = spec
-                    .into_iter()
-                    .map(|(key, seq, order_id)| {
-                        unique += 1;
-                        let mut record = order_event(0, order_id, unique);
-                        record.key = format!("k{key}");
-                        record.seq_id = seq;
-                        (record, order_id, unique)
-                    })
-                    .collect();
-                let records: Vec<EventRecord> = batch.iter().map(|(r, _, _)| r.clone()).collect();
-                let outcome = store.apply_events(&records).await.unwrap();
-                assert_eq!(outcome.outcomes, model.apply(&batch));
-                assert_eq!(outcome.cursor, model.cursor);
-            }
-            assert_eq!(store.cursor().await.unwrap(), model.cursor);
-            for (order_id, filled) in &model.filled {
-                let order = store.order(*order_id).await.unwrap().unwrap();
-                assert_eq!(order.filled_qty, Some(Decimal::from(*filled)));
-            }
-            let applied: i64 = store.applied_event_counts().await.unwrap().iter().map(|(_, n)| n).sum();
-            assert_eq!(applied as usize, model.applied);
-            store.close().await.unwrap();
-        });
+        store_matches_model(Backend::Sqlite, batches);
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL: cargo test --test it -- --ignored postgres"]
+    fn the_postgres_store_matches_the_model(batches in batches()) {
+        store_matches_model(Backend::Postgres, batches);
     }
 }

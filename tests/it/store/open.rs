@@ -1,5 +1,5 @@
-//! Opening the state store: migrations, the single-instance lock, and files it must refuse
-//! without touching them.
+//! Opening the state store: migrations, the single-instance lock, files it must refuse
+//! without touching them, and (PostgreSQL) a fresh schema opened by several stores at once.
 
 use std::path::Path;
 
@@ -10,7 +10,9 @@ use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
-use crate::support::store::{open, order_event, raw, scalar, signal_push, temp_db};
+use crate::support::store::{
+    Backend, TestDb, open, order_event, raw, scalar, signal_push, temp_db,
+};
 
 fn contents(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")
@@ -58,7 +60,9 @@ async fn the_dedupe_set_of_an_older_schema_is_carried_over() {
     let older = dir.path().join("older-migrations");
     std::fs::create_dir_all(&older).unwrap();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let current = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let current = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join("sqlite");
     for name in ["0001_state_store.sql", "0002_workflows.sql"] {
         std::fs::copy(current.join(name), older.join(name)).unwrap();
     }
@@ -294,4 +298,42 @@ async fn a_read_only_directory_gives_unwritable_when_not_root() {
         0,
         "nothing was created"
     );
+}
+
+/// Daemons of a failover group start together: several stores opening the same fresh schema at
+/// once (each on a thread and a runtime of its own, released together) all open it, created and
+/// migrated once; none fails on the catalog.
+#[test]
+#[ignore = "needs PostgreSQL: cargo test --test it -- --ignored postgres"]
+fn stores_opening_a_fresh_schema_at_once_all_open_postgres() {
+    const STORES: usize = 8;
+    for _ in 0..12 {
+        let db = TestDb::new(Backend::Postgres);
+        let start = std::sync::Barrier::new(STORES);
+        let mut ids: Vec<String> = std::thread::scope(|scope| {
+            let opening: Vec<_> = (0..STORES)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("runtime");
+                        start.wait();
+                        runtime.block_on(async {
+                            let store = Store::connect(&db.location, &StoreOptions::default())
+                                .await
+                                .expect("every store opens");
+                            store.instance_id().to_owned()
+                        })
+                    })
+                })
+                .collect();
+            opening
+                .into_iter()
+                .map(|thread| thread.join().expect("opening thread"))
+                .collect()
+        });
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "one database, one identity");
+    }
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use mesolive_sim::{AdminClient, RunningSim, SimOptions, Simulator};
 use mesolive_supervisor::daemon::ops_addr_in_log;
-use mesolive_supervisor::store::{QuarantinedEvent, Store};
+use mesolive_supervisor::store::{Location, PostgresLocation, QuarantinedEvent, Store};
 use serde_json::{Value, json};
-use sqlx::{Connection as _, Row};
+use sqlx::Connection as _;
 use testkit::wait_for;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mesolive-supervisor");
@@ -176,7 +176,10 @@ pub(crate) struct Resources {
 /// `mesolive-supervisor run` as a child process with a temp database and short timings.
 pub(crate) struct Daemon {
     child: Option<Child>,
+    /// The SQLite file (unused when the daemon is on PostgreSQL).
     pub db: PathBuf,
+    /// Where its state is: the SQLite file, or the PostgreSQL schema its environment names.
+    pub location: Location,
     /// The ops address the current process bound (read from its standard output).
     ops: std::sync::Mutex<Option<SocketAddr>>,
     /// Its standard output (appended across restarts): the bound ops address, nothing else.
@@ -285,9 +288,23 @@ impl Daemon {
             .find(|(key, _)| key == "MESOLIVE__DATABASE__PATH")
             .map(|(_, path)| PathBuf::from(path))
             .expect("a database path");
+        let var = |name: &str| {
+            env.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, v)| v.clone())
+        };
+        let location = match var("MESOLIVE__DATABASE__URL") {
+            Some(url) => Location::Postgres(PostgresLocation {
+                url,
+                password: None,
+                schema: var("MESOLIVE__DATABASE__SCHEMA").unwrap_or_else(|| "mesolive".into()),
+            }),
+            None => Location::Sqlite(db.clone()),
+        };
         Daemon {
             child: None,
             db,
+            location,
             ops: std::sync::Mutex::new(None),
             out: dir.join("daemon.out"),
             out_from: 0,
@@ -488,6 +505,26 @@ impl Daemon {
             .map(|r| r.status().as_u16())
     }
 
+    /// `/readyz` status and body, `None` while the listener is not up.
+    pub(crate) async fn readyz_answer(&self) -> Option<(u16, String)> {
+        let url = format!("http://{}/readyz", self.ops()?);
+        let response = self.http.get(url).send().await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.unwrap_or_default()))
+    }
+
+    /// The ids of every hub connection this daemon logged (its log is kept across restarts).
+    pub(crate) fn connection_ids(&self) -> HashSet<String> {
+        self.log_text()
+            .lines()
+            .filter(|line| line.contains("hub connected"))
+            .filter_map(|line| {
+                let value: Value = serde_json::from_str(line).ok()?;
+                Some(value["fields"]["connection_id"].as_str()?.to_owned())
+            })
+            .collect()
+    }
+
     pub(crate) async fn wait_ready(&self, timeout: Duration) {
         let what = format!("daemon ready (log: {})", self.log.display());
         wait_for(&what, timeout, || async {
@@ -516,14 +553,22 @@ impl Daemon {
 
     /// Opens the daemon's database read-only (safe while it runs).
     pub(crate) async fn store(&self) -> Store {
-        Store::open_read_only(&self.db)
+        Store::connect_read_only(&self.location)
             .await
             .expect("database readable")
     }
 
+    /// The facts the exactly-once invariants read from its database.
+    pub(crate) async fn facts(&self) -> StoreFacts {
+        match &self.location {
+            Location::Sqlite(path) => sqlite_facts(path).await,
+            Location::Postgres(pg) => postgres_facts(&pg.url, &pg.schema).await,
+        }
+    }
+
     /// The cursor, or `None` while the database is not created and migrated yet.
     pub(crate) async fn cursor_if_any(&self) -> Option<i64> {
-        let store = Store::open_read_only(&self.db).await.ok()?;
+        let store = Store::connect_read_only(&self.location).await.ok()?;
         let cursor = store.cursor().await.ok().flatten();
         let _ = store.close().await;
         cursor
@@ -548,21 +593,146 @@ pub(crate) fn metric_value(text: &str, series: &str) -> Option<f64> {
     mesolive_supervisor::ops::metrics::series_value(text, series)
 }
 
-/// The exactly-once invariants between the simulator's event log and a daemon's database,
+/// What the exactly-once invariants read from a daemon's database.
+pub(crate) struct StoreFacts {
+    /// Every key in the dedupe set.
+    keys: HashSet<String>,
+    /// Effects applied per callback.
+    applied: BTreeMap<String, i64>,
+    /// EventSeqIds processed more than once.
+    twice: i64,
+    cursor: Option<i64>,
+    /// `(seq, target, error)` of every quarantined event.
+    quarantined: Vec<(i64, String, String)>,
+    /// Intents per operation.
+    pub intents: BTreeMap<String, i64>,
+}
+
+/// The facts of an SQLite database (read-only, safe while the daemon runs).
+pub(crate) async fn sqlite_facts(db: &Path) -> StoreFacts {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .expect("database readable");
+    let facts = StoreFacts {
+        keys: sqlx::query_scalar("SELECT event_key FROM processed_events")
+            .fetch_all(&mut conn)
+            .await
+            .expect("processed_events")
+            .into_iter()
+            .collect(),
+        applied: sqlx::query_as("SELECT target, applied FROM event_stats")
+            .fetch_all(&mut conn)
+            .await
+            .expect("event_stats")
+            .into_iter()
+            .collect(),
+        twice: sqlx::query_scalar(
+            "SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("processed_events"),
+        cursor: sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
+            .fetch_optional(&mut conn)
+            .await
+            .expect("cursor"),
+        quarantined: sqlx::query_as(
+            "SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("quarantined_events"),
+        intents: sqlx::query_as("SELECT operation, COUNT(*) FROM intents GROUP BY operation")
+            .fetch_all(&mut conn)
+            .await
+            .expect("intents")
+            .into_iter()
+            .collect(),
+    };
+    let _ = conn.close().await;
+    facts
+}
+
+/// The facts of a PostgreSQL schema.
+pub(crate) async fn postgres_facts(url: &str, schema: &str) -> StoreFacts {
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("postgres reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("SET search_path = {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("search_path");
+    let facts = StoreFacts {
+        keys: sqlx::query_scalar("SELECT event_key FROM processed_events")
+            .fetch_all(&mut conn)
+            .await
+            .expect("processed_events")
+            .into_iter()
+            .collect(),
+        applied: sqlx::query_as("SELECT target, applied FROM event_stats")
+            .fetch_all(&mut conn)
+            .await
+            .expect("event_stats")
+            .into_iter()
+            .collect(),
+        twice: sqlx::query_scalar(
+            "SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("processed_events"),
+        cursor: sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
+            .fetch_optional(&mut conn)
+            .await
+            .expect("cursor"),
+        quarantined: sqlx::query_as(
+            "SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("quarantined_events"),
+        intents: sqlx::query_as("SELECT operation, COUNT(*) FROM intents GROUP BY operation")
+            .fetch_all(&mut conn)
+            .await
+            .expect("intents")
+            .into_iter()
+            .collect(),
+    };
+    let _ = conn.close().await;
+    facts
+}
+
+/// The exactly-once invariants between the simulator's event log and a daemon's SQLite
+/// database (see [`violations`]).
+pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
+    violations(sim, &sqlite_facts(db).await).await
+}
+
+/// [`exactly_once_violations`] for a daemon whose first cursor was `first_cursor` (see
+/// [`violations_after`]).
+pub(crate) async fn exactly_once_violations_after(
+    sim: &Sim,
+    db: &Path,
+    first_cursor: i64,
+) -> Vec<String> {
+    violations_after(sim, &sqlite_facts(db).await, first_cursor).await
+}
+
+/// The exactly-once invariants between the simulator's event log and a database's facts,
 /// checked after quiescence: every logged EventId is in the dedupe set, effects applied per
 /// callback equal the events logged per callback, no EventSeqId was processed twice, the
 /// cursor is the simulator's latest EventSeqId, and nothing valid was quarantined. Returns the
 /// violations (empty when every invariant holds).
-pub(crate) async fn exactly_once_violations(sim: &Sim, db: &Path) -> Vec<String> {
-    exactly_once_violations_after(sim, db, 0).await
+pub(crate) async fn violations(sim: &Sim, facts: &StoreFacts) -> Vec<String> {
+    violations_after(sim, facts, 0).await
 }
 
-/// [`exactly_once_violations`] for a daemon whose first cursor was `first_cursor` (a first
-/// run that started at the server's latest event): the events after it must all be applied;
-/// those at or below it count only if the daemon received them anyway (an on-connect push).
-pub(crate) async fn exactly_once_violations_after(
+/// [`violations`] for a daemon whose first cursor was `first_cursor` (a first run that started
+/// at the server's latest event): the events after it must all be applied; those at or below
+/// it count only if the daemon received them anyway (an on-connect push).
+pub(crate) async fn violations_after(
     sim: &Sim,
-    db: &Path,
+    facts: &StoreFacts,
     first_cursor: i64,
 ) -> Vec<String> {
     let latest = sim.latest_seq().await;
@@ -574,19 +744,9 @@ pub(crate) async fn exactly_once_violations_after(
             logged.len()
         ));
     }
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .expect("database readable");
-    let keys: HashSet<String> = sqlx::query("SELECT event_key FROM processed_events")
-        .fetch_all(&mut conn)
-        .await
-        .expect("processed_events")
-        .iter()
-        .map(|row| row.get::<String, _>(0))
-        .collect();
     let history: Vec<&(i64, String, String)> = logged
         .iter()
-        .filter(|(seq, id, _)| *seq > first_cursor || keys.contains(&id.to_ascii_lowercase()))
+        .filter(|(seq, id, _)| *seq > first_cursor || facts.keys.contains(&id.to_ascii_lowercase()))
         .collect();
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();
     for (_, _, target) in &history {
@@ -594,7 +754,7 @@ pub(crate) async fn exactly_once_violations_after(
     }
     let missing: Vec<i64> = history
         .iter()
-        .filter(|(_, id, _)| !keys.contains(&id.to_ascii_lowercase()))
+        .filter(|(_, id, _)| !facts.keys.contains(&id.to_ascii_lowercase()))
         .map(|(seq, _, _)| *seq)
         .collect();
     if !missing.is_empty() {
@@ -604,42 +764,23 @@ pub(crate) async fn exactly_once_violations_after(
             missing.len()
         ));
     }
-    let applied: BTreeMap<String, i64> = sqlx::query("SELECT target, applied FROM event_stats")
-        .fetch_all(&mut conn)
-        .await
-        .expect("event_stats")
-        .iter()
-        .map(|row| (row.get::<String, _>(0), row.get::<i64, _>(1)))
-        .collect();
-    if applied != expected {
+    if facts.applied != expected {
         violations.push(format!(
-            "effects applied per callback {applied:?} != events logged per callback {expected:?}"
+            "effects applied per callback {:?} != events logged per callback {expected:?}",
+            facts.applied
         ));
     }
-    let twice: i64 =
-        sqlx::query_scalar("SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events")
-            .fetch_one(&mut conn)
-            .await
-            .expect("processed_events");
-    if twice != 0 {
-        violations.push(format!("{twice} EventSeqIds processed twice"));
+    if facts.twice != 0 {
+        violations.push(format!("{} EventSeqIds processed twice", facts.twice));
     }
-    let cursor: Option<i64> = sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
-        .fetch_optional(&mut conn)
-        .await
-        .expect("cursor")
-        .flatten();
-    if cursor != Some(latest) {
-        violations.push(format!("cursor {cursor:?} != latest EventSeqId {latest}"));
+    if facts.cursor != Some(latest) {
+        violations.push(format!(
+            "cursor {:?} != latest EventSeqId {latest}",
+            facts.cursor
+        ));
     }
-    let quarantined: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events")
-            .fetch_all(&mut conn)
-            .await
-            .expect("quarantined_events");
-    if !quarantined.is_empty() {
-        violations.push(format!("valid events quarantined: {quarantined:?}"));
+    if !facts.quarantined.is_empty() {
+        violations.push(format!("valid events quarantined: {:?}", facts.quarantined));
     }
-    let _ = conn.close().await;
     violations
 }

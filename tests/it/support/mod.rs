@@ -8,6 +8,7 @@ pub(crate) mod daemon;
 pub(crate) mod events;
 pub(crate) mod front;
 pub(crate) mod fs;
+pub(crate) mod pg;
 pub(crate) mod receiver;
 pub(crate) mod store;
 pub(crate) mod wire;

@@ -1,11 +1,17 @@
-//! Helpers shared by the store tests: temp databases, event builders, and raw inspection.
-//! Raw SQL here only inspects a database or injects a fault; the code under test owns the rest.
+//! Helpers shared by the store tests: temp databases on either backend, event builders, and raw
+//! inspection. Raw SQL here only inspects a database or injects a fault; the code under test
+//! owns the rest.
+//!
+//! A test written once as `async fn name(backend: Backend)` inside [`on_both_backends!`] runs
+//! on SQLite in every `cargo test` and on PostgreSQL as `name::postgres` (ignored unless
+//! PostgreSQL is installed: `cargo test --test it -- --ignored postgres`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mesolive_api::FlowKind;
 use mesolive_supervisor::store::{
-    Effect, EventRecord, OrderUpdate, SignalState, SignalUpdate, Store, StoreOptions,
+    Effect, EventRecord, Location, OrderUpdate, SignalState, SignalUpdate, Store, StoreOptions,
 };
 use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -18,6 +24,115 @@ pub(crate) fn temp_db() -> (TempDir, PathBuf) {
     let path = dir.path().join("state").join("state.db");
     (dir, path)
 }
+
+/// Which backend a parameterized test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database on one backend: a temp SQLite file, or a fresh schema of the shared
+/// test cluster. Open it (again) with [`TestDb::open`].
+pub(crate) struct TestDb {
+    pub location: Location,
+    _dir: TempDir,
+    _cluster: Option<Arc<super::pg::Cluster>>,
+}
+
+impl TestDb {
+    pub(crate) fn new(backend: Backend) -> TestDb {
+        let (dir, path) = temp_db();
+        match backend {
+            Backend::Sqlite => TestDb {
+                location: Location::Sqlite(path),
+                _dir: dir,
+                _cluster: None,
+            },
+            Backend::Postgres => {
+                let cluster = super::pg::shared();
+                TestDb {
+                    location: cluster.fresh_location(),
+                    _dir: dir,
+                    _cluster: Some(cluster),
+                }
+            }
+        }
+    }
+
+    /// Opens (and migrates) the store with the default options.
+    pub(crate) async fn open(&self) -> Store {
+        self.open_with(&StoreOptions::default()).await
+    }
+
+    pub(crate) async fn open_with(&self, options: &StoreOptions) -> Store {
+        Store::connect(&self.location, options)
+            .await
+            .expect("store opens")
+    }
+
+    /// The first column of `sql`'s rows as text, read on a connection of its own (inspection
+    /// only: the store may be open meanwhile).
+    pub(crate) async fn texts(&self, sql: &'static str) -> Vec<String> {
+        match &self.location {
+            Location::Sqlite(path) => {
+                let mut conn = raw(path).await;
+                let texts = sqlx::query_scalar(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("inspection query");
+                conn.close().await.expect("close raw connection");
+                texts
+            }
+            Location::Postgres(pg) => {
+                let mut conn = sqlx::PgConnection::connect(&pg.url)
+                    .await
+                    .expect("raw connection");
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SET search_path TO {}",
+                    pg.schema
+                )))
+                .execute(&mut conn)
+                .await
+                .expect("schema");
+                let texts = sqlx::query_scalar(sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("inspection query");
+                conn.close().await.expect("close raw connection");
+                texts
+            }
+        }
+    }
+}
+
+/// Defines each `async fn name(backend: Backend) { … }` as a module `name` with two tests:
+/// `sqlite` and `postgres` (the latter ignored: it needs a PostgreSQL installation).
+macro_rules! on_both_backends {
+    ($($(#[doc = $doc:literal])* async fn $name:ident($backend:ident: Backend) $body:block)*) => {
+        $(
+            $(#[doc = $doc])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run($backend: crate::support::store::Backend) $body
+
+                #[tokio::test]
+                async fn sqlite() {
+                    run(crate::support::store::Backend::Sqlite).await
+                }
+
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: cargo test --test it -- --ignored postgres"]
+                async fn postgres() {
+                    run(crate::support::store::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_both_backends;
 
 pub(crate) async fn open(path: &Path) -> Store {
     Store::open(path, &StoreOptions::default())

@@ -1,0 +1,313 @@
+//! The embedded backend: one SQLite file, the default. One writer connection that takes the
+//! write lock up front (`BEGIN IMMEDIATE`), a small read-only pool, and a lock file that keeps a
+//! second daemon off the same file. The SQL of each table lives with its records, in the domain
+//! modules beside this one (`events`, `intents`…); this module opens, checks and migrates.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Sqlite as SqliteDb, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
+
+use super::dedupe::DedupeIndex;
+use super::{StoreError, StoreOptions, Synchronous, Timestamp, json_text};
+
+/// The SQLite migrations compiled into this binary (`migrations/sqlite/`).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl From<Synchronous> for SqliteSynchronous {
+    fn from(level: Synchronous) -> Self {
+        match level {
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Off => SqliteSynchronous::Off,
+        }
+    }
+}
+
+/// An open SQLite state file.
+#[derive(Debug)]
+pub(super) struct Sqlite {
+    pub(super) path: PathBuf,
+    /// The one connection that writes; `None` for a store opened read-only.
+    writer: Option<Writer>,
+    pub(super) readers: SqlitePool,
+    /// Held for the life of the store: another daemon on the same file gets `Locked`.
+    _instance_lock: Option<File>,
+}
+
+/// The writer connection and how it was opened (to open it again if a failed commit wedged it).
+#[derive(Debug)]
+struct Writer {
+    connection: Mutex<SqliteConnection>,
+    options: SqliteConnectOptions,
+    /// Which keys `processed_events` holds; locked only after `connection`.
+    dedupe: Mutex<DedupeIndex>,
+}
+
+impl Sqlite {
+    /// Open (creating if missing) and migrate the database at `path`, taking the
+    /// single-instance lock `<path>.lock`; returns it with its instance id.
+    pub(super) async fn open(
+        path: &Path,
+        options: &StoreOptions,
+    ) -> Result<(Sqlite, String), StoreError> {
+        let path = path.to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Unwritable {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let instance_lock = lock_instance(&path)?;
+        check_writable(&path)?;
+
+        let connect = SqliteConnectOptions::new()
+            .filename(&path)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true)
+            .synchronous(options.synchronous.into());
+        let writer_options = connect
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Statement journals (multi-row upserts) in memory, not in a temp file created and
+            // unlinked per statement; and a page cache (16 MiB, 2 MiB by default) that holds the
+            // dedupe set's B-tree, whose random-key inserts touch a page each.
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16384");
+        let mut writer = SqliteConnection::connect_with(&writer_options)
+            .await
+            .map_err(|e| StoreError::opening(path.clone(), e))?;
+        check_integrity(&mut writer, &path).await?;
+        migrate(&mut writer, &path).await?;
+        let instance_id = read_instance_id(&mut writer).await?;
+
+        let readers = read_pool(connect, options.read_pool_size);
+        let db = Sqlite {
+            path,
+            writer: Some(Writer {
+                connection: Mutex::new(writer),
+                options: writer_options,
+                dedupe: Mutex::default(),
+            }),
+            readers,
+            _instance_lock: Some(instance_lock),
+        };
+        Ok((db, instance_id))
+    }
+
+    /// Open an existing database for reading only, while a daemon may be running on it: no
+    /// lock, no migrations, no writes.
+    pub(super) async fn open_read_only(path: &Path) -> Result<(Sqlite, String), StoreError> {
+        let path = path.to_path_buf();
+        if !path.is_file() {
+            return Err(StoreError::Missing { path });
+        }
+        let connect = SqliteConnectOptions::new().filename(&path);
+        let readers = read_pool(connect, 1);
+        // Read the schema version now: a bad file is reported here, not at the first query, and
+        // a newer binary's schema is not misread.
+        let mut reader = readers
+            .acquire()
+            .await
+            .map_err(|e| StoreError::opening(path.clone(), e))?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&mut *reader)
+            .await
+            .map_err(|e| StoreError::opening(path.clone(), e))?;
+        if let Some(&version) = applied.iter().find(|v| !MIGRATOR.version_exists(**v)) {
+            return Err(StoreError::SchemaTooNew { path, version });
+        }
+        // A file last opened by an older binary may predate `store_meta`: no identity to show.
+        let instance_id = read_instance_id(&mut reader).await.unwrap_or_default();
+        drop(reader);
+        let db = Sqlite {
+            path,
+            writer: None,
+            readers,
+            _instance_lock: None,
+        };
+        Ok((db, instance_id))
+    }
+
+    /// Close the connections cleanly (checkpointing the WAL) and release the lock.
+    pub(super) async fn close(mut self) -> Result<(), StoreError> {
+        if let Some(writer) = self.writer.take() {
+            writer.connection.into_inner().close().await?;
+        }
+        self.readers.close().await;
+        Ok(())
+    }
+
+    /// Lock the writer connection; fails for a store opened read-only.
+    ///
+    /// A connection still marked as inside a transaction once the rollback of a dropped
+    /// transaction has run is wedged: when a COMMIT fails after SQLite has already rolled back
+    /// (SQLITE_FULL, an I/O error), sqlx keeps its transaction depth and refuses every later
+    /// BEGIN. Such a connection is replaced by a fresh one, so a full disk that is freed again
+    /// does not need a restart.
+    pub(super) async fn writer(&self) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
+        let writer = self.writer_parts()?;
+        let mut connection = writer.connection.lock().await;
+        if connection.is_in_transaction() {
+            // The rollback queued by a dropped transaction runs before this statement.
+            sqlx::query("SELECT 1").execute(&mut *connection).await?;
+            if connection.is_in_transaction() {
+                tracing::warn!(path = %self.path.display(), "the writer connection was left inside a failed transaction; opening a fresh one");
+                *connection = SqliteConnection::connect_with(&writer.options).await?;
+            }
+        }
+        Ok(connection)
+    }
+
+    /// Lock the writer connection, then the dedupe index: the writes that change
+    /// `processed_events` hold both, so the index changes in step with the table.
+    pub(super) async fn writer_with_dedupe(
+        &self,
+    ) -> Result<
+        (
+            MutexGuard<'_, SqliteConnection>,
+            MutexGuard<'_, DedupeIndex>,
+        ),
+        StoreError,
+    > {
+        let connection = self.writer().await?;
+        let dedupe = self.writer_parts()?.dedupe.lock().await;
+        Ok((connection, dedupe))
+    }
+
+    fn writer_parts(&self) -> Result<&Writer, StoreError> {
+        self.writer.as_ref().ok_or_else(|| StoreError::ReadOnly {
+            path: self.path.clone(),
+        })
+    }
+}
+
+/// Start a write transaction that takes the write lock up front, so it never fails half-way
+/// with SQLITE_BUSY on lock upgrade. Every write in the SQLite backend starts here.
+pub(super) async fn begin_write(
+    writer: &mut SqliteConnection,
+) -> Result<Transaction<'_, SqliteDb>, sqlx::Error> {
+    writer.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// Take the single-instance lock `<db>.lock`, held until the returned file is dropped.
+fn lock_instance(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = OsString::from(path.as_os_str());
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| StoreError::Unwritable {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(TryLockError::Error(source)) => Err(StoreError::Unwritable {
+            path: lock_path,
+            source,
+        }),
+    }
+}
+
+/// Refuse a database file this process cannot write (an immutable file, a read-only mount):
+/// SQLite would quietly open it read-only, and every later commit would fail instead.
+fn check_writable(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map(drop)
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source: sqlx::Error::Io(source),
+        })
+}
+
+async fn read_instance_id(conn: &mut SqliteConnection) -> Result<String, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT instance_id FROM store_meta WHERE id = 1")
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Refuse a damaged file before anything writes to it.
+async fn check_integrity(writer: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
+    let problems: Vec<String> = sqlx::query_scalar("PRAGMA quick_check")
+        .fetch_all(&mut *writer)
+        .await
+        .map_err(|e| StoreError::opening(path.to_path_buf(), e))?;
+    match problems.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        _ => Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: problems.join("; "),
+        }),
+    }
+}
+
+/// Apply the embedded migrations in one `BEGIN IMMEDIATE` transaction: all or nothing, and a
+/// refusal (schema too new) rolls back without having written a byte.
+async fn migrate(writer: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
+    let mut tx = begin_write(writer)
+        .await
+        .map_err(|e| StoreError::opening(path.to_path_buf(), e))?;
+    MIGRATOR
+        .run(&mut *tx)
+        .await
+        .map_err(|e| StoreError::migrating(path.to_path_buf(), e))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The read-only connection pool; connections are made on first use and kept: no idle
+/// timeout and no maximum lifetime, so sqlx runs no reaper task. Its reaper can spin a worker
+/// thread at 100 % for good when a race wraps the pool's idle count (sqlx issue 3645, seen here
+/// in a test run), and reaping local SQLite connections buys nothing.
+fn read_pool(connect: SqliteConnectOptions, size: u32) -> SqlitePool {
+    SqlitePoolOptions::new()
+        .max_connections(size.max(1))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(connect.read_only(true))
+}
+
+/// Run one set-based statement over many rows: the rows go in as a JSON array bound to `?1`
+/// (read with `jsonb_each`, in array order) and the commit time as `?2`. One round trip to the
+/// SQLite worker per statement instead of one per row is what makes group commit fast.
+/// `jsonb_each` rather than `json_each`: its `value` is binary JSON, so each `->>` reads a
+/// field in place instead of re-rendering and re-parsing the whole row's text.
+pub(super) async fn execute_for_rows<T: Serialize>(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    rows: &[T],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(sql)
+        .bind(json_text(rows)?)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
