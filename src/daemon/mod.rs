@@ -232,7 +232,9 @@ pub struct Daemon {
     ops: OpsState,
     notifier: Notifier,
     drain: Drain,
-    control: ControlSocket,
+    /// `ops.control_socket`, bound once the store is open (a second daemon on the same
+    /// database is then refused by the database's lock, exit 75, not by the socket).
+    control_socket: std::path::PathBuf,
     hangups: Option<Hangups>,
     notifications: Notifications,
 }
@@ -246,9 +248,9 @@ struct Notifications {
 }
 
 impl Daemon {
-    /// Checks the trust settings and the notification sinks, binds the control socket and the
-    /// ops listener — everything that fails on a setting, before the database or any hub is
-    /// touched.
+    /// Checks the trust settings and the notification sinks and binds the ops listener —
+    /// everything that fails on a setting, before the database or any hub is touched. The
+    /// control socket is bound once the store is open.
     pub async fn build(settings: Settings, notifier: Notifier) -> Result<Daemon, DaemonError> {
         let listen = settings.ops.listen;
         let tls =
@@ -259,7 +261,7 @@ impl Daemon {
                 err.without_url().to_string(),
             ))
         })?;
-        let control = ControlSocket::bind(&settings.control_socket()).await?;
+        let control_socket = settings.control_socket();
         let listener = http::bind(listen)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -275,7 +277,6 @@ impl Daemon {
         tracing::info!(ops_listen = %ops_addr, "{OPS_BOUND}{ops_addr}");
         let ops = OpsState::default();
         let connector = Connector::new(&settings, Some(tls)).with_metrics(ops.metrics.clone());
-        tracing::info!(control_socket = %control.path().display(), "control socket listening");
         Ok(Daemon {
             settings: Arc::new(settings),
             connector,
@@ -284,7 +285,7 @@ impl Daemon {
             ops,
             notifier,
             drain: Drain::new(),
-            control,
+            control_socket,
             hangups: None,
             notifications: Notifications {
                 sinks,
@@ -327,7 +328,7 @@ impl Daemon {
             ops,
             notifier,
             drain,
-            control,
+            control_socket,
             hangups,
             notifications,
             ..
@@ -341,14 +342,11 @@ impl Daemon {
             drain.clone(),
             notifications,
         );
-        let mut upkeep = vec![
-            tokio::spawn(http::serve(
-                listener,
-                process.ops.clone(),
-                serving.clone().cancelled_owned(),
-            )),
-            tokio::spawn(control.serve(process.terms(), serving.clone())),
-        ];
+        let mut upkeep = vec![tokio::spawn(http::serve(
+            listener,
+            process.ops.clone(),
+            serving.clone().cancelled_owned(),
+        ))];
         if let Some(hangups) = hangups {
             upkeep.push(tokio::spawn(reload_on_hangups(
                 process.terms(),
@@ -356,8 +354,22 @@ impl Daemon {
                 drain.clone(),
             )));
         }
-        let result = match roles::open_store(&process).await {
-            Ok(Some(store)) => {
+        let opened = match roles::open_store(&process).await {
+            Ok(Some(store)) => match ControlSocket::bind(&control_socket).await {
+                Ok(control) => Ok(Some((store, control))),
+                Err(err) => {
+                    let _ = store.close().await;
+                    Err(err.into())
+                }
+            },
+            other => other.map(|_| None),
+        };
+        let result = match opened {
+            Ok(Some((store, control))) => {
+                tracing::info!(control_socket = %control.path().display(), "control socket listening");
+                upkeep.push(tokio::spawn(
+                    control.serve(process.terms(), serving.clone()),
+                ));
                 let store = Arc::new(store);
                 let beside = [
                     tokio::spawn(upkeep::refresh_gauges(
