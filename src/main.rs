@@ -70,8 +70,8 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Only these scenarios, e.g. `2,3` (1 transport, 2 ingest, 3 replay, 4 recovery,
-        /// 5 monitoring, 6 startup, 7 sweep); default: all.
-        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=7))]
+        /// 5 monitoring, 6 startup, 7 sweep, 9 Python baseline, 10 reaction latency); default: all.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
         only: Vec<u8>,
     },
     /// Health checks against the configured hubs, in runbook order.
