@@ -204,7 +204,7 @@ pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchE
         report.extend(baseline::run(&base, runs, &sizes).await?);
     }
     if wanted(10) {
-        report.extend(reaction::run(&base, runs, &sizes).await?);
+        report.extend(reaction::run(runs, &sizes).await?);
     }
     Ok(report)
 }

@@ -3,21 +3,22 @@
 //! moments are the simulator's own clock: the signal's `at_us` (read while the event is being
 //! logged, before any connection can be sent it) and the call's `at_us` in the request log.
 //!
-//! The daemon runs in `paper` mode with no limit on open positions; each signal is an Off→On
-//! instance on strategy 101 / `PAPER-1`. After its first call the workflow is left to finish,
-//! then the signal goes Off and the daemon is seen to apply it, so the next sample starts from
-//! an idle workflow runner.
+//! The daemon is a child process, as deployed (logging at `info` to a file), in `paper` mode
+//! with no limit on open positions; each signal is an Off→On instance on strategy 101 /
+//! `PAPER-1`. After its first call the workflow is left to finish, then the signal goes Off and
+//! the daemon is seen to apply it (its `/metrics`), so the next sample starts from an idle
+//! workflow runner.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::child::ChildDaemon;
 use super::harness::{BenchSim, Scratch, progress, rate, until};
-use super::inproc::{self, InProcess};
 use super::report::{Figure, Target};
 use super::{BenchError, Sizes};
-use crate::config::{AutomationMode, Settings};
+use crate::ops::metrics::series_value;
 use mesolive_api::wire::methods;
 use mesolive_sim::{AdminClient, PAPER_ACCOUNT, SimOptions, Timing};
 
@@ -31,10 +32,22 @@ const LOAD_TICK: Duration = Duration::from_millis(10);
 const STEP_LIMIT: Duration = Duration::from_secs(30);
 /// How often the request log is read while waiting for the call.
 const LOG_POLL: Duration = Duration::from_millis(5);
+/// How often the daemon's `/metrics` is read while waiting for it.
+const METRICS_POLL: Duration = Duration::from_millis(10);
 /// Background events the daemon must have applied before the first signal (load reached it).
 const WARM_UP_EVENTS: u64 = 2_000;
-/// Workflow outcomes that end a workflow (`mesolive_workflow_transitions{outcome}`).
-const FINAL_OUTCOMES: [&str; 4] = ["done", "failed", "cancelled", "observed"];
+/// The series of the workflow outcomes that end a workflow.
+const FINAL_OUTCOMES: [&str; 4] = [
+    "mesolive_workflow_transitions_total{outcome=\"done\"}",
+    "mesolive_workflow_transitions_total{outcome=\"failed\"}",
+    "mesolive_workflow_transitions_total{outcome=\"cancelled\"}",
+    "mesolive_workflow_transitions_total{outcome=\"observed\"}",
+];
+/// The daemon's settings for the scenario.
+const SETTINGS: [(&str, &str); 2] = [
+    ("MESOLIVE__AUTOMATION__MODE", "paper"),
+    ("MESOLIVE__AUTOMATION__MAX_OPEN_POSITIONS", "1000000"),
+];
 
 /// One run's latencies and the background rate it really had.
 struct Sample {
@@ -45,14 +58,10 @@ struct Sample {
 }
 
 /// Runs the scenario `runs` times.
-pub(super) async fn run(
-    base: &Settings,
-    runs: usize,
-    sizes: &Sizes,
-) -> Result<Vec<Figure>, BenchError> {
+pub(super) async fn run(runs: usize, sizes: &Sizes) -> Result<Vec<Figure>, BenchError> {
     let mut samples = Vec::with_capacity(runs);
     for run in 1..=runs {
-        let sample = once(base, sizes).await?;
+        let sample = once(sizes).await?;
         progress(format_args!(
             "10 reaction run {run}/{runs}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
              ({} signals, background {:.0} events/s)",
@@ -66,8 +75,8 @@ pub(super) async fn run(
     }
     let column = |f: fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<f64>>();
     let note = format!(
-        "{} entry signals, paper, background {} events/s; signal logged -> first \
-         state-changing call (simulator's clock)",
+        "{} entry signals, paper, child process, background {} events/s; signal logged -> \
+         first state-changing call (simulator's clock)",
         sizes.reaction_signals, sizes.reaction_background
     );
     Ok(vec![
@@ -102,7 +111,7 @@ pub(super) async fn run(
     ])
 }
 
-async fn once(base: &Settings, sizes: &Sizes) -> Result<Sample, BenchError> {
+async fn once(sizes: &Sizes) -> Result<Sample, BenchError> {
     let sim = BenchSim::start_with(SimOptions {
         positions: 2,
         timing: Timing {
@@ -114,26 +123,24 @@ async fn once(base: &Settings, sizes: &Sizes) -> Result<Sample, BenchError> {
     })
     .await?;
     let scratch = Scratch::new()?;
-    let mut settings = inproc::settings(base, &sim, &scratch);
-    settings.automation.mode = AutomationMode::Paper;
-    settings.automation.max_open_positions = u32::MAX;
-    let daemon = InProcess::start(settings).await?;
-    let (stop_load, stopped) = watch::channel(false);
-    let load = tokio::spawn(background(
-        sim.admin.clone(),
-        sizes.reaction_background,
-        stopped,
-    ));
-    let measured = measure(&sim, &daemon, sizes.reaction_signals).await;
-    let _ = stop_load.send(true);
-    let background = load
-        .await
-        .map_err(|err| BenchError::Child(format!("the background load panicked: {err}")))?;
-    let stopped = daemon.stop().await;
+    let measured = async {
+        let daemon = ChildDaemon::spawn(&sim, &scratch, &SETTINGS)?;
+        let (stop_load, stopped) = watch::channel(false);
+        let load = tokio::spawn(background(
+            sim.admin.clone(),
+            sizes.reaction_background,
+            stopped,
+        ));
+        let latencies = measure(&sim, &daemon, sizes.reaction_signals).await;
+        let _ = stop_load.send(true);
+        let background = load
+            .await
+            .map_err(|err| BenchError::Child(format!("the background load panicked: {err}")))?;
+        Ok::<_, BenchError>((latencies?, background?))
+    }
+    .await;
     sim.stop().await;
-    let mut latencies = measured?;
-    let background_per_second = background?;
-    stopped?;
+    let (mut latencies, background_per_second) = measured?;
     latencies.sort_by(f64::total_cmp);
     Ok(Sample {
         p50_ms: percentile(&latencies, 0.50),
@@ -169,22 +176,27 @@ async fn background(
 /// `signals` samples, in milliseconds, in the order taken.
 async fn measure(
     sim: &BenchSim,
-    daemon: &InProcess,
+    daemon: &ChildDaemon,
     signals: usize,
 ) -> Result<Vec<f64>, BenchError> {
-    daemon
-        .wait("the daemon to be ready", STEP_LIMIT, |ops| {
-            ops.health.ready()
-        })
-        .await?;
-    let applied = daemon.ops.metrics.events_applied.get();
-    daemon
-        .wait(
-            "the background load to reach the daemon",
-            STEP_LIMIT,
-            |ops| ops.metrics.events_applied.get() >= applied + WARM_UP_EVENTS,
-        )
-        .await?;
+    until(
+        "the daemon to be ready",
+        STEP_LIMIT,
+        METRICS_POLL,
+        || async {
+            daemon.check_alive()?;
+            Ok(daemon.ready().await.then_some(()))
+        },
+    )
+    .await?;
+    let applied = read(daemon, &["mesolive_events_applied_total"]).await?;
+    read_until(
+        daemon,
+        "the background load to reach the daemon",
+        &["mesolive_events_applied_total"],
+        applied + WARM_UP_EVENTS as f64,
+    )
+    .await?;
     let mut latencies = Vec::with_capacity(signals);
     for _ in 0..signals {
         latencies.push(sample(sim, daemon).await?);
@@ -194,31 +206,51 @@ async fn measure(
 
 /// One signal: On → its first state-changing call (the sample) → its workflow finished → Off,
 /// applied.
-async fn sample(sim: &BenchSim, daemon: &InProcess) -> Result<f64, BenchError> {
-    let metrics = &daemon.ops.metrics;
-    let finished = || -> u64 {
-        FINAL_OUTCOMES
-            .iter()
-            .map(|outcome| metrics.workflow_transitions.value(outcome))
-            .sum()
-    };
-    let finished_before = finished();
+async fn sample(sim: &BenchSim, daemon: &ChildDaemon) -> Result<f64, BenchError> {
+    let finished_before = read(daemon, &FINAL_OUTCOMES).await?;
     let on = signal(&sim.admin, "On").await?;
     let signalled_us = number(&on, "at_us")?;
     let called_us = first_state_change(&sim.admin, signalled_us).await?;
-    daemon
-        .wait("the entry workflow to finish", STEP_LIMIT, |_| {
-            finished() > finished_before
-        })
-        .await?;
+    read_until(
+        daemon,
+        "the entry workflow to finish",
+        &FINAL_OUTCOMES,
+        finished_before + 1.0,
+    )
+    .await?;
     let off = signal(&sim.admin, "Off").await?;
-    let off_seq = i64::try_from(number(&off, "event_seq_id")?).unwrap_or(i64::MAX);
-    daemon
-        .wait("the daemon to apply the signal Off", STEP_LIMIT, |ops| {
-            ops.metrics.cursor.get() >= off_seq
-        })
-        .await?;
+    let off_seq = number(&off, "event_seq_id")?;
+    read_until(
+        daemon,
+        "the daemon to apply the signal Off",
+        &["mesolive_event_cursor"],
+        off_seq as f64,
+    )
+    .await?;
     Ok(called_us.saturating_sub(signalled_us) as f64 / 1_000.0)
+}
+
+/// The sum of `series` in the daemon's `/metrics` now (an absent series counts 0).
+async fn read(daemon: &ChildDaemon, series: &[&str]) -> Result<f64, BenchError> {
+    daemon.check_alive()?;
+    let text = daemon
+        .scrape()
+        .await
+        .ok_or_else(|| BenchError::Child("/metrics did not answer".into()))?;
+    Ok(series.iter().filter_map(|s| series_value(&text, s)).sum())
+}
+
+/// Waits until the sum of `series` is at least `at_least`.
+async fn read_until(
+    daemon: &ChildDaemon,
+    what: &str,
+    series: &[&str],
+    at_least: f64,
+) -> Result<(), BenchError> {
+    until(what, STEP_LIMIT, METRICS_POLL, || async {
+        Ok((read(daemon, series).await? >= at_least).then_some(()))
+    })
+    .await
 }
 
 async fn signal(admin: &AdminClient, state: &str) -> Result<Value, BenchError> {
