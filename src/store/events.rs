@@ -237,12 +237,8 @@ async fn commit_batch(
         };
     }
 
-    record_keys(&mut tx, &applied, now).await?;
     apply_effects(&mut tx, &applied, now).await?;
-    count_applied(&mut tx, &applied).await?;
-    if let Some(seq) = cursor.filter(|_| cursor != start_cursor) {
-        write_cursor(&mut tx, seq, now).await?;
-    }
+    record_batch(&mut tx, &applied, cursor.filter(|_| cursor != start_cursor), now).await?;
     tx.commit().await?;
     Ok((BatchOutcome { outcomes, cursor }, recorded))
 }
@@ -301,12 +297,18 @@ struct KeyRow<'a> {
     target: &'a str,
 }
 
-/// Append the keys of `applied` to the dedupe set.
-async fn record_keys(
+/// A batch's bookkeeping in one statement list, so one round trip to the SQLite worker: the
+/// keys of `applied` appended to the dedupe set, the per-target statistics, and the cursor
+/// moved to `cursor` (never backwards; `None`: it stays).
+async fn record_batch(
     conn: &mut SqliteConnection,
     applied: &[&EventRecord],
+    cursor: Option<i64>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    if applied.is_empty() && cursor.is_none() {
+        return Ok(());
+    }
     let rows: Vec<KeyRow<'_>> = applied
         .iter()
         .map(|record| KeyRow {
@@ -315,15 +317,31 @@ async fn record_keys(
             target: &record.target,
         })
         .collect();
-    execute_for_rows(
-        conn,
+    let mut per_target: HashMap<&str, i64> = HashMap::new();
+    for record in applied {
+        *per_target.entry(&record.target).or_default() += 1;
+    }
+    // Parameters are numbered across the statements: sqlx binds `?N` to the N-th argument
+    // in each of them.
+    sqlx::query(
         "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
          SELECT e.value ->> 'key', e.value ->> 'seq_id', e.value ->> 'target', ?2
-         FROM jsonb_each(?1) AS e ORDER BY e.key",
-        &rows,
-        now,
+         FROM jsonb_each(?1) AS e ORDER BY e.key;
+         INSERT INTO event_stats (target, applied)
+         SELECT s.key, s.value FROM jsonb_each(?3) AS s WHERE true
+         ON CONFLICT (target) DO UPDATE SET applied = applied + excluded.applied;
+         INSERT INTO event_cursor (id, seq_id, updated_at)
+         SELECT 1, ?4, ?2 WHERE ?4 IS NOT NULL
+         ON CONFLICT (id) DO UPDATE SET seq_id = excluded.seq_id, updated_at = excluded.updated_at
+         WHERE excluded.seq_id > event_cursor.seq_id",
     )
-    .await
+    .bind(json_text(&rows)?)
+    .bind(now)
+    .bind(json_text(&per_target)?)
+    .bind(cursor)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A quarantine row as the insert reads it.
@@ -391,27 +409,4 @@ async fn apply_effects(
         now,
     )
     .await
-}
-
-/// Add the applied records to the per-target statistics.
-async fn count_applied(
-    conn: &mut SqliteConnection,
-    applied: &[&EventRecord],
-) -> Result<(), StoreError> {
-    if applied.is_empty() {
-        return Ok(());
-    }
-    let mut per_target: HashMap<&str, i64> = HashMap::new();
-    for record in applied {
-        *per_target.entry(&record.target).or_default() += 1;
-    }
-    sqlx::query(
-        "INSERT INTO event_stats (target, applied)
-         SELECT s.key, s.value FROM jsonb_each(?1) AS s WHERE true
-         ON CONFLICT (target) DO UPDATE SET applied = applied + excluded.applied",
-    )
-    .bind(json_text(&per_target)?)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
