@@ -22,12 +22,6 @@ use mesolive_supervisor::store::TradingState;
 use mesolive_supervisor::store::report::{ReportFormat, state_report};
 use mesolive_supervisor::table::columns;
 
-/// mimalloc instead of the system allocator: the event path allocates per event (JSON values,
-/// strings) and glibc's malloc was about 10 % of its profile, with page faults as its heap grew
-/// and shrank under bursts.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Runs MesoLive automation restart-safely: hubs in runbook order, durable event cursor,
 /// position monitors, reconnect recovery, keyed intents.
 #[derive(Debug, Parser)]
