@@ -72,8 +72,9 @@ enum Command {
         quick: bool,
         /// Only these scenarios, e.g. `2,3` (1 transport, 2 ingest, 3 replay, 4 recovery,
         /// 5 monitoring, 6 startup, 7 sweep, 8 PostgreSQL vs SQLite — needs database.url, run
-        /// only when named); default: 1-7. With database.url set, 2, 3 and 7 run on PostgreSQL.
-        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
+        /// only when named, 9 Python baseline, 10 reaction latency); default: every one but 8.
+        /// With database.url set, 2, 3 and 7 run on PostgreSQL.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
         only: Vec<u8>,
     },
     /// Health checks against the configured hubs, in runbook order.

@@ -30,8 +30,13 @@ pub(super) struct ChildDaemon {
 impl ChildDaemon {
     /// Spawns the daemon against `sim`, with its database and log (stderr) in `scratch`.
     /// Logging stays at the default `info`, as deployed.
-    pub(super) fn spawn(sim: &BenchSim, scratch: &Scratch) -> Result<ChildDaemon, BenchError> {
-        ChildDaemon::spawn_against(&sim.running.hub_base_url(), sim, scratch)
+    /// `settings` are further `MESOLIVE__…` variables (name, value) for the scenario.
+    pub(super) fn spawn(
+        sim: &BenchSim,
+        scratch: &Scratch,
+        settings: &[(&str, &str)],
+    ) -> Result<ChildDaemon, BenchError> {
+        ChildDaemon::spawn_against(&sim.running.hub_base_url(), sim, scratch, settings)
     }
 
     /// As [`ChildDaemon::spawn`], with the hubs at `hubs` (an origin that may not be `sim`'s).
@@ -39,6 +44,7 @@ impl ChildDaemon {
         hubs: &str,
         sim: &BenchSim,
         scratch: &Scratch,
+        settings: &[(&str, &str)],
     ) -> Result<ChildDaemon, BenchError> {
         let io = |what: &str| {
             let what = what.to_owned();
@@ -57,6 +63,7 @@ impl ChildDaemon {
             .env("MESOLIVE__HUBS__PROBE_PROVIDER", "Sim")
             .env("MESOLIVE__DATABASE__PATH", scratch.database())
             .env("MESOLIVE__OPS__LISTEN", "127.0.0.1:0")
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(log)
@@ -102,9 +109,14 @@ impl ChildDaemon {
 
     /// One series of `/metrics` now (`None` if unreachable or absent).
     pub(super) async fn metric(&self, series: &str) -> Option<f64> {
+        series_value(&self.scrape().await?, series)
+    }
+
+    /// The whole of `/metrics` now (`None` if unreachable), for reading several series of one
+    /// moment with [`series_value`].
+    pub(super) async fn scrape(&self) -> Option<String> {
         let url = format!("http://{}/metrics", self.ops()?);
-        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
-        series_value(&text, series)
+        self.http.get(url).send().await.ok()?.text().await.ok()
     }
 
     /// Fails if the daemon has exited (it must run until the benchmark stops it).

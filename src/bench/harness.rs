@@ -25,11 +25,16 @@ impl BenchSim {
     /// A simulator with `positions` open positions and otherwise default timing (position
     /// streams send at most 2 updates/s).
     pub(super) async fn start(positions: usize) -> Result<BenchSim, BenchError> {
-        let running = Simulator::start(SimOptions {
+        BenchSim::start_with(SimOptions {
             positions,
             ..SimOptions::default()
         })
-        .await?;
+        .await
+    }
+
+    /// A simulator with `options`.
+    pub(super) async fn start_with(options: SimOptions) -> Result<BenchSim, BenchError> {
+        let running = Simulator::start(options).await?;
         let admin = AdminClient::new(running.admin_url());
         Ok(BenchSim { running, admin })
     }

@@ -14,14 +14,20 @@
 //! recovery.rs   (4) outage end → ready, caught up, every monitor streaming
 //! monitoring.rs (5) RSS and CPU with many streaming positions
 //! startup.rs    (6) start → READY, SIGTERM → exit
+//! baseline.rs   (9) the Python baseline against the daemon: replay and live, daemon ÷ Python
+//! peer.rs       the Python peer of (9): its virtualenv (pip) and its process
+//! reaction.rs   (10) entry signal → first state-changing call, under a background load
 //! ```
 
+mod baseline;
 mod child;
 mod harness;
 mod ingest;
 mod inproc;
 mod monitoring;
 mod postgres;
+mod peer;
+mod reaction;
 mod recovery;
 mod replay;
 pub mod report;
@@ -45,9 +51,12 @@ pub struct BenchOptions {
     pub runs: usize,
     /// Small sizes and short windows: a smoke test, not figures.
     pub quick: bool,
-    /// Only these scenarios (1–7); empty: all of them.
+    /// Only these scenarios (see [`SCENARIOS`]); empty: all of them.
     pub only: Vec<u8>,
 }
+
+/// The scenarios this build has, in the order they run (8 is not one of them).
+pub const SCENARIOS: &[u8] = &[1, 2, 3, 4, 5, 6, 7, 9, 10];
 
 /// Why a benchmark could not run (a slow figure is a result, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +95,13 @@ pub enum BenchError {
     /// The child daemon misbehaved (exited early, failed to stop).
     #[error("child daemon: {0}")]
     Child(String),
+    /// The Python baseline could not be set up or run (python3, venv or pip missing, the peer
+    /// failing).
+    #[error("python baseline: {0}")]
+    Peer(String),
+    /// `--only` named a scenario this build does not have.
+    #[error("no scenario {0} (scenarios: {SCENARIOS:?})")]
+    Unknown(u8),
 }
 
 /// Sizes of each scenario; `--quick` shrinks all of them.
@@ -111,6 +127,10 @@ struct Sizes {
     startup_positions: usize,
     /// Events of the backend comparison's ingest burst and replay backlog.
     backend_events: u64,
+    /// Entry signals timed in the reaction scenario.
+    reaction_signals: usize,
+    /// Background events per second during the reaction scenario.
+    reaction_background: u64,
 }
 
 impl Sizes {
@@ -127,6 +147,8 @@ impl Sizes {
                 monitoring_window: Duration::from_secs(2),
                 startup_positions: 20,
                 backend_events: 2_000,
+                reaction_signals: 10,
+                reaction_background: 10_000,
             }
         } else {
             Sizes {
@@ -140,6 +162,8 @@ impl Sizes {
                 monitoring_window: Duration::from_secs(10),
                 startup_positions: 200,
                 backend_events: 100_000,
+                reaction_signals: 200,
+                reaction_background: 10_000,
             }
         }
     }
@@ -153,6 +177,9 @@ pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchE
     let sizes = Sizes::new(options.quick);
     let runs = options.runs.max(1);
     let mut report = Report::new(runs, options.quick);
+    if let Some(unknown) = options.only.iter().find(|s| !SCENARIOS.contains(s)) {
+        return Err(BenchError::Unknown(*unknown));
+    }
     let wanted = |scenario: u8| options.only.is_empty() || options.only.contains(&scenario);
     let mut raw_median = None;
     if wanted(1) {
@@ -181,6 +208,12 @@ pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchE
     // Only on demand: it needs a PostgreSQL database.
     if options.only.contains(&8) {
         report.extend(postgres::run(&base, runs, &sizes).await?);
+    }
+    if wanted(9) {
+        report.extend(baseline::run(&base, runs, &sizes).await?);
+    }
+    if wanted(10) {
+        report.extend(reaction::run(runs, &sizes).await?);
     }
     Ok(report)
 }

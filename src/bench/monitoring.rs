@@ -61,7 +61,7 @@ async fn once(sizes: &Sizes) -> Result<Reading, BenchError> {
     let positions = sizes.monitoring_positions;
     let sim = BenchSim::start(positions).await?;
     let scratch = Scratch::new()?;
-    let daemon = ChildDaemon::spawn(&sim, &scratch)?;
+    let daemon = ChildDaemon::spawn(&sim, &scratch, &[])?;
     let reading = measure(&daemon, positions, sizes.monitoring_window).await;
     drop(daemon);
     sim.stop().await;

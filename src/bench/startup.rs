@@ -78,7 +78,7 @@ async fn measure(
     positions: usize,
 ) -> Result<(Duration, Duration), BenchError> {
     let spawned = Instant::now();
-    let daemon = ChildDaemon::spawn(sim, scratch)?;
+    let daemon = ChildDaemon::spawn(sim, scratch, &[])?;
     let ready = until("/readyz to answer 200", LIMIT, POLL, || async {
         daemon.check_alive()?;
         Ok(daemon.ready().await.then(Instant::now))
@@ -114,7 +114,7 @@ async fn once_unreachable() -> Result<Duration, BenchError> {
     let scratch = Scratch::new()?;
     let hole = BlackHole::open().await?;
     let measured = async {
-        let daemon = ChildDaemon::spawn_against(&hole.origin, &sim, &scratch)?;
+        let daemon = ChildDaemon::spawn_against(&hole.origin, &sim, &scratch, &[])?;
         until(
             "a hub connect held by the black hole",
             LIMIT,

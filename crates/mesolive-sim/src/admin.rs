@@ -204,9 +204,8 @@ async fn signal(State(admin): State<Admin>, bytes: Bytes) -> Answer {
         }
         state => state,
     };
-    let event = admin
-        .sim
-        .world()
+    let mut world = admin.sim.world();
+    let event = world
         .set_signal(SignalRequest {
             kind: request.kind,
             state,
@@ -216,7 +215,12 @@ async fn signal(State(admin): State<Admin>, bytes: Bytes) -> Answer {
             condition: request.condition,
         })
         .map_err(|failure| BadRequest(failure.message))?;
-    Ok(event_answer(&event))
+    // Read under the world lock: no connection can have been sent the event before this.
+    let at_us = admin.sim.stats.elapsed_us();
+    drop(world);
+    let Json(mut answer) = event_answer(&event);
+    answer["at_us"] = json!(at_us);
+    Ok(Json(answer))
 }
 
 #[derive(Default, Deserialize)]
@@ -398,8 +402,20 @@ async fn stats(State(admin): State<Admin>) -> Answer {
     ))
 }
 
-async fn requests(State(admin): State<Admin>) -> Answer {
-    Ok(reply(&admin.sim.stats.requests()))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestsQuery {
+    /// Only requests recorded after this many microseconds since the start.
+    #[serde(default)]
+    after_us: u64,
+}
+
+async fn requests(
+    State(admin): State<Admin>,
+    query: Result<Query<RequestsQuery>, QueryRejection>,
+) -> Answer {
+    let Query(query) = query.map_err(|rejection| BadRequest(rejection.body_text()))?;
+    Ok(reply(&admin.sim.stats.requests_after(query.after_us)))
 }
 
 /// The wire profile in force: its spec, seed, the form of every dimension, the catalogue.

@@ -29,6 +29,8 @@ pub struct RequestRecord {
     pub key: Option<String>,
     /// Milliseconds since the simulator started.
     pub at_ms: u64,
+    /// Microseconds since the simulator started (for latencies below a millisecond).
+    pub at_us: u64,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +83,11 @@ impl Stats {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Microseconds since the simulator started.
+    pub(crate) fn elapsed_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
     fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
         self.counters
             .lock()
@@ -89,8 +96,10 @@ impl Stats {
 
     /// Records one hub call of `connection`, with its idempotency key if it has one.
     pub(crate) fn call(&self, hub: Hub, method: &str, connection: &str, key: Option<&str>) {
-        let at_ms = self.elapsed_ms();
         let mut counters = self.counters();
+        // Read under the lock, so the log is in time order (`requests_after` relies on it).
+        let at_us = self.elapsed_us();
+        let at_ms = at_us / 1_000;
         *counters.calls.entry(method.to_owned()).or_default() += 1;
         if counters.requests.len() == REQUEST_LOG_CAPACITY {
             counters.requests.pop_front();
@@ -101,6 +110,7 @@ impl Stats {
             connection: connection.to_owned(),
             key: key.map(str::to_owned),
             at_ms,
+            at_us,
         });
     }
 
@@ -119,9 +129,11 @@ impl Stats {
         self.live_delivered.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The request log, oldest first.
-    pub(crate) fn requests(&self) -> Vec<RequestRecord> {
-        self.counters().requests.iter().cloned().collect()
+    /// The request log after `after_us` microseconds since the start, oldest first.
+    pub(crate) fn requests_after(&self, after_us: u64) -> Vec<RequestRecord> {
+        let counters = self.counters();
+        let first = counters.requests.partition_point(|r| r.at_us <= after_us);
+        counters.requests.range(first..).cloned().collect()
     }
 
     /// Everything but the figures other parts own (latest seq id, connections).
