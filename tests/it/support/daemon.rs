@@ -608,47 +608,55 @@ pub(crate) struct StoreFacts {
     pub intents: BTreeMap<String, i64>,
 }
 
+/// The [`StoreFacts`] read through `conn`, an open connection of either backend (the same
+/// statements serve SQLite and PostgreSQL; a macro because sqlx's executor types differ).
+macro_rules! read_facts {
+    ($conn:ident) => {
+        StoreFacts {
+            keys: sqlx::query_scalar("SELECT event_key FROM processed_events")
+                .fetch_all(&mut $conn)
+                .await
+                .expect("processed_events")
+                .into_iter()
+                .collect(),
+            applied: sqlx::query_as("SELECT target, applied FROM event_stats")
+                .fetch_all(&mut $conn)
+                .await
+                .expect("event_stats")
+                .into_iter()
+                .collect(),
+            twice: sqlx::query_scalar(
+                "SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events",
+            )
+            .fetch_one(&mut $conn)
+            .await
+            .expect("processed_events"),
+            cursor: sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
+                .fetch_optional(&mut $conn)
+                .await
+                .expect("cursor"),
+            quarantined: sqlx::query_as(
+                "SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events",
+            )
+            .fetch_all(&mut $conn)
+            .await
+            .expect("quarantined_events"),
+            intents: sqlx::query_as("SELECT operation, COUNT(*) FROM intents GROUP BY operation")
+                .fetch_all(&mut $conn)
+                .await
+                .expect("intents")
+                .into_iter()
+                .collect(),
+        }
+    };
+}
+
 /// The facts of an SQLite database (read-only, safe while the daemon runs).
 pub(crate) async fn sqlite_facts(db: &Path) -> StoreFacts {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
         .await
         .expect("database readable");
-    let facts = StoreFacts {
-        keys: sqlx::query_scalar("SELECT event_key FROM processed_events")
-            .fetch_all(&mut conn)
-            .await
-            .expect("processed_events")
-            .into_iter()
-            .collect(),
-        applied: sqlx::query_as("SELECT target, applied FROM event_stats")
-            .fetch_all(&mut conn)
-            .await
-            .expect("event_stats")
-            .into_iter()
-            .collect(),
-        twice: sqlx::query_scalar(
-            "SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .expect("processed_events"),
-        cursor: sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
-            .fetch_optional(&mut conn)
-            .await
-            .expect("cursor"),
-        quarantined: sqlx::query_as(
-            "SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .expect("quarantined_events"),
-        intents: sqlx::query_as("SELECT operation, COUNT(*) FROM intents GROUP BY operation")
-            .fetch_all(&mut conn)
-            .await
-            .expect("intents")
-            .into_iter()
-            .collect(),
-    };
+    let facts = read_facts!(conn);
     let _ = conn.close().await;
     facts
 }
@@ -662,42 +670,7 @@ pub(crate) async fn postgres_facts(url: &str, schema: &str) -> StoreFacts {
         .execute(&mut conn)
         .await
         .expect("search_path");
-    let facts = StoreFacts {
-        keys: sqlx::query_scalar("SELECT event_key FROM processed_events")
-            .fetch_all(&mut conn)
-            .await
-            .expect("processed_events")
-            .into_iter()
-            .collect(),
-        applied: sqlx::query_as("SELECT target, applied FROM event_stats")
-            .fetch_all(&mut conn)
-            .await
-            .expect("event_stats")
-            .into_iter()
-            .collect(),
-        twice: sqlx::query_scalar(
-            "SELECT COUNT(seq_id) - COUNT(DISTINCT seq_id) FROM processed_events",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .expect("processed_events"),
-        cursor: sqlx::query_scalar("SELECT seq_id FROM event_cursor WHERE id = 1")
-            .fetch_optional(&mut conn)
-            .await
-            .expect("cursor"),
-        quarantined: sqlx::query_as(
-            "SELECT COALESCE(seq_id, -1), target, error FROM quarantined_events",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .expect("quarantined_events"),
-        intents: sqlx::query_as("SELECT operation, COUNT(*) FROM intents GROUP BY operation")
-            .fetch_all(&mut conn)
-            .await
-            .expect("intents")
-            .into_iter()
-            .collect(),
-    };
+    let facts = read_facts!(conn);
     let _ = conn.close().await;
     facts
 }
