@@ -1,7 +1,8 @@
 //! `bench --quick --runs 1 --json` runs every scenario end to end and reports a positive figure
 //! for each. No timing is asserted: performance lives in the benchmarks, not in tests.
 //! Scenario 9 (the Python baseline) is named out on purpose: it installs pysignalr with pip into
-//! a virtualenv, and tests install nothing from a registry.
+//! a virtualenv, and tests install nothing from a registry. Scenario 8 (PostgreSQL beside
+//! SQLite) runs against a cluster of its own, with the other PostgreSQL tests.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -9,6 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::daemon::BIN;
+use crate::support::pg::Cluster;
 
 #[test]
 fn quick_bench_reports_every_scenario() {
@@ -50,4 +52,40 @@ fn quick_bench_reports_every_scenario() {
         .filter(|f| f["scenario"] == "7 sweep")
         .count();
     assert_eq!(sweep, 8, "synchronous full/normal × batch_max 1/16/256/512");
+}
+
+/// `bench --only 8` is on demand: named, it runs both backends and gives their ratios.
+#[test]
+#[ignore = "needs PostgreSQL: cargo test --test it -- --ignored postgres"]
+fn quick_bench_compares_postgres_with_sqlite_postgres() {
+    let cluster = Cluster::start(true);
+    let output = Command::new(BIN)
+        .args(["bench", "--quick", "--runs", "1", "--json", "--only", "8"])
+        .env("MESOLIVE__DATABASE__URL", cluster.url())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is the JSON report");
+    let figures: BTreeSet<(String, String)> = report["figures"]
+        .as_array()
+        .expect("figures")
+        .iter()
+        .filter(|f| f["median"].as_f64().is_some_and(|m| m > 0.0))
+        .filter_map(|f| Some((f["scenario"].as_str()?.into(), f["name"].as_str()?.into())))
+        .collect();
+    for figure in [
+        "ingest sqlite",
+        "replay sqlite",
+        "ingest postgres",
+        "replay postgres",
+        "ingest postgres/sqlite",
+        "replay postgres/sqlite",
+    ] {
+        assert!(
+            figures.contains(&("8 backends".into(), figure.into())),
+            "no positive {figure:?} in {figures:?}"
+        );
+    }
 }

@@ -26,7 +26,8 @@ pub(crate) struct Group {
     pub cluster: Cluster,
     pub schema: String,
     pub daemons: Vec<Daemon>,
-    _dirs: Vec<TempDir>,
+    /// Each daemon's directory (its log; the SQLite path it is given and does not use).
+    pub dirs: Vec<TempDir>,
 }
 
 /// Which daemon leads, as their `/readyz` say.
@@ -51,6 +52,16 @@ impl Group {
         };
         options.timing.prepare_delay = Duration::from_millis(50);
         options.timing.fill_delay = Duration::from_millis(50);
+        Group::start_on(options, extra, toml).await
+    }
+
+    /// A group against a simulator started with `options` (the campaign's failover mode plays
+    /// its seed's world and wire profile).
+    pub(crate) async fn start_on(
+        options: SimOptions,
+        extra: &[(&str, &str)],
+        toml: Option<&str>,
+    ) -> Group {
         let sim = Sim::start(options).await;
         let cluster = Cluster::start(false);
         let schema = fresh_schema();
@@ -84,7 +95,7 @@ impl Group {
             cluster,
             schema,
             daemons,
-            _dirs: dirs,
+            dirs,
         }
     }
 

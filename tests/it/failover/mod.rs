@@ -10,7 +10,7 @@
 //! `cargo test --test it -- --ignored postgres`. `FAILOVER_KILLS=<n>` sets the number of kills
 //! of the takeover measurement (default 20).
 
-mod group;
+pub(crate) mod group;
 
 use std::time::Duration;
 

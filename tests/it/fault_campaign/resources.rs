@@ -192,7 +192,7 @@ pub(crate) async fn soak(length: Duration, seed: u64) -> SoakReport {
         signal["state"] = json!("Off");
         let _ = sim.try_post("/signals", signal).await;
     }
-    settle(&sim, &daemon, &mut report.violations).await;
+    settle(&sim, std::slice::from_ref(&daemon), &mut report.violations).await;
     if let Some(last) = sample(&daemon, origin.elapsed()).await {
         report.samples.push(last);
     }

@@ -1,6 +1,6 @@
-//! One run: a simulator, the daemon as a process, a schedule carried out against both, then
-//! the quiet phase (faults cleared, the daemon left alone until quiet), the safety invariants
-//! and the liveness invariants.
+//! One run: a simulator, the daemon as a process (or, in failover mode, two daemons on one
+//! PostgreSQL), a schedule carried out against them, then the quiet phase (faults cleared, the
+//! daemons left alone until quiet), the safety invariants and the liveness invariants.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use mesolive_sim::{SimOptions, WireProfile};
 use serde_json::{Value, json};
 
-use testkit::eventually;
+use testkit::{TempDir, eventually};
 
 use super::invariants::{self, Facts};
 use super::liveness::{self, Liveness};
-use super::schedule::{Action, Schedule};
+use super::schedule::{Action, Mode, Schedule};
+use crate::failover::group::Group;
 use crate::support::daemon::{Daemon, Sim};
+use crate::support::pg::Cluster;
 
 /// How long the daemon may take to be ready and caught up once the faults are cleared.
 const CATCH_UP: Duration = Duration::from_secs(90);
@@ -24,8 +26,14 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// How long everything must stay still to count as quiet: well over the workflow runner's 1 s
 /// tick, so a signal applied just before has visibly turned into a workflow (or not).
 const QUIET: Duration = Duration::from_secs(3);
+/// How long the daemon may take to record a position opened server-side: in failover mode the
+/// leader may be frozen past its lease or killed just before, and the standby takes over first.
+const SEEN_WITHIN: Duration = Duration::from_secs(45);
 /// How long a SIGTERM may take to stop the daemon (its shutdown grace is 5 s in tests).
 const STOP_BUDGET: Duration = Duration::from_secs(30);
+/// How long two daemons may both answer `/readyz` 200: a leader resumed after a pause past its
+/// lease reports ready until its lease keeper runs (its send gate is closed meanwhile).
+const BOTH_READY_WITHIN: Duration = Duration::from_secs(2);
 
 /// What one run did and found.
 #[derive(Debug, Default)]
@@ -63,7 +71,12 @@ pub(crate) fn sim_options(seed: u64) -> SimOptions {
 
 struct Runner {
     sim: Sim,
-    daemon: Daemon,
+    /// One daemon, or the failover pair sharing `cluster`.
+    daemons: Vec<Daemon>,
+    cluster: Option<Cluster>,
+    dirs: Vec<TempDir>,
+    /// The daemon seen leading last (failover mode).
+    leader: Option<usize>,
     /// Positions the campaign opened through the admin API (closed by churn, never exited).
     churn: Vec<i64>,
     outage_until: Instant,
@@ -74,19 +87,39 @@ struct Runner {
 /// invariants.
 pub(crate) async fn run(schedule: Schedule, extra: &[(&'static str, &'static str)]) -> RunReport {
     let started = Instant::now();
-    let dir = testkit::temp_dir();
     let mut options = sim_options(schedule.seed);
     options.wire = WireProfile::parse(&schedule.wire)
         .unwrap_or_else(|err| panic!("wire profile {}: {err}", schedule.wire));
-    let sim = Sim::start(options).await;
     let env = schedule.variant.env();
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.extend_from_slice(extra);
-    let daemon = Daemon::spawn(&sim, dir.path(), &env);
-    daemon.wait_ready(Duration::from_secs(30)).await;
+    let (sim, daemons, cluster, dirs) = match schedule.mode {
+        Mode::Single => {
+            let dir = testkit::temp_dir();
+            let sim = Sim::start(options).await;
+            let daemon = Daemon::spawn(&sim, dir.path(), &env);
+            daemon.wait_ready(Duration::from_secs(30)).await;
+            (sim, vec![daemon], None, vec![dir])
+        }
+        Mode::Failover => {
+            let group = Group::start_on(options, &env, None).await;
+            group.leader(Duration::from_secs(30)).await;
+            let Group {
+                sim,
+                cluster,
+                daemons,
+                dirs,
+                ..
+            } = group;
+            (sim, daemons, Some(cluster), dirs)
+        }
+    };
     let mut runner = Runner {
         sim,
-        daemon,
+        daemons,
+        cluster,
+        dirs,
+        leader: None,
         churn: Vec::new(),
         outage_until: Instant::now(),
         report: RunReport {
@@ -101,19 +134,22 @@ pub(crate) async fn run(schedule: Schedule, extra: &[(&'static str, &'static str
         runner.keep_running();
         runner.apply(&step.action).await;
         *runner.report.actions.entry(step.action.kind()).or_default() += 1;
+        runner.observe_leadership().await;
     }
     let ready = runner.quiesce().await;
-    let (facts, violations) = invariants::check(&runner.sim, &runner.daemon).await;
+    let leader = &runner.daemons[runner.leader.unwrap_or(0)];
+    let (facts, violations) = invariants::check(&runner.sim, leader).await;
     runner.report.facts = facts;
     runner.report.violations.extend(violations);
-    let (found, violations) = liveness::check(&runner.sim, &runner.daemon, ready).await;
+    let (found, violations) = liveness::check(&runner.sim, leader, ready).await;
     runner.report.liveness = found;
     runner.report.liveness_violations = violations;
     runner.stop().await;
     runner.sim.running.shutdown().await;
     let mut report = runner.report;
     if !report.violations.is_empty() || !report.liveness_violations.is_empty() {
-        report.kept = Some(dir.keep());
+        let kept: Vec<_> = runner.dirs.into_iter().map(TempDir::keep).collect();
+        report.kept = kept.into_iter().next();
     }
     report.elapsed = started.elapsed();
     report
@@ -129,7 +165,47 @@ pub(crate) fn keep_running(daemon: &mut Daemon, violations: &mut Vec<String>) {
 
 impl Runner {
     fn keep_running(&mut self) {
-        keep_running(&mut self.daemon, &mut self.report.violations);
+        for daemon in &mut self.daemons {
+            keep_running(daemon, &mut self.report.violations);
+        }
+    }
+
+    /// The daemon process faults hit: the only one, or the leader (the one seen leading last
+    /// while none does, as after a kill).
+    fn target(&mut self) -> &mut Daemon {
+        let n = self.leader.unwrap_or(0);
+        &mut self.daemons[n]
+    }
+
+    /// Failover mode: who leads now. A change of leader is counted as a takeover; two daemons
+    /// ready for longer than [`BOTH_READY_WITHIN`] is a violation.
+    async fn observe_leadership(&mut self) {
+        if self.daemons.len() == 1 {
+            return;
+        }
+        let mut ready = ready_daemons(&self.daemons).await;
+        if ready.len() > 1 {
+            let settled = eventually(BOTH_READY_WITHIN, || async {
+                ready_daemons(&self.daemons).await.len() <= 1
+            })
+            .await;
+            if !settled {
+                self.report.violations.push(format!(
+                    "both daemons ready for over {BOTH_READY_WITHIN:?} (logs {:?})",
+                    self.daemons
+                        .iter()
+                        .map(|d| d.log.clone())
+                        .collect::<Vec<_>>()
+                ));
+            }
+            ready = ready_daemons(&self.daemons).await;
+        }
+        if let [n] = ready.as_slice() {
+            if self.leader.is_some_and(|last| last != *n) {
+                *self.report.actions.entry("takeover_seen").or_default() += 1;
+            }
+            self.leader = Some(*n);
+        }
     }
 
     async fn apply(&mut self, action: &Action) {
@@ -155,22 +231,28 @@ impl Runner {
             Action::FailPrepares(n) => self.sim.faults(json!({"fail_prepares": n})).await,
             Action::ConnectPush(form) => self.sim.faults(json!({"connect_push": form})).await,
             Action::Kill { down_ms } => {
-                self.daemon.kill();
+                self.target().kill();
                 tokio::time::sleep(Duration::from_millis(*down_ms)).await;
-                self.daemon.start();
+                self.target().start();
             }
             Action::Term => self.terminate_and_restart().await,
             Action::Pause(ms) => {
-                self.daemon.signal(libc::SIGSTOP);
+                self.target().signal(libc::SIGSTOP);
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
-                self.daemon.signal(libc::SIGCONT);
+                self.target().signal(libc::SIGCONT);
+            }
+            Action::PostgresRestart => self.postgres().restart(),
+            Action::PostgresStop(ms) => {
+                self.postgres().stop();
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                self.postgres().start_server();
             }
             Action::Entry { strategy, account } => {
                 let signal = json!({"kind": "entry", "strategy_id": strategy, "account": account});
                 self.toggle(signal).await;
             }
             Action::Exit { pick } => {
-                let candidates = exit_candidates(&self.daemon, &self.churn).await;
+                let candidates = exit_candidates(&self.daemons[0], &self.churn).await;
                 if !candidates.is_empty() {
                     let position = candidates[(*pick % candidates.len() as u64) as usize];
                     self.toggle(json!({"kind": "exit", "position_id": position}))
@@ -202,8 +284,8 @@ impl Runner {
         let Some(position) = opened["ids"][0].as_i64() else {
             return self.note("failed_exit_not_opened");
         };
-        let known = eventually(Duration::from_secs(20), || async {
-            let store = self.daemon.store().await;
+        let known = eventually(SEEN_WITHIN, || async {
+            let store = self.daemons[0].store().await;
             let known = store.position(position).await.ok().flatten().is_some();
             let _ = store.close().await;
             known
@@ -230,6 +312,13 @@ impl Runner {
         }
     }
 
+    /// The failover group's PostgreSQL (its faults are drawn in failover mode only).
+    fn postgres(&self) -> &Cluster {
+        self.cluster
+            .as_ref()
+            .expect("PostgreSQL faults are drawn in failover mode only")
+    }
+
     fn note(&mut self, what: &'static str) {
         *self.report.actions.entry(what).or_default() += 1;
     }
@@ -245,8 +334,8 @@ impl Runner {
     /// action (no cleanup, like a SIGKILL) — counted apart, since the run checks that nothing
     /// was lost either way.
     async fn terminate_and_restart(&mut self) {
-        self.daemon.signal(libc::SIGTERM);
-        let status = self.daemon.wait_exit(STOP_BUDGET).await;
+        self.target().signal(libc::SIGTERM);
+        let status = self.target().wait_exit(STOP_BUDGET).await;
         if status.signal() == Some(libc::SIGTERM) {
             *self
                 .report
@@ -258,20 +347,36 @@ impl Runner {
                 .violations
                 .push(format!("SIGTERM ended the daemon with {status}"));
         }
-        self.daemon.start();
+        self.target().start();
     }
 
-    /// The quiet phase; returns how long the daemon took to be ready and caught up.
+    /// The quiet phase; returns how long a daemon took to be ready and caught up, and notes
+    /// which leads.
     async fn quiesce(&mut self) -> Option<Duration> {
         tokio::time::sleep_until(self.outage_until.into()).await;
         self.keep_running();
-        settle(&self.sim, &self.daemon, &mut self.report.violations).await
+        let ready = settle(&self.sim, &self.daemons, &mut self.report.violations).await;
+        self.observe_leadership().await;
+        ready
     }
 
     async fn stop(&mut self) {
         self.keep_running();
-        stop(&mut self.daemon, &mut self.report.violations).await;
+        for daemon in &mut self.daemons {
+            stop(daemon, &mut self.report.violations).await;
+        }
     }
+}
+
+/// The daemons answering `/readyz` 200 (failover mode: the leader, or none between terms).
+async fn ready_daemons(daemons: &[Daemon]) -> Vec<usize> {
+    let mut ready = Vec::new();
+    for (n, daemon) in daemons.iter().enumerate() {
+        if daemon.readyz().await == Some(200) {
+            ready.push(n);
+        }
+    }
+    ready
 }
 
 /// Whether the daemon has no active workflow, no attempt planned and no intent in flight.
@@ -284,26 +389,29 @@ async fn idle(daemon: &Daemon) -> bool {
     active.is_empty() && planned.is_empty() && intents.is_empty()
 }
 
-/// Clears every fault, then waits for the daemon to be ready and caught up, and then for
-/// quiet: no new event, the cursor at the latest, no active workflow, no attempt planned and
-/// no intent in flight, all holding for [`QUIET`]. What does not happen within the bounds is a
-/// violation. Returns how long it took to be ready and caught up (`None`: not within bounds).
+/// Clears every fault, then waits for a daemon (the only one, or one of a failover pair, which
+/// share their store) to be ready and caught up, and then for quiet: no new event, the cursor
+/// at the latest, no active workflow, no attempt planned and no intent in flight, all holding
+/// for [`QUIET`]. What does not happen within the bounds is a violation. Returns how long it
+/// took to be ready and caught up (`None`: not within bounds).
 pub(crate) async fn settle(
     sim: &Sim,
-    daemon: &Daemon,
+    daemons: &[Daemon],
     violations: &mut Vec<String>,
 ) -> Option<Duration> {
     sim.delete("/faults").await;
     let cleared = Instant::now();
+    let daemon = &daemons[0];
     let caught_up = eventually(CATCH_UP, || async {
-        daemon.readyz().await == Some(200) && daemon.cursor().await == Some(sim.latest_seq().await)
+        !ready_daemons(daemons).await.is_empty()
+            && daemon.cursor().await == Some(sim.latest_seq().await)
     })
     .await;
     let ready = caught_up.then(|| cleared.elapsed());
     if !caught_up {
         violations.push(format!(
-            "not ready and caught up {CATCH_UP:?} after the faults were cleared: readyz {:?}, cursor {:?}, latest {}",
-            daemon.readyz().await,
+            "not ready and caught up {CATCH_UP:?} after the faults were cleared: ready {:?}, cursor {:?}, latest {}",
+            ready_daemons(daemons).await,
             daemon.cursor().await,
             sim.latest_seq().await
         ));

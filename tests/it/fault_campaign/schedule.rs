@@ -29,6 +29,19 @@ const ENTRIES: [(i64, &str); 6] = [
     (103, "PAPER-1"),
 ];
 
+/// Which daemons a run has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// One daemon on SQLite.
+    Single,
+    /// Two daemons with `ha.enabled` on one PostgreSQL: process faults hit the leader, pauses
+    /// may outlast its lease, and PostgreSQL itself is restarted and stopped.
+    Failover,
+}
+
+/// A pause at least this long outlasts the failover group's lease (ttl 5 s).
+const PAST_LEASE_MS: u64 = 6_000;
+
 /// One thing the campaign does to the simulator or the daemon.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Action {
@@ -58,12 +71,17 @@ pub(crate) enum Action {
     FailPrepares(u32),
     /// What new Event Hub connections are pushed on connect: `bare`, `repeat` or `none`.
     ConnectPush(&'static str),
-    /// SIGKILL, stay down this many ms, start again.
+    /// SIGKILL (the leader's, in failover mode), stay down this many ms, start again.
     Kill { down_ms: u64 },
-    /// SIGTERM, wait for the clean exit, start again.
+    /// SIGTERM (the leader's), wait for the clean exit, start again.
     Term,
-    /// SIGSTOP for this many ms, then SIGCONT: a consumer that stops reading.
+    /// SIGSTOP (the leader's) for this many ms, then SIGCONT: a consumer that stops reading,
+    /// or in failover mode a leader that outlives its lease and wakes up fenced.
     Pause(u64),
+    /// Failover mode: PostgreSQL restarted (fast shutdown, start).
+    PostgresRestart,
+    /// Failover mode: PostgreSQL stopped (immediate) for this many ms, then started.
+    PostgresStop(u64),
     /// An entry signal Off then On (a new signal instance).
     Entry {
         strategy: i64,
@@ -103,7 +121,10 @@ impl Action {
             Action::ConnectPush(_) => "connect_push_none",
             Action::Kill { .. } => "sigkill_restart",
             Action::Term => "sigterm_restart",
+            Action::Pause(ms) if *ms >= PAST_LEASE_MS => "sigstop_past_lease",
             Action::Pause(_) => "sigstop_pause",
+            Action::PostgresRestart => "postgres_restart",
+            Action::PostgresStop(_) => "postgres_stop",
             Action::Entry { .. } => "entry_signal",
             Action::Exit { .. } => "exit_signal",
             Action::OpenPositions(_) => "open_positions",
@@ -165,6 +186,7 @@ impl Variant {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Schedule {
     pub seed: u64,
+    pub mode: Mode,
     pub variant: Variant,
     /// The wire profile the simulator plays (`random:` drawn from the seed, among the forms the
     /// daemon meets and a campaign can survive).
@@ -177,10 +199,11 @@ fn pick<T: Copy>(rng: &mut fastrand::Rng, items: &[T]) -> T {
 }
 
 impl Schedule {
-    /// The schedule of `seed` for a run of `length`: an action every 50–900 ms, one burst of
-    /// 10,000–15,000 events between 20 % and 70 % of the run, every delay cleared again, and a
-    /// failed exit at the end.
-    pub(crate) fn generate(seed: u64, length: Duration) -> Schedule {
+    /// The schedule of `seed` for a run of `length` in `mode`: an action every 50–900 ms, one
+    /// burst of 10,000–15,000 events between 20 % and 70 % of the run, every delay cleared
+    /// again, and a failed exit at the end. A seed's single-mode schedule does not depend on the
+    /// failover actions: failover mode draws them from the same stream only in that mode.
+    pub(crate) fn generate(seed: u64, length: Duration, mode: Mode) -> Schedule {
         let mut rng = fastrand::Rng::with_seed(seed);
         let variant = Variant {
             max_pending_callbacks: pick(&mut rng, &[2_000, 100_000]),
@@ -203,7 +226,7 @@ impl Schedule {
                 steps.push(Step { at, action });
                 continue;
             }
-            let action = random_action(&mut rng);
+            let action = random_action(&mut rng, mode);
             if let Action::DelayEvents(ms) = action
                 && ms > 0
             {
@@ -222,6 +245,7 @@ impl Schedule {
         });
         Schedule {
             seed,
+            mode,
             variant,
             // Orders are always bound strictly, like a stock ASP.NET Core server.
             wire: format!(
@@ -233,8 +257,16 @@ impl Schedule {
     }
 }
 
-/// One action, by weight: activity and connection faults most often, process faults less.
-fn random_action(rng: &mut fastrand::Rng) -> Action {
+/// One action, by weight: activity and connection faults most often, process faults less; in
+/// failover mode, one in twenty a PostgreSQL fault or a pause past the lease.
+fn random_action(rng: &mut fastrand::Rng, mode: Mode) -> Action {
+    if mode == Mode::Failover && rng.u32(0..20) == 0 {
+        return match rng.u32(0..3) {
+            0 => Action::PostgresRestart,
+            1 => Action::PostgresStop(rng.u64(1_000..8_000)),
+            _ => Action::Pause(rng.u64(PAST_LEASE_MS..PAST_LEASE_MS + 3_000)),
+        };
+    }
     match rng.u32(0..100) {
         0..10 => Action::Emit(rng.u64(50..2_000)),
         10..26 => {
@@ -274,9 +306,12 @@ mod tests {
     #[test]
     fn a_seed_always_gives_the_same_schedule_with_one_burst() {
         let length = Duration::from_secs(45);
-        let schedule = Schedule::generate(7, length);
-        assert_eq!(schedule, Schedule::generate(7, length));
-        assert_ne!(schedule.steps, Schedule::generate(8, length).steps);
+        let schedule = Schedule::generate(7, length, Mode::Single);
+        assert_eq!(schedule, Schedule::generate(7, length, Mode::Single));
+        assert_ne!(
+            schedule.steps,
+            Schedule::generate(8, length, Mode::Single).steps
+        );
         let bursts = schedule
             .steps
             .iter()
@@ -296,5 +331,24 @@ mod tests {
                 .count()
         };
         assert_eq!(delays(true), delays(false), "every delay is cleared");
+    }
+
+    #[test]
+    fn failover_mode_adds_postgres_faults_and_pauses_past_the_lease_only() {
+        let length = Duration::from_secs(600);
+        let kinds = |mode| -> Vec<&'static str> {
+            Schedule::generate(11, length, mode)
+                .steps
+                .iter()
+                .map(|s| s.action.kind())
+                .collect()
+        };
+        let failover_only = ["postgres_restart", "postgres_stop", "sigstop_past_lease"];
+        let single = kinds(Mode::Single);
+        let failover = kinds(Mode::Failover);
+        for kind in failover_only {
+            assert!(!single.contains(&kind), "{kind} in single mode");
+            assert!(failover.contains(&kind), "{kind} missing in failover mode");
+        }
     }
 }
