@@ -145,12 +145,21 @@ impl ChildDaemon {
 
     /// Sends SIGTERM.
     pub(super) fn terminate(&self) -> Result<(), BenchError> {
+        self.signal(libc::SIGTERM, "SIGTERM")
+    }
+
+    /// Sends SIGKILL: the machine dies under it.
+    pub(super) fn kill(&self) -> Result<(), BenchError> {
+        self.signal(libc::SIGKILL, "SIGKILL")
+    }
+
+    fn signal(&self, signal: libc::c_int, name: &str) -> Result<(), BenchError> {
         let pid = libc::pid_t::try_from(self.pid)
             .map_err(|_| BenchError::Child("pid out of range".into()))?;
         // SAFETY: kill(2) on our own, not yet reaped child's pid touches no memory.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        if unsafe { libc::kill(pid, signal) } != 0 {
             return Err(BenchError::Io {
-                what: "sending SIGTERM".into(),
+                what: format!("sending {name}"),
                 source: std::io::Error::last_os_error(),
             });
         }

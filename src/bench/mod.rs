@@ -32,6 +32,7 @@ mod recovery;
 mod replay;
 pub mod report;
 mod startup;
+mod takeover;
 mod transport;
 
 use std::time::Duration;

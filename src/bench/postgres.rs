@@ -1,12 +1,14 @@
 //! (8) PostgreSQL beside SQLite on the same machine: durable live ingest (a burst through the
 //! whole event pump, as in (2)) and replay from a fresh database (as in (3)) of the same number
-//! of events on each backend, and PostgreSQL's share of SQLite's rate (target ≥ 0.5). Needs
-//! `database.url`; each run works in a scratch schema, dropped afterwards.
+//! of events on each backend, and PostgreSQL's share of SQLite's rate (target ≥ 0.5); then the
+//! takeover time of a failover pair (`takeover.rs`). Needs `database.url`; each run works in a
+//! scratch schema, dropped afterwards.
 
 use super::harness::{progress, rate, seconds};
 use super::ingest::{self, StoreConfig};
 use super::replay;
 use super::report::{Figure, Target};
+use super::takeover;
 use super::{BenchError, Sizes};
 use crate::config::{Settings, SynchronousMode};
 
@@ -92,5 +94,6 @@ pub(super) async fn run(
             }
         }
     }
+    figures.push(takeover::run(base, runs).await?);
     Ok(figures)
 }

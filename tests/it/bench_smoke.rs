@@ -54,7 +54,8 @@ fn quick_bench_reports_every_scenario() {
     assert_eq!(sweep, 8, "synchronous full/normal × batch_max 1/16/256/512");
 }
 
-/// `bench --only 8` is on demand: named, it runs both backends and gives their ratios.
+/// `bench --only 8` is on demand: named, it runs both backends, gives their ratios, and times
+/// a takeover of a failover pair.
 #[test]
 #[ignore = "needs PostgreSQL: cargo test --test it -- --ignored postgres"]
 fn quick_bench_compares_postgres_with_sqlite_postgres() {
@@ -62,6 +63,8 @@ fn quick_bench_compares_postgres_with_sqlite_postgres() {
     let output = Command::new(BIN)
         .args(["bench", "--quick", "--runs", "1", "--json", "--only", "8"])
         .env("MESOLIVE__DATABASE__URL", cluster.url())
+        .env("MESOLIVE__HA__LEASE_TTL", "3s")
+        .env("MESOLIVE__HA__SAFETY_MARGIN", "1s")
         .env_remove("RUST_LOG")
         .output()
         .expect("the binary runs");
@@ -82,6 +85,7 @@ fn quick_bench_compares_postgres_with_sqlite_postgres() {
         "replay postgres",
         "ingest postgres/sqlite",
         "replay postgres/sqlite",
+        "takeover after SIGKILL",
     ] {
         assert!(
             figures.contains(&("8 backends".into(), figure.into())),
