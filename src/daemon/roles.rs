@@ -412,6 +412,16 @@ async fn lead(
     let _ = term_over.send(());
     let loss = keeper.await.ok().flatten();
     if let Some(fatal) = term_drain.take_fatal() {
+        if let (Standing::Leader(_), Fatal::Store(err)) = (standing, &fatal)
+            && !err.is_damage()
+        {
+            // A failover leader whose database went away as the term opened stands down, as
+            // for a lost lease: exiting would take a standby out of the group.
+            release(store, grant).await;
+            return Ok(TermEnd::Lost(
+                loss.unwrap_or_else(|| Loss::Opening(err.to_string())),
+            ));
+        }
         last_words(store, &fatal).await;
         release(store, grant).await;
         return Err(fatal.into());

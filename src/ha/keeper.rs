@@ -50,6 +50,11 @@ pub enum Loss {
     /// stopped or starved): the lease may expire soon, so the leader stands down first.
     #[error("no lease renewal for {0:?} (the database unreachable, or this process was paused)")]
     Stale(Duration),
+    /// The database failed while the term was opening (it went away between the lease and the
+    /// term's first writes): the leader stands down rather than exiting; a standby (this one,
+    /// once the database answers) takes over with the normal start.
+    #[error("the state database failed while the term was opening: {0}")]
+    Opening(String),
 }
 
 /// What the loop decides after a renewal attempt, from its result and the time since the last
