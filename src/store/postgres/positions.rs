@@ -2,10 +2,11 @@
 
 use sqlx::PgConnection;
 
-use super::{Postgres, upsert_in_rounds};
+use super::{Postgres, execute_for_rows, fold};
 use crate::store::positions::select_positions;
 use crate::store::{
-    LegRecord, LegUpdate, PositionRecord, PositionUpdate, StoreError, Timestamp, found,
+    LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate, StoreError, Timestamp,
+    found,
 };
 
 /// [`crate::store::Store::upsert_positions`].
@@ -121,13 +122,28 @@ pub(super) async fn close(
     .rows_affected())
 }
 
-/// Insert or update positions, later updates winning; a closed position stays closed.
+/// Insert or update positions, later updates winning; a closed position stays closed. The
+/// batch is folded first (one row per position: the last update's fields, closed once any
+/// update closed it, the last realized PnL given), so one statement applies it.
 pub(super) async fn upsert_rows(
     conn: &mut PgConnection,
     updates: &[&PositionUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    upsert_in_rounds(
+    let folded = fold(
+        updates,
+        |update| update.position_id,
+        |folded, later| {
+            let closed = folded.state == PositionState::Closed;
+            let realized_pnl = later.realized_pnl.or(folded.realized_pnl);
+            *folded = later.clone();
+            if closed {
+                folded.state = PositionState::Closed;
+            }
+            folded.realized_pnl = realized_pnl;
+        },
+    );
+    execute_for_rows(
         conn,
         "INSERT INTO positions (position_id, strategy_id, account, name, state, last_status,
                                 realized_pnl, monitored, updated_at)
@@ -145,20 +161,29 @@ pub(super) async fn upsert_rows(
              last_status = excluded.last_status,
              realized_pnl = COALESCE(excluded.realized_pnl, positions.realized_pnl),
              updated_at = excluded.updated_at",
-        updates,
-        |update| update.position_id,
+        &folded,
         now,
     )
     .await
 }
 
-/// Insert or update legs, later updates winning; a missing quantity keeps the last one.
+/// Insert or update legs, later updates winning; a missing quantity keeps the last one. The
+/// batch is folded first, as positions are.
 pub(super) async fn upsert_legs(
     conn: &mut PgConnection,
     updates: &[&LegUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    upsert_in_rounds(
+    let folded = fold(
+        updates,
+        |update| update.leg_id,
+        |folded, later| {
+            let qty = later.qty.or(folded.qty);
+            *folded = later.clone();
+            folded.qty = qty;
+        },
+    );
+    execute_for_rows(
         conn,
         "INSERT INTO legs (leg_id, position_id, name, status, qty, updated_at)
          SELECT l.leg_id, l.position_id, l.name, l.status, l.qty, $2
@@ -170,8 +195,7 @@ pub(super) async fn upsert_legs(
              status = excluded.status,
              qty = COALESCE(excluded.qty, legs.qty),
              updated_at = excluded.updated_at",
-        updates,
-        |update| update.leg_id,
+        &folded,
         now,
     )
     .await
