@@ -3,9 +3,10 @@
 use sqlx::PgConnection;
 
 use super::{Postgres, upsert_in_rounds};
-use crate::store::positions::select_positions;
+use crate::store::positions::{OPEN_POSITION_KEYS, select_positions};
 use crate::store::{
-    LegRecord, LegUpdate, PositionRecord, PositionUpdate, StoreError, Timestamp, found,
+    LegRecord, LegUpdate, OpenPosition, PositionRecord, PositionUpdate, StoreError, Timestamp,
+    found,
 };
 
 /// [`crate::store::Store::upsert_positions`].
@@ -69,6 +70,13 @@ pub(in crate::store) async fn open(db: &Postgres) -> Result<Vec<PositionRecord>,
     ))
     .fetch_all(&mut *db.reader().await?)
     .await?)
+}
+
+/// [`crate::store::Store::open_position_keys`].
+pub(in crate::store) async fn open_keys(db: &Postgres) -> Result<Vec<OpenPosition>, StoreError> {
+    Ok(sqlx::query_as(OPEN_POSITION_KEYS)
+        .fetch_all(&mut *db.reader().await?)
+        .await?)
 }
 
 /// [`crate::store::Store::monitored_positions`].
