@@ -65,7 +65,9 @@ pub use orders::{OrderRecord, OrderUpdate};
 pub use outbox::{
     Notification, NotificationFailure, OutboxStatus, OutboxSummary, SinkProgress, SinkRegistration,
 };
-pub use positions::{LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate};
+pub use positions::{
+    LegRecord, LegUpdate, OpenPosition, PositionRecord, PositionState, PositionUpdate,
+};
 pub use signals::{SignalRecord, SignalSource, SignalState, SignalUpdate};
 pub use summary::{StateCount, StoreSummary};
 pub use time::Timestamp;

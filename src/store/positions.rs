@@ -94,6 +94,19 @@ pub struct PositionRecord {
     pub updated_at: Timestamp,
 }
 
+/// An open position as the daemon's own tasks need it (which monitors to run, how many
+/// positions a strategy or account holds): no snapshot to decode, so re-reading every open
+/// position at each event batch costs the ids, not their market data.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OpenPosition {
+    /// The live position id.
+    pub position_id: i64,
+    /// The strategy it belongs to.
+    pub strategy_id: i64,
+    /// The broker account.
+    pub account: String,
+}
+
 /// A stored leg.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LegRecord {
@@ -176,6 +189,9 @@ macro_rules! select_positions {
 }
 pub(super) use select_positions;
 
+/// The [`OpenPosition`]s, by id (the same text in both backends).
+pub(super) const OPEN_POSITION_KEYS: &str = "SELECT position_id, strategy_id, account FROM positions WHERE state = 'open' ORDER BY position_id";
+
 impl Store {
     /// Record positions from a Control Hub listing (startup bootstrap, resync), in one
     /// transaction. A closed position stays closed.
@@ -243,6 +259,15 @@ impl Store {
         ))
         .fetch_all(&mut *reader)
         .await?)
+    }
+
+    /// Every open position's id, strategy and account, by id.
+    pub async fn open_position_keys(&self) -> Result<Vec<OpenPosition>, StoreError> {
+        let db = on_postgres!(self, pg => postgres::positions::open_keys(pg));
+        let mut reader = db.readers.acquire().await?;
+        Ok(sqlx::query_as(OPEN_POSITION_KEYS)
+            .fetch_all(&mut *reader)
+            .await?)
     }
 
     /// Every position a monitor should run for, by id.

@@ -293,7 +293,7 @@ async fn prove_data(ctx: &Ctx, data: &DataHub) -> Result<(), LinkError> {
     };
     let position = ctx
         .store()
-        .open_positions()
+        .open_position_keys()
         .await
         .ok()
         .and_then(|positions| positions.first().map(|p| p.position_id));

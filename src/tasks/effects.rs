@@ -43,6 +43,15 @@ pub fn describes_state(record: &EventRecord) -> bool {
         && STATE_TARGETS.contains(&record.target.as_str())
 }
 
+/// Whether a position update may open or close a position, which is all the monitor manager
+/// and the workflow runner read of positions: a realized-PnL change never does, and at a
+/// steady event rate such changes are most events, so waking both for each of their batches
+/// was most of their work. A PnL change of a position not known yet is picked up by their
+/// periodic re-read.
+pub fn may_open_or_close(update: &PositionUpdate) -> bool {
+    PositionStatus::from_name(&update.status) != PositionStatus::RealizedPnLChanged
+}
+
 /// A state event applied as a re-assertion (an on-connect push, or an event at or below the
 /// cursor whose key is not in the dedupe set): keyed as before, without its sequence id (it
 /// never moves the cursor), and a signal update that only wins over an older stored state.

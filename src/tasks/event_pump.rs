@@ -646,14 +646,14 @@ impl Session {
                 applied += 1;
                 match record.effect {
                     Effect::Quarantine { .. } => quarantined += 1,
-                    Effect::Position(_) => {
+                    Effect::Position(ref update) if effects::may_open_or_close(update) => {
                         positions_changed = true;
                         workflows_affected = true;
                     }
                     Effect::Signal(_) | Effect::Job(_) | Effect::Order(_) => {
                         workflows_affected = true
                     }
-                    Effect::Leg(_) | Effect::None => {}
+                    Effect::Position(_) | Effect::Leg(_) | Effect::None => {}
                 }
                 if let Some(seq) = reasserted.get(&record.key) {
                     Metrics::add(&metrics.events_reasserted, 1);
@@ -673,7 +673,8 @@ impl Session {
         if outcome.cursor.is_some() {
             Metrics::set(&metrics.cursor, self.sequencer.cursor());
         }
-        // Wake only who can care: the monitor manager re-reads every open position.
+        // Wake only who can care: the monitor manager re-reads every open position, the
+        // workflow runner every signal and active workflow.
         if positions_changed {
             self.ctx.wake().positions.notify_one();
         }

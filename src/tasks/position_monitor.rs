@@ -128,7 +128,7 @@ async fn bootstrap(ctx: &Ctx, control: &ControlHub) -> Result<(), HubError> {
 async fn reconcile(ctx: &Arc<Ctx>, monitors: &mut HashMap<i64, Monitor>) -> Result<(), ChildError> {
     let open = ctx
         .store()
-        .open_positions()
+        .open_position_keys()
         .await
         .map_err(|err| ChildError::store("reading open positions", err))?;
     let wanted: HashMap<i64, ()> = open.iter().map(|p| (p.position_id, ())).collect();

@@ -104,7 +104,7 @@ async fn open_positions(ctx: &Ctx, control: &ControlHub) -> Result<OpenPositions
         .collect();
     let on_server: HashSet<i64> = listed.iter().map(|p| p.position_id).collect();
     let mut closed = Vec::new();
-    for held in ctx.store().open_positions().await? {
+    for held in ctx.store().open_position_keys().await? {
         if on_server.contains(&held.position_id) {
             continue;
         }

@@ -50,6 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use admin_client::{AdminClient, AdminError};
@@ -211,8 +212,17 @@ impl Simulator {
     }
 }
 
+/// Serves `router` on `listener` with `TCP_NODELAY` on every accepted socket, as Kestrel sets
+/// it: without it a small frame (a live callback, a call's Completion) written while an earlier
+/// one is unacknowledged waits for the peer's delayed ACK (Nagle), tens of milliseconds the
+/// real server never adds.
 fn serve(sim: &Sim, listener: TcpListener, router: Router) {
     let shutdown = sim.shutdown.clone();
+    let listener = listener.tap_io(|socket| {
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted socket");
+        }
+    });
     sim.tasks.spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())

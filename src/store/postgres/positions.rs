@@ -3,10 +3,10 @@
 use sqlx::PgConnection;
 
 use super::{Postgres, execute_for_rows, fold};
-use crate::store::positions::select_positions;
+use crate::store::positions::{OPEN_POSITION_KEYS, select_positions};
 use crate::store::{
-    LegRecord, LegUpdate, PositionRecord, PositionState, PositionUpdate, StoreError, Timestamp,
-    found,
+    LegRecord, LegUpdate, OpenPosition, PositionRecord, PositionState, PositionUpdate, StoreError,
+    Timestamp, found,
 };
 
 /// [`crate::store::Store::upsert_positions`].
@@ -70,6 +70,13 @@ pub(in crate::store) async fn open(db: &Postgres) -> Result<Vec<PositionRecord>,
     ))
     .fetch_all(&mut *db.reader().await?)
     .await?)
+}
+
+/// [`crate::store::Store::open_position_keys`].
+pub(in crate::store) async fn open_keys(db: &Postgres) -> Result<Vec<OpenPosition>, StoreError> {
+    Ok(sqlx::query_as(OPEN_POSITION_KEYS)
+        .fetch_all(&mut *db.reader().await?)
+        .await?)
 }
 
 /// [`crate::store::Store::monitored_positions`].

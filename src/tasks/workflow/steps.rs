@@ -129,7 +129,7 @@ async fn new_workflow(
     let automation = &ctx.settings().automation;
     let open_positions = if kind == FlowKind::Entry {
         ctx.store()
-            .open_positions()
+            .open_position_keys()
             .await?
             .iter()
             .filter(|p| {
@@ -565,7 +565,7 @@ async fn risk_verdict(
         }
         if limits.max_open_positions_total.is_some() {
             let open = store
-                .open_positions()
+                .open_position_keys()
                 .await?
                 .iter()
                 .filter(|p| p.account == account)
