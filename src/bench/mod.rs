@@ -152,7 +152,9 @@ impl Sizes {
                 startup_positions: 20,
                 backend_events: 2_000,
                 reaction_signals: 10,
-                reaction_background: 10_000,
+                // A smoke test checks that the scenario runs, not how fast: a debug build on a
+                // slow core cannot keep up with the full 10,000 events/s.
+                reaction_background: 1_000,
             }
         } else {
             Sizes {
