@@ -344,11 +344,14 @@ fn preparing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
     if facts.cancel_job == IntentFact::InFlight {
         return Change::Send(Call::CancelJob { job_id });
     }
+    let cancelling = facts.cancel_job != IntentFact::NotSent;
     if let Some(job) = &facts.job {
         match job.status {
             JobStatus::Completed => {
                 return plan_outcome(job.result.clone().unwrap_or(Value::Null));
             }
+            // Cancelled by our own cancel: its outcome is told below, whichever was heard first.
+            JobStatus::Cancelled if cancelling => {}
             JobStatus::Failed | JobStatus::Cancelled => {
                 let error = job.error.as_deref().unwrap_or("job failed");
                 return to(WorkflowState::Failed, &format!("prepare job: {error}"));
@@ -356,7 +359,6 @@ fn preparing(workflow: &WorkflowRecord, facts: &Facts) -> Change {
             JobStatus::Pending | JobStatus::Running => {}
         }
     }
-    let cancelling = facts.cancel_job != IntentFact::NotSent;
     if facts.signal_on && !cancelling {
         if !past_deadline(workflow, facts) {
             return Change::Wait;
@@ -835,6 +837,25 @@ mod tests {
             assert_eq!(state_of(&change), Some(WorkflowState::Cancelled));
             assert!(reason_of(&change).contains(reason));
         }
+        // The job heard of as cancelled once our cancel was sent: still our cancel, not a failure.
+        let heard_cancelled = Facts {
+            cancel_job: IntentFact::Completed(json!({})),
+            job: job(JobStatus::Cancelled, None),
+            ..off.clone()
+        };
+        assert_eq!(
+            state_of(&decide(&w, &heard_cancelled)),
+            Some(WorkflowState::Cancelled)
+        );
+        // A job the server cancelled on its own fails the workflow.
+        let server_cancelled = Facts {
+            job: job(JobStatus::Cancelled, None),
+            ..facts()
+        };
+        assert_eq!(
+            state_of(&decide(&w, &server_cancelled)),
+            Some(WorkflowState::Failed)
+        );
         // A job that completed before the Off was seen still counts.
         let completed = Facts {
             job: job(JobStatus::Completed, Some(plan(&[1]))),
@@ -1192,6 +1213,26 @@ mod tests {
             reason_of(&change).contains("attempt 2"),
             "an exit is retried"
         );
+        // The job heard of as cancelled (our cancel) before or after the cancel's answer: the
+        // same outcome, whichever came first.
+        let heard_cancelled = Facts {
+            job: job(JobStatus::Cancelled, None).map(|j| JobFact {
+                heard_at: at(122),
+                ..j
+            }),
+            ..cancelled.clone()
+        };
+        assert_eq!(decide(&w, &heard_cancelled), change);
+        assert!(matches!(
+            decide(
+                &w,
+                &Facts {
+                    cancel_job: IntentFact::InFlight,
+                    ..heard_cancelled
+                }
+            ),
+            Change::Send(Call::CancelJob { .. })
+        ));
         // A cancel once sent is settled even if the job was heard of meanwhile.
         let in_flight = Facts {
             cancel_job: IntentFact::InFlight,
