@@ -111,31 +111,76 @@ macro_rules! select_intents {
 }
 pub(super) use select_intents;
 
+/// What [`Store::record_intent`] found under the key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// New (or committed by an earlier version and never sent): now committed as `sent`,
+    /// attempt 1, in the same transaction — send it.
+    ToSend(IntentRecord),
+    /// Sent before (perhaps by a process that crashed) or settled: the stored row, unchanged.
+    Existing(IntentRecord),
+}
+
+impl Recorded {
+    /// The stored row, whichever it is.
+    pub fn record(&self) -> &IntentRecord {
+        match self {
+            Recorded::ToSend(record) | Recorded::Existing(record) => record,
+        }
+    }
+}
+
 impl Store {
-    /// Commit an intent before sending it. If the key exists (a restarted process derived the
-    /// same key), nothing changes and the stored row is returned: check its state before sending.
-    pub async fn record_intent(&self, intent: &NewIntent) -> Result<IntentRecord, StoreError> {
+    /// Commit an intent as being sent, in one transaction, right before sending it: the key
+    /// and args are durable before anything leaves, and a crash between this commit and the
+    /// wire is settled like any lost send (the server's idempotency record says it never saw
+    /// the key; it is sent once, with this key). If the key exists (a restarted process derived
+    /// the same key), nothing changes and the stored row is returned: settle it, do not send.
+    pub async fn record_intent(&self, intent: &NewIntent) -> Result<Recorded, StoreError> {
         let db = on_postgres!(self, pg => postgres::intents::record(pg, intent));
         let now = Timestamp::now();
         let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        sqlx::query(
+        let inserted: Option<IntentRecord> = sqlx::query_as(concat!(
             "INSERT INTO intents (idempotency_key, operation, workflow_id, args, state, attempts,
                                   created_at, updated_at)
-             VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)
-             ON CONFLICT (idempotency_key) DO NOTHING",
-        )
+             VALUES (?, ?, ?, ?, 'sent', 1, ?, ?)
+             ON CONFLICT (idempotency_key) DO NOTHING
+             RETURNING ",
+            intent_columns!()
+        ))
         .bind(&intent.key)
         .bind(&intent.operation)
         .bind(&intent.workflow_id)
         .bind(intent.args.to_string())
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        let stored = fetch_intent(&mut tx, &intent.key).await?;
+        let recorded = match inserted {
+            Some(row) => Recorded::ToSend(row),
+            // Committed by an earlier version and never sent: this is its first send.
+            None => match sqlx::query_as(concat!(
+                "UPDATE intents SET state = 'sent', attempts = 1, updated_at = ?
+                 WHERE idempotency_key = ? AND state = 'pending' AND attempts = 0
+                 RETURNING ",
+                intent_columns!()
+            ))
+            .bind(now)
+            .bind(&intent.key)
+            .fetch_optional(&mut *tx)
+            .await?
+            {
+                Some(row) => Recorded::ToSend(row),
+                None => Recorded::Existing(
+                    fetch_intent(&mut tx, &intent.key)
+                        .await?
+                        .ok_or_else(|| not_found(&intent.key))?,
+                ),
+            },
+        };
         tx.commit().await?;
-        stored.ok_or_else(|| not_found(&intent.key))
+        Ok(recorded)
     }
 
     /// Record that the intent is being sent (once more): counts the attempt. Refused for a final

@@ -54,7 +54,7 @@ use sqlite::{Sqlite, begin_write, execute_for_rows};
 pub use error::StoreError;
 pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutcome};
 pub use history::{GapForm, GapResolution, HistoryGap, HistoryGapRecord, Resync, ResyncSummary};
-pub use intents::{IntentRecord, IntentState, NewIntent};
+pub use intents::{IntentRecord, IntentState, NewIntent, Recorded};
 pub use jobs::{JobStatus, PrepareJobRecord, PrepareJobUpdate};
 pub use lease::{LeaseGrant, LeaseRecord, LeaseRequest};
 pub use location::{Location, PostgresLocation, is_plain_identifier};

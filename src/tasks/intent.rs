@@ -9,7 +9,7 @@
 //! | `Conflict` | re-checked through the record until it settles (or left `unknown`) |
 //! | other API error / hub error | `failed` with the reason |
 //! | timeout / connection lost | `unknown`: settled before the workflow may move on |
-//! | never sent (no connection) | stays `pending`: sent again later with the same key |
+//! | never sent (no connection) | `unknown`: sent again later with the same key |
 //!
 //! Two gates hold a send:
 //!
@@ -29,7 +29,9 @@ use tokio::sync::watch;
 
 use crate::ha::SendGate;
 use crate::ops::crash;
-use crate::store::{IntentRecord, IntentState, NewIntent, Store, StoreError, TradingState};
+use crate::store::{
+    IntentRecord, IntentState, NewIntent, Recorded, Store, StoreError, TradingState,
+};
 use crate::supervisor::child::Unauthorized;
 use mesolive_api::client::{ControlHub, HubError};
 use mesolive_api::models::{IdempotencyRecord, IdempotencyRecordStatus, StatusCode};
@@ -79,29 +81,44 @@ impl TradingGate {
     }
 }
 
-/// Runs one intent to the point of a known outcome if it can. Safe to call again with the
-/// same key at any time (after a crash, a reconnect, a second wake-up): an existing intent is
-/// settled, never resent under a new key. While `trading` is closed nothing new is committed or
-/// sent: an existing intent is only settled by reading. While `gate` is closed nothing is sent
+/// Commits a new intent as being sent (one transaction: key, args and the first attempt),
+/// unless trading is halted — then nothing is committed and `None` says to wait for the resume.
+/// `LeadershipLost` while this process may not send.
+pub async fn record(
+    store: &Store,
+    gate: &SendGate,
+    intent: &NewIntent,
+    trading: &TradingGate,
+) -> Result<Option<Recorded>, IntentError> {
+    if trading.is_closed() {
+        held(&intent.key, &intent.operation);
+        return Ok(None);
+    }
+    gate.check()?;
+    Ok(Some(store.record_intent(intent).await?))
+}
+
+/// Runs one recorded intent to the point of a known outcome if it can. Safe to call again with
+/// the same key at any time (after a crash, a reconnect, a second wake-up): an existing intent
+/// is settled, never resent under a new key; only one that [`record`] just committed goes out
+/// without asking the server first. While `trading` is closed nothing is sent: an existing
+/// intent is only settled by reading. While `gate` is closed nothing is sent
 /// (`LeadershipLost`).
 pub async fn execute(
     store: &Store,
     gate: &SendGate,
     control: &ControlHub,
-    intent: &NewIntent,
+    recorded: Recorded,
     trading: &TradingGate,
 ) -> Result<IntentOutcome, IntentError> {
-    let stored = if trading.is_closed() {
-        match store.intent(&intent.key).await? {
-            Some(stored) => stored,
-            None => return Ok(held(&intent.key, &intent.operation)),
-        }
-    } else {
-        store.record_intent(intent).await?
+    let stored = match recorded {
+        Recorded::ToSend(stored) => return transmit(store, gate, control, &stored, trading).await,
+        Recorded::Existing(stored) => stored,
     };
     match stored.state {
         IntentState::Completed => return Ok(IntentOutcome::Completed(outcome_payload(&stored))),
         IntentState::Failed => return Ok(IntentOutcome::Failed(failure_reason(&stored))),
+        // Committed by an earlier version and never sent.
         IntentState::Pending if stored.attempts == 0 => {}
         // Sent before (perhaps by a process that crashed): ask the server what came of it.
         _ => {
@@ -115,9 +132,8 @@ pub async fn execute(
 }
 
 /// An intent not sent because trading is halted: it waits, under its key, for the resume.
-fn held(key: &str, operation: &str) -> IntentOutcome {
+pub(crate) fn held(key: &str, operation: &str) {
     tracing::info!(intent = %key, %operation, "not sent: trading is halted");
-    IntentOutcome::Unsettled
 }
 
 /// Sends a stored intent (same key, same args) and commits what came back.
@@ -129,14 +145,31 @@ async fn send(
     trading: &TradingGate,
 ) -> Result<IntentOutcome, IntentError> {
     if trading.is_closed() {
-        return Ok(held(&intent.key, &intent.operation));
+        held(&intent.key, &intent.operation);
+        return Ok(IntentOutcome::Unsettled);
     }
-    crash::point("intent.before_send");
     gate.check()?;
     store.mark_intent_sent(&intent.key).await?;
-    // Checked again right before the wire: the commit above may have taken a while. Closed
-    // now, the intent is `sent` without having left: the next leader's GetIdempotencyRecord
-    // says the server never saw it, and it goes out once, with this key.
+    transmit(store, gate, control, intent, trading).await
+}
+
+/// Puts an intent committed as `sent` on the wire and commits what came back. Held here (the
+/// trading gate closed, the send gate closed) it stays `sent` without having left: settling it
+/// later, the server's idempotency record says it never saw the key, and it goes out once,
+/// with this key.
+async fn transmit(
+    store: &Store,
+    gate: &SendGate,
+    control: &ControlHub,
+    intent: &IntentRecord,
+    trading: &TradingGate,
+) -> Result<IntentOutcome, IntentError> {
+    if trading.is_closed() {
+        held(&intent.key, &intent.operation);
+        return Ok(IntentOutcome::Unsettled);
+    }
+    crash::point("intent.before_send");
+    // Checked right before the wire: the commit before may have taken a while.
     gate.check()?;
     tracing::info!(intent = %intent.key, operation = %intent.operation, "intent sent");
     let answer = control

@@ -5,31 +5,54 @@ use sqlx::PgConnection;
 use super::Postgres;
 use crate::notifications::notice;
 use crate::store::intents::{IN_FLIGHT, intent_columns, not_found, select_intents};
-use crate::store::{IntentRecord, IntentState, NewIntent, StoreError, Timestamp};
+use crate::store::{IntentRecord, IntentState, NewIntent, Recorded, StoreError, Timestamp};
 
 /// [`crate::store::Store::record_intent`].
 pub(in crate::store) async fn record(
     db: &Postgres,
     intent: &NewIntent,
-) -> Result<IntentRecord, StoreError> {
+) -> Result<Recorded, StoreError> {
     let now = Timestamp::now();
     let mut write = db.begin_write().await?;
-    sqlx::query(
+    let inserted: Option<IntentRecord> = sqlx::query_as(concat!(
         "INSERT INTO intents (idempotency_key, operation, workflow_id, args, state, attempts,
                               created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)
-         ON CONFLICT (idempotency_key) DO NOTHING",
-    )
+         VALUES ($1, $2, $3, $4, 'sent', 1, $5, $5)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING ",
+        intent_columns!()
+    ))
     .bind(&intent.key)
     .bind(&intent.operation)
     .bind(&intent.workflow_id)
     .bind(sqlx::types::Json(&intent.args))
     .bind(now)
-    .execute(&mut *write.tx)
+    .fetch_optional(&mut *write.tx)
     .await?;
-    let stored = fetch(&mut write.tx, &intent.key).await?;
-    write.tx.commit().await?;
-    stored.ok_or_else(|| not_found(&intent.key))
+    let recorded = match inserted {
+        Some(row) => Recorded::ToSend(row),
+        // Committed by an earlier version and never sent: this is its first send.
+        None => match sqlx::query_as(concat!(
+            "UPDATE intents SET state = 'sent', attempts = 1, updated_at = $1
+             WHERE idempotency_key = $2 AND state = 'pending' AND attempts = 0
+             RETURNING ",
+            intent_columns!()
+        ))
+        .bind(now)
+        .bind(&intent.key)
+        .fetch_optional(&mut *write.tx)
+        .await?
+        {
+            Some(row) => Recorded::ToSend(row),
+            None => Recorded::Existing(
+                fetch(&mut write.tx, &intent.key)
+                    .await?
+                    .ok_or_else(|| not_found(&intent.key))?,
+            ),
+        },
+    };
+    write.commit().await?;
+    Ok(recorded)
 }
 
 /// [`crate::store::Store::mark_intent_sent`].

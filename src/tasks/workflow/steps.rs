@@ -15,8 +15,9 @@ use super::{DriveError, ignores_exit_signals};
 use crate::config::OrderStyle;
 use crate::risk::{self, CallFacts, CallKind, Verdict};
 use crate::store::{
-    IntentState, JobStatus, NewIntent, NewWorkflow, PositionState, PrepareJobUpdate, SignalRecord,
-    SignalState, StoreError, Timestamp, WorkflowChange, WorkflowRecord, WorkflowState,
+    IntentState, JobStatus, NewIntent, NewWorkflow, PositionState, PrepareJobUpdate, Recorded,
+    SignalRecord, SignalState, StoreError, Timestamp, WorkflowChange, WorkflowRecord,
+    WorkflowState,
 };
 use crate::supervisor::child::Unauthorized;
 use crate::supervisor::context::Ctx;
@@ -489,33 +490,42 @@ async fn send(
         args: call_args,
     };
     let trading = TradingGate::new(ctx.subscribe_trading_state());
-    if !trading.is_closed() && ctx.store().intent(&new.key).await?.is_none() {
-        // A new intent: the risk rules are checked and the intent committed under one lock,
-        // so two workflows cannot both take the last unit of a limit.
-        let _checking = RISK_CHECKS.lock().await;
-        match risk_verdict(ctx, workflow, call).await? {
-            Verdict::Allow => {
-                ctx.store().record_intent(&new).await?;
-            }
-            Verdict::Refuse(breach) => {
-                ctx.metrics().risk_refused(breach.rule);
-                tracing::warn!(workflow = workflow.id, rule = breach.rule, reason = %breach.reason, "risk limit: workflow refused");
-                return record(
-                    ctx,
-                    workflow,
-                    WorkflowChange::to(WorkflowState::Cancelled)
-                        .because(&breach.reason)
-                        .refused_by(breach.rule),
-                )
-                .await;
-            }
-            Verdict::Wait(breach) => {
-                tracing::info!(workflow = workflow.id, rule = breach.rule, reason = %breach.reason, "risk limit: call waits for the window");
-                return Ok(Step::Waiting);
+    let recorded = match ctx.store().intent(&new.key).await? {
+        Some(stored) => Some(Recorded::Existing(stored)),
+        // Halted: nothing new is checked or committed until the resume.
+        None if trading.is_closed() => {
+            intent::held(&new.key, &new.operation);
+            None
+        }
+        None => {
+            // A new intent: the risk rules are checked and the intent committed under one
+            // lock, so two workflows cannot both take the last unit of a limit.
+            let _checking = RISK_CHECKS.lock().await;
+            match risk_verdict(ctx, workflow, call).await? {
+                Verdict::Allow => intent::record(ctx.store(), ctx.gate(), &new, &trading).await?,
+                Verdict::Refuse(breach) => {
+                    ctx.metrics().risk_refused(breach.rule);
+                    tracing::warn!(workflow = workflow.id, rule = breach.rule, reason = %breach.reason, "risk limit: workflow refused");
+                    return record(
+                        ctx,
+                        workflow,
+                        WorkflowChange::to(WorkflowState::Cancelled)
+                            .because(&breach.reason)
+                            .refused_by(breach.rule),
+                    )
+                    .await;
+                }
+                Verdict::Wait(breach) => {
+                    tracing::info!(workflow = workflow.id, rule = breach.rule, reason = %breach.reason, "risk limit: call waits for the window");
+                    return Ok(Step::Waiting);
+                }
             }
         }
-    }
-    match intent::execute(ctx.store(), ctx.gate(), control, &new, &trading).await? {
+    };
+    let Some(recorded) = recorded else {
+        return Ok(Step::Waiting);
+    };
+    match intent::execute(ctx.store(), ctx.gate(), control, recorded, &trading).await? {
         IntentOutcome::Unsettled => Ok(Step::Waiting),
         IntentOutcome::Completed(_) | IntentOutcome::Failed(_) => Ok(Step::Advanced),
     }

@@ -5,7 +5,7 @@ use mesolive_api::FlowKind;
 use mesolive_supervisor::store::report::{ReportFormat, render_json, render_table, state_report};
 use mesolive_supervisor::store::{
     Effect, EventRecord, IntentState, JobStatus, NewIntent, PositionState, PositionUpdate,
-    PrepareJobUpdate, StoreError, Timestamp,
+    PrepareJobUpdate, Recorded, StoreError, Timestamp,
 };
 use serde_json::json;
 
@@ -50,25 +50,26 @@ on_both_backends! {
     async fn recording_an_intent_twice_returns_the_stored_row(backend: Backend) {
         let db = TestDb::new(backend);
         let store = db.open().await;
-        let first = store
+        // New: committed as being sent, its first attempt counted, in one transaction.
+        let Recorded::ToSend(first) = store
             .record_intent(&send_order_intent("send_order_5_1"))
             .await
-            .unwrap();
-        assert_eq!(first.state, IntentState::Pending);
-        assert_eq!(first.attempts, 0);
-        store.mark_intent_sent("send_order_5_1").await.unwrap();
+            .unwrap()
+        else {
+            panic!("a new key is to be sent");
+        };
+        assert_eq!((first.state, first.attempts), (IntentState::Sent, 1));
         store.close().await.unwrap();
 
-        // A restarted process derives the same key (with whatever args): it gets the stored row.
+        // A restarted process derives the same key (with whatever args): it gets the stored row,
+        // unchanged, to settle rather than send.
         let store = db.open().await;
         let mut retry = send_order_intent("send_order_5_1");
         retry.args = json!({ "different": true });
-        let again = store.record_intent(&retry).await.unwrap();
-        assert_eq!(again.key, first.key);
-        assert_eq!(again.state, IntentState::Sent);
-        assert_eq!(again.attempts, 1);
-        assert_eq!(again.args, first.args);
-        assert_eq!(again.created_at, first.created_at);
+        let Recorded::Existing(again) = store.record_intent(&retry).await.unwrap() else {
+            panic!("a key sent before is not sent again");
+        };
+        assert_eq!(again, first);
     }
 }
 
@@ -76,9 +77,11 @@ on_both_backends! {
     async fn intents_move_through_their_states_and_final_ones_stay_final(backend: Backend) {
         let db = TestDb::new(backend);
         let store = db.open().await;
-        store.record_intent(&send_order_intent("k1")).await.unwrap();
-        let sent = store.mark_intent_sent("k1").await.unwrap();
-        assert_eq!((sent.state, sent.attempts), (IntentState::Sent, 1));
+        let sent = store.record_intent(&send_order_intent("k1")).await.unwrap();
+        assert_eq!(
+            (sent.record().state, sent.record().attempts),
+            (IntentState::Sent, 1)
+        );
         let unknown = store
             .settle_intent("k1", IntentState::Unknown, None)
             .await
@@ -117,14 +120,13 @@ on_both_backends! {
 }
 
 on_both_backends! {
-    async fn shutdown_abandons_pending_and_sent_intents_only(backend: Backend) {
+    async fn shutdown_abandons_sent_intents_only(backend: Backend) {
         let db = TestDb::new(backend);
         let store = db.open().await;
-        for key in ["pending", "sent", "unknown", "done"] {
+        for key in ["sent", "resent", "unknown", "done"] {
             store.record_intent(&send_order_intent(key)).await.unwrap();
         }
-        store.mark_intent_sent("sent").await.unwrap();
-        store.mark_intent_sent("unknown").await.unwrap();
+        store.mark_intent_sent("resent").await.unwrap();
         store
             .settle_intent("unknown", IntentState::Unknown, None)
             .await
@@ -139,8 +141,8 @@ on_both_backends! {
             let store = &store;
             async move { store.intent(key).await.unwrap().unwrap().state }
         };
-        assert_eq!(state_of("pending").await, IntentState::Abandoned);
         assert_eq!(state_of("sent").await, IntentState::Abandoned);
+        assert_eq!(state_of("resent").await, IntentState::Abandoned);
         assert_eq!(state_of("unknown").await, IntentState::Unknown);
         assert_eq!(state_of("done").await, IntentState::Failed);
 
@@ -324,7 +326,7 @@ on_both_backends! {
         };
         assert_eq!(count("processed_events", None), Some(2));
         assert_eq!(count("applied_events", Some("OnOrderUpdate")), Some(2));
-        assert_eq!(count("intents", Some("pending")), Some(1));
+        assert_eq!(count("intents", Some("sent")), Some(1));
         assert_eq!(count("quarantined_events", None), Some(1));
 
         let table = render_table(&summary);
@@ -334,7 +336,7 @@ on_both_backends! {
             "{table}"
         );
         assert!(
-            table.contains("send_order_5_1  SendOrder  pending"),
+            table.contains("send_order_5_1  SendOrder  sent"),
             "{table}"
         );
         assert!(table.contains("Quarantined events (newest) (1)"), "{table}");
@@ -356,7 +358,7 @@ on_both_backends! {
         let parsed: serde_json::Value = serde_json::from_str(&render_json(&summary)).unwrap();
         assert_eq!(parsed["cursor"], 42);
         assert_eq!(parsed["intents_in_flight"][0]["key"], "send_order_5_1");
-        assert_eq!(parsed["intents_in_flight"][0]["state"], "pending");
+        assert_eq!(parsed["intents_in_flight"][0]["state"], "sent");
         assert_eq!(parsed["monitored_positions"][0]["state"], "open");
         assert!(parsed["cursor_updated_at"].as_str().unwrap().ends_with('Z'));
 

@@ -84,7 +84,10 @@ on_both_backends! {
             .unwrap();
         let counts = store.state_counts().await.unwrap();
         assert_eq!(counts.overdue_workflows, 0);
-        assert_eq!(counts.oldest_intent_in_flight, Some(intent.created_at));
+        assert_eq!(
+            counts.oldest_intent_in_flight,
+            Some(intent.record().created_at)
+        );
 
         // Failed with a next attempt planned: final, no deadline, retry_at set.
         let retry = now.plus(Duration::from_secs(5));
