@@ -76,6 +76,10 @@ enum Command {
         /// With database.url set, 2, 3 and 7 run on PostgreSQL.
         #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
         only: Vec<u8>,
+        /// Background events/s under the reaction scenario (10): default 10,000 (1,000 with
+        /// --quick); lower on a machine whose daemon cannot ingest that much.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        background: Option<u64>,
     },
     /// Health checks against the configured hubs, in runbook order.
     Check {
@@ -393,8 +397,14 @@ fn main() -> ExitCode {
             runs,
             quick,
             only,
+            background,
         } => {
-            let options = BenchOptions { runs, quick, only };
+            let options = BenchOptions {
+                runs,
+                quick,
+                only,
+                background,
+            };
             block_on(async move {
                 match bench::run(settings, options).await {
                     Ok(report) if json => {

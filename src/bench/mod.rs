@@ -54,6 +54,8 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Only these scenarios (see [`SCENARIOS`] and [`ON_DEMAND`]); empty: all of [`SCENARIOS`].
     pub only: Vec<u8>,
+    /// Background events/s of the reaction scenario instead of its size's (10,000; quick 1,000).
+    pub background: Option<u64>,
 }
 
 /// The scenarios a bare `bench` runs, in order.
@@ -180,7 +182,10 @@ impl Sizes {
 /// `base` supplies every setting the scenarios do not set themselves; progress goes to stderr.
 pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchError> {
     signalr::tls::install_default_provider();
-    let sizes = Sizes::new(options.quick);
+    let mut sizes = Sizes::new(options.quick);
+    if let Some(background) = options.background {
+        sizes.reaction_background = background;
+    }
     let runs = options.runs.max(1);
     let mut report = Report::new(runs, options.quick);
     if let Some(unknown) = options

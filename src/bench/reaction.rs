@@ -156,7 +156,7 @@ async fn background(
     per_second: u64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<f64, BenchError> {
-    let per_tick = (per_second as f64 * LOAD_TICK.as_secs_f64()).round() as u64;
+    let per_tick = ((per_second as f64 * LOAD_TICK.as_secs_f64()).round() as u64).max(1);
     let mut ticks = tokio::time::interval(LOAD_TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
