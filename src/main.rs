@@ -407,13 +407,25 @@ fn main() -> ExitCode {
             };
             block_on(async move {
                 match bench::run(settings, options).await {
-                    Ok(report) if json => {
-                        println!("{}", report.to_json());
-                        ExitCode::SUCCESS
-                    }
                     Ok(report) => {
-                        print!("{}", report.table());
-                        ExitCode::SUCCESS
+                        if json {
+                            println!("{}", report.to_json());
+                        } else {
+                            print!("{}", report.table());
+                        }
+                        if report.failures.is_empty() {
+                            ExitCode::SUCCESS
+                        } else {
+                            let failed: Vec<String> = report
+                                .failures
+                                .iter()
+                                .map(|f| f.scenario.to_string())
+                                .collect();
+                            fail(
+                                exit::FAILURE,
+                                format!("scenario(s) {} failed", failed.join(", ")),
+                            )
+                        }
                     }
                     Err(err) => fail(exit::FAILURE, err),
                 }

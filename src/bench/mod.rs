@@ -178,8 +178,8 @@ impl Sizes {
 }
 
 /// Runs every scenario (or those of `options.only`) `options.runs` times, in the issue's
-/// order, and reports the figures.
-/// `base` supplies every setting the scenarios do not set themselves; progress goes to stderr.
+/// order, and reports the figures. A scenario that fails is listed in [`Report::failures`]
+/// and the others still run. `base` supplies every setting the scenarios do not set themselves; progress goes to stderr.
 pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchError> {
     signalr::tls::install_default_provider();
     let mut sizes = Sizes::new(options.quick);
@@ -198,37 +198,37 @@ pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchE
     let wanted = |scenario: u8| options.only.is_empty() || options.only.contains(&scenario);
     let mut raw_median = None;
     if wanted(1) {
-        let raw = transport::run(runs, &sizes).await?;
-        raw_median = Some(raw.median);
-        report.push(raw);
+        let raw = transport::run(runs, &sizes).await;
+        raw_median = raw.as_ref().ok().map(|raw| raw.median);
+        report.record(1, raw.map(|raw| [raw]));
     }
     if wanted(2) {
-        report.extend(ingest::run(&base, runs, &sizes, raw_median).await?);
+        report.record(2, ingest::run(&base, runs, &sizes, raw_median).await);
     }
     if wanted(3) {
-        report.extend(replay::run(&base, runs, &sizes).await?);
+        report.record(3, replay::run(&base, runs, &sizes).await);
     }
     if wanted(4) {
-        report.push(recovery::run(&base, runs, &sizes).await?);
+        report.record(4, recovery::run(&base, runs, &sizes).await.map(|f| [f]));
     }
     if wanted(5) {
-        report.extend(monitoring::run(runs, &sizes).await?);
+        report.record(5, monitoring::run(runs, &sizes).await);
     }
     if wanted(6) {
-        report.extend(startup::run(runs, &sizes).await?);
+        report.record(6, startup::run(runs, &sizes).await);
     }
     if wanted(7) {
-        report.extend(ingest::sweep(&base, runs, &sizes).await?);
+        report.record(7, ingest::sweep(&base, runs, &sizes).await);
     }
     // Only on demand: it needs a PostgreSQL database.
     if options.only.contains(&8) {
-        report.extend(postgres::run(&base, runs, &sizes).await?);
+        report.record(8, postgres::run(&base, runs, &sizes).await);
     }
     if wanted(9) {
-        report.extend(baseline::run(&base, runs, &sizes).await?);
+        report.record(9, baseline::run(&base, runs, &sizes).await);
     }
     if wanted(10) {
-        report.extend(reaction::run(runs, &sizes).await?);
+        report.record(10, reaction::run(runs, &sizes).await);
     }
     Ok(report)
 }

@@ -1,6 +1,8 @@
 //! Figures, their targets, and the two renderings (table, JSON). A figure keeps every sample so
 //! the median, min and max can be checked against them.
 
+use std::fmt;
+
 use serde::Serialize;
 
 /// A figure's target, as the issue states it.
@@ -105,6 +107,17 @@ pub struct Report {
     pub quick: bool,
     /// Every figure, in scenario order.
     pub figures: Vec<Figure>,
+    /// Scenarios that could not finish, and why: the others' figures still stand.
+    pub failures: Vec<ScenarioFailure>,
+}
+
+/// A scenario that could not finish.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioFailure {
+    /// Its number.
+    pub scenario: u8,
+    /// Why.
+    pub error: String,
 }
 
 /// The machine the figures come from.
@@ -143,6 +156,25 @@ impl Report {
             runs,
             quick,
             figures: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// Adds what scenario `scenario` measured, or that it failed (said on stderr as well).
+    pub fn record(
+        &mut self,
+        scenario: u8,
+        measured: Result<impl IntoIterator<Item = Figure>, impl fmt::Display>,
+    ) {
+        match measured {
+            Ok(figures) => self.extend(figures),
+            Err(err) => {
+                eprintln!("bench: scenario {scenario} failed: {err}");
+                self.failures.push(ScenarioFailure {
+                    scenario,
+                    error: err.to_string(),
+                });
+            }
         }
     }
 
@@ -184,8 +216,13 @@ impl Report {
                 ]
             })
             .collect();
+        let failures: String = self
+            .failures
+            .iter()
+            .map(|f| format!("  scenario {} FAILED: {}\n", f.scenario, f.error))
+            .collect();
         format!(
-            "{} run(s) per scenario{}, {} on {} CPU(s), {}\n{}",
+            "{} run(s) per scenario{}, {} on {} CPU(s), {}\n{}{failures}",
             self.runs,
             if self.quick { " (--quick sizes)" } else { "" },
             self.machine.model,
