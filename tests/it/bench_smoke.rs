@@ -12,17 +12,25 @@ use serde_json::Value;
 use crate::support::daemon::BIN;
 use crate::support::pg::Cluster;
 
-#[test]
-fn quick_bench_reports_every_scenario() {
+/// Runs `bench --quick --runs 1 --json --only <only>` with `env` set; its JSON report, which
+/// must list no failed scenario.
+fn quick_bench(only: &str, env: &[(&str, &str)]) -> Value {
     let output = Command::new(BIN)
-        .args(["bench", "--quick", "--runs", "1", "--json"])
-        .args(["--only", "1,2,3,4,5,6,7,10"])
+        .args(["bench", "--quick", "--runs", "1", "--json", "--only", only])
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .output()
         .expect("the binary runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "bench failed:\n{stderr}");
     let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is the JSON report");
+    assert_eq!(report["failures"], serde_json::json!([]), "{stderr}");
+    report
+}
+
+#[test]
+fn quick_bench_reports_every_scenario() {
+    let report = quick_bench("1,2,3,4,5,6,7,10", &[]);
     assert_eq!(report["quick"], true);
     assert_eq!(report["runs"], 1);
     let figures = report["figures"].as_array().expect("figures");
@@ -60,17 +68,15 @@ fn quick_bench_reports_every_scenario() {
 #[ignore = "needs PostgreSQL: cargo test --test it -- --ignored postgres"]
 fn quick_bench_compares_postgres_with_sqlite_postgres() {
     let cluster = Cluster::start(true);
-    let output = Command::new(BIN)
-        .args(["bench", "--quick", "--runs", "1", "--json", "--only", "8"])
-        .env("MESOLIVE__DATABASE__URL", cluster.url())
-        .env("MESOLIVE__HA__LEASE_TTL", "3s")
-        .env("MESOLIVE__HA__SAFETY_MARGIN", "1s")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the binary runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).expect("stdout is the JSON report");
+    let url = cluster.url();
+    let report = quick_bench(
+        "8",
+        &[
+            ("MESOLIVE__DATABASE__URL", url.as_str()),
+            ("MESOLIVE__HA__LEASE_TTL", "3s"),
+            ("MESOLIVE__HA__SAFETY_MARGIN", "1s"),
+        ],
+    );
     let figures: BTreeSet<(String, String)> = report["figures"]
         .as_array()
         .expect("figures")
