@@ -128,29 +128,19 @@ pub async fn execute(
             }
         }
     }
-    send(store, gate, control, &stored, trading).await
+    // Never received: sent (once more) with the same key and args, the attempt counted first.
+    if trading.is_closed() {
+        held(&stored.key, &stored.operation);
+        return Ok(IntentOutcome::Unsettled);
+    }
+    gate.check()?;
+    store.mark_intent_sent(&stored.key).await?;
+    transmit(store, gate, control, &stored, trading).await
 }
 
 /// An intent not sent because trading is halted: it waits, under its key, for the resume.
 pub(crate) fn held(key: &str, operation: &str) {
     tracing::info!(intent = %key, %operation, "not sent: trading is halted");
-}
-
-/// Sends a stored intent (same key, same args) and commits what came back.
-async fn send(
-    store: &Store,
-    gate: &SendGate,
-    control: &ControlHub,
-    intent: &IntentRecord,
-    trading: &TradingGate,
-) -> Result<IntentOutcome, IntentError> {
-    if trading.is_closed() {
-        held(&intent.key, &intent.operation);
-        return Ok(IntentOutcome::Unsettled);
-    }
-    gate.check()?;
-    store.mark_intent_sent(&intent.key).await?;
-    transmit(store, gate, control, intent, trading).await
 }
 
 /// Puts an intent committed as `sent` on the wire and commits what came back. Held here (the
