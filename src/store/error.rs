@@ -193,9 +193,10 @@ pub enum StoreError {
         database: String,
     },
 
-    /// Any other database failure (disk full, I/O error, constraint violation…).
+    /// Any other database failure, SQLite or PostgreSQL (disk full, I/O error, a lost
+    /// connection, constraint violation…).
     #[error("state database error: {0}")]
-    Sqlite(#[from] sqlx::Error),
+    Database(#[from] sqlx::Error),
 }
 
 /// SQLite primary result codes that `open` and [`StoreError::kind`] tell apart.
@@ -260,12 +261,12 @@ impl StoreError {
             StoreError::Unreachable { .. } => "io",
             StoreError::Refused { .. } | StoreError::InvalidUrl { .. } => "refused",
             StoreError::LeadershipLost { .. } => "leadership_lost",
-            StoreError::Sqlite(error) | StoreError::Open { source: error, .. }
+            StoreError::Database(error) | StoreError::Open { source: error, .. }
                 if postgres_kind(error).is_some() =>
             {
                 postgres_kind(error).unwrap_or("other")
             }
-            StoreError::Sqlite(error) | StoreError::Open { source: error, .. } => {
+            StoreError::Database(error) | StoreError::Open { source: error, .. } => {
                 match primary_code(error) {
                     Some(SQLITE_BUSY | SQLITE_LOCKED) => "busy",
                     Some(SQLITE_FULL) => "full",
@@ -313,7 +314,7 @@ impl StoreError {
                     source: error,
                 }
             }
-            error => StoreError::Sqlite(error),
+            error => StoreError::Database(error),
         }
     }
 
@@ -331,7 +332,7 @@ impl StoreError {
                 path,
                 source: error,
             },
-            _ => StoreError::Sqlite(error),
+            _ => StoreError::Database(error),
         }
     }
 

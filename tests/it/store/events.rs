@@ -202,7 +202,7 @@ async fn an_injected_failure_mid_batch_leaves_everything_exactly_as_before() {
     ];
     let error = store.apply_events(&batch).await.unwrap_err();
     assert!(
-        matches!(&error, StoreError::Sqlite(_)) && error.to_string().contains("injected"),
+        matches!(&error, StoreError::Database(_)) && error.to_string().contains("injected"),
         "{error:?}"
     );
     assert_eq!(
