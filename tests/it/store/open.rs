@@ -116,7 +116,10 @@ async fn connection_settings_are_applied() {
     let store = Store::open(&path, &options).await.unwrap();
     // The writer enforces foreign keys: an order linked to an intent that does not exist fails.
     let refused = store.link_order_to_intent(1, "no-such-intent", 7).await;
-    assert!(matches!(refused, Err(StoreError::Database(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Database(_))),
+        "{refused:?}"
+    );
     store.close().await.unwrap();
 }
 
