@@ -179,7 +179,8 @@ impl Sizes {
 
 /// Runs every scenario (or those of `options.only`) `options.runs` times, in the issue's
 /// order, and reports the figures. A scenario that fails is listed in [`Report::failures`]
-/// and the others still run. `base` supplies every setting the scenarios do not set themselves; progress goes to stderr.
+/// and the others still run. `base` supplies every setting the scenarios do not set
+/// themselves; progress goes to stderr.
 pub async fn run(base: Settings, options: BenchOptions) -> Result<Report, BenchError> {
     signalr::tls::install_default_provider();
     let mut sizes = Sizes::new(options.quick);

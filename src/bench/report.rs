@@ -167,7 +167,7 @@ impl Report {
         measured: Result<impl IntoIterator<Item = Figure>, impl fmt::Display>,
     ) {
         match measured {
-            Ok(figures) => self.extend(figures),
+            Ok(figures) => self.figures.extend(figures),
             Err(err) => {
                 eprintln!("bench: scenario {scenario} failed: {err}");
                 self.failures.push(ScenarioFailure {
@@ -176,16 +176,6 @@ impl Report {
                 });
             }
         }
-    }
-
-    /// Adds a figure.
-    pub fn push(&mut self, figure: Figure) {
-        self.figures.push(figure);
-    }
-
-    /// Adds figures.
-    pub fn extend(&mut self, figures: impl IntoIterator<Item = Figure>) {
-        self.figures.extend(figures);
     }
 
     /// The JSON form (`--json`).

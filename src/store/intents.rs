@@ -121,15 +121,6 @@ pub enum Recorded {
     Existing(IntentRecord),
 }
 
-impl Recorded {
-    /// The stored row, whichever it is.
-    pub fn record(&self) -> &IntentRecord {
-        match self {
-            Recorded::ToSend(record) | Recorded::Existing(record) => record,
-        }
-    }
-}
-
 impl Store {
     /// Commit an intent as being sent, in one transaction, right before sending it: the key
     /// and args are durable before anything leaves, and a crash between this commit and the

@@ -77,11 +77,11 @@ on_both_backends! {
     async fn intents_move_through_their_states_and_final_ones_stay_final(backend: Backend) {
         let db = TestDb::new(backend);
         let store = db.open().await;
-        let sent = store.record_intent(&send_order_intent("k1")).await.unwrap();
-        assert_eq!(
-            (sent.record().state, sent.record().attempts),
-            (IntentState::Sent, 1)
-        );
+        let Recorded::ToSend(sent) = store.record_intent(&send_order_intent("k1")).await.unwrap()
+        else {
+            panic!("a new key is to be sent");
+        };
+        assert_eq!((sent.state, sent.attempts), (IntentState::Sent, 1));
         let unknown = store
             .settle_intent("k1", IntentState::Unknown, None)
             .await

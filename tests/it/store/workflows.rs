@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mesolive_api::FlowKind;
 use mesolive_supervisor::store::{
-    IntentState, NewIntent, NewWorkflow, Timestamp, WorkflowChange, WorkflowState,
+    IntentState, NewIntent, NewWorkflow, Recorded, Timestamp, WorkflowChange, WorkflowState,
 };
 use serde_json::json;
 
@@ -73,7 +73,7 @@ on_both_backends! {
             .await
             .unwrap();
         assert_eq!(preparing.deadline, Some(later));
-        let intent = store
+        let Recorded::ToSend(intent) = store
             .record_intent(&NewIntent {
                 key: "db-w1-a1-prep".into(),
                 operation: "StartPreparePositionExit".into(),
@@ -81,13 +81,13 @@ on_both_backends! {
                 args: json!({}),
             })
             .await
-            .unwrap();
+            .unwrap()
+        else {
+            panic!("a new key is to be sent");
+        };
         let counts = store.state_counts().await.unwrap();
         assert_eq!(counts.overdue_workflows, 0);
-        assert_eq!(
-            counts.oldest_intent_in_flight,
-            Some(intent.record().created_at)
-        );
+        assert_eq!(counts.oldest_intent_in_flight, Some(intent.created_at));
 
         // Failed with a next attempt planned: final, no deadline, retry_at set.
         let retry = now.plus(Duration::from_secs(5));
