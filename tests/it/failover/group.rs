@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use mesolive_sim::SimOptions;
-use mesolive_supervisor::store::{Location, PostgresLocation, Store, WorkflowRecord};
+use mesolive_supervisor::store::{Location, PostgresLocation, SignalState, Store, WorkflowRecord};
 use serde_json::{Value, json};
 use testkit::{TempDir, wait_for, wait_some};
 
@@ -160,6 +160,29 @@ impl Group {
             .collect()
     }
 
+    /// The last lines of each daemon's log that mention any of `words`, for a failure message.
+    pub(crate) fn log_lines(&self, words: &[&str]) -> String {
+        const LAST: usize = 40;
+        let mut out = String::new();
+        for daemon in &self.daemons {
+            let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|line| words.iter().any(|word| line.contains(word)))
+                .collect();
+            out.push_str(&format!(
+                "--- {} (last {LAST} of {} lines)\n",
+                daemon.log.display(),
+                lines.len()
+            ));
+            for line in &lines[lines.len().saturating_sub(LAST)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// Raises strategy `strategy`'s entry signal On (a new signal instance: a new workflow).
     pub(crate) async fn entry_on(&self, strategy: i64) {
         self.sim
@@ -189,13 +212,17 @@ impl Group {
         all
     }
 
-    /// Waits until every workflow is final and the cursor is the simulator's latest; then
-    /// checks every invariant: no second effect in the ledger, every event applied once.
+    /// Waits until every event is applied (the cursor is the simulator's latest), every signal
+    /// that is On has its workflow and every workflow is final; then checks every invariant: no
+    /// second effect in the ledger, every event applied once. (A signal is applied before its
+    /// workflow is opened: without the second condition the check could start in between and
+    /// race the workflow's own events.)
     pub(crate) async fn assert_quiescent_and_clean(&self, timeout: Duration) {
         let latest = self.sim.latest_seq().await;
         wait_for(
             &format!(
-                "every workflow final and the cursor at {latest} (logs {:?})",
+                "the cursor at {latest}, every On signal with its workflow, every workflow final \
+                 (logs {:?})",
                 self.logs()
             ),
             timeout,
@@ -204,13 +231,23 @@ impl Group {
                 let Ok(store) = Store::connect_read_only(&location).await else {
                     return false;
                 };
-                let done = store
-                    .all_workflows()
-                    .await
-                    .is_ok_and(|all| all.iter().all(|w| !w.state.is_active()));
                 let cursor = store.cursor().await.ok().flatten();
+                let signals = store.signals().await;
+                let workflows = store.all_workflows().await;
                 let _ = store.close().await;
-                done && cursor == Some(self.sim.latest_seq().await)
+                let (Ok(signals), Ok(workflows)) = (signals, workflows) else {
+                    return false;
+                };
+                let opened = signals
+                    .iter()
+                    .filter(|s| s.state == SignalState::On)
+                    .all(|s| {
+                        workflows.iter().any(|w| {
+                            w.signal_key == s.signal_key && w.signal_instance == s.instance
+                        })
+                    });
+                let done = workflows.iter().all(|w| !w.state.is_active());
+                cursor == Some(self.sim.latest_seq().await) && opened && done
             },
         )
         .await;

@@ -15,7 +15,7 @@ pub(crate) mod group;
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::{env_u64, wait_for, wait_some};
+use testkit::{env_u64, eventually, wait_for};
 
 use crate::support::receiver::Receiver;
 
@@ -192,15 +192,20 @@ async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres(
     );
     // Who led and who stood by, as the sink was told (in the transactions that made it so):
     // the first leader, the other standing by, the takeover, the old leader back to standby.
-    let told = wait_some("leader and standby notifications", STARTUP, || async {
-        let told: Vec<(String, Value)> = receiver
+    let told_so_far = || -> Vec<(String, Value)> {
+        receiver
             .accepted()
             .iter()
             .map(|attempt| (attempt.kind().to_owned(), attempt.body["data"].clone()))
-            .collect();
-        (told.len() >= 4).then_some(told)
-    })
-    .await;
+            .collect()
+    };
+    let four = eventually(STARTUP, || async { told_so_far().len() >= 4 }).await;
+    let told = told_so_far();
+    assert!(
+        four,
+        "not four leader/standby notifications within {STARTUP:?}: {told:#?}\n{}",
+        group.log_lines(&["notification", "lease", "leadership", "standby"])
+    );
     let kinds: Vec<&str> = told.iter().map(|(kind, _)| kind.as_str()).collect();
     assert_eq!(
         kinds,
