@@ -142,6 +142,23 @@ async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres(
     let old = group.leader(STARTUP).await;
     let new = 1 - old;
     group.wait_standby(new, STARTUP).await;
+    let told_so_far = || -> Vec<(String, Value)> {
+        receiver
+            .accepted()
+            .iter()
+            .map(|attempt| (attempt.kind().to_owned(), attempt.body["data"].clone()))
+            .collect()
+    };
+    // A standby queues its notice once a sink is registered (the leader's first term registers
+    // them) and it still stands by: told before the pause, or its stretch as a standby may end
+    // in the takeover before it could be.
+    let two = eventually(STARTUP, || async { told_so_far().len() >= 2 }).await;
+    assert!(
+        two,
+        "not told who leads and who stands by within {STARTUP:?}: {:#?}\n{}",
+        told_so_far(),
+        group.log_lines(&["notification", "lease", "standby"])
+    );
     group.entry_on(STRATEGIES[0]).await;
     group.daemons[old].signal(libc::SIGSTOP);
     // The standby takes over once the lease expired, and acts.
@@ -192,13 +209,6 @@ async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres(
     );
     // Who led and who stood by, as the sink was told (in the transactions that made it so):
     // the first leader, the other standing by, the takeover, the old leader back to standby.
-    let told_so_far = || -> Vec<(String, Value)> {
-        receiver
-            .accepted()
-            .iter()
-            .map(|attempt| (attempt.kind().to_owned(), attempt.body["data"].clone()))
-            .collect()
-    };
     let four = eventually(STARTUP, || async { told_so_far().len() >= 4 }).await;
     let told = told_so_far();
     assert!(
