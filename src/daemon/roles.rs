@@ -383,6 +383,7 @@ async fn lead(
     standing: Standing<'_>,
 ) -> Result<TermEnd, DaemonError> {
     let times = LeaseTimes::of(&process.settings().ha);
+    process.ops.health.follow_gate(gate.clone());
     let term_drain = Drain::new();
     let following = tokio::spawn(follow(process.drain.clone(), term_drain.clone()));
     let (term_over, keeper_stop) = tokio::sync::oneshot::channel::<()>();

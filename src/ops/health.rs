@@ -2,11 +2,13 @@
 //! hubs are up, the event pump is live (caught up), and the pump loop is still turning.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::ha::SendGate;
 use mesolive_api::Hub;
 
 /// What this daemon is in its group.
@@ -49,6 +51,9 @@ pub struct Health {
     startup_done: AtomicBool,
     stopping: AtomicBool,
     pump_beat_ms: AtomicU64,
+    /// The send gate of the failover term in progress: a leader that may not send (its lease
+    /// about to expire or gone, its keeper not yet back) is not ready. `None`: no lease.
+    gate: Mutex<Option<Arc<SendGate>>>,
 }
 
 impl Default for Health {
@@ -61,6 +66,7 @@ impl Default for Health {
             startup_done: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             pump_beat_ms: AtomicU64::new(0),
+            gate: Mutex::new(None),
         }
     }
 }
@@ -136,13 +142,28 @@ impl Health {
         self.pump_beat_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Ready: not a standby, started, every hub connected, caught up, not stopping (`/readyz`).
+    /// A failover term began: readiness follows its send gate from now on.
+    pub fn follow_gate(&self, gate: Arc<SendGate>) {
+        *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = Some(gate);
+    }
+
+    /// Ready: not a standby, started, every hub connected, caught up, not stopping, and (a
+    /// failover leader) its send gate open (`/readyz`).
     pub fn ready(&self) -> bool {
         self.role() != Role::Standby
             && self.startup_done.load(Ordering::Relaxed)
             && Hub::ALL.iter().all(|hub| self.hub_up(*hub))
             && self.caught_up()
             && !self.stopping.load(Ordering::Relaxed)
+            && self.may_send()
+    }
+
+    fn may_send(&self) -> bool {
+        self.gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|gate| gate.is_open())
     }
 
     /// Healthy enough for the watchdog: the pump loop turned within `max_silence`. A pump that
@@ -151,5 +172,36 @@ impl Health {
     pub fn pump_alive(&self, max_silence: Duration) -> bool {
         let beat = Duration::from_millis(self.pump_beat_ms.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(beat) <= max_silence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ha::BootInstant;
+
+    const TTL: Duration = Duration::from_secs(10);
+    const MARGIN: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn a_leader_whose_send_gate_is_closed_is_not_ready() {
+        let health = Health::default();
+        health.set_role(Role::Leader);
+        for hub in Hub::ALL {
+            health.set_hub(hub, true);
+        }
+        health.set_caught_up(true);
+        health.set_started();
+        assert!(health.ready(), "no lease followed yet: ready");
+        let gate = Arc::new(SendGate::leased("default"));
+        gate.renewed(1, BootInstant::now(), TTL, MARGIN);
+        health.follow_gate(gate.clone());
+        assert!(health.ready());
+        // A leader resumed after a pause past its lease: its keeper has not run yet, but its
+        // gate is already closed by the clock; here, closed by the keeper.
+        gate.close();
+        assert!(!health.ready());
+        gate.renewed(2, BootInstant::now(), TTL, MARGIN);
+        assert!(health.ready());
     }
 }

@@ -1,5 +1,5 @@
-//! The ops listener: `/healthz` (the process answers), `/readyz` (hubs connected and caught up;
-//! 503 `standby` on a standby),
+//! The ops listener: `/healthz` (the process answers), `/readyz` (hubs connected and caught up,
+//! and a leased leader's send gate open; 503 `standby` on a standby),
 //! `/metrics` (Prometheus text). Loopback by default (`ops.listen`); it exposes no secrets and
 //! accepts no input.
 

@@ -63,8 +63,11 @@ async fn two_daemons_one_leader_the_other_standing_by_signals_acted_on_once_post
         .filter(|(_, connection, _, _)| group.connections_of(standby).contains(connection))
         .collect();
     assert!(standby_calls.is_empty(), "{standby_calls:?}");
-    assert!(
-        matches!(group.roles().await, Roles::Led(n) if n == leader),
+    // A leader is briefly not ready while a renewal is late (its send gate closed): asked
+    // until one answers.
+    assert_eq!(
+        group.leader(STARTUP).await,
+        leader,
         "the leader kept leading"
     );
     // `state` shows the lease.
@@ -203,8 +206,9 @@ async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres(
         "the fenced leader sent after resuming: {late:?}"
     );
     group.assert_quiescent_and_clean(STARTUP).await;
-    assert!(
-        matches!(group.roles().await, Roles::Led(n) if n == new),
+    assert_eq!(
+        group.leader(STARTUP).await,
+        new,
         "the new leader keeps leading"
     );
     // Who led and who stood by, as the sink was told (in the transactions that made it so):
