@@ -145,23 +145,10 @@ async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres(
     let old = group.leader(STARTUP).await;
     let new = 1 - old;
     group.wait_standby(new, STARTUP).await;
-    let told_so_far = || -> Vec<(String, Value)> {
-        receiver
-            .accepted()
-            .iter()
-            .map(|attempt| (attempt.kind().to_owned(), attempt.body["data"].clone()))
-            .collect()
-    };
     // A standby queues its notice once a sink is registered (the leader's first term registers
     // them) and it still stands by: told before the pause, or its stretch as a standby may end
     // in the takeover before it could be.
-    let two = eventually(STARTUP, || async { told_so_far().len() >= 2 }).await;
-    assert!(
-        two,
-        "not told who leads and who stands by within {STARTUP:?}: {:#?}\n{}",
-        told_so_far(),
-        group.log_lines(&["notification", "lease", "standby"])
-    );
+    told_at_least(&group, &receiver, 2).await;
     group.entry_on(STRATEGIES[0]).await;
     group.daemons[old].signal(libc::SIGSTOP);
     // The standby takes over once the lease expired, and acts.
@@ -213,13 +200,7 @@ async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres(
     );
     // Who led and who stood by, as the sink was told (in the transactions that made it so):
     // the first leader, the other standing by, the takeover, the old leader back to standby.
-    let four = eventually(STARTUP, || async { told_so_far().len() >= 4 }).await;
-    let told = told_so_far();
-    assert!(
-        four,
-        "not four leader/standby notifications within {STARTUP:?}: {told:#?}\n{}",
-        group.log_lines(&["notification", "lease", "leadership", "standby"])
-    );
+    let told = told_at_least(&group, &receiver, 4).await;
     let kinds: Vec<&str> = told.iter().map(|(kind, _)| kind.as_str()).collect();
     assert_eq!(
         kinds,
@@ -241,6 +222,26 @@ async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres(
         told[3].1
     );
     assert_eq!(told[3].1["leader"], told[2].1["holder"]);
+}
+
+/// The `(kind, data)` of the notifications `receiver` accepted, once there are at least `n`;
+/// otherwise fails with those that came and the daemons' lease and notification log lines.
+async fn told_at_least(group: &Group, receiver: &Receiver, n: usize) -> Vec<(String, Value)> {
+    let told = || -> Vec<(String, Value)> {
+        receiver
+            .accepted()
+            .iter()
+            .map(|attempt| (attempt.kind().to_owned(), attempt.body["data"].clone()))
+            .collect()
+    };
+    let came = eventually(STARTUP, || async { told().len() >= n }).await;
+    let told = told();
+    assert!(
+        came,
+        "not {n} leader/standby notifications within {STARTUP:?}: {told:#?}\n{}",
+        group.log_lines(&["notification", "lease", "leadership", "standby"])
+    );
+    told
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
