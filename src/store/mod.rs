@@ -24,6 +24,7 @@
 mod dedupe;
 mod error;
 mod events;
+mod fold;
 mod history;
 mod intents;
 mod jobs;

@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, SqliteConnection, Type};
 
+use super::fold::fold;
 use super::{
     Store, StoreError, Timestamp, begin_write, decimal_column, decimal_text, execute_for_rows,
     found, json_text, on_postgres, postgres,
@@ -323,8 +324,44 @@ pub(super) async fn close(
     .rows_affected())
 }
 
+/// A batch of position updates as one row per position, each what applying its updates in
+/// order leaves: the last update's fields, closed once any update closed it, the last realized
+/// PnL given. Every update of a batch is committed at the same instant, so the realized PnL
+/// marks of the ones folded away would have been shadowed by the last one (the daily-loss rule
+/// reads the last mark of each position).
+pub(super) fn fold_positions(updates: &[&PositionUpdate]) -> Vec<PositionUpdate> {
+    fold(
+        updates,
+        |update| update.position_id,
+        |folded, later| {
+            let closed = folded.state == PositionState::Closed;
+            let realized_pnl = later.realized_pnl.or(folded.realized_pnl);
+            *folded = later.clone();
+            if closed {
+                folded.state = PositionState::Closed;
+            }
+            folded.realized_pnl = realized_pnl;
+        },
+    )
+}
+
+/// A batch of leg updates as one row per leg: the last update's fields, the last quantity given.
+pub(super) fn fold_legs(updates: &[&LegUpdate]) -> Vec<LegUpdate> {
+    fold(
+        updates,
+        |update| update.leg_id,
+        |folded, later| {
+            let qty = later.qty.or(folded.qty);
+            *folded = later.clone();
+            folded.qty = qty;
+        },
+    )
+}
+
 /// Insert or update positions, later updates winning. A closed position stays closed (and
-/// unmonitored): a late `RealizedPnLChanged` after `Closed` must not restart its monitor.
+/// unmonitored): a late `RealizedPnLChanged` after `Closed` must not restart its monitor. The
+/// batch is folded first ([`fold_positions`]): one row write (and realized PnL mark) per
+/// position instead of one per event.
 pub(super) async fn upsert_positions(
     conn: &mut SqliteConnection,
     updates: &[&PositionUpdate],
@@ -347,13 +384,14 @@ pub(super) async fn upsert_positions(
              last_status = excluded.last_status,
              realized_pnl = COALESCE(excluded.realized_pnl, positions.realized_pnl),
              updated_at = excluded.updated_at",
-        updates,
+        &fold_positions(updates),
         now,
     )
     .await
 }
 
-/// Insert or update legs, later updates winning; a missing quantity keeps the last one.
+/// Insert or update legs, later updates winning; a missing quantity keeps the last one. The
+/// batch is folded first ([`fold_legs`]).
 pub(super) async fn upsert_legs(
     conn: &mut SqliteConnection,
     updates: &[&LegUpdate],
@@ -371,8 +409,58 @@ pub(super) async fn upsert_legs(
              status = excluded.status,
              qty = COALESCE(excluded.qty, legs.qty),
              updated_at = excluded.updated_at",
-        updates,
+        &fold_legs(updates),
         now,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(position_id: i64, state: PositionState, pnl: Option<i64>) -> PositionUpdate {
+        PositionUpdate {
+            position_id,
+            strategy_id: 7,
+            account: "acct".into(),
+            name: format!("p{position_id}"),
+            state,
+            status: format!("{state:?}"),
+            realized_pnl: pnl.map(Decimal::from),
+        }
+    }
+
+    #[test]
+    fn a_folded_position_is_its_last_update_closed_once_closed_with_the_last_pnl_given() {
+        let updates = [
+            update(1, PositionState::Open, Some(5)),
+            update(2, PositionState::Open, Some(1)),
+            update(1, PositionState::Closed, Some(8)),
+            update(1, PositionState::Open, None),
+            update(2, PositionState::Open, Some(3)),
+        ];
+        let refs: Vec<&PositionUpdate> = updates.iter().collect();
+        let folded = fold_positions(&refs);
+        assert_eq!(folded.len(), 2);
+        assert_eq!(folded[0].position_id, 1);
+        assert_eq!(folded[0].state, PositionState::Closed);
+        assert_eq!(folded[0].status, "Open");
+        assert_eq!(folded[0].realized_pnl, Some(Decimal::from(8)));
+        assert_eq!(folded[1], updates[4]);
+    }
+
+    #[test]
+    fn a_folded_leg_keeps_the_last_quantity_given() {
+        let leg = |status: &str, qty: Option<i64>| LegUpdate {
+            leg_id: 3,
+            position_id: 1,
+            name: "put".into(),
+            status: status.into(),
+            qty: qty.map(Decimal::from),
+        };
+        let updates = [leg("Opened", Some(-1)), leg("Filled", None)];
+        let refs: Vec<&LegUpdate> = updates.iter().collect();
+        assert_eq!(fold_legs(&refs), vec![leg("Filled", Some(-1))]);
+    }
 }

@@ -359,31 +359,6 @@ pub(super) async fn upsert_in_rounds<T: Serialize, K: Eq + Hash>(
     Ok(())
 }
 
-/// `rows` folded to one row per key, in the order each key first appears: `merge(folded,
-/// later)` makes `folded` what applying `later` after it would leave. Where the merge can be
-/// said in Rust, one statement replaces [`upsert_in_rounds`]' one round per repeat of a key (a
-/// burst of PnL updates of a few positions was one round trip per event).
-pub(super) fn fold<T: Clone, K: Eq + Hash>(
-    rows: &[&T],
-    key: impl Fn(&T) -> K,
-    merge: impl Fn(&mut T, &T),
-) -> Vec<T> {
-    let mut at: HashMap<K, usize> = HashMap::with_capacity(rows.len());
-    let mut folded: Vec<T> = Vec::with_capacity(rows.len());
-    for row in rows {
-        match at.entry(key(row)) {
-            std::collections::hash_map::Entry::Occupied(first) => {
-                merge(&mut folded[*first.get()], row);
-            }
-            std::collections::hash_map::Entry::Vacant(first) => {
-                first.insert(folded.len());
-                folded.push((*row).clone());
-            }
-        }
-    }
-    folded
-}
-
 /// `rows` split into rounds of distinct keys, each row in the round after its key's previous
 /// row, in order.
 fn rounds<T, K: Eq + Hash>(rows: &[T], key: impl Fn(&T) -> K) -> Vec<Vec<&T>> {
@@ -414,13 +389,5 @@ mod tests {
             .collect();
         assert_eq!(shown, vec![vec!['a', 'b', 'e'], vec!['c', 'f'], vec!['d']]);
         assert_eq!(super::rounds(&[(); 0], |_| 0).len(), 0);
-    }
-
-    #[test]
-    fn fold_keeps_one_row_per_key_in_first_order_merged_in_order() {
-        let rows = [(1, 'a'), (2, 'b'), (1, 'c'), (1, 'd'), (3, 'e'), (2, 'f')];
-        let refs: Vec<&(i32, char)> = rows.iter().collect();
-        let folded = fold(&refs, |(key, _)| *key, |folded, later| folded.1 = later.1);
-        assert_eq!(folded, vec![(1, 'd'), (2, 'f'), (3, 'e')]);
     }
 }

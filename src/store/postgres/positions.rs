@@ -2,11 +2,11 @@
 
 use sqlx::PgConnection;
 
-use super::{Postgres, execute_for_rows, fold};
-use crate::store::positions::{OPEN_POSITION_KEYS, select_positions};
+use super::{Postgres, execute_for_rows};
+use crate::store::positions::{OPEN_POSITION_KEYS, fold_legs, fold_positions, select_positions};
 use crate::store::{
-    LegRecord, LegUpdate, OpenPosition, PositionRecord, PositionState, PositionUpdate, StoreError,
-    Timestamp, found,
+    LegRecord, LegUpdate, OpenPosition, PositionRecord, PositionUpdate, StoreError, Timestamp,
+    found,
 };
 
 /// [`crate::store::Store::upsert_positions`].
@@ -130,26 +130,13 @@ pub(super) async fn close(
 }
 
 /// Insert or update positions, later updates winning; a closed position stays closed. The
-/// batch is folded first (one row per position: the last update's fields, closed once any
-/// update closed it, the last realized PnL given), so one statement applies it.
+/// batch is folded first ([`fold_positions`]): PostgreSQL updates a row once per statement.
 pub(super) async fn upsert_rows(
     conn: &mut PgConnection,
     updates: &[&PositionUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let folded = fold(
-        updates,
-        |update| update.position_id,
-        |folded, later| {
-            let closed = folded.state == PositionState::Closed;
-            let realized_pnl = later.realized_pnl.or(folded.realized_pnl);
-            *folded = later.clone();
-            if closed {
-                folded.state = PositionState::Closed;
-            }
-            folded.realized_pnl = realized_pnl;
-        },
-    );
+    let folded = fold_positions(updates);
     execute_for_rows(
         conn,
         "INSERT INTO positions (position_id, strategy_id, account, name, state, last_status,
@@ -175,21 +162,13 @@ pub(super) async fn upsert_rows(
 }
 
 /// Insert or update legs, later updates winning; a missing quantity keeps the last one. The
-/// batch is folded first, as positions are.
+/// batch is folded first ([`fold_legs`]).
 pub(super) async fn upsert_legs(
     conn: &mut PgConnection,
     updates: &[&LegUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let folded = fold(
-        updates,
-        |update| update.leg_id,
-        |folded, later| {
-            let qty = later.qty.or(folded.qty);
-            *folded = later.clone();
-            folded.qty = qty;
-        },
-    );
+    let folded = fold_legs(updates);
     execute_for_rows(
         conn,
         "INSERT INTO legs (leg_id, position_id, name, status, qty, updated_at)
