@@ -800,7 +800,6 @@ pub mod history {
     /// Why an item's type cannot be read, if it cannot: an integer (API §4.1 gives names, no
     /// numbers), or no type at all.
     fn unreadable_type(item: &Value) -> Option<Unsupported> {
-        let seen = abridged(item);
         let form = match item.as_object().and_then(|object| field(object, TYPE)) {
             Some(Value::String(_)) => return None,
             Some(_) => "numeric_type",
@@ -809,7 +808,7 @@ pub mod history {
         Some(Unsupported {
             dimension: "history_item_payload",
             form,
-            seen,
+            seen: abridged(item),
             why: "a history item must name its callback or model (API §3.3, §4.1); guessing the event from its fields could misread it",
         })
     }
