@@ -53,7 +53,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -456,11 +455,10 @@ impl Session {
                 }
             };
             let mut batch = vec![first];
-            while batch.len() < batch_max {
-                match self.callbacks.recv().now_or_never() {
-                    Some(Some(callback)) => batch.push(callback),
-                    _ => break,
-                }
+            while batch.len() < batch_max
+                && let Some(callback) = self.callbacks.try_recv()
+            {
+                batch.push(callback);
             }
             self.apply_live(batch).await?;
             self.ctx.health().pump_beat();

@@ -36,6 +36,15 @@ impl CallbackReceiver {
         Some(callback)
     }
 
+    /// The next callback if one is already queued, without waiting. Unlike `recv`, it does
+    /// not spend the task's cooperative budget, so a consumer draining a batch gets every queued
+    /// callback (`recv().now_or_never()` stops at tokio's budget of 128 per poll).
+    pub fn try_recv(&mut self) -> Option<Callback> {
+        let callback = self.receiver.try_recv().ok()?;
+        self.backlog.fetch_sub(1, Ordering::Relaxed);
+        Some(callback)
+    }
+
     /// How many callbacks are queued and not yet received.
     pub fn backlog(&self) -> usize {
         self.backlog.load(Ordering::Relaxed)
@@ -78,4 +87,34 @@ pub(super) fn callback_queue(limit: usize) -> (CallbackSender, CallbackReceiver)
         },
         CallbackReceiver { receiver, backlog },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn callback(n: usize) -> Callback {
+        Callback {
+            target: format!("T{n}"),
+            arguments: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_poll_drains_more_than_the_cooperative_budget_in_order() {
+        let (sender, mut receiver) = callback_queue(10_000);
+        for n in 0..1_000 {
+            sender.deliver(callback(n)).expect("under the limit");
+        }
+        let drained: Vec<Callback> = std::iter::from_fn(|| receiver.try_recv()).collect();
+        assert_eq!(drained.len(), 1_000);
+        assert!(
+            drained
+                .iter()
+                .enumerate()
+                .all(|(n, c)| c.target == format!("T{n}"))
+        );
+        assert_eq!(receiver.backlog(), 0);
+        assert_eq!(receiver.try_recv(), None);
+    }
 }
