@@ -52,6 +52,18 @@ impl Unsupported {
     }
 }
 
+/// A JSON object of the values given, moved in. What the simulator sends is built with this,
+/// not `json!`: the macro writes each value it is given out again (`to_value(&v)`), a deep copy
+/// of every page of events.
+pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
+    )
+}
+
 /// At most this many characters of a value go into an error message.
 const SEEN_CHARS: usize = 160;
 
@@ -647,7 +659,12 @@ pub mod envelope {
 
     /// Builds an envelope as the simulator sends it.
     pub fn success(data: Value) -> Value {
-        json!({"Status": "Success", "Message": null, "Error": null, "Data": data})
+        super::object([
+            ("Status", "Success".into()),
+            ("Message", Value::Null),
+            ("Error", Value::Null),
+            ("Data", data),
+        ])
     }
 
     /// Builds a failed envelope as the simulator sends it.
@@ -675,7 +692,7 @@ pub mod envelope {
 
 /// Paged lists (`ContinuationToken`, API §3.1.3; wrapper shape INFERRED).
 pub mod paging {
-    use serde_json::{Value, json};
+    use serde_json::Value;
 
     use super::field;
 
@@ -730,13 +747,16 @@ pub mod paging {
 
     /// Builds a page as the simulator sends it.
     pub fn page(items: Vec<Value>, continuation: Option<String>) -> Value {
-        json!({"Items": items, "ContinuationToken": continuation})
+        super::object([
+            ("Items", Value::Array(items)),
+            ("ContinuationToken", continuation.into()),
+        ])
     }
 }
 
 /// `GetEventsSince` results (shape INFERRED, API §3.3).
 pub mod history {
-    use serde_json::{Value, json};
+    use serde_json::Value;
 
     use super::{Unsupported, abridged, field, field_key};
 
@@ -943,12 +963,21 @@ pub mod history {
 
     /// One history item as the simulator sends it.
     pub fn item(seq_id: i64, event_id: &str, target: &str, payload: Value) -> Value {
-        json!({"EventSeqId": seq_id, "EventId": event_id, "EventType": target, "Payload": payload})
+        super::object([
+            ("EventSeqId", seq_id.into()),
+            ("EventId", event_id.into()),
+            ("EventType", target.into()),
+            ("Payload", payload),
+        ])
     }
 
     /// A history page as the simulator sends it.
     pub fn page(events: Vec<Value>, continuation: Option<String>, has_more: bool) -> Value {
-        json!({"Events": events, "ContinuationToken": continuation, "HasMore": has_more})
+        super::object([
+            ("Events", Value::Array(events)),
+            ("ContinuationToken", continuation.into()),
+            ("HasMore", has_more.into()),
+        ])
     }
 }
 
@@ -1333,16 +1362,6 @@ pub const EVENTS_SINCE_ARG_NAMES: &[&str] = &["AfterEventSeqId", "SinceEventSeqI
 /// and .NET writes a DateTime of unspecified kind without an offset, so it is read as UTC.
 /// Times with `Z` or an offset are RFC 3339 (any number of fraction digits).
 pub const NAIVE_DATETIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f";
-
-/// A JSON object from pairs (small helper for the simulator's payloads).
-pub fn object(pairs: &[(&str, Value)]) -> Value {
-    Value::Object(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
-    )
-}
 
 #[cfg(test)]
 mod tests {
