@@ -1,5 +1,5 @@
 //! One row per key before a set-based upsert: a burst of updates of a few rows (PnL changes of
-//! the open positions, fills of one order) becomes one write per row, not one per event.
+//! the open positions, their legs) becomes one write per row, not one per event.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
