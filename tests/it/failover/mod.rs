@@ -224,12 +224,13 @@ async fn a_leader_paused_past_its_lease_sends_nothing_after_it_resumes_postgres(
     assert_eq!(told[3].1["leader"], told[2].1["holder"]);
 }
 
-/// The `(kind, data)` of the notifications `receiver` accepted, once there are at least `n`;
-/// otherwise fails with those that came and the daemons' lease and notification log lines.
+/// The `(kind, data)` of the notifications `receiver` accepted (once per id), once there are at
+/// least `n`; otherwise fails with those that came and the daemons' lease and notification log
+/// lines.
 async fn told_at_least(group: &Group, receiver: &Receiver, n: usize) -> Vec<(String, Value)> {
     let told = || -> Vec<(String, Value)> {
         receiver
-            .accepted()
+            .accepted_once()
             .iter()
             .map(|attempt| (attempt.kind().to_owned(), attempt.body["data"].clone()))
             .collect()

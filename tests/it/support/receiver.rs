@@ -3,7 +3,7 @@
 //! than the daemon's timeout), and can go away (connections refused) and come back on the same
 //! port.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -142,6 +142,17 @@ impl Receiver {
         self.attempts()
             .into_iter()
             .filter(Attempt::accepted)
+            .collect()
+    }
+
+    /// The accepted attempts once per notification id, in the order first accepted: delivery is
+    /// at least once under a stable id (a leader paused or killed between a sink's answer and
+    /// recording it delivers again), so this is what a sink that dedupes by id was told.
+    pub(crate) fn accepted_once(&self) -> Vec<Attempt> {
+        let mut seen = HashSet::new();
+        self.accepted()
+            .into_iter()
+            .filter(|attempt| seen.insert(attempt.id().to_owned()))
             .collect()
     }
 
