@@ -368,4 +368,17 @@ mod tests {
         let utc_day = trading_day(utc("2026-01-15T03:00:00Z"), chrono_tz::UTC);
         assert_eq!(utc_day.name, "2026-01-15");
     }
+
+    /// The store keeps realized PnL marks per whole second, exact for a period that starts on
+    /// one: every zone's day starts on a whole second, odd offsets included.
+    #[test]
+    fn every_trading_day_starts_on_a_whole_second() {
+        let now = DateTime::parse_from_rfc3339("2026-12-05T17:53:39.123Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        for zone in chrono_tz::TZ_VARIANTS {
+            let start = trading_day(now, zone).start.unix_millis();
+            assert_eq!(start % 1000, 0, "{zone}: {start}");
+        }
+    }
 }

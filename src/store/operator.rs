@@ -407,7 +407,9 @@ impl Store {
     }
 
     /// Per position with a realized PnL change since `since`: its last mark before `since` and
-    /// its last mark since (the daily-loss rule sums the differences per account).
+    /// its last mark since (the daily-loss rule sums the differences per account). A position
+    /// keeps one mark per whole second, the last change of that second (migration 0010), so
+    /// the answer is exact for a `since` on a whole second, as a trading day's start is.
     pub async fn realized_pnl_movements(
         &self,
         since: Timestamp,

@@ -360,8 +360,8 @@ pub(super) fn fold_legs(updates: &[&LegUpdate]) -> Vec<LegUpdate> {
 
 /// Insert or update positions, later updates winning. A closed position stays closed (and
 /// unmonitored): a late `RealizedPnLChanged` after `Closed` must not restart its monitor. The
-/// batch is folded first ([`fold_positions`]): one row write (and realized PnL mark) per
-/// position instead of one per event.
+/// batch is folded first ([`fold_positions`]): one row write per position instead of one per
+/// event, and at most one realized PnL mark per position and second (the table's trigger).
 pub(super) async fn upsert_positions(
     conn: &mut SqliteConnection,
     updates: &[&PositionUpdate],

@@ -6,6 +6,7 @@ use std::path::Path;
 use mesolive_supervisor::store::{
     RecordOutcome, SignalState, Store, StoreError, StoreOptions, Synchronous,
 };
+use rust_decimal::Decimal;
 use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -57,25 +58,7 @@ async fn the_dedupe_set_of_an_older_schema_is_carried_over() {
     // A database as the release before the append-only dedupe log left it: migrations up to
     // 0002, with two processed keys.
     let (dir, path) = temp_db();
-    let older = dir.path().join("older-migrations");
-    std::fs::create_dir_all(&older).unwrap();
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let current = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join("sqlite");
-    for name in ["0001_state_store.sql", "0002_workflows.sql"] {
-        std::fs::copy(current.join(name), older.join(name)).unwrap();
-    }
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true);
-    let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-    Migrator::new(older)
-        .await
-        .unwrap()
-        .run(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = migrated_until(dir.path(), &path, "0002").await;
     sqlx::query(
         "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
          VALUES ('push-0', NULL, 'OnEntrySignal', 1), ('event-1', 1, 'OnOrderUpdate', 2)",
@@ -104,6 +87,75 @@ async fn the_dedupe_set_of_an_older_schema_is_carried_over() {
         scalar(&mut conn, "SELECT COUNT(*) FROM processed_events").await,
         3
     );
+}
+
+#[tokio::test]
+async fn the_realized_pnl_marks_of_an_older_schema_keep_the_last_of_each_second() {
+    let (dir, path) = temp_db();
+    let mut conn = migrated_until(dir.path(), &path, "0009").await;
+    sqlx::query(
+        "INSERT INTO realized_pnl_marks (position_id, account, realized_pnl, at)
+         VALUES (9, 'U1', '-1', 1000100), (9, 'U1', '-2', 1000900), (9, 'U1', '-3', 1001500),
+                (10, 'U1', '5', 1000200)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = open(&path).await;
+    let since = chrono::DateTime::from_timestamp_millis(1_001_000).unwrap();
+    let movements = store.realized_pnl_movements(since.into()).await.unwrap();
+    assert_eq!(movements.len(), 1, "{movements:?}");
+    assert_eq!(movements[0].position_id, 9);
+    assert_eq!(movements[0].opening, Some(Decimal::from(-2)));
+    assert_eq!(movements[0].latest, Decimal::from(-3));
+    store.close().await.unwrap();
+    let mut conn = raw(&path).await;
+    let kept: Vec<(i64, String, i64)> =
+        sqlx::query_as("SELECT position_id, realized_pnl, at FROM realized_pnl_marks ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        [
+            (9, "-2".to_owned(), 1_000_000),
+            (9, "-3".to_owned(), 1_001_000),
+            (10, "5".to_owned(), 1_000_000),
+        ]
+    );
+}
+
+/// A database at `path` migrated with this binary's migrations up to `last` (a version prefix)
+/// only, as an older release left it; the migrations are copied under `dir`.
+async fn migrated_until(dir: &Path, path: &Path, last: &str) -> SqliteConnection {
+    let older = dir.join("older-migrations");
+    std::fs::create_dir_all(&older).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let current = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join("sqlite");
+    for entry in std::fs::read_dir(&current).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name
+            .get(..last.len())
+            .is_some_and(|version| version <= last)
+        {
+            std::fs::copy(current.join(&name), older.join(&name)).unwrap();
+        }
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true);
+    let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+    Migrator::new(older)
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    conn
 }
 
 #[tokio::test]

@@ -27,6 +27,12 @@ fn pnl(position_id: i64, realized: i64) -> PositionUpdate {
     }
 }
 
+/// The whole second `at` falls in, `ahead` seconds later.
+fn whole_second(at: Timestamp, ahead: i64) -> Timestamp {
+    let millis = at.unix_millis() - at.unix_millis() % 1000 + ahead * 1000;
+    Timestamp::from(chrono::DateTime::from_timestamp_millis(millis).expect("in range"))
+}
+
 on_both_backends! {
     async fn the_trading_state_is_initialised_once_and_changes_are_recorded(backend: Backend) {
         let db = TestDb::new(backend);
@@ -148,7 +154,9 @@ on_both_backends! {
     async fn realized_pnl_marks_follow_position_updates(backend: Backend) {
         let db = TestDb::new(backend);
         let store = db.open().await;
-        let before = Timestamp::now();
+        // Marks are kept per whole second, and the rule asks from a whole second (a trading
+        // day's start).
+        let before = whole_second(Timestamp::now(), 0);
         store.upsert_positions(&[pnl(9, -100)]).await.unwrap();
         store.upsert_positions(&[pnl(9, -100)]).await.unwrap();
         store
@@ -165,20 +173,21 @@ on_both_backends! {
         assert_eq!(movements[0].latest, Decimal::from(-300));
         assert_eq!(movements[0].opening, None);
         assert_eq!(movements[1].latest, Decimal::from(50));
-        // A period that starts after those marks: their last one is the opening.
-        let boundary = Timestamp::now();
+        // A period that starts after those marks: their last one is the opening. Two changes
+        // just after the second began share its mark: the later one is kept.
+        let since = whole_second(Timestamp::now(), 1);
         testkit::wait_for(
-            "the clock past the last mark",
-            std::time::Duration::from_secs(1),
-            || async { Timestamp::now() > boundary },
+            "the clock at the next whole second",
+            std::time::Duration::from_secs(2),
+            || async { Timestamp::now() >= since },
         )
         .await;
-        let since = Timestamp::now();
         store.upsert_positions(&[pnl(9, -350)]).await.unwrap();
+        store.upsert_positions(&[pnl(9, -360)]).await.unwrap();
         let period = store.realized_pnl_movements(since).await.unwrap();
         assert_eq!(period.len(), 1, "{period:?}");
         assert_eq!(period[0].opening, Some(Decimal::from(-300)));
-        assert_eq!(period[0].latest, Decimal::from(-350));
+        assert_eq!(period[0].latest, Decimal::from(-360));
     }
 }
 
