@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::timeout;
 
 use super::drain::Drain;
+use super::precedence::{PRECEDENCE_LIMIT, Precedence};
 use crate::config::Settings;
 use crate::ha::SendGate;
 use crate::ops::health::Health;
@@ -195,6 +196,7 @@ pub struct Ctx {
     health: Arc<Health>,
     links: HubLinks,
     wake: Wakeups,
+    precedence: Arc<Precedence>,
     drain: Drain,
     directory: RwLock<Directory>,
     /// The Control Hub generation whose position listing the monitors last bootstrapped from
@@ -223,6 +225,7 @@ impl Ctx {
             health,
             links,
             wake: Wakeups::default(),
+            precedence: Precedence::new(PRECEDENCE_LIMIT),
             drain,
             directory: RwLock::default(),
             bootstrapped: watch::Sender::new(0),
@@ -298,6 +301,11 @@ impl Ctx {
     /// Wake-ups between children.
     pub fn wake(&self) -> &Wakeups {
         &self.wake
+    }
+
+    /// The workflow runner's turn before the event pump's next batch, after a signal.
+    pub fn precedence(&self) -> &Arc<Precedence> {
+        &self.precedence
     }
 
     /// The stop: phases to wait on, in-flight guards, the escalation of a fatal condition.

@@ -7,8 +7,9 @@
 //! drain    the stop's phases (intake closed → stopping → forced), in-flight guards, the
 //!          first fatal condition
 //! context  Ctx: what every child shares (settings, store, metrics, health, hub links, wake-ups,
-//!          the drain, the directory)
+//!          precedence, the drain, the directory)
 //! links    one child per hub: connect, verify as the runbook asks, publish, report the loss
+//! precedence  the workflow runner's turn before the event pump's next batch after a signal
 //! ```
 //!
 //! The tree itself is assembled by `crate::daemon`.
@@ -18,3 +19,4 @@ pub mod context;
 pub mod drain;
 pub mod links;
 pub mod policy;
+pub mod precedence;

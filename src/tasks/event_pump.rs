@@ -454,6 +454,9 @@ impl Session {
                     continue;
                 }
             };
+            // A signal just committed: the workflow runner acts on it first (bounded), and what
+            // arrives meanwhile joins this batch.
+            self.ctx.precedence().wait_turn().await;
             let mut batch = vec![first];
             while batch.len() < batch_max
                 && let Some(callback) = self.callbacks.try_recv()
@@ -638,7 +641,7 @@ impl Session {
         let mut applied = 0u64;
         let mut quarantined = 0u64;
         let mut went_backwards = false;
-        let (mut positions_changed, mut workflows_affected) = (false, false);
+        let (mut positions_changed, mut workflows_affected, mut signalled) = (false, false, false);
         for (record, result) in records.iter().zip(&outcome.outcomes) {
             if *result == RecordOutcome::Applied {
                 applied += 1;
@@ -648,9 +651,11 @@ impl Session {
                         positions_changed = true;
                         workflows_affected = true;
                     }
-                    Effect::Signal(_) | Effect::Job(_) | Effect::Order(_) => {
-                        workflows_affected = true
+                    Effect::Signal(_) => {
+                        signalled = true;
+                        workflows_affected = true;
                     }
+                    Effect::Job(_) | Effect::Order(_) => workflows_affected = true,
                     Effect::Position(_) | Effect::Leg(_) | Effect::None => {}
                 }
                 if let Some(seq) = reasserted.get(&record.key) {
@@ -675,6 +680,9 @@ impl Session {
         // workflow runner every signal and active workflow.
         if positions_changed {
             self.ctx.wake().positions.notify_one();
+        }
+        if signalled {
+            self.ctx.precedence().hand_over();
         }
         if workflows_affected {
             self.ctx.wake().workflows.notify_one();

@@ -44,6 +44,7 @@ use crate::store::{StoreError, WorkflowRecord};
 use crate::supervisor::child::{ChildError, Unauthorized};
 use crate::supervisor::context::Ctx;
 use crate::supervisor::drain::InFlight;
+use crate::supervisor::precedence::Claim;
 use mesolive_api::client::ControlHub;
 
 /// TEST ONLY — never set in production: with this variable set to `1`, the runner ignores exit
@@ -75,6 +76,9 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
         if let Err(err) = reap(&mut driving).await {
             break Err(err);
         }
+        // The turn the event pump handed over after a signal, if any: this pass and the
+        // workflows it starts go before the pump's next batch.
+        let turn = ctx.precedence().take();
         if !ctx.drain().is_intake_closed() {
             let control = ctx.links().current_control();
             if let Some(control) = control {
@@ -97,7 +101,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
                                     ctx.clone(),
                                     control.client.clone(),
                                     workflow,
-                                    in_flight,
+                                    (in_flight, turn.clone()),
                                 ));
                             }
                         }
@@ -106,6 +110,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
                 }
             }
         }
+        drop(turn);
         tokio::select! {
             _ = ctx.wake().workflows.notified() => {}
             _ = tick.tick() => {}
@@ -146,16 +151,18 @@ async fn reap(
     Ok(())
 }
 
+/// Drives one workflow in its own task, holding `guards` until it has to wait: the stop waits
+/// for it, and so does the event pump's next batch while the turn lasts.
 fn spawn_drive(
     ctx: Arc<Ctx>,
     control: ControlHub,
     workflow: WorkflowRecord,
-    in_flight: InFlight,
+    guards: (InFlight, Option<Claim>),
 ) -> JoinHandle<Result<(), DriveError>> {
     let span = tracing::info_span!("workflow", id = workflow.id, kind = workflow.kind.as_str());
     tokio::spawn(
         async move {
-            let _in_flight = in_flight;
+            let _guards = guards;
             drive(&ctx, &control, workflow.id).await
         }
         .instrument(span),
