@@ -72,8 +72,8 @@ impl Precedence {
         Some(Claim(self.clone()))
     }
 
-    /// The pump before a batch: returns once no claim is held, or once the turn is
-    /// [`PRECEDENCE_LIMIT`] old (at once when neither the runner holds a turn nor one waits).
+    /// The pump before a batch: returns once no claim is held, or once the turn is as old as
+    /// the limit (at once when neither the runner holds a turn nor one waits).
     pub async fn wait_turn(&self) {
         loop {
             let ended = self.ended.notified();

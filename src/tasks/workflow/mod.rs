@@ -101,7 +101,8 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
                                     ctx.clone(),
                                     control.client.clone(),
                                     workflow,
-                                    (in_flight, turn.clone()),
+                                    in_flight,
+                                    turn.clone(),
                                 ));
                             }
                         }
@@ -151,18 +152,19 @@ async fn reap(
     Ok(())
 }
 
-/// Drives one workflow in its own task, holding `guards` until it has to wait: the stop waits
-/// for it, and so does the event pump's next batch while the turn lasts.
+/// Drives one workflow in its own task until it has to wait, holding `in_flight` (the stop
+/// waits for it) and its share of `turn` (so does the event pump's next batch, within the limit).
 fn spawn_drive(
     ctx: Arc<Ctx>,
     control: ControlHub,
     workflow: WorkflowRecord,
-    guards: (InFlight, Option<Claim>),
+    in_flight: InFlight,
+    turn: Option<Claim>,
 ) -> JoinHandle<Result<(), DriveError>> {
     let span = tracing::info_span!("workflow", id = workflow.id, kind = workflow.kind.as_str());
     tokio::spawn(
         async move {
-            let _guards = guards;
+            let _guards = (in_flight, turn);
             drive(&ctx, &control, workflow.id).await
         }
         .instrument(span),
