@@ -193,6 +193,10 @@ pub(super) use select_positions;
 /// The [`OpenPosition`]s, by id (the same text in both backends).
 pub(super) const OPEN_POSITION_KEYS: &str = "SELECT position_id, strategy_id, account FROM positions WHERE state = 'open' ORDER BY position_id";
 
+/// How many positions are open on account `$1`, of strategy `$2` unless it is NULL.
+pub(super) const OPEN_POSITIONS_ON: &str = "SELECT count(*) FROM positions
+     WHERE state = 'open' AND account = $1 AND ($2 IS NULL OR strategy_id = $2)";
+
 impl Store {
     /// Record positions from a Control Hub listing (startup bootstrap, resync), in one
     /// transaction. A closed position stays closed.
@@ -269,6 +273,23 @@ impl Store {
         Ok(sqlx::query_as(OPEN_POSITION_KEYS)
             .fetch_all(&mut *reader)
             .await?)
+    }
+
+    /// How many positions are open on `account` (of `strategy_id` only, when given): the
+    /// admission and risk rules' count, without reading every open position.
+    pub async fn open_positions_on(
+        &self,
+        account: &str,
+        strategy_id: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let db = on_postgres!(self, pg => postgres::positions::open_on(pg, account, strategy_id));
+        let mut reader = db.readers.acquire().await?;
+        let count: i64 = sqlx::query_scalar(OPEN_POSITIONS_ON)
+            .bind(account)
+            .bind(strategy_id)
+            .fetch_one(&mut *reader)
+            .await?;
+        Ok(count.unsigned_abs())
     }
 
     /// Every position a monitor should run for, by id.

@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use sqlx::sqlite::{
@@ -42,11 +43,30 @@ pub(super) struct Sqlite {
     _instance_lock: Option<File>,
 }
 
+/// When a write transaction's commit reaches the disk, under `synchronous = full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flush {
+    /// At its own commit: whatever leaves the process after it (a call to the server, a
+    /// notice, an answer to an operator) may rely on it surviving a power loss.
+    AtCommit,
+    /// With the next commit flushed at its commit — WAL frames reach the file in commit order,
+    /// so that flush carries this one too. For bookkeeping nothing outside the process acts on
+    /// before such a commit (a workflow opened: its first call is an intent, flushed before it
+    /// is sent). A power loss may take it, and nothing was done on it: the level-triggered
+    /// runner opens the workflow again. A process crash loses nothing (the OS has the write).
+    WithNext,
+}
+
 /// The writer connection and how it was opened (to open it again if a failed commit wedged it).
 #[derive(Debug)]
 struct Writer {
     connection: Mutex<SqliteConnection>,
     options: SqliteConnectOptions,
+    /// The configured level, the one an [`Flush::AtCommit`] transaction runs at.
+    synchronous: Synchronous,
+    /// Whether the connection runs at `NORMAL` for [`Flush::WithNext`] transactions now
+    /// (changed only under the `connection` lock).
+    deferring: AtomicBool,
     /// Which keys `processed_events` holds; locked only after `connection`.
     dedupe: Mutex<DedupeIndex>,
 }
@@ -95,6 +115,8 @@ impl Sqlite {
             writer: Some(Writer {
                 connection: Mutex::new(writer),
                 options: writer_options,
+                synchronous: options.synchronous,
+                deferring: AtomicBool::new(false),
                 dedupe: Mutex::default(),
             }),
             readers,
@@ -154,6 +176,14 @@ impl Sqlite {
     /// BEGIN. Such a connection is replaced by a fresh one, so a full disk that is freed again
     /// does not need a restart.
     pub(super) async fn writer(&self) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
+        self.writer_flushing(Flush::AtCommit).await
+    }
+
+    /// [`Sqlite::writer`] for transactions whose commit is flushed as `flush` says.
+    pub(super) async fn writer_flushing(
+        &self,
+        flush: Flush,
+    ) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
         let writer = self.writer_parts()?;
         let mut connection = writer.connection.lock().await;
         if connection.is_in_transaction() {
@@ -162,7 +192,19 @@ impl Sqlite {
             if connection.is_in_transaction() {
                 tracing::warn!(path = %self.path.display(), "the writer connection was left inside a failed transaction; opening a fresh one");
                 *connection = SqliteConnection::connect_with(&writer.options).await?;
+                writer.deferring.store(false, Ordering::Relaxed);
             }
+        }
+        // Only `full` flushes at each commit; at a lower level there is nothing to defer.
+        let defer = flush == Flush::WithNext && writer.synchronous == Synchronous::Full;
+        if writer.deferring.load(Ordering::Relaxed) != defer {
+            let level = if defer {
+                "PRAGMA synchronous = NORMAL"
+            } else {
+                "PRAGMA synchronous = FULL"
+            };
+            sqlx::query(level).execute(&mut *connection).await?;
+            writer.deferring.store(defer, Ordering::Relaxed);
         }
         Ok(connection)
     }
@@ -287,6 +329,7 @@ fn read_pool(connect: SqliteConnectOptions, size: u32) -> SqlitePool {
         .max_connections(size.max(1))
         .idle_timeout(None)
         .max_lifetime(None)
+        .test_before_acquire(false)
         .connect_lazy_with(connect.read_only(true))
 }
 
@@ -310,4 +353,49 @@ pub(super) async fn execute_for_rows<T: Serialize>(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connection's `PRAGMA synchronous`: 0 off, 1 normal, 2 full.
+    async fn level(connection: &mut SqliteConnection) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(connection)
+            .await
+            .expect("PRAGMA synchronous answers")
+    }
+
+    async fn opened(synchronous: Synchronous) -> (tempfile::TempDir, Sqlite) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = StoreOptions {
+            synchronous,
+            ..StoreOptions::default()
+        };
+        let (db, _) = Sqlite::open(&dir.path().join("state.db"), &options)
+            .await
+            .expect("store opens");
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn a_deferred_transaction_never_leaves_the_writer_below_the_configured_level() {
+        let (_dir, db) = opened(Synchronous::Full).await;
+        assert_eq!(level(&mut db.writer().await.expect("writer")).await, 2);
+        let deferred = level(&mut db.writer_flushing(Flush::WithNext).await.expect("w")).await;
+        assert_eq!(deferred, 1, "a WithNext commit is not flushed on its own");
+        let twice = level(&mut db.writer_flushing(Flush::WithNext).await.expect("w")).await;
+        assert_eq!(twice, 1);
+        assert_eq!(level(&mut db.writer().await.expect("writer")).await, 2);
+    }
+
+    #[tokio::test]
+    async fn below_full_there_is_nothing_to_defer() {
+        let (_dir, db) = opened(Synchronous::Normal).await;
+        assert_eq!(level(&mut db.writer().await.expect("writer")).await, 1);
+        let deferred = level(&mut db.writer_flushing(Flush::WithNext).await.expect("w")).await;
+        assert_eq!(deferred, 1);
+        assert_eq!(level(&mut db.writer().await.expect("writer")).await, 1);
+    }
 }

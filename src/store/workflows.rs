@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Store, StoreError, Timestamp, begin_write, on_postgres, outbox, postgres};
+use super::{Flush, Store, StoreError, Timestamp, begin_write, on_postgres, outbox, postgres};
 use crate::notifications::notice;
 use mesolive_api::FlowKind;
 
@@ -254,7 +254,14 @@ impl Store {
     ) -> Result<Option<WorkflowRecord>, StoreError> {
         let db = on_postgres!(self, pg => postgres::workflows::create(pg, new));
         let now = Timestamp::now();
-        let mut writer = db.writer().await?;
+        // An active workflow's first call is an intent, flushed before it is sent; one opened
+        // in a final state is notified (the notice leaves the process), so flushed now.
+        let flush = if new.state.is_active() {
+            Flush::WithNext
+        } else {
+            Flush::AtCommit
+        };
+        let mut writer = db.writer_flushing(flush).await?;
         let mut tx = begin_write(&mut writer).await?;
         let created = sqlx::query_as(concat!(
             "INSERT INTO workflows (kind, scope, signal_key, signal_instance, strategy_id, account,

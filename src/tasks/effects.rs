@@ -43,6 +43,16 @@ pub fn describes_state(record: &EventRecord) -> bool {
         && STATE_TARGETS.contains(&record.target.as_str())
 }
 
+/// Whether a callback target is a signal's. The event pump ends a live batch with a signal:
+/// the signal's commit (which the workflow runner waits for) carries none of the events that
+/// arrived after it.
+pub fn is_signal_target(target: &str) -> bool {
+    matches!(
+        target,
+        callbacks::ENTRY_SIGNAL | callbacks::EXIT_SIGNAL | callbacks::ADJUSTMENT_SIGNAL
+    )
+}
+
 /// Whether a position update may open or close a position, which is all the monitor manager
 /// and the workflow runner read of positions: a realized-PnL change never does, and at a
 /// steady event rate such changes are most events, so waking both for each of their batches

@@ -459,6 +459,9 @@ impl Session {
             self.ctx.precedence().wait_turn().await;
             let mut batch = vec![first];
             while batch.len() < batch_max
+                && !batch
+                    .last()
+                    .is_some_and(|last| effects::is_signal_target(&last.target))
                 && let Some(callback) = self.callbacks.try_recv()
             {
                 batch.push(callback);

@@ -3,7 +3,9 @@
 use sqlx::PgConnection;
 
 use super::{Postgres, execute_for_rows};
-use crate::store::positions::{OPEN_POSITION_KEYS, fold_legs, fold_positions, select_positions};
+use crate::store::positions::{
+    OPEN_POSITION_KEYS, OPEN_POSITIONS_ON, fold_legs, fold_positions, select_positions,
+};
 use crate::store::{
     LegRecord, LegUpdate, OpenPosition, PositionRecord, PositionUpdate, StoreError, Timestamp,
     found,
@@ -77,6 +79,20 @@ pub(in crate::store) async fn open_keys(db: &Postgres) -> Result<Vec<OpenPositio
     Ok(sqlx::query_as(OPEN_POSITION_KEYS)
         .fetch_all(&mut *db.reader().await?)
         .await?)
+}
+
+/// [`crate::store::Store::open_positions_on`].
+pub(in crate::store) async fn open_on(
+    db: &Postgres,
+    account: &str,
+    strategy_id: Option<i64>,
+) -> Result<u64, StoreError> {
+    let count: i64 = sqlx::query_scalar(OPEN_POSITIONS_ON)
+        .bind(account)
+        .bind(strategy_id)
+        .fetch_one(&mut *db.reader().await?)
+        .await?;
+    Ok(count.unsigned_abs())
 }
 
 /// [`crate::store::Store::monitored_positions`].

@@ -23,7 +23,7 @@ pub(crate) struct Applicant<'a> {
     /// Whether the account is a paper account, as the directory knows it.
     pub paper: Option<bool>,
     /// Open positions of the strategy on the account (entries).
-    pub open_positions: usize,
+    pub open_positions: u64,
     /// The strategy's `max_open_positions` (entries).
     pub max_open_positions: u32,
     /// The trading state now.
@@ -98,7 +98,7 @@ pub(crate) fn admit(applicant: &Applicant<'_>) -> (WorkflowState, Option<String>
         return (WorkflowState::Cancelled, Some(reason));
     }
     if applicant.kind == FlowKind::Entry
-        && applicant.open_positions >= applicant.max_open_positions as usize
+        && applicant.open_positions >= u64::from(applicant.max_open_positions)
     {
         return (
             WorkflowState::Cancelled,

@@ -82,31 +82,35 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), ChildError> {
         if !ctx.drain().is_intake_closed() {
             let control = ctx.links().current_control();
             if let Some(control) = control {
+                let mut start = |workflow: WorkflowRecord| {
+                    // Each drive is in-flight work: the stop waits for it (within its grace);
+                    // none starts once the stop began.
+                    if let Entry::Vacant(slot) = driving.entry(workflow.id)
+                        && let Some(in_flight) = ctx.drain().in_flight()
+                    {
+                        slot.insert(spawn_drive(
+                            ctx.clone(),
+                            control.client.clone(),
+                            workflow,
+                            in_flight,
+                            turn.clone(),
+                        ));
+                    }
+                };
                 // Signals are only as current as the event pump: none is acted on while it
                 // replays, catches up or resyncs a hole in the server's history.
-                if ctx.health().caught_up()
-                    && let Err(err) = steps::open_workflows(&ctx).await
-                {
-                    break Err(ChildError::store("opening workflows", err));
+                if ctx.health().caught_up() {
+                    match steps::open_workflows(&ctx).await {
+                        // The workflows just opened start first: a signal waits for their call.
+                        Ok(opened) => opened
+                            .into_iter()
+                            .filter(|workflow| workflow.state.is_active())
+                            .for_each(&mut start),
+                        Err(err) => break Err(ChildError::store("opening workflows", err)),
+                    }
                 }
                 match ctx.store().active_workflows().await {
-                    Ok(active) => {
-                        for workflow in active {
-                            // Each drive is in-flight work: the stop waits for it (within its
-                            // grace); none starts once the stop began.
-                            if let Entry::Vacant(slot) = driving.entry(workflow.id)
-                                && let Some(in_flight) = ctx.drain().in_flight()
-                            {
-                                slot.insert(spawn_drive(
-                                    ctx.clone(),
-                                    control.client.clone(),
-                                    workflow,
-                                    in_flight,
-                                    turn.clone(),
-                                ));
-                            }
-                        }
-                    }
+                    Ok(active) => active.into_iter().for_each(&mut start),
                     Err(err) => break Err(ChildError::store("reading active workflows", err)),
                 }
             }
@@ -165,7 +169,7 @@ fn spawn_drive(
     tokio::spawn(
         async move {
             let _guards = (in_flight, turn);
-            drive(&ctx, &control, workflow.id).await
+            drive(&ctx, &control, workflow).await
         }
         .instrument(span),
     )
@@ -189,11 +193,18 @@ impl From<IntentError> for DriveError {
     }
 }
 
-/// Advances one workflow until it has to wait or ends: gather the facts, decide, perform.
-async fn drive(ctx: &Ctx, control: &ControlHub, id: i64) -> Result<(), DriveError> {
+/// Advances one workflow until it has to wait or ends: gather the facts, decide, perform;
+/// from the record it was started with (just read), then as each change left it in the store.
+async fn drive(ctx: &Ctx, control: &ControlHub, first: WorkflowRecord) -> Result<(), DriveError> {
+    let id = first.id;
+    let mut next = Some(first);
     loop {
-        let Some(workflow) = ctx.store().workflow(id).await? else {
-            return Ok(());
+        let workflow = match next.take() {
+            Some(workflow) => workflow,
+            None => match ctx.store().workflow(id).await? {
+                Some(workflow) => workflow,
+                None => return Ok(()),
+            },
         };
         let facts = steps::gather(ctx, &workflow).await?;
         let change = decide::decide(&workflow, &facts);

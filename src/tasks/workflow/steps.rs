@@ -40,12 +40,15 @@ pub(super) enum Step {
 
 /// Creates a workflow for every signal instance that is On and has none yet (admitted or not
 /// by [`admission::admit`]), and the next attempt of one whose planned retry is due (or
-/// records why there will be none, by [`retry::reopen`]).
-pub(super) async fn open_workflows(ctx: &Ctx) -> Result<(), StoreError> {
+/// records why there will be none, by [`retry::reopen`]). Returns the workflows created.
+pub(super) async fn open_workflows(ctx: &Ctx) -> Result<Vec<WorkflowRecord>, StoreError> {
+    let mut opened = Vec::new();
     let policy = RetryPolicy::from_settings(&ctx.settings().automation);
-    let signals = ctx.store().signals().await?;
+    // Two independent reads, on two of the pool's connections at once.
+    let (signals, planned) =
+        tokio::try_join!(ctx.store().signals(), ctx.store().planned_retries())?;
     // A planned attempt whose signal instance is no longer On will not come: say so.
-    for planned in ctx.store().planned_retries().await? {
+    for planned in planned {
         let still_on = signals.iter().any(|s| {
             s.signal_key == planned.signal_key
                 && s.instance == planned.signal_instance
@@ -107,9 +110,10 @@ pub(super) async fn open_workflows(ctx: &Ctx) -> Result<(), StoreError> {
                 reason = created.reason.as_deref().unwrap_or(""),
                 "workflow opened"
             );
+            opened.push(created);
         }
     }
-    Ok(())
+    Ok(opened)
 }
 
 async fn new_workflow(
@@ -128,18 +132,13 @@ async fn new_workflow(
         .or_else(|| position.as_ref().map(|p| p.account.clone()))
         .filter(|a| !a.is_empty());
     let automation = &ctx.settings().automation;
-    let open_positions = if kind == FlowKind::Entry {
-        ctx.store()
-            .open_position_keys()
-            .await?
-            .iter()
-            .filter(|p| {
-                p.strategy_id == signal.strategy_id
-                    && Some(p.account.as_str()) == account.as_deref()
-            })
-            .count()
-    } else {
-        0
+    let open_positions = match (kind, account.as_deref()) {
+        (FlowKind::Entry, Some(account)) => {
+            ctx.store()
+                .open_positions_on(account, Some(signal.strategy_id))
+                .await?
+        }
+        _ => 0,
     };
     let (state, reason) = admission::admit(&Applicant {
         kind,
@@ -574,12 +573,7 @@ async fn risk_verdict(
                 .await?;
         }
         if limits.max_open_positions_total.is_some() {
-            let open = store
-                .open_position_keys()
-                .await?
-                .iter()
-                .filter(|p| p.account == account)
-                .count();
+            let open = store.open_positions_on(account, None).await?;
             let opening = store
                 .active_workflows()
                 .await?
@@ -591,7 +585,8 @@ async fn risk_verdict(
                         && w.state != WorkflowState::Requested
                 })
                 .count();
-            facts.open_positions = u32::try_from(open + opening).unwrap_or(u32::MAX);
+            facts.open_positions =
+                u32::try_from(open.saturating_add(opening as u64)).unwrap_or(u32::MAX);
         }
     }
     Ok(risk::check_call(limits, account, &facts))
