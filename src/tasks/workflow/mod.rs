@@ -195,21 +195,20 @@ impl From<IntentError> for DriveError {
 
 /// Advances one workflow until it has to wait or ends: gather the facts, decide, perform;
 /// from the record it was started with (just read), then as each change left it in the store.
-async fn drive(ctx: &Ctx, control: &ControlHub, first: WorkflowRecord) -> Result<(), DriveError> {
-    let id = first.id;
-    let mut next = Some(first);
+async fn drive(
+    ctx: &Ctx,
+    control: &ControlHub,
+    mut workflow: WorkflowRecord,
+) -> Result<(), DriveError> {
     loop {
-        let workflow = match next.take() {
-            Some(workflow) => workflow,
-            None => match ctx.store().workflow(id).await? {
-                Some(workflow) => workflow,
-                None => return Ok(()),
-            },
-        };
         let facts = steps::gather(ctx, &workflow).await?;
         let change = decide::decide(&workflow, &facts);
         if steps::perform(ctx, control, &workflow, change).await? == Step::Waiting {
             return Ok(());
         }
+        workflow = match ctx.store().workflow(workflow.id).await? {
+            Some(workflow) => workflow,
+            None => return Ok(()),
+        };
     }
 }
