@@ -177,13 +177,14 @@ where
     }
 }
 
-/// `SELECT` of every [`PositionRecord`] column, followed by the given clause.
+/// `SELECT` of every [`PositionRecord`] column, followed by the given clause (which names
+/// `position_id` unqualified: the join's one column of that name).
 macro_rules! select_positions {
     ($clause:literal) => {
         concat!(
             "SELECT position_id, strategy_id, account, name, state, last_status, realized_pnl,
-                    monitored, last_snapshot, snapshot_at, updated_at
-             FROM positions ",
+                    monitored, snapshot AS last_snapshot, taken_at AS snapshot_at, updated_at
+             FROM positions LEFT JOIN position_snapshots USING (position_id) ",
             $clause
         )
     };
@@ -221,13 +222,14 @@ impl Store {
         let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
         let updated = sqlx::query(
-            "UPDATE positions SET last_snapshot = ?, snapshot_at = ?, updated_at = ?
-             WHERE position_id = ?",
+            "INSERT INTO position_snapshots (position_id, snapshot, taken_at)
+             SELECT position_id, ?2, ?3 FROM positions WHERE position_id = ?1
+             ON CONFLICT (position_id) DO UPDATE SET
+                 snapshot = excluded.snapshot, taken_at = excluded.taken_at",
         )
+        .bind(position_id)
         .bind(snapshot.to_string())
         .bind(taken_at)
-        .bind(Timestamp::now())
-        .bind(position_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -32,13 +32,14 @@ pub(in crate::store) async fn set_snapshot(
 ) -> Result<(), StoreError> {
     let mut write = db.begin_write().await?;
     let updated = sqlx::query(
-        "UPDATE positions SET last_snapshot = $1, snapshot_at = $2, updated_at = $3
-         WHERE position_id = $4",
+        "INSERT INTO position_snapshots (position_id, snapshot, taken_at)
+         SELECT position_id, $2, $3 FROM positions WHERE position_id = $1
+         ON CONFLICT (position_id) DO UPDATE SET
+             snapshot = excluded.snapshot, taken_at = excluded.taken_at",
     )
+    .bind(position_id)
     .bind(sqlx::types::Json(snapshot))
     .bind(taken_at)
-    .bind(Timestamp::now())
-    .bind(position_id)
     .execute(&mut *write.tx)
     .await?
     .rows_affected();

@@ -127,6 +127,33 @@ async fn the_realized_pnl_marks_of_an_older_schema_keep_the_last_of_each_second(
     );
 }
 
+#[tokio::test]
+async fn the_snapshots_of_an_older_schema_move_out_of_the_positions_rows() {
+    let (dir, path) = temp_db();
+    let mut conn = migrated_until(dir.path(), &path, "0010").await;
+    sqlx::query(
+        "INSERT INTO positions (position_id, strategy_id, account, name, state, monitored,
+                                last_snapshot, snapshot_at, updated_at)
+         VALUES (7, 101, 'U1', 'IC 7', 'open', 1, '{\"PnL\":{\"Unrealized\":\"1.5\"}}', 5000, 6000),
+                (8, 101, 'U1', 'IC 8', 'open', 1, NULL, NULL, 6000)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = open(&path).await;
+    let with = store.position(7).await.unwrap().unwrap();
+    assert_eq!(
+        with.last_snapshot,
+        Some(serde_json::json!({ "PnL": { "Unrealized": "1.5" } }))
+    );
+    assert_eq!(with.snapshot_at.map(|at| at.unix_millis()), Some(5000));
+    let without = store.position(8).await.unwrap().unwrap();
+    assert_eq!((without.last_snapshot, without.snapshot_at), (None, None));
+    assert_eq!(store.open_positions().await.unwrap().len(), 2);
+}
+
 /// A database at `path` migrated with this binary's migrations up to `last` (a version prefix)
 /// only, as an older release left it; the migrations are copied under `dir`.
 async fn migrated_until(dir: &Path, path: &Path, last: &str) -> SqliteConnection {
