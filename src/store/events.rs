@@ -13,8 +13,8 @@ use super::orders::{self, OrderUpdate};
 use super::positions::{self, LegUpdate, PositionUpdate};
 use super::signals::{self, SignalUpdate};
 use super::{
-    Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text, on_postgres, outbox,
-    postgres,
+    Store, StoreError, Timestamp, begin_write, execute_for_rows, execute_values, json_text,
+    on_postgres, outbox, postgres,
 };
 use crate::notifications::notice::{self, Notice, Quarantined};
 
@@ -368,13 +368,19 @@ async fn commit_batch(
     let mut tx = begin_write(writer).await?;
     let start_cursor = read_cursor(&mut tx).await?;
     let selection = Selection::of(batch, start_cursor, &index);
-    execute_for_rows(
+    execute_values(
         &mut tx,
-        "INSERT INTO processed_events (event_key, seq_id, target, processed_at)
-         SELECT e.value ->> 'key', e.value ->> 'seq_id', e.value ->> 'target', ?2
-         FROM jsonb_each(?1) AS e ORDER BY e.key",
-        &selection.key_rows(),
-        now,
+        "INSERT INTO processed_events (event_key, seq_id, target, processed_at)",
+        "(?, ?, ?, ?)",
+        "",
+        &selection.applied,
+        |query, record| {
+            query
+                .bind(record.key.as_str())
+                .bind(record.seq_id)
+                .bind(record.target.as_str())
+                .bind(now)
+        },
     )
     .await?;
     apply_effects(&mut tx, &selection.effects(), now).await?;

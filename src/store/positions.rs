@@ -8,7 +8,7 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, SqliteConnection, Type};
 use super::fold::fold;
 use super::{
     Store, StoreError, Timestamp, begin_write, decimal_column, decimal_text, execute_for_rows,
-    found, json_text, on_postgres, postgres,
+    execute_values, found, json_text, on_postgres, postgres,
 };
 
 /// Whether a position is still open. Closed is final: a position id never reopens.
@@ -390,15 +390,12 @@ pub(super) async fn upsert_positions(
     updates: &[&PositionUpdate],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    execute_for_rows(
+    execute_values(
         conn,
         "INSERT INTO positions (position_id, strategy_id, account, name, state, last_status,
-                                realized_pnl, monitored, updated_at)
-         SELECT p.value ->> 'position_id', p.value ->> 'strategy_id', p.value ->> 'account',
-                p.value ->> 'name', p.value ->> 'state', p.value ->> 'status',
-                p.value ->> 'realized_pnl', (p.value ->> 'state') = 'open', ?2
-         FROM jsonb_each(?1) AS p WHERE true ORDER BY p.key
-         ON CONFLICT (position_id) DO UPDATE SET
+                                realized_pnl, monitored, updated_at)",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " ON CONFLICT (position_id) DO UPDATE SET
              strategy_id = excluded.strategy_id,
              account = excluded.account,
              name = excluded.name,
@@ -408,7 +405,18 @@ pub(super) async fn upsert_positions(
              realized_pnl = COALESCE(excluded.realized_pnl, positions.realized_pnl),
              updated_at = excluded.updated_at",
         &fold_positions(updates),
-        now,
+        |query, row| {
+            query
+                .bind(row.position_id)
+                .bind(row.strategy_id)
+                .bind(row.account.as_str())
+                .bind(row.name.as_str())
+                .bind(row.state.as_str())
+                .bind(row.status.as_str())
+                .bind(row.realized_pnl.map(|pnl| pnl.to_string()))
+                .bind(row.state == PositionState::Open)
+                .bind(now)
+        },
     )
     .await
 }
