@@ -357,7 +357,8 @@ pub(super) async fn execute_for_rows<T: Serialize>(
 
 /// The most rows one multi-row `VALUES` statement carries. A batch is split into chunks of
 /// powers of two up to it, so a statement has at most eight texts in the connection's
-/// prepared-statement cache, and a batch of `n` rows takes at most `log2(n) + 1` round trips.
+/// prepared-statement cache; `n` rows take one round trip per 128 and one per set bit of the
+/// rest (a batch of 100: three).
 const MAX_VALUES_ROWS: usize = 128;
 
 /// A query on the SQLite backend, as [`execute_values`] binds it.
