@@ -280,7 +280,8 @@ impl<'b> Selection<'b> {
         (outcome, self.recorded)
     }
 
-    /// The dedupe-set rows of the applied records.
+    /// The dedupe-set rows of the applied records, as PostgreSQL's JSON insert reads them
+    /// (SQLite binds the records' fields into a multi-row statement instead).
     pub(super) fn key_rows(&self) -> Vec<KeyRow<'b>> {
         self.applied
             .iter()
@@ -458,7 +459,7 @@ pub(super) async fn write_cursor(
     Ok(())
 }
 
-/// A dedupe-set row as the insert reads it.
+/// A dedupe-set row as PostgreSQL's insert reads it.
 #[derive(Serialize)]
 pub(super) struct KeyRow<'a> {
     key: &'a str,
