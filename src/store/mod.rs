@@ -72,7 +72,9 @@ pub use positions::{
 pub use signals::{SignalRecord, SignalSource, SignalState, SignalUpdate};
 pub use summary::{StateCount, StoreSummary};
 pub use time::Timestamp;
-pub use workflows::{NewWorkflow, StateCounts, WorkflowChange, WorkflowRecord, WorkflowState};
+pub use workflows::{
+    LatestAttempt, NewWorkflow, StateCounts, WorkflowChange, WorkflowRecord, WorkflowState,
+};
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 ///

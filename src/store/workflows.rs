@@ -108,6 +108,17 @@ pub struct NewWorkflow {
     pub deadline: Option<Timestamp>,
 }
 
+/// How far the current instance of a signal that is On got: its highest attempt.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LatestAttempt {
+    /// The signal.
+    pub signal_key: String,
+    /// Its current instance.
+    pub signal_instance: String,
+    /// The highest attempt opened for that instance.
+    pub attempt: i64,
+}
+
 /// A stored workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct WorkflowRecord {
@@ -243,6 +254,15 @@ macro_rules! select_workflows {
     };
 }
 pub(super) use {select_workflows, workflow_columns};
+
+/// [`Store::latest_attempts`] (the same text in both backends): the signals table is small and
+/// each instance's attempts are found in the `(signal_key, signal_instance, attempt)` index,
+/// without reading a workflow row.
+pub(super) const LATEST_ATTEMPTS: &str = "SELECT s.signal_key, s.instance AS signal_instance,
+            MAX(w.attempt) AS attempt
+     FROM signals AS s
+     JOIN workflows AS w ON w.signal_key = s.signal_key AND w.signal_instance = s.instance
+     WHERE s.state = 'On' GROUP BY s.signal_key, s.instance";
 
 impl Store {
     /// Opens a workflow unless its signal instance already has this attempt or its scope has
@@ -388,21 +408,15 @@ impl Store {
         .await?)
     }
 
-    /// The latest attempt at a signal instance, if any.
-    pub async fn latest_attempt(
-        &self,
-        signal_key: &str,
-        signal_instance: &str,
-    ) -> Result<Option<WorkflowRecord>, StoreError> {
-        let db = on_postgres!(self, pg => postgres::workflows::latest_attempt(pg, signal_key, signal_instance));
+    /// The highest attempt opened so far for the current instance of each signal that is On
+    /// (an instance with no workflow yet is not listed): one read for every signal, where the
+    /// workflow runner asks at each pass.
+    pub async fn latest_attempts(&self) -> Result<Vec<LatestAttempt>, StoreError> {
+        let db = on_postgres!(self, pg => postgres::workflows::latest_attempts(pg));
         let mut reader = db.readers.acquire().await?;
-        Ok(sqlx::query_as(select_workflows!(
-            "WHERE signal_key = ? AND signal_instance = ? ORDER BY attempt DESC LIMIT 1"
-        ))
-        .bind(signal_key)
-        .bind(signal_instance)
-        .fetch_optional(&mut *reader)
-        .await?)
+        Ok(sqlx::query_as(LATEST_ATTEMPTS)
+            .fetch_all(&mut *reader)
+            .await?)
     }
 
     /// Final workflows whose signal instance has a next attempt planned.

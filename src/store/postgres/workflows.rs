@@ -4,9 +4,10 @@ use sqlx::PgConnection;
 
 use super::{Postgres, Write};
 use crate::notifications::notice;
-use crate::store::workflows::{select_workflows, workflow_columns};
+use crate::store::workflows::{LATEST_ATTEMPTS, select_workflows, workflow_columns};
 use crate::store::{
-    NewWorkflow, StateCounts, StoreError, Timestamp, WorkflowChange, WorkflowRecord, WorkflowState,
+    LatestAttempt, NewWorkflow, StateCounts, StoreError, Timestamp, WorkflowChange, WorkflowRecord,
+    WorkflowState,
 };
 
 /// [`crate::store::Store::create_workflow`].
@@ -131,19 +132,13 @@ pub(in crate::store) async fn active(db: &Postgres) -> Result<Vec<WorkflowRecord
     .await?)
 }
 
-/// [`crate::store::Store::latest_attempt`].
-pub(in crate::store) async fn latest_attempt(
+/// [`crate::store::Store::latest_attempts`].
+pub(in crate::store) async fn latest_attempts(
     db: &Postgres,
-    signal_key: &str,
-    signal_instance: &str,
-) -> Result<Option<WorkflowRecord>, StoreError> {
-    Ok(sqlx::query_as(select_workflows!(
-        "WHERE signal_key = $1 AND signal_instance = $2 ORDER BY attempt DESC LIMIT 1"
-    ))
-    .bind(signal_key)
-    .bind(signal_instance)
-    .fetch_optional(&mut *db.reader().await?)
-    .await?)
+) -> Result<Vec<LatestAttempt>, StoreError> {
+    Ok(sqlx::query_as(LATEST_ATTEMPTS)
+        .fetch_all(&mut *db.reader().await?)
+        .await?)
 }
 
 /// [`crate::store::Store::planned_retries`].

@@ -44,11 +44,14 @@ pub(super) enum Step {
 pub(super) async fn open_workflows(ctx: &Ctx) -> Result<Vec<WorkflowRecord>, StoreError> {
     let mut opened = Vec::new();
     let policy = RetryPolicy::from_settings(&ctx.settings().automation);
-    // Two independent reads, on two of the pool's connections at once.
-    let (signals, planned) =
-        tokio::try_join!(ctx.store().signals(), ctx.store().planned_retries())?;
+    // Three independent reads, on three of the pool's connections at once.
+    let (signals, planned, latest_attempts) = tokio::try_join!(
+        ctx.store().signals(),
+        ctx.store().planned_retries(),
+        ctx.store().latest_attempts()
+    )?;
     // A planned attempt whose signal instance is no longer On will not come: say so.
-    for planned in planned {
+    for planned in &planned {
         let still_on = signals.iter().any(|s| {
             s.signal_key == planned.signal_key
                 && s.instance == planned.signal_instance
@@ -67,13 +70,23 @@ pub(super) async fn open_workflows(ctx: &Ctx) -> Result<Vec<WorkflowRecord>, Sto
         if signal.kind == FlowKind::Exit && ignores_exit_signals() {
             continue;
         }
-        let attempt = match ctx
-            .store()
-            .latest_attempt(&signal.signal_key, &signal.instance)
-            .await?
-        {
+        let attempted = latest_attempts
+            .iter()
+            .find(|latest| latest.signal_key == signal.signal_key);
+        let attempt = match attempted {
             None => 1,
+            // The two reads saw different instances (a commit between them): the next pass
+            // will see one.
+            Some(latest) if latest.signal_instance != signal.instance => continue,
             Some(latest) => {
+                // Only a final attempt with a next one planned may lead to another.
+                let Some(latest) = planned.iter().find(|w| {
+                    w.signal_key == signal.signal_key
+                        && w.signal_instance == signal.instance
+                        && w.attempt == latest.attempt
+                }) else {
+                    continue;
+                };
                 let position_open = match latest.position_id {
                     Some(id) => ctx
                         .store()
@@ -82,7 +95,7 @@ pub(super) async fn open_workflows(ctx: &Ctx) -> Result<Vec<WorkflowRecord>, Sto
                         .map(|p| p.state == PositionState::Open),
                     None => None,
                 };
-                match retry::reopen(&latest, &policy, position_open, Timestamp::now()) {
+                match retry::reopen(latest, &policy, position_open, Timestamp::now()) {
                     Reopen::Wait => continue,
                     Reopen::Drop(why) => {
                         tracing::info!(workflow = latest.id, %why, "no further attempt");
@@ -206,16 +219,30 @@ fn timeouts(ctx: &Ctx) -> Timeouts {
 /// Gathers the facts the workflow's current state is decided on.
 pub(super) async fn gather(ctx: &Ctx, workflow: &WorkflowRecord) -> Result<Facts, StoreError> {
     let settings = ctx.settings();
-    let mut facts = Facts {
+    let facts = Facts {
         now: Timestamp::now(),
         timeouts: timeouts(ctx),
         retry: RetryPolicy::from_settings(&settings.automation),
         mode: settings.automation.mode,
         trading_state: ctx.trading_state(),
         adjust_in_reduce_only: settings.automation.adjust_in_reduce_only,
-        signal_on: signal_still_on(ctx, workflow).await?,
         ..Facts::default()
     };
+    // The signal and the state's own facts are independent reads: on two of the pool's
+    // connections at once.
+    let (signal_on, facts) = tokio::try_join!(
+        signal_still_on(ctx, workflow),
+        state_facts(ctx, workflow, facts)
+    )?;
+    Ok(Facts { signal_on, ..facts })
+}
+
+/// The facts of the workflow's current state, added to `facts`.
+async fn state_facts(
+    ctx: &Ctx,
+    workflow: &WorkflowRecord,
+    mut facts: Facts,
+) -> Result<Facts, StoreError> {
     match workflow.state {
         WorkflowState::Requested => {
             facts.prepare = intent_fact(ctx, &intent_key(ctx, workflow, "prep")).await?;

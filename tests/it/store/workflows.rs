@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use mesolive_api::FlowKind;
 use mesolive_supervisor::store::{
-    IntentState, NewIntent, NewWorkflow, Recorded, Timestamp, WorkflowChange, WorkflowState,
+    IntentState, LatestAttempt, NewIntent, NewWorkflow, Recorded, SignalState, Timestamp,
+    WorkflowChange, WorkflowState,
 };
 use serde_json::json;
 
-use crate::support::store::{TestDb, on_both_backends};
+use crate::support::store::{TestDb, on_both_backends, signal_push};
 
 fn attempt(instance: &str, attempt: i64, deadline: Timestamp) -> NewWorkflow {
     NewWorkflow {
@@ -125,17 +126,12 @@ on_both_backends! {
             [first.id]
         );
 
-        // The next attempt opens beside it; the latest attempt is the new one.
-        let second = store
+        // The next attempt opens beside it.
+        store
             .create_workflow(&attempt("i1", 2, later))
             .await
             .unwrap()
             .expect("second attempt");
-        assert_eq!(
-            store.latest_attempt("exit/7/42", "i1").await.unwrap().map(|w| w.id),
-            Some(second.id)
-        );
-        assert_eq!(store.latest_attempt("exit/7/42", "i2").await.unwrap(), None);
 
         // Dropping the plan clears retry_at and says why, once.
         store.drop_retry(first.id, "signal Off").await.unwrap();
@@ -147,5 +143,50 @@ on_both_backends! {
             Some("prepare job failed; signal Off")
         );
         assert!(store.planned_retries().await.unwrap().is_empty());
+    }
+}
+
+on_both_backends! {
+    async fn the_latest_attempts_are_those_of_the_current_instances_of_signals_on(backend: Backend) {
+        let db = TestDb::new(backend);
+        let store = db.open().await;
+        store.apply_events(&[signal_push("push-1", SignalState::On)]).await.unwrap();
+        let signal = store.signals().await.unwrap().pop().expect("the signal is stored");
+        assert_eq!(store.latest_attempts().await.unwrap(), [], "no workflow yet");
+
+        let now = Timestamp::now();
+        let of_instance = |instance: &str, attempt_no, state| NewWorkflow {
+            kind: FlowKind::Entry,
+            scope: format!("entry:7:{instance}"),
+            signal_key: signal.signal_key.clone(),
+            state,
+            ..attempt(instance, attempt_no, now)
+        };
+        let current = signal.instance.as_str();
+        for (instance, attempt_no, state) in [
+            (current, 1, WorkflowState::Failed),
+            (current, 2, WorkflowState::Requested),
+            // An earlier instance of the same signal went further: not the current one's.
+            ("earlier", 5, WorkflowState::Failed),
+        ] {
+            store
+                .create_workflow(&of_instance(instance, attempt_no, state))
+                .await
+                .unwrap()
+                .expect("opened");
+        }
+        assert_eq!(
+            store.latest_attempts().await.unwrap(),
+            [LatestAttempt {
+                signal_key: signal.signal_key.clone(),
+                signal_instance: signal.instance.clone(),
+                attempt: 2,
+            }]
+        );
+
+        store.apply_events(&[signal_push("push-2", SignalState::Off)]).await.unwrap();
+        let off = store.signals().await.unwrap().pop().expect("still stored");
+        assert_eq!(off.state, SignalState::Off);
+        assert_eq!(store.latest_attempts().await.unwrap(), [], "a signal Off is not listed");
     }
 }
