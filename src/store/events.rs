@@ -13,8 +13,8 @@ use super::orders::{self, OrderUpdate};
 use super::positions::{self, LegUpdate, PositionUpdate};
 use super::signals::{self, SignalUpdate};
 use super::{
-    Store, StoreError, Timestamp, begin_write, execute_for_rows, execute_values, json_text,
-    on_postgres, outbox, postgres,
+    Store, StoreError, Timestamp, WriterGuard, begin_write, execute_for_rows, execute_values,
+    json_text, on_postgres, outbox, postgres,
 };
 use crate::notifications::notice::{self, Notice, Quarantined};
 
@@ -360,12 +360,12 @@ impl EffectRows<'_> {
 /// The body of [`Store::apply_events`]: returns the outcome and, once committed, the
 /// fingerprints of the keys it recorded.
 async fn commit_batch(
-    writer: &mut SqliteConnection,
+    writer: &mut WriterGuard<'_>,
     dedupe: &mut DedupeIndex,
     batch: &[EventRecord],
 ) -> Result<(BatchOutcome, HashSet<Fingerprint>), StoreError> {
     let now = Timestamp::now();
-    let index = dedupe.load(writer).await?;
+    let index = dedupe.load(&mut **writer).await?;
     let mut tx = begin_write(writer).await?;
     let start_cursor = read_cursor(&mut tx).await?;
     let selection = Selection::of(batch, start_cursor, &index);
@@ -415,7 +415,7 @@ impl KeySource for SqliteConnection {
 
 /// Delete at most `limit` dedupe keys processed before `cutoff`, oldest first; returns them.
 async fn delete_older_keys(
-    writer: &mut SqliteConnection,
+    writer: &mut WriterGuard<'_>,
     cutoff: Timestamp,
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {

@@ -11,7 +11,8 @@ use super::events::write_cursor;
 use super::orders::{self, OrderUpdate};
 use super::positions::{self, LegUpdate, PositionUpdate};
 use super::{
-    Store, StoreError, Timestamp, begin_write, execute_for_rows, json_text, on_postgres, postgres,
+    Store, StoreError, Timestamp, WriterGuard, begin_write, execute_for_rows, json_text,
+    on_postgres, postgres,
 };
 
 /// How a hole showed itself.
@@ -184,7 +185,7 @@ pub(super) async fn all(conn: &mut SqliteConnection) -> Result<Vec<HistoryGapRec
 
 /// The body of [`Store::resync_after_history_gap`]: the summary and the dedupe keys forgotten.
 async fn commit_resync(
-    writer: &mut SqliteConnection,
+    writer: &mut WriterGuard<'_>,
     gap: &HistoryGap,
     resync: &Resync,
 ) -> Result<(ResyncSummary, Vec<String>), StoreError> {

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use tokio::sync::watch;
 
-use sqlite::{Flush, Sqlite, begin_write, execute_for_rows, execute_values};
+use sqlite::{Flush, Sqlite, WriterGuard, begin_write, execute_for_rows, execute_values};
 
 pub use error::StoreError;
 pub use events::{BatchOutcome, Effect, EventRecord, QuarantinedEvent, RecordOutcome};

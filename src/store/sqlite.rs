@@ -5,8 +5,9 @@
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde::Serialize;
 use sqlx::sqlite::{
@@ -64,9 +65,9 @@ struct Writer {
     options: SqliteConnectOptions,
     /// The configured level, the one an [`Flush::AtCommit`] transaction runs at.
     synchronous: Synchronous,
-    /// Whether the connection runs at `NORMAL` for [`Flush::WithNext`] transactions now
-    /// (changed only under the `connection` lock).
-    deferring: AtomicBool,
+    /// The level the connection runs at now, one of the `LEVEL_*` values (changed only under
+    /// the `connection` lock).
+    level: AtomicU8,
     /// Which keys `processed_events` holds; locked only after `connection`.
     dedupe: Mutex<DedupeIndex>,
 }
@@ -116,7 +117,7 @@ impl Sqlite {
                 connection: Mutex::new(writer),
                 options: writer_options,
                 synchronous: options.synchronous,
-                deferring: AtomicBool::new(false),
+                level: AtomicU8::new(LEVEL_CONFIGURED),
                 dedupe: Mutex::default(),
             }),
             readers,
@@ -175,7 +176,7 @@ impl Sqlite {
     /// (SQLITE_FULL, an I/O error), sqlx keeps its transaction depth and refuses every later
     /// BEGIN. Such a connection is replaced by a fresh one, so a full disk that is freed again
     /// does not need a restart.
-    pub(super) async fn writer(&self) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
+    pub(super) async fn writer(&self) -> Result<WriterGuard<'_>, StoreError> {
         self.writer_flushing(Flush::AtCommit).await
     }
 
@@ -183,7 +184,7 @@ impl Sqlite {
     pub(super) async fn writer_flushing(
         &self,
         flush: Flush,
-    ) -> Result<MutexGuard<'_, SqliteConnection>, StoreError> {
+    ) -> Result<WriterGuard<'_>, StoreError> {
         let writer = self.writer_parts()?;
         let mut connection = writer.connection.lock().await;
         if connection.is_in_transaction() {
@@ -192,34 +193,27 @@ impl Sqlite {
             if connection.is_in_transaction() {
                 tracing::warn!(path = %self.path.display(), "the writer connection was left inside a failed transaction; opening a fresh one");
                 *connection = SqliteConnection::connect_with(&writer.options).await?;
-                writer.deferring.store(false, Ordering::Relaxed);
+                writer.level.store(LEVEL_CONFIGURED, Ordering::Relaxed);
             }
         }
         // Only `full` flushes at each commit; at a lower level there is nothing to defer.
         let defer = flush == Flush::WithNext && writer.synchronous == Synchronous::Full;
-        if writer.deferring.load(Ordering::Relaxed) != defer {
-            let level = if defer {
-                "PRAGMA synchronous = NORMAL"
+        Ok(WriterGuard {
+            connection,
+            level: &writer.level,
+            wanted: if defer {
+                LEVEL_DEFERRING
             } else {
-                "PRAGMA synchronous = FULL"
-            };
-            sqlx::query(level).execute(&mut *connection).await?;
-            writer.deferring.store(defer, Ordering::Relaxed);
-        }
-        Ok(connection)
+                LEVEL_CONFIGURED
+            },
+        })
     }
 
     /// Lock the writer connection, then the dedupe index: the writes that change
     /// `processed_events` hold both, so the index changes in step with the table.
     pub(super) async fn writer_with_dedupe(
         &self,
-    ) -> Result<
-        (
-            MutexGuard<'_, SqliteConnection>,
-            MutexGuard<'_, DedupeIndex>,
-        ),
-        StoreError,
-    > {
+    ) -> Result<(WriterGuard<'_>, MutexGuard<'_, DedupeIndex>), StoreError> {
         let connection = self.writer().await?;
         let dedupe = self.writer_parts()?.dedupe.lock().await;
         Ok((connection, dedupe))
@@ -232,12 +226,61 @@ impl Sqlite {
     }
 }
 
+/// The writer connection runs at the configured `synchronous` level.
+const LEVEL_CONFIGURED: u8 = 0;
+/// The writer connection runs at `NORMAL` for [`Flush::WithNext`] transactions.
+const LEVEL_DEFERRING: u8 = 1;
+/// Not known: a `BEGIN` carrying a level change failed (the `PRAGMA` may have run).
+const LEVEL_UNKNOWN: u8 = 2;
+
+/// The locked writer connection and the flush level its transactions are to run at.
+pub(super) struct WriterGuard<'a> {
+    connection: MutexGuard<'a, SqliteConnection>,
+    /// The connection's level now (the writer's `level`).
+    level: &'a AtomicU8,
+    /// The level [`begin_write`] sets for this guard's transactions.
+    wanted: u8,
+}
+
+impl Deref for WriterGuard<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.connection
+    }
+}
+
+impl DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.connection
+    }
+}
+
 /// Start a write transaction that takes the write lock up front, so it never fails half-way
-/// with SQLITE_BUSY on lock upgrade. Every write in the SQLite backend starts here.
-pub(super) async fn begin_write(
-    writer: &mut SqliteConnection,
-) -> Result<Transaction<'_, SqliteDb>, sqlx::Error> {
-    writer.begin_with("BEGIN IMMEDIATE").await
+/// with SQLITE_BUSY on lock upgrade, at the flush level the writer was taken for: a change of
+/// level rides in the `BEGIN`'s own round trip to SQLite's thread. Every write in the SQLite
+/// backend starts here.
+pub(super) async fn begin_write<'c>(
+    writer: &'c mut WriterGuard<'_>,
+) -> Result<Transaction<'c, SqliteDb>, sqlx::Error> {
+    let level = writer.level;
+    let wanted = writer.wanted;
+    let statement = match (level.load(Ordering::Relaxed) == wanted, wanted) {
+        (true, _) => "BEGIN IMMEDIATE",
+        (false, LEVEL_DEFERRING) => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+        // Only a `full` writer ever defers: `full` is its configured level.
+        (false, _) => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+    };
+    match writer.connection.begin_with(statement).await {
+        Ok(tx) => {
+            level.store(wanted, Ordering::Relaxed);
+            Ok(tx)
+        }
+        Err(err) => {
+            level.store(LEVEL_UNKNOWN, Ordering::Relaxed);
+            Err(err)
+        }
+    }
 }
 
 /// Take the single-instance lock `<db>.lock`, held until the returned file is dropped.
@@ -309,7 +352,8 @@ async fn check_integrity(writer: &mut SqliteConnection, path: &Path) -> Result<(
 /// Apply the embedded migrations in one `BEGIN IMMEDIATE` transaction: all or nothing, and a
 /// refusal (schema too new) rolls back without having written a byte.
 async fn migrate(writer: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
-    let mut tx = begin_write(writer)
+    let mut tx = writer
+        .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| StoreError::opening(path.to_path_buf(), e))?;
     MIGRATOR
@@ -409,6 +453,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let options = StoreOptions {
             synchronous,
+            // A test that holds the write lock elsewhere waits this long, not the default.
+            busy_timeout: std::time::Duration::from_millis(100),
             ..StoreOptions::default()
         };
         let (db, _) = Sqlite::open(&dir.path().join("state.db"), &options)
@@ -417,15 +463,56 @@ mod tests {
         (dir, db)
     }
 
+    /// The `PRAGMA synchronous` a transaction on a writer taken for `flush` runs at.
+    async fn level_in_transaction(db: &Sqlite, flush: Flush) -> i64 {
+        let mut writer = db.writer_flushing(flush).await.expect("writer");
+        let mut tx = begin_write(&mut writer).await.expect("begins");
+        let level = level(&mut tx).await;
+        tx.commit().await.expect("commits");
+        level
+    }
+
     #[tokio::test]
     async fn a_deferred_transaction_never_leaves_the_writer_below_the_configured_level() {
         let (_dir, db) = opened(Synchronous::Full).await;
-        assert_eq!(level(&mut db.writer().await.expect("writer")).await, 2);
-        let deferred = level(&mut db.writer_flushing(Flush::WithNext).await.expect("w")).await;
+        assert_eq!(level_in_transaction(&db, Flush::AtCommit).await, 2);
+        let deferred = level_in_transaction(&db, Flush::WithNext).await;
         assert_eq!(deferred, 1, "a WithNext commit is not flushed on its own");
-        let twice = level(&mut db.writer_flushing(Flush::WithNext).await.expect("w")).await;
-        assert_eq!(twice, 1);
-        assert_eq!(level(&mut db.writer().await.expect("writer")).await, 2);
+        assert_eq!(level_in_transaction(&db, Flush::WithNext).await, 1);
+        assert_eq!(level_in_transaction(&db, Flush::AtCommit).await, 2);
+        // A writer taken and let go without a transaction changes nothing.
+        drop(db.writer_flushing(Flush::WithNext).await.expect("w"));
+        assert_eq!(level_in_transaction(&db, Flush::AtCommit).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_begin_that_failed_after_changing_the_level_sets_it_again() {
+        let (dir, db) = opened(Synchronous::Full).await;
+        assert_eq!(level_in_transaction(&db, Flush::AtCommit).await, 2);
+        // Another connection holds the write lock: the writer's BEGIN IMMEDIATE times out
+        // after the PRAGMA before it lowered the level.
+        let mut other = SqliteConnection::connect_with(
+            &SqliteConnectOptions::new().filename(dir.path().join("state.db")),
+        )
+        .await
+        .expect("second connection");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect("write lock");
+        {
+            let mut writer = db.writer_flushing(Flush::WithNext).await.expect("writer");
+            assert!(begin_write(&mut writer).await.is_err(), "busy");
+        }
+        sqlx::query("ROLLBACK")
+            .execute(&mut other)
+            .await
+            .expect("lock released");
+        assert_eq!(
+            level_in_transaction(&db, Flush::AtCommit).await,
+            2,
+            "the next flushed transaction is flushed"
+        );
     }
 
     #[tokio::test]
@@ -464,9 +551,8 @@ mod tests {
     #[tokio::test]
     async fn below_full_there_is_nothing_to_defer() {
         let (_dir, db) = opened(Synchronous::Normal).await;
-        assert_eq!(level(&mut db.writer().await.expect("writer")).await, 1);
-        let deferred = level(&mut db.writer_flushing(Flush::WithNext).await.expect("w")).await;
-        assert_eq!(deferred, 1);
-        assert_eq!(level(&mut db.writer().await.expect("writer")).await, 1);
+        assert_eq!(level_in_transaction(&db, Flush::AtCommit).await, 1);
+        assert_eq!(level_in_transaction(&db, Flush::WithNext).await, 1);
+        assert_eq!(level_in_transaction(&db, Flush::AtCommit).await, 1);
     }
 }
