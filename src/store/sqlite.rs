@@ -230,7 +230,8 @@ impl Sqlite {
 const LEVEL_CONFIGURED: u8 = 0;
 /// The writer connection runs at `NORMAL` for [`Flush::WithNext`] transactions.
 const LEVEL_DEFERRING: u8 = 1;
-/// Not known: a `BEGIN` carrying a level change failed (the `PRAGMA` may have run).
+/// Not known: a `BEGIN` carrying a level change has not answered, or failed, or was cancelled
+/// (its `PRAGMA` may have run).
 const LEVEL_UNKNOWN: u8 = 2;
 
 /// The locked writer connection and the flush level its transactions are to run at.
@@ -265,22 +266,21 @@ pub(super) async fn begin_write<'c>(
 ) -> Result<Transaction<'c, SqliteDb>, sqlx::Error> {
     let level = writer.level;
     let wanted = writer.wanted;
-    let statement = match (level.load(Ordering::Relaxed) == wanted, wanted) {
-        (true, _) => "BEGIN IMMEDIATE",
-        (false, LEVEL_DEFERRING) => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
+    let changes = level.load(Ordering::Relaxed) != wanted;
+    let statement = match (changes, wanted) {
+        (false, _) => "BEGIN IMMEDIATE",
+        (true, LEVEL_DEFERRING) => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
         // Only a `full` writer ever defers: `full` is its configured level.
-        (false, _) => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+        (true, _) => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
     };
-    match writer.connection.begin_with(statement).await {
-        Ok(tx) => {
-            level.store(wanted, Ordering::Relaxed);
-            Ok(tx)
-        }
-        Err(err) => {
-            level.store(LEVEL_UNKNOWN, Ordering::Relaxed);
-            Err(err)
-        }
+    if changes {
+        // Unknown until the BEGIN answers: one that fails (busy) or whose caller is cancelled
+        // after the PRAGMA ran leaves the level to be set again by the next transaction.
+        level.store(LEVEL_UNKNOWN, Ordering::Relaxed);
     }
+    let tx = writer.connection.begin_with(statement).await?;
+    level.store(wanted, Ordering::Relaxed);
+    Ok(tx)
 }
 
 /// Take the single-instance lock `<db>.lock`, held until the returned file is dropped.
