@@ -194,6 +194,14 @@ pub(super) use select_positions;
 /// The [`OpenPosition`]s, by id (the same text in both backends).
 pub(super) const OPEN_POSITION_KEYS: &str = "SELECT position_id, strategy_id, account FROM positions WHERE state = 'open' ORDER BY position_id";
 
+/// Keep snapshot `$2` taken at `$3` of position `$1`, if the position is known (the same text
+/// in both backends).
+pub(super) const SET_SNAPSHOT: &str =
+    "INSERT INTO position_snapshots (position_id, snapshot, taken_at)
+     SELECT position_id, $2, $3 FROM positions WHERE position_id = $1
+     ON CONFLICT (position_id) DO UPDATE SET
+         snapshot = excluded.snapshot, taken_at = excluded.taken_at";
+
 /// How many positions are open on account `$1`, of strategy `$2` unless it is NULL.
 pub(super) const OPEN_POSITIONS_ON: &str = "SELECT count(*) FROM positions
      WHERE state = 'open' AND account = $1 AND ($2 IS NULL OR strategy_id = $2)";
@@ -221,18 +229,13 @@ impl Store {
         let db = on_postgres!(self, pg => postgres::positions::set_snapshot(pg, position_id, snapshot, taken_at));
         let mut writer = db.writer().await?;
         let mut tx = begin_write(&mut writer).await?;
-        let updated = sqlx::query(
-            "INSERT INTO position_snapshots (position_id, snapshot, taken_at)
-             SELECT position_id, ?2, ?3 FROM positions WHERE position_id = ?1
-             ON CONFLICT (position_id) DO UPDATE SET
-                 snapshot = excluded.snapshot, taken_at = excluded.taken_at",
-        )
-        .bind(position_id)
-        .bind(snapshot.to_string())
-        .bind(taken_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let updated = sqlx::query(SET_SNAPSHOT)
+            .bind(position_id)
+            .bind(snapshot.to_string())
+            .bind(taken_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         found(updated, "position", position_id)
     }

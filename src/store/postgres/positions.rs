@@ -4,7 +4,8 @@ use sqlx::PgConnection;
 
 use super::{Postgres, execute_for_rows};
 use crate::store::positions::{
-    OPEN_POSITION_KEYS, OPEN_POSITIONS_ON, fold_legs, fold_positions, select_positions,
+    OPEN_POSITION_KEYS, OPEN_POSITIONS_ON, SET_SNAPSHOT, fold_legs, fold_positions,
+    select_positions,
 };
 use crate::store::{
     LegRecord, LegUpdate, OpenPosition, PositionRecord, PositionUpdate, StoreError, Timestamp,
@@ -31,18 +32,13 @@ pub(in crate::store) async fn set_snapshot(
     taken_at: Timestamp,
 ) -> Result<(), StoreError> {
     let mut write = db.begin_write().await?;
-    let updated = sqlx::query(
-        "INSERT INTO position_snapshots (position_id, snapshot, taken_at)
-         SELECT position_id, $2, $3 FROM positions WHERE position_id = $1
-         ON CONFLICT (position_id) DO UPDATE SET
-             snapshot = excluded.snapshot, taken_at = excluded.taken_at",
-    )
-    .bind(position_id)
-    .bind(sqlx::types::Json(snapshot))
-    .bind(taken_at)
-    .execute(&mut *write.tx)
-    .await?
-    .rows_affected();
+    let updated = sqlx::query(SET_SNAPSHOT)
+        .bind(position_id)
+        .bind(sqlx::types::Json(snapshot))
+        .bind(taken_at)
+        .execute(&mut *write.tx)
+        .await?
+        .rows_affected();
     write.tx.commit().await?;
     found(updated, "position", position_id)
 }
